@@ -1,0 +1,1 @@
+"""The thin ASGI layer: routing, (de)serialisation and AWS error shapes. No business logic."""

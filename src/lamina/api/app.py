@@ -1,0 +1,101 @@
+"""Builds the ASGI application: stores, domain services, and every operation family."""
+
+from __future__ import annotations
+
+import secrets
+from pathlib import Path
+from typing import Any
+
+import botocore.session
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import FileResponse, JSONResponse, Response
+from starlette.routing import Route
+
+from lamina.api import aliases, functions
+from lamina.api.auth import SigV4Verifier
+from lamina.api.code_links import CodeLinks
+from lamina.api.context import ApiContext, Handler
+from lamina.api.dispatch import RestJsonService
+from lamina.api.views import Views
+from lamina.arns import Account
+from lamina.aws.s3 import Boto3S3Reader
+from lamina.control.context import Domain
+from lamina.control.functions import FunctionService
+from lamina.errors import ServiceError
+from lamina.settings import Settings
+from lamina.store.protocols import Stores
+from lamina.store.sqlite import open_stores
+
+# One module per operation family; each exposes `operations(ctx) -> {name: handler}`.
+OPERATION_FAMILIES: tuple[Any, ...] = (functions, aliases)
+
+
+def _secret(data_dir: Path) -> bytes:
+    """A per-installation key for signing download links; created once, kept private."""
+    path = data_dir / "link-secret"
+    if not path.exists():
+        path.write_bytes(secrets.token_bytes(32))
+        path.chmod(0o600)
+    return path.read_bytes()
+
+
+def _not_yet(operation: str) -> Handler:
+    def handler(params: dict[str, Any]) -> dict[str, Any]:
+        raise ServiceError(
+            f"{operation} is not available yet in this Lamina build: the execution engine "
+            "has not landed"
+        )
+
+    return handler
+
+
+def build_app(settings: Settings, stores: Stores | None = None) -> Starlette:
+    stores = stores or open_stores(settings.data_dir)
+    account = Account(settings.account_id, settings.region)
+    domain = Domain(
+        stores=stores,
+        account=account,
+        s3=Boto3S3Reader(settings.region),
+        account_concurrency=settings.account_concurrency,
+    )
+    links = CodeLinks(_secret(settings.data_dir), settings.endpoint)
+    ctx = ApiContext(
+        settings=settings,
+        domain=domain,
+        functions=FunctionService(domain),
+        views=Views(account, links),
+    )
+    handlers: dict[str, Handler] = {}
+    for family in OPERATION_FAMILIES:
+        handlers.update(family.operations(ctx))
+    for operation in ("Invoke", "InvokeAsync", "InvokeWithResponseStream"):
+        handlers.setdefault(operation, _not_yet(operation))
+
+    model = botocore.session.get_session().get_service_model("lambda")
+    verifier = (
+        SigV4Verifier(settings.access_key_id, settings.secret_access_key)
+        if settings.access_key_id and settings.secret_access_key
+        else None
+    )
+    lambda_api = RestJsonService(model, handlers, verifier)
+
+    async def download_code(request: Request) -> Response:
+        key = request.path_params["key"]
+        query = request.query_params
+        if not links.is_valid(key, query.get("expires", ""), query.get("signature", "")):
+            return Response("Request has expired or its signature is invalid", status_code=403)
+        if not stores.blobs.exists(key):
+            return Response("No such code archive", status_code=404)
+        return FileResponse(stores.blobs.path(key), media_type="application/zip")
+
+    async def health(request: Request) -> Response:
+        return JSONResponse({"status": "ok"})
+
+    methods = ["GET", "POST", "PUT", "DELETE", "PATCH", "HEAD"]
+    routes = [
+        Route("/_lamina/health", health, methods=["GET"]),
+        Route("/_lamina/code/{key:str}", download_code, methods=["GET"]),
+        Route("/{path:path}", lambda_api.handle, methods=methods),
+    ]
+    return Starlette(routes=routes)

@@ -1,0 +1,88 @@
+"""The ASGI endpoint that turns a signed AWS request into one handler call."""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from collections.abc import Mapping
+from urllib.parse import parse_qs
+
+import anyio.to_thread
+from botocore.model import ServiceModel
+from starlette.requests import Request
+from starlette.responses import Response
+
+from lamina.api.auth import SigV4Verifier
+from lamina.api.context import Handler
+from lamina.api.errors import error_response
+from lamina.api.protocol import parse_request, serialize_response
+from lamina.api.routing import RestJsonRouter
+from lamina.api.validation import validate
+from lamina.constants import HEADER_REQUEST_ID, MAX_REQUEST_BODY_BYTES
+from lamina.errors import LaminaError, RequestEntityTooLarge, ServiceError
+
+log = logging.getLogger("lamina.api")
+
+
+async def read_body(request: Request, limit: int = MAX_REQUEST_BODY_BYTES) -> bytes:
+    declared = request.headers.get("content-length")
+    if declared and declared.isdigit() and int(declared) > limit:
+        raise RequestEntityTooLarge(f"Request must be smaller than {limit} bytes")
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise RequestEntityTooLarge(f"Request must be smaller than {limit} bytes")
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+class RestJsonService:
+    """Serves every operation of one rest-json service model that has a handler."""
+
+    def __init__(
+        self,
+        model: ServiceModel,
+        handlers: Mapping[str, Handler],
+        verifier: SigV4Verifier | None,
+    ) -> None:
+        self.model = model
+        self._handlers = dict(handlers)
+        self._router = RestJsonRouter(model, set(self._handlers))
+        self._verifier = verifier
+
+    async def handle(self, request: Request) -> Response:
+        request_id = str(uuid.uuid4())
+        try:
+            response = await self._handle(request)
+        except LaminaError as error:
+            return error_response(error, request_id, self.model)
+        except Exception:
+            log.exception("request %s failed", request_id)
+            return error_response(
+                ServiceError(f"An internal error occurred. Request id: {request_id}"),
+                request_id,
+                self.model,
+            )
+        response.headers[HEADER_REQUEST_ID] = request_id
+        return response
+
+    async def _handle(self, request: Request) -> Response:
+        scope = request.scope
+        raw_path = scope.get("raw_path", scope["path"].encode()).decode("latin-1")
+        raw_query = scope.get("query_string", b"").decode("latin-1")
+        query = parse_qs(raw_query, keep_blank_values=True)
+        headers = {key.lower(): value for key, value in request.headers.items()}
+        operation, path_params = self._router.match(request.method, raw_path, query)
+        body = await read_body(request)
+        if self._verifier is not None:
+            self._verifier.verify(
+                request.method, headers.get("host", ""), raw_path, raw_query, headers, body
+            )
+        params = parse_request(operation, path_params, query, headers, body)
+        validate(operation.input_shape, params)
+        handler = self._handlers[operation.name]
+        result = await anyio.to_thread.run_sync(handler, params)
+        status, response_headers, payload = serialize_response(operation, result)
+        return Response(payload, status_code=status, headers=response_headers)

@@ -1,0 +1,66 @@
+"""The `lamina` command."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from collections.abc import Sequence
+from dataclasses import replace
+from pathlib import Path
+
+from lamina.settings import Settings
+
+
+def _serve(args: argparse.Namespace, settings: Settings) -> int:
+    import uvicorn  # Lazy: other subcommands should not pay for the server's import.
+
+    from lamina.api.app import build_app
+
+    settings = replace(
+        settings,
+        host=args.host or settings.host,
+        port=args.port if args.port is not None else settings.port,
+        data_dir=Path(args.data_dir) if args.data_dir else settings.data_dir,
+        insecure=args.insecure or settings.insecure,
+    )
+    try:
+        settings.check()
+    except ValueError as error:
+        print(f"lamina: {error}", file=sys.stderr)
+        return 2
+    app = build_app(settings)
+    config = uvicorn.Config(
+        app,
+        host=settings.host,
+        port=settings.port,
+        log_level="warning",
+        access_log=False,
+        server_header=False,
+        date_header=True,
+    )
+    server = uvicorn.Server(config)
+    print(f"Lamina is serving the Lambda API at {settings.endpoint}", flush=True)
+    server.run()
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="lamina", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True)
+    serve = commands.add_parser("serve", help="start the Lambda-compatible API server")
+    serve.add_argument("--host", help="address to listen on (default 127.0.0.1)")
+    serve.add_argument("--port", type=int, help="port to listen on (default 9000)")
+    serve.add_argument("--data-dir", help="where metadata and code live (default ./.lamina)")
+    serve.add_argument(
+        "--insecure",
+        action="store_true",
+        help="allow a non-loopback address without authentication",
+    )
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    settings = Settings.from_env()
+    if args.command == "serve":
+        return _serve(args, settings)
+    parser.error(f"unknown command {args.command}")
+    return 2

@@ -1,0 +1,83 @@
+"""Wire literals: written once here, referenced everywhere else."""
+
+from __future__ import annotations
+
+LATEST = "$LATEST"
+DEFAULT_ACCOUNT_ID = "000000000000"
+DEFAULT_REGION = "us-east-1"
+
+# Standard (non-Managed-Instances) Lambda limits; botocore's model allows wider ranges.
+MEMORY_MIN_MB = 128
+MEMORY_MAX_MB = 10240
+TIMEOUT_MIN_S = 1
+TIMEOUT_MAX_S = 900
+EPHEMERAL_MIN_MB = 512
+EPHEMERAL_MAX_MB = 10240
+ENV_VARS_MAX_BYTES = 4096
+MAX_LAYERS = 5
+ZIPPED_CODE_MAX_BYTES = 50 * 1024 * 1024
+UNZIPPED_CODE_MAX_BYTES = 250 * 1024 * 1024
+CODE_STORAGE_MAX_BYTES = 75 * 1024**3
+POLICY_MAX_BYTES = 20 * 1024
+ACCOUNT_CONCURRENCY_DEFAULT = 1000
+UNRESERVED_CONCURRENCY_MIN = 100
+LIST_PAGE_MAX = 50
+
+# A request body may carry a 50 MB zip in base64 plus the rest of the JSON document.
+MAX_REQUEST_BODY_BYTES = 70 * 1024 * 1024
+
+HEADER_REQUEST_ID = "x-amzn-RequestId"
+HEADER_ERROR_TYPE = "x-amzn-ErrorType"
+
+RESERVED_ENV_VARS = frozenset(
+    {
+        "_HANDLER",
+        "_X_AMZN_TRACE_ID",
+        "AWS_REGION",
+        "AWS_DEFAULT_REGION",
+        "AWS_EXECUTION_ENV",
+        "AWS_LAMBDA_FUNCTION_NAME",
+        "AWS_LAMBDA_FUNCTION_MEMORY_SIZE",
+        "AWS_LAMBDA_FUNCTION_VERSION",
+        "AWS_LAMBDA_INITIALIZATION_TYPE",
+        "AWS_LAMBDA_LOG_GROUP_NAME",
+        "AWS_LAMBDA_LOG_STREAM_NAME",
+        "AWS_ACCESS_KEY",
+        "AWS_ACCESS_KEY_ID",
+        "AWS_SECRET_ACCESS_KEY",
+        "AWS_SESSION_TOKEN",
+        "AWS_LAMBDA_RUNTIME_API",
+        "LAMBDA_TASK_ROOT",
+        "LAMBDA_RUNTIME_DIR",
+    }
+)
+
+# Runtimes Lamina accepts for new functions; the rest of the model's enum is deprecated.
+SUPPORTED_RUNTIMES = (
+    "nodejs18.x",
+    "nodejs20.x",
+    "nodejs22.x",
+    "python3.9",
+    "python3.10",
+    "python3.11",
+    "python3.12",
+    "python3.13",
+    "provided",
+    "provided.al2",
+    "provided.al2023",
+)
+# Runtimes AWS still lists but Lamina cannot run (no interpreter family for them yet).
+ACCEPTED_FOREIGN_RUNTIMES = (
+    "nodejs24.x",
+    "python3.14",
+    "java8.al2",
+    "java11",
+    "java17",
+    "java21",
+    "java25",
+    "dotnet8",
+    "dotnet10",
+    "ruby3.2",
+    "ruby3.3",
+    "ruby3.4",
+)

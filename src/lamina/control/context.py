@@ -1,0 +1,19 @@
+"""What every domain service is built with."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from lamina.arns import Account
+from lamina.control.code import S3Reader
+from lamina.store.protocols import Stores
+
+
+@dataclass(frozen=True)
+class Domain:
+    """The stores, the account and the outside readers, passed to each service."""
+
+    stores: Stores
+    account: Account
+    s3: S3Reader
+    account_concurrency: int

@@ -1,0 +1,85 @@
+"""Settings: one typed object built once from the environment and CLI flags."""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+from lamina.constants import ACCOUNT_CONCURRENCY_DEFAULT, DEFAULT_ACCOUNT_ID, DEFAULT_REGION
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything configurable about one Lamina process."""
+
+    host: str = "127.0.0.1"
+    port: int = 9000
+    data_dir: Path = Path(".lamina")
+    account_id: str = DEFAULT_ACCOUNT_ID
+    region: str = DEFAULT_REGION
+    # When both are set every API request must carry a valid SigV4 signature made with them.
+    access_key_id: str | None = None
+    secret_access_key: str | None = None
+    insecure: bool = False
+    account_concurrency: int = ACCOUNT_CONCURRENCY_DEFAULT
+    # The address clients use to reach this server; `Code.Location` URLs point here.
+    public_url: str | None = None
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] = os.environ) -> Settings:
+        def get(name: str) -> str | None:
+            value = environ.get(f"LAMINA_{name}")
+            return value if value else None
+
+        base = cls()
+        return replace(
+            base,
+            host=get("HOST") or base.host,
+            port=int(get("PORT") or base.port),
+            data_dir=Path(get("DATA_DIR") or base.data_dir),
+            account_id=get("ACCOUNT_ID") or base.account_id,
+            region=get("REGION") or base.region,
+            access_key_id=get("ACCESS_KEY_ID"),
+            secret_access_key=get("SECRET_ACCESS_KEY"),
+            insecure=(get("INSECURE") or "").lower() in {"1", "true", "yes"},
+            account_concurrency=int(get("ACCOUNT_CONCURRENCY") or base.account_concurrency),
+            public_url=get("PUBLIC_URL"),
+        )
+
+    @property
+    def authentication_enabled(self) -> bool:
+        return bool(self.access_key_id and self.secret_access_key)
+
+    @property
+    def endpoint(self) -> str:
+        if self.public_url:
+            return self.public_url.rstrip("/")
+        host = self.host
+        if host in {"0.0.0.0", "::"}:
+            host = "127.0.0.1"
+        elif ":" in host:
+            host = f"[{host}]"
+        return f"http://{host}:{self.port}"
+
+    def check(self) -> None:
+        """Refuse configurations that would expose an unauthenticated API to a network."""
+        if len(self.account_id) != 12 or not self.account_id.isdigit():
+            raise ValueError(f"account id must be 12 digits, got {self.account_id!r}")
+        if not _is_loopback(self.host) and not self.authentication_enabled and not self.insecure:
+            raise ValueError(
+                f"refusing to listen on {self.host}, which is reachable from other machines, "
+                "without authentication: set LAMINA_ACCESS_KEY_ID and "
+                "LAMINA_SECRET_ACCESS_KEY, or pass --insecure to accept the risk"
+            )
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False

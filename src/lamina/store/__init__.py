@@ -1,0 +1,1 @@
+"""Persistence behind narrow protocols; nothing above this package writes SQL."""

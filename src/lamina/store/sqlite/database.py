@@ -1,0 +1,115 @@
+"""SQLite connections, schema and transactions shared by the SQLite stores."""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS functions (
+    name TEXT PRIMARY KEY,
+    doc BLOB NOT NULL
+);
+CREATE TABLE IF NOT EXISTS function_versions (
+    function TEXT NOT NULL,
+    version INTEGER NOT NULL,
+    doc BLOB NOT NULL,
+    PRIMARY KEY (function, version)
+);
+CREATE TABLE IF NOT EXISTS aliases (
+    function TEXT NOT NULL,
+    name TEXT NOT NULL,
+    doc BLOB NOT NULL,
+    PRIMARY KEY (function, name)
+);
+CREATE TABLE IF NOT EXISTS function_children (
+    function TEXT NOT NULL,
+    kind TEXT NOT NULL,
+    key TEXT NOT NULL,
+    doc BLOB NOT NULL,
+    PRIMARY KEY (function, kind, key)
+);
+CREATE TABLE IF NOT EXISTS layers (
+    name TEXT PRIMARY KEY,
+    last_version INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS layer_versions (
+    name TEXT NOT NULL,
+    version INTEGER NOT NULL,
+    doc BLOB NOT NULL,
+    PRIMARY KEY (name, version)
+);
+CREATE TABLE IF NOT EXISTS code_signing_configs (
+    id TEXT PRIMARY KEY,
+    doc BLOB NOT NULL
+);
+"""
+
+
+def dumps(doc: dict[str, Any]) -> bytes:
+    return orjson.dumps(doc)
+
+
+def loads(raw: bytes) -> dict[str, Any]:
+    value = orjson.loads(raw)
+    assert isinstance(value, dict)
+    return value
+
+
+class Database:
+    """One SQLite file; a connection per thread, writers serialised by BEGIN IMMEDIATE."""
+
+    def __init__(self, path: Path) -> None:
+        self._path = path
+        self._local = threading.local()
+        # executescript commits on its own; the statements are idempotent.
+        self.connection().executescript(SCHEMA)
+
+    def connection(self) -> sqlite3.Connection:
+        connection: sqlite3.Connection | None = getattr(self._local, "connection", None)
+        if connection is None:
+            connection = sqlite3.connect(self._path, isolation_level=None, timeout=30.0)
+            connection.execute("PRAGMA journal_mode=WAL")
+            connection.execute("PRAGMA synchronous=NORMAL")
+            connection.execute("PRAGMA foreign_keys=ON")
+            self._local.connection = connection
+            self._local.depth = 0
+        return connection
+
+    @contextmanager
+    def transaction(self) -> Iterator[sqlite3.Connection]:
+        connection = self.connection()
+        if self._local.depth:
+            self._local.depth += 1
+            try:
+                yield connection
+            finally:
+                self._local.depth -= 1
+            return
+        connection.execute("BEGIN IMMEDIATE")
+        self._local.depth = 1
+        try:
+            yield connection
+        except BaseException:
+            connection.execute("ROLLBACK")
+            raise
+        else:
+            connection.execute("COMMIT")
+        finally:
+            self._local.depth = 0
+
+    def query(self, sql: str, *params: Any) -> list[sqlite3.Row]:
+        return self.connection().execute(sql, params).fetchall()
+
+    def query_one(self, sql: str, *params: Any) -> Any:
+        row = self.connection().execute(sql, params).fetchone()
+        return row[0] if row else None
+
+    def execute(self, sql: str, *params: Any) -> None:
+        self.connection().execute(sql, params)
