@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 
 from tests.support.archives import make_zip
+from tests.support.peers import MotoServer
 from tests.support.server import LaminaServer
 
 ROLE = "arn:aws:iam::000000000000:role/lamina-test"
@@ -56,3 +57,10 @@ def create_function(
 @pytest.fixture
 def data_dir(tmp_path: Path) -> Path:
     return tmp_path / "data"
+
+
+@pytest.fixture(scope="session")
+def moto(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MotoServer]:
+    instance = MotoServer(tmp_path_factory.mktemp("moto")).start()
+    yield instance
+    instance.stop()

@@ -5,7 +5,6 @@ from __future__ import annotations
 from typing import Any
 
 from lamina.api.context import ApiContext, Handler
-from lamina.arns import parse_function_ref
 from lamina.control.aliases import AliasService
 
 
@@ -19,10 +18,8 @@ def _weights(params: dict[str, Any]) -> dict[str, float] | None:
 def operations(ctx: ApiContext) -> dict[str, Handler]:
     aliases = AliasService(ctx.domain, ctx.functions)
     views = ctx.views
-    account = ctx.domain.account
 
-    def ref(params: dict[str, Any]) -> Any:
-        return parse_function_ref(params["FunctionName"], account)
+    ref = ctx.function_ref
 
     def create_alias(params: dict[str, Any]) -> dict[str, Any]:
         alias = aliases.create(

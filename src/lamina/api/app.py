@@ -12,7 +12,18 @@ from starlette.requests import Request
 from starlette.responses import FileResponse, JSONResponse, Response
 from starlette.routing import Route
 
-from lamina.api import aliases, functions
+from lamina.api import (
+    aliases,
+    code_signing,
+    concurrency,
+    event_invoke,
+    functions,
+    layers,
+    policies,
+    runtime_settings,
+    tags,
+    urls,
+)
 from lamina.api.auth import SigV4Verifier
 from lamina.api.code_links import CodeLinks
 from lamina.api.context import ApiContext, Handler
@@ -28,7 +39,18 @@ from lamina.store.protocols import Stores
 from lamina.store.sqlite import open_stores
 
 # One module per operation family; each exposes `operations(ctx) -> {name: handler}`.
-OPERATION_FAMILIES: tuple[Any, ...] = (functions, aliases)
+OPERATION_FAMILIES: tuple[Any, ...] = (
+    functions,
+    aliases,
+    layers,
+    code_signing,
+    policies,
+    tags,
+    concurrency,
+    event_invoke,
+    urls,
+    runtime_settings,
+)
 
 
 def _secret(data_dir: Path) -> bytes:

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from lamina.api.views import Views
+from lamina.arns import FunctionRef, parse_function_ref
 from lamina.control.context import Domain
 from lamina.control.functions import FunctionService
 from lamina.settings import Settings
@@ -21,3 +22,7 @@ class ApiContext:
     domain: Domain
     functions: FunctionService
     views: Views
+
+    def function_ref(self, params: dict[str, Any]) -> FunctionRef:
+        """The function named by the `FunctionName` member, in any of its accepted forms."""
+        return parse_function_ref(params["FunctionName"], self.domain.account)

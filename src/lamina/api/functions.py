@@ -5,7 +5,6 @@ from __future__ import annotations
 from typing import Any
 
 from lamina.api.context import ApiContext, Handler
-from lamina.arns import parse_function_ref
 from lamina.constants import (
     CODE_STORAGE_MAX_BYTES,
     UNRESERVED_CONCURRENCY_MIN,
@@ -78,11 +77,9 @@ def code_source(code: dict[str, Any]) -> CodeSource:
 def operations(ctx: ApiContext) -> dict[str, Handler]:
     functions = ctx.functions
     views = ctx.views
-    account = ctx.domain.account
     store = ctx.domain.stores.functions
 
-    def ref(params: dict[str, Any]) -> Any:
-        return parse_function_ref(params["FunctionName"], account)
+    ref = ctx.function_ref
 
     def create_function(params: dict[str, Any]) -> dict[str, Any]:
         name_ref = ref(params)

@@ -67,7 +67,8 @@ def _from_json(shape: Shape, value: Any, where: str) -> Any:
         if not isinstance(value, str):
             raise _type_error(where, "a base64 string")
         try:
-            return base64.b64decode(value, validate=True)
+            # strict_mode refuses stray characters as validate=True does, without its regex pass.
+            return binascii.a2b_base64(value, strict_mode=True)
         except (binascii.Error, ValueError):
             raise InvalidRequestContent(
                 f"Could not parse request body into json: {where} is not valid base64"

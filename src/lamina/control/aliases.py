@@ -9,7 +9,7 @@ from lamina.constants import LATEST
 from lamina.control.context import Domain
 from lamina.control.functions import FunctionService, check_revision
 from lamina.control.model import Alias, new_revision_id
-from lamina.control.paging import decode_marker, encode_marker, page_size
+from lamina.control.paging import decode_marker, page_size, take_page
 from lamina.errors import InvalidParameterValue, ResourceConflict, ResourceNotFound
 
 
@@ -144,7 +144,4 @@ class AliasService:
         after = decode_marker(marker)
         if after is not None:
             aliases = [alias for alias in aliases if alias.name > after]
-        limit = page_size(max_items)
-        more = len(aliases) > limit
-        aliases = aliases[:limit]
-        return aliases, encode_marker(aliases[-1].name) if more else None
+        return take_page(aliases, page_size(max_items), lambda alias: alias.name)

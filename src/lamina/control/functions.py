@@ -23,9 +23,11 @@ from lamina.control.model import (
     aws_timestamp,
     new_revision_id,
 )
-from lamina.control.paging import decode_marker, encode_marker, page_size
+from lamina.control.paging import decode_marker, page_size, take_page
 from lamina.control.rules import check_config
+from lamina.control.tags import check_tags
 from lamina.errors import (
+    CodeSigningConfigNotFound,
     CodeStorageExceeded,
     CodeVerificationFailed,
     InvalidParameterValue,
@@ -132,6 +134,7 @@ class FunctionService:
     ) -> FunctionConfig:
         if code_signing_config_arn:
             self._check_signing(code_signing_config_arn)
+        check_tags(tags or {}, self._account.function_arn(name))
         archive = self._load_code(code)
         layer_arns = settings.pop("layer_arns", None) or ()
         layers = self._resolve_layers(layer_arns)
@@ -256,19 +259,13 @@ class FunctionService:
         position = decode_marker(marker)
         after_name, after_version = (position or [None, None]) if all_versions else (position, None)
         if all_versions:
-            items: list[tuple[str, int, FunctionConfig]] = []
-            for name, version, config in self._all_versions(after_name, after_version):
-                items.append((name, version, config))
-                if len(items) > limit:
-                    break
-            more = len(items) > limit
-            page = items[:limit]
-            next_marker = encode_marker([page[-1][0], page[-1][1]]) if more else None
-            return [config for _, _, config in page], next_marker
-        records = self._functions.page(after_name, limit + 1)
-        more = len(records) > limit
-        records = records[:limit]
-        next_marker = encode_marker(records[-1].name) if more else None
+            items, next_marker = take_page(
+                self._all_versions(after_name, after_version), limit, lambda item: item[:2]
+            )
+            return [config for _, _, config in items], next_marker
+        records, next_marker = take_page(
+            self._functions.page(after_name, limit + 1), limit, lambda record: record.name
+        )
         return [record.latest for record in records], next_marker
 
     def _all_versions(
@@ -312,10 +309,9 @@ class FunctionService:
             configs.append(record.latest)
             after = 0
         configs.extend(self._functions.list_versions(record.name, int(after), limit + 1))
-        more = len(configs) > limit
-        configs = configs[:limit]
-        last = configs[-1].version if configs else LATEST
-        next_marker = encode_marker(0 if last == LATEST else int(last)) if more else None
+        configs, next_marker = take_page(
+            configs, limit, lambda config: 0 if config.version == LATEST else int(config.version)
+        )
         return configs, next_marker
 
     # -------------------------------------------------------------- publishing
@@ -368,7 +364,7 @@ class FunctionService:
             used = stores.functions.total_code_size() + stores.layers.total_code_size()
             if used + archive.size > CODE_STORAGE_MAX_BYTES:
                 raise CodeStorageExceeded("Code storage limit exceeded.")
-        return stores.blobs.put(archive.data)
+        return stores.blobs.put(archive.data, archive.blob_key)
 
     def _resolve_layers(self, arns: Sequence[str]) -> tuple[LayerRef, ...]:
         if len(arns) > MAX_LAYERS:
@@ -417,9 +413,13 @@ class FunctionService:
 
     def _check_signing(self, config_arn: str) -> None:
         config_id = config_arn.rsplit(":", 1)[-1]
-        config = self._domain.stores.code_signing.get(config_id)
+        ours = self._account.code_signing_config_arn(config_id) == config_arn
+        config = self._domain.stores.code_signing.get(config_id) if ours else None
         if config is None:
-            raise ResourceNotFound(f"Code signing configuration not found: {config_arn}")
+            raise CodeSigningConfigNotFound(
+                f"The code signing configuration {config_arn} does not exist. Check that it has "
+                "not been deleted."
+            )
         # Lamina has no signing service, so no archive it receives carries a trusted
         # signature: under Enforce every deployment is untrusted and refused, as on AWS.
         if config.untrusted_artifact_on_deployment == "Enforce":

@@ -195,6 +195,7 @@ class CodeSigningConfig(Document):
     signing_profile_version_arns: tuple[str, ...]
     untrusted_artifact_on_deployment: str = "Warn"
     last_modified: str = field(default_factory=aws_timestamp)
+    tags: dict[str, str] = field(default_factory=dict)
 
     @classmethod
     def from_doc(cls, doc: dict[str, Any]) -> Self:

@@ -21,8 +21,9 @@ class FileBlobStore:
     def exists(self, key: str) -> bool:
         return self.path(key).exists()
 
-    def put(self, data: bytes) -> str:
-        key = hashlib.sha256(data).hexdigest()
+    def put(self, data: bytes, key: str | None = None) -> str:
+        """Store `data`; `key`, when the caller already hashed it, must be its SHA-256 hex."""
+        key = key or hashlib.sha256(data).hexdigest()
         target = self.path(key)
         if target.exists():
             return key

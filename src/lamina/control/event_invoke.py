@@ -1,0 +1,228 @@
+"""Asynchronous-invocation settings: retries, event age and destinations, per qualifier."""
+
+from __future__ import annotations
+
+import re
+import time
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+from lamina.arns import FunctionRef
+from lamina.constants import LATEST
+from lamina.control.context import Domain
+from lamina.control.functions import FunctionService
+from lamina.control.model import Document
+from lamina.control.paging import decode_marker, page_size, take_page
+from lamina.errors import InvalidParameterValue, ResourceNotFound
+
+KIND = "event-invoke"
+DEFAULT_RETRY_ATTEMPTS = 2
+DEFAULT_EVENT_AGE_SECONDS = 21600
+
+_PARTITION = r"arn:aws[a-zA-Z-]*"
+_REGION = r"[a-z]{2}(?:-gov|-iso[a-z]?)?-[a-z]+-\d"
+# Destination kinds and the ARNs that name one. FIFO queues and topics cannot be destinations.
+_DESTINATIONS: dict[str, re.Pattern[str]] = {
+    "sqs": re.compile(rf"^{_PARTITION}:sqs:{_REGION}:\d{{12}}:[A-Za-z0-9_-]{{1,80}}$"),
+    "sns": re.compile(rf"^{_PARTITION}:sns:{_REGION}:\d{{12}}:[A-Za-z0-9_-]{{1,256}}$"),
+    "lambda": re.compile(
+        rf"^{_PARTITION}:lambda:{_REGION}:\d{{12}}:function:[A-Za-z0-9_-]{{1,64}}"
+        r"(?::(?:\$LATEST|[A-Za-z0-9_-]{1,128}))?$"
+    ),
+    "events": re.compile(rf"^{_PARTITION}:events:{_REGION}:\d{{12}}:event-bus/[A-Za-z0-9/._-]+$"),
+    "s3": re.compile(rf"^{_PARTITION}:s3:::[a-z0-9][a-z0-9.-]{{1,61}}[a-z0-9]$"),
+}
+_ON_SUCCESS_KINDS = ("sqs", "sns", "lambda", "events")
+_ON_FAILURE_KINDS = (*_ON_SUCCESS_KINDS, "s3")
+_KIND_NAMES = {
+    "sqs": "a standard SQS queue",
+    "sns": "a standard SNS topic",
+    "lambda": "a Lambda function",
+    "events": "an EventBridge event bus",
+    "s3": "an S3 bucket",
+}
+
+
+def destination_kind(arn: str) -> str | None:
+    """Which kind of destination `arn` names: sqs, sns, lambda, events, s3; None if none."""
+    for kind, pattern in _DESTINATIONS.items():
+        if pattern.match(arn):
+            return kind
+    return None
+
+
+def _check_destination(arn: str | None, condition: str, allowed: tuple[str, ...]) -> None:
+    if arn is None or destination_kind(arn) in allowed:
+        return
+    kinds = [_KIND_NAMES[kind] for kind in allowed]
+    listed = ", ".join(kinds[:-1]) + f" or {kinds[-1]}"
+    raise InvalidParameterValue(
+        f"The destination ARN {arn} is invalid. An {condition} destination must be the ARN "
+        f"of {listed}."
+    )
+
+
+@dataclass(frozen=True)
+class EventInvokeConfig(Document):
+    """How Lambda handles asynchronous events sent to one function qualifier."""
+
+    function_name: str
+    qualifier: str
+    maximum_retry_attempts: int | None = None
+    maximum_event_age_seconds: int | None = None
+    on_success: str | None = None
+    on_failure: str | None = None
+    last_modified: float = field(default_factory=time.time)
+
+    @property
+    def retry_attempts(self) -> int:
+        """Retries after a function error, with AWS's default when unset."""
+        if self.maximum_retry_attempts is None:
+            return DEFAULT_RETRY_ATTEMPTS
+        return self.maximum_retry_attempts
+
+    @property
+    def event_age_seconds(self) -> int:
+        """How long an event may wait before it is discarded, with AWS's default when unset."""
+        if self.maximum_event_age_seconds is None:
+            return DEFAULT_EVENT_AGE_SECONDS
+        return self.maximum_event_age_seconds
+
+
+@dataclass(frozen=True)
+class EventInvokeSettings:
+    """Fields a Put or Update request carries; for Update, None means "keep the stored value"."""
+
+    maximum_retry_attempts: int | None = None
+    maximum_event_age_seconds: int | None = None
+    # Present only when the request named that condition; "" or None clears it.
+    on_success: str | None = None
+    on_failure: str | None = None
+    has_on_success: bool = False
+    has_on_failure: bool = False
+
+    @classmethod
+    def from_request(cls, params: dict[str, Any]) -> EventInvokeSettings:
+        destinations = params.get("DestinationConfig") or {}
+        on_success = destinations.get("OnSuccess")
+        on_failure = destinations.get("OnFailure")
+        return cls(
+            maximum_retry_attempts=params.get("MaximumRetryAttempts"),
+            maximum_event_age_seconds=params.get("MaximumEventAgeInSeconds"),
+            on_success=(on_success or {}).get("Destination") or None,
+            on_failure=(on_failure or {}).get("Destination") or None,
+            has_on_success=on_success is not None,
+            has_on_failure=on_failure is not None,
+        )
+
+    def check(self) -> None:
+        _check_destination(self.on_success, "OnSuccess", _ON_SUCCESS_KINDS)
+        _check_destination(self.on_failure, "OnFailure", _ON_FAILURE_KINDS)
+
+
+class EventInvokeConfigService:
+    """Put/Update/Get/Delete/List of event-invoke configs, and the lookup async invokes use."""
+
+    def __init__(self, domain: Domain, functions: FunctionService) -> None:
+        self._functions = functions
+        self._store = domain.stores.functions
+        self._account = domain.account
+
+    def _target(self, ref: FunctionRef, qualifier: str | None) -> tuple[str, str]:
+        """(function name, child key) after checking the function and qualifier exist."""
+        resolved = self._functions.resolve(ref, qualifier)
+        return resolved.record.name, resolved.qualifier or LATEST
+
+    def _missing(self, name: str, key: str) -> ResourceNotFound:
+        return ResourceNotFound(
+            f"The function {self._account.function_arn(name, key)} doesn't have an "
+            "EventInvokeConfig"
+        )
+
+    def _load(self, name: str, key: str) -> EventInvokeConfig | None:
+        doc = self._store.get_child(name, KIND, key)
+        return EventInvokeConfig.from_doc(doc) if doc is not None else None
+
+    def put(
+        self, ref: FunctionRef, qualifier: str | None, settings: EventInvokeSettings
+    ) -> EventInvokeConfig:
+        """Replace the whole config: anything the request leaves out is cleared."""
+        settings.check()
+        with self._store.transaction():
+            name, key = self._target(ref, qualifier)
+            config = EventInvokeConfig(
+                function_name=name,
+                qualifier=key,
+                maximum_retry_attempts=settings.maximum_retry_attempts,
+                maximum_event_age_seconds=settings.maximum_event_age_seconds,
+                on_success=settings.on_success,
+                on_failure=settings.on_failure,
+            )
+            self._store.put_child(name, KIND, key, config.to_doc())
+            return config
+
+    def update(
+        self, ref: FunctionRef, qualifier: str | None, settings: EventInvokeSettings
+    ) -> EventInvokeConfig:
+        """Merge the given fields into the existing config."""
+        settings.check()
+        with self._store.transaction():
+            name, key = self._target(ref, qualifier)
+            current = self._load(name, key)
+            if current is None:
+                raise self._missing(name, key)
+            config = replace(
+                current,
+                maximum_retry_attempts=_first(
+                    settings.maximum_retry_attempts, current.maximum_retry_attempts
+                ),
+                maximum_event_age_seconds=_first(
+                    settings.maximum_event_age_seconds, current.maximum_event_age_seconds
+                ),
+                on_success=settings.on_success if settings.has_on_success else current.on_success,
+                on_failure=settings.on_failure if settings.has_on_failure else current.on_failure,
+                last_modified=time.time(),
+            )
+            self._store.put_child(name, KIND, key, config.to_doc())
+            return config
+
+    def get(self, ref: FunctionRef, qualifier: str | None) -> EventInvokeConfig:
+        name, key = self._target(ref, qualifier)
+        config = self._load(name, key)
+        if config is None:
+            raise self._missing(name, key)
+        return config
+
+    def delete(self, ref: FunctionRef, qualifier: str | None) -> None:
+        with self._store.transaction():
+            name, key = self._target(ref, qualifier)
+            if self._store.get_child(name, KIND, key) is None:
+                raise self._missing(name, key)
+            self._store.delete_child(name, KIND, key)
+
+    def list_configs(
+        self, ref: FunctionRef, marker: str | None, max_items: int | None
+    ) -> tuple[list[EventInvokeConfig], str | None]:
+        record = self._functions.unqualified(ref, "ListFunctionEventInvokeConfigs")
+        after = decode_marker(marker)
+        configs = [
+            EventInvokeConfig.from_doc(doc)
+            for key, doc in self._store.list_children(record.name, KIND)
+            if after is None or key > str(after)
+        ]
+        return take_page(configs, page_size(max_items), lambda config: config.qualifier)
+
+    def effective(self, function_name: str, qualifier: str | None) -> EventInvokeConfig:
+        """The settings an async event sent to `function_name[:qualifier]` runs under.
+
+        As on AWS, the config is the one stored for the qualifier the caller invoked (an
+        alias's own config, not its version's); with none stored, AWS's defaults apply.
+        """
+        key = qualifier or LATEST
+        return self._load(function_name, key) or EventInvokeConfig(
+            function_name=function_name, qualifier=key
+        )
+
+
+def _first(given: int | None, current: int | None) -> int | None:
+    return given if given is not None else current

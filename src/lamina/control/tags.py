@@ -1,0 +1,84 @@
+"""Tags on functions, addressed by the function's unqualified ARN."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Mapping
+from dataclasses import replace
+
+from lamina.control.context import Domain
+from lamina.control.model import FunctionRecord
+from lamina.errors import InvalidParameterValue, ResourceNotFound
+
+MAX_TAGS = 50
+RESERVED_PREFIX = "aws:"
+
+_FUNCTION_ARN = re.compile(
+    r"arn:aws[a-zA-Z-]*:lambda:(?P<region>[a-z0-9-]+):(?P<account>\d{12}):"
+    r"function:(?P<name>[a-zA-Z0-9_-]+)(?::(?P<qualifier>.+))?"
+)
+
+
+class TagService:
+    """TagResource, UntagResource and ListTags on function ARNs."""
+
+    def __init__(self, domain: Domain) -> None:
+        self._store = domain.stores.functions
+        self._account = domain.account
+
+    def _require(self, arn: str) -> FunctionRecord:
+        match = _FUNCTION_ARN.fullmatch(arn)
+        if match is None:
+            raise InvalidParameterValue(
+                f"Lamina supports tags on functions only, and {arn} is not a function ARN."
+            )
+        if match["qualifier"]:
+            raise InvalidParameterValue(
+                "Tags apply to a function as a whole, not to a version or alias: use the "
+                f"unqualified function ARN instead of {arn}"
+            )
+        record = None
+        if match["account"] == self._account.account_id and match["region"] == self._account.region:
+            record = self._store.get(match["name"])
+        if record is None:
+            raise ResourceNotFound(f"Function not found: {arn}")
+        return record
+
+    def list_tags(self, arn: str) -> dict[str, str]:
+        return dict(self._require(arn).tags)
+
+    def tag(self, arn: str, tags: Mapping[str, str]) -> None:
+        check_reserved(tags)
+        with self._store.transaction():
+            record = self._require(arn)
+            merged = {**record.tags, **tags}
+            check_tags(merged, arn)
+            self._store.put(replace(record, tags=merged))
+
+    def untag(self, arn: str, keys: Iterable[str]) -> None:
+        keys = list(keys)
+        check_reserved(keys)
+        with self._store.transaction():
+            record = self._require(arn)
+            remaining = {key: value for key, value in record.tags.items() if key not in keys}
+            if remaining != record.tags:
+                self._store.put(replace(record, tags=remaining))
+
+
+def check_tags(tags: Mapping[str, str], resource: str) -> None:
+    """The rules a resource's complete tag set must satisfy."""
+    check_reserved(tags)
+    if len(tags) > MAX_TAGS:
+        raise InvalidParameterValue(
+            f"A resource can have at most {MAX_TAGS} tags: {resource} would have "
+            f"{len(tags)}. Remove some with UntagResource first."
+        )
+
+
+def check_reserved(keys: Iterable[str]) -> None:
+    reserved = sorted(key for key in keys if key.lower().startswith(RESERVED_PREFIX))
+    if reserved:
+        raise InvalidParameterValue(
+            f"Tag keys starting with '{RESERVED_PREFIX}' are reserved for AWS use: "
+            f"{', '.join(reserved)}"
+        )

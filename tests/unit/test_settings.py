@@ -1,0 +1,49 @@
+"""Settings are read once from the environment and refuse unsafe combinations."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from lamina.settings import Settings
+
+
+def test_defaults() -> None:
+    settings = Settings.from_env({})
+    assert (settings.host, settings.port) == ("127.0.0.1", 9000)
+    assert (settings.account_id, settings.region) == ("000000000000", "us-east-1")
+    assert settings.data_dir == Path(".lamina")
+    assert not settings.authentication_enabled
+    settings.check()
+
+
+def test_environment_overrides() -> None:
+    settings = Settings.from_env(
+        {
+            "LAMINA_ACCOUNT_ID": "123456789012",
+            "LAMINA_REGION": "eu-west-1",
+            "LAMINA_PORT": "9100",
+            "LAMINA_ACCESS_KEY_ID": "AKID",
+            "LAMINA_SECRET_ACCESS_KEY": "secret",
+        }
+    )
+    assert settings.account_id == "123456789012"
+    assert settings.region == "eu-west-1"
+    assert settings.endpoint == "http://127.0.0.1:9100"
+    assert settings.authentication_enabled
+
+
+def test_public_address_without_authentication_is_refused() -> None:
+    settings = Settings.from_env({"LAMINA_HOST": "0.0.0.0"})
+    with pytest.raises(ValueError, match="without authentication"):
+        settings.check()
+    Settings.from_env({"LAMINA_HOST": "0.0.0.0", "LAMINA_INSECURE": "1"}).check()
+    Settings.from_env(
+        {"LAMINA_HOST": "0.0.0.0", "LAMINA_ACCESS_KEY_ID": "a", "LAMINA_SECRET_ACCESS_KEY": "b"}
+    ).check()
+
+
+def test_bad_account_id_is_refused() -> None:
+    with pytest.raises(ValueError, match="12 digits"):
+        Settings.from_env({"LAMINA_ACCOUNT_ID": "123"}).check()
