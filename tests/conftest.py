@@ -24,8 +24,10 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LaminaServer]:
 
 
 @pytest.fixture(scope="session")
-def lambda_client(server: LaminaServer) -> Any:
-    return server.client("lambda")
+def lambda_client(server: LaminaServer) -> Iterator[Any]:
+    client = server.client("lambda")
+    yield client
+    client.close()
 
 
 @pytest.fixture

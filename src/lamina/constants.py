@@ -81,3 +81,21 @@ ACCEPTED_FOREIGN_RUNTIMES = (
     "ruby3.3",
     "ruby3.4",
 )
+
+# The Lambda Runtime API (https://docs.aws.amazon.com/lambda/latest/dg/runtimes-api.html).
+RUNTIME_API_PREFIX = "/2018-06-01/runtime"
+RUNTIME_HEADER_REQUEST_ID = "Lambda-Runtime-Aws-Request-Id"
+RUNTIME_HEADER_DEADLINE = "Lambda-Runtime-Deadline-Ms"
+RUNTIME_HEADER_FUNCTION_ARN = "Lambda-Runtime-Invoked-Function-Arn"
+RUNTIME_HEADER_TRACE_ID = "Lambda-Runtime-Trace-Id"
+RUNTIME_HEADER_CLIENT_CONTEXT = "Lambda-Runtime-Client-Context"
+RUNTIME_HEADER_COGNITO_IDENTITY = "Lambda-Runtime-Cognito-Identity"
+RUNTIME_HEADER_ERROR_TYPE = "Lambda-Runtime-Function-Error-Type"
+RUNTIME_HEADER_RESPONSE_MODE = "Lambda-Runtime-Function-Response-Mode"
+
+# Payload limits (the Runtime Interface Emulator's constant: 6 MiB plus 100 bytes).
+SYNC_PAYLOAD_MAX_BYTES = 6 * 1024 * 1024 + 100
+ASYNC_PAYLOAD_MAX_BYTES = 1024 * 1024
+STREAM_RESPONSE_MAX_BYTES = 200 * 1024 * 1024
+INIT_TIMEOUT_S = 10.0
+LOG_TAIL_BYTES = 4096

@@ -137,3 +137,15 @@ class InvalidZipFile(ClientError):
 
 class CodeVerificationFailed(ClientError):
     code = "CodeVerificationFailedException"
+
+
+class InvalidRuntime(LaminaError):
+    """The function's runtime cannot start here; reported to the caller as a function error."""
+
+    code = "InvalidRuntimeException"
+    status = 502
+    error_type = "User"
+
+    def __init__(self, message: str, error_type: str = "Runtime.InvalidRuntime") -> None:
+        super().__init__(message)
+        self.runtime_error_type = error_type

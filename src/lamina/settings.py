@@ -9,6 +9,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 from lamina.constants import ACCOUNT_CONCURRENCY_DEFAULT, DEFAULT_ACCOUNT_ID, DEFAULT_REGION
+from lamina.runtimes.registry import overrides_from_env
 
 
 @dataclass(frozen=True)
@@ -27,6 +28,11 @@ class Settings:
     account_concurrency: int = ACCOUNT_CONCURRENCY_DEFAULT
     # The address clients use to reach this server; `Code.Location` URLs point here.
     public_url: str | None = None
+    # Idle warm environments are stopped after this long.
+    idle_timeout_s: float = 600.0
+    # "auto" picks the strongest isolation the host allows; "process" forces the fallback.
+    isolation: str = "auto"
+    runtime_overrides: tuple[tuple[str, str], ...] = ()
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] = os.environ) -> Settings:
@@ -47,6 +53,9 @@ class Settings:
             insecure=(get("INSECURE") or "").lower() in {"1", "true", "yes"},
             account_concurrency=int(get("ACCOUNT_CONCURRENCY") or base.account_concurrency),
             public_url=get("PUBLIC_URL"),
+            idle_timeout_s=float(get("IDLE_TIMEOUT") or base.idle_timeout_s),
+            isolation=get("ISOLATION") or base.isolation,
+            runtime_overrides=tuple(sorted(overrides_from_env(environ).items())),
         )
 
     @property
@@ -66,6 +75,10 @@ class Settings:
 
     def check(self) -> None:
         """Refuse configurations that would expose an unauthenticated API to a network."""
+        if self.isolation not in {"auto", "process", "namespace"}:
+            raise ValueError(
+                f"isolation must be auto, process or namespace, got {self.isolation!r}"
+            )
         if len(self.account_id) != 12 or not self.account_id.isdigit():
             raise ValueError(f"account id must be 12 digits, got {self.account_id!r}")
         if not _is_loopback(self.host) and not self.authentication_enabled and not self.insecure:

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import secrets
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +20,7 @@ from lamina.api import (
     concurrency,
     event_invoke,
     functions,
+    invoke,
     layers,
     policies,
     runtime_settings,
@@ -34,6 +37,13 @@ from lamina.aws.s3 import Boto3S3Reader
 from lamina.control.context import Domain
 from lamina.control.functions import FunctionService
 from lamina.errors import ServiceError
+from lamina.invoke.governor import ConcurrencyGovernor
+from lamina.invoke.pool import EnvironmentPool
+from lamina.invoke.service import InvokeService, Resolver
+from lamina.observability.logs import FileLogSink
+from lamina.runtimes.registry import RuntimeRegistry
+from lamina.sandbox.artifacts import ArtifactCache
+from lamina.sandbox.select import select_backend
 from lamina.settings import Settings
 from lamina.store.protocols import Stores
 from lamina.store.sqlite import open_stores
@@ -91,7 +101,9 @@ def build_app(settings: Settings, stores: Stores | None = None) -> Starlette:
     handlers: dict[str, Handler] = {}
     for family in OPERATION_FAMILIES:
         handlers.update(family.operations(ctx))
-    for operation in ("Invoke", "InvokeAsync", "InvokeWithResponseStream"):
+    engine = build_engine(settings, ctx)
+    handlers.update(invoke.operations(ctx, engine))
+    for operation in ("InvokeAsync", "InvokeWithResponseStream"):
         handlers.setdefault(operation, _not_yet(operation))
 
     model = botocore.session.get_session().get_service_model("lambda")
@@ -120,4 +132,30 @@ def build_app(settings: Settings, stores: Stores | None = None) -> Starlette:
         Route("/_lamina/code/{key:str}", download_code, methods=["GET"]),
         Route("/{path:path}", lambda_api.handle, methods=methods),
     ]
-    return Starlette(routes=routes)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        engine.start()
+        try:
+            yield
+        finally:
+            engine.close()
+
+    return Starlette(routes=routes, lifespan=lifespan)
+
+
+def build_engine(settings: Settings, ctx: ApiContext) -> InvokeService:
+    """The data plane: pool, governor, sandbox backend, runtimes and logs."""
+    stores = ctx.domain.stores
+    data_dir = settings.data_dir
+    return InvokeService(
+        account=ctx.domain.account,
+        resolver=Resolver(ctx.functions, stores.functions),
+        governor=ConcurrencyGovernor(settings.account_concurrency),
+        pool=EnvironmentPool(settings.idle_timeout_s),
+        backend=select_backend(settings.isolation),
+        artifacts=ArtifactCache(data_dir / "artifacts", stores.blobs),
+        runtimes=RuntimeRegistry(dict(settings.runtime_overrides)),
+        log_sink=FileLogSink(data_dir / "logs"),
+        scratch_root=data_dir / "environments",
+    )

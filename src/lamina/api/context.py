@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -13,7 +13,11 @@ from lamina.control.functions import FunctionService
 from lamina.settings import Settings
 
 # A handler takes the parsed input members and returns the output members (or None).
-Handler = Callable[[dict[str, Any]], dict[str, Any] | None]
+# Async handlers (the invoke path) run on the event loop; the rest in a worker thread.
+Handler = (
+    Callable[[dict[str, Any]], dict[str, Any] | None]
+    | Callable[[dict[str, Any]], Awaitable[dict[str, Any] | None]]
+)
 
 
 @dataclass(frozen=True)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 import logging
 import uuid
 from collections.abc import Mapping
@@ -83,6 +84,10 @@ class RestJsonService:
         params = parse_request(operation, path_params, query, headers, body)
         validate(operation.input_shape, params)
         handler = self._handlers[operation.name]
-        result = await anyio.to_thread.run_sync(handler, params)
+        if inspect.iscoroutinefunction(handler):
+            result = await handler(params)
+        else:
+            # Control-plane handlers do blocking storage work: keep it off the event loop.
+            result = await anyio.to_thread.run_sync(handler, params)
         status, response_headers, payload = serialize_response(operation, result)
         return Response(payload, status_code=status, headers=response_headers)

@@ -68,6 +68,8 @@ class Database:
     def __init__(self, path: Path) -> None:
         self._path = path
         self._local = threading.local()
+        # Bumped on every write, so in-process caches know when to re-read.
+        self.changes = 0
         # executescript commits on its own; the statements are idempotent.
         self.connection().executescript(SCHEMA)
 
@@ -113,3 +115,4 @@ class Database:
 
     def execute(self, sql: str, *params: Any) -> None:
         self.connection().execute(sql, params)
+        self.changes += 1

@@ -17,6 +17,9 @@ class SqliteFunctionStore:
     def transaction(self) -> AbstractContextManager[Any]:
         return self._db.transaction()
 
+    def change_stamp(self) -> int:
+        return self._db.changes
+
     def get(self, name: str) -> FunctionRecord | None:
         raw = self._db.query_one("SELECT doc FROM functions WHERE name = ?", name)
         return FunctionRecord.from_doc(loads(raw)) if raw else None

@@ -1,0 +1,1 @@
+"""The data plane: resolve, admit, place and run invocations."""

@@ -1,0 +1,1 @@
+"""Bootstraps that run inside an execution environment, and the map from runtime ids to them."""

@@ -1,0 +1,380 @@
+"""Lamina's Python runtime: a fast, stdlib-only client of the Lambda Runtime API.
+
+It runs inside an execution environment on any CPython from 3.9 to 3.13, so it imports only
+the standard library and avoids syntax newer than 3.9. It behaves as AWS's Python runtime does:
+handler resolution, the context object, error payloads and the log line format.
+"""
+
+import decimal
+import http.client
+import importlib
+import json
+import logging
+import os
+import sys
+import time
+import traceback
+
+RUNTIME_PATH = "/2018-06-01/runtime"
+HEADER_REQUEST_ID = "Lambda-Runtime-Aws-Request-Id"
+HEADER_DEADLINE = "Lambda-Runtime-Deadline-Ms"
+HEADER_FUNCTION_ARN = "Lambda-Runtime-Invoked-Function-Arn"
+HEADER_TRACE_ID = "Lambda-Runtime-Trace-Id"
+HEADER_CLIENT_CONTEXT = "Lambda-Runtime-Client-Context"
+HEADER_COGNITO_IDENTITY = "Lambda-Runtime-Cognito-Identity"
+HEADER_TENANT_ID = "Lambda-Runtime-Aws-Tenant-Id"
+HEADER_ERROR_TYPE = "Lambda-Runtime-Function-Error-Type"
+
+BUILTIN_MODULES = frozenset(sys.builtin_module_names)
+
+
+class FaultError(Exception):
+    """An error of the runtime itself, reported with an explicit Lambda error type."""
+
+    def __init__(self, error_type, message):
+        super().__init__(message)
+        self.error_type = error_type
+        self.message = message
+
+
+class RuntimeClient:
+    """Talks to the Runtime API over one keep-alive HTTP connection."""
+
+    def __init__(self, address):
+        host, _, port = address.rpartition(":")
+        self._connection = http.client.HTTPConnection(host, int(port))
+
+    def _request(self, method, path, body=None, headers=None):
+        for attempt in (1, 2):
+            try:
+                self._connection.request(method, path, body=body, headers=headers or {})
+                response = self._connection.getresponse()
+                return response, response.read()
+            except (ConnectionError, http.client.HTTPException):
+                self._connection.close()
+                if attempt == 2:
+                    raise
+        raise AssertionError("unreachable")
+
+    def next(self):
+        response, body = self._request("GET", RUNTIME_PATH + "/invocation/next")
+        if response.status != 200:
+            sys.exit(1)
+        return response.headers, body
+
+    def respond(self, request_id, body):
+        headers = {"Content-Type": "application/json"}
+        self._request(
+            "POST", "%s/invocation/%s/response" % (RUNTIME_PATH, request_id), body, headers
+        )
+
+    def fail(self, path, error):
+        headers = {HEADER_ERROR_TYPE: error["errorType"], "Content-Type": "application/json"}
+        self._request("POST", RUNTIME_PATH + path, to_json(error), headers)
+
+
+class CognitoIdentity:
+    __slots__ = ("cognito_identity_id", "cognito_identity_pool_id")
+
+    def __init__(self, identity_id=None, pool_id=None):
+        self.cognito_identity_id = identity_id
+        self.cognito_identity_pool_id = pool_id
+
+
+class Client:
+    __slots__ = (
+        "app_package_name",
+        "app_title",
+        "app_version_code",
+        "app_version_name",
+        "installation_id",
+    )
+
+    def __init__(self, values):
+        self.installation_id = values.get("installation_id")
+        self.app_title = values.get("app_title")
+        self.app_version_name = values.get("app_version_name")
+        self.app_version_code = values.get("app_version_code")
+        self.app_package_name = values.get("app_package_name")
+
+
+class ClientContext:
+    __slots__ = ("client", "custom", "env")
+
+    def __init__(self, values):
+        client = values.get("client")
+        self.client = Client(client) if client else None
+        self.custom = values.get("custom")
+        self.env = values.get("env")
+
+
+class LambdaContext:
+    """The context object AWS passes as the handler's second argument."""
+
+    def __init__(self, request_id, deadline_ms, function_arn, client_context, identity, tenant):
+        self.aws_request_id = request_id
+        self.invoked_function_arn = function_arn
+        self.function_name = os.environ.get("AWS_LAMBDA_FUNCTION_NAME")
+        self.function_version = os.environ.get("AWS_LAMBDA_FUNCTION_VERSION")
+        self.memory_limit_in_mb = os.environ.get("AWS_LAMBDA_FUNCTION_MEMORY_SIZE")
+        self.log_group_name = os.environ.get("AWS_LAMBDA_LOG_GROUP_NAME")
+        self.log_stream_name = os.environ.get("AWS_LAMBDA_LOG_STREAM_NAME")
+        self.client_context = ClientContext(client_context) if client_context else None
+        self.identity = CognitoIdentity(
+            (identity or {}).get("cognitoIdentityId"), (identity or {}).get("cognitoIdentityPoolId")
+        )
+        self.tenant_id = tenant
+        self._deadline_ms = deadline_ms
+
+    def get_remaining_time_in_millis(self):
+        return max(int(self._deadline_ms - time.time() * 1000), 0)
+
+    def log(self, message):
+        sys.stdout.write(str(message))
+        sys.stdout.flush()
+
+    def __repr__(self):
+        return (
+            "LambdaContext([aws_request_id=%s,log_group_name=%s,log_stream_name=%s,"
+            "function_name=%s,memory_limit_in_mb=%s,function_version=%s,invoked_function_arn=%s,"
+            "client_context=%s,identity=%s,tenant_id=%s])"
+            % (
+                self.aws_request_id,
+                self.log_group_name,
+                self.log_stream_name,
+                self.function_name,
+                self.memory_limit_in_mb,
+                self.function_version,
+                self.invoked_function_arn,
+                self.client_context,
+                self.identity,
+                self.tenant_id,
+            )
+        )
+
+
+def _default(value):
+    if isinstance(value, decimal.Decimal):
+        return int(value) if value == value.to_integral_value() else float(value)
+    raise TypeError("Object of type %s is not JSON serializable" % type(value).__name__)
+
+
+def to_json(value):
+    return json.dumps(value, default=_default, separators=(",", ":")).encode()
+
+
+def error_payload(error, error_type=None):
+    # The user sees their own frames only, as with AWS's runtime.
+    frames = [
+        frame for frame in traceback.extract_tb(error.__traceback__) if frame.filename != __file__
+    ]
+    return {
+        "errorMessage": str(error),
+        "errorType": error_type or type(error).__name__,
+        "requestId": "",
+        "stackTrace": traceback.format_list(frames),
+    }
+
+
+def load_handler(spec):
+    """Resolve `path/module.function` as AWS does, or raise a FaultError saying what is wrong."""
+    try:
+        module_path, function_name = spec.rsplit(".", 1)
+    except ValueError:
+        raise FaultError(
+            "Runtime.MalformedHandlerName",
+            "Bad handler '%s': not enough values to unpack (expected 2, got 1)" % spec,
+        ) from None
+    module_name = module_path.replace("/", ".")
+    if module_name.split(".")[0] in BUILTIN_MODULES:
+        raise FaultError(
+            "Runtime.BuiltInModuleConflict",
+            "Cannot use built-in module %s as a handler module" % module_name,
+        )
+    try:
+        module = importlib.import_module(module_name)
+    except SyntaxError as error:
+        raise FaultError(
+            "Runtime.UserCodeSyntaxError",
+            "Syntax error in module '%s': %s" % (module_name, error),
+        ) from None
+    except ImportError as error:
+        raise FaultError(
+            "Runtime.ImportModuleError",
+            "Unable to import module '%s': %s" % (module_name, error),
+        ) from None
+    handler = getattr(module, function_name, None)
+    if handler is None:
+        raise FaultError(
+            "Runtime.HandlerNotFound",
+            "Handler '%s' missing on module '%s'" % (function_name, module_name),
+        )
+    return handler
+
+
+class RequestIdFilter(logging.Filter):
+    request_id = ""
+
+    def filter(self, record):
+        record.aws_request_id = RequestIdFilter.request_id
+        return True
+
+
+class LambdaFormatter(logging.Formatter):
+    converter = time.gmtime
+    default_msec_format = None
+
+    def __init__(self):
+        super().__init__(
+            "[%(levelname)s]\t%(asctime)s.%(msecs)03dZ\t%(aws_request_id)s\t%(message)s\n",
+            "%Y-%m-%dT%H:%M:%S",
+        )
+
+
+class JsonFormatter(logging.Formatter):
+    def format(self, record):
+        entry = {
+            "timestamp": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created))
+            + ".%03dZ" % record.msecs,
+            "level": record.levelname,
+            "message": record.getMessage(),
+            "logger": record.name,
+            "requestId": getattr(record, "aws_request_id", ""),
+        }
+        if record.exc_info:
+            entry["errorType"] = record.exc_info[0].__name__ if record.exc_info[0] else None
+            entry["stackTrace"] = traceback.format_exception(*record.exc_info)
+        return json.dumps(entry, default=str)
+
+
+def configure_logging():
+    handler = logging.StreamHandler(sys.stdout)
+    if os.environ.get("AWS_LAMBDA_LOG_FORMAT") == "JSON":
+        handler.setFormatter(JsonFormatter())
+    else:
+        handler.setFormatter(LambdaFormatter())
+        handler.terminator = ""
+    handler.addFilter(RequestIdFilter())
+    root = logging.getLogger()
+    root.addHandler(handler)
+    level = os.environ.get("AWS_LAMBDA_LOG_LEVEL")
+    root.setLevel(getattr(logging, level.upper(), logging.WARNING) if level else logging.WARNING)
+
+
+def log_error(payload):
+    lines = ["[ERROR] %s: %s" % (payload["errorType"], payload["errorMessage"])]
+    if payload.get("stackTrace"):
+        lines.append("Traceback (most recent call last):")
+        lines.extend(frame.rstrip("\n") for frame in payload["stackTrace"])
+    message = "\n".join(lines)
+    if os.environ.get("AWS_LAMBDA_LOG_FORMAT") == "JSON":
+        message = json.dumps(
+            {
+                "timestamp": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+                "level": "ERROR",
+                "message": payload["errorMessage"],
+                "errorType": payload["errorType"],
+                "stackTrace": payload.get("stackTrace", []),
+                "requestId": RequestIdFilter.request_id,
+            }
+        )
+    sys.stdout.write(message.replace("\n", "\r") + "\n")
+    sys.stdout.flush()
+
+
+def prepare_path(task_root):
+    for entry in (task_root, "/opt/python"):
+        if entry and entry not in sys.path:
+            sys.path.insert(0 if entry == task_root else 1, entry)
+    opt = os.environ.get("LAMINA_OPT_DIR")
+    if opt:
+        version = "python%d.%d" % sys.version_info[:2]
+        for entry in (
+            os.path.join(opt, "python"),
+            os.path.join(opt, "python", "lib", version, "site-packages"),
+        ):
+            if os.path.isdir(entry) and entry not in sys.path:
+                sys.path.insert(1, entry)
+
+
+def serve(client, handler):
+    while True:
+        headers, body = client.next()
+        request_id = headers.get(HEADER_REQUEST_ID, "")
+        RequestIdFilter.request_id = request_id
+        trace_id = headers.get(HEADER_TRACE_ID)
+        if trace_id:
+            os.environ["_X_AMZN_TRACE_ID"] = trace_id
+        else:
+            os.environ.pop("_X_AMZN_TRACE_ID", None)
+        try:
+            client_context = json.loads(headers.get(HEADER_CLIENT_CONTEXT) or "null")
+            identity = json.loads(headers.get(HEADER_COGNITO_IDENTITY) or "null")
+            event = json.loads(body) if body else None
+        except ValueError as error:
+            payload = error_payload(error, "Runtime.UnmarshalError")
+            payload["errorMessage"] = "Unable to unmarshal input: %s" % error
+            payload["stackTrace"] = []
+            log_error(payload)
+            client.fail("/invocation/%s/error" % request_id, payload)
+            continue
+        context = LambdaContext(
+            request_id,
+            int(headers.get(HEADER_DEADLINE) or 0),
+            headers.get(HEADER_FUNCTION_ARN),
+            client_context,
+            identity,
+            headers.get(HEADER_TENANT_ID),
+        )
+        try:
+            result = handler(event, context)
+        except Exception as error:
+            payload = error_payload(error)
+            payload["requestId"] = request_id
+            log_error(payload)
+            client.fail("/invocation/%s/error" % request_id, payload)
+            continue
+        try:
+            response = to_json(result)
+        except (TypeError, ValueError) as error:
+            payload = {
+                "errorMessage": "Unable to marshal response: %s" % error,
+                "errorType": "Runtime.MarshalError",
+                "requestId": request_id,
+                "stackTrace": [],
+            }
+            log_error(payload)
+            client.fail("/invocation/%s/error" % request_id, payload)
+            continue
+        client.respond(request_id, response)
+
+
+def main():
+    # Unbuffered output keeps log lines in order with the platform's START/END lines.
+    sys.stdout = os.fdopen(sys.stdout.fileno(), "w", buffering=1, closefd=False)
+    client = RuntimeClient(os.environ["AWS_LAMBDA_RUNTIME_API"])
+    task_root = os.environ.get("LAMBDA_TASK_ROOT", os.getcwd())
+    prepare_path(task_root)
+    configure_logging()
+    try:
+        handler = load_handler(os.environ.get("_HANDLER", ""))
+    except FaultError as fault:
+        payload = {
+            "errorMessage": fault.message,
+            "errorType": fault.error_type,
+            "requestId": "",
+            "stackTrace": [],
+        }
+        log_error(payload)
+        client.fail("/init/error", payload)
+        sys.exit(1)
+    except Exception as error:
+        payload = error_payload(error)
+        log_error(payload)
+        client.fail("/init/error", payload)
+        sys.exit(1)
+    serve(client, handler)
+
+
+if __name__ == "__main__":
+    main()

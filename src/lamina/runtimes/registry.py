@@ -1,0 +1,151 @@
+"""Runtime identifiers mapped to the interpreters and bootstraps that run them on this host."""
+
+from __future__ import annotations
+
+import glob
+import os
+import shutil
+import subprocess
+import threading
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+from lamina.errors import InvalidRuntime
+
+_HERE = Path(__file__).resolve().parent
+PYTHON_BOOTSTRAP = _HERE / "python" / "bootstrap.py"
+NODE_BOOTSTRAP = _HERE / "node" / "bootstrap.mjs"
+PROVIDED = ("provided", "provided.al2", "provided.al2023")
+
+
+@dataclass(frozen=True)
+class RuntimeCommand:
+    """How to start one runtime: the argv, and what `INIT_START` reports."""
+
+    argv: tuple[str, ...]
+    interpreter: str
+    execution_env: str | None
+
+
+_REPORT_SELF = {
+    "python": "import sys; print(sys.version.split()[0], sys.executable)",
+    "node": "console.log(process.version.slice(1), process.execPath)",
+}
+
+
+def _probe(candidate: str, family: str, expected: str) -> str | None:
+    """Run the candidate once and return the real executable behind it.
+
+    A pyenv shim or a broken link must not pass for the real thing, and a shim found on PATH
+    is replaced by the interpreter it runs, which keeps a shell script off every cold start.
+    """
+    flag = "-c" if family == "python" else "-e"
+    try:
+        result = subprocess.run(
+            [candidate, flag, _REPORT_SELF[family]],
+            capture_output=True,
+            text=True,
+            timeout=10,
+            check=False,
+        )
+    except OSError:
+        return None
+    version, _, executable = result.stdout.strip().partition(" ")
+    if result.returncode != 0 or not version.startswith(expected) or not executable:
+        return None
+    return executable
+
+
+class RuntimeRegistry:
+    """Finds interpreters on the host (overridable per runtime) and caches what it found."""
+
+    def __init__(self, overrides: Mapping[str, str] | None = None) -> None:
+        self._overrides = dict(overrides or {})
+        self._found: dict[str, str | None] = {}
+        self._lock = threading.Lock()
+
+    def interpreter(self, runtime: str) -> str | None:
+        with self._lock:
+            if runtime not in self._found:
+                self._found[runtime] = self._locate(runtime)
+            return self._found[runtime]
+
+    def _locate(self, runtime: str) -> str | None:
+        override = self._overrides.get(runtime)
+        if override:
+            return override
+        if runtime.startswith("python"):
+            version = runtime.removeprefix("python")
+            candidates = [shutil.which(f"python{version}") or ""]
+            candidates += sorted(
+                glob.glob(os.path.expanduser(f"~/.pyenv/versions/{version}*/bin/python{version}"))
+            )
+            candidates += [f"/usr/bin/python{version}", f"/usr/local/bin/python{version}"]
+            family, expected = "python", f"{version}."
+        elif runtime.startswith("nodejs"):
+            major = runtime.removeprefix("nodejs").removesuffix(".x")
+            candidates = [shutil.which(f"node{major}") or "", shutil.which("node") or ""]
+            candidates += sorted(
+                glob.glob(os.path.expanduser(f"~/.nvm/versions/node/v{major}.*/bin/node"))
+            )
+            family, expected = "node", f"{major}."
+        else:
+            return None
+        for candidate in dict.fromkeys(filter(None, candidates)):
+            found = _probe(candidate, family, expected)
+            if found:
+                return found
+        return None
+
+    def command(self, runtime: str | None, task_root: Path, opt_dir: Path | None) -> RuntimeCommand:
+        if runtime is None:
+            raise InvalidRuntime("The function has no runtime configured.")
+        if runtime in PROVIDED:
+            for root in (task_root, opt_dir):
+                if root is not None and (root / "bootstrap").is_file():
+                    bootstrap = str(root / "bootstrap")
+                    return RuntimeCommand((bootstrap,), bootstrap, None)
+            raise InvalidRuntime(
+                "Couldn't find valid bootstrap(s): [/var/task/bootstrap /opt/bootstrap]",
+                error_type="Runtime.InvalidEntrypoint",
+            )
+        interpreter = self.interpreter(runtime)
+        if interpreter is None:
+            raise InvalidRuntime(_missing_message(runtime), error_type="Runtime.InvalidRuntime")
+        if runtime.startswith("python"):
+            return RuntimeCommand(
+                (interpreter, "-u", str(PYTHON_BOOTSTRAP)), interpreter, f"AWS_Lambda_{runtime}"
+            )
+        if runtime.startswith("nodejs"):
+            return RuntimeCommand(
+                (interpreter, str(NODE_BOOTSTRAP)), interpreter, f"AWS_Lambda_{runtime}"
+            )
+        raise InvalidRuntime(_missing_message(runtime), error_type="Runtime.InvalidRuntime")
+
+
+def _missing_message(runtime: str) -> str:
+    setting = "LAMINA_RUNTIME_" + runtime.upper().replace(".", "_")
+    if runtime.startswith("python"):
+        version = runtime.removeprefix("python")
+        what = f"Python {version} (a `python{version}` executable on PATH or under pyenv)"
+    elif runtime.startswith("nodejs"):
+        major = runtime.removeprefix("nodejs").removesuffix(".x")
+        what = f"Node.js {major} (`node` reporting v{major}.x on PATH)"
+    else:
+        what = f"an interpreter for {runtime}, which Lamina does not run yet"
+    return (
+        f"Runtime {runtime} is not available on this host: install {what}, or point "
+        f"{setting} at an interpreter."
+    )
+
+
+def overrides_from_env(environ: Mapping[str, str]) -> dict[str, str]:
+    """`LAMINA_RUNTIME_PYTHON3_12=/opt/py/bin/python3` → {"python3.12": "/opt/py/bin/python3"}."""
+    result = {}
+    for key, value in environ.items():
+        if key.startswith("LAMINA_RUNTIME_") and value:
+            name = key.removeprefix("LAMINA_RUNTIME_").lower()
+            # python3_12 -> python3.12, nodejs20_x -> nodejs20.x, provided_al2 -> provided.al2
+            result[name.replace("_", ".")] = value
+    return result

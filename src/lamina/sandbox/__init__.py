@@ -1,0 +1,1 @@
+"""Execution environments: lifecycle, isolation backends, pools."""

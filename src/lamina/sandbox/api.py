@@ -1,0 +1,67 @@
+"""The sandbox seam: what every isolation backend provides.
+
+A backend starts one runtime process tree for an environment, isolated as far as the host
+allows; everything above it (the Runtime API, logs, pools) is the same for every backend.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Protocol
+
+
+@dataclass(frozen=True)
+class SandboxSpec:
+    """Everything a backend needs to start one environment's runtime."""
+
+    command: tuple[str, ...]
+    environment: dict[str, str]
+    task_root: Path
+    opt_dir: Path | None
+    memory_mb: int
+    ephemeral_mb: int
+    # Where the environment's private /tmp lives on the host (the backend creates it).
+    scratch_root: Path
+    cpu_weight_mb: int = field(default=0)
+
+
+class Sandbox(Protocol):
+    """A started, isolated runtime process tree."""
+
+    pid: int
+    # Read end of the pipe carrying the runtime's stdout and stderr (non-blocking).
+    output_fd: int
+    tmp_dir: Path
+
+    async def wait(self) -> int:
+        """Wait for the runtime process to exit; returns its exit status."""
+        ...
+
+    def kill(self) -> None:
+        """Stop every process of the environment at once (SIGKILL)."""
+        ...
+
+    def max_memory_bytes(self) -> int | None:
+        """Peak memory of the environment so far, measured, or None if unknown."""
+        ...
+
+    def oom_killed(self) -> bool:
+        """Whether the kernel killed the environment for exceeding its memory."""
+        ...
+
+    def cleanup(self) -> None:
+        """Release host resources (private /tmp, cgroup) after the processes are gone."""
+        ...
+
+
+class SandboxBackend(Protocol):
+    """Starts sandboxes; one per isolation technique."""
+
+    name: str
+
+    async def start(self, spec: SandboxSpec) -> Sandbox: ...
+
+    def describe(self) -> list[tuple[str, bool, str]]:
+        """(feature, active, why) lines for `lamina doctor` and the start-up banner."""
+        ...

@@ -1,0 +1,315 @@
+"""One execution environment: a sandboxed runtime, its Runtime API, and its log stream.
+
+An environment serves one invocation at a time. After a timeout, a crash or an out-of-memory
+kill it is dead and is never used again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import contextlib
+import enum
+import math
+import os
+import time
+import uuid
+from collections import deque
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+
+from lamina.constants import INIT_TIMEOUT_S, LOG_TAIL_BYTES, SYNC_PAYLOAD_MAX_BYTES
+from lamina.observability.logs import LogSink, end_line, report_line, start_line
+from lamina.sandbox.api import Sandbox, SandboxBackend, SandboxSpec
+from lamina.sandbox.runtime_api import Invocation, Outcome, RuntimeChannel, serve_runtime_api
+
+# A single log line longer than this is split; it keeps one line from holding unbounded memory.
+_MAX_LINE_BYTES = 256 * 1024
+_READ_CHUNK = 64 * 1024
+
+
+class State(enum.Enum):
+    NEW = "new"
+    IDLE = "idle"
+    BUSY = "busy"
+    DEAD = "dead"
+
+
+@dataclass(frozen=True)
+class InvokeOutcome:
+    """What an invocation produced, as the Invoke API reports it."""
+
+    payload: bytes
+    function_error: bool
+    log_tail: bytes
+    duration_ms: float
+    billed_ms: int
+    init_ms: float | None
+    max_memory_mb: int
+    status: str | None = None
+    error_type: str | None = None
+
+    @property
+    def log_result(self) -> str:
+        return base64.b64encode(self.log_tail).decode()
+
+
+def _error_payload(error_type: str, message: str) -> bytes:
+    return orjson.dumps({"errorType": error_type, "errorMessage": message})
+
+
+class ExecutionEnvironment:
+    """Starts a sandbox, initialises the runtime, then runs invocations one at a time."""
+
+    def __init__(
+        self,
+        backend: SandboxBackend,
+        spec: SandboxSpec,
+        memory_mb: int,
+        version: str,
+        log_sink: LogSink,
+        log_group: str,
+        log_stream: str,
+        environment_id: str | None = None,
+    ) -> None:
+        self.id = environment_id or uuid.uuid4().hex
+        self.state = State.NEW
+        self.memory_mb = memory_mb
+        self.version = version
+        self.invocations = 0
+        self.last_used = time.monotonic()
+        self._backend = backend
+        self._spec = spec
+        self._sink = log_sink
+        self._group = log_group
+        self._stream = log_stream
+        self._sandbox: Sandbox | None = None
+        self._server: asyncio.AbstractServer | None = None
+        self._channel: RuntimeChannel | None = None
+        self._exited: asyncio.Task[int] | None = None
+        self._partial = bytearray()
+        self._tail: deque[bytes] = deque()
+        self._tail_size = 0
+        self._init_ms: float | None = None
+        self._init_reported = False
+        self.init_error: bytes | None = None
+
+    # ------------------------------------------------------------------ lifecycle
+
+    async def start(self) -> None:
+        """Start the runtime and wait (at most 10 s) until it asks for its first event."""
+        loop = asyncio.get_running_loop()
+        self._channel = RuntimeChannel()
+        self._server = await serve_runtime_api(self._channel)
+        port = self._server.sockets[0].getsockname()[1]
+        spec_env = {**self._spec.environment, "AWS_LAMBDA_RUNTIME_API": f"127.0.0.1:{port}"}
+        spec = SandboxSpec(**{**self._spec.__dict__, "environment": spec_env})
+        started = time.perf_counter()
+        self._sandbox = await self._backend.start(spec)
+        loop.add_reader(self._sandbox.output_fd, self._drain_output)
+        self._exited = asyncio.ensure_future(self._sandbox.wait())
+        init = asyncio.ensure_future(asyncio.shield(self._channel.initialized))
+        waiters: set[asyncio.Future[Any]] = {init, self._exited}
+        done, _ = await asyncio.wait(
+            waiters, timeout=INIT_TIMEOUT_S, return_when=asyncio.FIRST_COMPLETED
+        )
+        self._init_ms = (time.perf_counter() - started) * 1000
+        if init in done and init.result() is None:
+            self.state = State.IDLE
+            return
+        init.cancel()
+        self._drain_output()
+        if init in done:
+            outcome = init.result()
+            assert outcome is not None
+            self.init_error = outcome.body or _error_payload(outcome.error_type or "Unknown", "")
+        elif self._exited in done:
+            self.init_error = _error_payload(
+                "Runtime.ExitError",
+                f"Runtime exited with error: {self._exit_description(self._exited.result())}",
+            )
+        else:
+            self.init_error = _error_payload(
+                "Sandbox.Timedout", f"Init phase timed out after {INIT_TIMEOUT_S:.2f} seconds"
+            )
+        self.destroy()
+
+    def destroy(self) -> None:
+        """Kill every process of the environment and release what it held."""
+        if self.state is State.DEAD:
+            return
+        self.state = State.DEAD
+        if self._sandbox is not None:
+            self._sandbox.kill()
+            self._drain_output()
+            with contextlib.suppress(RuntimeError):
+                asyncio.get_running_loop().remove_reader(self._sandbox.output_fd)
+            self._sandbox.cleanup()
+        if self._server is not None:
+            self._server.close()
+
+    def log_init_start(self, runtime: str, interpreter: str) -> None:
+        family, _, version = runtime.partition("python")
+        label = f"python:{version}" if not family else runtime.replace("nodejs", "nodejs:")
+        self._log(
+            f"INIT_START Runtime Version: {label}.lamina\tRuntime Version ARN: "
+            f"arn:aws:lambda:::runtime:lamina-{runtime}\tInterpreter: {interpreter}"
+        )
+
+    @property
+    def init_ms(self) -> float | None:
+        return self._init_ms
+
+    def tail(self) -> bytes:
+        return self._tail_bytes()
+
+    @property
+    def alive(self) -> bool:
+        return self.state in {State.IDLE, State.BUSY}
+
+    # ------------------------------------------------------------------- invoking
+
+    async def invoke(self, invocation: Invocation, timeout_s: float) -> InvokeOutcome:
+        assert self.state is State.IDLE and self._channel and self._exited and self._sandbox
+        self.state = State.BUSY
+        self.invocations += 1
+        init_ms = None if self._init_reported else self._init_ms
+        self._init_reported = True
+        self._reset_tail()
+        self._log(start_line(invocation.request_id, self.version))
+        started = time.perf_counter()
+        self._channel.deliver(invocation)
+        waiters: set[asyncio.Future[Any]] = {invocation.outcome, self._exited}
+        done, _ = await asyncio.wait(
+            waiters, timeout=timeout_s, return_when=asyncio.FIRST_COMPLETED
+        )
+        duration_ms = (time.perf_counter() - started) * 1000
+        # Everything the function printed before answering is in the pipe by now.
+        self._drain_output()
+        status = error_type = None
+        if invocation.outcome in done:
+            outcome = invocation.outcome.result()
+            payload, failed = self._payload_of(outcome)
+            if outcome.oversize is not None:
+                error_type = "Function.ResponseSizeTooLarge"
+        elif self._exited in done:
+            failed, status = True, "error"
+            oom = self._sandbox.oom_killed()
+            error_type = "Runtime.OutOfMemory" if oom else "Runtime.ExitError"
+            description = self._exit_description(self._exited.result())
+            payload = _error_payload(
+                "Runtime.ExitError",
+                f"RequestId: {invocation.request_id} Error: Runtime exited with error: "
+                f"{description}",
+            )
+        else:
+            failed, status = True, "timeout"
+            payload = _error_payload(
+                "Sandbox.Timedout",
+                f"RequestId: {invocation.request_id} Error: Task timed out after "
+                f"{timeout_s:.2f} seconds",
+            )
+        max_memory = self._sandbox.max_memory_bytes() or 0
+        if status is not None:
+            self.destroy()
+        else:
+            self.state = State.IDLE
+        self.last_used = time.monotonic()
+        billed = math.ceil(duration_ms + (init_ms or 0))
+        self._log(end_line(invocation.request_id))
+        self._log(
+            report_line(
+                invocation.request_id,
+                duration_ms,
+                billed,
+                self.memory_mb,
+                max(1, math.ceil(max_memory / (1024 * 1024))),
+                init_ms,
+                status,
+                error_type if status else None,
+            )
+        )
+        return InvokeOutcome(
+            payload=payload,
+            function_error=failed,
+            log_tail=self._tail_bytes(),
+            duration_ms=duration_ms,
+            billed_ms=billed,
+            init_ms=init_ms,
+            max_memory_mb=max(1, math.ceil(max_memory / (1024 * 1024))),
+            status=status,
+            error_type=error_type,
+        )
+
+    @staticmethod
+    def _payload_of(outcome: Outcome) -> tuple[bytes, bool]:
+        if outcome.oversize is not None:
+            return (
+                _error_payload(
+                    "Function.ResponseSizeTooLarge",
+                    f"Response payload size ({outcome.oversize} bytes) exceeded maximum allowed "
+                    f"payload size ({SYNC_PAYLOAD_MAX_BYTES} bytes).",
+                ),
+                True,
+            )
+        if outcome.error_type is not None:
+            return outcome.body or _error_payload(outcome.error_type, ""), True
+        return outcome.body, False
+
+    def _exit_description(self, status: int) -> str:
+        if status < 0:
+            return "signal: killed" if status == -9 else f"signal: {-status}"
+        return f"exit status {status}"
+
+    # ---------------------------------------------------------------------- logs
+
+    def _drain_output(self) -> None:
+        """Read whatever the runtime has written so far, without blocking."""
+        if self._sandbox is None:
+            return
+        while True:
+            try:
+                chunk = os.read(self._sandbox.output_fd, _READ_CHUNK)
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError:
+                return
+            if not chunk:
+                with contextlib.suppress(RuntimeError, ValueError):
+                    asyncio.get_running_loop().remove_reader(self._sandbox.output_fd)
+                return
+            self._take_output(chunk)
+
+    def _take_output(self, chunk: bytes) -> None:
+        self._partial += chunk
+        lines: list[bytes] = [bytes(line) for line in self._partial.split(b"\n")]
+        self._partial = bytearray(lines.pop())
+        if len(self._partial) > _MAX_LINE_BYTES:
+            lines.append(bytes(self._partial))
+            self._partial.clear()
+        now = int(time.time() * 1000)
+        entries = []
+        for line in lines:
+            self._append_tail(line + b"\n")
+            entries.append((now, line.decode("utf-8", "replace")))
+        if entries:
+            self._sink.write_many(self._group, self._stream, entries)
+
+    def _log(self, message: str) -> None:
+        self._append_tail(message.encode() + b"\n")
+        self._sink.write_many(self._group, self._stream, [(int(time.time() * 1000), message)])
+
+    def _reset_tail(self) -> None:
+        self._tail.clear()
+        self._tail_size = 0
+
+    def _append_tail(self, data: bytes) -> None:
+        self._tail.append(data[-LOG_TAIL_BYTES:])
+        self._tail_size += len(self._tail[-1])
+        while self._tail_size - len(self._tail[0]) >= LOG_TAIL_BYTES:
+            self._tail_size -= len(self._tail.popleft())
+
+    def _tail_bytes(self) -> bytes:
+        return b"".join(self._tail)[-LOG_TAIL_BYTES:]

@@ -1,0 +1,114 @@
+"""The portable backend: a plain process group limited by rlimits.
+
+Used where namespaces and cgroups are unavailable (macOS, locked-down containers). It cannot
+hide the host's files from the function; Lamina says so at start-up and in `lamina doctor`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import resource
+import shutil
+import signal
+import sys
+from pathlib import Path
+
+from lamina.sandbox.api import SandboxSpec
+
+# Lambda's limits: 1,024 file descriptors and 1,024 processes/threads.
+MAX_FILES = 1024
+MAX_PROCESSES = 1024
+
+
+def _read_peak_kib(pid: int) -> int | None:
+    try:
+        with open(f"/proc/{pid}/status", encoding="ascii") as status:
+            for line in status:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1])
+    except (OSError, ValueError):
+        return None
+    return None
+
+
+class ProcessSandbox:
+    def __init__(self, process: asyncio.subprocess.Process, output_fd: int, tmp_dir: Path) -> None:
+        self._process = process
+        self.pid = process.pid
+        self.output_fd = output_fd
+        self.tmp_dir = tmp_dir
+        self._peak_kib = 0
+        self._killed_for_memory = False
+
+    async def wait(self) -> int:
+        return await self._process.wait()
+
+    def kill(self) -> None:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.pid, signal.SIGKILL)
+
+    def max_memory_bytes(self) -> int | None:
+        peak = _read_peak_kib(self.pid)
+        if peak is not None:
+            self._peak_kib = max(self._peak_kib, peak)
+        return self._peak_kib * 1024 if self._peak_kib else None
+
+    def oom_killed(self) -> bool:
+        # RLIMIT_AS makes allocations fail (MemoryError) rather than the kernel killing.
+        return self._killed_for_memory
+
+    def cleanup(self) -> None:
+        shutil.rmtree(self.tmp_dir, ignore_errors=True)
+        with contextlib.suppress(OSError):
+            os.close(self.output_fd)
+
+
+class ProcessBackend:
+    """Process group + rlimits; no filesystem isolation."""
+
+    name = "process"
+
+    async def start(self, spec: SandboxSpec) -> ProcessSandbox:
+        tmp_dir = spec.scratch_root / "tmp"
+        tmp_dir.mkdir(parents=True, mode=0o700, exist_ok=True)
+        environment = {**spec.environment, "TMPDIR": str(tmp_dir), "LAMINA_TMP_DIR": str(tmp_dir)}
+        memory_bytes = spec.memory_mb * 1024 * 1024
+
+        def limit() -> None:
+            os.setsid()
+            # Address space is a coarse stand-in for a memory cgroup; leave room for mappings.
+            address_space = max(memory_bytes * 4, 512 * 1024 * 1024)
+            resource.setrlimit(resource.RLIMIT_AS, (address_space, address_space))
+            resource.setrlimit(resource.RLIMIT_NOFILE, (MAX_FILES, MAX_FILES))
+            ephemeral = spec.ephemeral_mb * 1024 * 1024
+            resource.setrlimit(resource.RLIMIT_FSIZE, (ephemeral, ephemeral))
+            if os.getuid() != 0:
+                resource.setrlimit(resource.RLIMIT_NPROC, (MAX_PROCESSES, MAX_PROCESSES))
+
+        read_fd, write_fd = os.pipe()
+        os.set_blocking(read_fd, False)
+        try:
+            process = await asyncio.create_subprocess_exec(
+                *spec.command,
+                cwd=spec.task_root,
+                env=environment,
+                stdin=asyncio.subprocess.DEVNULL,
+                stdout=write_fd,
+                stderr=write_fd,
+                preexec_fn=limit,
+            )
+        except BaseException:
+            os.close(read_fd)
+            raise
+        finally:
+            os.close(write_fd)
+        return ProcessSandbox(process, read_fd, tmp_dir)
+
+    def describe(self) -> list[tuple[str, bool, str]]:
+        return [
+            ("process group + rlimits (memory, files, file size)", True, "portable fallback"),
+            ("filesystem isolation", False, "the process backend cannot hide host files"),
+            ("memory cgroup", False, f"not used by the process backend on {sys.platform}"),
+        ]

@@ -1,0 +1,263 @@
+"""One environment's Runtime API endpoint: AWS's contract over a lean asyncio HTTP server.
+
+It sits on the invoke hot path, so it parses HTTP with httptools directly rather than going
+through an ASGI stack, and hands payload bytes through without decoding them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import cast
+
+import httptools
+import orjson
+
+from lamina.constants import (
+    RUNTIME_API_PREFIX,
+    RUNTIME_HEADER_CLIENT_CONTEXT,
+    RUNTIME_HEADER_COGNITO_IDENTITY,
+    RUNTIME_HEADER_DEADLINE,
+    RUNTIME_HEADER_ERROR_TYPE,
+    RUNTIME_HEADER_FUNCTION_ARN,
+    RUNTIME_HEADER_REQUEST_ID,
+    RUNTIME_HEADER_RESPONSE_MODE,
+    RUNTIME_HEADER_TRACE_ID,
+    STREAM_RESPONSE_MAX_BYTES,
+    SYNC_PAYLOAD_MAX_BYTES,
+)
+
+_NEXT = f"{RUNTIME_API_PREFIX}/invocation/next".encode()
+_INVOCATION = f"{RUNTIME_API_PREFIX}/invocation/".encode()
+_INIT_ERROR = f"{RUNTIME_API_PREFIX}/init/error".encode()
+_ACCEPTED = b'{"status":"OK"}'
+_REASONS = {202: b"Accepted", 400: b"Bad Request", 404: b"Not Found", 413: b"Payload Too Large"}
+
+
+@dataclass
+class Invocation:
+    """One event handed to the runtime, and what it answered."""
+
+    request_id: str
+    payload: bytes
+    deadline_ms: int
+    function_arn: str
+    trace_id: str | None = None
+    client_context: str | None = None
+    cognito_identity: str | None = None
+    outcome: asyncio.Future[Outcome] = field(
+        default_factory=lambda: asyncio.get_running_loop().create_future()
+    )
+    # Streaming responses are delivered chunk by chunk when a consumer is attached.
+    stream: asyncio.Queue[bytes | None] | None = None
+
+    def event_headers(self) -> bytes:
+        lines = [
+            b"HTTP/1.1 200 OK",
+            b"Content-Type: application/json",
+            f"Content-Length: {len(self.payload)}".encode(),
+            f"{RUNTIME_HEADER_REQUEST_ID}: {self.request_id}".encode(),
+            f"{RUNTIME_HEADER_DEADLINE}: {self.deadline_ms}".encode(),
+            f"{RUNTIME_HEADER_FUNCTION_ARN}: {self.function_arn}".encode(),
+        ]
+        if self.trace_id:
+            lines.append(f"{RUNTIME_HEADER_TRACE_ID}: {self.trace_id}".encode())
+        if self.client_context:
+            lines.append(f"{RUNTIME_HEADER_CLIENT_CONTEXT}: {self.client_context}".encode())
+        if self.cognito_identity:
+            lines.append(f"{RUNTIME_HEADER_COGNITO_IDENTITY}: {self.cognito_identity}".encode())
+        return b"\r\n".join(lines) + b"\r\n\r\n"
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What the runtime reported for an invocation."""
+
+    body: bytes
+    error_type: str | None = None
+    # Set when the runtime tried to return more than the synchronous limit.
+    oversize: int | None = None
+
+    @property
+    def failed(self) -> bool:
+        return self.error_type is not None or self.oversize is not None
+
+
+class RuntimeChannel:
+    """The state one environment's Runtime API shares between HTTP requests and the platform."""
+
+    def __init__(self) -> None:
+        loop = asyncio.get_running_loop()
+        self.initialized: asyncio.Future[Outcome | None] = loop.create_future()
+        self._waiting: Callable[[Invocation], None] | None = None
+        self._queued: Invocation | None = None
+        self.current: Invocation | None = None
+
+    # -- platform side ---------------------------------------------------------------
+
+    def deliver(self, invocation: Invocation) -> None:
+        """Hand `invocation` to the runtime: now if it is waiting on /next, else when it asks."""
+        self.current = invocation
+        if self._waiting is not None:
+            waiting, self._waiting = self._waiting, None
+            waiting(invocation)
+        else:
+            self._queued = invocation
+
+    # -- runtime side ----------------------------------------------------------------
+
+    def want_next(self, send: Callable[[Invocation], None]) -> None:
+        if not self.initialized.done():
+            self.initialized.set_result(None)
+        if self._queued is not None:
+            invocation, self._queued = self._queued, None
+            send(invocation)
+        else:
+            self._waiting = send
+
+    def init_failed(self, outcome: Outcome) -> None:
+        if not self.initialized.done():
+            self.initialized.set_result(outcome)
+
+    def finish(self, request_id: str, outcome: Outcome) -> bool:
+        current = self.current
+        if current is None or current.request_id != request_id or current.outcome.done():
+            return False
+        current.outcome.set_result(outcome)
+        return True
+
+
+class RuntimeApiProtocol(asyncio.Protocol):
+    """One runtime connection (the runtime keeps it alive across invocations)."""
+
+    def __init__(self, channel: RuntimeChannel) -> None:
+        self._channel = channel
+        self._parser = httptools.HttpRequestParser(self)
+        self._transport: asyncio.Transport | None = None
+        self._url = b""
+        self._headers: dict[bytes, bytes] = {}
+        self._body: list[bytes] = []
+        self._size = 0
+        self._streaming: Invocation | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        # uvloop's transports implement the interface without subclassing asyncio.Transport.
+        self._transport = cast(asyncio.Transport, transport)
+
+    def data_received(self, data: bytes) -> None:
+        try:
+            self._parser.feed_data(data)
+        except httptools.HttpParserUpgrade:
+            self._reply(400, b'{"errorMessage":"Upgrade not supported","errorType":"BadRequest"}')
+        except httptools.HttpParserError:
+            self._reply(400, b'{"errorMessage":"Malformed request","errorType":"BadRequest"}')
+            if self._transport is not None:
+                self._transport.close()
+
+    # httptools callbacks
+    def on_message_begin(self) -> None:
+        self._url = b""
+        self._headers = {}
+        self._body = []
+        self._size = 0
+        self._streaming = None
+
+    def on_url(self, url: bytes) -> None:
+        self._url += url
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        self._headers[name.lower()] = value
+
+    def on_headers_complete(self) -> None:
+        mode = self._headers.get(RUNTIME_HEADER_RESPONSE_MODE.lower().encode())
+        if mode == b"streaming" and self._url.endswith(b"/response"):
+            request_id = self._url[len(_INVOCATION) : -len(b"/response")].decode()
+            current = self._channel.current
+            if current is not None and current.request_id == request_id and current.stream:
+                self._streaming = current
+
+    def on_body(self, body: bytes) -> None:
+        self._size += len(body)
+        if self._streaming is not None and self._streaming.stream is not None:
+            if self._size <= STREAM_RESPONSE_MAX_BYTES:
+                self._streaming.stream.put_nowait(body)
+            return
+        if self._size <= SYNC_PAYLOAD_MAX_BYTES:
+            self._body.append(body)
+
+    def on_message_complete(self) -> None:
+        method = self._parser.get_method()
+        url = self._url.split(b"?", 1)[0]
+        if method == b"GET" and url == _NEXT:
+            self._channel.want_next(self._send_event)
+        elif method == b"POST" and url.startswith(_INVOCATION):
+            self._invocation_result(url[len(_INVOCATION) :])
+        elif method == b"POST" and url == _INIT_ERROR:
+            self._channel.init_failed(self._error_outcome())
+            self._reply(202, _ACCEPTED)
+        else:
+            self._reply(404, b'{"errorMessage":"Not found","errorType":"NotFound"}')
+
+    # request handling
+    def _invocation_result(self, rest: bytes) -> None:
+        request_id, _, action = rest.decode("latin-1").partition("/")
+        if action == "response":
+            if self._streaming is not None:
+                assert self._streaming.stream is not None
+                self._streaming.stream.put_nowait(None)
+                outcome = Outcome(b"")
+            elif self._size > SYNC_PAYLOAD_MAX_BYTES:
+                outcome = Outcome(b"", oversize=self._size)
+            else:
+                outcome = Outcome(b"".join(self._body))
+        elif action == "error":
+            outcome = self._error_outcome()
+        else:
+            self._reply(404, b'{"errorMessage":"Not found","errorType":"NotFound"}')
+            return
+        if not self._channel.finish(request_id, outcome):
+            self._reply(
+                400,
+                b'{"errorMessage":"Invalid request ID","errorType":"InvalidRequestID"}',
+            )
+        elif outcome.oversize is not None:
+            self._reply(
+                413,
+                orjson.dumps(
+                    {
+                        "errorMessage": "Exceeded maximum allowed payload size "
+                        f"({SYNC_PAYLOAD_MAX_BYTES} bytes).",
+                        "errorType": "RequestEntityTooLarge",
+                    }
+                ),
+            )
+        else:
+            self._reply(202, _ACCEPTED)
+
+    def _error_outcome(self) -> Outcome:
+        error_type = self._headers.get(RUNTIME_HEADER_ERROR_TYPE.lower().encode(), b"")
+        return Outcome(b"".join(self._body), error_type=error_type.decode("latin-1") or "Unknown")
+
+    def _send_event(self, invocation: Invocation) -> None:
+        if self._transport is not None and not self._transport.is_closing():
+            self._transport.write(invocation.event_headers() + invocation.payload)
+
+    def _reply(self, status: int, body: bytes) -> None:
+        if self._transport is None or self._transport.is_closing():
+            return
+        reason = {
+            202: b"Accepted",
+            400: b"Bad Request",
+            404: b"Not Found",
+            413: b"Payload Too Large",
+        }
+        self._transport.write(
+            b"HTTP/1.1 %d %s\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n%s"
+            % (status, reason.get(status, b"OK"), len(body), body)
+        )
+
+
+async def serve_runtime_api(channel: RuntimeChannel, host: str = "127.0.0.1") -> asyncio.Server:
+    loop = asyncio.get_running_loop()
+    return await loop.create_server(lambda: RuntimeApiProtocol(channel), host, 0)
