@@ -78,9 +78,9 @@ class ProcessBackend:
 
         def limit() -> None:
             os.setsid()
-            # Address space is a coarse stand-in for a memory cgroup; leave room for mappings.
-            address_space = max(memory_bytes * 4, 512 * 1024 * 1024)
-            resource.setrlimit(resource.RLIMIT_AS, (address_space, address_space))
+            # RLIMIT_DATA caps what the runtime can allocate; RLIMIT_AS would also count the
+            # large address-space reservations V8 and Go make up front and stop them starting.
+            resource.setrlimit(resource.RLIMIT_DATA, (memory_bytes, memory_bytes))
             resource.setrlimit(resource.RLIMIT_NOFILE, (MAX_FILES, MAX_FILES))
             ephemeral = spec.ephemeral_mb * 1024 * 1024
             resource.setrlimit(resource.RLIMIT_FSIZE, (ephemeral, ephemeral))

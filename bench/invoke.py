@@ -1,0 +1,140 @@
+"""Invoke benchmarks: warm latency, platform overhead, throughput, cold starts, idle RSS.
+
+Run with `.venv/bin/python -m bench.invoke` (or `make bench`). Prints figures; asserts nothing.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import zipfile
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from bench.harness import KeepAlive, fresh_server, percentile, report, time_calls  # noqa: E402
+
+ROLE = "arn:aws:iam::000000000000:role/bench"
+PYTHON_NOOP = "import os\n\ndef handler(event, context):\n    return os.getpid()\n"
+NODE_NOOP = "exports.handler = async () => process.pid;\n"
+RUNTIMES = {
+    "python": ("python3.12", "app.handler", {"app.py": PYTHON_NOOP}),
+    "node": ("nodejs20.x", "app.handler", {"app.js": NODE_NOOP}),
+}
+
+
+def package(files: dict[str, str]) -> bytes:
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as archive:
+        for name, content in files.items():
+            archive.writestr(name, content)
+    return buffer.getvalue()
+
+
+def rss_mib(pid: int) -> float | None:
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        return None
+    return None
+
+
+def throughput(port: int, name: str, concurrency: int, total: int) -> dict[str, Any]:
+    with tempfile.NamedTemporaryFile() as body:
+        body.write(b"{}")
+        body.flush()
+        output = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "bench.loadgen",
+                str(port),
+                f"/2015-03-31/functions/{name}/invocations",
+                str(concurrency),
+                str(total),
+                body.name,
+            ],
+            capture_output=True,
+            text=True,
+            check=True,
+            cwd=Path(__file__).resolve().parent.parent,
+        ).stdout
+    result: dict[str, Any] = json.loads(output)
+    return result
+
+
+def bench_runtime(label: str, client: Any, port: int) -> None:
+    runtime, handler, files = RUNTIMES[label]
+    name = f"noop-{label}"
+    client.create_function(
+        FunctionName=name,
+        Runtime=runtime,
+        Role=ROLE,
+        Handler=handler,
+        Code={"ZipFile": package(files)},
+    )
+    http = KeepAlive(port)
+    path = f"/2015-03-31/functions/{name}/invocations"
+    status, body = http.request("POST", path, b"{}")
+    if status != 200 or b"errorType" in body:
+        print(f"{label}: not available here ({body[:200]!r})")
+        return
+    warm = time_calls(lambda: http.request("POST", path, b"{}"), 2000, warmup=100)
+    report(f"{label} no-op warm latency (keep-alive HTTP)", warm)
+    print(
+        f"{label:<6} platform overhead (latency - handler time, handler ~0 ms): "
+        f"p50 {percentile(warm, 0.5):.3f} ms"
+    )
+    pid = int(http.request("POST", path, b"{}")[1])
+    idle_rss = rss_mib(pid)
+    print(f"{label:<6} idle environment RSS: {idle_rss:.1f} MiB" if idle_rss else "RSS unknown")
+    http.close()
+    for concurrency in (1, 8, 32):
+        result = throughput(port, name, concurrency, 4000 if concurrency > 1 else 2000)
+        rate = result["requests"] / result["seconds"]
+        latencies = result["latencies_ms"]
+        print(
+            f"{label:<6} concurrency {concurrency:>2}: {rate:8.0f} invocations/s   "
+            f"p50 {percentile(latencies, 0.5):6.2f} ms   p99 {percentile(latencies, 0.99):6.2f} ms"
+            + (f"   errors {result['error_count']}: {result['errors']}" if result["errors"] else "")
+        )
+    cold: list[float] = []
+    for index in range(30):
+        cold_name = f"cold-{label}-{index}"
+        client.create_function(
+            FunctionName=cold_name,
+            Runtime=runtime,
+            Role=ROLE,
+            Handler=handler,
+            Code={"ZipFile": package(files)},
+        )
+        http = KeepAlive(port)
+        cold += time_calls(
+            lambda n=cold_name: http.request(  # type: ignore[misc]
+                "POST", f"/2015-03-31/functions/{n}/invocations", b"{}"
+            ),
+            1,
+            warmup=0,
+        )
+        http.close()
+    report(f"{label} cold start (new environment)", cold)
+
+
+def main() -> None:
+    isolation = os.environ.get("LAMINA_ISOLATION", "auto")
+    with fresh_server() as server:
+        print(f"Lamina invoke benchmarks, {os.cpu_count()} cores, isolation={isolation}")
+        client = server.client()
+        for label in RUNTIMES:
+            bench_runtime(label, client, server.port)
+
+
+if __name__ == "__main__":
+    main()
