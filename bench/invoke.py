@@ -17,7 +17,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.harness import KeepAlive, fresh_server, percentile, report, time_calls  # noqa: E402
+from bench.harness import KeepAlive, fresh_server, percentile, report, time_calls
 
 ROLE = "arn:aws:iam::000000000000:role/bench"
 PYTHON_NOOP = "import os\n\ndef handler(event, context):\n    return os.getpid()\n"
