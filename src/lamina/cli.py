@@ -9,6 +9,8 @@ from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
 
+from lamina.sandbox.api import SandboxBackend
+from lamina.sandbox.select import IsolationUnavailable
 from lamina.settings import Settings
 
 
@@ -29,7 +31,11 @@ def _serve(args: argparse.Namespace, settings: Settings) -> int:
     except ValueError as error:
         print(f"lamina: {error}", file=sys.stderr)
         return 2
-    app = build_app(settings)
+    try:
+        app = build_app(settings)
+    except IsolationUnavailable as error:
+        print(f"lamina: {error} (see `lamina doctor`)", file=sys.stderr)
+        return 2
     config = uvicorn.Config(
         app,
         host=settings.host,
@@ -45,6 +51,34 @@ def _serve(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def _doctor(settings: Settings) -> int:
+    """Print which isolation features this host gives functions, and why others are missing."""
+    from lamina.sandbox.process import ProcessBackend
+    from lamina.sandbox.select import namespace_backend
+
+    namespace, why = namespace_backend([settings.data_dir])
+    if namespace is not None and settings.isolation != "process":
+        chosen: SandboxBackend = namespace
+        print("Isolation: namespace backend (Linux namespaces, cgroups, a uid per environment)")
+    else:
+        chosen = ProcessBackend()
+        reason = "chosen by LAMINA_ISOLATION=process" if namespace is not None else why
+        print(f"Isolation: process backend ({reason})")
+        if namespace is None:
+            print(f"  namespace backend unavailable: {why}")
+    try:
+        for feature, active, detail in chosen.describe():
+            mark = "yes" if active else "no "
+            print(f"  [{mark}] {feature}" + (f" - {detail}" if detail else ""))
+    finally:
+        if namespace is not None:
+            namespace.close()
+    if settings.isolation == "namespace" and namespace is None:
+        print("LAMINA_ISOLATION=namespace, so `lamina serve` would refuse to start.")
+        return 1
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="lamina", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
@@ -57,10 +91,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         action="store_true",
         help="allow a non-loopback address without authentication",
     )
+    commands.add_parser(
+        "doctor", help="show which isolation features are active on this host, and why not"
+    )
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
     settings = Settings.from_env()
     if args.command == "serve":
         return _serve(args, settings)
+    if args.command == "doctor":
+        return _doctor(settings)
     parser.error(f"unknown command {args.command}")
     return 2

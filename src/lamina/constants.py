@@ -92,6 +92,8 @@ RUNTIME_HEADER_CLIENT_CONTEXT = "Lambda-Runtime-Client-Context"
 RUNTIME_HEADER_COGNITO_IDENTITY = "Lambda-Runtime-Cognito-Identity"
 RUNTIME_HEADER_ERROR_TYPE = "Lambda-Runtime-Function-Error-Type"
 RUNTIME_HEADER_RESPONSE_MODE = "Lambda-Runtime-Function-Response-Mode"
+# Trailer of a streamed response that failed after it began (base64 of the error JSON).
+RUNTIME_HEADER_ERROR_BODY = "Lambda-Runtime-Function-Error-Body"
 
 # Payload limits (the Runtime Interface Emulator's constant: 6 MiB plus 100 bytes).
 SYNC_PAYLOAD_MAX_BYTES = 6 * 1024 * 1024 + 100

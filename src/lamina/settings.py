@@ -32,6 +32,8 @@ class Settings:
     idle_timeout_s: float = 600.0
     # "auto" picks the strongest isolation the host allows; "process" forces the fallback.
     isolation: str = "auto"
+    # Fork Python runtimes from a pre-initialised template process (see README).
+    zygote: bool = True
     runtime_overrides: tuple[tuple[str, str], ...] = ()
 
     @classmethod
@@ -55,6 +57,7 @@ class Settings:
             public_url=get("PUBLIC_URL"),
             idle_timeout_s=float(get("IDLE_TIMEOUT") or base.idle_timeout_s),
             isolation=get("ISOLATION") or base.isolation,
+            zygote=(get("ZYGOTE") or "on").lower() not in {"0", "off", "false", "no"},
             runtime_overrides=tuple(sorted(overrides_from_env(environ).items())),
         )
 

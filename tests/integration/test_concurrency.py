@@ -160,7 +160,8 @@ def test_put_and_get_provisioned_concurrency(
     assert response["LastModified"].endswith("+0000")
     found = lambda_client.get_provisioned_concurrency_config(FunctionName=name, Qualifier="1")
     assert found["RequestedProvisionedConcurrentExecutions"] == 3
-    assert found["Status"] == "IN_PROGRESS"
+    # The engine may already have provisioned it (see tests/integration/test_provisioned.py).
+    assert found["Status"] in {"IN_PROGRESS", "READY"}
     assert found["LastModified"] == response["LastModified"]
     # A second Put replaces the config.
     lambda_client.put_provisioned_concurrency_config(
@@ -307,7 +308,7 @@ def test_list_provisioned_concurrency_configs(
         f"{ARN_PREFIX}{name}:green",
     ]
     assert [config["RequestedProvisionedConcurrentExecutions"] for config in configs] == [1, 2, 3]
-    assert {config["Status"] for config in configs} == {"IN_PROGRESS"}
+    assert {config["Status"] for config in configs} <= {"IN_PROGRESS", "READY"}
     assert "NextMarker" not in listed
 
     first = lambda_client.list_provisioned_concurrency_configs(FunctionName=name, MaxItems=2)

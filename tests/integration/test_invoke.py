@@ -90,7 +90,9 @@ def test_empty_payload_is_an_empty_object(lambda_client: Any, function: Callable
 def test_context_and_environment(lambda_client: Any, function: Callable[..., str]) -> None:
     name = function("describe", MemorySize=256, Environment={"Variables": {"STAGE": "dev"}})
     context = base64.b64encode(json.dumps({"custom": {"tenant": "a"}}).encode()).decode()
-    _, result = call(lambda_client, name, {}, ClientContext=context)
+    response, result = call(lambda_client, name, {}, ClientContext=context)
+    # As on AWS, the API's request id is the invocation's request id.
+    assert result["request_id"] == response["ResponseMetadata"]["RequestId"]
     assert result["name"] == name
     assert result["version"] == "$LATEST"
     assert result["arn"].endswith(f":function:{name}")

@@ -14,7 +14,7 @@ import pytest
 from tests.support.server import LaminaServer
 
 # The engine issue makes these real; until then they answer ServiceException by design.
-NOT_YET_SERVED = {"InvokeAsync", "InvokeWithResponseStream"}
+NOT_YET_SERVED = {"InvokeAsync"}
 LABEL_VALUES = {
     "FunctionName": "sweep-missing",
     "Name": "live",

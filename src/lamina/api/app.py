@@ -4,15 +4,14 @@ from __future__ import annotations
 
 import contextlib
 import secrets
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 
 import botocore.session
-from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import FileResponse, JSONResponse, Response
-from starlette.routing import Route
+from starlette.routing import Route, Router
 
 from lamina.api import (
     aliases,
@@ -27,6 +26,7 @@ from lamina.api import (
     tags,
     urls,
 )
+from lamina.api.asgi import LaminaApp
 from lamina.api.auth import SigV4Verifier
 from lamina.api.code_links import CodeLinks
 from lamina.api.context import ApiContext, Handler
@@ -34,6 +34,7 @@ from lamina.api.dispatch import RestJsonService
 from lamina.api.views import Views
 from lamina.arns import Account
 from lamina.aws.s3 import Boto3S3Reader
+from lamina.control.concurrency import ConcurrencyService
 from lamina.control.context import Domain
 from lamina.control.functions import FunctionService
 from lamina.errors import ServiceError
@@ -42,8 +43,10 @@ from lamina.invoke.pool import EnvironmentPool
 from lamina.invoke.service import InvokeService, Resolver
 from lamina.observability.logs import FileLogSink
 from lamina.runtimes.registry import RuntimeRegistry
+from lamina.sandbox.api import SandboxBackend
 from lamina.sandbox.artifacts import ArtifactCache
 from lamina.sandbox.select import select_backend
+from lamina.sandbox.zygote import ZygoteBackend
 from lamina.settings import Settings
 from lamina.store.protocols import Stores
 from lamina.store.sqlite import open_stores
@@ -82,7 +85,7 @@ def _not_yet(operation: str) -> Handler:
     return handler
 
 
-def build_app(settings: Settings, stores: Stores | None = None) -> Starlette:
+def build_app(settings: Settings, stores: Stores | None = None) -> LaminaApp:
     stores = stores or open_stores(settings.data_dir)
     account = Account(settings.account_id, settings.region)
     domain = Domain(
@@ -101,7 +104,7 @@ def build_app(settings: Settings, stores: Stores | None = None) -> Starlette:
     handlers: dict[str, Handler] = {}
     for family in OPERATION_FAMILIES:
         handlers.update(family.operations(ctx))
-    engine = build_engine(settings, ctx)
+    engine, closers = build_engine(settings, ctx)
     handlers.update(invoke.operations(ctx, engine))
     for operation in ("InvokeAsync", "InvokeWithResponseStream"):
         handlers.setdefault(operation, _not_yet(operation))
@@ -126,36 +129,49 @@ def build_app(settings: Settings, stores: Stores | None = None) -> Starlette:
     async def health(request: Request) -> Response:
         return JSONResponse({"status": "ok"})
 
-    methods = ["GET", "POST", "PUT", "DELETE", "PATCH", "HEAD"]
     routes = [
         Route("/_lamina/health", health, methods=["GET"]),
         Route("/_lamina/code/{key:str}", download_code, methods=["GET"]),
-        Route("/{path:path}", lambda_api.handle, methods=methods),
     ]
 
     @contextlib.asynccontextmanager
-    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+    async def lifespan(app: object) -> AsyncIterator[None]:
         engine.start()
         try:
             yield
         finally:
             engine.close()
+            for close in closers:
+                close()
 
-    return Starlette(routes=routes, lifespan=lifespan)
+    return LaminaApp(lambda_api.handle, Router(routes=routes, lifespan=lifespan))
 
 
-def build_engine(settings: Settings, ctx: ApiContext) -> InvokeService:
-    """The data plane: pool, governor, sandbox backend, runtimes and logs."""
+def build_engine(
+    settings: Settings, ctx: ApiContext
+) -> tuple[InvokeService, list[Callable[[], None]]]:
+    """The data plane (pool, governor, sandbox backend, runtimes, logs) and its closers."""
     stores = ctx.domain.stores
     data_dir = settings.data_dir
-    return InvokeService(
+    backend: SandboxBackend = select_backend(settings.isolation, hidden=[data_dir])
+    log_sink = FileLogSink(data_dir / "logs")
+    closers: list[Callable[[], None]] = [log_sink.close, backend.close]
+    # Template children do not enter namespaces or cgroups yet, so the zygote only ever
+    # accelerates the process backend: it must never weaken stronger isolation.
+    if settings.zygote and backend.name == "process":
+        zygote = ZygoteBackend(backend)
+        closers.append(zygote.close)
+        backend = zygote
+    engine = InvokeService(
         account=ctx.domain.account,
         resolver=Resolver(ctx.functions, stores.functions),
         governor=ConcurrencyGovernor(settings.account_concurrency),
         pool=EnvironmentPool(settings.idle_timeout_s),
-        backend=select_backend(settings.isolation),
+        backend=backend,
         artifacts=ArtifactCache(data_dir / "artifacts", stores.blobs),
         runtimes=RuntimeRegistry(dict(settings.runtime_overrides)),
-        log_sink=FileLogSink(data_dir / "logs"),
+        log_sink=log_sink,
         scratch_root=data_dir / "environments",
+        provisioned_configs=ConcurrencyService(ctx.domain, ctx.functions),
     )
+    return engine, closers

@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
+from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import Any
+
+from starlette.responses import Response
 
 from lamina.api.views import Views
 from lamina.arns import FunctionRef, parse_function_ref
@@ -13,10 +16,14 @@ from lamina.control.functions import FunctionService
 from lamina.settings import Settings
 
 # A handler takes the parsed input members and returns the output members (or None).
+# The id of the API request being served; Invoke uses it as the invocation's request id.
+current_request_id: ContextVar[str] = ContextVar("current_request_id", default="")
+
 # Async handlers (the invoke path) run on the event loop; the rest in a worker thread.
+# A handler that streams its answer returns a ready Response instead, passed through as is.
 Handler = (
     Callable[[dict[str, Any]], dict[str, Any] | None]
-    | Callable[[dict[str, Any]], Awaitable[dict[str, Any] | None]]
+    | Callable[[dict[str, Any]], Awaitable[dict[str, Any] | Response | None]]
 )
 
 

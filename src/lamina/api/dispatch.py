@@ -14,7 +14,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from lamina.api.auth import SigV4Verifier
-from lamina.api.context import Handler
+from lamina.api.context import Handler, current_request_id
 from lamina.api.errors import error_response
 from lamina.api.protocol import parse_request, serialize_response
 from lamina.api.routing import RestJsonRouter
@@ -55,6 +55,7 @@ class RestJsonService:
 
     async def handle(self, request: Request) -> Response:
         request_id = str(uuid.uuid4())
+        current_request_id.set(request_id)
         try:
             response = await self._handle(request)
         except LaminaError as error:
@@ -89,5 +90,8 @@ class RestJsonService:
         else:
             # Control-plane handlers do blocking storage work: keep it off the event loop.
             result = await anyio.to_thread.run_sync(handler, params)
+        if isinstance(result, Response):
+            # A handler that streams its answer (InvokeWithResponseStream) builds it itself.
+            return result
         status, response_headers, payload = serialize_response(operation, result)
         return Response(payload, status_code=status, headers=response_headers)

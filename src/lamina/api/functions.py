@@ -182,7 +182,10 @@ def operations(ctx: ApiContext) -> dict[str, Handler]:
                 "CodeSizeUnzipped": UNZIPPED_CODE_MAX_BYTES,
                 "CodeSizeZipped": ZIPPED_CODE_MAX_BYTES,
                 "ConcurrentExecutions": limit,
-                "UnreservedConcurrentExecutions": max(limit - reserved, UNRESERVED_CONCURRENCY_MIN),
+                # An account smaller than the minimum cannot reserve: all of it is unreserved.
+                "UnreservedConcurrentExecutions": max(
+                    limit - reserved, min(limit, UNRESERVED_CONCURRENCY_MIN)
+                ),
             },
             "AccountUsage": {"TotalCodeSize": code_size, "FunctionCount": store.count()},
         }

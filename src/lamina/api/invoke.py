@@ -1,16 +1,19 @@
-"""Handlers: Invoke (RequestResponse and DryRun)."""
+"""Handlers: Invoke (RequestResponse and DryRun) and InvokeWithResponseStream."""
 
 from __future__ import annotations
 
 import base64
 import binascii
+import uuid
 from typing import Any
 
 import orjson
+from starlette.responses import StreamingResponse
 
-from lamina.api.context import ApiContext, Handler
+from lamina.api.context import ApiContext, Handler, current_request_id
 from lamina.errors import InvalidParameterValue, InvalidRequestContent, RequestTooLarge
 from lamina.invoke.service import InvokeRequest, InvokeService
+from lamina.invoke.streaming import EVENT_STREAM_CONTENT_TYPE, ResponseStream
 
 _CLIENT_CONTEXT_MAX_BYTES = 3583
 _SYNC_REQUEST_MAX_BYTES = 6 * 1024 * 1024
@@ -49,26 +52,32 @@ def decode_client_context(value: str | None) -> str | None:
 
 
 def operations(ctx: ApiContext, invoker: InvokeService) -> dict[str, Handler]:
-    async def invoke(params: dict[str, Any]) -> dict[str, Any]:
+    def prepare(params: dict[str, Any], operation: str) -> InvokeRequest | None:
+        """The synchronous request a call describes, or None for a DryRun (checked here)."""
         ref = ctx.function_ref(params)
         qualifier = params.get("Qualifier")
         invocation_type = params.get("InvocationType") or "RequestResponse"
         if invocation_type == "DryRun":
             invoker.resolve(ref, qualifier)
-            return {"StatusCode": 204}
+            return None
         if invocation_type != "RequestResponse":
             raise InvalidParameterValue(
-                f"Invocation type {invocation_type} is not served by this Lamina build yet"
+                f"Unsupported invocation type {invocation_type} for {operation}: "
+                "use RequestResponse or DryRun"
             )
-        payload = check_payload(params.get("Payload") or b"", _SYNC_REQUEST_MAX_BYTES, "Invoke")
-        result = await invoker.invoke(
-            InvokeRequest(
-                ref=ref,
-                qualifier=qualifier,
-                payload=payload,
-                client_context=decode_client_context(params.get("ClientContext")),
-            )
+        return InvokeRequest(
+            ref=ref,
+            qualifier=qualifier,
+            payload=check_payload(params.get("Payload") or b"", _SYNC_REQUEST_MAX_BYTES, operation),
+            client_context=decode_client_context(params.get("ClientContext")),
+            request_id=current_request_id.get() or str(uuid.uuid4()),
         )
+
+    async def invoke(params: dict[str, Any]) -> dict[str, Any]:
+        request = prepare(params, "Invoke")
+        if request is None:
+            return {"StatusCode": 204}
+        result = await invoker.invoke(request)
         outcome = result.outcome
         response: dict[str, Any] = {
             "StatusCode": 200,
@@ -81,4 +90,23 @@ def operations(ctx: ApiContext, invoker: InvokeService) -> dict[str, Handler]:
             response["LogResult"] = outcome.log_result
         return response
 
-    return {"Invoke": invoke}
+    async def invoke_with_response_stream(
+        params: dict[str, Any],
+    ) -> dict[str, Any] | StreamingResponse:
+        request = prepare(params, "InvokeWithResponseStream")
+        if request is None:
+            return {"StatusCode": 204}
+        # Admission happens here, so a missing function or a throttle is a plain error
+        # response; everything after the first byte is reported inside the stream.
+        stream = ResponseStream(
+            invoker,
+            request,
+            tail=params.get("LogType") == "Tail",
+        )
+        return StreamingResponse(
+            stream.messages(),
+            media_type=EVENT_STREAM_CONTENT_TYPE,
+            headers={"X-Amz-Executed-Version": stream.executed_version},
+        )
+
+    return {"Invoke": invoke, "InvokeWithResponseStream": invoke_with_response_stream}

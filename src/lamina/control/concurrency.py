@@ -14,9 +14,13 @@ from lamina.arns import FunctionRef
 from lamina.constants import LATEST, UNRESERVED_CONCURRENCY_MIN
 from lamina.control.context import Domain
 from lamina.control.functions import FunctionService, merge_qualifier
-from lamina.control.model import Document, FunctionRecord, aws_timestamp
+from lamina.control.model import Document, FunctionConfig, FunctionRecord, aws_timestamp
 from lamina.control.paging import decode_marker, page_size, take_page
-from lamina.errors import InvalidParameterValue, ProvisionedConcurrencyConfigNotFound
+from lamina.errors import (
+    InvalidParameterValue,
+    ProvisionedConcurrencyConfigNotFound,
+    ResourceNotFound,
+)
 
 PROVISIONED_KIND = "provisioned"
 
@@ -33,6 +37,21 @@ class ProvisionedConcurrency(Document):
     status: str = "IN_PROGRESS"
     status_reason: str | None = None
     last_modified: str = field(default_factory=aws_timestamp)
+
+    @property
+    def token(self) -> tuple[str, int]:
+        """Identifies one Put: a later Put of the same qualifier changes it."""
+        return self.last_modified, self.requested
+
+
+@dataclass(frozen=True)
+class ProvisionedTarget:
+    """A stored config together with the published version its qualifier points at."""
+
+    function: str
+    qualifier: str
+    config: ProvisionedConcurrency
+    version: FunctionConfig
 
 
 class ConcurrencyService:
@@ -147,6 +166,56 @@ class ConcurrencyService:
             configs = [(key, config) for key, config in configs if key > str(after)]
         page, next_marker = take_page(configs, page_size(max_items), lambda item: item[0])
         return record.name, page, next_marker
+
+    # ------------------------------------------------- engine side (provisioning)
+
+    def provisioned_targets(self) -> list[ProvisionedTarget]:
+        """Every stored config whose qualifier still names a published version."""
+        targets = []
+        for name, qualifier, doc in self._store.list_children_of_kind(PROVISIONED_KIND):
+            try:
+                version = self._functions.resolve(FunctionRef(name, None), qualifier).config
+            except ResourceNotFound:
+                continue
+            if version.version != LATEST:
+                targets.append(
+                    ProvisionedTarget(
+                        name, qualifier, ProvisionedConcurrency.from_doc(doc), version
+                    )
+                )
+        return targets
+
+    def provisioned_config(self, name: str, qualifier: str) -> ProvisionedConcurrency | None:
+        doc = self._store.get_child(name, PROVISIONED_KIND, qualifier)
+        return None if doc is None else ProvisionedConcurrency.from_doc(doc)
+
+    def record_provisioned(
+        self,
+        name: str,
+        qualifier: str,
+        token: tuple[str, int],
+        status: str,
+        allocated: int,
+        reason: str | None = None,
+    ) -> bool:
+        """Report what the engine achieved for the Put identified by `token`.
+
+        Returns False (and changes nothing) when the config was deleted or replaced since.
+        """
+        with self._store.transaction():
+            current = self.provisioned_config(name, qualifier)
+            if current is None or current.token != token:
+                return False
+            updated = replace(
+                current,
+                status=status,
+                allocated=allocated,
+                available=allocated,
+                status_reason=reason,
+            )
+            if updated != current:
+                self._store.put_child(name, PROVISIONED_KIND, qualifier, updated.to_doc())
+            return True
 
     # ------------------------------------------------------------------ helpers
 

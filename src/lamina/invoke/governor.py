@@ -1,7 +1,16 @@
-"""Concurrency limits: the account pool, reserved concurrency, and the unreserved minimum."""
+"""Concurrency limits: the account pool, reserved concurrency, and provisioned capacity.
+
+The account's pool (`Settings.account_concurrency`) is split in two. Functions with reserved
+concurrency own that many slots, and nobody else may use them; the provisioned concurrency of
+functions without a reservation is committed the same way. What is left is the unreserved
+pool, which every other invocation shares. The control plane keeps at least 100 unreserved
+(`UNRESERVED_CONCURRENCY_MIN`); an account smaller than that cannot reserve anything, as new
+AWS accounts cannot.
+"""
 
 from __future__ import annotations
 
+import enum
 from collections import Counter
 from dataclasses import dataclass
 
@@ -9,12 +18,22 @@ from lamina.errors import TooManyRequests
 
 RESERVED_EXCEEDED = "ReservedFunctionConcurrentInvocationLimitExceeded"
 ACCOUNT_EXCEEDED = "ConcurrentInvocationLimitExceeded"
+THROTTLE_MESSAGE = "Rate Exceeded."
+RETRY_AFTER_S = "1"
+
+
+class Slot(enum.Enum):
+    """Which part of the account pool an invocation occupies."""
+
+    RESERVED = "reserved"  # the function's own reservation
+    PROVISIONED = "provisioned"  # a provisioned environment, committed ahead of time
+    UNRESERVED = "unreserved"  # the shared pool
 
 
 @dataclass(frozen=True)
 class Lease:
     function: str
-    reserved: bool
+    slot: Slot
 
 
 class ConcurrencyGovernor:
@@ -25,31 +44,52 @@ class ConcurrencyGovernor:
         self._in_flight: Counter[str] = Counter()
         self._unreserved_in_flight = 0
 
-    def acquire(self, function: str, reserved: int | None, total_reserved: int) -> Lease:
+    def acquire(
+        self, function: str, reserved: int | None, committed: int, provisioned: bool = False
+    ) -> Lease:
+        """Admit one invocation of `function` or raise TooManyRequests.
+
+        `reserved` is the function's reserved concurrency (None when it has none),
+        `committed` what all functions have reserved or provisioned outside the unreserved
+        pool, and `provisioned` whether a provisioned environment is ready for this call.
+        """
         if reserved is not None:
+            # Provisioned environments count against the reservation too.
             if self._in_flight[function] >= reserved:
-                raise _throttle(RESERVED_EXCEEDED)
-        elif self._unreserved_in_flight >= self.account_limit - total_reserved:
-            raise _throttle(ACCOUNT_EXCEEDED)
-        self._in_flight[function] += 1
-        if reserved is None:
+                raise throttle(RESERVED_EXCEEDED)
+            slot = Slot.RESERVED
+        elif provisioned:
+            slot = Slot.PROVISIONED
+        elif self._unreserved_in_flight >= self.unreserved_limit(committed):
+            raise throttle(ACCOUNT_EXCEEDED)
+        else:
+            slot = Slot.UNRESERVED
             self._unreserved_in_flight += 1
-        return Lease(function, reserved is not None)
+        self._in_flight[function] += 1
+        return Lease(function, slot)
 
     def release(self, lease: Lease) -> None:
         self._in_flight[lease.function] -= 1
         if self._in_flight[lease.function] <= 0:
             del self._in_flight[lease.function]
-        if not lease.reserved:
+        if lease.slot is Slot.UNRESERVED:
             self._unreserved_in_flight -= 1
+
+    def unreserved_limit(self, committed: int) -> int:
+        return max(0, self.account_limit - committed)
 
     def in_flight(self, function: str | None = None) -> int:
         if function is None:
             return sum(self._in_flight.values())
         return self._in_flight[function]
 
+    @property
+    def unreserved_in_flight(self) -> int:
+        return self._unreserved_in_flight
 
-def _throttle(reason: str) -> TooManyRequests:
-    error = TooManyRequests("Rate Exceeded.", Reason=reason)
-    error.headers["Retry-After"] = "1"
+
+def throttle(reason: str) -> TooManyRequests:
+    """AWS's 429: `Reason` in the body, `Retry-After` as a header (botocore reads both)."""
+    error = TooManyRequests(THROTTLE_MESSAGE, Reason=reason)
+    error.headers["Retry-After"] = RETRY_AFTER_S
     return error

@@ -1,8 +1,11 @@
-"""Warm environments kept per function version and configuration, reaped when idle."""
+"""Warm on-demand environments kept per function version and configuration, reaped when idle.
+
+Provisioned environments are not kept here (see `invoke.provisioned`), so the reaper never
+touches them.
+"""
 
 from __future__ import annotations
 
-import asyncio
 import time
 from collections import defaultdict
 from collections.abc import Awaitable, Callable
@@ -21,13 +24,18 @@ class EnvironmentPool:
         self._idle: dict[PoolKey, list[ExecutionEnvironment]] = defaultdict(list)
         self._all: set[ExecutionEnvironment] = set()
         self._keys: dict[ExecutionEnvironment, PoolKey] = {}
+        # Keys of configurations that changed; their environments are never handed out again.
+        self._stale: set[PoolKey] = set()
         self.idle_timeout_s = idle_timeout_s
-        self._reaper: asyncio.Task[None] | None = None
 
     async def acquire(
         self, key: PoolKey, start: Callable[[], Awaitable[ExecutionEnvironment]]
     ) -> tuple[ExecutionEnvironment, bool]:
-        """An idle warm environment (False) or a freshly started one (True)."""
+        """An idle warm environment (False) or a freshly started one (True).
+
+        Concurrent calls for one key each get their own environment: that is how a
+        function scales out.
+        """
         idle = self._idle.get(key)
         while idle:
             environment = idle.pop()
@@ -40,20 +48,35 @@ class EnvironmentPool:
         return environment, True
 
     def release(self, environment: ExecutionEnvironment) -> None:
-        if environment.state is State.IDLE:
-            self._idle[self._keys[environment]].append(environment)
+        key = self._keys.get(environment)
+        if environment.state is State.IDLE and key is not None and key not in self._stale:
+            environment.last_used = time.monotonic()
+            self._idle[key].append(environment)
         else:
             environment.destroy()
             self._forget(environment)
 
-    def discard_stale(self, function: str, current: set[PoolKey]) -> None:
-        """Destroy idle environments of `function` whose configuration is no longer current."""
-        for key in [key for key in self._idle if key[0] == function and key not in current]:
-            for environment in self._idle.pop(key):
+    def discard_stale(self, is_current: Callable[[PoolKey], bool]) -> int:
+        """Destroy idle environments whose configuration is no longer current.
+
+        Busy environments of such a configuration finish their invocation and are destroyed
+        when released.
+        """
+        discarded = 0
+        for key in {key for key in self._keys.values() if key not in self._stale}:
+            if is_current(key):
+                continue
+            self._stale.add(key)
+            for environment in self._idle.pop(key, []):
                 environment.destroy()
                 self._forget(environment)
+                discarded += 1
+        # Forget stale keys nothing uses any more; revisions are never current again.
+        self._stale &= set(self._keys.values())
+        return discarded
 
     def reap(self, now: float | None = None) -> int:
+        """Destroy environments idle longer than the timeout, and any that died while idle."""
         now = time.monotonic() if now is None else now
         reaped = 0
         for key, environments in list(self._idle.items()):
@@ -65,25 +88,24 @@ class EnvironmentPool:
                     reaped += 1
                 else:
                     keep.append(environment)
-            self._idle[key] = keep
+            if keep:
+                self._idle[key] = keep
+            else:
+                del self._idle[key]
         return reaped
 
-    def start_reaper(self, interval_s: float = 1.0) -> None:
-        async def loop() -> None:
-            while True:
-                await asyncio.sleep(interval_s)
-                self.reap()
-
-        self._reaper = asyncio.ensure_future(loop())
+    @property
+    def reap_interval_s(self) -> float:
+        """How often to look for idle environments: often enough to honour short timeouts."""
+        return min(1.0, max(0.05, self.idle_timeout_s / 4))
 
     def close(self) -> None:
-        if self._reaper is not None:
-            self._reaper.cancel()
         for environment in list(self._all):
             environment.destroy()
         self._all.clear()
         self._idle.clear()
         self._keys.clear()
+        self._stale.clear()
 
     def idle_count(self, function: str | None = None) -> int:
         return sum(

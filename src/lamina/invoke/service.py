@@ -1,23 +1,32 @@
-"""Synchronous invocation: resolve the qualifier, admit under concurrency, place, run."""
+"""Synchronous invocation: resolve the qualifier, admit under concurrency, place, run.
+
+Admission (`admit`) is synchronous, so the concurrency check and the choice of a provisioned
+environment happen atomically on the event loop; running (`run`) may then start a new
+environment, which is how concurrent calls of one function scale out.
+"""
 
 from __future__ import annotations
 
+import asyncio
 import base64
+import logging
 import random
 import secrets
 import time
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import orjson
 
 from lamina.arns import Account, FunctionRef
+from lamina.control.concurrency import PROVISIONED_KIND, ProvisionedConcurrency
 from lamina.control.functions import FunctionService, Resolved
 from lamina.control.model import FunctionConfig
-from lamina.errors import InvalidRuntime
-from lamina.invoke.governor import ConcurrencyGovernor
+from lamina.errors import InvalidRuntime, ResourceNotFound, TooManyRequests
+from lamina.invoke.governor import ConcurrencyGovernor, Lease
 from lamina.invoke.pool import EnvironmentPool, PoolKey
+from lamina.invoke.provisioned import ProvisionedConfigs, ProvisionedPool
 from lamina.observability.logs import LogSink, group_name, stream_name
 from lamina.runtimes.registry import RuntimeRegistry
 from lamina.sandbox.api import SandboxBackend, SandboxSpec
@@ -26,7 +35,10 @@ from lamina.sandbox.environment import ExecutionEnvironment, InvokeOutcome
 from lamina.sandbox.runtime_api import Invocation
 from lamina.store.protocols import FunctionStore
 
+log = logging.getLogger("lamina.invoke")
+
 _PATH = "/var/lang/bin:/usr/local/bin:/usr/bin/:/bin:/opt/bin"
+ON_DEMAND = "on-demand"
 
 
 @dataclass(frozen=True)
@@ -36,6 +48,20 @@ class InvokeRequest:
     payload: bytes
     client_context: str | None = None
     trace_id: str | None = None
+    # The caller's request id when it has one (the Invoke API's), else a new one.
+    request_id: str = field(default_factory=lambda: str(uuid.uuid4()))
+
+
+@dataclass(frozen=True)
+class Admission:
+    """An invocation admitted under the concurrency limits, with where it will run."""
+
+    request_id: str
+    resolved: Resolved
+    config: FunctionConfig
+    lease: Lease
+    # A provisioned environment reserved for this call; None means on-demand placement.
+    environment: ExecutionEnvironment | None
 
 
 @dataclass(frozen=True)
@@ -53,16 +79,32 @@ class Resolver:
         self._store = store
         self._stamp = -1
         self._cache: dict[tuple[str, str | None, str | None], Resolved] = {}
-        self._total_reserved = 0
+        self._committed = 0
 
     def _fresh(self) -> None:
         stamp = self._store.change_stamp()
         if stamp != self._stamp:
             self._cache.clear()
-            self._total_reserved = sum(
-                record.reserved_concurrency or 0 for record in self._store.page(None, 1_000_000)
-            )
+            self._committed = self._read_committed()
             self._stamp = stamp
+
+    def _read_committed(self) -> int:
+        """Concurrency outside the unreserved pool: reservations, and the provisioned
+        concurrency of functions without one."""
+        provisioned: dict[str, int] = {}
+        for name, _, doc in self._store.list_children_of_kind(PROVISIONED_KIND):
+            requested = ProvisionedConcurrency.from_doc(doc).requested
+            provisioned[name] = provisioned.get(name, 0) + requested
+        total = 0
+        after: str | None = None
+        while batch := self._store.page(after, 1000):
+            for record in batch:
+                if record.reserved_concurrency is not None:
+                    total += record.reserved_concurrency
+                else:
+                    total += provisioned.get(record.name, 0)
+            after = batch[-1].name
+        return total
 
     def resolve(self, ref: FunctionRef, qualifier: str | None) -> Resolved:
         self._fresh()
@@ -76,10 +118,22 @@ class Resolver:
     def version(self, name: str, version: str) -> FunctionConfig:
         return self.resolve(FunctionRef(name, version), None).config
 
+    def is_current(self, key: PoolKey) -> bool:
+        """Whether a pool key still names the function's configuration of that version."""
+        name, version, revision = key
+        try:
+            return self.version(name, version).revision_id == revision
+        except ResourceNotFound:
+            return False
+
     @property
-    def total_reserved(self) -> int:
+    def committed(self) -> int:
         self._fresh()
-        return self._total_reserved
+        return self._committed
+
+    @property
+    def change_stamp(self) -> int:
+        return self._store.change_stamp()
 
 
 class InvokeService:
@@ -96,6 +150,7 @@ class InvokeService:
         runtimes: RuntimeRegistry,
         log_sink: LogSink,
         scratch_root: Path,
+        provisioned_configs: ProvisionedConfigs | None = None,
     ) -> None:
         self._account = account
         self._resolver = resolver
@@ -106,44 +161,82 @@ class InvokeService:
         self._runtimes = runtimes
         self._sink = log_sink
         self._scratch = scratch_root
+        self._provisioned = (
+            ProvisionedPool(provisioned_configs, self._start, lambda: resolver.change_stamp)
+            if provisioned_configs is not None
+            else None
+        )
+        self._housekeeper: asyncio.Task[None] | None = None
 
     def resolve(self, ref: FunctionRef, qualifier: str | None) -> Resolved:
         return self._resolver.resolve(ref, qualifier)
 
     async def invoke(self, request: InvokeRequest) -> InvokeResult:
+        return await self.run(self.admit(request), request)
+
+    def admit(self, request: InvokeRequest) -> Admission:
+        """Resolve and admit `request`, or raise (not found, throttled). Never awaits."""
         resolved = self._resolver.resolve(request.ref, request.qualifier)
         config = self._pick_version(resolved)
-        lease = self._governor.acquire(
-            config.function_name,
-            resolved.record.reserved_concurrency,
-            self._resolver.total_reserved,
+        environment = (
+            self._provisioned.take(config.function_name, resolved.qualifier, config)
+            if self._provisioned is not None
+            else None
         )
-        request_id = str(uuid.uuid4())
         try:
-            key: PoolKey = (config.function_name, config.version, config.revision_id)
-            try:
-                environment, _ = await self._pool.acquire(key, lambda: self._start(config))
-            except InvalidRuntime as error:
-                return InvokeResult(request_id, config.version, _runtime_failure(error))
+            lease = self._governor.acquire(
+                config.function_name,
+                resolved.record.reserved_concurrency,
+                self._resolver.committed,
+                provisioned=environment is not None,
+            )
+        except TooManyRequests:
+            if environment is not None:
+                self._release(environment)
+            raise
+        return Admission(request.request_id, resolved, config, lease, environment)
+
+    async def run(
+        self,
+        admission: Admission,
+        request: InvokeRequest,
+        stream: asyncio.Queue[bytes | None] | None = None,
+    ) -> InvokeResult:
+        """Run an admitted invocation; `stream` receives the chunks of a streamed response."""
+        config, request_id = admission.config, admission.request_id
+        environment = admission.environment
+        try:
+            if environment is None:
+                key: PoolKey = (config.function_name, config.version, config.revision_id)
+                try:
+                    environment, _ = await self._pool.acquire(key, lambda: self._start(config))
+                except InvalidRuntime as error:
+                    return InvokeResult(request_id, config.version, _runtime_failure(error))
             if environment.init_error is not None:
-                outcome = _init_failure(environment)
-                self._pool.release(environment)
-                return InvokeResult(request_id, config.version, outcome)
+                return InvokeResult(request_id, config.version, _init_failure(environment))
             invocation = Invocation(
                 request_id=request_id,
                 payload=request.payload,
                 deadline_ms=int(time.time() * 1000) + config.timeout * 1000,
-                function_arn=self._account.function_arn(config.function_name, resolved.qualifier),
+                function_arn=self._account.function_arn(
+                    config.function_name, admission.resolved.qualifier
+                ),
                 trace_id=request.trace_id,
                 client_context=request.client_context,
+                stream=stream,
             )
-            try:
-                outcome = await environment.invoke(invocation, config.timeout)
-            finally:
-                self._pool.release(environment)
+            outcome = await environment.invoke(invocation, config.timeout)
             return InvokeResult(request_id, config.version, outcome)
         finally:
-            self._governor.release(lease)
+            if environment is not None:
+                self._release(environment)
+            self._governor.release(admission.lease)
+
+    def _release(self, environment: ExecutionEnvironment) -> None:
+        if self._provisioned is not None and self._provisioned.owns(environment):
+            self._provisioned.release(environment)
+        else:
+            self._pool.release(environment)
 
     def _pick_version(self, resolved: Resolved) -> FunctionConfig:
         alias = resolved.alias
@@ -154,16 +247,19 @@ class InvokeService:
             return self._resolver.version(alias.function_name, extra)
         return resolved.config
 
-    async def _start(self, config: FunctionConfig) -> ExecutionEnvironment:
+    async def _start(
+        self, config: FunctionConfig, initialization_type: str = ON_DEMAND
+    ) -> ExecutionEnvironment:
         task_root = self._artifacts.code_dir(config.code_blob)
         opt_dir = self._artifacts.opt_dir([_blob_of(layer.code_sha256) for layer in config.layers])
-        command = self._runtimes.command(config.runtime, task_root, opt_dir)
+        command = self._runtimes.command(config.runtime, task_root, opt_dir, config.memory_size)
         environment_id = uuid.uuid4().hex
         group = group_name(config.function_name, config.logging.log_group)
         stream = stream_name(config.version, environment_id)
         variables = self._variables(
             config, task_root, opt_dir, group, stream, command.execution_env
         )
+        variables["AWS_LAMBDA_INITIALIZATION_TYPE"] = initialization_type
         spec = SandboxSpec(
             command=command.argv,
             environment=variables,
@@ -236,11 +332,37 @@ class InvokeService:
                 variables["AWS_LAMBDA_LOG_LEVEL"] = logging.application_log_level
         return variables
 
+    # ------------------------------------------------------------ background work
+
     def start(self) -> None:
-        self._pool.start_reaper()
+        """Start reaping idle environments and provisioning; call with the loop running."""
+        self._housekeeper = asyncio.ensure_future(self._housekeeping())
+        if self._provisioned is not None:
+            self._provisioned.start()
 
     def close(self) -> None:
+        if self._housekeeper is not None:
+            self._housekeeper.cancel()
+        if self._provisioned is not None:
+            self._provisioned.close()
         self._pool.close()
+
+    async def _housekeeping(self) -> None:
+        """Reap idle environments; drop idle ones whose configuration changed."""
+        seen = self._resolver.change_stamp
+        while True:
+            await asyncio.sleep(self._pool.reap_interval_s)
+            try:
+                self._pool.reap()
+            except Exception:
+                log.exception("reaping idle environments failed")
+            stamp = self._resolver.change_stamp
+            if stamp != seen:
+                seen = stamp
+                try:
+                    self._pool.discard_stale(self._resolver.is_current)
+                except Exception:
+                    log.exception("discarding environments of changed functions failed")
 
 
 def _blob_of(code_sha256: str) -> str:

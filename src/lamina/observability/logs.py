@@ -8,11 +8,14 @@ from __future__ import annotations
 
 import threading
 import time
-from collections import deque
+from collections import OrderedDict, deque
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 from lamina.constants import LATEST
+
+# File handles kept open at once; older streams are closed and reopened when written again.
+_OPEN_STREAMS = 256
 
 
 def stream_name(version: str, environment_id: str) -> str:
@@ -61,30 +64,104 @@ class LogSink(Protocol):
         """Append `(timestamp_ms, message)` entries to one stream, in order."""
         ...
 
+    @property
+    def saturated(self) -> bool:
+        """True while the sink wants producers to pause (bounded buffering)."""
+        ...
+
+    def close(self) -> None: ...
+
 
 class FileLogSink:
-    """Appends to `<root>/<group>/<stream>.log`, dropping output past a per-stream budget."""
+    """Appends to `<root>/<group>/<stream>.log` from a writer thread, off the event loop.
 
-    def __init__(self, root: Path, max_stream_bytes: int = 64 * 1024 * 1024) -> None:
+    Entries are buffered per stream and written in batches through cached file handles. Each
+    stream has a disk budget (output past it is dropped after one marker line), and the bytes
+    waiting to be written are bounded: `saturated` tells producers to stop reading for a moment,
+    which pushes back on the function (its writes block) instead of growing memory.
+    """
+
+    def __init__(
+        self,
+        root: Path,
+        max_stream_bytes: int = 64 * 1024 * 1024,
+        max_pending_bytes: int = 8 * 1024 * 1024,
+    ) -> None:
         self._root = root
         self._max = max_stream_bytes
+        self._max_pending = max_pending_bytes
         self._sizes: dict[tuple[str, str], int] = {}
+        self._pending: dict[tuple[str, str], list[str]] = {}
+        self._pending_bytes = 0
+        self._handles: OrderedDict[tuple[str, str], Any] = OrderedDict()
         self._lock = threading.Lock()
+        self._wake = threading.Event()
+        self._closed = False
+        self._writer: threading.Thread | None = None
+
+    @property
+    def saturated(self) -> bool:
+        return self._pending_bytes >= self._max_pending
 
     def write_many(self, group: str, stream: str, entries: list[tuple[int, str]]) -> None:
         key = (group, stream)
-        data = "".join(f"{stamp}\t{message}\n" for stamp, message in entries).encode()
         with self._lock:
             size = self._sizes.get(key, 0)
             if size >= self._max:
                 return
-            path = self._root / group.strip("/") / (stream.replace("/", "_") + ".log")
-            path.parent.mkdir(parents=True, exist_ok=True)
-            if size + len(data) > self._max:
-                data = b"[lamina] log stream truncated: output limit reached\n"
-            with path.open("ab") as out:
-                out.write(data)
-            self._sizes[key] = size + len(data)
+            lines = [f"{stamp}\t{message}\n" for stamp, message in entries]
+            added = sum(len(line) for line in lines)
+            if size + added > self._max:
+                lines = ["0\t[lamina] log stream truncated: output limit reached\n"]
+                added = self._max - size
+            self._sizes[key] = size + added
+            self._pending.setdefault(key, []).extend(lines)
+            self._pending_bytes += added
+            if self._writer is None:
+                self._writer = threading.Thread(target=self._run, name="log-writer", daemon=True)
+                self._writer.start()
+        self._wake.set()
+
+    def flush(self) -> None:
+        """Write everything buffered so far (called by the writer, and on close)."""
+        with self._lock:
+            pending, self._pending = self._pending, {}
+            self._pending_bytes = 0
+        for key, lines in pending.items():
+            handle = self._handle(key)
+            handle.write("".join(lines))
+            handle.flush()
+
+    def close(self) -> None:
+        self._closed = True
+        self._wake.set()
+        if self._writer is not None:
+            self._writer.join(5)
+        self.flush()
+        for handle in self._handles.values():
+            handle.close()
+        self._handles.clear()
+
+    def _run(self) -> None:
+        while not self._closed:
+            self._wake.wait(0.5)
+            self._wake.clear()
+            self.flush()
+
+    def _handle(self, key: tuple[str, str]) -> Any:
+        handle = self._handles.get(key)
+        if handle is not None:
+            self._handles.move_to_end(key)
+            return handle
+        group, stream = key
+        path = self._root / group.strip("/") / (stream.replace("/", "_") + ".log")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        handle = path.open("a", encoding="utf-8", errors="replace")
+        self._handles[key] = handle
+        if len(self._handles) > _OPEN_STREAMS:
+            _, oldest = self._handles.popitem(last=False)
+            oldest.close()
+        return handle
 
 
 class MemoryLogSink:
@@ -93,6 +170,11 @@ class MemoryLogSink:
     def __init__(self, max_lines: int = 10_000) -> None:
         self.lines: deque[tuple[str, str, int, str]] = deque(maxlen=max_lines)
 
+    saturated = False
+
     def write_many(self, group: str, stream: str, entries: list[tuple[int, str]]) -> None:
         for stamp, message in entries:
             self.lines.append((group, stream, stamp, message))
+
+    def close(self) -> None:
+        self.lines.clear()

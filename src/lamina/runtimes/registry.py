@@ -98,18 +98,13 @@ class RuntimeRegistry:
                 return found
         return None
 
-    def command(self, runtime: str | None, task_root: Path, opt_dir: Path | None) -> RuntimeCommand:
+    def command(
+        self, runtime: str | None, task_root: Path, opt_dir: Path | None, memory_mb: int = 128
+    ) -> RuntimeCommand:
         if runtime is None:
             raise InvalidRuntime("The function has no runtime configured.")
         if runtime in PROVIDED:
-            for root in (task_root, opt_dir):
-                if root is not None and (root / "bootstrap").is_file():
-                    bootstrap = str(root / "bootstrap")
-                    return RuntimeCommand((bootstrap,), bootstrap, None)
-            raise InvalidRuntime(
-                "Couldn't find valid bootstrap(s): [/var/task/bootstrap /opt/bootstrap]",
-                error_type="Runtime.InvalidEntrypoint",
-            )
+            return _custom_bootstrap(task_root, opt_dir)
         interpreter = self.interpreter(runtime)
         if interpreter is None:
             raise InvalidRuntime(_missing_message(runtime), error_type="Runtime.InvalidRuntime")
@@ -118,10 +113,37 @@ class RuntimeRegistry:
                 (interpreter, "-u", str(PYTHON_BOOTSTRAP)), interpreter, f"AWS_Lambda_{runtime}"
             )
         if runtime.startswith("nodejs"):
+            # V8's heap sized from the function's memory, as Lambda's Node runtime does:
+            # a tenth for the young generation, the rest for the old one.
+            new_space = memory_mb // 10
+            heap = (
+                f"--max-semi-space-size={new_space // 2}",
+                f"--max-old-space-size={memory_mb - new_space}",
+            )
             return RuntimeCommand(
-                (interpreter, str(NODE_BOOTSTRAP)), interpreter, f"AWS_Lambda_{runtime}"
+                (interpreter, "--expose-gc", *heap, str(NODE_BOOTSTRAP)),
+                interpreter,
+                f"AWS_Lambda_{runtime}",
             )
         raise InvalidRuntime(_missing_message(runtime), error_type="Runtime.InvalidRuntime")
+
+
+def _custom_bootstrap(task_root: Path, opt_dir: Path | None) -> RuntimeCommand:
+    """The `bootstrap` of a provided runtime: the package's first, else the layers' (/opt)."""
+    for root, shown in ((task_root, "/var/task/bootstrap"), (opt_dir, "/opt/bootstrap")):
+        if root is None or not (root / "bootstrap").is_file():
+            continue
+        bootstrap = str(root / "bootstrap")
+        if not os.access(bootstrap, os.X_OK):
+            # AWS's wording when the file is there but its mode lacks the executable bit.
+            raise InvalidRuntime(
+                f"fork/exec {shown}: permission denied", error_type="Runtime.InvalidEntrypoint"
+            )
+        return RuntimeCommand((bootstrap,), bootstrap, None)
+    raise InvalidRuntime(
+        "Couldn't find valid bootstrap(s): [/var/task/bootstrap /opt/bootstrap]",
+        error_type="Runtime.InvalidEntrypoint",
+    )
 
 
 def _missing_message(runtime: str) -> str:

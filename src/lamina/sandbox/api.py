@@ -8,7 +8,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
+
+if TYPE_CHECKING:
+    from lamina.sandbox.runtime_api import RuntimeChannel
 
 
 @dataclass(frozen=True)
@@ -24,6 +27,9 @@ class SandboxSpec:
     # Where the environment's private /tmp lives on the host (the backend creates it).
     scratch_root: Path
     cpu_weight_mb: int = field(default=0)
+    # The environment's Runtime API, for backends that restrict who may connect to it or
+    # change limits once init is over.
+    runtime_api: RuntimeChannel | None = None
 
 
 class Sandbox(Protocol):
@@ -64,4 +70,8 @@ class SandboxBackend(Protocol):
 
     def describe(self) -> list[tuple[str, bool, str]]:
         """(feature, active, why) lines for `lamina doctor` and the start-up banner."""
+        ...
+
+    def close(self) -> None:
+        """Stop what is still running and release host resources (the server is stopping)."""
         ...

@@ -105,10 +105,12 @@ class ExecutionEnvironment:
         self._server = await serve_runtime_api(self._channel)
         port = self._server.sockets[0].getsockname()[1]
         spec_env = {**self._spec.environment, "AWS_LAMBDA_RUNTIME_API": f"127.0.0.1:{port}"}
-        spec = SandboxSpec(**{**self._spec.__dict__, "environment": spec_env})
+        spec = SandboxSpec(
+            **{**self._spec.__dict__, "environment": spec_env, "runtime_api": self._channel}
+        )
         started = time.perf_counter()
         self._sandbox = await self._backend.start(spec)
-        loop.add_reader(self._sandbox.output_fd, self._drain_output)
+        loop.add_reader(self._sandbox.output_fd, self._on_output)
         self._exited = asyncio.ensure_future(self._sandbox.wait())
         init = asyncio.ensure_future(asyncio.shield(self._channel.initialized))
         waiters: set[asyncio.Future[Any]] = {init, self._exited}
@@ -264,6 +266,23 @@ class ExecutionEnvironment:
         return f"exit status {status}"
 
     # ---------------------------------------------------------------------- logs
+
+    def _on_output(self) -> None:
+        """Output is readable; read it unless the log sink asks producers to wait."""
+        if not self._sink.saturated:
+            self._drain_output()
+            return
+        # Pause reading: the pipe fills and the function's writes block until the sink
+        # catches up, so a chatty function cannot grow the platform's memory.
+        assert self._sandbox is not None
+        loop = asyncio.get_running_loop()
+        with contextlib.suppress(RuntimeError, ValueError):
+            loop.remove_reader(self._sandbox.output_fd)
+        loop.call_later(0.01, self._resume_output)
+
+    def _resume_output(self) -> None:
+        if self.state is not State.DEAD and self._sandbox is not None:
+            asyncio.get_running_loop().add_reader(self._sandbox.output_fd, self._on_output)
 
     def _drain_output(self) -> None:
         """Read whatever the runtime has written so far, without blocking."""

@@ -22,15 +22,35 @@ MAX_FILES = 1024
 MAX_PROCESSES = 1024
 
 
-def _read_peak_kib(pid: int) -> int | None:
-    try:
-        with open(f"/proc/{pid}/status", encoding="ascii") as status:
-            for line in status:
-                if line.startswith("VmHWM:"):
-                    return int(line.split()[1])
-    except (OSError, ValueError):
-        return None
-    return None
+class PeakMemory:
+    """A process's high-water mark (VmHWM), read once per invocation, kept after it exits.
+
+    The status file stays open and is re-read with pread: cheaper than opening it on every
+    invocation, which sits on the hot path.
+    """
+
+    def __init__(self, pid: int) -> None:
+        self._peak_kib = 0
+        try:
+            self._fd: int | None = os.open(f"/proc/{pid}/status", os.O_RDONLY)
+        except OSError:
+            self._fd = None
+
+    def bytes(self) -> int | None:
+        if self._fd is not None:
+            try:
+                status = os.pread(self._fd, 4096, 0)
+                start = status.index(b"VmHWM:") + 6
+                kib = int(status[start : status.index(b"kB", start)])
+                self._peak_kib = max(self._peak_kib, kib)
+            except (OSError, ValueError):
+                pass
+        return self._peak_kib * 1024 if self._peak_kib else None
+
+    def close(self) -> None:
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
 
 
 class ProcessSandbox:
@@ -39,8 +59,7 @@ class ProcessSandbox:
         self.pid = process.pid
         self.output_fd = output_fd
         self.tmp_dir = tmp_dir
-        self._peak_kib = 0
-        self._killed_for_memory = False
+        self._peak = PeakMemory(self.pid)
 
     async def wait(self) -> int:
         return await self._process.wait()
@@ -50,16 +69,14 @@ class ProcessSandbox:
             os.killpg(self.pid, signal.SIGKILL)
 
     def max_memory_bytes(self) -> int | None:
-        peak = _read_peak_kib(self.pid)
-        if peak is not None:
-            self._peak_kib = max(self._peak_kib, peak)
-        return self._peak_kib * 1024 if self._peak_kib else None
+        return self._peak.bytes()
 
     def oom_killed(self) -> bool:
-        # RLIMIT_AS makes allocations fail (MemoryError) rather than the kernel killing.
-        return self._killed_for_memory
+        # RLIMIT_DATA makes allocations fail (MemoryError) rather than the kernel killing.
+        return False
 
     def cleanup(self) -> None:
+        self._peak.close()
         shutil.rmtree(self.tmp_dir, ignore_errors=True)
         with contextlib.suppress(OSError):
             os.close(self.output_fd)
@@ -105,6 +122,9 @@ class ProcessBackend:
         finally:
             os.close(write_fd)
         return ProcessSandbox(process, read_fd, tmp_dir)
+
+    def close(self) -> None:
+        """Nothing to release: environments are stopped by their pool."""
 
     def describe(self) -> list[tuple[str, bool, str]]:
         return [

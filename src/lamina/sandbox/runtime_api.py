@@ -7,6 +7,8 @@ through an ASGI stack, and hands payload bytes through without decoding them.
 from __future__ import annotations
 
 import asyncio
+import base64
+import binascii
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import cast
@@ -19,6 +21,7 @@ from lamina.constants import (
     RUNTIME_HEADER_CLIENT_CONTEXT,
     RUNTIME_HEADER_COGNITO_IDENTITY,
     RUNTIME_HEADER_DEADLINE,
+    RUNTIME_HEADER_ERROR_BODY,
     RUNTIME_HEADER_ERROR_TYPE,
     RUNTIME_HEADER_FUNCTION_ARN,
     RUNTIME_HEADER_REQUEST_ID,
@@ -27,6 +30,7 @@ from lamina.constants import (
     STREAM_RESPONSE_MAX_BYTES,
     SYNC_PAYLOAD_MAX_BYTES,
 )
+from lamina.sandbox.peercred import peer_uid
 
 _NEXT = f"{RUNTIME_API_PREFIX}/invocation/next".encode()
 _INVOCATION = f"{RUNTIME_API_PREFIX}/invocation/".encode()
@@ -93,6 +97,9 @@ class RuntimeChannel:
         self._waiting: Callable[[Invocation], None] | None = None
         self._queued: Invocation | None = None
         self.current: Invocation | None = None
+        # Set by sandboxes that run the environment as a uid of its own: connections from
+        # any other uid (another environment) are refused.
+        self.peer_uid: int | None = None
 
     # -- platform side ---------------------------------------------------------------
 
@@ -142,10 +149,20 @@ class RuntimeApiProtocol(asyncio.Protocol):
         self._streaming: Invocation | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        expected = self._channel.peer_uid
+        if (
+            expected is not None
+            and peer_uid(transport.get_extra_info("peername"), transport.get_extra_info("sockname"))
+            != expected
+        ):
+            transport.close()
+            return
         # uvloop's transports implement the interface without subclassing asyncio.Transport.
         self._transport = cast(asyncio.Transport, transport)
 
     def data_received(self, data: bytes) -> None:
+        if self._transport is None:
+            return
         try:
             self._parser.feed_data(data)
         except httptools.HttpParserUpgrade:
@@ -203,10 +220,13 @@ class RuntimeApiProtocol(asyncio.Protocol):
     def _invocation_result(self, rest: bytes) -> None:
         request_id, _, action = rest.decode("latin-1").partition("/")
         if action == "response":
+            failed_midway = self._stream_error()
             if self._streaming is not None:
                 assert self._streaming.stream is not None
                 self._streaming.stream.put_nowait(None)
-                outcome = Outcome(b"")
+                outcome = failed_midway or Outcome(b"")
+            elif failed_midway is not None:
+                outcome = failed_midway
             elif self._size > SYNC_PAYLOAD_MAX_BYTES:
                 outcome = Outcome(b"", oversize=self._size)
             else:
@@ -234,6 +254,21 @@ class RuntimeApiProtocol(asyncio.Protocol):
             )
         else:
             self._reply(202, _ACCEPTED)
+
+    def _stream_error(self) -> Outcome | None:
+        """A streamed response that failed after it began names the error in its trailers."""
+        if self._headers.get(RUNTIME_HEADER_RESPONSE_MODE.lower().encode()) != b"streaming":
+            return None
+        error_type = self._headers.get(RUNTIME_HEADER_ERROR_TYPE.lower().encode())
+        if not error_type:
+            return None
+        try:
+            body = base64.b64decode(
+                self._headers.get(RUNTIME_HEADER_ERROR_BODY.lower().encode(), b"")
+            )
+        except binascii.Error:
+            body = b""
+        return Outcome(body, error_type=error_type.decode("latin-1"))
 
     def _error_outcome(self) -> Outcome:
         error_type = self._headers.get(RUNTIME_HEADER_ERROR_TYPE.lower().encode(), b"")

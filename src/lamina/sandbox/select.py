@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterable
+from pathlib import Path
 
 from lamina.sandbox.api import SandboxBackend
 from lamina.sandbox.process import ProcessBackend
@@ -10,12 +12,46 @@ from lamina.sandbox.process import ProcessBackend
 log = logging.getLogger("lamina.sandbox")
 
 
-def select_backend(isolation: str) -> SandboxBackend:
-    """The strongest backend the host allows, unless a weaker one is asked for."""
-    backend = ProcessBackend()
-    if isolation in {"auto", "namespace"}:
+class IsolationUnavailable(RuntimeError):
+    """`isolation=namespace` was asked for on a host that cannot provide it."""
+
+
+def namespace_backend(hidden: Iterable[Path] = ()) -> tuple[SandboxBackend | None, str]:
+    """The namespace backend, or None and why this host cannot run it."""
+    # Lazy: only Linux hosts that use it pay for ctypes and the probe.
+    from lamina.sandbox.cgroups import open_manager
+    from lamina.sandbox.namespace import NamespaceBackend, probe
+
+    why = probe()
+    if why is not None:
+        return None, why
+    cgroups, cgroup_reason = open_manager()
+    return NamespaceBackend(cgroups, cgroup_reason, hidden), ""
+
+
+def select_backend(isolation: str, hidden: Iterable[Path] = ()) -> SandboxBackend:
+    """The strongest backend the host allows, unless a weaker one is asked for.
+
+    `hidden` lists host directories functions must never see (the data directory).
+    """
+    if isolation == "process":
         log.warning(
-            "isolation: namespaces and cgroups are not available in this build; running "
-            "functions as plain processes with rlimits (no filesystem isolation)"
+            "isolation: process backend chosen by configuration; functions run as plain "
+            "processes with rlimits and can read the host's files"
         )
-    return backend
+        return ProcessBackend()
+    backend, why = namespace_backend(hidden)
+    if backend is not None:
+        log.info("isolation: namespace backend (namespaces, cgroups, a uid per environment)")
+        for feature, active, detail in backend.describe():
+            if not active:
+                log.info("isolation: %s not active (%s)", feature, detail)
+        return backend
+    if isolation == "namespace":
+        raise IsolationUnavailable(f"namespace isolation is not available: {why}")
+    log.warning(
+        "isolation: namespaces and cgroups are unavailable (%s); running functions as plain "
+        "processes with rlimits, without filesystem isolation",
+        why,
+    )
+    return ProcessBackend()

@@ -1,0 +1,139 @@
+"""InvokeWithResponseStream: relaying a response as AWS event-stream messages while it is made.
+
+The response body is `application/vnd.amazon.eventstream`: a sequence of binary messages, each
+
+    total length (uint32) | headers length (uint32) | CRC32 of those 8 bytes
+    headers: name length (uint8) | name | value type (7 = string) | value length (uint16) | value
+    payload | CRC32 of everything before it
+
+all big-endian. Lambda sends one `PayloadChunk` event per chunk the function produced (the
+bytes are the message payload), then one `InvokeComplete` event whose JSON payload carries
+`ErrorCode`, `ErrorDetails` and `LogResult`. Failures after the stream has begun (a function
+error, a timeout) are reported in `InvokeComplete`; the HTTP status stays 200.
+
+A function that does not stream is relayed too: its whole response is one `PayloadChunk`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import struct
+import zlib
+from collections.abc import AsyncIterator
+from typing import TYPE_CHECKING
+
+import orjson
+
+from lamina.sandbox.environment import InvokeOutcome
+
+if TYPE_CHECKING:
+    from lamina.invoke.service import InvokeRequest, InvokeResult, InvokeService
+
+EVENT_STREAM_CONTENT_TYPE = "application/vnd.amazon.eventstream"
+_STRING = 7
+_PRELUDE = struct.Struct(">II")
+
+
+def encode_message(headers: dict[str, str], payload: bytes) -> bytes:
+    """One event-stream message with string-valued headers."""
+    encoded_headers = bytearray()
+    for name, value in headers.items():
+        raw_name, raw_value = name.encode(), value.encode()
+        encoded_headers += struct.pack(">B", len(raw_name)) + raw_name
+        encoded_headers += struct.pack(">BH", _STRING, len(raw_value)) + raw_value
+    total = _PRELUDE.size + 4 + len(encoded_headers) + len(payload) + 4
+    prelude = _PRELUDE.pack(total, len(encoded_headers))
+    message = prelude + struct.pack(">I", zlib.crc32(prelude)) + encoded_headers + payload
+    return message + struct.pack(">I", zlib.crc32(message))
+
+
+def payload_chunk(data: bytes) -> bytes:
+    return encode_message(
+        {
+            ":event-type": "PayloadChunk",
+            ":content-type": "application/octet-stream",
+            ":message-type": "event",
+        },
+        data,
+    )
+
+
+def invoke_complete(
+    error_code: str | None = None,
+    error_details: str | None = None,
+    log_result: str | None = None,
+) -> bytes:
+    members = {"ErrorCode": error_code, "ErrorDetails": error_details, "LogResult": log_result}
+    return encode_message(
+        {
+            ":event-type": "InvokeComplete",
+            ":content-type": "application/json",
+            ":message-type": "event",
+        },
+        orjson.dumps({key: value for key, value in members.items() if value is not None}),
+    )
+
+
+def error_of(outcome: InvokeOutcome) -> tuple[str, str]:
+    """`ErrorCode` and `ErrorDetails` for a failed invocation: its error type and message."""
+    try:
+        error = orjson.loads(outcome.payload)
+    except orjson.JSONDecodeError:
+        return outcome.error_type or "Unhandled", outcome.payload.decode("utf-8", "replace")
+    if not isinstance(error, dict):
+        return outcome.error_type or "Unhandled", outcome.payload.decode("utf-8", "replace")
+    code = error.get("errorType") or outcome.error_type or "Unhandled"
+    return str(code), str(error.get("errorMessage", ""))
+
+
+class ResponseStream:
+    """One invocation, admitted at construction, whose response is relayed as it is made.
+
+    Construction raises what admission raises (not found, throttled), before any byte of the
+    response is sent. The invocation then runs in its own task, so an abandoned stream (the
+    client went away) still releases its environment and concurrency when the function ends.
+    """
+
+    def __init__(self, service: InvokeService, request: InvokeRequest, tail: bool) -> None:
+        admission = service.admit(request)
+        self.executed_version = admission.config.version
+        self._tail = tail
+        self._chunks: asyncio.Queue[bytes | None] = asyncio.Queue()
+        self._task: asyncio.Task[InvokeResult] = asyncio.ensure_future(
+            service.run(admission, request, stream=self._chunks)
+        )
+
+    async def messages(self) -> AsyncIterator[bytes]:
+        """The encoded event-stream messages, each yielded as soon as it exists."""
+        while (chunk := await self._next_chunk()) is not None:
+            if chunk:
+                yield payload_chunk(chunk)
+        outcome = (await self._task).outcome
+        log_result = outcome.log_result if self._tail else None
+        if outcome.function_error:
+            code, details = error_of(outcome)
+            yield invoke_complete(code, details, log_result)
+            return
+        if outcome.payload:
+            # A function that answered in one piece (it did not stream).
+            yield payload_chunk(outcome.payload)
+        yield invoke_complete(log_result=log_result)
+
+    async def _next_chunk(self) -> bytes | None:
+        """The next streamed chunk, or None once the response (or the invocation) ended."""
+        if not self._chunks.empty():
+            return self._chunks.get_nowait()
+        if self._task.done():
+            return None
+        getter = asyncio.ensure_future(self._chunks.get())
+        try:
+            await asyncio.wait({getter, self._task}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            if not getter.done():
+                getter.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await getter
+        if getter.done() and not getter.cancelled():
+            return getter.result()
+        return self._chunks.get_nowait() if not self._chunks.empty() else None

@@ -1,0 +1,704 @@
+// Lamina's Node.js runtime: a fast client of the Lambda Runtime API, standard library only.
+//
+// It runs on Node 18 to 22 inside an execution environment and behaves as AWS's Node runtime
+// does: handler resolution ("path/module.fn", CommonJS and ES modules), async and callback
+// handlers with callbackWaitsForEmptyEventLoop, the context object, console output in AWS's
+// format, error payloads ({errorType, errorMessage, trace}) and response streaming through
+// the `awslambda.streamifyResponse` global.
+
+import fs from 'node:fs';
+import http from 'node:http';
+import { createRequire } from 'node:module';
+import path from 'node:path';
+import { Writable } from 'node:stream';
+import { pathToFileURL } from 'node:url';
+import util from 'node:util';
+
+const require = createRequire(import.meta.url);
+
+const RUNTIME_PATH = '/2018-06-01/runtime';
+const HEADER_REQUEST_ID = 'lambda-runtime-aws-request-id';
+const HEADER_DEADLINE = 'lambda-runtime-deadline-ms';
+const HEADER_FUNCTION_ARN = 'lambda-runtime-invoked-function-arn';
+const HEADER_TRACE_ID = 'lambda-runtime-trace-id';
+const HEADER_CLIENT_CONTEXT = 'lambda-runtime-client-context';
+const HEADER_COGNITO_IDENTITY = 'lambda-runtime-cognito-identity';
+const HEADER_TENANT_ID = 'lambda-runtime-aws-tenant-id';
+const HEADER_ERROR_TYPE = 'Lambda-Runtime-Function-Error-Type';
+const HEADER_ERROR_BODY = 'Lambda-Runtime-Function-Error-Body';
+const HEADER_RESPONSE_MODE = 'Lambda-Runtime-Function-Response-Mode';
+// The markers AWS's runtime puts on a handler wrapped by awslambda.streamifyResponse.
+const STREAMING = Symbol.for('aws.lambda.runtime.handler.streaming');
+const HIGH_WATER_MARK = Symbol.for('aws.lambda.runtime.handler.streaming.highWaterMark');
+const HTTP_INTEGRATION_TYPE = 'application/vnd.awslambda.http-integration-response';
+
+// ---------------------------------------------------------------------------- errors
+
+class RuntimeError extends Error {
+  constructor(type, message, stack) {
+    super(message);
+    this.name = `Runtime.${type}`;
+    if (stack) this.stack = stack;
+  }
+}
+
+/** The body AWS's Node runtime posts for an error: note `trace`, not `stackTrace`. */
+function errorPayload(error) {
+  try {
+    if (util.types.isNativeError(error) || looksLikeError(error)) {
+      return {
+        errorType: error.name,
+        errorMessage: error.message,
+        trace: error.stack.split('\n'),
+      };
+    }
+    return { errorType: typeof error, errorMessage: String(error), trace: [] };
+  } catch {
+    return {
+      errorType: 'handled',
+      errorMessage:
+        'callback called with Error argument, but there was a problem while retrieving one ' +
+        'or more of its message, name, and stack',
+    };
+  }
+}
+
+function looksLikeError(value) {
+  return (
+    value !== null &&
+    typeof value === 'object' &&
+    typeof value.name === 'string' &&
+    typeof value.message === 'string' &&
+    typeof value.stack === 'string'
+  );
+}
+
+/** The error as AWS logs it: a tab, then JSON with the stack split into lines. */
+function formattedError(error) {
+  const asError = error instanceof Error ? error : new Error(error);
+  const expand = (_key, value) => {
+    if (!(value instanceof Error)) return value;
+    const expanded = {
+      errorType: value.name,
+      errorMessage: value.message,
+      code: value.code,
+      ...value,
+    };
+    if (typeof value.stack === 'string') expanded.stack = value.stack.split('\n');
+    return expanded;
+  };
+  try {
+    return '\t' + JSON.stringify(asError, expand);
+  } catch {
+    return '\t' + JSON.stringify(errorPayload(asError));
+  }
+}
+
+// ----------------------------------------------------------------------------- logs
+
+const LEVELS = { TRACE: 1, DEBUG: 2, INFO: 3, WARN: 4, ERROR: 5, FATAL: 6 };
+let currentRequestId;
+const jsonLogs = (process.env.AWS_LAMBDA_LOG_FORMAT || '').toUpperCase() === 'JSON';
+
+function textLine(level, args) {
+  // One record per call: newlines become carriage returns, as AWS's runtime writes them.
+  const message = util.format(...args).replace(/\n/g, '\r');
+  return `${new Date().toISOString()}\t${currentRequestId}\t${level}\t${message}\n`;
+}
+
+function expandError(_key, value) {
+  if (!(value instanceof Error)) return value;
+  return {
+    errorType: value.constructor?.name ?? 'UnknownError',
+    errorMessage: value.message,
+    stackTrace: typeof value.stack === 'string' ? value.stack.split('\n') : value.stack,
+    ...value,
+  };
+}
+
+function jsonLine(level, args) {
+  const record = { timestamp: new Date().toISOString(), level, requestId: currentRequestId };
+  let line;
+  if (args.length === 1) {
+    // A lone value stays structured: objects as JSON, errors expanded.
+    record.message = args[0];
+    try {
+      line = JSON.stringify(record, expandError);
+    } catch {
+      record.message = util.format(args[0]);
+      line = JSON.stringify(record);
+    }
+  } else {
+    record.message = util.format(...args);
+    const error = args.find((arg) => arg instanceof Error);
+    if (error) {
+      record.errorType = error.constructor?.name ?? 'UnknownError';
+      record.errorMessage = error.message;
+      record.stackTrace = typeof error.stack === 'string' ? error.stack.split('\n') : [];
+    }
+    line = JSON.stringify(record);
+  }
+  return line.replace(/\n/g, '\r') + '\n';
+}
+
+function patchConsole() {
+  const format = jsonLogs ? jsonLine : textLine;
+  const wanted = (process.env.AWS_LAMBDA_LOG_LEVEL || '').toUpperCase();
+  const threshold = LEVELS[wanted] || LEVELS.TRACE;
+  const make = (level) =>
+    LEVELS[level] >= threshold
+      ? (...args) => void process.stdout.write(format(level, args))
+      : () => {};
+  console.trace = make('TRACE');
+  console.debug = make('DEBUG');
+  console.info = make('INFO');
+  console.log = console.info;
+  console.warn = make('WARN');
+  console.error = make('ERROR');
+  console.fatal = make('FATAL');
+}
+
+function logError(label, error) {
+  if (jsonLogs) console.error(error instanceof Error ? error : new Error(error));
+  else console.error(label, formattedError(error));
+}
+
+// ------------------------------------------------------------------- runtime API client
+
+class RuntimeClient {
+  constructor(address) {
+    const separator = address.lastIndexOf(':');
+    this.host = address.slice(0, separator);
+    this.port = Number(address.slice(separator + 1));
+    // One kept-alive connection; idle sockets of an Agent are unref'd, so a waiting runtime
+    // does not keep the event loop busy while a handler runs (callbackWaitsForEmptyEventLoop).
+    this.agent = new http.Agent({ keepAlive: true, maxSockets: 1 });
+  }
+
+  request(method, urlPath, headers, body) {
+    return new Promise((resolve, reject) => {
+      const request = http.request(
+        { host: this.host, port: this.port, method, path: urlPath, headers, agent: this.agent },
+        (response) => {
+          const chunks = [];
+          response.on('data', (chunk) => chunks.push(chunk));
+          response.on('end', () =>
+            resolve({
+              status: response.statusCode,
+              headers: response.headers,
+              body: chunks.length === 1 ? chunks[0] : Buffer.concat(chunks),
+            }),
+          );
+          response.on('error', reject);
+        },
+      );
+      request.on('error', reject);
+      request.end(body);
+    });
+  }
+
+  async next() {
+    const response = await this.request('GET', `${RUNTIME_PATH}/invocation/next`);
+    if (response.status !== 200) {
+      throw new Error(`Runtime API answered ${response.status} to /invocation/next`);
+    }
+    return response;
+  }
+
+  respond(requestId, body) {
+    return this.post(`${RUNTIME_PATH}/invocation/${encodeURIComponent(requestId)}/response`, body);
+  }
+
+  fail(where, payload) {
+    return this.post(`${RUNTIME_PATH}${where}`, JSON.stringify(payload), {
+      [HEADER_ERROR_TYPE]: payload.errorType,
+    });
+  }
+
+  post(urlPath, body, extra) {
+    const headers = {
+      'Content-Type': 'application/json',
+      'Content-Length': Buffer.byteLength(body),
+      ...extra,
+    };
+    return this.request('POST', urlPath, headers, body);
+  }
+
+  streamRequest(requestId, contentType) {
+    return http.request({
+      host: this.host,
+      port: this.port,
+      method: 'POST',
+      path: `${RUNTIME_PATH}/invocation/${encodeURIComponent(requestId)}/response`,
+      agent: this.agent,
+      headers: {
+        [HEADER_RESPONSE_MODE]: 'streaming',
+        'Content-Type': contentType,
+        'Transfer-Encoding': 'chunked',
+        Trailer: `${HEADER_ERROR_TYPE}, ${HEADER_ERROR_BODY}`,
+      },
+    });
+  }
+}
+
+// --------------------------------------------------------------------- handler loading
+
+const awslambda = {
+  streamifyResponse(handler, options) {
+    handler[STREAMING] = 'response';
+    if (typeof options?.highWaterMark === 'number') {
+      handler[HIGH_WATER_MARK] = Math.trunc(options.highWaterMark);
+    }
+    return handler;
+  },
+  HttpResponseStream: class HttpResponseStream {
+    /** Send status and headers first (API Gateway / function URL integration format). */
+    static from(responseStream, prelude) {
+      responseStream.setContentType(HTTP_INTEGRATION_TYPE);
+      const metadata = JSON.stringify(prelude);
+      responseStream._onBeforeFirstWrite = (write) => {
+        write(metadata);
+        write(new Uint8Array(8));
+      };
+      return responseStream;
+    }
+  },
+};
+
+function isModuleTypePackage(folder) {
+  // The nearest package.json decides whether .js files are ES modules, as in Node itself.
+  for (let current = folder; ; current = path.dirname(current)) {
+    if (current.endsWith('/node_modules')) return false;
+    const manifest = path.join(current, 'package.json');
+    if (fs.existsSync(manifest)) {
+      try {
+        return JSON.parse(fs.readFileSync(manifest, 'utf8'))?.type === 'module';
+      } catch (error) {
+        console.warn(`${manifest} cannot be read; ignoring it to detect ES modules.`, error);
+        return false;
+      }
+    }
+    if (current === path.dirname(current)) return false;
+  }
+}
+
+async function importFile(file) {
+  return import(pathToFileURL(file).href);
+}
+
+async function loadModule(taskRoot, moduleRoot, name) {
+  const base = path.resolve(taskRoot, moduleRoot, name);
+  if (fs.existsSync(base)) return require(base);
+  const esm = isModuleTypePackage(path.dirname(base));
+  if (fs.existsSync(`${base}.js`)) return esm ? importFile(`${base}.js`) : require(`${base}.js`);
+  if (fs.existsSync(`${base}.mjs`)) return importFile(`${base}.mjs`);
+  if (fs.existsSync(`${base}.cjs`)) return require(`${base}.cjs`);
+  // A package name (node_modules, NODE_PATH) as a last resort, as AWS's runtime allows.
+  return require(require.resolve(name, { paths: [taskRoot, path.resolve(taskRoot, moduleRoot)] }));
+}
+
+async function loadHandler(taskRoot, spec) {
+  if (spec.includes('..')) {
+    throw new RuntimeError(
+      'MalformedHandlerName',
+      `'${spec}' is not a valid handler name. Use absolute paths when specifying root ` +
+        'directories in handler names.',
+    );
+  }
+  const file = path.basename(spec);
+  const moduleRoot = spec.slice(0, spec.length - file.length);
+  const match = /^([^.]*)\.(.*)$/.exec(file);
+  if (!match) throw new RuntimeError('MalformedHandlerName', 'Bad handler');
+  const [, name, property] = match;
+  let loaded;
+  try {
+    loaded = await loadModule(taskRoot, moduleRoot, name);
+  } catch (error) {
+    if (error instanceof SyntaxError) {
+      throw new RuntimeError('UserCodeSyntaxError', String(error), error.stack);
+    }
+    // Only CommonJS's code: an ES module importing a missing package fails as a plain Error
+    // ("Cannot find package 'x' imported from ..."), as on AWS.
+    if (error?.code === 'MODULE_NOT_FOUND') {
+      throw new RuntimeError('ImportModuleError', String(error));
+    }
+    throw error;
+  }
+  const handler = property.split('.').reduce((object, key) => object && object[key], loaded);
+  if (!handler) throw new RuntimeError('HandlerNotFound', `${spec} is undefined or not exported`);
+  if (typeof handler !== 'function') {
+    throw new RuntimeError('HandlerNotFound', `${spec} is not a function`);
+  }
+  return handler;
+}
+
+function addLayerPaths() {
+  // AWS puts /opt/nodejs/nodeNN/node_modules first on NODE_PATH; add it when a layer has it.
+  const opt = process.env.LAMINA_OPT_DIR;
+  if (!opt) return;
+  const versioned = path.join(opt, 'nodejs', `node${process.versions.node.split('.')[0]}`);
+  const modules = path.join(versioned, 'node_modules');
+  const Module = require('node:module');
+  if (fs.existsSync(modules) && typeof Module._initPaths === 'function') {
+    process.env.NODE_PATH = [modules, process.env.NODE_PATH].filter(Boolean).join(':');
+    Module._initPaths();
+  }
+}
+
+// ------------------------------------------------------------------------ invocations
+
+function parseJson(value) {
+  if (!value) return undefined;
+  try {
+    return JSON.parse(value);
+  } catch {
+    return undefined;
+  }
+}
+
+function serialise(result) {
+  try {
+    return JSON.stringify(result === undefined ? null : result);
+  } catch {
+    throw new RuntimeError('JSONStringifyError', 'Unable to stringify response body');
+  }
+}
+
+/** Runs `listener` once, the next time the event loop has nothing left to do. */
+let onEmptyLoop = null;
+process.on('beforeExit', () => {
+  const listener = onEmptyLoop;
+  onEmptyLoop = null;
+  if (listener) listener();
+});
+
+class Runtime {
+  constructor(client, handler) {
+    this.client = client;
+    this.handler = handler;
+    this.streaming = handler[STREAMING] === 'response';
+    this.highWaterMark = handler[HIGH_WATER_MARK];
+    this.isAsync = handler.constructor?.name === 'AsyncFunction';
+    this.invocation = null;
+    const env = process.env;
+    this.environment = {
+      functionName: env.AWS_LAMBDA_FUNCTION_NAME,
+      functionVersion: env.AWS_LAMBDA_FUNCTION_VERSION,
+      memoryLimitInMB: env.AWS_LAMBDA_FUNCTION_MEMORY_SIZE,
+      logGroupName: env.AWS_LAMBDA_LOG_GROUP_NAME,
+      logStreamName: env.AWS_LAMBDA_LOG_STREAM_NAME,
+    };
+  }
+
+  start() {
+    this.scheduleNext();
+  }
+
+  scheduleNext() {
+    setImmediate(() =>
+      this.handleNext().catch((error) => {
+        // The Runtime API is gone (the environment is being torn down) or answered badly.
+        process.stderr.write(`Lamina runtime: ${error?.stack || error}\n`);
+        process.exit(1);
+      }),
+    );
+  }
+
+  async handleNext() {
+    const { headers, body } = await this.client.next();
+    const requestId = headers[HEADER_REQUEST_ID];
+    currentRequestId = requestId;
+    const traceId = headers[HEADER_TRACE_ID];
+    if (traceId) process.env._X_AMZN_TRACE_ID = traceId;
+    else delete process.env._X_AMZN_TRACE_ID;
+    const invocation = new Invocation(this, requestId, headers);
+    this.invocation = invocation;
+    onEmptyLoop = null;
+    let event;
+    try {
+      event = JSON.parse(body.length ? body.toString('utf8') : 'null');
+    } catch (error) {
+      invocation.fail(error);
+      return;
+    }
+    if (this.streaming) {
+      await this.runStreaming(invocation, event);
+      return;
+    }
+    // Neither a promise nor the callback: the invocation ends when the event loop empties,
+    // with null for a plain function and an error for an async one that never settled.
+    onEmptyLoop = () => {
+      if (this.isAsync) {
+        const error = new RuntimeError('NodeJsExit', 'Runtime exited without providing a reason');
+        invocation.fail(error);
+      } else {
+        invocation.complete(null);
+      }
+    };
+    try {
+      const result = this.handler(event, invocation.context, invocation.callback);
+      if (result && typeof result.then === 'function') {
+        result.then(invocation.settle.succeed, invocation.settle.fail);
+      }
+    } catch (error) {
+      invocation.fail(error);
+    }
+  }
+
+  async runStreaming(invocation, event) {
+    const stream = new ResponseStream(this.client, invocation.requestId, this.highWaterMark);
+    invocation.stream = stream;
+    try {
+      const result = this.handler(event, stream, invocation.context);
+      if (!result || typeof result.then !== 'function') {
+        invocation.fail(new Error('Streaming does not support non-async handlers.'));
+        return;
+      }
+      if ((await result) !== undefined) console.warn('Streaming handlers ignore return values.');
+      if (!stream.writableEnded) {
+        invocation.fail(new Error('Response stream is not finished.'));
+        return;
+      }
+      await stream.done;
+      invocation.finishStreamed();
+    } catch (error) {
+      invocation.fail(error);
+    }
+  }
+
+  crashed(error) {
+    // Reported as the current invocation's error. AWS then restarts the runtime; Lamina keeps
+    // it, so the environment stays warm (a crash in the handler ends only that invocation).
+    const invocation = this.invocation;
+    if (invocation && !invocation.finished) invocation.fail(error, { logged: true });
+  }
+}
+
+/** One invocation: its context, its callback and how it reports its outcome (once). */
+class Invocation {
+  constructor(runtime, requestId, headers) {
+    this.runtime = runtime;
+    this.requestId = requestId;
+    this.finished = false;
+    this.stream = null;
+    this.waitsForEmptyLoop = true;
+    const deadline = Number(headers[HEADER_DEADLINE]) || 0;
+    const invocation = this;
+    // The handler's first answer counts, whichever way it gives it (callback, context
+    // methods or its promise); later ones are ignored, as on AWS.
+    let answered = false;
+    const once =
+      (answer) =>
+      (...args) => {
+        if (answered) return;
+        answered = true;
+        answer(...args);
+      };
+    const succeed = once((result) => invocation.complete(result));
+    const fail = once((error) => invocation.fail(error ?? 'handled'));
+    const done = once((error, result) =>
+      error === undefined || error === null ? invocation.complete(result) : invocation.fail(error),
+    );
+    this.context = {
+      ...runtime.environment,
+      awsRequestId: requestId,
+      invokedFunctionArn: headers[HEADER_FUNCTION_ARN],
+      clientContext: parseJson(headers[HEADER_CLIENT_CONTEXT]),
+      identity: parseJson(headers[HEADER_COGNITO_IDENTITY]),
+      tenantId: headers[HEADER_TENANT_ID],
+      getRemainingTimeInMillis: () => Math.max(deadline - Date.now(), 0),
+      get callbackWaitsForEmptyEventLoop() {
+        return invocation.waitsForEmptyLoop;
+      },
+      set callbackWaitsForEmptyEventLoop(value) {
+        invocation.waitsForEmptyLoop = value;
+      },
+      succeed,
+      fail,
+      done,
+    };
+    this.settle = { succeed, fail };
+    this.callback = once((error, result) => {
+      if (error !== undefined && error !== null) {
+        invocation.fail(error);
+      } else if (!invocation.waitsForEmptyLoop) {
+        invocation.complete(result);
+      } else {
+        // AWS answers only once everything the handler started (timers, sockets) is done.
+        onEmptyLoop = () => setImmediate(() => invocation.complete(result));
+      }
+    });
+  }
+
+  get current() {
+    return this.runtime.invocation === this && !this.finished;
+  }
+
+  complete(result) {
+    if (!this.current) return;
+    let body;
+    try {
+      body = serialise(result);
+    } catch (error) {
+      this.fail(error);
+      return;
+    }
+    this.finish(this.runtime.client.respond(this.requestId, body));
+  }
+
+  fail(error, { logged = false } = {}) {
+    if (!this.current) return;
+    if (!logged) logError('Invoke Error', error);
+    const payload = errorPayload(error);
+    if (this.stream && this.stream.started) {
+      this.finished = true;
+      onEmptyLoop = null;
+      this.stream.abort(payload).then(() => this.runtime.scheduleNext());
+      return;
+    }
+    this.finish(
+      this.runtime.client.fail(`/invocation/${encodeURIComponent(this.requestId)}/error`, payload),
+    );
+  }
+
+  finishStreamed() {
+    if (!this.current) return;
+    this.finished = true;
+    onEmptyLoop = null;
+    if (this.waitsForEmptyLoop) onEmptyLoop = () => this.runtime.scheduleNext();
+    else this.runtime.scheduleNext();
+  }
+
+  finish(posted) {
+    this.finished = true;
+    onEmptyLoop = null;
+    posted.then(
+      () => this.runtime.scheduleNext(),
+      (error) => {
+        process.stderr.write(`Lamina runtime: ${error?.stack || error}\n`);
+        process.exit(1);
+      },
+    );
+  }
+}
+
+// --------------------------------------------------------------------------- streaming
+
+function toChunk(chunk) {
+  return typeof chunk === 'string' || chunk instanceof Uint8Array ? chunk : JSON.stringify(chunk);
+}
+
+/** The writable stream a streaming handler writes its response to (a chunked HTTP POST). */
+class ResponseStream extends Writable {
+  constructor(client, requestId, highWaterMark) {
+    super(highWaterMark === undefined ? {} : { highWaterMark });
+    this.client = client;
+    this.requestId = requestId;
+    this.contentType = 'application/octet-stream';
+    this.request = null;
+    this.failed = false;
+    // HttpResponseStream.from sets this to write its prelude before the first byte.
+    this._onBeforeFirstWrite = null;
+    this.done = new Promise((resolve) => (this.settle = resolve));
+  }
+
+  get started() {
+    return this.request !== null;
+  }
+
+  setContentType(value) {
+    if (this.request) {
+      throw new RuntimeError('InvalidStreamingOperation', 'Cannot set content-type, too late.');
+    }
+    this.contentType = value;
+  }
+
+  write(chunk, encoding, callback) {
+    return super.write(toChunk(chunk), encoding, callback);
+  }
+
+  end(chunk, encoding, callback) {
+    if (chunk !== undefined && chunk !== null && typeof chunk !== 'function') {
+      return super.end(toChunk(chunk), encoding, callback);
+    }
+    return super.end(chunk, encoding, callback);
+  }
+
+  _write(chunk, encoding, callback) {
+    this.open().write(chunk, encoding, callback);
+  }
+
+  _final(callback) {
+    if (this.failed) callback();
+    else this.open().end(() => callback());
+  }
+
+  open() {
+    if (this.request) return this.request;
+    const request = this.client.streamRequest(this.requestId, this.contentType);
+    this.request = request;
+    request.on('response', (response) => {
+      response.resume();
+      response.on('end', () => this.settle());
+    });
+    request.on('error', (error) => {
+      process.stderr.write(`Lamina runtime: ${error?.stack || error}\n`);
+      process.exit(1);
+    });
+    if (typeof this._onBeforeFirstWrite === 'function') {
+      this._onBeforeFirstWrite((chunk) => request.write(chunk));
+    }
+    return request;
+  }
+
+  /** End the response with an error: it travels in the trailers, as AWS's runtime sends it. */
+  abort(payload) {
+    this.failed = true;
+    const request = this.open();
+    if (!request.writableEnded) {
+      request.addTrailers({
+        [HEADER_ERROR_TYPE]: payload.errorType,
+        [HEADER_ERROR_BODY]: Buffer.from(JSON.stringify(payload)).toString('base64'),
+      });
+      request.end();
+    }
+    return this.done;
+  }
+}
+
+// ----------------------------------------------------------------------------- main
+
+async function main() {
+  patchConsole();
+  globalThis.awslambda = awslambda;
+  const client = new RuntimeClient(process.env.AWS_LAMBDA_RUNTIME_API);
+  const taskRoot = process.env.LAMBDA_TASK_ROOT || process.cwd();
+  let runtime = null;
+  const initFailed = async (error) => {
+    await client.fail('/init/error', errorPayload(error)).catch(() => {});
+    process.exit(129);
+  };
+  const crashed = (label, error) => {
+    logError(label, error);
+    if (runtime) runtime.crashed(error);
+    else initFailed(error);
+  };
+  process.on('uncaughtException', (error) => crashed('Uncaught Exception', error));
+  process.on('unhandledRejection', (reason) => {
+    const error = new RuntimeError('UnhandledPromiseRejection', String(reason));
+    error.reason = reason;
+    crashed('Unhandled Promise Rejection', error);
+  });
+  addLayerPaths();
+  let handler;
+  try {
+    handler = await loadHandler(taskRoot, process.env._HANDLER || '');
+  } catch (error) {
+    logError('Uncaught Exception', error);
+    await initFailed(error);
+  }
+  runtime = new Runtime(client, handler);
+  runtime.start();
+}
+
+await main();

@@ -1,0 +1,131 @@
+"""A pre-initialised Python template process that forks ready runtimes on demand.
+
+Runs on the function's interpreter (3.9+, stdlib only). It imports Lamina's bootstrap and what
+the bootstrap needs once; each request over the control socket forks a child that becomes one
+environment's runtime. That skips interpreter start-up and those imports on every cold start.
+
+Wire protocol on the control socket (a Unix stream socket from the platform):
+- request: 4-byte big-endian length + JSON {"env", "cwd", "limits"} with one file descriptor
+  (the environment's output pipe) passed as SCM_RIGHTS;
+- replies: 4-byte length + JSON {"pid": n} for each request, in order, and
+  {"exit": pid, "status": code} when a child ends (negative code: killed by that signal).
+"""
+
+import array
+import json
+import os
+import resource
+import select
+import signal
+import socket
+import struct
+import sys
+import traceback
+
+import bootstrap  # preloaded: this import is the point of the template
+
+_HEADER = struct.Struct(">I")
+
+
+def _send(control, message):
+    data = json.dumps(message).encode()
+    control.sendall(_HEADER.pack(len(data)) + data)
+
+
+def _receive(control):
+    """One request and the descriptor passed with it, or None when the platform is gone."""
+    fds = array.array("i")
+    header = b""
+    while len(header) < _HEADER.size:
+        data, ancdata, _, _ = control.recvmsg(
+            _HEADER.size - len(header), socket.CMSG_SPACE(fds.itemsize)
+        )
+        if not data:
+            return None, None
+        header += data
+        for level, kind, payload in ancdata:
+            if level == socket.SOL_SOCKET and kind == socket.SCM_RIGHTS:
+                fds.frombytes(payload[: len(payload) - len(payload) % fds.itemsize])
+    size = _HEADER.unpack(header)[0]
+    body = b""
+    while len(body) < size:
+        chunk = control.recv(size - len(body))
+        if not chunk:
+            return None, None
+        body += chunk
+    return json.loads(body), (fds[0] if fds else None)
+
+
+def _become_runtime(request, output_fd, control, wake_read, wake_write):
+    """In the forked child: take the environment's identity, then run the bootstrap."""
+    os.setsid()
+    signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+    signal.set_wakeup_fd(-1)
+    for fd in (control.fileno(), wake_read, wake_write):
+        os.close(fd)
+    os.dup2(output_fd, 1)
+    os.dup2(output_fd, 2)
+    os.close(output_fd)
+    limits = request.get("limits") or {}
+    for name, value in limits.items():
+        resource.setrlimit(getattr(resource, name), (value, value))
+    os.environ.clear()
+    os.environ.update(request["env"])
+    os.chdir(request["cwd"])
+    sys.argv = [bootstrap.__file__]
+    status = 0
+    try:
+        bootstrap.main()
+    except SystemExit as exit_request:
+        # sys.exit() in a handler must end the child with its status, as in a fresh process.
+        code = exit_request.code
+        status = code if isinstance(code, int) else (0 if code is None else 1)
+        if code is not None and not isinstance(code, int):
+            sys.stderr.write("%s\n" % code)
+    except BaseException:
+        traceback.print_exc()
+        status = 1
+    finally:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(status)
+
+
+def _reap(control):
+    while True:
+        try:
+            pid, status = os.waitpid(-1, os.WNOHANG)
+        except ChildProcessError:
+            return
+        if pid == 0:
+            return
+        code = -os.WTERMSIG(status) if os.WIFSIGNALED(status) else os.WEXITSTATUS(status)
+        _send(control, {"exit": pid, "status": code})
+
+
+def main():
+    control = socket.socket(fileno=int(sys.argv[1]))
+    wake_read, wake_write = os.pipe()
+    os.set_blocking(wake_write, False)
+    signal.set_wakeup_fd(wake_write)
+    # A handler (not SIG_IGN) keeps exit statuses available to waitpid.
+    signal.signal(signal.SIGCHLD, lambda signum, frame: None)
+    _send(control, {"ready": os.getpid()})
+    while True:
+        readable, _, _ = select.select([control, wake_read], [], [])
+        if wake_read in readable:
+            os.read(wake_read, 512)
+            _reap(control)
+        if control in readable:
+            request, output_fd = _receive(control)
+            if request is None:
+                return
+            pid = os.fork()
+            if pid == 0:
+                _become_runtime(request, output_fd, control, wake_read, wake_write)
+            os.close(output_fd)
+            _send(control, {"pid": pid})
+
+
+if __name__ == "__main__":
+    main()

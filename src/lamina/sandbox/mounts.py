@@ -1,0 +1,276 @@
+"""The filesystem an isolated environment sees, built inside its own mount namespace.
+
+The environment's root is a fresh tmpfs holding read-only binds of the host's system
+directories (/usr, /etc, /lib*, /bin, /sbin), the interpreter installations the runtime needs,
+the function's code at /var/task, its layers at /opt and Lamina's bootstraps at /var/runtime;
+/tmp is a private tmpfs of EphemeralStorage's size. Nothing else of the host is there: not the
+platform's data directory, not other functions' code, not home directories.
+
+`build_root` runs in the forked child between fork and exec: it imports nothing and takes no
+Python-level locks (another thread may have held one at the fork); the parent prepares every
+path beforehand.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import os
+import platform
+import struct
+from dataclasses import dataclass
+
+CLONE_NEWNS = 0x00020000
+CLONE_NEWCGROUP = 0x02000000
+CLONE_NEWUTS = 0x04000000
+CLONE_NEWIPC = 0x08000000
+CLONE_NEWPID = 0x20000000
+
+MS_RDONLY = 0x1
+MS_NOSUID = 0x2
+MS_NODEV = 0x4
+MS_NOEXEC = 0x8
+MS_REMOUNT = 0x20
+MS_BIND = 0x1000
+MS_REC = 0x4000
+MS_PRIVATE = 0x40000
+MNT_DETACH = 0x2
+
+PR_SET_PDEATHSIG = 1
+PR_SET_NO_NEW_PRIVS = 38
+
+_AT_FDCWD = -100
+_AT_RECURSIVE = 0x8000
+_MOUNT_ATTR_RDONLY = 0x1
+_MOUNT_ATTR_NOSUID = 0x2
+_SYS_MOUNT_SETATTR = 442  # the same on every architecture (added after the numbering merge)
+_SYS_PIVOT_ROOT = {"x86_64": 155, "aarch64": 41, "arm64": 41, "riscv64": 41}.get(platform.machine())
+
+# Host directories every runtime needs, read-only; symlinks (merged /usr) are copied as links.
+SYSTEM_DIRS = ("usr", "bin", "sbin", "lib", "lib32", "lib64", "libx32", "etc")
+DEVICES = ("null", "zero", "full", "random", "urandom", "tty")
+TASK_ROOT = "/var/task"
+OPT_ROOT = "/opt"
+RUNTIME_DIR = "/var/runtime"
+
+_libc = ctypes.CDLL(None, use_errno=True)
+_libc.mount.argtypes = [
+    ctypes.c_char_p,
+    ctypes.c_char_p,
+    ctypes.c_char_p,
+    ctypes.c_ulong,
+    ctypes.c_char_p,
+]
+_libc.umount2.argtypes = [ctypes.c_char_p, ctypes.c_int]
+_libc.unshare.argtypes = [ctypes.c_int]
+_libc.sethostname.argtypes = [ctypes.c_char_p, ctypes.c_size_t]
+_libc.setns.argtypes = [ctypes.c_int, ctypes.c_int]
+_libc.prctl.argtypes = [
+    ctypes.c_int,
+    ctypes.c_ulong,
+    ctypes.c_ulong,
+    ctypes.c_ulong,
+    ctypes.c_ulong,
+]
+_libc.syscall.restype = ctypes.c_long
+
+
+def _check(result: int, what: str) -> None:
+    if result != 0:
+        code = ctypes.get_errno()
+        raise OSError(code, f"{what}: {os.strerror(code)}")
+
+
+def unshare(flags: int) -> None:
+    _check(_libc.unshare(flags), "unshare")
+
+
+def mount(source: str | None, target: str, fstype: str | None, flags: int, data: str = "") -> None:
+    _check(
+        _libc.mount(
+            source.encode() if source else None,
+            target.encode(),
+            fstype.encode() if fstype else None,
+            flags,
+            data.encode() if data else None,
+        ),
+        f"mount {target}",
+    )
+
+
+def umount(target: str, flags: int = 0) -> None:
+    _check(_libc.umount2(target.encode(), flags), f"umount {target}")
+
+
+def setns(fd: int, kind: int) -> None:
+    _check(_libc.setns(fd, kind), "setns")
+
+
+def sethostname(name: str) -> None:
+    encoded = name.encode()
+    _check(_libc.sethostname(encoded, len(encoded)), "sethostname")
+
+
+def prctl(option: int, value: int) -> None:
+    _check(_libc.prctl(option, value, 0, 0, 0), "prctl")
+
+
+def pivot_root(new_root: str, put_old: str) -> None:
+    if _SYS_PIVOT_ROOT is None:
+        raise OSError(38, "pivot_root: unknown system call number on this architecture")
+    _check(
+        _libc.syscall(_SYS_PIVOT_ROOT, new_root.encode(), put_old.encode()),
+        "pivot_root",
+    )
+
+
+def make_read_only(path: str) -> None:
+    """Make `path` and every mount below it read-only and nosuid."""
+    attributes = struct.pack("QQQQ", _MOUNT_ATTR_RDONLY | _MOUNT_ATTR_NOSUID, 0, 0, 0)
+    buffer = ctypes.create_string_buffer(attributes, len(attributes))
+    result = _libc.syscall(
+        _SYS_MOUNT_SETATTR,
+        ctypes.c_int(_AT_FDCWD),
+        path.encode(),
+        ctypes.c_uint(_AT_RECURSIVE),
+        buffer,
+        ctypes.c_size_t(len(attributes)),
+    )
+    if result == 0:
+        return
+    if ctypes.get_errno() != 38:  # ENOSYS: a kernel before 5.12; remount one by one
+        _check(-1, f"mount_setattr {path}")
+    with open("/proc/self/mountinfo", encoding="utf-8") as mountinfo:
+        points = [line.split()[4] for line in mountinfo]
+    prefix = path.rstrip("/") + "/"
+    for point in points:
+        if point == path or point.startswith(prefix):
+            mount(None, point, None, MS_BIND | MS_REMOUNT | MS_RDONLY | MS_NOSUID)
+
+
+@dataclass(frozen=True)
+class RootPlan:
+    """Everything the child needs to build the environment's root, prepared by the parent."""
+
+    # A host directory to assemble the root on (the mount is private to the namespace).
+    staging: str
+    task_root: str
+    opt_dir: str | None
+    runtime_dir: str
+    tmp_bytes: int
+    hostname: str = "localhost"
+    # (name, symlink target or "") for the system directories present on the host.
+    system: tuple[tuple[str, str], ...] = ()
+    # Host paths kept at the same path (interpreter installations, resolv.conf's directory).
+    expose: tuple[str, ...] = ()
+    # Host paths covered by an empty read-only tmpfs should a bind above have brought them in.
+    hide: tuple[str, ...] = ()
+    dev_shm_bytes: int = 64 * 1024 * 1024
+
+
+def system_layout(root: str = "/") -> tuple[tuple[str, str], ...]:
+    """Which system directories the host has, and which of them are symlinks."""
+    layout = []
+    for name in SYSTEM_DIRS:
+        path = os.path.join(root, name)
+        if os.path.islink(path):
+            layout.append((name, os.readlink(path)))
+        elif os.path.isdir(path):
+            layout.append((name, ""))
+    return tuple(layout)
+
+
+def _bind(source: str, target: str, recursive: bool = True, read_only: bool = True) -> None:
+    if os.path.isdir(source):
+        os.makedirs(target, exist_ok=True)
+    else:
+        os.makedirs(os.path.dirname(target), exist_ok=True)
+        with open(target, "a"):
+            pass
+    mount(source, target, None, MS_BIND | (MS_REC if recursive else 0))
+    if read_only:
+        make_read_only(target)
+
+
+def _tmpfs(target: str, size: int, mode: str, flags: int = MS_NOSUID | MS_NODEV) -> None:
+    os.makedirs(target, exist_ok=True)
+    mount("tmpfs", target, "tmpfs", flags, f"size={size},mode={mode}")
+
+
+def _hide(target: str) -> None:
+    """Cover a directory with an empty, read-only one."""
+    mount("tmpfs", target, "tmpfs", MS_NOSUID | MS_NODEV | MS_RDONLY, "size=4096,mode=0555")
+
+
+def _seal(target: str) -> None:
+    """Make one mount (not those below it) read-only."""
+    mount(None, target, None, MS_BIND | MS_REMOUNT | MS_RDONLY | MS_NOSUID)
+
+
+def build_root(plan: RootPlan) -> None:
+    """Enter new mount, IPC, UTS and cgroup namespaces and switch to the environment's root.
+
+    The caller is process 1 of a new PID namespace already (see `namespace`): /proc shows
+    that namespace.
+    """
+    unshare(CLONE_NEWNS | CLONE_NEWIPC | CLONE_NEWUTS | CLONE_NEWCGROUP)
+    sethostname(plan.hostname)
+    # Nothing mounted from here on may propagate back to the host.
+    mount(None, "/", None, MS_REC | MS_PRIVATE)
+    root = plan.staging
+    _tmpfs(root, 1024 * 1024, "0755")
+    for name, link in plan.system:
+        if link:
+            os.symlink(link, f"{root}/{name}")
+        else:
+            _bind(f"/{name}", f"{root}/{name}")
+    _tmpfs(f"{root}/dev", 64 * 1024, "0755", MS_NOSUID)
+    for device in DEVICES:
+        _bind(f"/dev/{device}", f"{root}/dev/{device}", recursive=False, read_only=False)
+    for name, target in (
+        ("fd", "/proc/self/fd"),
+        ("stdin", "/proc/self/fd/0"),
+        ("stdout", "/proc/self/fd/1"),
+        ("stderr", "/proc/self/fd/2"),
+    ):
+        os.symlink(target, f"{root}/dev/{name}")
+    os.mkdir(f"{root}/dev/shm")
+    _seal(f"{root}/dev")
+    os.mkdir(f"{root}/proc")
+    _bind("/sys", f"{root}/sys", recursive=False)
+    _bind(plan.task_root, root + TASK_ROOT)
+    _bind(plan.runtime_dir, root + RUNTIME_DIR)
+    if plan.opt_dir:
+        _bind(plan.opt_dir, root + OPT_ROOT)
+    else:
+        os.mkdir(root + OPT_ROOT)
+    os.mkdir(f"{root}/run")
+    os.mkdir(f"{root}/tmp")
+    # Paths under /tmp are bound after the private /tmp is mounted over it.
+    in_tmp = [path for path in (*plan.expose, *plan.hide) if path.startswith("/tmp/")]
+    for path in plan.expose:
+        if path not in in_tmp and not os.path.exists(root + path):
+            _bind(path, root + path)
+    for path in plan.hide:
+        if path not in in_tmp and os.path.isdir(root + path):
+            _hide(root + path)
+    # Absolute links last: until the pivot they would resolve on the host.
+    for name, target in (("tmp", "/tmp"), ("run", "/run")):
+        if not os.path.lexists(f"{root}/var/{name}"):
+            os.symlink(target, f"{root}/var/{name}")
+    os.mkdir(f"{root}/.old")
+    pivot_root(root, f"{root}/.old")
+    os.chdir("/")
+    _tmpfs("/tmp", plan.tmp_bytes, "1777")
+    _tmpfs("/dev/shm", plan.dev_shm_bytes, "1777")
+    # Interpreters installed under the host's /tmp reappear, read-only, in the private one.
+    for path in plan.expose:
+        if path in in_tmp:
+            _bind("/.old" + path, path)
+    for path in plan.hide:
+        if path in in_tmp and os.path.isdir(path):
+            _hide(path)
+    umount("/.old", MNT_DETACH)
+    os.rmdir("/.old")
+    _seal("/")
+    mount("proc", "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC)
+    os.chdir(TASK_ROOT)

@@ -1,0 +1,516 @@
+"""The Linux backend: namespaces, a cgroup and a uid of its own for every environment.
+
+An environment's runtime starts in new mount, PID, IPC, UTS and cgroup namespaces, on a root
+built from read-only binds (see `mounts`), as a uid no other environment uses, inside a cgroup
+that enforces MemorySize, a memory-proportional CPU share and 1,024 processes. It keeps the
+host's network, as functions need outbound access; its Runtime API admits only its own uid.
+
+The runtime is process 1 of its PID namespace and a direct child of the server: the server
+thread enters a fresh PID namespace for its children just around the fork, so no helper
+process sits in between, the exit status is the runtime's own, and killing the runtime ends
+every process of the environment.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import fcntl
+import os
+import resource
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from collections import deque
+from collections.abc import Callable, Iterable, Sequence
+from pathlib import Path
+from typing import IO
+
+from lamina.runtimes.registry import PYTHON_BOOTSTRAP
+from lamina.sandbox import mounts
+from lamina.sandbox.api import SandboxSpec
+from lamina.sandbox.cgroups import MAX_PIDS, CgroupManager, EnvironmentCgroup, Limits
+from lamina.sandbox.process import MAX_FILES, PeakMemory
+
+# Environments run as uids from here on, in blocks claimed per server through a lock file,
+# far above any account a host would create.
+UID_BASE = 2_000_000_000
+UID_BLOCK = 4096
+_UID_BLOCKS = 256
+RUNTIMES_DIR = PYTHON_BOOTSTRAP.parent.parent
+_CLEANUP_DELAYS = (0.005, 0.02, 0.05, 0.1, 0.25, 0.5, 1.0, 2.0)
+
+
+class UidPool:
+    """uids for environments; a uid is reused only after its environment is gone."""
+
+    def __init__(self, lock_dir: Path) -> None:
+        self._lock_dir = lock_dir
+        self._locks: list[IO[str]] = []
+        self._free: deque[int] = deque()
+
+    def _claim_block(self) -> None:
+        self._lock_dir.mkdir(parents=True, exist_ok=True)
+        for block in range(_UID_BLOCKS):
+            handle = open(self._lock_dir / f"uids-{block}.lock", "a", encoding="ascii")  # noqa: SIM115
+            try:
+                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except OSError:
+                handle.close()
+                continue
+            self._locks.append(handle)
+            start = UID_BASE + block * UID_BLOCK
+            self._free.extend(range(start, start + UID_BLOCK))
+            return
+        raise RuntimeError(f"every block of environment uids is in use ({self._lock_dir})")
+
+    def acquire(self) -> int:
+        if not self._free:
+            self._claim_block()
+        return self._free.popleft()
+
+    def release(self, uid: int) -> None:
+        self._free.append(uid)
+
+    def close(self) -> None:
+        for handle in self._locks:
+            handle.close()
+        self._locks.clear()
+
+
+def _installations(executable: str) -> list[str]:
+    """The install prefixes an interpreter needs (its own and the one its symlinks lead to)."""
+    found = []
+    for path in (executable, os.path.realpath(executable)):
+        directory = os.path.dirname(path)
+        found.append(os.path.dirname(directory) if directory.endswith("/bin") else directory)
+    return list(dict.fromkeys(found))
+
+
+def _resolver_paths() -> list[str]:
+    """resolv.conf may point into /run (systemd-resolved); keep its directory visible."""
+    target = os.path.realpath("/etc/resolv.conf")
+    if target.startswith("/etc/") or not os.path.exists(target):
+        return []
+    return [os.path.dirname(target)]
+
+
+def _translate(value: str, mapping: Sequence[tuple[str, str]]) -> str:
+    for host, inside in mapping:
+        if host in value:
+            value = value.replace(host, inside)
+    return value
+
+
+class NamespaceSandbox:
+    """One environment's process tree, uid and cgroup."""
+
+    tmp_dir = Path("/tmp")
+
+    def __init__(
+        self,
+        process: subprocess.Popen[bytes],
+        output_fd: int,
+        uid: int,
+        cgroup: EnvironmentCgroup | None,
+        release: Callable[[NamespaceSandbox], None],
+        staging: Path,
+    ) -> None:
+        self._process = process
+        self.pid = process.pid
+        self.output_fd = output_fd
+        self.uid = uid
+        self.cgroup = cgroup
+        self._release = release
+        self._staging = staging
+        self._peak = PeakMemory(self.pid)
+        self._released = False
+        self._cleanup: asyncio.Task[None] | None = None
+        self._exited: asyncio.Future[int] = asyncio.get_running_loop().create_future()
+        _watch_exit(process, self._exited)
+
+    async def wait(self) -> int:
+        return await asyncio.shield(self._exited)
+
+    def kill(self) -> None:
+        # The runtime is process 1 of its PID namespace: killing it ends every process there.
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.kill(self.pid, signal.SIGKILL)
+        if self.cgroup is not None:
+            self.cgroup.kill()
+
+    def max_memory_bytes(self) -> int | None:
+        if self.cgroup is not None:
+            peak = self.cgroup.peak_bytes()
+            if peak is not None:
+                return peak
+        # Without a memory cgroup, the runtime process's own high-water mark.
+        return self._peak.bytes()
+
+    def oom_killed(self) -> bool:
+        return self.cgroup is not None and self.cgroup.oom_kills() > 0
+
+    def cleanup(self) -> None:
+        self._peak.close()
+        with contextlib.suppress(OSError):
+            os.close(self.output_fd)
+        if self._try_release():
+            return
+        with contextlib.suppress(RuntimeError):
+            self._cleanup = asyncio.get_running_loop().create_task(self._release_later())
+
+    def _try_release(self) -> bool:
+        if self._released:
+            return True
+        if self._process.poll() is None:
+            return False
+        if self.cgroup is not None and not self.cgroup.remove():
+            self.cgroup.kill()
+            return False
+        with contextlib.suppress(OSError):
+            self._staging.rmdir()
+        self._released = True
+        self._release(self)
+        return True
+
+    async def _release_later(self) -> None:
+        with contextlib.suppress(asyncio.TimeoutError):
+            await asyncio.wait_for(asyncio.shield(self._exited), 5)
+        for delay in _CLEANUP_DELAYS:
+            if self._try_release():
+                return
+            await asyncio.sleep(delay)
+
+    def release_now(self, deadline: float) -> None:
+        """Kill, wait and release synchronously (when the server stops)."""
+        if self._cleanup is not None:
+            self._cleanup.cancel()
+        self.kill()
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            self._process.wait(max(0.0, deadline - time.monotonic()))
+        while not self._try_release() and time.monotonic() < deadline:
+            time.sleep(0.01)
+
+
+class NamespaceBackend:
+    """Namespaces + cgroup + a uid per environment (Linux, as root)."""
+
+    name = "namespace"
+
+    def __init__(
+        self,
+        cgroups: CgroupManager | None,
+        cgroup_reason: str,
+        hidden: Iterable[Path] = (),
+        lock_dir: Path | None = None,
+    ) -> None:
+        self._spawner = PidNamespaceSpawner()
+        self._cgroups = cgroups
+        self._cgroup_reason = cgroup_reason
+        self._hidden = [str(path.resolve()) for path in hidden]
+        self._uids = UidPool(lock_dir or _lock_dir())
+        self._system = mounts.system_layout()
+        self._resolver = _resolver_paths()
+        self._live: set[NamespaceSandbox] = set()
+        self._installs: dict[str, list[str]] = {}
+
+    # ----------------------------------------------------------------------- start
+
+    async def start(self, spec: SandboxSpec) -> NamespaceSandbox:
+        uid = self._uids.acquire()
+        environment_id = spec.scratch_root.name
+        cgroup: EnvironmentCgroup | None = None
+        read_fd = write_fd = -1
+        try:
+            if self._cgroups is not None:
+                limits = Limits(spec.memory_mb * 1024 * 1024, spec.memory_mb)
+                cgroup = self._cgroups.create(environment_id, limits)
+            spec.scratch_root.mkdir(parents=True, exist_ok=True)
+            mapping = self._mapping(spec)
+            argv = [_translate(arg, mapping) for arg in spec.command]
+            environment = {key: _translate(v, mapping) for key, v in spec.environment.items()}
+            plan = self._plan(spec, argv[0])
+            channel = spec.runtime_api
+            if channel is not None:
+                # Set before anything runs as `uid`: the runtime may connect at once.
+                channel.peer_uid = uid
+                if cgroup is not None:
+                    channel.initialized.add_done_callback(_cap_after_init(cgroup, spec.memory_mb))
+            read_fd, write_fd = os.pipe()
+            os.set_blocking(read_fd, False)
+            process = self._spawner.spawn(
+                argv,
+                environment,
+                write_fd,
+                enter_sandbox(plan, uid, cgroup.procs_files if cgroup else [], spec.memory_mb),
+            )
+        except BaseException:
+            if read_fd >= 0:
+                os.close(read_fd)
+            if cgroup is not None:
+                cgroup.kill()
+                with contextlib.suppress(OSError):
+                    cgroup.remove()
+            with contextlib.suppress(OSError):
+                spec.scratch_root.rmdir()
+            self._uids.release(uid)
+            raise
+        finally:
+            if write_fd >= 0:
+                os.close(write_fd)
+        sandbox = NamespaceSandbox(process, read_fd, uid, cgroup, self._released, spec.scratch_root)
+        self._live.add(sandbox)
+        return sandbox
+
+    def _released(self, sandbox: NamespaceSandbox) -> None:
+        self._live.discard(sandbox)
+        self._uids.release(sandbox.uid)
+
+    def close(self) -> None:
+        """Stop every environment still running and remove this server's cgroups."""
+        deadline = time.monotonic() + 5
+        for sandbox in list(self._live):
+            sandbox.kill()
+        for sandbox in list(self._live):
+            sandbox.release_now(deadline)
+        if self._cgroups is not None:
+            self._cgroups.close()
+        self._uids.close()
+        self._spawner.close()
+
+    @staticmethod
+    def _mapping(spec: SandboxSpec) -> list[tuple[str, str]]:
+        mapping = [(str(spec.task_root), mounts.TASK_ROOT), (str(RUNTIMES_DIR), mounts.RUNTIME_DIR)]
+        if spec.opt_dir is not None:
+            mapping.append((str(spec.opt_dir), mounts.OPT_ROOT))
+        return sorted(mapping, key=lambda pair: -len(pair[0]))
+
+    def _plan(self, spec: SandboxSpec, executable: str) -> mounts.RootPlan:
+        expose = list(self._resolver)
+        if executable.startswith("/") and not executable.startswith(
+            (mounts.TASK_ROOT + "/", mounts.OPT_ROOT + "/", mounts.RUNTIME_DIR + "/")
+        ):
+            if executable not in self._installs:
+                self._installs[executable] = _installations(executable)
+            expose += self._installs[executable]
+        hidden = [
+            *self._hidden,
+            str(spec.task_root.resolve().parent.parent),
+            str(spec.scratch_root.resolve().parent),
+        ]
+        return mounts.RootPlan(
+            staging=str(spec.scratch_root),
+            task_root=str(spec.task_root),
+            opt_dir=str(spec.opt_dir) if spec.opt_dir else None,
+            runtime_dir=str(RUNTIMES_DIR),
+            tmp_bytes=spec.ephemeral_mb * 1024 * 1024,
+            system=self._system,
+            expose=tuple(dict.fromkeys(expose)),
+            hide=tuple(dict.fromkeys(hidden)),
+        )
+
+    # -------------------------------------------------------------------- describe
+
+    def describe(self) -> list[tuple[str, bool, str]]:
+        cgroups = self._cgroups
+        active = set(cgroups.active) if cgroups else set()
+        missing = cgroups.unavailable if cgroups else {}
+
+        def why(controller: str, detail: str) -> str:
+            if controller in active:
+                return detail
+            return missing.get(controller, self._cgroup_reason)
+
+        version = f"cgroup v{cgroups.version}" if cgroups else "no cgroups"
+        return [
+            (
+                "mount namespace: read-only root of host system directories, code at "
+                "/var/task, layers at /opt; the data directory and other code are absent",
+                True,
+                "pivot_root into a tmpfs of read-only binds",
+            ),
+            ("PID, IPC, UTS and cgroup namespaces", True, "the runtime is process 1"),
+            ("private /tmp sized to EphemeralStorage", True, "tmpfs; counts towards memory"),
+            (
+                "one uid per environment; its Runtime API admits only that uid",
+                True,
+                f"uids from {UID_BASE}",
+            ),
+            (
+                "memory limit (MemorySize, no swap), measured peak, OOM kills reported",
+                "memory" in active,
+                why("memory", version),
+            ),
+            (
+                "CPU: one vCPU per 1,769 MB of memory, applied once init is done",
+                "cpu" in active,
+                why("cpu", version),
+            ),
+            (
+                f"{MAX_PIDS} processes and threads",
+                True,
+                why("pids", version) if "pids" in active else "RLIMIT_NPROC of the uid",
+            ),
+            (
+                "network namespace",
+                False,
+                "functions keep the host network for outbound access",
+            ),
+        ]
+
+
+def _cap_after_init(cgroup: EnvironmentCgroup, memory_mb: int) -> Callable[[object], None]:
+    """Init runs at full speed (cold starts stay short); invocations get their CPU share."""
+
+    def cap(_: object) -> None:
+        with contextlib.suppress(OSError):
+            cgroup.cap_cpu(memory_mb)
+
+    return cap
+
+
+def enter_sandbox(
+    plan: mounts.RootPlan, uid: int, procs_files: list[str], memory_mb: int
+) -> Callable[[], None]:
+    """What the child runs between fork and exec: it is process 1 of its PID namespace."""
+    memory_bytes = memory_mb * 1024 * 1024
+    limit_memory = not procs_files
+
+    def enter() -> None:
+        try:
+            os.setsid()
+            # If the server dies, so does the environment.
+            mounts.prctl(mounts.PR_SET_PDEATHSIG, signal.SIGKILL)
+            for name in procs_files:
+                with open(name, "w", encoding="ascii") as procs:
+                    procs.write(str(os.getpid()))
+            mounts.build_root(plan)
+            resource.setrlimit(resource.RLIMIT_NOFILE, (MAX_FILES, MAX_FILES))
+            # The uid is the environment's own, so this caps the environment's processes.
+            resource.setrlimit(resource.RLIMIT_NPROC, (MAX_PIDS, MAX_PIDS))
+            if limit_memory:
+                resource.setrlimit(resource.RLIMIT_DATA, (memory_bytes, memory_bytes))
+            os.setgroups([])
+            os.setresgid(uid, uid, uid)
+            os.setresuid(uid, uid, uid)
+            mounts.prctl(mounts.PR_SET_NO_NEW_PRIVS, 1)
+        except BaseException as error:
+            os.write(2, f"lamina: could not isolate the environment: {error}\n".encode())
+            raise
+
+    return enter
+
+
+class PidNamespaceSpawner:
+    """Forks children as process 1 of a new PID namespace each.
+
+    unshare(CLONE_NEWPID) changes the namespace of the calling thread's future children only,
+    so the thread enters a fresh one just for this fork and returns to its own right after.
+    """
+
+    def __init__(self) -> None:
+        self._own = os.open("/proc/self/ns/pid", os.O_RDONLY | os.O_CLOEXEC)
+
+    def spawn(
+        self,
+        argv: Sequence[str],
+        environment: dict[str, str],
+        output_fd: int,
+        enter: Callable[[], None],
+    ) -> subprocess.Popen[bytes]:
+        mounts.unshare(mounts.CLONE_NEWPID)
+        try:
+            return subprocess.Popen(
+                argv,
+                env=environment,
+                stdin=subprocess.DEVNULL,
+                stdout=output_fd,
+                stderr=output_fd,
+                # The child runs only system calls and no locks the fork could have copied held.
+                preexec_fn=enter,  # noqa: PLW1509
+            )
+        finally:
+            mounts.setns(self._own, mounts.CLONE_NEWPID)
+
+    def close(self) -> None:
+        with contextlib.suppress(OSError):
+            os.close(self._own)
+
+
+def _watch_exit(process: subprocess.Popen[bytes], exited: asyncio.Future[int]) -> None:
+    """Resolve `exited` with the exit status, without a thread: a pidfd polls readable."""
+    loop = asyncio.get_running_loop()
+    try:
+        pidfd = os.pidfd_open(process.pid)
+    except OSError:
+        # Kernels before 5.3: a thread waits instead.
+        waiting = loop.run_in_executor(None, process.wait)
+
+        def settle(done: asyncio.Future[int]) -> None:
+            if not exited.done():
+                exited.set_result(done.result())
+
+        waiting.add_done_callback(settle)
+        return
+
+    def reap() -> None:
+        loop.remove_reader(pidfd)
+        os.close(pidfd)
+        if not exited.done():
+            exited.set_result(process.wait())
+
+    loop.add_reader(pidfd, reap)
+
+
+def _lock_dir() -> Path:
+    run = Path("/run")
+    if os.access(run, os.W_OK):
+        return run / "lamina"
+    return Path(tempfile.gettempdir()) / "lamina-uids"
+
+
+def probe() -> str | None:
+    """None when this host can run the backend, else why not."""
+    if not sys.platform.startswith("linux"):
+        return f"namespaces are a Linux feature (this is {sys.platform})"
+    if os.geteuid() != 0:
+        return (
+            "the namespace backend needs root (it gives every environment its own uid); "
+            "unprivileged user namespaces are not supported yet"
+        )
+    true = shutil.which("true", path="/usr/bin:/bin")
+    if true is None:
+        return "`true` was not found in /usr/bin or /bin"
+    with tempfile.TemporaryDirectory(prefix="lamina-probe-") as scratch:
+        stage = Path(scratch) / "root"
+        task = Path(scratch) / "task"
+        stage.mkdir()
+        task.mkdir()
+        plan = mounts.RootPlan(
+            staging=str(stage),
+            task_root=str(task),
+            opt_dir=None,
+            runtime_dir=str(RUNTIMES_DIR),
+            tmp_bytes=1024 * 1024,
+            system=mounts.system_layout(),
+        )
+        read_fd, write_fd = os.pipe()
+        spawner = PidNamespaceSpawner()
+        try:
+            process = spawner.spawn(
+                [true], {}, write_fd, enter_sandbox(plan, UID_BASE - 1, [], 128)
+            )
+            status: int | str = process.wait(10)
+        except (OSError, subprocess.SubprocessError) as error:
+            status = f"{error}"
+        finally:
+            spawner.close()
+            os.close(write_fd)
+            with os.fdopen(read_fd, "rb") as output:
+                detail = output.read().decode(errors="replace").strip()
+    if status != 0:
+        return f"starting a sandbox failed: {detail or status}"
+    return None

@@ -1,0 +1,239 @@
+"""Cold starts from a pre-initialised template process ("zygote") per Python interpreter.
+
+A Python environment normally starts a fresh interpreter and imports the bootstrap: tens of
+milliseconds. The zygote has done both already; starting an environment is a fork. Commands
+that are not Lamina's Python bootstrap go to the wrapped backend unchanged.
+"""
+
+from __future__ import annotations
+
+import array
+import asyncio
+import contextlib
+import logging
+import os
+import shutil
+import signal
+import socket
+import struct
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from lamina.runtimes.registry import PYTHON_BOOTSTRAP
+from lamina.sandbox.api import Sandbox, SandboxBackend, SandboxSpec
+from lamina.sandbox.process import MAX_FILES, PeakMemory
+
+log = logging.getLogger("lamina.sandbox")
+
+_HEADER = struct.Struct(">I")
+TEMPLATE = PYTHON_BOOTSTRAP.parent / "zygote.py"
+
+
+class ZygoteSandbox:
+    """A runtime forked from a template; its exit status arrives over the control socket."""
+
+    def __init__(self, pid: int, output_fd: int, tmp_dir: Path, exited: asyncio.Future[int]):
+        self.pid = pid
+        self.output_fd = output_fd
+        self.tmp_dir = tmp_dir
+        self._exited = exited
+        self._peak = PeakMemory(pid)
+
+    async def wait(self) -> int:
+        return await asyncio.shield(self._exited)
+
+    def kill(self) -> None:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(self.pid, signal.SIGKILL)
+
+    def max_memory_bytes(self) -> int | None:
+        return self._peak.bytes()
+
+    def oom_killed(self) -> bool:
+        return False
+
+    def cleanup(self) -> None:
+        self._peak.close()
+        shutil.rmtree(self.tmp_dir, ignore_errors=True)
+        with contextlib.suppress(OSError):
+            os.close(self.output_fd)
+
+
+class Template:
+    """One running template process and its control socket."""
+
+    def __init__(self, interpreter: str) -> None:
+        self.interpreter = interpreter
+        self._socket: socket.socket | None = None
+        self._process: subprocess.Popen[bytes] | None = None
+        self._pending: list[asyncio.Future[int]] = []
+        self._exits: dict[int, asyncio.Future[int]] = {}
+        self._buffer = b""
+        self._ready: asyncio.Future[None] | None = None
+        self._lock = asyncio.Lock()
+
+    async def start(self) -> None:
+        loop = asyncio.get_running_loop()
+        ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+        self._process = subprocess.Popen(
+            [self.interpreter, "-u", str(TEMPLATE), str(theirs.fileno())],
+            pass_fds=(theirs.fileno(),),
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+            cwd="/",
+            env={"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "LANG": "C.UTF-8"},
+        )
+        theirs.close()
+        ours.setblocking(False)
+        self._socket = ours
+        self._ready = loop.create_future()
+        loop.add_reader(ours.fileno(), self._on_readable)
+        await asyncio.wait_for(asyncio.shield(self._ready), timeout=30)
+
+    @property
+    def alive(self) -> bool:
+        return self._process is not None and self._process.poll() is None
+
+    async def fork(self, spec: SandboxSpec, output_fd: int) -> tuple[int, asyncio.Future[int]]:
+        assert self._socket is not None
+        loop = asyncio.get_running_loop()
+        request = {
+            "env": spec.environment,
+            "cwd": str(spec.task_root),
+            "limits": {
+                "RLIMIT_DATA": spec.memory_mb * 1024 * 1024,
+                "RLIMIT_NOFILE": MAX_FILES,
+                "RLIMIT_FSIZE": spec.ephemeral_mb * 1024 * 1024,
+            },
+        }
+        body = orjson.dumps(request)
+        reply: asyncio.Future[int] = loop.create_future()
+        async with self._lock:
+            self._pending.append(reply)
+            fds = array.array("i", [output_fd])
+            header = _HEADER.pack(len(body))
+            # The descriptor travels with the first bytes; the rest is plain data.
+            self._socket.sendmsg([header], [(socket.SOL_SOCKET, socket.SCM_RIGHTS, fds)])
+            await loop.sock_sendall(self._socket, body)
+        pid = await reply
+        exited: asyncio.Future[int] = loop.create_future()
+        self._exits[pid] = exited
+        return pid, exited
+
+    def _on_readable(self) -> None:
+        assert self._socket is not None
+        try:
+            data = self._socket.recv(65536)
+        except BlockingIOError:
+            return
+        if not data:
+            self._closed()
+            return
+        self._buffer += data
+        while len(self._buffer) >= _HEADER.size:
+            size = _HEADER.unpack_from(self._buffer)[0]
+            if len(self._buffer) < _HEADER.size + size:
+                return
+            message = orjson.loads(self._buffer[_HEADER.size : _HEADER.size + size])
+            self._buffer = self._buffer[_HEADER.size + size :]
+            self._dispatch(message)
+
+    def _dispatch(self, message: dict[str, Any]) -> None:
+        if "ready" in message and self._ready is not None and not self._ready.done():
+            self._ready.set_result(None)
+        elif "pid" in message and self._pending:
+            self._pending.pop(0).set_result(int(message["pid"]))
+        elif "exit" in message:
+            exited = self._exits.pop(int(message["exit"]), None)
+            if exited is not None and not exited.done():
+                exited.set_result(int(message["status"]))
+
+    def _closed(self) -> None:
+        """The template died: every child it had can no longer report, so treat them as gone."""
+        assert self._socket is not None
+        with contextlib.suppress(ValueError, RuntimeError):
+            asyncio.get_running_loop().remove_reader(self._socket.fileno())
+        for waiter in self._pending:
+            if not waiter.done():
+                waiter.set_exception(RuntimeError("the template process exited"))
+        for pid, exited in self._exits.items():
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(pid, signal.SIGKILL)
+            if not exited.done():
+                exited.set_result(-signal.SIGKILL)
+        self._pending.clear()
+        self._exits.clear()
+
+    def close(self) -> None:
+        if self._socket is not None:
+            with contextlib.suppress(ValueError, RuntimeError):
+                asyncio.get_running_loop().remove_reader(self._socket.fileno())
+            self._socket.close()
+        if self._process is not None and self._process.poll() is None:
+            self._process.kill()
+            self._process.wait()
+
+
+class ZygoteBackend:
+    """Forks Python runtimes from templates; everything else goes to `fallback`."""
+
+    def __init__(self, fallback: SandboxBackend) -> None:
+        self._fallback = fallback
+        self.name = f"{fallback.name}+zygote"
+        self._templates: dict[str, Template] = {}
+        self._starting: dict[str, asyncio.Task[Template]] = {}
+
+    def _is_python_bootstrap(self, spec: SandboxSpec) -> bool:
+        return len(spec.command) == 3 and spec.command[1:] == ("-u", str(PYTHON_BOOTSTRAP))
+
+    async def _template(self, interpreter: str) -> Template:
+        template = self._templates.get(interpreter)
+        if template is not None and template.alive:
+            return template
+        task = self._starting.get(interpreter)
+        if task is None:
+            task = asyncio.ensure_future(self._start_template(interpreter))
+            self._starting[interpreter] = task
+        try:
+            return await asyncio.shield(task)
+        finally:
+            self._starting.pop(interpreter, None)
+
+    async def _start_template(self, interpreter: str) -> Template:
+        template = Template(interpreter)
+        await template.start()
+        self._templates[interpreter] = template
+        return template
+
+    async def start(self, spec: SandboxSpec) -> Sandbox:
+        if not self._is_python_bootstrap(spec):
+            return await self._fallback.start(spec)
+        template = await self._template(spec.command[0])
+        tmp_dir = spec.scratch_root / "tmp"
+        tmp_dir.mkdir(parents=True, mode=0o700, exist_ok=True)
+        environment = {**spec.environment, "TMPDIR": str(tmp_dir), "LAMINA_TMP_DIR": str(tmp_dir)}
+        spec = SandboxSpec(**{**spec.__dict__, "environment": environment})
+        read_fd, write_fd = os.pipe()
+        os.set_blocking(read_fd, False)
+        try:
+            pid, exited = await template.fork(spec, write_fd)
+        except BaseException:
+            os.close(read_fd)
+            raise
+        finally:
+            os.close(write_fd)
+        return ZygoteSandbox(pid, read_fd, tmp_dir, exited)
+
+    def describe(self) -> list[tuple[str, bool, str]]:
+        return [
+            *self._fallback.describe(),
+            ("pre-initialised Python template (zygote)", True, "Python cold starts fork"),
+        ]
+
+    def close(self) -> None:
+        for template in self._templates.values():
+            template.close()
+        self._templates.clear()

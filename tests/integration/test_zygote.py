@@ -1,0 +1,73 @@
+"""Python environments forked from the pre-initialised template behave like fresh ones."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from tests.conftest import ROLE
+from tests.support.archives import make_zip
+from tests.support.server import LaminaServer
+
+SOURCE = """
+import os, sys
+
+def describe(event, context):
+    return {"pid": os.getpid(), "stage": os.environ.get("STAGE"), "cwd": os.getcwd(),
+            "task_root": os.environ["LAMBDA_TASK_ROOT"], "argv0": sys.argv[0]}
+
+def leave(event, context):
+    sys.exit(event["status"])
+"""
+
+
+@pytest.fixture(scope="module")
+def zygote_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LaminaServer]:
+    env = {"LAMINA_ISOLATION": "process", "LAMINA_ZYGOTE": "on"}
+    server = LaminaServer(tmp_path_factory.mktemp("zygote") / "data", env=env).start()
+    yield server
+    server.stop()
+
+
+def create(client: Any, name: str, handler: str, **extra: Any) -> None:
+    client.create_function(
+        FunctionName=name,
+        Runtime="python3.12",
+        Role=ROLE,
+        Handler=f"app.{handler}",
+        Code={"ZipFile": make_zip({"app.py": SOURCE})},
+        **extra,
+    )
+
+
+def invoke(client: Any, name: str, payload: Any) -> tuple[dict[str, Any], Any]:
+    response = client.invoke(FunctionName=name, Payload=json.dumps(payload).encode())
+    return response, json.loads(response["Payload"].read())
+
+
+def test_forked_environment_has_its_own_identity(zygote_server: LaminaServer) -> None:
+    client = zygote_server.client()
+    create(client, "z-one", "describe", Environment={"Variables": {"STAGE": "one"}})
+    create(client, "z-two", "describe", Environment={"Variables": {"STAGE": "two"}})
+    _, one = invoke(client, "z-one", {})
+    _, two = invoke(client, "z-two", {})
+    assert (one["stage"], two["stage"]) == ("one", "two")
+    assert one["pid"] != two["pid"]
+    assert one["cwd"] == one["task_root"]
+    assert one["argv0"].endswith("bootstrap.py")
+    client.close()
+
+
+@pytest.mark.parametrize("status", [0, 4])
+def test_exit_status_of_a_forked_runtime(zygote_server: LaminaServer, status: int) -> None:
+    client = zygote_server.client()
+    name = f"z-exit-{status}"
+    create(client, name, "leave")
+    response, result = invoke(client, name, {"status": status})
+    assert response["FunctionError"] == "Unhandled"
+    assert result["errorType"] == "Runtime.ExitError"
+    assert f"exit status {status}" in result["errorMessage"]
+    client.close()
