@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import json
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -264,3 +265,20 @@ def test_missing_runtime_names_what_to_install(
     assert response["FunctionError"] == "Unhandled"
     assert result["errorType"] == "Runtime.InvalidRuntime"
     assert "java21" in result["errorMessage"]
+
+
+def test_runtime_exiting_between_calls_gets_a_fresh_environment(
+    lambda_client: Any, create_function: Callable[..., Any]
+) -> None:
+    source = (
+        "import os, threading\n"
+        "def handler(event, context):\n"
+        "    if event.get('die'):\n"
+        "        threading.Timer(0.2, os._exit, args=(7,)).start()\n"
+        "    return os.getpid()\n"
+    )
+    name = create_function(Code={"ZipFile": make_zip({"app.py": source})})["FunctionName"]
+    call(lambda_client, name, {"die": True})
+    time.sleep(1.0)  # the runtime ends while idle
+    response, _ = call(lambda_client, name, {})
+    assert "FunctionError" not in response

@@ -6,7 +6,9 @@ also show that provisioned ones are never reaped.
 
 from __future__ import annotations
 
+import base64
 import contextlib
+import json
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -241,3 +243,19 @@ def test_provisioned_concurrency_needs_a_published_version(
             FunctionName=name, Qualifier="$LATEST", ProvisionedConcurrentExecutions=1
         )
     assert excinfo.value.response["Error"]["Code"] == "InvalidParameterValueException"
+
+
+def test_provisioned_invocations_report_no_init_duration(
+    client: Any, function: Callable[..., str]
+) -> None:
+    name = function()
+    provision(client, name, "1", 1)
+    response = client.invoke(FunctionName=name, Qualifier="1", Payload=b"{}", LogType="Tail")
+    assert json.loads(response["Payload"].read())["init"] == PROVISIONED
+    report = next(
+        line
+        for line in base64.b64decode(response["LogResult"]).decode().splitlines()
+        if line.startswith("REPORT")
+    )
+    # The environment was initialised before any call, so no call carries (or pays) its init.
+    assert "Init Duration" not in report

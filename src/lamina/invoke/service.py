@@ -278,6 +278,8 @@ class InvokeService:
             group,
             stream,
             environment_id,
+            # Pre-initialised environments never bill or report their init to an invocation.
+            report_init=initialization_type == ON_DEMAND,
         )
         environment.log_init_start(config.runtime or "", command.interpreter)
         await environment.start()

@@ -73,6 +73,7 @@ class ExecutionEnvironment:
         log_group: str,
         log_stream: str,
         environment_id: str | None = None,
+        report_init: bool = True,
     ) -> None:
         self.id = environment_id or uuid.uuid4().hex
         self.state = State.NEW
@@ -93,7 +94,7 @@ class ExecutionEnvironment:
         self._tail: deque[bytes] = deque()
         self._tail_size = 0
         self._init_ms: float | None = None
-        self._init_reported = False
+        self._init_reported = not report_init
         self.init_error: bytes | None = None
 
     # ------------------------------------------------------------------ lifecycle
@@ -112,6 +113,7 @@ class ExecutionEnvironment:
         self._sandbox = await self._backend.start(spec)
         loop.add_reader(self._sandbox.output_fd, self._on_output)
         self._exited = asyncio.ensure_future(self._sandbox.wait())
+        self._exited.add_done_callback(self._exited_while_idle)
         init = asyncio.ensure_future(asyncio.shield(self._channel.initialized))
         waiters: set[asyncio.Future[Any]] = {init, self._exited}
         done, _ = await asyncio.wait(
@@ -137,6 +139,12 @@ class ExecutionEnvironment:
                 "Sandbox.Timedout", f"Init phase timed out after {INIT_TIMEOUT_S:.2f} seconds"
             )
         self.destroy()
+
+    def _exited_while_idle(self, _: asyncio.Future[int]) -> None:
+        """A runtime that ends between invocations (as AWS's do after a fatal error) leaves
+        a dead environment: destroy it now, so no invocation is handed to it."""
+        if self.state is State.IDLE:
+            self.destroy()
 
     def destroy(self) -> None:
         """Kill every process of the environment and release what it held."""

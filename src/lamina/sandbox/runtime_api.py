@@ -271,8 +271,11 @@ class RuntimeApiProtocol(asyncio.Protocol):
         return Outcome(body, error_type=error_type.decode("latin-1"))
 
     def _error_outcome(self) -> Outcome:
-        error_type = self._headers.get(RUNTIME_HEADER_ERROR_TYPE.lower().encode(), b"")
-        return Outcome(b"".join(self._body), error_type=error_type.decode("latin-1") or "Unknown")
+        body = b"".join(self._body)
+        header = self._headers.get(RUNTIME_HEADER_ERROR_TYPE.lower().encode(), b"")
+        # AWS's own runtime clients leave the header out on invocation errors; the body's
+        # errorType is then the only word on what went wrong.
+        return Outcome(body, error_type=header.decode("latin-1") or _body_error_type(body))
 
     def _send_event(self, invocation: Invocation) -> None:
         if self._transport is not None and not self._transport.is_closing():
@@ -291,6 +294,15 @@ class RuntimeApiProtocol(asyncio.Protocol):
             b"HTTP/1.1 %d %s\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n%s"
             % (status, reason.get(status, b"OK"), len(body), body)
         )
+
+
+def _body_error_type(body: bytes) -> str:
+    try:
+        document = orjson.loads(body)
+    except orjson.JSONDecodeError:
+        return "Unknown"
+    error_type = document.get("errorType") if isinstance(document, dict) else None
+    return error_type if isinstance(error_type, str) and error_type else "Unknown"
 
 
 async def serve_runtime_api(channel: RuntimeChannel, host: str = "127.0.0.1") -> asyncio.Server:
