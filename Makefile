@@ -30,7 +30,9 @@ format: $(STAMP)
 	$(BIN)/ruff check --fix src tests bench
 
 bench: $(STAMP)
-	$(BIN)/python bench/control_plane.py
+	$(BIN)/python -m bench.control_plane
+	$(BIN)/python -m bench.invoke
+	@if [ -f bench/async.py ]; then $(BIN)/python -m bench.async; fi
 
 clean:
 	rm -rf $(VENV) .lamina .pytest_cache .mypy_cache .ruff_cache

@@ -21,8 +21,22 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from bench.harness import KeepAlive, fresh_server, percentile, report, time_calls
 
 ROLE = "arn:aws:iam::000000000000:role/bench"
-PYTHON_NOOP = "import os\n\ndef handler(event, context):\n    return os.getpid()\n"
-NODE_NOOP = "exports.handler = async () => process.pid;\n"
+# The no-ops answer with their own resident memory when asked, so the benchmark can report an
+# idle environment's RSS from inside its sandbox (its pid there is 1).
+PYTHON_NOOP = (
+    "def handler(event, context):\n"
+    "    if event.get('rss'):\n"
+    "        for line in open('/proc/self/status'):\n"
+    "            if line.startswith('VmRSS:'):\n"
+    "                return int(line.split()[1])\n"
+    "    return None\n"
+)
+NODE_NOOP = (
+    "exports.handler = async (event) => event.rss ? "
+    "Math.round(process.memoryUsage().rss / 1024) : null;\n"
+)
+# 1,769 MB buys a whole vCPU; at 128 MB an environment gets 7% of one, as on AWS.
+MEMORY_MB = int(os.environ.get("BENCH_MEMORY_MB", "1769"))
 RUNTIMES = {
     "python": ("python3.12", "app.handler", {"app.py": PYTHON_NOOP}),
     "node": ("nodejs20.x", "app.handler", {"app.js": NODE_NOOP}),
@@ -35,16 +49,6 @@ def package(files: dict[str, str]) -> bytes:
         for name, content in files.items():
             archive.writestr(name, content)
     return buffer.getvalue()
-
-
-def rss_mib(pid: int) -> float | None:
-    try:
-        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) / 1024
-    except OSError:
-        return None
-    return None
 
 
 def throughput(port: int, name: str, concurrency: int, total: int) -> dict[str, Any]:
@@ -79,6 +83,7 @@ def bench_runtime(label: str, client: Any, port: int) -> None:
         Runtime=runtime,
         Role=ROLE,
         Handler=handler,
+        MemorySize=MEMORY_MB,
         Code={"ZipFile": package(files)},
     )
     http = KeepAlive(port)
@@ -93,9 +98,8 @@ def bench_runtime(label: str, client: Any, port: int) -> None:
         f"{label:<6} platform overhead (latency - handler time, handler ~0 ms): "
         f"p50 {percentile(warm, 0.5):.3f} ms"
     )
-    pid = int(http.request("POST", path, b"{}")[1])
-    idle_rss = rss_mib(pid)
-    print(f"{label:<6} idle environment RSS: {idle_rss:.1f} MiB" if idle_rss else "RSS unknown")
+    idle_rss_kib = json.loads(http.request("POST", path, b'{"rss": true}')[1])
+    print(f"{label:<6} idle environment RSS: {idle_rss_kib / 1024:.1f} MiB")
     http.close()
     for concurrency in (1, 8, 32):
         result = throughput(port, name, concurrency, 4000 if concurrency > 1 else 2000)
@@ -114,6 +118,7 @@ def bench_runtime(label: str, client: Any, port: int) -> None:
             Runtime=runtime,
             Role=ROLE,
             Handler=handler,
+            MemorySize=MEMORY_MB,
             Code={"ZipFile": package(files)},
         )
         connection = KeepAlive(port)
@@ -126,8 +131,11 @@ def bench_runtime(label: str, client: Any, port: int) -> None:
 
 def main() -> None:
     isolation = os.environ.get("LAMINA_ISOLATION", "auto")
-    with fresh_server() as server:
-        print(f"Lamina invoke benchmarks, {os.cpu_count()} cores, isolation={isolation}")
+    with fresh_server(env={"LAMINA_IDLE_TIMEOUT": "600"}) as server:
+        print(
+            f"Lamina invoke benchmarks, {os.cpu_count()} cores, isolation={isolation}, "
+            f"zygote={os.environ.get('LAMINA_ZYGOTE', 'on')}, MemorySize={MEMORY_MB} MB"
+        )
         client = server.client()
         for label in RUNTIMES:
             bench_runtime(label, client, server.port)

@@ -67,6 +67,7 @@ class EnvironmentCgroup:
         # controller -> directory (v2: every controller maps to the same directory)
         self._paths = paths
         self._peak = 0
+        self._peak_fd: int | None = None
 
     @property
     def procs_files(self) -> list[str]:
@@ -132,20 +133,38 @@ class EnvironmentCgroup:
         return _read(cpu / "cpu.max").strip()
 
     def peak_bytes(self) -> int | None:
-        name = "memory.max_usage_in_bytes" if self.version == 1 else "memory.peak"
-        path = self._file("memory", name)
-        if path is None:
-            return None
-        try:
-            self._peak = max(self._peak, int(_read(path)))
-        except (OSError, ValueError):
-            # Kernels before 5.19 have no memory.peak: sample the current usage instead.
-            current = self._file("memory", "memory.current")
-            if current is None:
+        """The group's memory high-water mark. Read once per invocation, so the counter file
+        stays open and is re-read with pread rather than reopened each time."""
+        if self._peak_fd is None:
+            self._peak_fd = self._open_peak_counter()
+            if self._peak_fd is None:
                 return self._peak or None
-            with contextlib.suppress(OSError, ValueError):
-                self._peak = max(self._peak, int(_read(current)))
+        with contextlib.suppress(OSError, ValueError):
+            self._peak = max(self._peak, int(os.pread(self._peak_fd, 64, 0)))
         return self._peak or None
+
+    def _open_peak_counter(self) -> int | None:
+        # Kernels before 5.19 have no memory.peak: sample the current usage instead.
+        names = (
+            ("memory.max_usage_in_bytes",)
+            if self.version == 1
+            else (
+                "memory.peak",
+                "memory.current",
+            )
+        )
+        for name in names:
+            path = self._file("memory", name)
+            if path is not None:
+                with contextlib.suppress(OSError):
+                    return os.open(path, os.O_RDONLY)
+        return None
+
+    def _close_peak_counter(self) -> None:
+        if self._peak_fd is not None:
+            with contextlib.suppress(OSError):
+                os.close(self._peak_fd)
+            self._peak_fd = None
 
     def oom_kills(self) -> int:
         name = "memory.oom_control" if self.version == 1 else "memory.events"
@@ -178,6 +197,7 @@ class EnvironmentCgroup:
 
     def remove(self) -> bool:
         """Remove the group(s); False while processes are still leaving."""
+        self._close_peak_counter()
         removed = True
         for path in dict.fromkeys(self._paths.values()):
             try:
