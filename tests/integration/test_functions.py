@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import threading
 import urllib.request
 from collections.abc import Callable
 from typing import Any
@@ -245,3 +246,31 @@ def test_list_functions_rejects_bad_version_filter(lambda_client: Any) -> None:
     with pytest.raises(ClientError) as excinfo:
         lambda_client.list_functions(FunctionVersion="SOME")
     assert error_of(excinfo)[0] in {"ValidationException", "InvalidParameterValueException"}
+
+
+def test_concurrent_updates_are_serialised_by_revision(
+    server: Any, create_function: Callable[..., Any]
+) -> None:
+    config = create_function()
+    name, revision = config["FunctionName"], config["RevisionId"]
+    outcomes: list[str] = []
+
+    def update(index: int) -> None:
+        client = server.client()
+        try:
+            client.update_function_configuration(
+                FunctionName=name, Description=f"writer {index}", RevisionId=revision
+            )
+            outcomes.append("ok")
+        except ClientError as error:
+            outcomes.append(error.response["Error"]["Code"])
+        finally:
+            client.close()
+
+    threads = [threading.Thread(target=update, args=(index,)) for index in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(30)
+    # Exactly one writer saw the revision it read; every other one is told it is stale.
+    assert sorted(outcomes) == ["PreconditionFailedException"] * 7 + ["ok"]

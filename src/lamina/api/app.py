@@ -45,8 +45,9 @@ from lamina.observability.logs import FileLogSink
 from lamina.runtimes.registry import RuntimeRegistry
 from lamina.sandbox.api import SandboxBackend
 from lamina.sandbox.artifacts import ArtifactCache
+from lamina.sandbox.namespace import NamespaceBackend
 from lamina.sandbox.select import select_backend
-from lamina.sandbox.zygote import ZygoteBackend
+from lamina.sandbox.zygote import Templates, ZygoteBackend
 from lamina.settings import Settings
 from lamina.store.protocols import Stores
 from lamina.store.sqlite import open_stores
@@ -156,12 +157,16 @@ def build_engine(
     backend: SandboxBackend = select_backend(settings.isolation, hidden=[data_dir])
     log_sink = FileLogSink(data_dir / "logs")
     closers: list[Callable[[], None]] = [log_sink.close, backend.close]
-    # Template children do not enter namespaces or cgroups yet, so the zygote only ever
-    # accelerates the process backend: it must never weaken stronger isolation.
-    if settings.zygote and backend.name == "process":
-        zygote = ZygoteBackend(backend)
-        closers.append(zygote.close)
-        backend = zygote
+    if settings.zygote:
+        # Template children enter the same sandbox a fresh runtime would: the zygote makes
+        # cold starts cheaper, never less isolated.
+        if isinstance(backend, NamespaceBackend):
+            templates = Templates()
+            backend.use_templates(templates)
+            closers.append(templates.close)
+        elif backend.name == "process":
+            backend = ZygoteBackend(backend)
+            closers[-1] = backend.close
     engine = InvokeService(
         account=ctx.domain.account,
         resolver=Resolver(ctx.functions, stores.functions),

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import fcntl
 import os
 import resource
@@ -29,11 +30,13 @@ from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import IO
 
+import lamina
 from lamina.runtimes.registry import PYTHON_BOOTSTRAP
 from lamina.sandbox import mounts
 from lamina.sandbox.api import SandboxSpec
 from lamina.sandbox.cgroups import MAX_PIDS, CgroupManager, EnvironmentCgroup, Limits
 from lamina.sandbox.process import MAX_FILES, PeakMemory
+from lamina.sandbox.zygote import TemplateChild, Templates
 
 # Environments run as uids from here on, in blocks claimed per server through a lock file,
 # far above any account a host would create.
@@ -112,7 +115,7 @@ class NamespaceSandbox:
 
     def __init__(
         self,
-        process: subprocess.Popen[bytes],
+        process: subprocess.Popen[bytes] | TemplateChild,
         output_fd: int,
         uid: int,
         cgroup: EnvironmentCgroup | None,
@@ -208,6 +211,7 @@ class NamespaceBackend:
         lock_dir: Path | None = None,
     ) -> None:
         self._spawner = PidNamespaceSpawner()
+        self._templates: Templates | None = None
         self._cgroups = cgroups
         self._cgroup_reason = cgroup_reason
         self._hidden = [str(path.resolve()) for path in hidden]
@@ -241,12 +245,18 @@ class NamespaceBackend:
                     channel.initialized.add_done_callback(_cap_after_init(cgroup, spec.memory_mb))
             read_fd, write_fd = os.pipe()
             os.set_blocking(read_fd, False)
-            process = self._spawner.spawn(
-                argv,
-                environment,
-                write_fd,
-                enter_sandbox(plan, uid, cgroup.procs_files if cgroup else [], spec.memory_mb),
-            )
+            process: subprocess.Popen[bytes] | TemplateChild
+            if self._templates is not None and Templates.serves(spec.command):
+                process = await self._fork_from_template(
+                    spec.command[0], environment, write_fd, plan, uid, cgroup, spec.memory_mb
+                )
+            else:
+                process = self._spawner.spawn(
+                    argv,
+                    environment,
+                    write_fd,
+                    enter_sandbox(plan, uid, cgroup.procs_files if cgroup else [], spec.memory_mb),
+                )
         except BaseException:
             if read_fd >= 0:
                 os.close(read_fd)
@@ -264,6 +274,36 @@ class NamespaceBackend:
         sandbox = NamespaceSandbox(process, read_fd, uid, cgroup, self._released, spec.scratch_root)
         self._live.add(sandbox)
         return sandbox
+
+    def use_templates(self, templates: Templates) -> None:
+        """Start Python environments by forking pre-initialised templates (see `zygote`)."""
+        self._templates = templates
+
+    async def _fork_from_template(
+        self,
+        interpreter: str,
+        environment: dict[str, str],
+        output_fd: int,
+        plan: mounts.RootPlan,
+        uid: int,
+        cgroup: EnvironmentCgroup | None,
+        memory_mb: int,
+    ) -> TemplateChild:
+        """The same sandbox as `enter_sandbox` builds, entered by a child of the template."""
+        assert self._templates is not None
+        template = await self._templates.get(interpreter)
+        limits = {"RLIMIT_NOFILE": MAX_FILES}
+        if cgroup is None:
+            limits["RLIMIT_DATA"] = memory_mb * 1024 * 1024
+        sandbox = {
+            "lamina_path": str(Path(lamina.__file__).resolve().parent.parent),
+            "procs_files": cgroup.procs_files if cgroup else [],
+            "plan": dataclasses.asdict(plan),
+            "uid": uid,
+            "max_pids": MAX_PIDS,
+        }
+        pid, exited = await template.fork(environment, mounts.TASK_ROOT, limits, output_fd, sandbox)
+        return TemplateChild(pid, exited)
 
     def _released(self, sandbox: NamespaceSandbox) -> None:
         self._live.discard(sandbox)
@@ -440,8 +480,18 @@ class PidNamespaceSpawner:
             os.close(self._own)
 
 
-def _watch_exit(process: subprocess.Popen[bytes], exited: asyncio.Future[int]) -> None:
+def _watch_exit(
+    process: subprocess.Popen[bytes] | TemplateChild, exited: asyncio.Future[int]
+) -> None:
     """Resolve `exited` with the exit status, without a thread: a pidfd polls readable."""
+    if isinstance(process, TemplateChild):
+        # Its template reaps it and reports the status over the control socket.
+        def relay(done: asyncio.Future[int]) -> None:
+            if not exited.done():
+                exited.set_result(done.result())
+
+        process.exited.add_done_callback(relay)
+        return
     loop = asyncio.get_running_loop()
     try:
         pidfd = os.pidfd_open(process.pid)

@@ -17,6 +17,7 @@ import signal
 import socket
 import struct
 import subprocess
+import time
 from pathlib import Path
 from typing import Any
 
@@ -97,18 +98,18 @@ class Template:
     def alive(self) -> bool:
         return self._process is not None and self._process.poll() is None
 
-    async def fork(self, spec: SandboxSpec, output_fd: int) -> tuple[int, asyncio.Future[int]]:
+    async def fork(
+        self,
+        environment: dict[str, str],
+        cwd: str,
+        limits: dict[str, int],
+        output_fd: int,
+        sandbox: dict[str, Any] | None = None,
+    ) -> tuple[int, asyncio.Future[int]]:
+        """Fork a runtime; `sandbox` asks the child to enter the namespace sandbox first."""
         assert self._socket is not None
         loop = asyncio.get_running_loop()
-        request = {
-            "env": spec.environment,
-            "cwd": str(spec.task_root),
-            "limits": {
-                "RLIMIT_DATA": spec.memory_mb * 1024 * 1024,
-                "RLIMIT_NOFILE": MAX_FILES,
-                "RLIMIT_FSIZE": spec.ephemeral_mb * 1024 * 1024,
-            },
-        }
+        request = {"env": environment, "cwd": cwd, "limits": limits, "sandbox": sandbox}
         body = orjson.dumps(request)
         reply: asyncio.Future[int] = loop.create_future()
         async with self._lock:
@@ -177,49 +178,94 @@ class Template:
             self._process.wait()
 
 
-class ZygoteBackend:
-    """Forks Python runtimes from templates; everything else goes to `fallback`."""
+class TemplateChild:
+    """A runtime forked by a template, seen through the Popen calls the sandboxes make."""
 
-    def __init__(self, fallback: SandboxBackend) -> None:
-        self._fallback = fallback
-        self.name = f"{fallback.name}+zygote"
+    def __init__(self, pid: int, exited: asyncio.Future[int]) -> None:
+        self.pid = pid
+        self.exited = exited
+
+    def poll(self) -> int | None:
+        return self.exited.result() if self.exited.done() else None
+
+    def wait(self, timeout: float | None = None) -> int:
+        """Synchronous wait (server shutdown only): the template has reaped it once it is gone."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while not self.exited.done():
+            try:
+                os.kill(self.pid, 0)
+            except ProcessLookupError:
+                return -signal.SIGKILL
+            if deadline is not None and time.monotonic() > deadline:
+                raise subprocess.TimeoutExpired(str(self.pid), timeout or 0)
+            time.sleep(0.01)
+        return self.exited.result()
+
+
+class Templates:
+    """One template process per interpreter, started on first use."""
+
+    def __init__(self) -> None:
         self._templates: dict[str, Template] = {}
         self._starting: dict[str, asyncio.Task[Template]] = {}
 
-    def _is_python_bootstrap(self, spec: SandboxSpec) -> bool:
-        return len(spec.command) == 3 and spec.command[1:] == ("-u", str(PYTHON_BOOTSTRAP))
+    @staticmethod
+    def serves(command: tuple[str, ...]) -> bool:
+        """Whether `command` is Lamina's Python bootstrap, which a template can fork."""
+        return len(command) == 3 and command[1:] == ("-u", str(PYTHON_BOOTSTRAP))
 
-    async def _template(self, interpreter: str) -> Template:
+    async def get(self, interpreter: str) -> Template:
         template = self._templates.get(interpreter)
         if template is not None and template.alive:
             return template
         task = self._starting.get(interpreter)
         if task is None:
-            task = asyncio.ensure_future(self._start_template(interpreter))
+            task = asyncio.ensure_future(self._start(interpreter))
             self._starting[interpreter] = task
         try:
             return await asyncio.shield(task)
         finally:
             self._starting.pop(interpreter, None)
 
-    async def _start_template(self, interpreter: str) -> Template:
+    async def _start(self, interpreter: str) -> Template:
         template = Template(interpreter)
         await template.start()
         self._templates[interpreter] = template
         return template
 
+    def close(self) -> None:
+        for template in self._templates.values():
+            template.close()
+        self._templates.clear()
+
+
+class ZygoteBackend:
+    """Forks Python runtimes from templates; everything else goes to `fallback`."""
+
+    def __init__(self, fallback: SandboxBackend) -> None:
+        self._fallback = fallback
+        self.name = f"{fallback.name}+zygote"
+        self._templates = Templates()
+
     async def start(self, spec: SandboxSpec) -> Sandbox:
-        if not self._is_python_bootstrap(spec):
+        if not Templates.serves(spec.command):
             return await self._fallback.start(spec)
-        template = await self._template(spec.command[0])
+        template = await self._templates.get(spec.command[0])
         tmp_dir = spec.scratch_root / "tmp"
         tmp_dir.mkdir(parents=True, mode=0o700, exist_ok=True)
         environment = {**spec.environment, "TMPDIR": str(tmp_dir), "LAMINA_TMP_DIR": str(tmp_dir)}
         spec = SandboxSpec(**{**spec.__dict__, "environment": environment})
         read_fd, write_fd = os.pipe()
         os.set_blocking(read_fd, False)
+        limits = {
+            "RLIMIT_DATA": spec.memory_mb * 1024 * 1024,
+            "RLIMIT_NOFILE": MAX_FILES,
+            "RLIMIT_FSIZE": spec.ephemeral_mb * 1024 * 1024,
+        }
         try:
-            pid, exited = await template.fork(spec, write_fd)
+            pid, exited = await template.fork(
+                spec.environment, str(spec.task_root), limits, write_fd
+            )
         except BaseException:
             os.close(read_fd)
             raise
@@ -234,6 +280,5 @@ class ZygoteBackend:
         ]
 
     def close(self) -> None:
-        for template in self._templates.values():
-            template.close()
-        self._templates.clear()
+        self._templates.close()
+        self._fallback.close()

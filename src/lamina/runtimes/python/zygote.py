@@ -5,8 +5,9 @@ the bootstrap needs once; each request over the control socket forks a child tha
 environment's runtime. That skips interpreter start-up and those imports on every cold start.
 
 Wire protocol on the control socket (a Unix stream socket from the platform):
-- request: 4-byte big-endian length + JSON {"env", "cwd", "limits"} with one file descriptor
-  (the environment's output pipe) passed as SCM_RIGHTS;
+- request: 4-byte big-endian length + JSON {"env", "cwd", "limits", "sandbox"} with one file
+  descriptor (the environment's output pipe) passed as SCM_RIGHTS; "sandbox", when present,
+  asks for the namespace sandbox (see `_enter_sandbox`);
 - replies: 4-byte length + JSON {"pid": n} for each request, in order, and
   {"exit": pid, "status": code} when a child ends (negative code: killed by that signal).
 """
@@ -63,12 +64,19 @@ def _become_runtime(request, output_fd, control, wake_read, wake_write):
     signal.set_wakeup_fd(-1)
     for fd in (control.fileno(), wake_read, wake_write):
         os.close(fd)
+    if request.get("sandbox"):
+        _enter_sandbox(request, output_fd)
     os.dup2(output_fd, 1)
     os.dup2(output_fd, 2)
     os.close(output_fd)
     limits = request.get("limits") or {}
     for name, value in limits.items():
         resource.setrlimit(getattr(resource, name), (value, value))
+    uid = request.get("uid")
+    if uid is not None:
+        # Last, once nothing needs root: the environment's own uid, for good.
+        os.setresuid(uid, uid, uid)
+        mounts_prctl_no_new_privs()
     os.environ.clear()
     os.environ.update(request["env"])
     os.chdir(request["cwd"])
@@ -89,6 +97,57 @@ def _become_runtime(request, output_fd, control, wake_read, wake_write):
         sys.stdout.flush()
         sys.stderr.flush()
         os._exit(status)
+
+
+def _enter_sandbox(request, output_fd):
+    """Run the runtime isolated, as the platform's namespace backend does for a fresh process.
+
+    This process (C1) joins the environment's cgroup, then forks C2 as process 1 of a new PID
+    namespace; C2 builds the environment's root (new mount, IPC, UTS and cgroup namespaces),
+    drops to the environment's uid and becomes the runtime. C1 waits and ends with C2's
+    status, so the template reports what a direct child would have.
+    """
+    sandbox = request["sandbox"]
+    sys.path.insert(0, sandbox["lamina_path"])
+    try:
+        from lamina.sandbox import mounts
+    finally:
+        sys.path.pop(0)
+    mounts.prctl(mounts.PR_SET_PDEATHSIG, signal.SIGKILL)
+    for name in sandbox["procs_files"]:
+        with open(name, "w") as procs:
+            procs.write(str(os.getpid()))
+    mounts.unshare(mounts.CLONE_NEWPID)
+    child = os.fork()
+    if child == 0:
+        mounts.prctl(mounts.PR_SET_PDEATHSIG, signal.SIGKILL)
+        plan = sandbox["plan"]
+        for key in ("system", "expose", "hide"):
+            plan[key] = tuple(tuple(item) if isinstance(item, list) else item for item in plan[key])
+        mounts.build_root(mounts.RootPlan(**plan))
+        limits = dict(request.get("limits") or {})
+        limits["RLIMIT_NPROC"] = sandbox["max_pids"]
+        request["limits"] = limits
+        uid = sandbox["uid"]
+        os.setgroups([])
+        os.setresgid(uid, uid, uid)
+        request["uid"] = uid
+        return
+    os.close(output_fd)
+    _, status = os.waitpid(child, 0)
+    if os.WIFSIGNALED(status):
+        # Die by the same signal, so the status reads as the runtime's own.
+        number = os.WTERMSIG(status)
+        if number not in (signal.SIGKILL, signal.SIGSTOP):
+            signal.signal(number, signal.SIG_DFL)
+        os.kill(os.getpid(), number)
+    os._exit(os.WEXITSTATUS(status) if os.WIFEXITED(status) else 1)
+
+
+def mounts_prctl_no_new_privs():
+    from lamina.sandbox import mounts  # already imported by _enter_sandbox
+
+    mounts.prctl(mounts.PR_SET_NO_NEW_PRIVS, 1)
 
 
 def _reap(control):
