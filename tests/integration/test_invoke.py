@@ -282,3 +282,43 @@ def test_runtime_exiting_between_calls_gets_a_fresh_environment(
     time.sleep(1.0)  # the runtime ends while idle
     response, _ = call(lambda_client, name, {})
     assert "FunctionError" not in response
+
+
+def test_layers_are_unpacked_in_order_and_later_ones_win(
+    lambda_client: Any, create_function: Callable[..., Any], unique_name: Callable[[str], str]
+) -> None:
+    arns = []
+    for value in ("first", "second"):
+        layer = lambda_client.publish_layer_version(
+            LayerName=unique_name("layer"),
+            Content={
+                "ZipFile": make_zip(
+                    {"python/shared.py": f"VALUE = {value!r}\n", f"python/only_{value}.py": ""}
+                )
+            },
+        )
+        arns.append(layer["LayerVersionArn"])
+    source = (
+        "import shared, only_first, only_second\n"
+        "def handler(event, context):\n"
+        "    return shared.VALUE\n"
+    )
+    name = create_function(Code={"ZipFile": make_zip({"app.py": source})}, Layers=arns)[
+        "FunctionName"
+    ]
+    # Both layers are importable from /opt/python, and the later one's file replaced the earlier.
+    assert call(lambda_client, name, {})[1] == "second"
+
+
+def test_init_is_limited_to_ten_seconds(
+    lambda_client: Any, create_function: Callable[..., Any]
+) -> None:
+    source = "import time\ntime.sleep(60)\n\ndef handler(event, context):\n    return 1\n"
+    name = create_function(Code={"ZipFile": make_zip({"app.py": source})}, Timeout=30)[
+        "FunctionName"
+    ]
+    response, result = call(lambda_client, name, {})
+    assert response["FunctionError"] == "Unhandled"
+    assert result["errorType"] == "Sandbox.Timedout"
+    # Stopped by the 10 s init limit, not by the 30 s function timeout or the 60 s sleep.
+    assert "Init phase timed out after 10.00 seconds" in result["errorMessage"]
