@@ -162,7 +162,23 @@ def _reap(control):
         _send(control, {"exit": pid, "status": code})
 
 
+_PR_SET_CHILD_SUBREAPER = 36
+
+
+def _adopt_orphans():
+    """Become the reaper of our descendants: when a sandboxed runtime outlives the process
+    that relayed its status, it comes back here to be reaped rather than lingering as a
+    zombie under a host init that may never reap it (and keeping its PID namespace alive)."""
+    try:
+        import ctypes
+
+        ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)
+    except (OSError, AttributeError):
+        pass  # not Linux: no sandboxed children to adopt either
+
+
 def main():
+    _adopt_orphans()
     control = socket.socket(fileno=int(sys.argv[1]))
     wake_read, wake_write = os.pipe()
     os.set_blocking(wake_write, False)
