@@ -33,6 +33,20 @@ _HEADER = struct.Struct(">I")
 TEMPLATE = PYTHON_BOOTSTRAP.parent / "zygote.py"
 
 
+async def _writable(loop: asyncio.AbstractEventLoop, sock: socket.socket) -> None:
+    ready: asyncio.Future[None] = loop.create_future()
+
+    def wake() -> None:
+        if not ready.done():
+            ready.set_result(None)
+
+    loop.add_writer(sock.fileno(), wake)
+    try:
+        await ready
+    finally:
+        loop.remove_writer(sock.fileno())
+
+
 class ZygoteSandbox:
     """A runtime forked from a template; its exit status arrives over the control socket."""
 
@@ -113,12 +127,21 @@ class Template:
         body = orjson.dumps(request)
         reply: asyncio.Future[int] = loop.create_future()
         async with self._lock:
-            self._pending.append(reply)
             fds = array.array("i", [output_fd])
             header = _HEADER.pack(len(body))
-            # The descriptor travels with the first bytes; the rest is plain data.
-            self._socket.sendmsg([header], [(socket.SOL_SOCKET, socket.SCM_RIGHTS, fds)])
-            await loop.sock_sendall(self._socket, body)
+            # The descriptor travels with the first bytes; the rest is plain data. The socket
+            # is non-blocking and may be full under a burst of cold starts: wait, don't fail.
+            while True:
+                try:
+                    sent = self._socket.sendmsg(
+                        [header], [(socket.SOL_SOCKET, socket.SCM_RIGHTS, fds)]
+                    )
+                    break
+                except BlockingIOError:
+                    await _writable(loop, self._socket)
+            await loop.sock_sendall(self._socket, header[sent:] + body)
+            # Replies come in request order, so the waiter joins only once its request is out.
+            self._pending.append(reply)
         pid = await reply
         exited: asyncio.Future[int] = loop.create_future()
         self._exits[pid] = exited
