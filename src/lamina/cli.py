@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import sys
+import time
 from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
@@ -79,6 +81,54 @@ def _doctor(settings: Settings) -> int:
     return 0
 
 
+def _events(args: argparse.Namespace, settings: Settings) -> int:
+    """Show a function's asynchronous events: queued, in flight, retrying and failed."""
+    from lamina.store.protocols import EVENT_STATES
+    from lamina.store.sqlite import open_stores
+
+    data_dir = Path(args.data_dir) if args.data_dir else settings.data_dir
+    if not (data_dir / "lamina.db").exists():
+        print(f"lamina: no Lamina data in {data_dir} (see --data-dir)", file=sys.stderr)
+        return 1
+    queue = open_stores(data_dir).queue
+    # Accept an ARN too; events are kept per function name.
+    function = args.function.split(":function:")[-1].split(":")[0] if args.function else None
+    counts = queue.counts(function)
+    events = queue.events(function, args.limit) if function else []
+    now = time.time()
+    if args.json:
+        rows = [
+            {
+                "RequestId": event.event_id,
+                "Qualifier": event.qualifier,
+                "State": "retrying" if event.retrying else event.state,
+                "FunctionErrors": event.attempts,
+                "AgeSeconds": round(now - event.enqueued_at, 3),
+                "NextAttemptInSeconds": round(max(0.0, event.next_attempt_at - now), 3),
+                "LastError": event.last_error,
+            }
+            for event in events
+        ]
+        print(json.dumps({"Functions": counts, "Events": rows}, indent=2))
+        return 0
+    if not counts:
+        print(f"No asynchronous events for {function}." if function else "No asynchronous events.")
+        return 0
+    print(f"{'FUNCTION':<40} " + " ".join(f"{state.upper():>9}" for state in EVENT_STATES))
+    for name, by_state in sorted(counts.items()):
+        print(f"{name:<40} " + " ".join(f"{by_state[state]:>9}" for state in EVENT_STATES))
+    if events:
+        print(f"\n{'REQUEST ID':<36}  {'STATE':<9}  ERRORS  {'AGE':>8}  {'NEXT IN':>8}  LAST ERROR")
+    for event in events:
+        state = "retrying" if event.retrying else event.state
+        due = max(0.0, event.next_attempt_at - now) if event.state == "queued" else 0.0
+        print(
+            f"{event.event_id:<36}  {state:<9}  {event.attempts:>6}  "
+            f"{now - event.enqueued_at:>7.1f}s  {due:>7.1f}s  {event.last_error or '-'}"
+        )
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="lamina", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
@@ -94,6 +144,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     commands.add_parser(
         "doctor", help="show which isolation features are active on this host, and why not"
     )
+    events = commands.add_parser(
+        "events", help="show queued, in-flight, retrying and failed asynchronous events"
+    )
+    events.add_argument("function", nargs="?", help="a function name (default: a summary of all)")
+    events.add_argument("--data-dir", help="where metadata and code live (default ./.lamina)")
+    events.add_argument("--limit", type=int, default=50, help="events to list (default 50)")
+    events.add_argument("--json", action="store_true", help="print JSON")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
     settings = Settings.from_env()
@@ -101,5 +158,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _serve(args, settings)
     if args.command == "doctor":
         return _doctor(settings)
+    if args.command == "events":
+        return _events(args, settings)
     parser.error(f"unknown command {args.command}")
     return 2

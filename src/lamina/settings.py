@@ -35,6 +35,14 @@ class Settings:
     # Fork Python runtimes from a pre-initialised template process (see README).
     zygote: bool = True
     runtime_overrides: tuple[tuple[str, str], ...] = ()
+    # How many asynchronous events this process runs at once.
+    async_workers: int = 64
+    # A factor on every asynchronous interval: retry delays, throttle backoff and maximum
+    # event age. 1 is AWS's timing; tests use e.g. 0.01 so that minutes pass in seconds.
+    async_retry_scale: float = 1.0
+    # How long a claimed event stays leased without renewal; after a crash its events
+    # return to the queue once this has passed.
+    async_lease_s: float = 30.0
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] = os.environ) -> Settings:
@@ -59,6 +67,9 @@ class Settings:
             isolation=get("ISOLATION") or base.isolation,
             zygote=(get("ZYGOTE") or "on").lower() not in {"0", "off", "false", "no"},
             runtime_overrides=tuple(sorted(overrides_from_env(environ).items())),
+            async_workers=int(get("ASYNC_WORKERS") or base.async_workers),
+            async_retry_scale=float(get("ASYNC_RETRY_SCALE") or base.async_retry_scale),
+            async_lease_s=float(get("ASYNC_LEASE_SECONDS") or base.async_lease_s),
         )
 
     @property
@@ -81,6 +92,11 @@ class Settings:
         if self.isolation not in {"auto", "process", "namespace"}:
             raise ValueError(
                 f"isolation must be auto, process or namespace, got {self.isolation!r}"
+            )
+        if self.async_workers < 1 or self.async_retry_scale <= 0 or self.async_lease_s <= 0:
+            raise ValueError(
+                "LAMINA_ASYNC_WORKERS, LAMINA_ASYNC_RETRY_SCALE and LAMINA_ASYNC_LEASE_SECONDS "
+                "must be positive"
             )
         if len(self.account_id) != 12 or not self.account_id.isdigit():
             raise ValueError(f"account id must be 12 digits, got {self.account_id!r}")

@@ -38,6 +38,7 @@ from lamina.control.concurrency import ConcurrencyService
 from lamina.control.context import Domain
 from lamina.control.functions import FunctionService
 from lamina.errors import ServiceError
+from lamina.invoke.async_invoke import build_dispatcher
 from lamina.invoke.governor import ConcurrencyGovernor
 from lamina.invoke.pool import EnvironmentPool
 from lamina.invoke.service import InvokeService, Resolver
@@ -106,7 +107,8 @@ def build_app(settings: Settings, stores: Stores | None = None) -> LaminaApp:
     for family in OPERATION_FAMILIES:
         handlers.update(family.operations(ctx))
     engine, closers = build_engine(settings, ctx)
-    handlers.update(invoke.operations(ctx, engine))
+    dispatcher = build_dispatcher(settings, ctx.domain, ctx.functions, engine)
+    handlers.update(invoke.operations(ctx, engine, dispatcher))
     for operation in ("InvokeAsync", "InvokeWithResponseStream"):
         handlers.setdefault(operation, _not_yet(operation))
 
@@ -130,17 +132,23 @@ def build_app(settings: Settings, stores: Stores | None = None) -> LaminaApp:
     async def health(request: Request) -> Response:
         return JSONResponse({"status": "ok"})
 
+    async def metrics(request: Request) -> Response:
+        return JSONResponse(dispatcher.metrics.snapshot())
+
     routes = [
         Route("/_lamina/health", health, methods=["GET"]),
+        Route("/_lamina/metrics", metrics, methods=["GET"]),
         Route("/_lamina/code/{key:str}", download_code, methods=["GET"]),
     ]
 
     @contextlib.asynccontextmanager
     async def lifespan(app: object) -> AsyncIterator[None]:
         engine.start()
+        dispatcher.start()
         try:
             yield
         finally:
+            await dispatcher.close()
             engine.close()
             for close in closers:
                 close()

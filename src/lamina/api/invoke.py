@@ -1,4 +1,4 @@
-"""Handlers: Invoke (RequestResponse and DryRun) and InvokeWithResponseStream."""
+"""Handlers: Invoke (RequestResponse, Event, DryRun), InvokeAsync, InvokeWithResponseStream."""
 
 from __future__ import annotations
 
@@ -11,7 +11,9 @@ import orjson
 from starlette.responses import StreamingResponse
 
 from lamina.api.context import ApiContext, Handler, current_request_id
+from lamina.constants import ASYNC_PAYLOAD_MAX_BYTES
 from lamina.errors import InvalidParameterValue, InvalidRequestContent, RequestTooLarge
+from lamina.invoke.async_invoke import AsyncDispatcher
 from lamina.invoke.service import InvokeRequest, InvokeService
 from lamina.invoke.streaming import EVENT_STREAM_CONTENT_TYPE, ResponseStream
 
@@ -51,7 +53,24 @@ def decode_client_context(value: str | None) -> str | None:
     return decoded.decode()
 
 
-def operations(ctx: ApiContext, invoker: InvokeService) -> dict[str, Handler]:
+def operations(
+    ctx: ApiContext, invoker: InvokeService, dispatcher: AsyncDispatcher
+) -> dict[str, Handler]:
+    async def enqueue(params: dict[str, Any], payload_member: str, operation: str) -> None:
+        """Queue an asynchronous invocation; returns once the event is durable."""
+        ref = ctx.function_ref(params)
+        # Resolve first, so a missing function or qualifier is a 404 before anything else.
+        resolved = invoker.resolve(ref, params.get("Qualifier"))
+        payload = check_payload(
+            params.get(payload_member) or b"", ASYNC_PAYLOAD_MAX_BYTES, operation
+        )
+        await dispatcher.accept(
+            resolved.record.name,
+            resolved.qualifier,
+            payload,
+            current_request_id.get() or str(uuid.uuid4()),
+        )
+
     def prepare(params: dict[str, Any], operation: str) -> InvokeRequest | None:
         """The synchronous request a call describes, or None for a DryRun (checked here)."""
         ref = ctx.function_ref(params)
@@ -74,6 +93,11 @@ def operations(ctx: ApiContext, invoker: InvokeService) -> dict[str, Handler]:
         )
 
     async def invoke(params: dict[str, Any]) -> dict[str, Any]:
+        if params.get("InvocationType") == "Event":
+            await enqueue(params, "Payload", "Invoke")
+            # As AWS: 202, an empty body, the request id; no X-Amz-Executed-Version, since
+            # which version runs (an alias's weights) is decided when the event is delivered.
+            return {"StatusCode": 202, "Payload": b""}
         request = prepare(params, "Invoke")
         if request is None:
             return {"StatusCode": 204}
@@ -109,4 +133,13 @@ def operations(ctx: ApiContext, invoker: InvokeService) -> dict[str, Handler]:
             headers={"X-Amz-Executed-Version": stream.executed_version},
         )
 
-    return {"Invoke": invoke, "InvokeWithResponseStream": invoke_with_response_stream}
+    async def invoke_async(params: dict[str, Any]) -> dict[str, Any]:
+        """The deprecated InvokeAsync: an Event invocation under an older name."""
+        await enqueue(params, "InvokeArgs", "InvokeAsync")
+        return {"Status": 202}
+
+    return {
+        "Invoke": invoke,
+        "InvokeAsync": invoke_async,
+        "InvokeWithResponseStream": invoke_with_response_stream,
+    }

@@ -10,6 +10,7 @@ from lamina.store.sqlite.code_signing import SqliteCodeSigningConfigStore
 from lamina.store.sqlite.database import Database
 from lamina.store.sqlite.functions import SqliteFunctionStore
 from lamina.store.sqlite.layers import SqliteLayerStore
+from lamina.store.sqlite.queue import SqliteAsyncQueue
 
 
 def open_stores(data_dir: Path) -> Stores:
@@ -21,4 +22,5 @@ def open_stores(data_dir: Path) -> Stores:
         layers=SqliteLayerStore(database),
         code_signing=SqliteCodeSigningConfigStore(database),
         blobs=FileBlobStore(data_dir / "blobs"),
+        queue=SqliteAsyncQueue(database),
     )

@@ -49,6 +49,27 @@ CREATE TABLE IF NOT EXISTS code_signing_configs (
     id TEXT PRIMARY KEY,
     doc BLOB NOT NULL
 );
+CREATE TABLE IF NOT EXISTS async_events (
+    event_id TEXT PRIMARY KEY,
+    function TEXT NOT NULL,
+    qualifier TEXT,
+    payload BLOB NOT NULL,
+    enqueued_at REAL NOT NULL,
+    next_attempt_at REAL NOT NULL,
+    state TEXT NOT NULL,
+    attempts INTEGER NOT NULL DEFAULT 0,
+    requeues INTEGER NOT NULL DEFAULT 0,
+    hops INTEGER NOT NULL DEFAULT 0,
+    last_error TEXT,
+    deliveries BLOB,
+    lease_owner TEXT,
+    lease_until REAL
+);
+CREATE INDEX IF NOT EXISTS async_events_due
+    ON async_events (next_attempt_at) WHERE state = 'queued';
+CREATE INDEX IF NOT EXISTS async_events_leased
+    ON async_events (lease_until) WHERE state = 'in_flight';
+CREATE INDEX IF NOT EXISTS async_events_function ON async_events (function, state);
 """
 
 
