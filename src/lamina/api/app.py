@@ -37,7 +37,6 @@ from lamina.aws.s3 import Boto3S3Reader
 from lamina.control.concurrency import ConcurrencyService
 from lamina.control.context import Domain
 from lamina.control.functions import FunctionService
-from lamina.errors import ServiceError
 from lamina.invoke.async_invoke import build_dispatcher
 from lamina.invoke.governor import ConcurrencyGovernor
 from lamina.invoke.pool import EnvironmentPool
@@ -77,16 +76,6 @@ def _secret(data_dir: Path) -> bytes:
     return path.read_bytes()
 
 
-def _not_yet(operation: str) -> Handler:
-    def handler(params: dict[str, Any]) -> dict[str, Any]:
-        raise ServiceError(
-            f"{operation} is not available yet in this Lamina build: the execution engine "
-            "has not landed"
-        )
-
-    return handler
-
-
 def build_app(settings: Settings, stores: Stores | None = None) -> LaminaApp:
     stores = stores or open_stores(settings.data_dir)
     account = Account(settings.account_id, settings.region)
@@ -109,9 +98,6 @@ def build_app(settings: Settings, stores: Stores | None = None) -> LaminaApp:
     engine, closers = build_engine(settings, ctx)
     dispatcher = build_dispatcher(settings, ctx.domain, ctx.functions, engine)
     handlers.update(invoke.operations(ctx, engine, dispatcher))
-    for operation in ("InvokeAsync", "InvokeWithResponseStream"):
-        handlers.setdefault(operation, _not_yet(operation))
-
     model = botocore.session.get_session().get_service_model("lambda")
     verifier = (
         SigV4Verifier(settings.access_key_id, settings.secret_access_key)
