@@ -39,7 +39,7 @@ def _scalar_from_text(shape: Shape, value: str, where: str) -> Any:
     return value
 
 
-def _from_json(shape: Shape, value: Any, where: str) -> Any:
+def from_json(shape: Shape, value: Any, where: str) -> Any:
     """Check JSON types against the shape and decode blobs."""
     if value is None:
         return None
@@ -49,7 +49,7 @@ def _from_json(shape: Shape, value: Any, where: str) -> Any:
         if not isinstance(value, dict):
             raise _type_error(where, "an object")
         return {
-            key: _from_json(
+            key: from_json(
                 shape.members[key], item, f"{where}.{_camel(key)}" if where else _camel(key)
             )
             for key, item in value.items()
@@ -58,11 +58,11 @@ def _from_json(shape: Shape, value: Any, where: str) -> Any:
     if kind == "list":
         if not isinstance(value, list):
             raise _type_error(where, "an array")
-        return [_from_json(shape.member, item, where) for item in value]
+        return [from_json(shape.member, item, where) for item in value]
     if kind == "map":
         if not isinstance(value, dict):
             raise _type_error(where, "an object")
-        return {key: _from_json(shape.value, item, where) for key, item in value.items()}
+        return {key: from_json(shape.value, item, where) for key, item in value.items()}
     if kind == "blob":
         if not isinstance(value, str):
             raise _type_error(where, "a base64 string")
@@ -142,25 +142,25 @@ def parse_request(
             raise InvalidRequestContent("Could not parse request body into json: not an object")
         for name, member in body_members.items():
             if name in document:
-                params[name] = _from_json(member, document[name], _camel(name))
+                params[name] = from_json(member, document[name], _camel(name))
     return params
 
 
-def _to_json(shape: Shape, value: Any) -> Any:
+def to_json(shape: Shape, value: Any) -> Any:
     if value is None:
         return None
     kind = shape.type_name
     if kind == "structure":
         assert isinstance(shape, StructureShape)
         return {
-            key: _to_json(shape.members[key], item)
+            key: to_json(shape.members[key], item)
             for key, item in value.items()
             if key in shape.members and item is not None
         }
     if kind == "list":
-        return [_to_json(shape.member, item) for item in value]
+        return [to_json(shape.member, item) for item in value]
     if kind == "map":
-        return {key: _to_json(shape.value, item) for key, item in value.items()}
+        return {key: to_json(shape.value, item) for key, item in value.items()}
     if kind == "blob":
         return base64.b64encode(value).decode()
     if kind == "timestamp":
@@ -194,7 +194,7 @@ def serialize_response(
         elif name == payload_member:
             raw_body = value if isinstance(value, bytes) else orjson.dumps(value)
         else:
-            document[name] = _to_json(member, value)
+            document[name] = to_json(member, value)
     if raw_body is not None:
         return status, headers, raw_body
     if status == 204 and not document:

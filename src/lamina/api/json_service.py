@@ -1,0 +1,132 @@
+"""The AWS JSON protocol (1.0/1.1): `POST /` with `X-Amz-Target: <Prefix>.<Operation>`.
+
+EventBridge and CloudWatch Logs speak it. Their requests are parsed, validated and
+answered from the botocore model, the same way `RestJsonService` serves Lambda's API, so a
+service family only writes handlers that take and return the model's members.
+"""
+
+from __future__ import annotations
+
+import inspect
+import logging
+import uuid
+from collections.abc import Mapping
+from typing import Any
+
+import anyio.to_thread
+import orjson
+from botocore.model import OperationModel, ServiceModel
+from starlette.requests import Request
+from starlette.responses import Response
+
+from lamina.api.auth import SigV4Verifier
+from lamina.api.context import Handler, current_request_id
+from lamina.api.dispatch import read_body
+from lamina.api.protocol import from_json, to_json
+from lamina.api.validation import validate
+from lamina.constants import HEADER_REQUEST_ID
+from lamina.errors import (
+    InvalidRequestContent,
+    LaminaError,
+    ServiceError,
+    UnknownOperation,
+)
+
+log = logging.getLogger("lamina.api")
+
+
+class JsonService:
+    """Serves every operation of one JSON-protocol service model that has a handler."""
+
+    def __init__(
+        self,
+        model: ServiceModel,
+        handlers: Mapping[str, Handler],
+        verifier: SigV4Verifier | None,
+    ) -> None:
+        self.model = model
+        self.target_prefix: str = model.metadata["targetPrefix"]
+        self._content_type = f"application/x-amz-json-{model.metadata.get('jsonVersion', '1.1')}"
+        self._handlers = dict(handlers)
+        self._verifier = verifier
+
+    async def handle(self, request: Request) -> Response:
+        request_id = str(uuid.uuid4())
+        current_request_id.set(request_id)
+        try:
+            response = await self._handle(request)
+        except LaminaError as error:
+            return self._error(error, request_id)
+        except Exception:
+            log.exception("request %s failed", request_id)
+            return self._error(
+                ServiceError(f"An internal error occurred. Request id: {request_id}"),
+                request_id,
+            )
+        response.headers[HEADER_REQUEST_ID] = request_id
+        return response
+
+    async def _handle(self, request: Request) -> Response:
+        target = request.headers.get("x-amz-target", "")
+        prefix, _, name = target.partition(".")
+        if request.method != "POST" or prefix != self.target_prefix:
+            raise UnknownOperation(f"Unsupported operation target: {target!r}")
+        body = await read_body(request)
+        if self._verifier is not None:
+            scope = request.scope
+            headers = {key.lower(): value for key, value in request.headers.items()}
+            self._verifier.verify(
+                request.method,
+                headers.get("host", ""),
+                scope.get("raw_path", scope["path"].encode()).decode("latin-1"),
+                scope.get("query_string", b"").decode("latin-1"),
+                headers,
+                body,
+            )
+        handler = self._handlers.get(name)
+        if handler is None:
+            raise UnknownOperation(f"Operation {name!r} is not supported by Lamina")
+        operation = self.model.operation_model(name)
+        params = self._parse(operation, body)
+        validate(operation.input_shape, params)
+        if inspect.iscoroutinefunction(handler):
+            result = await handler(params)
+        else:
+            result = await anyio.to_thread.run_sync(handler, params)
+        if isinstance(result, Response):
+            return result
+        shape = operation.output_shape
+        document = to_json(shape, result) if shape is not None and result else {}
+        return Response(orjson.dumps(document), media_type=self._content_type)
+
+    @staticmethod
+    def _parse(operation: OperationModel, body: bytes) -> dict[str, Any]:
+        shape = operation.input_shape
+        if shape is None:
+            return {}
+        try:
+            document = orjson.loads(body) if body.strip() else {}
+        except orjson.JSONDecodeError as error:
+            raise InvalidRequestContent(
+                f"Could not parse request body into json: {error}"
+            ) from None
+        if not isinstance(document, dict):
+            raise InvalidRequestContent("Could not parse request body into json: not an object")
+        parsed: dict[str, Any] = from_json(shape, document, "")
+        return parsed
+
+    def _error(self, error: LaminaError, request_id: str) -> Response:
+        code = error.code
+        status = error.status if error.status >= 500 else 400
+        if code in self.model.shape_names:
+            status = (
+                self.model.shape_for(code).metadata.get("error", {}).get("httpStatusCode", status)
+            )
+        body: dict[str, Any] = {"__type": code, "message": error.message}
+        body.update(error.fields)
+        return Response(
+            orjson.dumps(body),
+            status_code=status,
+            headers={HEADER_REQUEST_ID: request_id, **error.headers},
+            media_type=self._content_type,
+        )
