@@ -27,6 +27,7 @@ from lamina.errors import InvalidRuntime, ResourceNotFound, TooManyRequests
 from lamina.invoke.governor import ConcurrencyGovernor, Lease
 from lamina.invoke.pool import EnvironmentPool, PoolKey
 from lamina.invoke.provisioned import ProvisionedConfigs, ProvisionedPool
+from lamina.observability.invocations import InvocationObserver, InvocationRecord, NoObserver
 from lamina.observability.logs import LogSink, group_name, stream_name
 from lamina.runtimes.registry import RuntimeRegistry
 from lamina.sandbox.api import SandboxBackend, SandboxSpec
@@ -151,8 +152,10 @@ class InvokeService:
         log_sink: LogSink,
         scratch_root: Path,
         provisioned_configs: ProvisionedConfigs | None = None,
+        observer: InvocationObserver | None = None,
     ) -> None:
         self._account = account
+        self._observer: InvocationObserver = observer or NoObserver()
         self._resolver = resolver
         self._governor = governor
         self._pool = pool
@@ -193,6 +196,8 @@ class InvokeService:
         except TooManyRequests:
             if environment is not None:
                 self._release(environment)
+            alias = resolved.alias.name if resolved.alias is not None else None
+            self._observer.throttled(config.function_name, config.version, alias)
             raise
         return Admission(request.request_id, resolved, config, lease, environment)
 
@@ -225,12 +230,35 @@ class InvokeService:
                 client_context=request.client_context,
                 stream=stream,
             )
+            started_at = time.time()
             outcome = await environment.invoke(invocation, config.timeout)
+            self._report(admission, started_at, outcome)
             return InvokeResult(request_id, config.version, outcome)
         finally:
             if environment is not None:
                 self._release(environment)
             self._governor.release(admission.lease)
+
+    def _report(self, admission: Admission, started_at: float, outcome: InvokeOutcome) -> None:
+        config, alias = admission.config, admission.resolved.alias
+        self._observer.invoked(
+            InvocationRecord(
+                request_id=admission.request_id,
+                function_name=config.function_name,
+                executed_version=config.version,
+                alias=alias.name if alias is not None else None,
+                started_at=started_at,
+                duration_ms=outcome.duration_ms,
+                billed_ms=outcome.billed_ms,
+                init_ms=outcome.init_ms,
+                memory_mb=config.memory_size,
+                max_memory_mb=outcome.max_memory_mb,
+                function_error=outcome.function_error,
+                error_type=outcome.error_type,
+                status=outcome.status,
+                provisioned=admission.environment is not None,
+            )
+        )
 
     def _release(self, environment: ExecutionEnvironment) -> None:
         if self._provisioned is not None and self._provisioned.owns(environment):
