@@ -34,8 +34,6 @@ class Settings:
     isolation: str = "auto"
     # Fork Python runtimes from a pre-initialised template process (see README).
     zygote: bool = True
-    # Templates for isolated environments too: opt-in until teardown is proven race-free.
-    zygote_isolated: bool = False
     runtime_overrides: tuple[tuple[str, str], ...] = ()
     # How many asynchronous events this process runs at once.
     async_workers: int = 64
@@ -68,7 +66,6 @@ class Settings:
             idle_timeout_s=float(get("IDLE_TIMEOUT") or base.idle_timeout_s),
             isolation=get("ISOLATION") or base.isolation,
             zygote=(get("ZYGOTE") or "on").lower() not in {"0", "off", "false", "no"},
-            zygote_isolated=(get("ZYGOTE_ISOLATED") or "").lower() in {"1", "on", "true", "yes"},
             runtime_overrides=tuple(sorted(overrides_from_env(environ).items())),
             async_workers=int(get("ASYNC_WORKERS") or base.async_workers),
             async_retry_scale=float(get("ASYNC_RETRY_SCALE") or base.async_retry_scale),

@@ -80,23 +80,31 @@ def in_parallel(calls: list[Callable[[], Any]]) -> list[Any]:
 # ------------------------------------------------------------ processes on the host
 
 
+def _running_since(stat_path: Path, start: str) -> bool:
+    """Whether the process at `stat_path` started at `start` (clock ticks since boot) and
+    has not exited: a pid, or a namespace's inode number, is reused once it is free."""
+    try:
+        fields = stat_path.read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return False
+    return fields[19] == start and fields[0] != "Z"
+
+
 def alive(process: dict[str, Any]) -> bool:
     """Whether the process a function reported (see `identity`) still runs on this host."""
     if process["pidns"] == os.readlink("/proc/self/ns/pid"):
-        try:
-            stat = Path(f"/proc/{process['pid']}/stat").read_text()
-        except FileNotFoundError:
-            return False
-        fields = stat.rsplit(")", 1)[1].split()
-        return fields[19] == process["start"] and fields[0] != "Z"
-    # A PID namespace of its own: the environment lives while any process is in it.
+        return _running_since(Path(f"/proc/{process['pid']}/stat"), process["start"])
+    # Process 1 of a PID namespace of its own: find it by namespace and start time, since
+    # a new environment's namespace may get the inode number of one just destroyed.
     for entry in Path("/proc").iterdir():
         if entry.name.isdigit():
             try:
-                if os.readlink(entry / "ns" / "pid") == process["pidns"]:
-                    return True
+                if os.readlink(entry / "ns" / "pid") != process["pidns"]:
+                    continue
             except OSError:
                 continue
+            if _running_since(entry / "stat", process["start"]):
+                return True
     return False
 
 

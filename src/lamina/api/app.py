@@ -154,7 +154,7 @@ def build_engine(
     if settings.zygote:
         # Template children enter the same sandbox a fresh runtime would: the zygote makes
         # cold starts cheaper, never less isolated.
-        if isinstance(backend, NamespaceBackend) and settings.zygote_isolated:
+        if isinstance(backend, NamespaceBackend):
             templates = Templates()
             backend.use_templates(templates)
             closers.append(templates.close)
