@@ -16,17 +16,22 @@ SOURCE = """
 import os, sys
 
 def describe(event, context):
-    return {"pid": os.getpid(), "stage": os.environ.get("STAGE"), "cwd": os.getcwd(),
-            "task_root": os.environ["LAMBDA_TASK_ROOT"], "argv0": sys.argv[0]}
+    return {"process": [os.readlink("/proc/self/ns/pid"), os.getpid()],
+            "stage": os.environ.get("STAGE"), "cwd": os.getcwd(),
+            "task_root": os.environ["LAMBDA_TASK_ROOT"], "argv0": sys.argv[0],
+            "platform_modules": sorted(name for name in sys.modules if name.startswith("lamina"))}
 
 def leave(event, context):
     sys.exit(event["status"])
 """
 
 
-@pytest.fixture(scope="module")
-def zygote_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LaminaServer]:
-    env = {"LAMINA_ISOLATION": "process", "LAMINA_ZYGOTE": "on"}
+@pytest.fixture(scope="module", params=["process", "namespace"])
+def zygote_server(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[LaminaServer]:
+    """A server forking Python environments from templates, under each isolation backend."""
+    env = {"LAMINA_ISOLATION": request.param, "LAMINA_ZYGOTE": "on"}
     server = LaminaServer(tmp_path_factory.mktemp("zygote") / "data", env=env).start()
     yield server
     server.stop()
@@ -55,9 +60,12 @@ def test_forked_environment_has_its_own_identity(zygote_server: LaminaServer) ->
     _, one = invoke(client, "z-one", {})
     _, two = invoke(client, "z-two", {})
     assert (one["stage"], two["stage"]) == ("one", "two")
-    assert one["pid"] != two["pid"]
+    # Both stay warm, so their (PID namespace, pid) pairs cannot coincide unless shared.
+    assert one["process"] != two["process"]
     assert one["cwd"] == one["task_root"]
     assert one["argv0"].endswith("bootstrap.py")
+    # The template preloads Lamina's sandbox code; function code must not find it imported.
+    assert one["platform_modules"] == []
     client.close()
 
 

@@ -155,7 +155,7 @@ def build_engine(
         # Template children enter the same sandbox a fresh runtime would: the zygote makes
         # cold starts cheaper, never less isolated.
         if isinstance(backend, NamespaceBackend):
-            templates = Templates()
+            templates = Templates(sandboxed=True)
             backend.use_templates(templates)
             closers.append(templates.close)
         elif backend.name == "process":

@@ -30,7 +30,6 @@ from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import IO
 
-import lamina
 from lamina.runtimes.registry import PYTHON_BOOTSTRAP
 from lamina.sandbox import mounts
 from lamina.sandbox.api import SandboxSpec
@@ -296,7 +295,6 @@ class NamespaceBackend:
         if cgroup is None:
             limits["RLIMIT_DATA"] = memory_mb * 1024 * 1024
         sandbox = {
-            "lamina_path": str(Path(lamina.__file__).resolve().parent.parent),
             "procs_files": cgroup.procs_files if cgroup else [],
             "plan": dataclasses.asdict(plan),
             "uid": uid,

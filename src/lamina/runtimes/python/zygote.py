@@ -5,6 +5,9 @@ the bootstrap needs once; each request over the control socket forks a child tha
 environment's runtime. That skips interpreter start-up and those imports on every cold start.
 
 Wire protocol on the control socket (a Unix stream socket from the platform):
+Arguments: the control socket's descriptor, then, for templates whose children enter the
+namespace sandbox, the directory holding the `lamina` package (its sandbox code is preloaded).
+
 - request: 4-byte big-endian length + JSON {"env", "cwd", "limits", "sandbox"} with one file
   descriptor (the environment's output pipe) passed as SCM_RIGHTS; "sandbox", when present,
   asks for the namespace sandbox (see `_enter_sandbox`);
@@ -77,6 +80,7 @@ def _become_runtime(request, output_fd, control, wake_read, wake_write):
         # Last, once nothing needs root: the environment's own uid, for good.
         os.setresuid(uid, uid, uid)
         mounts_prctl_no_new_privs()
+    _forget_platform_modules()
     os.environ.clear()
     os.environ.update(request["env"])
     os.chdir(request["cwd"])
@@ -108,11 +112,7 @@ def _enter_sandbox(request, output_fd):
     status, so the template reports what a direct child would have.
     """
     sandbox = request["sandbox"]
-    sys.path.insert(0, sandbox["lamina_path"])
-    try:
-        from lamina.sandbox import mounts
-    finally:
-        sys.path.pop(0)
+    mounts = _preloaded["mounts"]
     mounts.prctl(mounts.PR_SET_PDEATHSIG, signal.SIGKILL)
     for name in sandbox["procs_files"]:
         with open(name, "w") as procs:
@@ -145,9 +145,28 @@ def _enter_sandbox(request, output_fd):
 
 
 def mounts_prctl_no_new_privs():
-    from lamina.sandbox import mounts  # already imported by _enter_sandbox
-
+    mounts = _preloaded["mounts"]
     mounts.prctl(mounts.PR_SET_NO_NEW_PRIVS, 1)
+
+
+# Lamina's sandbox code (`lamina.sandbox.mounts` under "mounts"), imported once by a template
+# whose children enter the namespace sandbox; empty for templates of the process backend.
+_preloaded = {}
+
+
+def _preload_sandbox(lamina_path):
+    sys.path.insert(0, lamina_path)
+    try:
+        from lamina.sandbox import mounts
+    finally:
+        sys.path.pop(0)
+    _preloaded["mounts"] = mounts
+
+
+def _forget_platform_modules():
+    """Function code must not find the platform's modules already imported."""
+    for name in [name for name in sys.modules if name == "lamina" or name.startswith("lamina.")]:
+        del sys.modules[name]
 
 
 def _reap(control):
@@ -178,6 +197,8 @@ def _adopt_orphans():
 
 
 def main():
+    if len(sys.argv) > 2:
+        _preload_sandbox(sys.argv[2])
     _adopt_orphans()
     control = socket.socket(fileno=int(sys.argv[1]))
     wake_read, wake_write = os.pipe()
