@@ -147,6 +147,13 @@ class RuntimeApiProtocol(asyncio.Protocol):
         self._body: list[bytes] = []
         self._size = 0
         self._streaming: Invocation | None = None
+        # Replies written while a batch of requests is parsed, and whether that batch ended
+        # with a GET /next still waiting for an event (see `data_received`).
+        self._feeding = False
+        self._held: list[bytes] = []
+        self._parked = False
+        # Replies to requests that arrived behind a waiting GET /next go out after its event.
+        self._behind: list[bytes] = []
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         expected = self._channel.peer_uid
@@ -161,16 +168,43 @@ class RuntimeApiProtocol(asyncio.Protocol):
         self._transport = cast(asyncio.Transport, transport)
 
     def data_received(self, data: bytes) -> None:
+        """Parse a batch of requests; replies go out together at the end of the batch.
+
+        A runtime that pipelines its response with the next GET /next (Lamina's Python
+        runtime does) does not need the 202 before its next event: the reply is held and
+        written with that event, one write and one wake-up of the runtime instead of two.
+        A runtime that waits for the 202 before asking again gets it at once, as before.
+        """
         if self._transport is None:
             return
+        self._feeding = True
         try:
             self._parser.feed_data(data)
         except httptools.HttpParserUpgrade:
             self._reply(400, b'{"errorMessage":"Upgrade not supported","errorType":"BadRequest"}')
         except httptools.HttpParserError:
+            self._parked = False
             self._reply(400, b'{"errorMessage":"Malformed request","errorType":"BadRequest"}')
+            self._flush()
             if self._transport is not None:
                 self._transport.close()
+        finally:
+            self._feeding = False
+        if self._held and not self._parked:
+            self._flush()
+
+    def _write(self, data: bytes) -> None:
+        if self._parked:
+            self._behind.append(data)
+        elif self._feeding:
+            self._held.append(data)
+        elif self._transport is not None and not self._transport.is_closing():
+            self._transport.write(data)
+
+    def _flush(self) -> None:
+        held, self._held = b"".join(self._held), []
+        if held and self._transport is not None and not self._transport.is_closing():
+            self._transport.write(held)
 
     # httptools callbacks
     def on_message_begin(self) -> None:
@@ -207,6 +241,7 @@ class RuntimeApiProtocol(asyncio.Protocol):
         method = self._parser.get_method()
         url = self._url.split(b"?", 1)[0]
         if method == b"GET" and url == _NEXT:
+            self._parked = True
             self._channel.want_next(self._send_event)
         elif method == b"POST" and url.startswith(_INVOCATION):
             self._invocation_result(url[len(_INVOCATION) :])
@@ -278,21 +313,16 @@ class RuntimeApiProtocol(asyncio.Protocol):
         return Outcome(body, error_type=header.decode("latin-1") or _body_error_type(body))
 
     def _send_event(self, invocation: Invocation) -> None:
-        if self._transport is not None and not self._transport.is_closing():
-            self._transport.write(invocation.event_headers() + invocation.payload)
+        self._parked = False
+        self._held += (invocation.event_headers(), invocation.payload, *self._behind)
+        self._behind.clear()
+        if not self._feeding:
+            self._flush()
 
     def _reply(self, status: int, body: bytes) -> None:
-        if self._transport is None or self._transport.is_closing():
-            return
-        reason = {
-            202: b"Accepted",
-            400: b"Bad Request",
-            404: b"Not Found",
-            413: b"Payload Too Large",
-        }
-        self._transport.write(
+        self._write(
             b"HTTP/1.1 %d %s\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n%s"
-            % (status, reason.get(status, b"OK"), len(body), body)
+            % (status, _REASONS.get(status, b"OK"), len(body), body)
         )
 
 
