@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -79,3 +80,17 @@ def test_exit_status_of_a_forked_runtime(zygote_server: LaminaServer, status: in
     assert result["errorType"] == "Runtime.ExitError"
     assert f"exit status {status}" in result["errorMessage"]
     client.close()
+
+
+def test_a_relative_data_directory_serves_python_functions(tmp_path: Path) -> None:
+    """`make run` serves `./.lamina`: sandboxes must find code under a relative data dir."""
+    server = LaminaServer(Path("relative-data"), cwd=tmp_path).start()
+    try:
+        client = server.client()
+        create(client, "relative", "describe", Environment={"Variables": {"STAGE": "rel"}})
+        response, result = invoke(client, "relative", {})
+        assert "FunctionError" not in response, result
+        assert result["stage"] == "rel"
+        client.close()
+    finally:
+        server.stop()

@@ -25,12 +25,19 @@ def free_port() -> int:
 class LaminaServer:
     """Starts `lamina serve` and waits until it answers; `kill()` is a hard crash."""
 
-    def __init__(self, data_dir: Path, env: dict[str, str] | None = None, port: int | None = None):
+    def __init__(
+        self,
+        data_dir: Path,
+        env: dict[str, str] | None = None,
+        port: int | None = None,
+        cwd: Path | None = None,
+    ):
         self.data_dir = data_dir
+        self.cwd = cwd
         self.port = port or free_port()
         self.env = {**os.environ, **(env or {})}
         self.process: subprocess.Popen[bytes] | None = None
-        self.log_path = data_dir.parent / f"server-{self.port}.log"
+        self.log_path = (cwd or Path()).joinpath(data_dir).parent / f"server-{self.port}.log"
         self._log: Any = None
 
     @property
@@ -51,7 +58,9 @@ class LaminaServer:
         ]
         self._close_log()
         self._log = self.log_path.open("ab")
-        self.process = subprocess.Popen(command, env=self.env, stdout=self._log, stderr=self._log)
+        self.process = subprocess.Popen(
+            command, env=self.env, stdout=self._log, stderr=self._log, cwd=self.cwd
+        )
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.process.poll() is not None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import secrets
 from collections.abc import AsyncIterator, Callable
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -77,6 +78,8 @@ def _secret(data_dir: Path) -> bytes:
 
 
 def build_app(settings: Settings, stores: Stores | None = None) -> LaminaApp:
+    # Sandboxes mount paths under the data directory from other working directories.
+    settings = replace(settings, data_dir=settings.data_dir.absolute())
     stores = stores or open_stores(settings.data_dir)
     account = Account(settings.account_id, settings.region)
     domain = Domain(

@@ -218,16 +218,27 @@ class TemplateChild:
         self.exited = exited
 
     def poll(self) -> int | None:
-        return self.exited.result() if self.exited.done() else None
+        if self.exited.done():
+            return self.exited.result()
+        # When the server stops, nothing reads the template's reports any more; a child
+        # that is gone (reaped by the template) is still over.
+        return self._gone()
+
+    def _gone(self) -> int | None:
+        try:
+            os.kill(self.pid, 0)
+        except ProcessLookupError:
+            return -signal.SIGKILL
+        except PermissionError:
+            pass
+        return None
 
     def wait(self, timeout: float | None = None) -> int:
         """Synchronous wait (server shutdown only): the template has reaped it once it is gone."""
         deadline = None if timeout is None else time.monotonic() + timeout
         while not self.exited.done():
-            try:
-                os.kill(self.pid, 0)
-            except ProcessLookupError:
-                return -signal.SIGKILL
+            if (status := self._gone()) is not None:
+                return status
             if deadline is not None and time.monotonic() > deadline:
                 raise subprocess.TimeoutExpired(str(self.pid), timeout or 0)
             time.sleep(0.01)
