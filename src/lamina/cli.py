@@ -38,8 +38,11 @@ def _serve(args: argparse.Namespace, settings: Settings) -> int:
     except IsolationUnavailable as error:
         print(f"lamina: {error} (see `lamina doctor`)", file=sys.stderr)
         return 2
+    from lamina.api.http_protocol import CoalescingHttpToolsProtocol
+
     config = uvicorn.Config(
         app,
+        http=CoalescingHttpToolsProtocol,
         host=settings.host,
         port=settings.port,
         log_level="warning",

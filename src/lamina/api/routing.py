@@ -11,6 +11,8 @@ from botocore.model import OperationModel, ServiceModel
 from lamina.errors import MethodNotAllowed, UnknownOperation
 
 _LABEL = re.compile(r"\{([A-Za-z0-9_]+)(\+?)\}")
+# Routing answers remembered at once; a bound, since paths carry names clients choose.
+_RECENT_ROUTES = 4096
 
 
 @dataclass(frozen=True)
@@ -60,8 +62,26 @@ class RestJsonRouter:
             pattern, labels, query = _compile(operation.http["requestUri"])
             routes.append(Route(operation, operation.http["method"], pattern, labels, query))
         self.routes = sorted(routes, key=lambda route: route.specificity, reverse=True)
+        # The query parameters any route matches on: with the method and path, they decide
+        # the route, so recent answers are remembered under them (a hot function's Invoke
+        # path is matched once instead of against every route on every call).
+        self._query_keys = tuple(sorted({key for route in routes for key, _ in route.query}))
+        self._recent: dict[tuple[object, ...], tuple[OperationModel, dict[str, str]]] = {}
 
     def match(
+        self, method: str, raw_path: str, query: dict[str, list[str]]
+    ) -> tuple[OperationModel, dict[str, str]]:
+        key = (method, raw_path, *(query.get(name, [None])[0] for name in self._query_keys))
+        found = self._recent.get(key)
+        if found is None:
+            found = self._match(method, raw_path, query)
+            if len(self._recent) >= _RECENT_ROUTES:
+                self._recent.clear()
+            self._recent[key] = found
+        operation, params = found
+        return operation, dict(params)
+
+    def _match(
         self, method: str, raw_path: str, query: dict[str, list[str]]
     ) -> tuple[OperationModel, dict[str, str]]:
         path_matched = False
