@@ -50,6 +50,10 @@ class RestJsonService:
     ) -> None:
         self.model = model
         self._handlers = dict(handlers)
+        # Decided once: inspecting a handler on every request showed up on the invoke path.
+        self._async_handlers = {
+            name for name, handler in self._handlers.items() if inspect.iscoroutinefunction(handler)
+        }
         self._router = RestJsonRouter(model, set(self._handlers))
         self._verifier = verifier
 
@@ -85,8 +89,8 @@ class RestJsonService:
         params = parse_request(operation, path_params, query, headers, body)
         validate(operation.input_shape, params)
         handler = self._handlers[operation.name]
-        if inspect.iscoroutinefunction(handler):
-            result = await handler(params)
+        if operation.name in self._async_handlers:
+            result = await handler(params)  # type: ignore[misc]
         else:
             # Control-plane handlers do blocking storage work: keep it off the event loop.
             result = await anyio.to_thread.run_sync(handler, params)
