@@ -16,6 +16,7 @@ namespace sandbox, the directory holding the `lamina` package (its sandbox code 
 """
 
 import array
+import gc
 import json
 import os
 import resource
@@ -199,6 +200,9 @@ def _adopt_orphans():
 def main():
     if len(sys.argv) > 2:
         _preload_sandbox(sys.argv[2])
+    # Everything imported so far is shared with every child: keep the collector from
+    # walking (and so copying, page by page) those objects in each child after the fork.
+    gc.freeze()
     _adopt_orphans()
     control = socket.socket(fileno=int(sys.argv[1]))
     wake_read, wake_write = os.pipe()
