@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -27,10 +28,24 @@ def url_base(settings: Settings) -> tuple[str, int]:
 
 
 def function_url(settings: Settings, url_id: str) -> str:
-    # Host-based, like AWS's `<id>.lambda-url.<region>.on.aws`; `*.localhost` resolves to
-    # the loopback address without any DNS setup.
+    # Host-based, like AWS's `<id>.lambda-url.<region>.on.aws`; browsers, curl and
+    # systemd-resolved map `*.localhost` to loopback with no DNS setup (plain glibc does not:
+    # the path form below is served for such clients too). That only reaches a server on this
+    # machine, so a server published under another name (LAMINA_PUBLIC_URL) hands out the
+    # path-based form, which it serves too and which needs no wildcard DNS.
+    if not _is_loopback_name(urlsplit(settings.endpoint).hostname or ""):
+        return f"{settings.endpoint}/lambda-url/{url_id}/"
     scheme, port = url_base(settings)
     return f"{scheme}://{url_id}.lambda-url.{settings.region}.localhost:{port}/"
+
+
+def _is_loopback_name(host: str) -> bool:
+    if host == "localhost" or host.endswith(".localhost"):
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 def _cors_from(given: dict[str, Any] | None) -> Cors | None:

@@ -21,7 +21,7 @@ import contextlib
 import struct
 import zlib
 from collections.abc import AsyncIterator
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import orjson
 
@@ -121,19 +121,26 @@ class ResponseStream:
         yield invoke_complete(log_result=log_result)
 
     async def _next_chunk(self) -> bytes | None:
-        """The next streamed chunk, or None once the response (or the invocation) ended."""
-        if not self._chunks.empty():
-            return self._chunks.get_nowait()
-        if self._task.done():
-            return None
-        getter = asyncio.ensure_future(self._chunks.get())
-        try:
-            await asyncio.wait({getter, self._task}, return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            if not getter.done():
-                getter.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await getter
-        if getter.done() and not getter.cancelled():
-            return getter.result()
-        return self._chunks.get_nowait() if not self._chunks.empty() else None
+        return await next_chunk(self._chunks, self._task)
+
+
+async def next_chunk(
+    chunks: asyncio.Queue[bytes | None], invocation: asyncio.Future[Any]
+) -> bytes | None:
+    """The next chunk a running invocation streamed, or None once its response (or the
+    invocation itself, say by crashing before it ended the stream) is over."""
+    if not chunks.empty():
+        return chunks.get_nowait()
+    if invocation.done():
+        return None
+    getter = asyncio.ensure_future(chunks.get())
+    try:
+        await asyncio.wait({getter, invocation}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        if not getter.done():
+            getter.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await getter
+    if getter.done() and not getter.cancelled():
+        return getter.result()
+    return chunks.get_nowait() if not chunks.empty() else None
