@@ -1,21 +1,16 @@
-"""Function log streams: where environment output and platform lines go.
+"""Function log streams: names, the text platform lines, and the `LogSink` seam.
 
-The engine writes through the `LogSink` seam; the observability issue gives it a queryable,
-CloudWatch-Logs-compatible store. Until then `FileLogSink` keeps bounded files per stream.
+The engine writes through `LogSink`; `lamina.observability.log_sink.StoreLogSink` is the real
+one, feeding the queryable store behind the CloudWatch Logs API.
 """
 
 from __future__ import annotations
 
-import threading
 import time
-from collections import OrderedDict, deque
-from pathlib import Path
-from typing import Any, Protocol
+from collections import deque
+from typing import Protocol
 
 from lamina.constants import LATEST
-
-# File handles kept open at once; older streams are closed and reopened when written again.
-_OPEN_STREAMS = 256
 
 
 def stream_name(version: str, environment_id: str) -> str:
@@ -60,8 +55,19 @@ def end_line(request_id: str) -> str:
 
 
 class LogSink(Protocol):
+    """Where execution environments write their log streams."""
+
     def write_many(self, group: str, stream: str, entries: list[tuple[int, str]]) -> None:
-        """Append `(timestamp_ms, message)` entries to one stream, in order."""
+        """Append the function's own output, `(timestamp_ms, message)` entries, in order."""
+        ...
+
+    def write_platform(self, group: str, stream: str, timestamp: int, message: str | None) -> None:
+        """Append a platform line (INIT_START, START, END, REPORT or its JSON record).
+
+        A platform line also marks an invocation boundary, which resets the per-invocation
+        output budget; `message` is None when the function's system log level filters the
+        line out but the boundary still counts.
+        """
         ...
 
     @property
@@ -70,98 +76,6 @@ class LogSink(Protocol):
         ...
 
     def close(self) -> None: ...
-
-
-class FileLogSink:
-    """Appends to `<root>/<group>/<stream>.log` from a writer thread, off the event loop.
-
-    Entries are buffered per stream and written in batches through cached file handles. Each
-    stream has a disk budget (output past it is dropped after one marker line), and the bytes
-    waiting to be written are bounded: `saturated` tells producers to stop reading for a moment,
-    which pushes back on the function (its writes block) instead of growing memory.
-    """
-
-    def __init__(
-        self,
-        root: Path,
-        max_stream_bytes: int = 64 * 1024 * 1024,
-        max_pending_bytes: int = 8 * 1024 * 1024,
-    ) -> None:
-        self._root = root
-        self._max = max_stream_bytes
-        self._max_pending = max_pending_bytes
-        self._sizes: dict[tuple[str, str], int] = {}
-        self._pending: dict[tuple[str, str], list[str]] = {}
-        self._pending_bytes = 0
-        self._handles: OrderedDict[tuple[str, str], Any] = OrderedDict()
-        self._lock = threading.Lock()
-        self._wake = threading.Event()
-        self._closed = False
-        self._writer: threading.Thread | None = None
-
-    @property
-    def saturated(self) -> bool:
-        return self._pending_bytes >= self._max_pending
-
-    def write_many(self, group: str, stream: str, entries: list[tuple[int, str]]) -> None:
-        key = (group, stream)
-        with self._lock:
-            size = self._sizes.get(key, 0)
-            if size >= self._max:
-                return
-            lines = [f"{stamp}\t{message}\n" for stamp, message in entries]
-            added = sum(len(line) for line in lines)
-            if size + added > self._max:
-                lines = ["0\t[lamina] log stream truncated: output limit reached\n"]
-                added = self._max - size
-            self._sizes[key] = size + added
-            self._pending.setdefault(key, []).extend(lines)
-            self._pending_bytes += added
-            if self._writer is None:
-                self._writer = threading.Thread(target=self._run, name="log-writer", daemon=True)
-                self._writer.start()
-        self._wake.set()
-
-    def flush(self) -> None:
-        """Write everything buffered so far (called by the writer, and on close)."""
-        with self._lock:
-            pending, self._pending = self._pending, {}
-            self._pending_bytes = 0
-        for key, lines in pending.items():
-            handle = self._handle(key)
-            handle.write("".join(lines))
-            handle.flush()
-
-    def close(self) -> None:
-        self._closed = True
-        self._wake.set()
-        if self._writer is not None:
-            self._writer.join(5)
-        self.flush()
-        for handle in self._handles.values():
-            handle.close()
-        self._handles.clear()
-
-    def _run(self) -> None:
-        while not self._closed:
-            self._wake.wait(0.5)
-            self._wake.clear()
-            self.flush()
-
-    def _handle(self, key: tuple[str, str]) -> Any:
-        handle = self._handles.get(key)
-        if handle is not None:
-            self._handles.move_to_end(key)
-            return handle
-        group, stream = key
-        path = self._root / group.strip("/") / (stream.replace("/", "_") + ".log")
-        path.parent.mkdir(parents=True, exist_ok=True)
-        handle = path.open("a", encoding="utf-8", errors="replace")
-        self._handles[key] = handle
-        if len(self._handles) > _OPEN_STREAMS:
-            _, oldest = self._handles.popitem(last=False)
-            oldest.close()
-        return handle
 
 
 class MemoryLogSink:
@@ -175,6 +89,10 @@ class MemoryLogSink:
     def write_many(self, group: str, stream: str, entries: list[tuple[int, str]]) -> None:
         for stamp, message in entries:
             self.lines.append((group, stream, stamp, message))
+
+    def write_platform(self, group: str, stream: str, timestamp: int, message: str | None) -> None:
+        if message is not None:
+            self.lines.append((group, stream, timestamp, message))
 
     def close(self) -> None:
         self.lines.clear()

@@ -1,0 +1,261 @@
+"""Platform lines in the function's log format, and log-level filtering for JSON functions.
+
+With `LoggingConfig.LogFormat=Text` an environment writes AWS's text lines (`INIT_START`,
+`START`, `END`, `REPORT`). With `JSON` it writes the `platform.*` records Lambda writes instead,
+keeps those at or above `SystemLogLevel`, and drops application records below
+`ApplicationLogLevel`. Both levels default to INFO, as Lambda's do once JSON is chosen.
+
+System levels: `platform.initStart`, `platform.start` and `platform.report` are INFO and
+`platform.runtimeDone` DEBUG; an invocation that did not succeed reports its `runtimeDone` and
+`report` at WARN, so they survive every setting. (AWS documents a per-event table on its
+log-level filtering page; this mapping follows it as far as it could be checked, and the
+level of a successful `runtimeDone` is the least certain part.)
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any, Protocol
+
+import orjson
+
+from lamina.control.model import LoggingConfig
+from lamina.observability.logs import LogSink, end_line, report_line, start_line
+
+# Ranks of the level names runtimes write; Python's logging says WARNING and CRITICAL.
+LEVELS = {
+    "TRACE": 1,
+    "DEBUG": 2,
+    "INFO": 3,
+    "WARN": 4,
+    "WARNING": 4,
+    "ERROR": 5,
+    "FATAL": 6,
+    "CRITICAL": 6,
+}
+_INFO = LEVELS["INFO"]
+_DEBUG = LEVELS["DEBUG"]
+_WARN = LEVELS["WARN"]
+
+
+class PlatformLog(Protocol):
+    """Formats the platform's lines for one execution environment; None means filtered out."""
+
+    def init_start(
+        self, runtime_version: str, runtime_arn: str, interpreter: str
+    ) -> str | None: ...
+
+    def start(self, request_id: str, version: str) -> str | None: ...
+
+    def end(self, request_id: str, status: str | None, duration_ms: float) -> str | None: ...
+
+    def report(
+        self,
+        request_id: str,
+        duration_ms: float,
+        billed_ms: int,
+        memory_mb: int,
+        max_memory_mb: int,
+        init_ms: float | None,
+        status: str | None = None,
+        error_type: str | None = None,
+        xray: tuple[str, str] | None = None,
+    ) -> str | None: ...
+
+
+class TextPlatformLog:
+    """AWS's text lines; stateless, so one instance serves every environment."""
+
+    def init_start(self, runtime_version: str, runtime_arn: str, interpreter: str) -> str:
+        return (
+            f"INIT_START Runtime Version: {runtime_version}\tRuntime Version ARN: "
+            f"{runtime_arn}\tInterpreter: {interpreter}"
+        )
+
+    def start(self, request_id: str, version: str) -> str:
+        return start_line(request_id, version)
+
+    def end(self, request_id: str, status: str | None, duration_ms: float) -> str:
+        return end_line(request_id)
+
+    def report(
+        self,
+        request_id: str,
+        duration_ms: float,
+        billed_ms: int,
+        memory_mb: int,
+        max_memory_mb: int,
+        init_ms: float | None,
+        status: str | None = None,
+        error_type: str | None = None,
+        xray: tuple[str, str] | None = None,
+    ) -> str:
+        line = report_line(
+            request_id,
+            duration_ms,
+            billed_ms,
+            memory_mb,
+            max_memory_mb,
+            init_ms,
+            status,
+            error_type,
+        )
+        if xray is None:
+            return line
+        # Traced invocations: AWS ends the same REPORT event with a second line.
+        return f"{line}\nXRAY TraceId: {xray[0]}\tSegmentId: {xray[1]}\tSampled: true\t"
+
+
+TEXT_PLATFORM_LOG = TextPlatformLog()
+
+
+def iso_time(epoch_ms: int) -> str:
+    """`2024-05-01T12:00:00.123Z`, the timestamp form of Lambda's JSON records."""
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(epoch_ms // 1000)) + (
+        f".{epoch_ms % 1000:03d}Z"
+    )
+
+
+class JsonPlatformLog:
+    """The `platform.*` records of one environment, filtered by its system log level."""
+
+    def __init__(
+        self,
+        function_name: str,
+        version: str,
+        initialization_type: str,
+        system_level: str | None,
+    ) -> None:
+        self._function = function_name
+        self._version = version
+        self._initialization_type = initialization_type
+        self._threshold = LEVELS.get((system_level or "INFO").upper(), _INFO)
+
+    def _record(self, level: int, kind: str, record: dict[str, Any]) -> str | None:
+        if level < self._threshold:
+            return None
+        now = int(time.time() * 1000)
+        return orjson.dumps({"time": iso_time(now), "type": kind, "record": record}).decode()
+
+    def init_start(self, runtime_version: str, runtime_arn: str, interpreter: str) -> str | None:
+        return self._record(
+            _INFO,
+            "platform.initStart",
+            {
+                "initializationType": self._initialization_type,
+                "phase": "init",
+                "runtimeVersion": runtime_version,
+                "runtimeVersionArn": runtime_arn,
+                "functionName": self._function,
+                "functionVersion": self._version,
+            },
+        )
+
+    def start(self, request_id: str, version: str) -> str | None:
+        return self._record(_INFO, "platform.start", {"requestId": request_id, "version": version})
+
+    def end(self, request_id: str, status: str | None, duration_ms: float) -> str | None:
+        outcome = status or "success"
+        return self._record(
+            _DEBUG if outcome == "success" else _WARN,
+            "platform.runtimeDone",
+            {
+                "requestId": request_id,
+                "status": outcome,
+                "metrics": {"durationMs": round(duration_ms, 3)},
+            },
+        )
+
+    def report(
+        self,
+        request_id: str,
+        duration_ms: float,
+        billed_ms: int,
+        memory_mb: int,
+        max_memory_mb: int,
+        init_ms: float | None,
+        status: str | None = None,
+        error_type: str | None = None,
+        xray: tuple[str, str] | None = None,
+    ) -> str | None:
+        metrics: dict[str, Any] = {
+            "durationMs": round(duration_ms, 3),
+            "billedDurationMs": billed_ms,
+            "memorySizeMB": memory_mb,
+            "maxMemoryUsedMB": max_memory_mb,
+        }
+        if init_ms is not None:
+            metrics["initDurationMs"] = round(init_ms, 3)
+        record: dict[str, Any] = {
+            "requestId": request_id,
+            "metrics": metrics,
+            "status": status or "success",
+        }
+        if error_type:
+            record["errorType"] = error_type
+        if xray is not None:
+            record["tracing"] = {
+                "spanId": xray[1],
+                "type": "X-Amzn-Trace-Id",
+                "value": f"Root={xray[0]};Parent={xray[1]};Sampled=1",
+            }
+        return self._record(_INFO if status is None else _WARN, "platform.report", record)
+
+
+def record_level(message: str) -> int:
+    """The level Lambda assigns an application line: its JSON `level`, else INFO."""
+    if not message.startswith("{"):
+        return _INFO
+    try:
+        document = orjson.loads(message)
+    except orjson.JSONDecodeError:
+        return _INFO
+    level = document.get("level") if isinstance(document, dict) else None
+    return LEVELS.get(level.upper(), _INFO) if isinstance(level, str) else _INFO
+
+
+class ApplicationLevelFilter:
+    """Wraps a sink for a JSON-format function: drops application records below its level.
+
+    Runtimes filter their own loggers already; this catches what they cannot, such as a
+    `print` of a JSON object that carries its own `"level"`, exactly as Lambda does.
+    """
+
+    def __init__(self, sink: LogSink, level: str) -> None:
+        self._sink = sink
+        self._threshold = LEVELS.get(level.upper(), _INFO)
+
+    @property
+    def saturated(self) -> bool:
+        return self._sink.saturated
+
+    def write_many(self, group: str, stream: str, entries: list[tuple[int, str]]) -> None:
+        kept = [entry for entry in entries if record_level(entry[1]) >= self._threshold]
+        if kept:
+            self._sink.write_many(group, stream, kept)
+
+    def write_platform(self, group: str, stream: str, timestamp: int, message: str | None) -> None:
+        self._sink.write_platform(group, stream, timestamp, message)
+
+    def close(self) -> None:
+        """The wrapped sink is shared by every environment; closing it is not ours to do."""
+
+
+def environment_logging(
+    sink: LogSink,
+    logging: LoggingConfig,
+    function_name: str,
+    version: str,
+    initialization_type: str,
+) -> tuple[LogSink, PlatformLog]:
+    """The sink and platform formatter for a new environment of this configuration.
+
+    Text-format functions get the shared sink and formatter untouched, so the default path
+    costs nothing extra per invocation.
+    """
+    if logging.log_format != "JSON":
+        return sink, TEXT_PLATFORM_LOG
+    platform = JsonPlatformLog(
+        function_name, version, initialization_type, logging.system_log_level
+    )
+    return ApplicationLevelFilter(sink, logging.application_log_level or "INFO"), platform
