@@ -1,0 +1,1 @@
+"""`lamina` subcommands that talk to a running server: `top`, `cost` and `tune`."""

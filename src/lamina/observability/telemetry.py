@@ -1,0 +1,274 @@
+"""The invocation observer behind metrics, billing and `lamina top`.
+
+On the event loop an invocation costs one tuple on a deque (plus a few counter reads that
+must happen at that instant): no lock, no I/O. A background thread drains the deques every
+couple of seconds, folds them (`Aggregator`) and merges what changed into the metrics
+database. Readers that need up-to-date numbers (the CloudWatch API) flush first, so what was
+invoked before a query is in its answer.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TypeVar
+
+from lamina.constants import LATEST
+from lamina.invoke.governor import ConcurrencyGovernor
+from lamina.invoke.pool import EnvironmentPool
+from lamina.invoke.provisioned import ProvisionedPool
+from lamina.observability.aggregation import (
+    RECENT_SECONDS,
+    Aggregator,
+    AsyncItem,
+    Cell,
+    InvocationItem,
+    SampleItem,
+    ThrottleItem,
+)
+from lamina.observability.invocations import InvocationRecord
+from lamina.store.sqlite.metrics import MetricDelta, SqliteMetricsStore, UsageDelta
+
+log = logging.getLogger("lamina.metrics")
+
+FLUSH_INTERVAL_S = 2.0
+SAMPLE_INTERVAL_S = 1.0
+# CloudWatch keeps one-minute data for 15 days; so do we. Usage rows are kept for billing.
+RETENTION_S = 15 * 24 * 3600
+_PRUNE_INTERVAL_S = 3600.0
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class LiveSources:
+    """Where current levels are read: only ever on the event loop, where they change."""
+
+    governor: ConcurrencyGovernor
+    pool: EnvironmentPool
+    provisioned: ProvisionedPool | None
+
+
+@dataclass(frozen=True)
+class LiveLevels:
+    """Levels read at one instant on the loop, for a scrape or `lamina top`."""
+
+    in_flight: dict[str, int]
+    account_in_flight: int
+    unreserved_in_flight: int
+    account_limit: int
+    environments: dict[str, int]
+    # (function, qualifier, busy, held)
+    provisioned: list[tuple[str, str, int, int]] = field(default_factory=list)
+
+
+class Telemetry:
+    """Implements `InvocationObserver`; owns the fold, its thread and the metrics database."""
+
+    def __init__(
+        self,
+        store: SqliteMetricsStore,
+        clock: Callable[[], float] = time.time,
+        flush_interval_s: float = FLUSH_INTERVAL_S,
+    ) -> None:
+        self.store = store
+        self._clock = clock
+        self._flush_interval_s = flush_interval_s
+        self._live: LiveSources | None = None
+        # Appended on the loop, popped by whichever thread folds: deque operations are
+        # atomic, so the invoke path takes no lock.
+        self._invocations: deque[InvocationItem] = deque()
+        self._throttles: deque[ThrottleItem] = deque()
+        self._samples: deque[SampleItem] = deque()
+        self._async: deque[AsyncItem] = deque()
+        self._lock = threading.Lock()
+        self._aggregator = Aggregator()
+        self._unsaved: tuple[list[MetricDelta], list[UsageDelta]] = ([], [])
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._sampler: asyncio.Task[None] | None = None
+        self._pruned_at = 0.0
+
+    @classmethod
+    def open(cls, data_dir: Path) -> Telemetry:
+        """Telemetry saved in `metrics.db` under the data directory."""
+        return cls(SqliteMetricsStore(data_dir / "metrics.db"))
+
+    def attach(self, live: LiveSources) -> None:
+        self._live = live
+
+    # ------------------------------------------------------- on the event loop
+
+    def invoked(self, record: InvocationRecord) -> None:
+        live = self._live
+        if live is None:
+            self._invocations.append((record, 0, 0, 0, 0, 0))
+            return
+        governor = live.governor
+        busy = allocated = 0
+        provisioned = live.provisioned
+        if provisioned is not None and (record.alias or record.executed_version != LATEST):
+            busy, allocated = provisioned.usage(
+                record.function_name, record.alias or record.executed_version
+            )
+        self._invocations.append(
+            (
+                record,
+                governor.in_flight(record.function_name),
+                governor.in_flight(),
+                governor.unreserved_in_flight,
+                busy,
+                allocated,
+            )
+        )
+
+    def throttled(self, function_name: str, version: str, alias: str | None) -> None:
+        self._throttles.append((self._clock(), function_name, version, alias))
+
+    def async_metric(self, metric: str, function: str, value: float, at: float) -> None:
+        """A `MetricsRegistry` listener: the asynchronous dispatcher's metrics."""
+        self._async.append((metric, function, value, at))
+
+    def levels(self) -> LiveLevels:
+        """Current levels; call on the loop."""
+        live = self._live
+        if live is None:
+            return LiveLevels({}, 0, 0, 0, {})
+        governor = live.governor
+        in_flight = governor.in_flight_by_function()
+        return LiveLevels(
+            in_flight=in_flight,
+            account_in_flight=sum(in_flight.values()),
+            unreserved_in_flight=governor.unreserved_in_flight,
+            account_limit=governor.account_limit,
+            environments=live.pool.environments_by_function(),
+            provisioned=live.provisioned.allocations() if live.provisioned is not None else [],
+        )
+
+    def start(self) -> None:
+        """Start the flushing thread and the level sampler; call with the loop running."""
+        self._thread = threading.Thread(target=self._run, name="lamina-telemetry", daemon=True)
+        self._thread.start()
+        self._sampler = asyncio.ensure_future(self._sample_levels())
+
+    async def _sample_levels(self) -> None:
+        """Levels once a second, so long invocations show in minutes where none finishes."""
+        while True:
+            await asyncio.sleep(SAMPLE_INTERVAL_S)
+            levels = self.levels()
+            provisioned = [
+                (function, qualifier, busy, held)
+                for function, qualifier, busy, held in levels.provisioned
+                if busy
+            ]
+            if levels.account_in_flight or provisioned:
+                self._samples.append(
+                    (
+                        self._clock(),
+                        levels.in_flight,
+                        levels.account_in_flight,
+                        levels.unreserved_in_flight,
+                        provisioned,
+                    )
+                )
+
+    def close(self) -> None:
+        """Stop sampling and flushing; what was observed so far is saved."""
+        if self._sampler is not None:
+            self._sampler.cancel()
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=30)
+        self.flush()
+        self.store.close()
+
+    # ------------------------------------------------------- off the event loop
+
+    def _run(self) -> None:
+        while not self._stop.wait(self._flush_interval_s):
+            try:
+                self.flush()
+                if self._clock() - self._pruned_at > _PRUNE_INTERVAL_S:
+                    self._pruned_at = self._clock()
+                    self.store.prune(int((self._pruned_at - RETENTION_S) // 60))
+            except Exception:
+                log.exception("saving metrics failed; retrying")
+
+    def flush(self) -> None:
+        """Fold everything observed so far and save it; blocks, so not on the loop."""
+        with self._lock:
+            self._drain()
+            self._aggregator.forget_before(int(self._clock()) - RECENT_SECONDS)
+            metrics, usage = self._aggregator.take_deltas()
+            metrics = self._unsaved[0] + metrics
+            usage = self._unsaved[1] + usage
+            self._unsaved = ([], [])
+            if not metrics and not usage:
+                return
+            try:
+                self.store.merge(metrics, usage)
+            except Exception:
+                # Kept for the next flush: a busy or failing disk delays numbers, never
+                # loses them while the process lives.
+                self._unsaved = (metrics, usage)
+                raise
+
+    def read(self, reader: Callable[[Aggregator], T]) -> T:
+        """Run `reader` on up-to-date in-memory totals (Prometheus, `lamina top`)."""
+        with self._lock:
+            self._drain()
+            self._aggregator.settle()
+            return reader(self._aggregator)
+
+    def prometheus_totals(self) -> dict[tuple[str, str, str], Cell]:
+        """Totals since start per (function, resource, executed version): copies."""
+
+        def copy(agg: Aggregator) -> dict[tuple[str, str, str], Cell]:
+            copies = {}
+            for key, total in agg.prometheus.items():
+                copies[key] = Cell()
+                copies[key].merge(total)
+            return copies
+
+        return self.read(copy)
+
+    def recent(self, window_s: int) -> dict[str, Cell]:
+        """Per function, the invocations that finished in the last `window_s` seconds."""
+        window_s = max(1, min(window_s, RECENT_SECONDS))
+
+        def collect(agg: Aggregator) -> dict[str, Cell]:
+            now = int(self._clock())
+            agg.forget_before(now - RECENT_SECONDS)
+            totals: dict[str, Cell] = {}
+            for (second, function), cell in agg.recent.items():
+                if second > now - window_s:
+                    totals.setdefault(function, Cell()).merge(cell)
+            return totals
+
+        return self.read(collect)
+
+    def _drain(self) -> None:
+        aggregator = self._aggregator
+        _drain(self._invocations, aggregator.invocation)
+        _drain(self._throttles, aggregator.throttle)
+        _drain(self._samples, aggregator.sample)
+        _drain(self._async, aggregator.async_metric)
+
+
+def _drain(queue: deque[T], fold: Callable[[T], None]) -> None:
+    pop = queue.popleft
+    while True:
+        try:
+            item = pop()
+        except IndexError:
+            return
+        try:
+            fold(item)
+        except Exception:
+            log.exception("could not count %r", item)
