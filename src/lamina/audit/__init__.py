@@ -1,0 +1,1 @@
+"""The audit trail: who called which control-plane operation, when, and what came of it."""

@@ -1,0 +1,145 @@
+"""`lamina audit`: who called what, when, and with what result.
+
+It asks a running server (`GET /_lamina/audit`, signed like any API call), which also works
+for remote servers, or reads a data directory directly with `--data-dir`, which also works
+while the server is stopped.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import sys
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+from urllib.parse import quote, urlencode
+
+from lamina.audit.log import AuditQuery, audit_directory, read_entries
+from lamina.audit.record import ENDPOINT_PATH, timestamp
+from lamina.settings import Settings
+
+if TYPE_CHECKING:
+    import urllib.error
+
+_DURATION = re.compile(r"^(\d+(?:\.\d+)?)\s*([smhd])$")
+_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+def configure(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--since", help="only calls since then: 30s, 15m, 1h, 2d or a UTC ISO time")
+    parser.add_argument("--function", help="only calls on this function (a name or an ARN)")
+    parser.add_argument("--operation", help="only this operation, e.g. UpdateFunctionCode")
+    parser.add_argument("--failed", action="store_true", help="only calls that failed")
+    parser.add_argument(
+        "--limit", type=int, default=100, help="show the newest N matching calls (default 100)"
+    )
+    parser.add_argument("--json", action="store_true", help="print JSON")
+    source = parser.add_mutually_exclusive_group()
+    source.add_argument("--endpoint", help="the server to ask (default http://127.0.0.1:9000)")
+    source.add_argument(
+        "--data-dir", help="read the log in this data directory instead of asking a server"
+    )
+
+
+def parse_since(value: str, now: float) -> str:
+    """A duration back from now, or an absolute time (UTC unless it says otherwise)."""
+    match = _DURATION.match(value.strip())
+    if match:
+        return timestamp(now - float(match[1]) * _UNITS[match[2]])
+    try:
+        moment = datetime.fromisoformat(value.strip())
+    except ValueError:
+        raise ValueError(
+            f"--since takes a duration such as 30s, 15m, 1h or 2d, or an ISO time; got {value!r}"
+        ) from None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    return timestamp(moment.timestamp())
+
+
+def run(args: argparse.Namespace, settings: Settings) -> int:
+    if args.limit < 1:
+        print("lamina: --limit must be at least 1", file=sys.stderr)
+        return 2
+    try:
+        since = parse_since(args.since, time.time()) if args.since else None
+    except ValueError as error:
+        print(f"lamina: {error}", file=sys.stderr)
+        return 2
+    query = AuditQuery(since, args.function, args.operation, args.failed, args.limit)
+    if args.data_dir:
+        directory = audit_directory(Path(args.data_dir))
+        if not directory.is_dir():
+            print(f"lamina: no audit log in {args.data_dir}", file=sys.stderr)
+            return 1
+        entries = read_entries(directory, query)
+    else:
+        try:
+            entries = fetch((args.endpoint or settings.endpoint).rstrip("/"), query, settings)
+        except RuntimeError as error:
+            print(f"lamina: {error}", file=sys.stderr)
+            return 1
+    if args.json:
+        print(json.dumps({"Events": entries}, indent=2))
+    else:
+        print_table(entries)
+    return 0
+
+
+def fetch(endpoint: str, query: AuditQuery, settings: Settings) -> list[dict[str, Any]]:
+    import urllib.error  # Lazy, like botocore's signer: only this path talks HTTP.
+    import urllib.request
+
+    from botocore.auth import SigV4Auth
+    from botocore.awsrequest import AWSRequest
+    from botocore.credentials import Credentials
+
+    from lamina.dev.client import client_credentials
+
+    url = f"{endpoint}{ENDPOINT_PATH}?{urlencode(query.to_params(), quote_via=quote)}"
+    signed = AWSRequest(method="GET", url=url)
+    SigV4Auth(Credentials(*client_credentials(settings)), "lambda", settings.region).add_auth(
+        signed
+    )
+    request = urllib.request.Request(url, headers=dict(signed.headers.items()))
+    try:
+        with urllib.request.urlopen(request, timeout=60) as response:
+            document = json.load(response)
+    except urllib.error.HTTPError as error:
+        with error:
+            raise RuntimeError(
+                f"{endpoint} refused to show the audit log: {_reason(error)}"
+            ) from None
+    except (urllib.error.URLError, OSError) as error:
+        raise RuntimeError(
+            f"no Lamina server answers at {endpoint} ({error}); start one, pass --endpoint, "
+            "or read a data directory with --data-dir"
+        ) from None
+    entries: list[dict[str, Any]] = document["Events"]
+    return entries
+
+
+def _reason(error: urllib.error.HTTPError) -> str:
+    code = error.headers.get("x-amzn-ErrorType") or f"HTTP {error.code}"
+    try:
+        body = json.loads(error.read())
+        return f"{code}: {body.get('message') or body.get('Message')}"
+    except ValueError:
+        return code
+
+
+def print_table(entries: list[dict[str, Any]]) -> None:
+    if not entries:
+        print("No audited calls match.")
+        return
+    print(f"{'TIME':<24}  {'CALLER':<20}  {'SOURCE':<15}  {'OPERATION':<32}  STATUS  RESOURCE")
+    for entry in entries:
+        print(
+            f"{entry.get('Time', ''):<24}  {entry.get('Caller') or '-':<20}  "
+            f"{entry.get('SourceIp') or '-':<15}  {entry.get('Operation') or '-':<32}  "
+            f"{entry.get('Status')!s:<6}  {entry.get('Resource') or '-'}"
+            + (f"  ({entry['ErrorCode']})" if entry.get("ErrorCode") else "")
+        )

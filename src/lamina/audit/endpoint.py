@@ -1,0 +1,53 @@
+"""`GET /_lamina/audit`: the audit log over HTTP, so `lamina audit` works with remote servers.
+
+It is signed like the Lambda API when the server has credentials: the log names callers and
+their addresses, so only holders of the key may read it.
+"""
+
+from __future__ import annotations
+
+import uuid
+from pathlib import Path
+
+import anyio.to_thread
+import orjson
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from lamina.api.auth import SigV4Verifier
+from lamina.api.errors import error_response
+from lamina.audit.log import AuditQuery, read_entries
+from lamina.audit.record import ENDPOINT_PATH
+from lamina.audit.trail import AuditTrail
+from lamina.errors import InvalidParameterValue, LaminaError
+
+
+def audit_route(directory: Path, trail: AuditTrail | None, verifier: SigV4Verifier | None) -> Route:
+    async def read_audit_log(request: Request) -> Response:
+        request_id = str(uuid.uuid4())
+        try:
+            if verifier is not None:
+                scope = request.scope
+                headers = {key.lower(): value for key, value in request.headers.items()}
+                verifier.verify(
+                    request.method,
+                    headers.get("host", ""),
+                    scope.get("raw_path", scope["path"].encode()).decode("latin-1"),
+                    scope.get("query_string", b"").decode("latin-1"),
+                    headers,
+                    b"",
+                )
+            try:
+                query = AuditQuery.from_params(request.query_params)
+            except ValueError as error:
+                raise InvalidParameterValue(str(error)) from None
+        except LaminaError as error:
+            return error_response(error, request_id)
+        if trail is not None:
+            # Everything recorded before this request, including the caller's last call.
+            await anyio.to_thread.run_sync(trail.flush)
+        entries = await anyio.to_thread.run_sync(read_entries, directory, query)
+        return Response(orjson.dumps({"Events": entries}), media_type="application/json")
+
+    return Route(ENDPOINT_PATH, read_audit_log, methods=["GET"])

@@ -1,0 +1,101 @@
+"""What one API call leaves in the audit trail, and the wire literals of an entry."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+ANONYMOUS = "anonymous"
+# Where a server serves its audit log (see audit.endpoint).
+ENDPOINT_PATH = "/_lamina/audit"
+
+# Data events in CloudTrail's terms (invocations, and reading or writing log events):
+# recorded only when LAMINA_AUDIT_INVOKES is on.
+DATA_OPERATIONS = frozenset(
+    {
+        "Invoke",
+        "InvokeAsync",
+        "InvokeWithResponseStream",
+        "PutLogEvents",
+        "GetLogEvents",
+        "FilterLogEvents",
+    }
+)
+
+# The members that name what a call acted on, first match wins. Only this one value is kept
+# from a request: bodies, environment variables and code never reach the log.
+RESOURCE_MEMBERS = (
+    "FunctionName",
+    "LayerName",
+    "CodeSigningConfigArn",
+    "Resource",
+    "UUID",
+    "Arn",
+    "ResourceArn",
+    "ResourceARN",
+    "Name",
+    "logGroupName",
+)
+_MAX_FIELD = 256
+
+
+@dataclass(slots=True)
+class ApiCall:
+    """What the API layer learned about one request while serving it."""
+
+    service: str
+    started: float = field(default_factory=time.time)
+    operation: str | None = None
+    # The request's members (only the path's until the body is parsed); see RESOURCE_MEMBERS.
+    params: Mapping[str, Any] | None = None
+    # Whether the request carried a valid signature made with the configured key.
+    verified: bool = False
+    error: str | None = None
+
+
+def timestamp(moment: float) -> str:
+    """UTC, millisecond precision, fixed width: entries sort and compare as strings."""
+    return datetime.fromtimestamp(moment, UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
+
+
+def resource_of(params: Mapping[str, Any] | None) -> str | None:
+    if not params:
+        return None
+    for member in RESOURCE_MEMBERS:
+        value = params.get(member)
+        if isinstance(value, str) and value:
+            return value[:_MAX_FIELD]
+    return None
+
+
+def function_name(resource: str) -> str:
+    """`my-fn`, `my-fn:prod`, `123456789012:function:my-fn` and full ARNs all give `my-fn`."""
+    if ":function:" in resource:
+        resource = resource.split(":function:", 1)[1]
+    return resource.split(":", 1)[0]
+
+
+def entry(
+    call: ApiCall,
+    caller: str,
+    source_ip: str | None,
+    user_agent: str | None,
+    request_id: str,
+    status: int,
+) -> dict[str, Any]:
+    return {
+        "Time": timestamp(call.started),
+        "RequestId": request_id,
+        "Caller": caller,
+        "SourceIp": source_ip,
+        "UserAgent": user_agent[:_MAX_FIELD] if user_agent else None,
+        "Service": call.service,
+        "Operation": call.operation,
+        "Resource": resource_of(call.params),
+        "Status": status,
+        "ErrorCode": call.error,
+        "DurationMs": round((time.time() - call.started) * 1000, 1),
+    }
