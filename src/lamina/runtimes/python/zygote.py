@@ -211,6 +211,13 @@ def main():
     # A handler (not SIG_IGN) keeps exit statuses available to waitpid.
     signal.signal(signal.SIGCHLD, lambda signum, frame: None)
     _send(control, {"ready": os.getpid()})
+    try:
+        _serve_forks(control, wake_read, wake_write)
+    except ConnectionError:
+        pass  # the platform closed the control socket (it stopped): so does the template
+
+
+def _serve_forks(control, wake_read, wake_write):
     while True:
         readable, _, _ = select.select([control, wake_read], [], [])
         if wake_read in readable:
