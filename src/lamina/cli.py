@@ -11,8 +11,15 @@ from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
 
+from lamina.audit import cli as audit_cli
+from lamina.commands import cost as cost_command
+from lamina.commands import top as top_command
+from lamina.commands import tune as tune_command
+from lamina.dev import command as dev_command
+from lamina.observability import tail as logs_cli
 from lamina.sandbox.api import SandboxBackend
 from lamina.sandbox.select import IsolationUnavailable
+from lamina.schedules import cli as schedules_cli
 from lamina.settings import Settings
 
 
@@ -154,6 +161,25 @@ def main(argv: Sequence[str] | None = None) -> int:
     events.add_argument("--data-dir", help="where metadata and code live (default ./.lamina)")
     events.add_argument("--limit", type=int, default=50, help="events to list (default 50)")
     events.add_argument("--json", action="store_true", help="print JSON")
+    dev_command.configure(
+        commands.add_parser("dev", help="deploy a function from a directory; redeploy on change")
+    )
+    audit_cli.configure(
+        commands.add_parser("audit", help="show who called which API operation, when, and how")
+    )
+    schedules_cli.add_parsers(commands)
+    logs_cli.configure(
+        commands.add_parser("logs", help="print a function's logs; --follow streams them live")
+    )
+    top_command.configure(
+        commands.add_parser("top", help="a live table of functions: rates, latency, errors")
+    )
+    cost_command.configure(
+        commands.add_parser("cost", help="requests, GB-seconds and their AWS list price")
+    )
+    tune_command.configure(
+        commands.add_parser("tune", help="run a function at several memory sizes; compare")
+    )
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
     settings = Settings.from_env()
@@ -163,5 +189,19 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _doctor(settings)
     if args.command == "events":
         return _events(args, settings)
+    if args.command == "dev":
+        return dev_command.run(args, settings)
+    if args.command == "audit":
+        return audit_cli.run(args, settings)
+    if args.command == "logs":
+        return logs_cli.run(args, settings)
+    if args.command in schedules_cli.COMMANDS:
+        return schedules_cli.run(args, settings)
+    if args.command == "top":
+        return top_command.run(args, settings)
+    if args.command == "cost":
+        return cost_command.run(args, settings)
+    if args.command == "tune":
+        return tune_command.run(args, settings)
     parser.error(f"unknown command {args.command}")
     return 2

@@ -139,6 +139,16 @@ class CodeVerificationFailed(ClientError):
     code = "CodeVerificationFailedException"
 
 
+class InvalidParameter(ClientError):
+    """CloudWatch Logs' code for a bad request, shape violations included."""
+
+    code = "InvalidParameterException"
+
+
+class ResourceAlreadyExists(ClientError):
+    code = "ResourceAlreadyExistsException"
+
+
 class InvalidRuntime(LaminaError):
     """The function's runtime cannot start here; reported to the caller as a function error."""
 

@@ -9,6 +9,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 from lamina.constants import ACCOUNT_CONCURRENCY_DEFAULT, DEFAULT_ACCOUNT_ID, DEFAULT_REGION
+from lamina.observability.tracing import DEFAULT_SAMPLE_RATE, otlp_traces_url
 from lamina.runtimes.registry import overrides_from_env
 
 
@@ -35,6 +36,11 @@ class Settings:
     # Fork Python runtimes from a pre-initialised template process (see README).
     zygote: bool = True
     runtime_overrides: tuple[tuple[str, str], ...] = ()
+    # A factor on schedule time: a minute of schedules lasts this many real minutes, counted
+    # from `schedule_time_origin` (epoch seconds; default: when the process starts). 1 is
+    # real time; tests use e.g. 0.01 so that a `rate(1 minute)` rule fires every 0.6 s.
+    schedule_time_scale: float = 1.0
+    schedule_time_origin: float | None = None
     # How many asynchronous events this process runs at once.
     async_workers: int = 64
     # A factor on every asynchronous interval: retry delays, throttle backoff and maximum
@@ -43,6 +49,28 @@ class Settings:
     # How long a claimed event stays leased without renewal; after a crash its events
     # return to the queue once this has passed.
     async_lease_s: float = 30.0
+    # Control-plane calls are appended to an audit log under the data directory.
+    audit: bool = True
+    # Invokes too (CloudTrail's "data events"): off by default, as on AWS.
+    audit_invokes: bool = False
+    # The audit log's size budget; the oldest entries go first.
+    audit_max_mb: int = 100
+    # The log store's disk budget (LAMINA_LOG_STORE_MAX_MB); the oldest events go first.
+    log_store_max_mb: int = 1024
+    # What one invocation may log; the rest is dropped after a marker line.
+    log_invocation_max_mb: int = 64
+    # AWS list prices (USD, us-east-1, first tier) for `lamina cost` and `lamina tune`.
+    price_request_per_million: float = 0.20
+    price_gb_second: float = 0.0000166667
+    price_gb_second_arm64: float = 0.0000133334
+    # When set, `/metrics` answers only `Authorization: Bearer <token>` (a Prometheus
+    # scrape config's `authorization.credentials`).
+    metrics_token: str | None = None
+    # Where spans of actively traced functions go (OTLP/HTTP, e.g.
+    # http://localhost:4318/v1/traces); None records none (see README, Tracing).
+    otlp_endpoint: str | None = None
+    # Active tracing samples the first invocation each second per function, then this share.
+    trace_sample_rate: float = DEFAULT_SAMPLE_RATE
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] = os.environ) -> Settings:
@@ -67,9 +95,24 @@ class Settings:
             isolation=get("ISOLATION") or base.isolation,
             zygote=(get("ZYGOTE") or "on").lower() not in {"0", "off", "false", "no"},
             runtime_overrides=tuple(sorted(overrides_from_env(environ).items())),
+            schedule_time_scale=float(get("SCHEDULE_TIME_SCALE") or base.schedule_time_scale),
+            schedule_time_origin=float(origin) if (origin := get("SCHEDULE_TIME_ORIGIN")) else None,
             async_workers=int(get("ASYNC_WORKERS") or base.async_workers),
             async_retry_scale=float(get("ASYNC_RETRY_SCALE") or base.async_retry_scale),
             async_lease_s=float(get("ASYNC_LEASE_SECONDS") or base.async_lease_s),
+            audit=(get("AUDIT") or "on").lower() not in {"0", "off", "false", "no"},
+            audit_invokes=(get("AUDIT_INVOKES") or "").lower() in {"1", "on", "true", "yes"},
+            audit_max_mb=int(get("AUDIT_MAX_MB") or base.audit_max_mb),
+            log_store_max_mb=int(get("LOG_STORE_MAX_MB") or base.log_store_max_mb),
+            log_invocation_max_mb=int(get("LOG_INVOCATION_MAX_MB") or base.log_invocation_max_mb),
+            price_request_per_million=float(
+                get("PRICE_REQUEST_PER_MILLION") or base.price_request_per_million
+            ),
+            price_gb_second=float(get("PRICE_GB_SECOND") or base.price_gb_second),
+            price_gb_second_arm64=float(get("PRICE_GB_SECOND_ARM64") or base.price_gb_second_arm64),
+            metrics_token=get("METRICS_TOKEN"),
+            otlp_endpoint=otlp_traces_url(environ),
+            trace_sample_rate=float(get("TRACE_SAMPLE_RATE") or base.trace_sample_rate),
         )
 
     @property
@@ -98,6 +141,18 @@ class Settings:
                 "LAMINA_ASYNC_WORKERS, LAMINA_ASYNC_RETRY_SCALE and LAMINA_ASYNC_LEASE_SECONDS "
                 "must be positive"
             )
+        if self.audit_max_mb < 1:
+            raise ValueError(f"LAMINA_AUDIT_MAX_MB must be at least 1, got {self.audit_max_mb}")
+        if self.log_store_max_mb < 1 or self.log_invocation_max_mb < 1:
+            raise ValueError(
+                "LAMINA_LOG_STORE_MAX_MB and LAMINA_LOG_INVOCATION_MAX_MB must be at least 1"
+            )
+        if not 0 <= self.trace_sample_rate <= 1:
+            raise ValueError(
+                f"LAMINA_TRACE_SAMPLE_RATE must be between 0 and 1, got {self.trace_sample_rate}"
+            )
+        if self.schedule_time_scale <= 0:
+            raise ValueError("LAMINA_SCHEDULE_TIME_SCALE must be positive")
         if len(self.account_id) != 12 or not self.account_id.isdigit():
             raise ValueError(f"account id must be 12 digits, got {self.account_id!r}")
         if not _is_loopback(self.host) and not self.authentication_enabled and not self.insecure:

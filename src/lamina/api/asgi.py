@@ -2,7 +2,8 @@
 
 A request is, in order of the checks below:
 - a function URL: host `<url-id>.lambda-url.<region>.<anything>` or path `/lambda-url/<url-id>/`;
-- one of Lamina's own endpoints under `/_lamina/` (and the lifespan), through a Starlette router;
+- one of Lamina's own endpoints under `/_lamina/`, `GET /metrics` (Prometheus) and the
+  lifespan, through a Starlette router;
 - an AWS JSON-protocol call (`X-Amz-Target: <prefix>.<Operation>`: EventBridge, CloudWatch Logs);
 - otherwise Lambda's rest-json API.
 
@@ -23,6 +24,8 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 Endpoint = Callable[[Request], Awaitable[Response]]
 
 _INTERNAL_PREFIX = "/_lamina/"
+# Prometheus' conventional scrape path, served by the internal router too.
+_METRICS_PATH = "/metrics"
 URL_PATH_PREFIX = "/lambda-url/"
 _URL_HOST_MARK = b".lambda-url."
 
@@ -67,7 +70,9 @@ class LaminaApp:
         if self._function_urls is not None and is_function_url(scope):
             await self._function_urls(scope, receive, send)
             return
-        if scope["path"].startswith(_INTERNAL_PREFIX):
+        if scope["path"].startswith(_INTERNAL_PREFIX) or (
+            scope["path"] == _METRICS_PATH and scope["method"] == "GET"
+        ):
             await self._internal(scope, receive, send)
             return
         endpoint = self._aws

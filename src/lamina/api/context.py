@@ -18,6 +18,9 @@ from lamina.settings import Settings
 # A handler takes the parsed input members and returns the output members (or None).
 # The id of the API request being served; Invoke uses it as the invocation's request id.
 current_request_id: ContextVar[str] = ContextVar("current_request_id", default="")
+# The caller's X-Amzn-Trace-Id: not an Invoke input member in the model, so it is read
+# from the request itself and the invoke handlers take it from here.
+current_trace_header: ContextVar[str | None] = ContextVar("current_trace_header", default=None)
 
 # Async handlers (the invoke path) run on the event loop; the rest in a worker thread.
 # A handler that streams its answer returns a ready Response instead, passed through as is.

@@ -14,11 +14,13 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from lamina.api.auth import SigV4Verifier
-from lamina.api.context import Handler, current_request_id
+from lamina.api.context import Handler, current_request_id, current_trace_header
 from lamina.api.errors import error_response
 from lamina.api.protocol import parse_request, serialize_response
 from lamina.api.routing import RestJsonRouter
 from lamina.api.validation import validate
+from lamina.audit.record import ApiCall
+from lamina.audit.trail import AuditTrail
 from lamina.constants import HEADER_REQUEST_ID, MAX_REQUEST_BODY_BYTES
 from lamina.errors import LaminaError, RequestEntityTooLarge, ServiceError
 
@@ -47,6 +49,7 @@ class RestJsonService:
         model: ServiceModel,
         handlers: Mapping[str, Handler],
         verifier: SigV4Verifier | None,
+        audit: AuditTrail | None = None,
     ) -> None:
         self.model = model
         self._handlers = dict(handlers)
@@ -56,37 +59,45 @@ class RestJsonService:
         }
         self._router = RestJsonRouter(model, set(self._handlers))
         self._verifier = verifier
+        self._audit = audit
 
     async def handle(self, request: Request) -> Response:
         request_id = str(uuid.uuid4())
         current_request_id.set(request_id)
+        call = ApiCall(self.model.endpoint_prefix)
         try:
-            response = await self._handle(request)
+            response = await self._handle(request, call)
         except LaminaError as error:
-            return error_response(error, request_id, self.model)
+            call.error = error.code
+            response = error_response(error, request_id, self.model)
         except Exception:
             log.exception("request %s failed", request_id)
-            return error_response(
-                ServiceError(f"An internal error occurred. Request id: {request_id}"),
-                request_id,
-                self.model,
-            )
-        response.headers[HEADER_REQUEST_ID] = request_id
+            failure = ServiceError(f"An internal error occurred. Request id: {request_id}")
+            call.error = failure.code
+            response = error_response(failure, request_id, self.model)
+        else:
+            response.headers[HEADER_REQUEST_ID] = request_id
+        if self._audit is not None:
+            self._audit.record(call, request, request_id, response.status_code)
         return response
 
-    async def _handle(self, request: Request) -> Response:
+    async def _handle(self, request: Request, call: ApiCall) -> Response:
         scope = request.scope
         raw_path = scope.get("raw_path", scope["path"].encode()).decode("latin-1")
         raw_query = scope.get("query_string", b"").decode("latin-1")
         query = parse_qs(raw_query, keep_blank_values=True)
         headers = {key.lower(): value for key, value in request.headers.items()}
+        current_trace_header.set(headers.get("x-amzn-trace-id"))
         operation, path_params = self._router.match(request.method, raw_path, query)
+        call.operation, call.params = operation.name, path_params
         body = await read_body(request)
         if self._verifier is not None:
             self._verifier.verify(
                 request.method, headers.get("host", ""), raw_path, raw_query, headers, body
             )
+            call.verified = True
         params = parse_request(operation, path_params, query, headers, body)
+        call.params = params
         validate(operation.input_shape, params)
         handler = self._handlers[operation.name]
         if operation.name in self._async_handlers:

@@ -10,7 +10,7 @@ from typing import Any
 import orjson
 from starlette.responses import StreamingResponse
 
-from lamina.api.context import ApiContext, Handler, current_request_id
+from lamina.api.context import ApiContext, Handler, current_request_id, current_trace_header
 from lamina.constants import ASYNC_PAYLOAD_MAX_BYTES
 from lamina.errors import InvalidParameterValue, InvalidRequestContent, RequestTooLarge
 from lamina.invoke.async_invoke import AsyncDispatcher
@@ -69,6 +69,7 @@ def operations(
             resolved.qualifier,
             payload,
             current_request_id.get() or str(uuid.uuid4()),
+            current_trace_header.get(),
         )
 
     def prepare(params: dict[str, Any], operation: str) -> InvokeRequest | None:
@@ -89,6 +90,7 @@ def operations(
             qualifier=qualifier,
             payload=check_payload(params.get("Payload") or b"", _SYNC_REQUEST_MAX_BYTES, operation),
             client_context=decode_client_context(params.get("ClientContext")),
+            trace_id=current_trace_header.get(),
             request_id=current_request_id.get() or str(uuid.uuid4()),
         )
 

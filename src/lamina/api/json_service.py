@@ -24,6 +24,8 @@ from lamina.api.context import Handler, current_request_id
 from lamina.api.dispatch import read_body
 from lamina.api.protocol import from_json, to_json
 from lamina.api.validation import validate
+from lamina.audit.record import ApiCall
+from lamina.audit.trail import AuditTrail
 from lamina.constants import HEADER_REQUEST_ID
 from lamina.errors import (
     InvalidRequestContent,
@@ -43,30 +45,36 @@ class JsonService:
         model: ServiceModel,
         handlers: Mapping[str, Handler],
         verifier: SigV4Verifier | None,
+        audit: AuditTrail | None = None,
     ) -> None:
         self.model = model
         self.target_prefix: str = model.metadata["targetPrefix"]
         self._content_type = f"application/x-amz-json-{model.metadata.get('jsonVersion', '1.1')}"
         self._handlers = dict(handlers)
         self._verifier = verifier
+        self._audit = audit
 
     async def handle(self, request: Request) -> Response:
         request_id = str(uuid.uuid4())
         current_request_id.set(request_id)
+        call = ApiCall(self.model.endpoint_prefix)
         try:
-            response = await self._handle(request)
+            response = await self._handle(request, call)
         except LaminaError as error:
-            return self._error(error, request_id)
+            call.error = error.code
+            response = self._error(error, request_id)
         except Exception:
             log.exception("request %s failed", request_id)
-            return self._error(
-                ServiceError(f"An internal error occurred. Request id: {request_id}"),
-                request_id,
-            )
-        response.headers[HEADER_REQUEST_ID] = request_id
+            failure = ServiceError(f"An internal error occurred. Request id: {request_id}")
+            call.error = failure.code
+            response = self._error(failure, request_id)
+        else:
+            response.headers[HEADER_REQUEST_ID] = request_id
+        if self._audit is not None:
+            self._audit.record(call, request, request_id, response.status_code)
         return response
 
-    async def _handle(self, request: Request) -> Response:
+    async def _handle(self, request: Request, call: ApiCall) -> Response:
         target = request.headers.get("x-amz-target", "")
         prefix, _, name = target.partition(".")
         if request.method != "POST" or prefix != self.target_prefix:
@@ -83,11 +91,14 @@ class JsonService:
                 headers,
                 body,
             )
+            call.verified = True
         handler = self._handlers.get(name)
         if handler is None:
             raise UnknownOperation(f"Operation {name!r} is not supported by Lamina")
+        call.operation = name
         operation = self.model.operation_model(name)
         params = self._parse(operation, body)
+        call.params = params
         validate(operation.input_shape, params)
         if inspect.iscoroutinefunction(handler):
             result = await handler(params)

@@ -70,6 +70,9 @@ POLL_S = 1.0
 _ERROR_MAX_CHARS = 1024
 _WAKE_MARGIN_S = 0.01
 _WATCHDOG_MARGIN_S = 30.0
+# Callers' trace headers held for queued events (see `accept`); beyond this many, new
+# events start traces of their own.
+_MAX_HELD_TRACES = 100_000
 
 
 class AsyncDispatcher:
@@ -116,16 +119,36 @@ class AsyncDispatcher:
         self._tasks: list[asyncio.Task[None]] = []
         self._wake = asyncio.Event()
         self._slot_free = asyncio.Event()
+        self._traces: dict[str, str] = {}
 
     # ------------------------------------------------------------------ accepting
 
     async def accept(
-        self, function: str, qualifier: str | None, payload: bytes, request_id: str
+        self,
+        function: str,
+        qualifier: str | None,
+        payload: bytes,
+        request_id: str,
+        trace_header: str | None = None,
     ) -> None:
-        """Queue an event; returns once it is committed (durable)."""
+        """Queue an event; returns once it is committed (durable).
+
+        The caller's trace header, which the invocation continues as on AWS, is held in
+        memory only: the queue has no place for it, so an event that outlives this process
+        starts a new trace when it runs.
+        """
         now = self._clock()
         event = AsyncEvent(request_id, function, qualifier, payload, now, now)
-        await self._writer.submit(partial(self._queue.enqueue, [event]))
+        # Held before the commit, so that a worker claiming the event at once finds it.
+        held = trace_header if len(self._traces) < _MAX_HELD_TRACES else None
+        if held:
+            self._traces[request_id] = held
+        try:
+            await self._writer.submit(partial(self._queue.enqueue, [event]))
+        except BaseException:
+            if held:
+                self._traces.pop(request_id, None)
+            raise
         self.metrics.count(m.ASYNC_EVENTS_RECEIVED, function)
         self._wake.set()
 
@@ -277,7 +300,9 @@ class AsyncDispatcher:
             ref=FunctionRef(event.function, None),
             qualifier=event.qualifier,
             payload=event.payload,
+            trace_id=self._traces.get(event.event_id),
             request_id=event.event_id,
+            received_at=event.enqueued_at,
         )
         # However the engine fails, the event must come back: a stuck start or a lost
         # reply would otherwise hold it in flight (with a renewed lease) until a restart.
@@ -499,6 +524,7 @@ class AsyncDispatcher:
         if the process dies first the event simply runs again (at-least-once).
         """
         queue, owner = self._queue, self._owner
+        self._traces.pop(event.event_id, None)
 
         def settle() -> None:
             with queue.transaction():

@@ -87,6 +87,10 @@ class ConcurrencyGovernor:
     def unreserved_in_flight(self) -> int:
         return self._unreserved_in_flight
 
+    def in_flight_by_function(self) -> dict[str, int]:
+        """A copy of the in-flight count of every function that has one (for metrics)."""
+        return dict(self._in_flight)
+
 
 def throttle(reason: str) -> TooManyRequests:
     """AWS's 429: `Reason` in the body, `Retry-After` as a header (botocore reads both)."""

@@ -114,6 +114,13 @@ class EnvironmentPool:
             if function is None or key[0] == function
         )
 
+    def environments_by_function(self) -> dict[str, int]:
+        """How many environments (idle or busy) each function has (for metrics)."""
+        counts: dict[str, int] = {}
+        for name, _, _ in self._keys.values():
+            counts[name] = counts.get(name, 0) + 1
+        return counts
+
     def _forget(self, environment: ExecutionEnvironment) -> None:
         self._all.discard(environment)
         self._keys.pop(environment, None)

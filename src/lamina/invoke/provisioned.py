@@ -136,6 +136,20 @@ class ProvisionedPool:
         allocation = self._allocations.get((function, qualifier))
         return 0 if allocation is None else allocation.held
 
+    def usage(self, function: str, qualifier: str) -> tuple[int, int]:
+        """(busy, held) environments of one config; (0, 0) when it has none."""
+        allocation = self._allocations.get((function, qualifier))
+        if allocation is None:
+            return 0, 0
+        return len(allocation.busy), allocation.held
+
+    def allocations(self) -> list[tuple[str, str, int, int]]:
+        """(function, qualifier, busy, held) of every config being provisioned (for metrics)."""
+        return [
+            (function, qualifier, len(allocation.busy), allocation.held)
+            for (function, qualifier), allocation in self._allocations.items()
+        ]
+
     # ------------------------------------------------------------- reconciling
 
     def start(self) -> None:

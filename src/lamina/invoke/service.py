@@ -29,6 +29,8 @@ from lamina.invoke.pool import EnvironmentPool, PoolKey
 from lamina.invoke.provisioned import ProvisionedConfigs, ProvisionedPool
 from lamina.observability.invocations import InvocationObserver, InvocationRecord, NoObserver
 from lamina.observability.logs import LogSink, group_name, stream_name
+from lamina.observability.platform_log import environment_logging
+from lamina.observability.tracing import Trace, Tracing
 from lamina.runtimes.registry import RuntimeRegistry
 from lamina.sandbox.api import SandboxBackend, SandboxSpec
 from lamina.sandbox.artifacts import ArtifactCache
@@ -51,6 +53,8 @@ class InvokeRequest:
     trace_id: str | None = None
     # The caller's request id when it has one (the Invoke API's), else a new one.
     request_id: str = field(default_factory=lambda: str(uuid.uuid4()))
+    # When the request reached the platform, if well before admission (a queued event).
+    received_at: float | None = None
 
 
 @dataclass(frozen=True)
@@ -63,6 +67,7 @@ class Admission:
     lease: Lease
     # A provisioned environment reserved for this call; None means on-demand placement.
     environment: ExecutionEnvironment | None
+    trace: Trace
 
 
 @dataclass(frozen=True)
@@ -153,8 +158,10 @@ class InvokeService:
         scratch_root: Path,
         provisioned_configs: ProvisionedConfigs | None = None,
         observer: InvocationObserver | None = None,
+        tracing: Tracing | None = None,
     ) -> None:
         self._account = account
+        self._tracing = tracing or Tracing()
         self._observer: InvocationObserver = observer or NoObserver()
         self._resolver = resolver
         self._governor = governor
@@ -173,6 +180,11 @@ class InvokeService:
 
     def resolve(self, ref: FunctionRef, qualifier: str | None) -> Resolved:
         return self._resolver.resolve(ref, qualifier)
+
+    @property
+    def provisioned_pool(self) -> ProvisionedPool | None:
+        """The provisioned environments, read by metrics; None when not configured."""
+        return self._provisioned
 
     async def invoke(self, request: InvokeRequest) -> InvokeResult:
         return await self.run(self.admit(request), request)
@@ -199,7 +211,10 @@ class InvokeService:
             alias = resolved.alias.name if resolved.alias is not None else None
             self._observer.throttled(config.function_name, config.version, alias)
             raise
-        return Admission(request.request_id, resolved, config, lease, environment)
+        trace = self._tracing.begin(
+            config.function_name, config.tracing_mode, request.trace_id, request.received_at
+        )
+        return Admission(request.request_id, resolved, config, lease, environment, trace)
 
     async def run(
         self,
@@ -216,9 +231,14 @@ class InvokeService:
                 try:
                     environment, _ = await self._pool.acquire(key, lambda: self._start(config))
                 except InvalidRuntime as error:
-                    return InvokeResult(request_id, config.version, _runtime_failure(error))
+                    # A function error to the caller, so AWS counts it in Invocations and Errors.
+                    failure = _runtime_failure(error)
+                    self._report(admission, time.time(), failure)
+                    return InvokeResult(request_id, config.version, failure)
             if environment.init_error is not None:
-                return InvokeResult(request_id, config.version, _init_failure(environment))
+                failure = _init_failure(environment)
+                self._report(admission, time.time(), failure)
+                return InvokeResult(request_id, config.version, failure)
             invocation = Invocation(
                 request_id=request_id,
                 payload=request.payload,
@@ -226,12 +246,12 @@ class InvokeService:
                 function_arn=self._account.function_arn(
                     config.function_name, admission.resolved.qualifier
                 ),
-                trace_id=request.trace_id,
+                trace_id=admission.trace.header,
                 client_context=request.client_context,
                 stream=stream,
             )
             started_at = time.time()
-            outcome = await environment.invoke(invocation, config.timeout)
+            outcome = await environment.invoke(invocation, config.timeout, admission.trace.xray)
             self._report(admission, started_at, outcome)
             return InvokeResult(request_id, config.version, outcome)
         finally:
@@ -257,6 +277,8 @@ class InvokeService:
                 error_type=outcome.error_type,
                 status=outcome.status,
                 provisioned=admission.environment is not None,
+                architecture=config.architectures[0] if config.architectures else "x86_64",
+                trace=admission.trace if admission.trace.sampled else None,
             )
         )
 
@@ -297,17 +319,21 @@ class InvokeService:
             ephemeral_mb=config.ephemeral_storage,
             scratch_root=self._scratch / environment_id,
         )
+        sink, platform_log = environment_logging(
+            self._sink, config.logging, config.function_name, config.version, initialization_type
+        )
         environment = ExecutionEnvironment(
             self._backend,
             spec,
             config.memory_size,
             config.version,
-            self._sink,
+            sink,
             group,
             stream,
             environment_id,
             # Pre-initialised environments never bill or report their init to an invocation.
             report_init=initialization_type == ON_DEMAND,
+            platform_log=platform_log,
         )
         environment.log_init_start(config.runtime or "", command.interpreter)
         await environment.start()

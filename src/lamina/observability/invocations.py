@@ -7,7 +7,10 @@ the invoke path pays for one small record and one call, whatever is listening.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
+
+if TYPE_CHECKING:
+    from lamina.observability.tracing import Trace
 
 
 @dataclass(frozen=True, slots=True)
@@ -30,6 +33,10 @@ class InvocationRecord:
     provisioned: bool
     # Asynchronous (Event) invocations are reported by the dispatcher with this set.
     asynchronous: bool = False
+    # The instruction set the function runs on; AWS prices arm64 lower.
+    architecture: str = "x86_64"
+    # Set for invocations Lamina records (Active tracing, sampled): their spans' ids.
+    trace: Trace | None = None
 
 
 class InvocationObserver(Protocol):

@@ -1,14 +1,33 @@
-"""An in-memory registry of the metrics Lamina records, named as CloudWatch names them.
+"""The metrics Lamina records, named as CloudWatch names them in `AWS/Lambda`, and the
+in-memory registry the asynchronous dispatcher records into.
 
 Counters add up; distributions keep count, sum, minimum and maximum (what CloudWatch's
-statistics need). Each series is keyed by metric name and function name. Exposing them is
-the observability layer's job; this module only records.
+statistics need). Each series is keyed by metric name and function name. A listener (the
+telemetry pipeline) also receives every recorded value with its time, so that the same
+numbers reach CloudWatch's per-minute series and Prometheus.
 """
 
 from __future__ import annotations
 
 import threading
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
+
+NAMESPACE = "AWS/Lambda"
+
+# Invocation metrics: one sample per invocation (Errors is 0 or 1, so Average is a rate).
+INVOCATIONS = "Invocations"
+ERRORS = "Errors"
+THROTTLES = "Throttles"
+DURATION = "Duration"
+PROVISIONED_CONCURRENCY_INVOCATIONS = "ProvisionedConcurrencyInvocations"
+PROVISIONED_CONCURRENCY_SPILLOVER_INVOCATIONS = "ProvisionedConcurrencySpilloverInvocations"
+# Concurrency metrics: samples of a level, read with Maximum.
+CONCURRENT_EXECUTIONS = "ConcurrentExecutions"
+UNRESERVED_CONCURRENT_EXECUTIONS = "UnreservedConcurrentExecutions"
+PROVISIONED_CONCURRENT_EXECUTIONS = "ProvisionedConcurrentExecutions"
+PROVISIONED_CONCURRENCY_UTILIZATION = "ProvisionedConcurrencyUtilization"
 
 # Asynchronous invocation (AWS/Lambda namespace).
 ASYNC_EVENTS_RECEIVED = "AsyncEventsReceived"
@@ -17,6 +36,34 @@ ASYNC_EVENTS_DROPPED = "AsyncEventsDropped"
 DESTINATION_DELIVERY_FAILURES = "DestinationDeliveryFailures"
 DEAD_LETTER_ERRORS = "DeadLetterErrors"
 RECURSIVE_INVOCATIONS_DROPPED = "RecursiveInvocationsDropped"
+
+COUNT = "Count"
+MILLISECONDS = "Milliseconds"
+NONE = "None"
+UNITS: dict[str, str] = {
+    INVOCATIONS: COUNT,
+    ERRORS: COUNT,
+    THROTTLES: COUNT,
+    DURATION: MILLISECONDS,
+    PROVISIONED_CONCURRENCY_INVOCATIONS: COUNT,
+    PROVISIONED_CONCURRENCY_SPILLOVER_INVOCATIONS: COUNT,
+    CONCURRENT_EXECUTIONS: COUNT,
+    UNRESERVED_CONCURRENT_EXECUTIONS: COUNT,
+    PROVISIONED_CONCURRENT_EXECUTIONS: COUNT,
+    # A fraction of the allocated environments, 0 to 1.
+    PROVISIONED_CONCURRENCY_UTILIZATION: NONE,
+    ASYNC_EVENTS_RECEIVED: COUNT,
+    ASYNC_EVENT_AGE: MILLISECONDS,
+    ASYNC_EVENTS_DROPPED: COUNT,
+    DESTINATION_DELIVERY_FAILURES: COUNT,
+    DEAD_LETTER_ERRORS: COUNT,
+    RECURSIVE_INVOCATIONS_DROPPED: COUNT,
+}
+# Metrics whose percentiles are worth a histogram (CloudWatch offers pNN on durations).
+WITH_PERCENTILES = frozenset({DURATION, ASYNC_EVENT_AGE})
+
+# (metric, function, value, epoch seconds)
+Listener = Callable[[str, str, float, float], None]
 
 
 @dataclass
@@ -42,11 +89,17 @@ class MetricsRegistry:
         self._lock = threading.Lock()
         self._counters: dict[tuple[str, str], float] = {}
         self._distributions: dict[tuple[str, str], Distribution] = {}
+        self._listeners: list[Listener] = []
+
+    def subscribe(self, listener: Listener) -> None:
+        """Also hand every recorded value to `listener`; it must not block."""
+        self._listeners.append(listener)
 
     def count(self, metric: str, function: str, value: float = 1) -> None:
         key = (metric, function)
         with self._lock:
             self._counters[key] = self._counters.get(key, 0) + value
+        self._notify(metric, function, value)
 
     def observe(self, metric: str, function: str, value: float) -> None:
         key = (metric, function)
@@ -55,6 +108,13 @@ class MetricsRegistry:
             if distribution is None:
                 distribution = self._distributions[key] = Distribution()
             distribution.add(value)
+        self._notify(metric, function, value)
+
+    def _notify(self, metric: str, function: str, value: float) -> None:
+        if self._listeners:
+            now = time.time()
+            for listener in self._listeners:
+                listener(metric, function, value, now)
 
     def counter(self, metric: str, function: str) -> float:
         with self._lock:

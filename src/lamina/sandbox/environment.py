@@ -21,7 +21,8 @@ from typing import Any
 import orjson
 
 from lamina.constants import INIT_TIMEOUT_S, LOG_TAIL_BYTES, SYNC_PAYLOAD_MAX_BYTES
-from lamina.observability.logs import LogSink, end_line, report_line, start_line
+from lamina.observability.logs import LogSink
+from lamina.observability.platform_log import TEXT_PLATFORM_LOG, PlatformLog
 from lamina.sandbox.api import Sandbox, SandboxBackend, SandboxSpec
 from lamina.sandbox.runtime_api import Invocation, Outcome, RuntimeChannel, serve_runtime_api
 
@@ -74,6 +75,7 @@ class ExecutionEnvironment:
         log_stream: str,
         environment_id: str | None = None,
         report_init: bool = True,
+        platform_log: PlatformLog = TEXT_PLATFORM_LOG,
     ) -> None:
         self.id = environment_id or uuid.uuid4().hex
         self.state = State.NEW
@@ -84,6 +86,7 @@ class ExecutionEnvironment:
         self._backend = backend
         self._spec = spec
         self._sink = log_sink
+        self._platform = platform_log
         self._group = log_group
         self._stream = log_stream
         self._sandbox: Sandbox | None = None
@@ -164,8 +167,9 @@ class ExecutionEnvironment:
         family, _, version = runtime.partition("python")
         label = f"python:{version}" if not family else runtime.replace("nodejs", "nodejs:")
         self._log(
-            f"INIT_START Runtime Version: {label}.lamina\tRuntime Version ARN: "
-            f"arn:aws:lambda:::runtime:lamina-{runtime}\tInterpreter: {interpreter}"
+            self._platform.init_start(
+                f"{label}.lamina", f"arn:aws:lambda:::runtime:lamina-{runtime}", interpreter
+            )
         )
 
     @property
@@ -181,14 +185,17 @@ class ExecutionEnvironment:
 
     # ------------------------------------------------------------------- invoking
 
-    async def invoke(self, invocation: Invocation, timeout_s: float) -> InvokeOutcome:
+    async def invoke(
+        self, invocation: Invocation, timeout_s: float, xray: tuple[str, str] | None = None
+    ) -> InvokeOutcome:
+        """Run one invocation; `xray` (trace id, segment id) marks one the platform traces."""
         assert self.state is State.IDLE and self._channel and self._exited and self._sandbox
         self.state = State.BUSY
         self.invocations += 1
         init_ms = None if self._init_reported else self._init_ms
         self._init_reported = True
         self._reset_tail()
-        self._log(start_line(invocation.request_id, self.version))
+        self._log(self._platform.start(invocation.request_id, self.version))
         started = time.perf_counter()
         self._channel.deliver(invocation)
         waiters: set[asyncio.Future[Any]] = {invocation.outcome, self._exited}
@@ -228,9 +235,9 @@ class ExecutionEnvironment:
             self.state = State.IDLE
         self.last_used = time.monotonic()
         billed = math.ceil(duration_ms + (init_ms or 0))
-        self._log(end_line(invocation.request_id))
+        self._log(self._platform.end(invocation.request_id, status, duration_ms))
         self._log(
-            report_line(
+            self._platform.report(
                 invocation.request_id,
                 duration_ms,
                 billed,
@@ -239,6 +246,7 @@ class ExecutionEnvironment:
                 init_ms,
                 status,
                 error_type if status else None,
+                xray,
             )
         )
         return InvokeOutcome(
@@ -324,9 +332,11 @@ class ExecutionEnvironment:
         if entries:
             self._sink.write_many(self._group, self._stream, entries)
 
-    def _log(self, message: str) -> None:
-        self._append_tail(message.encode() + b"\n")
-        self._sink.write_many(self._group, self._stream, [(int(time.time() * 1000), message)])
+    def _log(self, message: str | None) -> None:
+        """A platform line; None when the system log level filters it (JSON format)."""
+        if message is not None:
+            self._append_tail(message.encode() + b"\n")
+        self._sink.write_platform(self._group, self._stream, int(time.time() * 1000), message)
 
     def _reset_tail(self) -> None:
         self._tail.clear()

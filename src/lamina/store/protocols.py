@@ -15,6 +15,7 @@ from lamina.control.model import (
     FunctionRecord,
     LayerVersion,
 )
+from lamina.schedules.model import Rule, Target
 
 
 class Transactional(Protocol):
@@ -162,6 +163,40 @@ class AsyncQueue(Transactional, Protocol):
         ...
 
 
+class RuleStore(Transactional, Protocol):
+    """EventBridge rules with their targets and where each rule's schedule stands.
+
+    It shares the database (and the transactions) of `AsyncQueue`: the scheduler claims a
+    tick and queues the invocations it causes in one transaction.
+    """
+
+    def get(self, name: str) -> Rule | None: ...
+    def put(self, rule: Rule) -> None:
+        """Create or replace the rule, its `next_fire_at` included (not `last_fired`)."""
+        ...
+
+    def delete(self, name: str) -> None: ...
+    def page(self, prefix: str | None, after: str | None, limit: int) -> list[Rule]: ...
+
+    def targets(self, rule: str) -> list[Target]: ...
+    def put_targets(self, rule: str, targets: Sequence[Target]) -> None: ...
+    def remove_targets(self, rule: str, ids: Sequence[str]) -> None: ...
+    def rules_with_target(self, arn: str, after: str | None, limit: int) -> list[str]: ...
+
+    def due(self, now: int, limit: int) -> list[Rule]:
+        """Rules whose next tick is at or before `now`, the longest overdue first."""
+        ...
+
+    def next_due(self) -> int | None:
+        """The earliest next tick of any rule."""
+        ...
+
+    def claim(self, name: str, expected: int, tick: int, next_fire_at: int | None) -> bool:
+        """Record `tick` as fired and move on to `next_fire_at`, if the rule's next tick is
+        still `expected`; False when another scheduler or a change got there first."""
+        ...
+
+
 class BlobStore(Protocol):
     """Content-addressed archives (function code, layers), keyed by SHA-256 hex."""
 
@@ -180,3 +215,4 @@ class Stores:
     code_signing: CodeSigningConfigStore
     blobs: BlobStore
     queue: AsyncQueue
+    rules: RuleStore

@@ -144,7 +144,8 @@ function jsonLine(level, args) {
 function patchConsole() {
   const format = jsonLogs ? jsonLine : textLine;
   const wanted = (process.env.AWS_LAMBDA_LOG_LEVEL || '').toUpperCase();
-  const threshold = LEVELS[wanted] || LEVELS.TRACE;
+  // Lambda's ApplicationLogLevel defaults to INFO once the format is JSON.
+  const threshold = LEVELS[wanted] || (jsonLogs ? LEVELS.INFO : LEVELS.TRACE);
   const make = (level) =>
     LEVELS[level] >= threshold
       ? (...args) => void process.stdout.write(format(level, args))

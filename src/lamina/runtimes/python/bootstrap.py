@@ -390,25 +390,56 @@ class LambdaFormatter(logging.Formatter):
         )
 
 
+# LogRecord attributes that are not extra fields a user passed with `extra=`.
+_RECORD_FIELDS = frozenset(vars(logging.LogRecord("", 0, "", 0, "", None, None))) | {
+    "message",
+    "asctime",
+    "aws_request_id",
+}
+
+
 class JsonFormatter(logging.Formatter):
+    """The records AWS's Python runtime writes with LogFormat=JSON: timestamp, level,
+    message, logger, requestId, the exception fields when there is one, and any `extra=`."""
+
     def format(self, record):
+        level = min(50, max(0, record.levelno)) // 10 * 10
         entry = {
             "timestamp": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created))
             + ".%03dZ" % record.msecs,
-            "level": record.levelname,
+            "level": logging.getLevelName(level),
             "message": record.getMessage(),
             "logger": record.name,
-            "requestId": getattr(record, "aws_request_id", ""),
+            "requestId": getattr(record, "aws_request_id", None) or None,
         }
-        if record.exc_info:
-            entry["errorType"] = record.exc_info[0].__name__ if record.exc_info[0] else None
-            entry["stackTrace"] = traceback.format_exception(*record.exc_info)
-        return json.dumps(entry, default=str)
+        if record.exc_info and record.exc_info[0] is not None:
+            entry["errorType"] = record.exc_info[0].__name__
+            entry["errorMessage"] = str(record.exc_info[1])
+            entry["stackTrace"] = traceback.format_tb(record.exc_info[2])
+            entry["location"] = "%s:%s:%s" % (record.pathname, record.funcName, record.lineno)
+        for key, value in vars(record).items():
+            if key not in _RECORD_FIELDS and key not in entry:
+                entry[key] = value
+        return json.dumps({k: v for k, v in entry.items() if v is not None}, default=str)
+
+
+def json_logs():
+    return os.environ.get("AWS_LAMBDA_LOG_FORMAT", "").upper() == "JSON"
+
+
+def log_level():
+    """The root logger's level: AWS_LAMBDA_LOG_LEVEL (TRACE means DEBUG to Python), else
+    INFO for JSON logs (Lambda's default ApplicationLogLevel) and WARNING for text."""
+    name = os.environ.get("AWS_LAMBDA_LOG_LEVEL", "").upper()
+    name = {"TRACE": "DEBUG", "WARN": "WARNING", "FATAL": "CRITICAL"}.get(name, name)
+    if name in ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"):
+        return getattr(logging, name)
+    return logging.INFO if json_logs() else logging.WARNING
 
 
 def configure_logging():
     handler = logging.StreamHandler(sys.stdout)
-    if os.environ.get("AWS_LAMBDA_LOG_FORMAT") == "JSON":
+    if json_logs():
         handler.setFormatter(JsonFormatter())
     else:
         handler.setFormatter(LambdaFormatter())
@@ -416,27 +447,28 @@ def configure_logging():
     handler.addFilter(RequestIdFilter())
     root = logging.getLogger()
     root.addHandler(handler)
-    level = os.environ.get("AWS_LAMBDA_LOG_LEVEL")
-    root.setLevel(getattr(logging, level.upper(), logging.WARNING) if level else logging.WARNING)
+    root.setLevel(log_level())
 
 
 def log_error(payload):
-    lines = ["[ERROR] %s: %s" % (payload["errorType"], payload["errorMessage"])]
-    if payload.get("stackTrace"):
-        lines.append("Traceback (most recent call last):")
-        lines.extend(frame.rstrip("\n") for frame in payload["stackTrace"])
-    message = "\n".join(lines)
-    if os.environ.get("AWS_LAMBDA_LOG_FORMAT") == "JSON":
+    if json_logs():
+        # The record AWS's runtime writes for an unhandled error.
         message = json.dumps(
             {
-                "timestamp": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+                "timestamp": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime()),
                 "level": "ERROR",
-                "message": payload["errorMessage"],
+                "errorMessage": payload["errorMessage"],
                 "errorType": payload["errorType"],
+                "requestId": payload.get("requestId") or RequestIdFilter.request_id,
                 "stackTrace": payload.get("stackTrace", []),
-                "requestId": RequestIdFilter.request_id,
             }
         )
+    else:
+        lines = ["[ERROR] %s: %s" % (payload["errorType"], payload["errorMessage"])]
+        if payload.get("stackTrace"):
+            lines.append("Traceback (most recent call last):")
+            lines.extend(frame.rstrip("\n") for frame in payload["stackTrace"])
+        message = "\n".join(lines)
     sys.stdout.write(message.replace("\n", "\r") + "\n")
     sys.stdout.flush()
 

@@ -11,6 +11,7 @@ from lamina.store.sqlite.database import Database
 from lamina.store.sqlite.functions import SqliteFunctionStore
 from lamina.store.sqlite.layers import SqliteLayerStore
 from lamina.store.sqlite.queue import SqliteAsyncQueue
+from lamina.store.sqlite.rules import SqliteRuleStore
 
 
 def open_stores(data_dir: Path) -> Stores:
@@ -23,4 +24,5 @@ def open_stores(data_dir: Path) -> Stores:
         code_signing=SqliteCodeSigningConfigStore(database),
         blobs=FileBlobStore(data_dir / "blobs"),
         queue=SqliteAsyncQueue(database),
+        rules=SqliteRuleStore(database),
     )

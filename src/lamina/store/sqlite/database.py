@@ -70,6 +70,22 @@ CREATE INDEX IF NOT EXISTS async_events_due
 CREATE INDEX IF NOT EXISTS async_events_leased
     ON async_events (lease_until) WHERE state = 'in_flight';
 CREATE INDEX IF NOT EXISTS async_events_function ON async_events (function, state);
+CREATE TABLE IF NOT EXISTS event_rules (
+    name TEXT PRIMARY KEY,
+    doc BLOB NOT NULL,
+    next_fire_at INTEGER,
+    last_fired INTEGER
+);
+CREATE INDEX IF NOT EXISTS event_rules_due
+    ON event_rules (next_fire_at) WHERE next_fire_at IS NOT NULL;
+CREATE TABLE IF NOT EXISTS event_rule_targets (
+    rule TEXT NOT NULL,
+    id TEXT NOT NULL,
+    arn TEXT NOT NULL,
+    doc BLOB NOT NULL,
+    PRIMARY KEY (rule, id)
+);
+CREATE INDEX IF NOT EXISTS event_rule_targets_arn ON event_rule_targets (arn, rule);
 """
 
 
