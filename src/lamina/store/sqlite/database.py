@@ -140,6 +140,9 @@ class Database:
             raise
         else:
             connection.execute("COMMIT")
+            # Again after the commit: a reader that saw the stamp of a statement inside this
+            # transaction may have read the state before it and cached it under that stamp.
+            self.changes += 1
         finally:
             self._local.depth = 0
 
