@@ -3,9 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -14,32 +11,14 @@ import pytest
 
 from tests.conftest import ROLE
 from tests.support.archives import make_zip
+from tests.support.aws_cli import run_aws
 from tests.support.server import LaminaServer
-
-AWS = str(Path(sys.executable).parent / "aws")
 
 
 @pytest.fixture
 def aws(server: LaminaServer, tmp_path: Path) -> Callable[..., Any]:
-    env = {
-        **os.environ,
-        "AWS_ACCESS_KEY_ID": "test",
-        "AWS_SECRET_ACCESS_KEY": "test",
-        "AWS_DEFAULT_REGION": "us-east-1",
-        "AWS_CONFIG_FILE": str(tmp_path / "none"),
-        "AWS_SHARED_CREDENTIALS_FILE": str(tmp_path / "none"),
-        "AWS_PAGER": "",
-    }
-
     def run(*args: str, expect_failure: bool = False) -> Any:
-        result = subprocess.run(
-            [AWS, "--endpoint-url", server.endpoint, "--output", "json", "lambda", *args],
-            capture_output=True,
-            text=True,
-            env=env,
-            timeout=60,
-            check=False,
-        )
+        result = run_aws(server.endpoint, tmp_path, "lambda", *args)
         if expect_failure:
             assert result.returncode != 0
             return result.stderr

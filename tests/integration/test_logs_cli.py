@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import queue
 import subprocess
 import sys
@@ -16,9 +15,9 @@ from typing import Any
 import pytest
 
 from tests.support.archives import make_zip
+from tests.support.aws_cli import cli_environment, run_aws
 from tests.support.server import LaminaServer
 
-AWS = str(Path(sys.executable).parent / "aws")
 HANDLER = """
 import logging
 
@@ -46,28 +45,8 @@ def chatty(create_function: Callable[..., Any], lambda_client: Any) -> Callable[
     return invoke
 
 
-def environment(tmp_path: Path, **extra: str) -> dict[str, str]:
-    return {
-        **os.environ,
-        "AWS_ACCESS_KEY_ID": "test",
-        "AWS_SECRET_ACCESS_KEY": "test",
-        "AWS_DEFAULT_REGION": "us-east-1",
-        "AWS_CONFIG_FILE": str(tmp_path / "none"),
-        "AWS_SHARED_CREDENTIALS_FILE": str(tmp_path / "none"),
-        "AWS_PAGER": "",
-        **extra,
-    }
-
-
 def aws_logs(server: LaminaServer, tmp_path: Path, *args: str) -> Any:
-    result = subprocess.run(
-        [AWS, "--endpoint-url", server.endpoint, "--output", "json", "logs", *args],
-        capture_output=True,
-        text=True,
-        env=environment(tmp_path),
-        timeout=60,
-        check=False,
-    )
+    result = run_aws(server.endpoint, tmp_path, "logs", *args)
     assert result.returncode == 0, result.stderr
     return json.loads(result.stdout) if result.stdout.strip() else None
 
@@ -77,7 +56,7 @@ def lamina_logs(server: LaminaServer, tmp_path: Path, *args: str, **env: str) ->
         [sys.executable, "-m", "lamina", "logs", *args, "--endpoint", server.endpoint],
         capture_output=True,
         text=True,
-        env=environment(tmp_path, **env),
+        env=cli_environment(tmp_path, **env),
         timeout=60,
         check=False,
     )
@@ -153,7 +132,7 @@ def test_lamina_logs_follow_streams_new_events(
         stdout=subprocess.PIPE,
         stderr=subprocess.DEVNULL,
         text=True,
-        env=environment(tmp_path),
+        env=cli_environment(tmp_path),
     ) as process:
         lines: queue.Queue[str] = queue.Queue()
         reader = threading.Thread(target=lambda: [lines.put(line) for line in process.stdout or []])

@@ -4,9 +4,6 @@ CLI's CloudWatch client, and CloudWatch's query and CBOR protocols."""
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 import threading
 import time
 import urllib.request
@@ -25,9 +22,8 @@ from botocore.exceptions import ClientError
 from prometheus_client.parser import text_string_to_metric_families
 
 from tests.support.archives import make_zip
+from tests.support.aws_cli import run_aws
 from tests.support.server import LaminaServer
-
-AWS = str(Path(sys.executable).parent / "aws")
 
 HANDLER = """
 import json, time, urllib.request
@@ -406,45 +402,26 @@ def test_aws_cli_get_metric_statistics(
     for _ in range(2):
         invoke(lambda_client, function)
     now = datetime.now(UTC)
-    env = {
-        **os.environ,
-        "AWS_ACCESS_KEY_ID": "test",
-        "AWS_SECRET_ACCESS_KEY": "test",
-        "AWS_DEFAULT_REGION": "us-east-1",
-        "AWS_CONFIG_FILE": str(tmp_path / "none"),
-        "AWS_SHARED_CREDENTIALS_FILE": str(tmp_path / "none"),
-        "AWS_PAGER": "",
-    }
-    result = subprocess.run(
-        [
-            AWS,
-            "--endpoint-url",
-            server.endpoint,
-            "--output",
-            "json",
-            "cloudwatch",
-            "get-metric-statistics",
-            "--namespace",
-            "AWS/Lambda",
-            "--metric-name",
-            "Invocations",
-            "--dimensions",
-            f"Name=FunctionName,Value={function}",
-            "--start-time",
-            (now - timedelta(minutes=30)).strftime("%Y-%m-%dT%H:%M:%SZ"),
-            "--end-time",
-            (now + timedelta(minutes=2)).strftime("%Y-%m-%dT%H:%M:%SZ"),
-            "--period",
-            "3600",
-            "--statistics",
-            "Sum",
-            "SampleCount",
-        ],
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=60,
-        check=False,
+    result = run_aws(
+        server.endpoint,
+        tmp_path,
+        "cloudwatch",
+        "get-metric-statistics",
+        "--namespace",
+        "AWS/Lambda",
+        "--metric-name",
+        "Invocations",
+        "--dimensions",
+        f"Name=FunctionName,Value={function}",
+        "--start-time",
+        (now - timedelta(minutes=30)).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "--end-time",
+        (now + timedelta(minutes=2)).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "--period",
+        "3600",
+        "--statistics",
+        "Sum",
+        "SampleCount",
     )
     assert result.returncode == 0, result.stderr
     document = json.loads(result.stdout)

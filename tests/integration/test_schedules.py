@@ -12,7 +12,6 @@ from __future__ import annotations
 import calendar
 import itertools
 import json
-import os
 import subprocess
 import sys
 import time
@@ -26,6 +25,7 @@ from botocore.exceptions import ClientError
 
 from tests.integration.test_async_invoke import Queue
 from tests.support.archives import make_zip
+from tests.support.aws_cli import run_aws
 from tests.support.peers import MotoServer
 from tests.support.server import LaminaServer
 
@@ -33,7 +33,6 @@ ROLE = "arn:aws:iam::000000000000:role/lamina-test"
 ACCOUNT = "000000000000"
 RULE_ARN = f"arn:aws:events:us-east-1:{ACCOUNT}:rule/"
 FUNCTION_ARN = f"arn:aws:lambda:us-east-1:{ACCOUNT}:function:"
-AWS = str(Path(sys.executable).parent / "aws")
 SCALE = 0.02
 HANDLER = "def handler(event, context):\n    return event\n"
 INVALID = "Parameter ScheduleExpression is not valid."
@@ -529,25 +528,8 @@ def test_without_an_invoke_permission_nothing_runs(
 
 @pytest.fixture
 def aws(server: LaminaServer, tmp_path: Path) -> Callable[..., Any]:
-    env = {
-        **os.environ,
-        "AWS_ACCESS_KEY_ID": "test",
-        "AWS_SECRET_ACCESS_KEY": "test",
-        "AWS_DEFAULT_REGION": "us-east-1",
-        "AWS_CONFIG_FILE": str(tmp_path / "none"),
-        "AWS_SHARED_CREDENTIALS_FILE": str(tmp_path / "none"),
-        "AWS_PAGER": "",
-    }
-
     def run(*args: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(
-            [AWS, "--endpoint-url", server.endpoint, "--output", "json", "events", *args],
-            capture_output=True,
-            text=True,
-            env=env,
-            timeout=60,
-            check=False,
-        )
+        return run_aws(server.endpoint, tmp_path, "events", *args)
 
     return run
 
