@@ -3,8 +3,9 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+BENCH_STAMP := $(VENV)/.bench-installed
 
-.PHONY: install run test lint format bench clean
+.PHONY: install run test lint format bench bench-components clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -13,6 +14,11 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 install: $(STAMP)
+
+# The benchmarks' plots need matplotlib (the `bench` extra), which tests do not.
+$(BENCH_STAMP): $(STAMP)
+	$(BIN)/pip install --quiet -e '.[dev,bench]'
+	touch $(BENCH_STAMP)
 
 run: $(STAMP)
 	$(BIN)/lamina serve
@@ -29,10 +35,19 @@ format: $(STAMP)
 	$(BIN)/ruff format src tests bench
 	$(BIN)/ruff check --fix src tests bench
 
-bench: $(STAMP)
+# Lamina side by side with serverless-offline, python-lambda-local and a physical floor,
+# in rotated rounds on a fresh server (~15 min; BENCH_QUICK=1 for a ~2-minute smoke run).
+# Writes bench/results/ and publishes docs/benchmarks.md: see that page.
+bench: $(BENCH_STAMP)
+	$(BIN)/python -m bench.run
+
+# The component benchmarks, each printing its own figures.
+bench-components: $(STAMP)
 	$(BIN)/python -m bench.control_plane
 	$(BIN)/python -m bench.invoke
-	@if [ -f bench/async.py ]; then $(BIN)/python -m bench.async; fi
+	$(BIN)/python -m bench.url
+	$(BIN)/python -m bench.async
+	$(BIN)/python -m bench.logs
 
 clean:
 	rm -rf $(VENV) .lamina .pytest_cache .mypy_cache .ruff_cache

@@ -1,8 +1,10 @@
 """A small asyncio HTTP/1.1 load generator: N keep-alive connections, fixed request count.
 
 Runs in its own process so the client's CPU is accounted apart from the server's.
-Usage: python -m bench.loadgen PORT PATH CONCURRENCY TOTAL BODY_FILE
+Usage: python -m bench.loadgen PORT PATH CONCURRENCY TOTAL BODY_FILE [DURATION_SECONDS]
 Prints JSON: {"seconds": ..., "requests": ..., "latencies_ms": [...sampled...]}.
+With DURATION_SECONDS, each connection sends requests until that much time has passed
+(TOTAL is then ignored) and the output adds "timeline": [[seconds_since_start, ms], ...].
 """
 
 from __future__ import annotations
@@ -14,11 +16,20 @@ import time
 
 
 async def worker(
-    port: int, request: bytes, count: int, latencies: list[float], errors: list[str]
+    port: int,
+    request: bytes,
+    count: int,
+    latencies: list[float],
+    errors: list[str],
+    timeline: list[tuple[float, float]] | None = None,
+    deadline: float | None = None,
 ) -> None:
     reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    sent = 0
     try:
-        for _ in range(count):
+        # A fixed count, or (a soak) as many as fit before the deadline.
+        while (sent < count) if deadline is None else (time.perf_counter() < deadline):
+            sent += 1
             started = time.perf_counter()
             writer.write(request)
             head = await reader.readuntil(b"\r\n\r\n")
@@ -29,39 +40,49 @@ async def worker(
             body = await reader.readexactly(length)
             if not head.startswith(b"HTTP/1.1 200"):
                 errors.append(head.split(b"\r\n", 1)[0].decode() + " " + body[:200].decode())
-            latencies.append((time.perf_counter() - started) * 1000)
+            finished = time.perf_counter()
+            latencies.append((finished - started) * 1000)
+            if timeline is not None:
+                timeline.append((finished, (finished - started) * 1000))
     finally:
         writer.close()
 
 
-async def run(port: int, path: str, concurrency: int, total: int, body: bytes) -> None:
+async def run(
+    port: int, path: str, concurrency: int, total: int, body: bytes, duration: float | None
+) -> None:
     request = (
         f"POST {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
         f"Content-Length: {len(body)}\r\n\r\n"
     ).encode() + body
     latencies: list[float] = []
     errors: list[str] = []
+    timeline: list[tuple[float, float]] | None = [] if duration is not None else None
     per_worker = max(1, total // concurrency)
     started = time.perf_counter()
+    deadline = started + duration if duration is not None else None
     await asyncio.gather(
-        *(worker(port, request, per_worker, latencies, errors) for _ in range(concurrency))
-    )
-    seconds = time.perf_counter() - started
-    print(
-        json.dumps(
-            {
-                "seconds": seconds,
-                "requests": len(latencies),
-                "errors": errors[:5],
-                "error_count": len(errors),
-                "latencies_ms": latencies,
-            }
+        *(
+            worker(port, request, per_worker, latencies, errors, timeline, deadline)
+            for _ in range(concurrency)
         )
     )
+    seconds = time.perf_counter() - started
+    result: dict[str, object] = {
+        "seconds": seconds,
+        "requests": len(latencies),
+        "errors": errors[:5],
+        "error_count": len(errors),
+        "latencies_ms": latencies,
+    }
+    if timeline is not None:
+        result["timeline"] = [(round(at - started, 4), ms) for at, ms in timeline]
+    print(json.dumps(result))
 
 
 if __name__ == "__main__":
     port, path, concurrency, total, body_file = sys.argv[1:6]
+    duration = float(sys.argv[6]) if len(sys.argv) > 6 else None
     with open(body_file, "rb") as handle:
         payload = handle.read()
     try:
@@ -70,4 +91,4 @@ if __name__ == "__main__":
         uvloop.install()
     except ImportError:
         pass
-    asyncio.run(run(int(port), path, int(concurrency), int(total), payload))
+    asyncio.run(run(int(port), path, int(concurrency), int(total), payload, duration))

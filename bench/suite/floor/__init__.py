@@ -1,0 +1,1 @@
+"""The physical floor: the least a Python platform that keeps warm processes can cost."""
