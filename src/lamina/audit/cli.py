@@ -15,14 +15,13 @@ import time
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
-from urllib.parse import quote, urlencode
 
 from lamina.audit.log import AuditQuery, audit_directory, read_entries
 from lamina.audit.record import ENDPOINT_PATH, timestamp
 from lamina.settings import Settings
 
 if TYPE_CHECKING:
-    import urllib.error
+    pass
 
 _DURATION = re.compile(r"^(\d+(?:\.\d+)?)\s*([smhd])$")
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
@@ -90,45 +89,11 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def fetch(endpoint: str, query: AuditQuery, settings: Settings) -> list[dict[str, Any]]:
-    import urllib.error  # Lazy, like botocore's signer: only this path talks HTTP.
-    import urllib.request
+    from lamina.commands.remote import Remote
 
-    from botocore.auth import SigV4Auth
-    from botocore.awsrequest import AWSRequest
-    from botocore.credentials import Credentials
-
-    from lamina.dev.client import client_credentials
-
-    url = f"{endpoint}{ENDPOINT_PATH}?{urlencode(query.to_params(), quote_via=quote)}"
-    signed = AWSRequest(method="GET", url=url)
-    SigV4Auth(Credentials(*client_credentials(settings)), "lambda", settings.region).add_auth(
-        signed
-    )
-    request = urllib.request.Request(url, headers=dict(signed.headers.items()))
-    try:
-        with urllib.request.urlopen(request, timeout=60) as response:
-            document = json.load(response)
-    except urllib.error.HTTPError as error:
-        with error:
-            raise RuntimeError(
-                f"{endpoint} refused to show the audit log: {_reason(error)}"
-            ) from None
-    except (urllib.error.URLError, OSError) as error:
-        raise RuntimeError(
-            f"no Lamina server answers at {endpoint} ({error}); start one, pass --endpoint, "
-            "or read a data directory with --data-dir"
-        ) from None
+    document = Remote(endpoint, settings).get_json(ENDPOINT_PATH, query.to_params())
     entries: list[dict[str, Any]] = document["Events"]
     return entries
-
-
-def _reason(error: urllib.error.HTTPError) -> str:
-    code = error.headers.get("x-amzn-ErrorType") or f"HTTP {error.code}"
-    try:
-        body = json.loads(error.read())
-        return f"{code}: {body.get('message') or body.get('Message')}"
-    except ValueError:
-        return code
 
 
 def print_table(entries: list[dict[str, Any]]) -> None:

@@ -10,7 +10,7 @@ import json
 import urllib.error
 import urllib.request
 from typing import Any
-from urllib.parse import urlencode
+from urllib.parse import quote, urlencode
 
 from lamina.dev.client import client_credentials
 from lamina.settings import Settings
@@ -51,7 +51,8 @@ class Remote:
 
         url = f"{self.endpoint}{path}"
         if params:
-            url += "?" + urlencode(params)
+            # %20, not +, for spaces: the signature is computed over the canonical query.
+            url += "?" + urlencode(params, quote_via=quote)
         signed = AWSRequest(method="GET", url=url)
         credentials = Credentials(*client_credentials(self._settings))
         SigV4Auth(credentials, "lambda", self._settings.region).add_auth(signed)
@@ -61,13 +62,24 @@ class Remote:
                 document: dict[str, Any] = json.load(response)
         except urllib.error.HTTPError as error:
             with error:
-                detail = error.read().decode("utf-8", "replace")[:300]
-            raise RemoteError(
-                f"{self.endpoint} refused {path}: HTTP {error.code} {detail}"
-            ) from None
+                raise RemoteError(f"{self.endpoint} refused {path}: {_reason(error)}") from None
         except (urllib.error.URLError, OSError) as error:
             raise RemoteError(
                 f"no Lamina server answers at {self.endpoint} ({error}); start one with "
                 "`lamina serve` or pass --endpoint"
             ) from None
         return document
+
+
+def _reason(error: urllib.error.HTTPError) -> str:
+    """The AWS error code and message of a refusal, as the server's error shape carries them."""
+    code = error.headers.get("x-amzn-ErrorType") or f"HTTP {error.code}"
+    body = error.read()
+    try:
+        document = json.loads(body)
+    except ValueError:
+        return f"{code} {body.decode('utf-8', 'replace')[:300]}".strip()
+    message = (
+        document.get("message") or document.get("Message") if isinstance(document, dict) else None
+    )
+    return f"{code}: {message}" if message else code
