@@ -41,7 +41,42 @@ async def read_body(request: Request, limit: int = MAX_REQUEST_BODY_BYTES) -> by
     return b"".join(chunks)
 
 
-class RestJsonService:
+class AuditedEndpoint:
+    """The frame every AWS front puts around an operation: a request id, errors in the
+    service's own shape, and one audit record. Subclasses serve the operation (`_handle`)
+    and shape errors (`_error`) for their protocol."""
+
+    model: ServiceModel
+    _audit: AuditTrail | None
+
+    async def handle(self, request: Request) -> Response:
+        request_id = str(uuid.uuid4())
+        current_request_id.set(request_id)
+        call = ApiCall(self.model.endpoint_prefix)
+        try:
+            response = await self._handle(request, call)
+        except LaminaError as error:
+            call.error = error.code
+            response = self._error(error, request_id)
+        except Exception:
+            log.exception("request %s failed", request_id)
+            failure = ServiceError(f"An internal error occurred. Request id: {request_id}")
+            call.error = failure.code
+            response = self._error(failure, request_id)
+        else:
+            response.headers[HEADER_REQUEST_ID] = request_id
+        if self._audit is not None:
+            self._audit.record(call, request, request_id, response.status_code)
+        return response
+
+    async def _handle(self, request: Request, call: ApiCall) -> Response:
+        raise NotImplementedError
+
+    def _error(self, error: LaminaError, request_id: str) -> Response:
+        raise NotImplementedError
+
+
+class RestJsonService(AuditedEndpoint):
     """Serves every operation of one rest-json service model that has a handler."""
 
     def __init__(
@@ -61,25 +96,8 @@ class RestJsonService:
         self._verifier = verifier
         self._audit = audit
 
-    async def handle(self, request: Request) -> Response:
-        request_id = str(uuid.uuid4())
-        current_request_id.set(request_id)
-        call = ApiCall(self.model.endpoint_prefix)
-        try:
-            response = await self._handle(request, call)
-        except LaminaError as error:
-            call.error = error.code
-            response = error_response(error, request_id, self.model)
-        except Exception:
-            log.exception("request %s failed", request_id)
-            failure = ServiceError(f"An internal error occurred. Request id: {request_id}")
-            call.error = failure.code
-            response = error_response(failure, request_id, self.model)
-        else:
-            response.headers[HEADER_REQUEST_ID] = request_id
-        if self._audit is not None:
-            self._audit.record(call, request, request_id, response.status_code)
-        return response
+    def _error(self, error: LaminaError, request_id: str) -> Response:
+        return error_response(error, request_id, self.model)
 
     async def _handle(self, request: Request, call: ApiCall) -> Response:
         scope = request.scope

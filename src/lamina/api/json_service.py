@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import inspect
 import logging
-import uuid
 from collections.abc import Mapping
 from typing import Any
 
@@ -20,8 +19,9 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from lamina.api.auth import SigV4Verifier
-from lamina.api.context import Handler, current_request_id
-from lamina.api.dispatch import read_body
+from lamina.api.context import Handler
+from lamina.api.dispatch import AuditedEndpoint, read_body
+from lamina.api.model_service import verify_signature
 from lamina.api.protocol import from_json, to_json
 from lamina.api.validation import validate
 from lamina.audit.record import ApiCall
@@ -30,14 +30,13 @@ from lamina.constants import HEADER_REQUEST_ID
 from lamina.errors import (
     InvalidRequestContent,
     LaminaError,
-    ServiceError,
     UnknownOperation,
 )
 
 log = logging.getLogger("lamina.api")
 
 
-class JsonService:
+class JsonService(AuditedEndpoint):
     """Serves every operation of one JSON-protocol service model that has a handler."""
 
     def __init__(
@@ -54,26 +53,6 @@ class JsonService:
         self._verifier = verifier
         self._audit = audit
 
-    async def handle(self, request: Request) -> Response:
-        request_id = str(uuid.uuid4())
-        current_request_id.set(request_id)
-        call = ApiCall(self.model.endpoint_prefix)
-        try:
-            response = await self._handle(request, call)
-        except LaminaError as error:
-            call.error = error.code
-            response = self._error(error, request_id)
-        except Exception:
-            log.exception("request %s failed", request_id)
-            failure = ServiceError(f"An internal error occurred. Request id: {request_id}")
-            call.error = failure.code
-            response = self._error(failure, request_id)
-        else:
-            response.headers[HEADER_REQUEST_ID] = request_id
-        if self._audit is not None:
-            self._audit.record(call, request, request_id, response.status_code)
-        return response
-
     async def _handle(self, request: Request, call: ApiCall) -> Response:
         target = request.headers.get("x-amz-target", "")
         prefix, _, name = target.partition(".")
@@ -81,16 +60,7 @@ class JsonService:
             raise UnknownOperation(f"Unsupported operation target: {target!r}")
         body = await read_body(request)
         if self._verifier is not None:
-            scope = request.scope
-            headers = {key.lower(): value for key, value in request.headers.items()}
-            self._verifier.verify(
-                request.method,
-                headers.get("host", ""),
-                scope.get("raw_path", scope["path"].encode()).decode("latin-1"),
-                scope.get("query_string", b"").decode("latin-1"),
-                headers,
-                body,
-            )
+            verify_signature(self._verifier, request, body)
             call.verified = True
         handler = self._handlers.get(name)
         if handler is None:
