@@ -124,3 +124,17 @@ def test_group_commit_writes_many_and_isolates_a_bad_write(queue: AsyncQueue) ->
     assert results[:200] == [None] * 200
     assert isinstance(results[200], sqlite3.IntegrityError)
     assert queue.counts()["f"]["queued"] == 200
+
+
+def test_queue_traffic_leaves_function_caches_alone(tmp_path: Path) -> None:
+    # Function configuration caches re-read when the change stamp moves; events come and go
+    # all the time and change no function.
+    stores = open_stores(tmp_path / "data")
+    before = stores.functions.change_stamp()
+    stores.queue.enqueue([event("a")])
+    (claimed,) = stores.queue.claim("o", NOW, 10, 30)
+    stores.queue.retry(claimed.event_id, "o", NOW, 1, 0, "boom")
+    (claimed,) = stores.queue.claim("o", NOW, 10, 30)
+    with stores.queue.transaction():
+        stores.queue.complete(claimed.event_id, "o")
+    assert stores.functions.change_stamp() == before

@@ -29,3 +29,14 @@ def test_the_stamp_moves_after_the_commit_a_reader_could_have_missed(tmp_path: P
     assert values_during == []  # the reader could not see the uncommitted rows
     # so a cache filled then must be invalid now that they are committed
     assert database.changes != stamp_during
+
+
+def test_a_commit_without_a_stamped_write_leaves_the_stamp(tmp_path: Path) -> None:
+    # The async queue and the rule store write past `execute`: their traffic must not make
+    # every function-configuration cache re-read.
+    database = Database(tmp_path / "lamina.db")
+    database.execute("CREATE TABLE IF NOT EXISTS probe (value INTEGER)")
+    before = database.changes
+    with database.transaction() as connection:
+        connection.execute("INSERT INTO probe VALUES (1)")
+    assert database.changes == before

@@ -325,7 +325,7 @@ class AsyncDispatcher:
             await self._back_off(event, max_age, f"{error.code}: {error.message}")
             return
         if not result.outcome.function_error:
-            await self._succeed(event, resolved, config, result)
+            await self._succeed(event, config, result)
         elif event.attempts < config.retry_attempts:
             delay = RETRY_DELAYS_S[min(event.attempts, len(RETRY_DELAYS_S) - 1)] * self._scale
             await self._retry(
@@ -394,11 +394,7 @@ class AsyncDispatcher:
         return body, response
 
     async def _succeed(
-        self,
-        event: AsyncEvent,
-        resolved: Resolved,
-        config: EventInvokeConfig,
-        result: InvokeResult,
+        self, event: AsyncEvent, config: EventInvokeConfig, result: InvokeResult
     ) -> None:
         if config.on_success is None:
             await self._settle(event)

@@ -133,6 +133,7 @@ class Database:
             return
         connection.execute("BEGIN IMMEDIATE")
         self._local.depth = 1
+        stamp = self.changes
         try:
             yield connection
         except BaseException:
@@ -142,7 +143,10 @@ class Database:
             connection.execute("COMMIT")
             # Again after the commit: a reader that saw the stamp of a statement inside this
             # transaction may have read the state before it and cached it under that stamp.
-            self.changes += 1
+            # Only if one moved it: queue and rule writes bypass `execute` so that they
+            # leave function caches alone.
+            if self.changes != stamp:
+                self.changes += 1
         finally:
             self._local.depth = 0
 
