@@ -114,9 +114,6 @@ class ProvisionedPool:
             self._drop(environment)
         return None
 
-    def owns(self, environment: ExecutionEnvironment) -> bool:
-        return environment in self._owners
-
     def release(self, environment: ExecutionEnvironment) -> None:
         allocation = self._owners.get(environment)
         if allocation is None:

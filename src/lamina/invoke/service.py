@@ -207,7 +207,8 @@ class InvokeService:
             )
         except TooManyRequests:
             if environment is not None:
-                self._release(environment)
+                assert self._provisioned is not None
+                self._provisioned.release(environment)
             alias = resolved.alias.name if resolved.alias is not None else None
             self._observer.throttled(config.function_name, config.version, alias)
             raise
@@ -255,8 +256,11 @@ class InvokeService:
             self._report(admission, started_at, outcome)
             return InvokeResult(request_id, config.version, outcome)
         finally:
-            if environment is not None:
-                self._release(environment)
+            if admission.environment is not None:
+                assert self._provisioned is not None
+                self._provisioned.release(admission.environment)
+            elif environment is not None:
+                self._pool.release(environment)
             self._governor.release(admission.lease)
 
     def _report(self, admission: Admission, started_at: float, outcome: InvokeOutcome) -> None:
@@ -282,12 +286,6 @@ class InvokeService:
             )
         )
 
-    def _release(self, environment: ExecutionEnvironment) -> None:
-        if self._provisioned is not None and self._provisioned.owns(environment):
-            self._provisioned.release(environment)
-        else:
-            self._pool.release(environment)
-
     def _pick_version(self, resolved: Resolved) -> FunctionConfig:
         alias = resolved.alias
         if alias is None or not alias.additional_weights:
@@ -307,9 +305,8 @@ class InvokeService:
         group = group_name(config.function_name, config.logging.log_group)
         stream = stream_name(config.version, environment_id)
         variables = self._variables(
-            config, task_root, opt_dir, group, stream, command.execution_env
+            config, task_root, opt_dir, group, stream, command.execution_env, initialization_type
         )
-        variables["AWS_LAMBDA_INITIALIZATION_TYPE"] = initialization_type
         spec = SandboxSpec(
             command=command.argv,
             environment=variables,
@@ -347,6 +344,7 @@ class InvokeService:
         group: str,
         stream: str,
         execution_env: str | None,
+        initialization_type: str,
     ) -> dict[str, str]:
         opt = str(opt_dir) if opt_dir else "/opt"
         variables = {
@@ -364,7 +362,7 @@ class InvokeService:
             "AWS_LAMBDA_FUNCTION_NAME": config.function_name,
             "AWS_LAMBDA_FUNCTION_MEMORY_SIZE": str(config.memory_size),
             "AWS_LAMBDA_FUNCTION_VERSION": config.version,
-            "AWS_LAMBDA_INITIALIZATION_TYPE": "on-demand",
+            "AWS_LAMBDA_INITIALIZATION_TYPE": initialization_type,
             "AWS_LAMBDA_LOG_GROUP_NAME": group,
             "AWS_LAMBDA_LOG_STREAM_NAME": stream,
             "LAMBDA_TASK_ROOT": str(task_root),

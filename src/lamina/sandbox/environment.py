@@ -228,7 +228,7 @@ class ExecutionEnvironment:
                 f"RequestId: {invocation.request_id} Error: Task timed out after "
                 f"{timeout_s:.2f} seconds",
             )
-        max_memory = self._sandbox.max_memory_bytes() or 0
+        max_memory_mb = max(1, math.ceil((self._sandbox.max_memory_bytes() or 0) / (1024 * 1024)))
         if status is not None:
             self.destroy()
         else:
@@ -242,7 +242,7 @@ class ExecutionEnvironment:
                 duration_ms,
                 billed,
                 self.memory_mb,
-                max(1, math.ceil(max_memory / (1024 * 1024))),
+                max_memory_mb,
                 init_ms,
                 status,
                 error_type if status else None,
@@ -256,7 +256,7 @@ class ExecutionEnvironment:
             duration_ms=duration_ms,
             billed_ms=billed,
             init_ms=init_ms,
-            max_memory_mb=max(1, math.ceil(max_memory / (1024 * 1024))),
+            max_memory_mb=max_memory_mb,
             status=status,
             error_type=error_type,
         )
@@ -307,15 +307,17 @@ class ExecutionEnvironment:
         while True:
             try:
                 chunk = os.read(self._sandbox.output_fd, _READ_CHUNK)
-            except (BlockingIOError, InterruptedError):
-                return
-            except OSError:
+            except OSError:  # EAGAIN (nothing left) included
                 return
             if not chunk:
                 with contextlib.suppress(RuntimeError, ValueError):
                     asyncio.get_running_loop().remove_reader(self._sandbox.output_fd)
                 return
             self._take_output(chunk)
+            if len(chunk) < _READ_CHUNK:
+                # A short read from a pipe emptied it: skip the read that would only fail
+                # with EAGAIN. Anything written since wakes the reader again.
+                return
 
     def _take_output(self, chunk: bytes) -> None:
         self._partial += chunk

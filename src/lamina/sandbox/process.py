@@ -53,19 +53,18 @@ class PeakMemory:
             self._fd = None
 
 
-class ProcessSandbox:
-    def __init__(self, process: asyncio.subprocess.Process, output_fd: int, tmp_dir: Path) -> None:
-        self._process = process
-        self.pid = process.pid
+class ProcessGroupSandbox:
+    """What the process and zygote sandboxes share: a process group limited by rlimits,
+    its output pipe and its scratch directory. Subclasses say how to wait for its exit."""
+
+    def __init__(self, pid: int, output_fd: int, tmp_dir: Path) -> None:
+        self.pid = pid
         self.output_fd = output_fd
         self.tmp_dir = tmp_dir
-        self._peak = PeakMemory(self.pid)
-
-    async def wait(self) -> int:
-        return await self._process.wait()
+        self._peak = PeakMemory(pid)
 
     def kill(self) -> None:
-        with contextlib.suppress(ProcessLookupError):
+        with contextlib.suppress(ProcessLookupError, PermissionError):
             os.killpg(self.pid, signal.SIGKILL)
 
     def max_memory_bytes(self) -> int | None:
@@ -80,6 +79,15 @@ class ProcessSandbox:
         shutil.rmtree(self.tmp_dir, ignore_errors=True)
         with contextlib.suppress(OSError):
             os.close(self.output_fd)
+
+
+class ProcessSandbox(ProcessGroupSandbox):
+    def __init__(self, process: asyncio.subprocess.Process, output_fd: int, tmp_dir: Path) -> None:
+        super().__init__(process.pid, output_fd, tmp_dir)
+        self._process = process
+
+    async def wait(self) -> int:
+        return await self._process.wait()
 
 
 class ProcessBackend:

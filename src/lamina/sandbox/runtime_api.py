@@ -37,6 +37,10 @@ _INVOCATION = f"{RUNTIME_API_PREFIX}/invocation/".encode()
 _INIT_ERROR = f"{RUNTIME_API_PREFIX}/init/error".encode()
 _ACCEPTED = b'{"status":"OK"}'
 _REASONS = {202: b"Accepted", 400: b"Bad Request", 404: b"Not Found", 413: b"Payload Too Large"}
+# Header names as `on_header` stores them (lower-cased), looked up on every request.
+_RESPONSE_MODE = RUNTIME_HEADER_RESPONSE_MODE.lower().encode()
+_ERROR_TYPE = RUNTIME_HEADER_ERROR_TYPE.lower().encode()
+_ERROR_BODY = RUNTIME_HEADER_ERROR_BODY.lower().encode()
 
 
 @dataclass
@@ -221,7 +225,7 @@ class RuntimeApiProtocol(asyncio.Protocol):
         self._headers[name.lower()] = value
 
     def on_headers_complete(self) -> None:
-        mode = self._headers.get(RUNTIME_HEADER_RESPONSE_MODE.lower().encode())
+        mode = self._headers.get(_RESPONSE_MODE)
         if mode == b"streaming" and self._url.endswith(b"/response"):
             request_id = self._url[len(_INVOCATION) : -len(b"/response")].decode()
             current = self._channel.current
@@ -292,22 +296,20 @@ class RuntimeApiProtocol(asyncio.Protocol):
 
     def _stream_error(self) -> Outcome | None:
         """A streamed response that failed after it began names the error in its trailers."""
-        if self._headers.get(RUNTIME_HEADER_RESPONSE_MODE.lower().encode()) != b"streaming":
+        if self._headers.get(_RESPONSE_MODE) != b"streaming":
             return None
-        error_type = self._headers.get(RUNTIME_HEADER_ERROR_TYPE.lower().encode())
+        error_type = self._headers.get(_ERROR_TYPE)
         if not error_type:
             return None
         try:
-            body = base64.b64decode(
-                self._headers.get(RUNTIME_HEADER_ERROR_BODY.lower().encode(), b"")
-            )
+            body = base64.b64decode(self._headers.get(_ERROR_BODY, b""))
         except binascii.Error:
             body = b""
         return Outcome(body, error_type=error_type.decode("latin-1"))
 
     def _error_outcome(self) -> Outcome:
         body = b"".join(self._body)
-        header = self._headers.get(RUNTIME_HEADER_ERROR_TYPE.lower().encode(), b"")
+        header = self._headers.get(_ERROR_TYPE, b"")
         # AWS's own runtime clients leave the header out on invocation errors; the body's
         # errorType is then the only word on what went wrong.
         return Outcome(body, error_type=header.decode("latin-1") or _body_error_type(body))

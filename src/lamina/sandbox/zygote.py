@@ -12,7 +12,6 @@ import asyncio
 import contextlib
 import logging
 import os
-import shutil
 import signal
 import socket
 import struct
@@ -25,7 +24,7 @@ import orjson
 
 from lamina.runtimes.registry import PYTHON_BOOTSTRAP
 from lamina.sandbox.api import Sandbox, SandboxBackend, SandboxSpec
-from lamina.sandbox.process import MAX_FILES, PeakMemory
+from lamina.sandbox.process import MAX_FILES, ProcessGroupSandbox
 
 log = logging.getLogger("lamina.sandbox")
 
@@ -47,34 +46,15 @@ async def _writable(loop: asyncio.AbstractEventLoop, sock: socket.socket) -> Non
         loop.remove_writer(sock.fileno())
 
 
-class ZygoteSandbox:
+class ZygoteSandbox(ProcessGroupSandbox):
     """A runtime forked from a template; its exit status arrives over the control socket."""
 
     def __init__(self, pid: int, output_fd: int, tmp_dir: Path, exited: asyncio.Future[int]):
-        self.pid = pid
-        self.output_fd = output_fd
-        self.tmp_dir = tmp_dir
+        super().__init__(pid, output_fd, tmp_dir)
         self._exited = exited
-        self._peak = PeakMemory(pid)
 
     async def wait(self) -> int:
         return await asyncio.shield(self._exited)
-
-    def kill(self) -> None:
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.killpg(self.pid, signal.SIGKILL)
-
-    def max_memory_bytes(self) -> int | None:
-        return self._peak.bytes()
-
-    def oom_killed(self) -> bool:
-        return False
-
-    def cleanup(self) -> None:
-        self._peak.close()
-        shutil.rmtree(self.tmp_dir, ignore_errors=True)
-        with contextlib.suppress(OSError):
-            os.close(self.output_fd)
 
 
 # Where the `lamina` package lives, so a template can preload the sandbox code its children
@@ -299,7 +279,6 @@ class ZygoteBackend:
         tmp_dir = spec.scratch_root / "tmp"
         tmp_dir.mkdir(parents=True, mode=0o700, exist_ok=True)
         environment = {**spec.environment, "TMPDIR": str(tmp_dir), "LAMINA_TMP_DIR": str(tmp_dir)}
-        spec = SandboxSpec(**{**spec.__dict__, "environment": environment})
         read_fd, write_fd = os.pipe()
         os.set_blocking(read_fd, False)
         limits = {
@@ -308,9 +287,7 @@ class ZygoteBackend:
             "RLIMIT_FSIZE": spec.ephemeral_mb * 1024 * 1024,
         }
         try:
-            pid, exited = await template.fork(
-                spec.environment, str(spec.task_root), limits, write_fd
-            )
+            pid, exited = await template.fork(environment, str(spec.task_root), limits, write_fd)
         except BaseException:
             os.close(read_fd)
             raise
