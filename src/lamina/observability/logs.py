@@ -1,4 +1,4 @@
-"""Function log streams: names, the text platform lines, and the `LogSink` seam.
+"""Function log streams: their names and the `LogSink` seam.
 
 The engine writes through `LogSink`; `lamina.observability.log_sink.StoreLogSink` is the real
 one, feeding the queryable store behind the CloudWatch Logs API.
@@ -10,8 +10,6 @@ import time
 from collections import deque
 from typing import Protocol
 
-from lamina.constants import LATEST
-
 
 def stream_name(version: str, environment_id: str) -> str:
     """`YYYY/MM/DD/[<version>]<32 hex>`, one stream per environment, as AWS names them."""
@@ -20,38 +18,6 @@ def stream_name(version: str, environment_id: str) -> str:
 
 def group_name(function_name: str, configured: str | None = None) -> str:
     return configured or f"/aws/lambda/{function_name}"
-
-
-def report_line(
-    request_id: str,
-    duration_ms: float,
-    billed_ms: int,
-    memory_mb: int,
-    max_memory_mb: int,
-    init_ms: float | None,
-    status: str | None = None,
-    error_type: str | None = None,
-) -> str:
-    line = (
-        f"REPORT RequestId: {request_id}\tDuration: {duration_ms:.2f} ms\t"
-        f"Billed Duration: {billed_ms} ms\tMemory Size: {memory_mb} MB\t"
-        f"Max Memory Used: {max_memory_mb} MB\t"
-    )
-    if init_ms is not None:
-        line += f"Init Duration: {init_ms:.2f} ms\t"
-    if status:
-        line += f"Status: {status}\t"
-    if error_type:
-        line += f"Error Type: {error_type}\t"
-    return line
-
-
-def start_line(request_id: str, version: str = LATEST) -> str:
-    return f"START RequestId: {request_id} Version: {version}"
-
-
-def end_line(request_id: str) -> str:
-    return f"END RequestId: {request_id}"
 
 
 class LogSink(Protocol):

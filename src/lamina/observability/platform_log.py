@@ -20,7 +20,7 @@ from typing import Any, Protocol
 import orjson
 
 from lamina.control.model import LoggingConfig
-from lamina.observability.logs import LogSink, end_line, report_line, start_line
+from lamina.observability.logs import LogSink
 
 # Ranks of the level names runtimes write; Python's logging says WARNING and CRITICAL.
 LEVELS = {
@@ -73,10 +73,10 @@ class TextPlatformLog:
         )
 
     def start(self, request_id: str, version: str) -> str:
-        return start_line(request_id, version)
+        return f"START RequestId: {request_id} Version: {version}"
 
     def end(self, request_id: str, status: str | None, duration_ms: float) -> str:
-        return end_line(request_id)
+        return f"END RequestId: {request_id}"
 
     def report(
         self,
@@ -90,16 +90,17 @@ class TextPlatformLog:
         error_type: str | None = None,
         xray: tuple[str, str] | None = None,
     ) -> str:
-        line = report_line(
-            request_id,
-            duration_ms,
-            billed_ms,
-            memory_mb,
-            max_memory_mb,
-            init_ms,
-            status,
-            error_type,
+        line = (
+            f"REPORT RequestId: {request_id}\tDuration: {duration_ms:.2f} ms\t"
+            f"Billed Duration: {billed_ms} ms\tMemory Size: {memory_mb} MB\t"
+            f"Max Memory Used: {max_memory_mb} MB\t"
         )
+        if init_ms is not None:
+            line += f"Init Duration: {init_ms:.2f} ms\t"
+        if status:
+            line += f"Status: {status}\t"
+        if error_type:
+            line += f"Error Type: {error_type}\t"
         if xray is None:
             return line
         # Traced invocations: AWS ends the same REPORT event with a second line.
