@@ -12,6 +12,10 @@ from lamina.constants import ACCOUNT_CONCURRENCY_DEFAULT, DEFAULT_ACCOUNT_ID, DE
 from lamina.observability.tracing import DEFAULT_SAMPLE_RATE, otlp_traces_url
 from lamina.runtimes.registry import overrides_from_env
 
+# How LAMINA_* on/off variables are written; anything else leaves the default.
+_ON = frozenset({"1", "on", "true", "yes"})
+_OFF = frozenset({"0", "off", "false", "no"})
+
 
 @dataclass(frozen=True)
 class Settings:
@@ -78,6 +82,11 @@ class Settings:
             value = environ.get(f"LAMINA_{name}")
             return value if value else None
 
+        def flag(name: str, default: bool) -> bool:
+            # Only a word that says the opposite of the default changes it.
+            value = (get(name) or "").lower()
+            return value not in _OFF if default else value in _ON
+
         base = cls()
         return replace(
             base,
@@ -88,20 +97,20 @@ class Settings:
             region=get("REGION") or base.region,
             access_key_id=get("ACCESS_KEY_ID"),
             secret_access_key=get("SECRET_ACCESS_KEY"),
-            insecure=(get("INSECURE") or "").lower() in {"1", "true", "yes"},
+            insecure=flag("INSECURE", base.insecure),
             account_concurrency=int(get("ACCOUNT_CONCURRENCY") or base.account_concurrency),
             public_url=get("PUBLIC_URL"),
             idle_timeout_s=float(get("IDLE_TIMEOUT") or base.idle_timeout_s),
             isolation=get("ISOLATION") or base.isolation,
-            zygote=(get("ZYGOTE") or "on").lower() not in {"0", "off", "false", "no"},
+            zygote=flag("ZYGOTE", base.zygote),
             runtime_overrides=tuple(sorted(overrides_from_env(environ).items())),
             schedule_time_scale=float(get("SCHEDULE_TIME_SCALE") or base.schedule_time_scale),
             schedule_time_origin=float(origin) if (origin := get("SCHEDULE_TIME_ORIGIN")) else None,
             async_workers=int(get("ASYNC_WORKERS") or base.async_workers),
             async_retry_scale=float(get("ASYNC_RETRY_SCALE") or base.async_retry_scale),
             async_lease_s=float(get("ASYNC_LEASE_SECONDS") or base.async_lease_s),
-            audit=(get("AUDIT") or "on").lower() not in {"0", "off", "false", "no"},
-            audit_invokes=(get("AUDIT_INVOKES") or "").lower() in {"1", "on", "true", "yes"},
+            audit=flag("AUDIT", base.audit),
+            audit_invokes=flag("AUDIT_INVOKES", base.audit_invokes),
             audit_max_mb=int(get("AUDIT_MAX_MB") or base.audit_max_mb),
             log_store_max_mb=int(get("LOG_STORE_MAX_MB") or base.log_store_max_mb),
             log_invocation_max_mb=int(get("LOG_INVOCATION_MAX_MB") or base.log_invocation_max_mb),
@@ -155,7 +164,7 @@ class Settings:
             raise ValueError("LAMINA_SCHEDULE_TIME_SCALE must be positive")
         if len(self.account_id) != 12 or not self.account_id.isdigit():
             raise ValueError(f"account id must be 12 digits, got {self.account_id!r}")
-        if not _is_loopback(self.host) and not self.authentication_enabled and not self.insecure:
+        if not is_loopback(self.host) and not self.authentication_enabled and not self.insecure:
             raise ValueError(
                 f"refusing to listen on {self.host}, which is reachable from other machines, "
                 "without authentication: set LAMINA_ACCESS_KEY_ID and "
@@ -163,7 +172,8 @@ class Settings:
             )
 
 
-def _is_loopback(host: str) -> bool:
+def is_loopback(host: str) -> bool:
+    """Whether a host name or address stays on this machine."""
     if host == "localhost":
         return True
     try:

@@ -12,6 +12,7 @@ import botocore.session
 import pytest
 from starlette.requests import Request
 
+from lamina.api.aws_query import QueryService
 from lamina.api.json_service import JsonService
 from lamina.audit.log import AuditLog, AuditQuery, read_entries
 from lamina.audit.record import ApiCall
@@ -116,6 +117,37 @@ def test_json_protocol_calls_are_audited(tmp_path: Path) -> None:
     assert found[0]["UserAgent"] == "test-agent"
     # Only the name is kept from the request: never its body.
     assert "rate(1 day)" not in (tmp_path / "audit-00000001.jsonl").read_text()
+
+
+def test_query_protocol_calls_are_audited(tmp_path: Path) -> None:
+    trail = AuditTrail(AuditLog(tmp_path, 1 << 20), caller=None, include_invokes=False)
+    model = botocore.session.get_session().get_service_model("cloudwatch")
+
+    def list_metrics(params: dict[str, Any]) -> dict[str, Any]:
+        return {"Metrics": []}
+
+    service = QueryService(model, {"ListMetrics": list_metrics}, None, trail)
+    headers = {"content-type": "application/x-www-form-urlencoded"}
+
+    async def calls() -> None:
+        ok = await service.handle(
+            request(headers, b"Action=ListMetrics&Version=2010-08-01&Namespace=AWS%2FLambda")
+        )
+        assert ok.status_code == 200
+        assert ok.headers["x-amzn-requestid"]
+        refused = await service.handle(request(headers, b"Action=PutMetricData"))
+        assert refused.status_code == 400
+
+    trail.start()
+    asyncio.run(calls())
+    trail.close()
+    found = read_entries(tmp_path, AuditQuery())
+    assert [
+        (item["Service"], item["Operation"], item["Status"], item["ErrorCode"]) for item in found
+    ] == [
+        ("monitoring", "ListMetrics", 200, None),
+        ("monitoring", None, 400, "UnknownOperationException"),
+    ]
 
 
 def test_settings() -> None:

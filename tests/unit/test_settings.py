@@ -47,3 +47,19 @@ def test_public_address_without_authentication_is_refused() -> None:
 def test_bad_account_id_is_refused() -> None:
     with pytest.raises(ValueError, match="12 digits"):
         Settings.from_env({"LAMINA_ACCOUNT_ID": "123"}).check()
+
+
+def test_on_off_flags_read_alike() -> None:
+    """Every LAMINA_* switch takes the same words; anything else keeps its default."""
+    for word in ("1", "on", "TRUE", "yes"):
+        on = Settings.from_env(
+            {"LAMINA_INSECURE": word, "LAMINA_AUDIT_INVOKES": word, "LAMINA_ZYGOTE": word}
+        )
+        assert on.insecure and on.audit_invokes and on.zygote
+    for word in ("0", "off", "False", "no"):
+        off = Settings.from_env({"LAMINA_ZYGOTE": word, "LAMINA_AUDIT": word})
+        assert not off.zygote and not off.audit
+    unclear = Settings.from_env(
+        {"LAMINA_INSECURE": "maybe", "LAMINA_ZYGOTE": "maybe", "LAMINA_AUDIT": ""}
+    )
+    assert not unclear.insecure and unclear.zygote and unclear.audit

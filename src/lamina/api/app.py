@@ -149,7 +149,7 @@ def build_app(settings: Settings, stores: Stores | None = None) -> LaminaApp:
         audit_route(audit_directory(settings.data_dir), audit, verifier),
         *telemetry_routes(telemetry, dispatcher.metrics.snapshot, verifier, settings.metrics_token),
     ]
-    cloudwatch = CloudWatchApi(MetricReader(telemetry), verifier)
+    cloudwatch = CloudWatchApi(MetricReader(telemetry), verifier, audit)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: object) -> AsyncIterator[None]:

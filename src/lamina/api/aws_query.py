@@ -61,7 +61,7 @@ class QueryService(ModelService):
         ElementTree.SubElement(metadata, "RequestId").text = request_id
         return Response(ElementTree.tostring(root, xml_declaration=False), media_type=_XML)
 
-    def error(self, error: LaminaError, request_id: str) -> Response:
+    def _error(self, error: LaminaError, request_id: str) -> Response:
         code, status, fault = query_error_code(error, self.model)
         namespace = self.model.metadata.get("xmlNamespace", "")
         root = ElementTree.Element("ErrorResponse", xmlns=namespace)

@@ -23,6 +23,7 @@ from lamina.api.context import Handler
 from lamina.api.json_service import JsonService
 from lamina.api.model_service import query_error_code
 from lamina.api.rpcv2_cbor import QUERY_ERROR_HEADER, CborService, is_cbor_request
+from lamina.audit.trail import AuditTrail
 from lamina.errors import LaminaError
 from lamina.observability.cloudwatch import MetricReader
 
@@ -52,13 +53,18 @@ class _QueryCompatibleJson(JsonService):
 class CloudWatchApi:
     """The three protocol fronts over one set of handlers."""
 
-    def __init__(self, reader: MetricReader, verifier: SigV4Verifier | None) -> None:
+    def __init__(
+        self,
+        reader: MetricReader,
+        verifier: SigV4Verifier | None,
+        audit: AuditTrail | None = None,
+    ) -> None:
         model: ServiceModel = botocore.session.get_session().get_service_model("cloudwatch")
         handlers: dict[str, Any] = operations(reader)
         self.target_prefix: str = model.metadata["targetPrefix"]
-        self.json = _QueryCompatibleJson(model, handlers, verifier)
-        self._query = QueryService(model, handlers, verifier)
-        self._cbor = CborService(model, handlers, verifier)
+        self.json = _QueryCompatibleJson(model, handlers, verifier, audit)
+        self._query = QueryService(model, handlers, verifier, audit)
+        self._cbor = CborService(model, handlers, verifier, audit)
 
     def route(self, fallback: Endpoint) -> Endpoint:
         """An endpoint sending query-form and CBOR requests here and the rest to `fallback`.

@@ -5,7 +5,8 @@ from __future__ import annotations
 import inspect
 import logging
 import uuid
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
+from typing import Any, cast
 from urllib.parse import parse_qs
 
 import anyio.to_thread
@@ -25,6 +26,22 @@ from lamina.constants import HEADER_REQUEST_ID, MAX_REQUEST_BODY_BYTES
 from lamina.errors import LaminaError, RequestEntityTooLarge, ServiceError
 
 log = logging.getLogger("lamina.api")
+
+AsyncHandler = Callable[[dict[str, Any]], Awaitable[dict[str, Any] | Response | None]]
+
+
+def as_async(handler: Handler) -> AsyncHandler:
+    """The handler as a coroutine, decided once rather than inspected on every request
+    (that showed up on the invoke path): async handlers (the invoke path) run on the event
+    loop; control-plane handlers do blocking storage work, so they run in a worker thread."""
+    if inspect.iscoroutinefunction(handler):
+        return handler
+    blocking = cast(Callable[[dict[str, Any]], dict[str, Any] | None], handler)
+
+    async def in_thread(params: dict[str, Any]) -> dict[str, Any] | None:
+        return await anyio.to_thread.run_sync(blocking, params)
+
+    return in_thread
 
 
 async def read_body(request: Request, limit: int = MAX_REQUEST_BODY_BYTES) -> bytes:
@@ -87,11 +104,7 @@ class RestJsonService(AuditedEndpoint):
         audit: AuditTrail | None = None,
     ) -> None:
         self.model = model
-        self._handlers = dict(handlers)
-        # Decided once: inspecting a handler on every request showed up on the invoke path.
-        self._async_handlers = {
-            name for name, handler in self._handlers.items() if inspect.iscoroutinefunction(handler)
-        }
+        self._handlers = {name: as_async(handler) for name, handler in handlers.items()}
         self._router = RestJsonRouter(model, set(self._handlers))
         self._verifier = verifier
         self._audit = audit
@@ -117,12 +130,7 @@ class RestJsonService(AuditedEndpoint):
         params = parse_request(operation, path_params, query, headers, body)
         call.params = params
         validate(operation.input_shape, params)
-        handler = self._handlers[operation.name]
-        if operation.name in self._async_handlers:
-            result = await handler(params)  # type: ignore[misc]
-        else:
-            # Control-plane handlers do blocking storage work: keep it off the event loop.
-            result = await anyio.to_thread.run_sync(handler, params)
+        result = await self._handlers[operation.name](params)
         if isinstance(result, Response):
             # A handler that streams its answer (InvokeWithResponseStream) builds it itself.
             return result

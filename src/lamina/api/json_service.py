@@ -7,12 +7,10 @@ service family only writes handlers that take and return the model's members.
 
 from __future__ import annotations
 
-import inspect
 import logging
 from collections.abc import Mapping
 from typing import Any
 
-import anyio.to_thread
 import orjson
 from botocore.model import OperationModel, ServiceModel
 from starlette.requests import Request
@@ -20,18 +18,14 @@ from starlette.responses import Response
 
 from lamina.api.auth import SigV4Verifier
 from lamina.api.context import Handler
-from lamina.api.dispatch import AuditedEndpoint, read_body
+from lamina.api.dispatch import AuditedEndpoint, as_async, read_body
 from lamina.api.model_service import verify_signature
-from lamina.api.protocol import from_json, to_json
+from lamina.api.protocol import from_json, json_object, to_json
 from lamina.api.validation import validate
 from lamina.audit.record import ApiCall
 from lamina.audit.trail import AuditTrail
 from lamina.constants import HEADER_REQUEST_ID
-from lamina.errors import (
-    InvalidRequestContent,
-    LaminaError,
-    UnknownOperation,
-)
+from lamina.errors import LaminaError, UnknownOperation
 
 log = logging.getLogger("lamina.api")
 
@@ -49,7 +43,7 @@ class JsonService(AuditedEndpoint):
         self.model = model
         self.target_prefix: str = model.metadata["targetPrefix"]
         self._content_type = f"application/x-amz-json-{model.metadata.get('jsonVersion', '1.1')}"
-        self._handlers = dict(handlers)
+        self._handlers = {name: as_async(handler) for name, handler in handlers.items()}
         self._verifier = verifier
         self._audit = audit
 
@@ -70,10 +64,7 @@ class JsonService(AuditedEndpoint):
         params = self._parse(operation, body)
         call.params = params
         validate(operation.input_shape, params)
-        if inspect.iscoroutinefunction(handler):
-            result = await handler(params)
-        else:
-            result = await anyio.to_thread.run_sync(handler, params)
+        result = await handler(params)
         if isinstance(result, Response):
             return result
         shape = operation.output_shape
@@ -85,14 +76,7 @@ class JsonService(AuditedEndpoint):
         shape = operation.input_shape
         if shape is None:
             return {}
-        try:
-            document = orjson.loads(body) if body.strip() else {}
-        except orjson.JSONDecodeError as error:
-            raise InvalidRequestContent(
-                f"Could not parse request body into json: {error}"
-            ) from None
-        if not isinstance(document, dict):
-            raise InvalidRequestContent("Could not parse request body into json: not an object")
+        document = json_object(body) if body.strip() else {}
         parsed: dict[str, Any] = from_json(shape, document, "")
         return parsed
 

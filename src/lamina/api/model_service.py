@@ -2,31 +2,27 @@
 
 Read the body, check the SigV4 signature, find the operation and its handler, decode and
 validate the input against the botocore model, call the handler (a blocking one in a
-thread), encode the result. Subclasses supply the protocol: how the operation is named,
-how members are decoded and encoded, and how errors look.
+thread), encode the result; `AuditedEndpoint` adds the request id, the catch-all error and
+the audit record. Subclasses supply the protocol: how the operation is named, how members
+are decoded and encoded, and how errors look (`_error`).
 """
 
 from __future__ import annotations
 
-import inspect
-import logging
-import uuid
 from collections.abc import Mapping
 from typing import Any
 
-import anyio.to_thread
 from botocore.model import OperationModel, ServiceModel
 from starlette.requests import Request
 from starlette.responses import Response
 
 from lamina.api.auth import SigV4Verifier
 from lamina.api.context import Handler, current_request_id
-from lamina.api.dispatch import read_body
+from lamina.api.dispatch import AuditedEndpoint, as_async, read_body
 from lamina.api.validation import validate
-from lamina.constants import HEADER_REQUEST_ID
-from lamina.errors import LaminaError, ServiceError, UnknownOperation
-
-log = logging.getLogger("lamina.api")
+from lamina.audit.record import ApiCall
+from lamina.audit.trail import AuditTrail
+from lamina.errors import LaminaError, UnknownOperation
 
 
 def verify_signature(verifier: SigV4Verifier | None, request: Request, body: bytes) -> None:
@@ -58,7 +54,7 @@ def query_error_code(error: LaminaError, model: ServiceModel) -> tuple[str, int,
     return error.code.removesuffix("Exception"), status, fault
 
 
-class ModelService:
+class ModelService(AuditedEndpoint):
     """The skeleton of one protocol front for one service model."""
 
     def __init__(
@@ -66,38 +62,31 @@ class ModelService:
         model: ServiceModel,
         handlers: Mapping[str, Handler],
         verifier: SigV4Verifier | None,
+        audit: AuditTrail | None = None,
     ) -> None:
         self.model = model
-        self._handlers = dict(handlers)
+        self._handlers = {name: as_async(handler) for name, handler in handlers.items()}
         self._verifier = verifier
+        self._audit = audit
 
-    async def handle(self, request: Request) -> Response:
-        request_id = str(uuid.uuid4())
-        current_request_id.set(request_id)
-        try:
-            body = await read_body(request)
+    async def _handle(self, request: Request, call: ApiCall) -> Response:
+        body = await read_body(request)
+        if self._verifier is not None:
             verify_signature(self._verifier, request, body)
-            name = self.operation_name(request, body)
-            handler = self._handlers.get(name)
-            if handler is None:
-                raise UnknownOperation(f"Operation {name!r} is not supported by Lamina")
-            operation = self.model.operation_model(name)
-            params = self.decode(operation, request, body)
-            validate(operation.input_shape, params)
-            if inspect.iscoroutinefunction(handler):
-                result = await handler(params)
-            else:
-                result = await anyio.to_thread.run_sync(handler, params)
-            response = self.encode(operation, result or {}, request_id)
-        except LaminaError as error:
-            return self.error(error, request_id)
-        except Exception:
-            log.exception("request %s failed", request_id)
-            return self.error(
-                ServiceError(f"An internal error occurred. Request id: {request_id}"), request_id
-            )
-        response.headers[HEADER_REQUEST_ID] = request_id
-        return response
+            call.verified = True
+        name = self.operation_name(request, body)
+        handler = self._handlers.get(name)
+        if handler is None:
+            raise UnknownOperation(f"Operation {name!r} is not supported by Lamina")
+        call.operation = name
+        operation = self.model.operation_model(name)
+        params = self.decode(operation, request, body)
+        call.params = params
+        validate(operation.input_shape, params)
+        result = await handler(params)
+        if isinstance(result, Response):
+            return result
+        return self.encode(operation, result or {}, current_request_id.get())
 
     def operation_name(self, request: Request, body: bytes) -> str:
         raise NotImplementedError
@@ -108,7 +97,4 @@ class ModelService:
     def encode(
         self, operation: OperationModel, result: dict[str, Any], request_id: str
     ) -> Response:
-        raise NotImplementedError
-
-    def error(self, error: LaminaError, request_id: str) -> Response:
         raise NotImplementedError

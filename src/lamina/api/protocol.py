@@ -96,6 +96,17 @@ def _type_error(where: str, expected: str) -> InvalidRequestContent:
     )
 
 
+def json_object(body: bytes) -> dict[str, Any]:
+    """A request body that must be one JSON object, or the error AWS answers otherwise."""
+    try:
+        document = orjson.loads(body)
+    except orjson.JSONDecodeError as error:
+        raise InvalidRequestContent(f"Could not parse request body into json: {error}") from None
+    if not isinstance(document, dict):
+        raise InvalidRequestContent("Could not parse request body into json: not an object")
+    return document
+
+
 def parse_request(
     operation: OperationModel,
     path_params: dict[str, str],
@@ -132,14 +143,7 @@ def parse_request(
         else:
             body_members[name] = member
     if body_members and body.strip():
-        try:
-            document = orjson.loads(body)
-        except orjson.JSONDecodeError as error:
-            raise InvalidRequestContent(
-                f"Could not parse request body into json: {error}"
-            ) from None
-        if not isinstance(document, dict):
-            raise InvalidRequestContent("Could not parse request body into json: not an object")
+        document = json_object(body)
         for name, member in body_members.items():
             if name in document:
                 params[name] = from_json(member, document[name], _camel(name))

@@ -72,7 +72,7 @@ class CborService(ModelService):
             headers={SMITHY_PROTOCOL: PROTOCOL},
         )
 
-    def error(self, error: LaminaError, request_id: str) -> Response:
+    def _error(self, error: LaminaError, request_id: str) -> Response:
         code, status, fault = query_error_code(error, self.model)
         body = {"__type": error.code, "message": error.message, **error.fields}
         return Response(

@@ -17,6 +17,7 @@ from starlette.routing import Route
 
 from lamina.api.auth import SigV4Verifier
 from lamina.api.errors import error_response
+from lamina.api.model_service import verify_signature
 from lamina.audit.log import AuditQuery, read_entries
 from lamina.audit.record import ENDPOINT_PATH
 from lamina.audit.trail import AuditTrail
@@ -27,17 +28,7 @@ def audit_route(directory: Path, trail: AuditTrail | None, verifier: SigV4Verifi
     async def read_audit_log(request: Request) -> Response:
         request_id = str(uuid.uuid4())
         try:
-            if verifier is not None:
-                scope = request.scope
-                headers = {key.lower(): value for key, value in request.headers.items()}
-                verifier.verify(
-                    request.method,
-                    headers.get("host", ""),
-                    scope.get("raw_path", scope["path"].encode()).decode("latin-1"),
-                    scope.get("query_string", b"").decode("latin-1"),
-                    headers,
-                    b"",
-                )
+            verify_signature(verifier, request, b"")
             try:
                 query = AuditQuery.from_params(request.query_params)
             except ValueError as error:

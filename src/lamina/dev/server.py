@@ -7,7 +7,6 @@ It stays in `lamina dev`'s process group, so closing the terminal ends both.
 
 from __future__ import annotations
 
-import ipaddress
 import json
 import signal
 import subprocess
@@ -18,6 +17,8 @@ import urllib.request
 from pathlib import Path
 from typing import IO
 from urllib.parse import urlsplit
+
+from lamina.settings import is_loopback
 
 HEALTH_PATH = "/_lamina/health"
 
@@ -42,21 +43,12 @@ def is_lamina(endpoint: str) -> bool:
         raise ServerError(f"{endpoint} answers, but it is not a Lamina server") from None
 
 
-def _is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
-
-
 class EmbeddedServer:
     """`lamina serve` in a child process, its output in a log file of the data directory."""
 
     def __init__(self, endpoint: str, data_dir: Path) -> None:
         parts = urlsplit(endpoint)
-        if parts.scheme != "http" or not parts.hostname or not _is_loopback(parts.hostname):
+        if parts.scheme != "http" or not parts.hostname or not is_loopback(parts.hostname):
             raise ServerError(
                 f"no Lamina server answers at {endpoint}; start one there, or leave out "
                 "--endpoint to let `lamina dev` start one on this machine"
