@@ -3,7 +3,6 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
-BENCH_STAMP := $(VENV)/.bench-installed
 
 .PHONY: install run test lint format bench bench-components clean
 
@@ -14,11 +13,6 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 install: $(STAMP)
-
-# The benchmarks' plots need matplotlib (the `bench` extra), which tests do not.
-$(BENCH_STAMP): $(STAMP)
-	$(BIN)/pip install --quiet -e '.[dev,bench]'
-	touch $(BENCH_STAMP)
 
 run: $(STAMP)
 	$(BIN)/lamina serve
@@ -38,7 +32,7 @@ format: $(STAMP)
 # Lamina side by side with serverless-offline, python-lambda-local and a physical floor,
 # in rotated rounds on a fresh server (~15 min; BENCH_QUICK=1 for a ~2-minute smoke run).
 # Writes bench/results/ and publishes docs/benchmarks.md: see that page.
-bench: $(BENCH_STAMP)
+bench: $(STAMP)
 	$(BIN)/python -m bench.run
 
 # The component benchmarks, each printing its own figures.

@@ -25,6 +25,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from tests.support.server import LaminaServer
 
+from bench.harness import loadgen
 from bench.invoke import PYTHON_NOOP, ROLE, package
 
 EVENTS = 20000
@@ -84,10 +85,7 @@ def send_events(port: int, path: str, concurrency: int, total: int) -> dict[str,
 
 
 def sync_rate(port: int, path: str, concurrency: int, total: int) -> float:
-    with tempfile.NamedTemporaryFile() as body:
-        body.write(b"{}")
-        body.flush()
-        result = _run(["bench.loadgen", str(port), path, str(concurrency), str(total), body.name])
+    result = loadgen(port, path, concurrency, total)
     return float(result["requests"]) / float(result["seconds"])
 
 

@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import http.client
+import json
 import statistics
+import subprocess
+import sys
 import tempfile
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 from tests.support.server import LaminaServer
 
@@ -39,6 +43,25 @@ def time_calls(call: Callable[[], object], count: int, warmup: int = 10) -> list
         call()
         samples.append((time.perf_counter() - started) * 1000)
     return samples
+
+
+def loadgen(port: int, path: str, concurrency: int, total: int) -> dict[str, Any]:
+    """`bench.loadgen` in a child process: POST `{}` to `path` over keep-alive connections."""
+    with tempfile.NamedTemporaryFile() as body:
+        body.write(b"{}")
+        body.flush()
+        output = subprocess.run(
+            [
+                *(sys.executable, "-m", "bench.loadgen"),
+                *(str(port), path, str(concurrency), str(total), body.name),
+            ],
+            capture_output=True,
+            text=True,
+            check=True,
+            cwd=Path(__file__).resolve().parent.parent,
+        ).stdout
+    result: dict[str, Any] = json.loads(output)
+    return result
 
 
 def report(label: str, samples: list[float]) -> None:

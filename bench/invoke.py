@@ -8,9 +8,7 @@ from __future__ import annotations
 import io
 import json
 import os
-import subprocess
 import sys
-import tempfile
 import time
 import zipfile
 from pathlib import Path
@@ -18,7 +16,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.harness import KeepAlive, fresh_server, percentile, report, time_calls
+from bench.harness import KeepAlive, fresh_server, loadgen, percentile, report, time_calls
 
 ROLE = "arn:aws:iam::000000000000:role/bench"
 # The no-ops answer with their own resident memory when asked, so the benchmark can report an
@@ -52,27 +50,7 @@ def package(files: dict[str, str]) -> bytes:
 
 
 def throughput(port: int, name: str, concurrency: int, total: int) -> dict[str, Any]:
-    with tempfile.NamedTemporaryFile() as body:
-        body.write(b"{}")
-        body.flush()
-        output = subprocess.run(
-            [
-                sys.executable,
-                "-m",
-                "bench.loadgen",
-                str(port),
-                f"/2015-03-31/functions/{name}/invocations",
-                str(concurrency),
-                str(total),
-                body.name,
-            ],
-            capture_output=True,
-            text=True,
-            check=True,
-            cwd=Path(__file__).resolve().parent.parent,
-        ).stdout
-    result: dict[str, Any] = json.loads(output)
-    return result
+    return loadgen(port, f"/2015-03-31/functions/{name}/invocations", concurrency, total)
 
 
 def bench_runtime(label: str, client: Any, port: int) -> None:

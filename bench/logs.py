@@ -7,6 +7,7 @@ BENCH_LOG_LINES sets how many lines are stored before searching (default 1,000,0
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import statistics
@@ -17,7 +18,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.harness import fresh_server, percentile
+from bench.harness import fresh_server, percentile, time_calls
 from bench.invoke import package, throughput
 
 ROLE = "arn:aws:iam::000000000000:role/bench"
@@ -91,15 +92,6 @@ def ingest(client: Any, logs: Any, name: str, lines: int, runs: int) -> float:
     return statistics.median(rates)
 
 
-def timed(call: Any, count: int) -> list[float]:
-    samples = []
-    for _ in range(count):
-        started = time.perf_counter()
-        call()
-        samples.append((time.perf_counter() - started) * 1000)
-    return samples
-
-
 def text_cases() -> dict[str, dict[str, Any]]:
     now = int(time.time() * 1000)
     return {
@@ -114,7 +106,8 @@ def text_cases() -> dict[str, dict[str, Any]]:
 
 def search_benchmarks(logs: Any, group: str, cases: dict[str, dict[str, Any]]) -> None:
     for label, params in cases.items():
-        samples = timed(lambda p=params: logs.filter_log_events(logGroupName=group, **p), 5)
+        search = functools.partial(logs.filter_log_events, logGroupName=group, **params)
+        samples = time_calls(search, 5, warmup=0)
         found = len(logs.filter_log_events(logGroupName=group, **params)["events"])
         print(
             f"  FilterLogEvents {label:<42} p50 {percentile(samples, 0.5):8.1f} ms   "

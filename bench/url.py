@@ -10,19 +10,16 @@ Asserts nothing.
 
 from __future__ import annotations
 
-import io
 import json
 import os
-import subprocess
 import sys
-import tempfile
-import zipfile
 from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.harness import KeepAlive, fresh_server, percentile, time_calls
+from bench.harness import KeepAlive, fresh_server, loadgen, percentile, time_calls
+from bench.invoke import package
 
 ROLE = "arn:aws:iam::000000000000:role/bench"
 HANDLER = "def handler(event, context):\n    return {'ok': True, 'n': 1}\n"
@@ -30,31 +27,6 @@ HANDLER = "def handler(event, context):\n    return {'ok': True, 'n': 1}\n"
 MEMORY_MB = int(os.environ.get("BENCH_MEMORY_MB", "1769"))
 SEQUENTIAL_CALLS = 2000
 LOAD_CALLS = 4000
-
-
-def package() -> bytes:
-    buffer = io.BytesIO()
-    with zipfile.ZipFile(buffer, "w") as archive:
-        archive.writestr("app.py", HANDLER)
-    return buffer.getvalue()
-
-
-def load(port: int, path: str, concurrency: int, total: int) -> dict[str, Any]:
-    with tempfile.NamedTemporaryFile() as body:
-        body.write(b"{}")
-        body.flush()
-        output = subprocess.run(
-            [
-                *(sys.executable, "-m", "bench.loadgen"),
-                *(str(port), path, str(concurrency), str(total), body.name),
-            ],
-            capture_output=True,
-            text=True,
-            check=True,
-            cwd=Path(__file__).resolve().parent.parent,
-        ).stdout
-    result: dict[str, Any] = json.loads(output)
-    return result
 
 
 def server_cpu_seconds(pid: int) -> float:
@@ -82,7 +54,7 @@ def create(client: Any) -> str:
         Role=ROLE,
         Handler="app.handler",
         MemorySize=MEMORY_MB,
-        Code={"ZipFile": package()},
+        Code={"ZipFile": package({"app.py": HANDLER})},
     )
     client.add_permission(
         FunctionName="url-bench",
@@ -143,13 +115,13 @@ def main() -> None:
         print(f"  URL server CPU vs Invoke: {overhead(cpu['URL'], cpu['Invoke'])}")
         for concurrency in (8, 32):
             # Scale out first, so neither path pays for starting the extra environments.
-            load(server.port, paths["Invoke"], concurrency, concurrency * 20)
+            loadgen(server.port, paths["Invoke"], concurrency, concurrency * 20)
             runs: dict[str, list[dict[str, Any]]] = {label: [] for label in paths}
             load_cpu = dict.fromkeys(paths, 0.0)
             for _ in range(2):  # interleaved, as above
                 for label, path in paths.items():
                     before = server_cpu_seconds(pid)
-                    runs[label].append(load(server.port, path, concurrency, LOAD_CALLS // 2))
+                    runs[label].append(loadgen(server.port, path, concurrency, LOAD_CALLS // 2))
                     load_cpu[label] += server_cpu_seconds(pid) - before
             print(
                 f"concurrency {concurrency} ({LOAD_CALLS} requests, "

@@ -66,3 +66,11 @@ def moto(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MotoServer]:
     instance = MotoServer(tmp_path_factory.mktemp("moto")).start()
     yield instance
     instance.stop()
+
+
+@pytest.fixture(scope="module")
+def sqs(moto: MotoServer) -> Iterator[Any]:
+    """An SQS client on the moto server (destinations, DLQs, schedule results)."""
+    sqs_client = moto.client("sqs")
+    yield sqs_client
+    sqs_client.close()

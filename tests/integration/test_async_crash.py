@@ -11,26 +11,19 @@ import json
 import subprocess
 import sys
 import uuid
-from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from tests.integration.test_async_invoke import HANDLERS, ROLE, Queue, start_server
+from tests.integration.test_async_invoke import HANDLERS, ROLE, start_server
 from tests.support.archives import make_zip
 from tests.support.peers import MotoServer
+from tests.support.queues import Queue
 from tests.support.server import LaminaServer
 
 EVENTS = 300
-
-
-@pytest.fixture
-def sqs(moto: MotoServer) -> Iterator[Any]:
-    sqs_client = moto.client("sqs")
-    yield sqs_client
-    sqs_client.close()
 
 
 def counts(data_dir: Path, name: str) -> dict[str, int]:

@@ -17,13 +17,13 @@ from typing import Any
 import pytest
 
 from tests.integration import test_async_invoke as shared
-from tests.integration.test_async_invoke import ARN, Queue, metrics, send
+from tests.integration.test_async_invoke import ARN, metrics, send
 from tests.support.peers import MotoServer
+from tests.support.queues import Queue
 from tests.support.server import LaminaServer
 
 async_server = shared.async_server
 client = shared.client
-sqs = shared.sqs
 queue = shared.queue
 function = shared.function
 

@@ -8,7 +8,6 @@ fixtures here are shared by the other test_async_* modules.
 from __future__ import annotations
 
 import json
-import time
 import urllib.request
 import uuid
 from collections.abc import Callable, Iterator
@@ -20,6 +19,7 @@ from botocore.exceptions import ClientError
 
 from tests.support.archives import make_zip
 from tests.support.peers import MotoServer
+from tests.support.queues import Queue
 from tests.support.server import LaminaServer
 
 ROLE = "arn:aws:iam::000000000000:role/lamina-test"
@@ -70,49 +70,6 @@ def client(async_server: LaminaServer) -> Iterator[Any]:
     lambda_client = async_server.client()
     yield lambda_client
     lambda_client.close()
-
-
-@pytest.fixture(scope="module")
-def sqs(moto: MotoServer) -> Iterator[Any]:
-    sqs_client = moto.client("sqs")
-    yield sqs_client
-    sqs_client.close()
-
-
-class Queue:
-    """An SQS queue on the moto server, and what arrived on it."""
-
-    def __init__(self, sqs: Any) -> None:
-        self.name = f"q-{uuid.uuid4().hex[:12]}"
-        self.url = sqs.create_queue(QueueName=self.name)["QueueUrl"]
-        attributes = sqs.get_queue_attributes(QueueUrl=self.url, AttributeNames=["QueueArn"])
-        self.arn = attributes["Attributes"]["QueueArn"]
-        self._sqs = sqs
-
-    def receive(self, count: int, timeout: float = 60.0) -> list[dict[str, Any]]:
-        """Wait for `count` messages (deleting them); returns what came, maybe fewer."""
-        messages: list[dict[str, Any]] = []
-        deadline = time.monotonic() + timeout
-        while len(messages) < count and time.monotonic() < deadline:
-            got = self._sqs.receive_message(
-                QueueUrl=self.url,
-                MaxNumberOfMessages=10,
-                WaitTimeSeconds=1,
-                MessageAttributeNames=["All"],
-            )
-            for message in got.get("Messages", []):
-                messages.append(message)
-                self._sqs.delete_message(QueueUrl=self.url, ReceiptHandle=message["ReceiptHandle"])
-        return messages
-
-    def records(self, count: int, timeout: float = 60.0) -> list[dict[str, Any]]:
-        messages = self.receive(count, timeout)
-        assert len(messages) == count, f"expected {count} messages, got {len(messages)}"
-        return [json.loads(message["Body"]) for message in messages]
-
-    def is_quiet(self, seconds: float = 1.5) -> bool:
-        """Nothing more arrives for a while (used after everything expected came)."""
-        return not self.receive(1, timeout=seconds)
 
 
 @pytest.fixture

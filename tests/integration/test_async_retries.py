@@ -10,13 +10,13 @@ from collections.abc import Callable
 from typing import Any
 
 from tests.integration import test_async_invoke as shared
-from tests.integration.test_async_invoke import ARN, Queue, metrics, send
+from tests.integration.test_async_invoke import ARN, metrics, send
+from tests.support.queues import Queue
 from tests.support.server import LaminaServer
 
 # A server of this module's own, with the shared fixtures (see test_async_invoke).
 async_server = shared.async_server
 client = shared.client
-sqs = shared.sqs
 queue = shared.queue
 function = shared.function
 

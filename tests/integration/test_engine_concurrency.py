@@ -249,8 +249,13 @@ def test_reserved_concurrency_caps_concurrent_calls(
     assert invoke(parallel_client, name)["init"] == "on-demand"
 
 
+def account_in_flight(server: LaminaServer) -> int:
+    with urllib.request.urlopen(f"{server.endpoint}/_lamina/top", timeout=10) as response:
+        return int(json.load(response)["Account"]["ConcurrentExecutions"])
+
+
 def test_exhausted_account_pool_throttles(
-    small_client: Any, small_function: Callable[[], str]
+    small_server: LaminaServer, small_client: Any, small_function: Callable[[], str]
 ) -> None:
     name, other = small_function(), small_function()
     settings = small_client.get_account_settings()["AccountLimit"]
@@ -259,7 +264,11 @@ def test_exhausted_account_pool_throttles(
     calls = [lambda: invoke(small_client, name, {"sleep": 3})] * SMALL_ACCOUNT
 
     def late_call() -> Any:
-        time.sleep(1)  # the others are in flight by now: they sleep for 3 s
+        # Only once every other call holds its lease (each sleeps 3 s in the function).
+        deadline = time.monotonic() + 20
+        while account_in_flight(small_server) < SMALL_ACCOUNT:
+            assert time.monotonic() < deadline, "the other calls never got in flight"
+            time.sleep(0.05)
         return invoke(small_client, other)
 
     *served, late = in_parallel([*calls, late_call])

@@ -22,7 +22,7 @@ from typing import Any
 
 import pytest
 
-from tests.integration.test_provided import make_package
+from tests.support.archives import make_package
 
 AWSLAMBDARIC_VERSION = "4.2.2"
 AWS_LAMBDA_RIC_VERSION = "4.0.2"

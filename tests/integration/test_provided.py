@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import base64
-import io
 import json
-import zipfile
 from collections.abc import Callable, Mapping
 from typing import Any
 
 import pytest
+
+from tests.support.archives import make_package
 
 # A whole custom runtime in Python's standard library: it speaks the Runtime API directly.
 RUNTIME_SCRIPT = """#!/usr/bin/env python3
@@ -62,19 +62,6 @@ while True:
 
 def runtime_script(source: str) -> str:
     return RUNTIME_SCRIPT.format(source=source)
-
-
-def make_package(files: Mapping[str, str], executable: tuple[str, ...] = ("bootstrap",)) -> bytes:
-    """A zip that records Unix modes, so `bootstrap` arrives executable (as `zip` would keep it)."""
-    buffer = io.BytesIO()
-    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
-        for name, content in files.items():
-            info = zipfile.ZipInfo(name)
-            info.create_system = 3
-            info.external_attr = (0o100755 if name in executable else 0o100644) << 16
-            info.compress_type = zipfile.ZIP_DEFLATED
-            archive.writestr(info, content)
-    return buffer.getvalue()
 
 
 def call(client: Any, name: str, payload: Any = None, **kwargs: Any) -> tuple[dict[str, Any], Any]:

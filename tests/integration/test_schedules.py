@@ -23,10 +23,10 @@ from typing import Any
 import pytest
 from botocore.exceptions import ClientError
 
-from tests.integration.test_async_invoke import Queue
 from tests.support.archives import make_zip
 from tests.support.aws_cli import run_aws
 from tests.support.peers import MotoServer
+from tests.support.queues import Queue
 from tests.support.server import LaminaServer
 
 ROLE = "arn:aws:iam::000000000000:role/lamina-test"
@@ -63,13 +63,6 @@ def events(server: LaminaServer) -> Iterator[Any]:
 @pytest.fixture(scope="module")
 def lambda_(server: LaminaServer) -> Iterator[Any]:
     client = server.client("lambda")
-    yield client
-    client.close()
-
-
-@pytest.fixture(scope="module")
-def sqs(moto: MotoServer) -> Iterator[Any]:
-    client = moto.client("sqs")
     yield client
     client.close()
 

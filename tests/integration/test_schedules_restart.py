@@ -15,28 +15,20 @@ import json
 import time
 import uuid
 from collections import defaultdict
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from tests.integration.test_async_invoke import Queue
 from tests.support.archives import make_zip
 from tests.support.peers import MotoServer
+from tests.support.queues import Queue
 from tests.support.server import LaminaServer
 
 ROLE = "arn:aws:iam::000000000000:role/lamina-test"
 SCALE = 0.01
 PERIOD = 60  # schedule seconds between the ticks of rate(1 minute)
 DOWNTIME_S = 4.0  # real seconds: about 6.7 schedule minutes
-
-
-@pytest.fixture
-def sqs(moto: MotoServer) -> Iterator[Any]:
-    client = moto.client("sqs")
-    yield client
-    client.close()
 
 
 class Ticks:
