@@ -42,6 +42,8 @@ class ConcurrencyGovernor:
     def __init__(self, account_limit: int) -> None:
         self.account_limit = account_limit
         self._in_flight: Counter[str] = Counter()
+        # Kept alongside the per-function counts: metrics read it on every invocation.
+        self._total_in_flight = 0
         self._unreserved_in_flight = 0
 
     def acquire(
@@ -66,10 +68,12 @@ class ConcurrencyGovernor:
             slot = Slot.UNRESERVED
             self._unreserved_in_flight += 1
         self._in_flight[function] += 1
+        self._total_in_flight += 1
         return Lease(function, slot)
 
     def release(self, lease: Lease) -> None:
         self._in_flight[lease.function] -= 1
+        self._total_in_flight -= 1
         if self._in_flight[lease.function] <= 0:
             del self._in_flight[lease.function]
         if lease.slot is Slot.UNRESERVED:
@@ -80,7 +84,7 @@ class ConcurrencyGovernor:
 
     def in_flight(self, function: str | None = None) -> int:
         if function is None:
-            return sum(self._in_flight.values())
+            return self._total_in_flight
         return self._in_flight[function]
 
     @property
