@@ -484,14 +484,26 @@ class AsyncDispatcher:
             await self._settle(event, fail=f"Delivery failed: {summary}", follow_ups=follow_ups)
             return
         due = self._clock() + _backoff(event.requeues) * self._scale
+        queue, owner, pending = self._queue, self._owner, encode_deliveries(remaining)
+
+        def retry_with_follow_ups() -> None:
+            # One commit: a crash between the two would run the event again with its
+            # original deliveries and queue the follow-ups a second time.
+            with queue.transaction():
+                if follow_ups:
+                    queue.enqueue(follow_ups)
+                queue.retry(event.event_id, owner, due, event.attempts, requeues, summary, pending)
+
+        await self._writer.submit(retry_with_follow_ups)
+        self._wake_at(due)
+        self._received(follow_ups)
+
+    def _received(self, follow_ups: Sequence[AsyncEvent]) -> None:
+        """Count newly queued follow-up events and wake the feeder for them."""
+        for follow_up in follow_ups:
+            self.metrics.count(m.ASYNC_EVENTS_RECEIVED, follow_up.function)
         if follow_ups:
-            await self._writer.submit(partial(self._queue.enqueue, follow_ups))
-            for follow_up in follow_ups:
-                self.metrics.count(m.ASYNC_EVENTS_RECEIVED, follow_up.function)
             self._wake.set()
-        await self._retry(
-            event, due, event.attempts, requeues, summary, encode_deliveries(remaining)
-        )
 
     def _follow_up(self, event: AsyncEvent, delivery: Delivery) -> AsyncEvent:
         """A record sent to a Lamina function: a new event on our own queue, one hop further."""
@@ -538,10 +550,7 @@ class AsyncDispatcher:
             if done.exception() is not None:
                 log.error("could not settle event %s", event.event_id, exc_info=done.exception())
                 return
-            for follow_up in follow_ups:
-                self.metrics.count(m.ASYNC_EVENTS_RECEIVED, follow_up.function)
-            if follow_ups:
-                self._wake.set()
+            self._received(follow_ups)
 
         settling = asyncio.ensure_future(self._writer.submit(settle))
         self._settling.add(settling)
