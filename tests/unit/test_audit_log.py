@@ -1,4 +1,5 @@
-"""The audit log on disk: appended, bounded, readable while written, tolerant of a crash."""
+"""The audit log's files: private, in bounded segments, tolerant of a crash, never written
+by a reader; and the query as it travels to the server."""
 
 from __future__ import annotations
 
@@ -9,9 +10,9 @@ from typing import Any
 
 import pytest
 
-from lamina.audit.cli import parse_since
-from lamina.audit.log import SEGMENTS, AuditLog, AuditQuery, read_entries, segments
-from lamina.audit.record import timestamp
+from lamina.commands.audit import parse_since
+from lamina.store.files.audit import SEGMENTS, FileAuditStore, segments
+from lamina.store.protocols.audit import AuditQuery, timestamp
 
 
 def entry(number: int, **fields: Any) -> dict[str, Any]:
@@ -26,69 +27,58 @@ def entry(number: int, **fields: Any) -> dict[str, Any]:
 
 
 def test_entries_survive_reopening(tmp_path: Path) -> None:
-    log = AuditLog(tmp_path, max_bytes=1 << 20)
+    log = FileAuditStore(tmp_path, max_bytes=1 << 20)
     log.append([entry(1), entry(2)])
     log.close()
-    log = AuditLog(tmp_path, max_bytes=1 << 20)
+    log = FileAuditStore(tmp_path, max_bytes=1 << 20)
     log.append([entry(3)])
     log.close()
-    found = read_entries(tmp_path, AuditQuery(limit=10))
+    found = FileAuditStore(tmp_path, 1).query(AuditQuery(limit=10))
     assert [item["RequestId"] for item in found] == ["r1", "r2", "r3"]
     assert os.stat(segments(tmp_path)[0]).st_mode & 0o777 == 0o600
 
 
 def test_the_log_is_bounded_and_keeps_the_newest(tmp_path: Path) -> None:
-    log = AuditLog(tmp_path, max_bytes=8 * 1024)
+    log = FileAuditStore(tmp_path, max_bytes=8 * 1024)
     for number in range(500):
         log.append([entry(number)])
     log.close()
     files = segments(tmp_path)
     assert len(files) == SEGMENTS
     assert sum(path.stat().st_size for path in files) <= 8 * 1024 + 1024
-    found = read_entries(tmp_path, AuditQuery(limit=1000))
+    found = FileAuditStore(tmp_path, 1).query(AuditQuery(limit=1000))
     assert found[-1]["RequestId"] == "r499"
     numbers = [int(item["RequestId"][1:]) for item in found]
     assert numbers == sorted(numbers) and numbers[0] > 0
 
 
 def test_half_a_line_from_a_crash_costs_nothing_else(tmp_path: Path) -> None:
-    log = AuditLog(tmp_path, max_bytes=1 << 20)
+    log = FileAuditStore(tmp_path, max_bytes=1 << 20)
     log.append([entry(1)])
     log.close()
     with segments(tmp_path)[0].open("ab") as segment:
         segment.write(b'{"Time": "2023-')  # the process died mid-write
-    log = AuditLog(tmp_path, max_bytes=1 << 20)
+    log = FileAuditStore(tmp_path, max_bytes=1 << 20)
     log.append([entry(2)])
     log.close()
-    found = read_entries(tmp_path, AuditQuery(limit=10))
+    found = FileAuditStore(tmp_path, 1).query(AuditQuery(limit=10))
     assert [item["RequestId"] for item in found] == ["r1", "r2"]
 
 
-def test_filters(tmp_path: Path) -> None:
-    log = AuditLog(tmp_path, max_bytes=1 << 20)
-    log.append(
-        [
-            entry(1, Operation="CreateFunction", Resource="alpha", Status=201),
-            entry(2, Operation="GetFunction", Resource="beta", Status=404, ErrorCode="X"),
-            entry(
-                3,
-                Operation="UpdateFunctionCode",
-                Resource="arn:aws:lambda:us-east-1:000000000000:function:alpha:prod",
-            ),
-            entry(4, Operation=None, Resource=None, Status=404),
-        ]
-    )
-    log.close()
-
-    def ids(**query: Any) -> list[str]:
-        return [item["RequestId"] for item in read_entries(tmp_path, AuditQuery(**query))]
-
-    assert ids(function="alpha") == ["r1", "r3"]
-    assert ids(function="arn:aws:lambda:us-east-1:000000000000:function:alpha") == ["r1", "r3"]
-    assert ids(operation="getfunction") == ["r2"]
-    assert ids(failed=True) == ["r2", "r4"]
-    assert ids(since=timestamp(1_700_000_003)) == ["r3", "r4"]
-    assert ids(limit=2) == ["r3", "r4"]
+def test_a_reader_writes_nothing(tmp_path: Path) -> None:
+    reader = FileAuditStore(tmp_path / "audit", max_bytes=1 << 20)
+    assert reader.query(AuditQuery()) == []
+    reader.close()
+    assert not (tmp_path / "audit").exists()
+    writer = FileAuditStore(tmp_path / "audit", max_bytes=1 << 20, writer=True)
+    assert segments(tmp_path / "audit") != []  # made and opened at once
+    writer.append([entry(1)])
+    with segments(tmp_path / "audit")[0].open("ab") as segment:
+        segment.write(b'{"Time": "2023-')  # a line being written right now
+    before = segments(tmp_path / "audit")[0].read_bytes()
+    assert [item["RequestId"] for item in reader.query(AuditQuery())] == ["r1"]
+    assert segments(tmp_path / "audit")[0].read_bytes() == before
+    writer.close()
 
 
 def test_query_travels_as_parameters() -> None:

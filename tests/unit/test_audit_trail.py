@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -14,10 +15,11 @@ from starlette.requests import Request
 
 from lamina.api.aws_query import QueryService
 from lamina.api.json_service import JsonService
-from lamina.audit.log import AuditLog, AuditQuery, read_entries
 from lamina.audit.record import ApiCall
 from lamina.audit.trail import AuditTrail
 from lamina.settings import Settings
+from lamina.store.files.audit import FileAuditStore
+from lamina.store.protocols.audit import AuditQuery
 
 
 def request(headers: dict[str, str] | None = None, body: bytes = b"") -> Request:
@@ -42,7 +44,7 @@ def request(headers: dict[str, str] | None = None, body: bytes = b"") -> Request
     return Request(scope, receive)
 
 
-class SlowLog(AuditLog):
+class SlowLog(FileAuditStore):
     """Holds the writer thread in its first append until released."""
 
     def __init__(self, directory: Path) -> None:
@@ -50,10 +52,10 @@ class SlowLog(AuditLog):
         self.entered = threading.Event()
         self.release = threading.Event()
 
-    def append(self, entries: list[dict[str, Any]]) -> None:
+    def append(self, records: Sequence[Mapping[str, Any]]) -> None:
         self.entered.set()
         assert self.release.wait(10)
-        super().append(entries)
+        super().append(records)
 
 
 def test_close_writes_everything_still_queued(tmp_path: Path) -> None:
@@ -67,26 +69,28 @@ def test_close_writes_everything_still_queued(tmp_path: Path) -> None:
         trail.record(ApiCall("lambda", operation="GetFunction"), request(), f"r{number}", 200)
     log.release.set()
     trail.close()
-    found = read_entries(tmp_path, AuditQuery(limit=100))
+    found = FileAuditStore(tmp_path, 1).query(AuditQuery(limit=100))
     assert [item["RequestId"] for item in found] == ["first"] + [f"r{n}" for n in range(50)]
     assert found[0]["SourceIp"] == "192.0.2.7" and found[0]["Caller"] == "anonymous"
 
 
 def test_invokes_only_when_asked(tmp_path: Path) -> None:
     for include, directory in ((False, tmp_path / "off"), (True, tmp_path / "on")):
-        trail = AuditTrail(AuditLog(directory, 1 << 20), caller="AKID", include_invokes=include)
+        trail = AuditTrail(
+            FileAuditStore(directory, 1 << 20), caller="AKID", include_invokes=include
+        )
         trail.start()
         trail.record(ApiCall("lambda", operation="Invoke", verified=True), request(), "i", 200)
         trail.record(ApiCall("lambda", operation="ListFunctions"), request(), "l", 200)
         assert trail.flush()
-        found = read_entries(directory, AuditQuery())
+        found = FileAuditStore(directory, 1).query(AuditQuery())
         trail.close()
         expected = [("i", "AKID"), ("l", "anonymous")] if include else [("l", "anonymous")]
         assert [(item["RequestId"], item["Caller"]) for item in found] == expected
 
 
 def test_json_protocol_calls_are_audited(tmp_path: Path) -> None:
-    trail = AuditTrail(AuditLog(tmp_path, 1 << 20), caller=None, include_invokes=False)
+    trail = AuditTrail(FileAuditStore(tmp_path, 1 << 20), caller=None, include_invokes=False)
     model = botocore.session.get_session().get_service_model("events")
 
     def put_rule(params: dict[str, Any]) -> dict[str, Any]:
@@ -106,7 +110,7 @@ def test_json_protocol_calls_are_audited(tmp_path: Path) -> None:
     trail.start()
     asyncio.run(calls())
     trail.close()
-    found = read_entries(tmp_path, AuditQuery())
+    found = FileAuditStore(tmp_path, 1).query(AuditQuery())
     assert [
         (item["Service"], item["Operation"], item["Resource"], item["Status"], item["ErrorCode"])
         for item in found
@@ -120,7 +124,7 @@ def test_json_protocol_calls_are_audited(tmp_path: Path) -> None:
 
 
 def test_query_protocol_calls_are_audited(tmp_path: Path) -> None:
-    trail = AuditTrail(AuditLog(tmp_path, 1 << 20), caller=None, include_invokes=False)
+    trail = AuditTrail(FileAuditStore(tmp_path, 1 << 20), caller=None, include_invokes=False)
     model = botocore.session.get_session().get_service_model("cloudwatch")
 
     def list_metrics(params: dict[str, Any]) -> dict[str, Any]:
@@ -141,7 +145,7 @@ def test_query_protocol_calls_are_audited(tmp_path: Path) -> None:
     trail.start()
     asyncio.run(calls())
     trail.close()
-    found = read_entries(tmp_path, AuditQuery())
+    found = FileAuditStore(tmp_path, 1).query(AuditQuery())
     assert [
         (item["Service"], item["Operation"], item["Status"], item["ErrorCode"]) for item in found
     ] == [

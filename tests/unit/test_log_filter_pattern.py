@@ -1,13 +1,14 @@
-"""Filter patterns: term, phrase, any-of, none-of, JSON and regex; SQL and Python agree."""
+"""Filter patterns: term, phrase, any-of, none-of, JSON and regex; the store and Python agree."""
 
 from __future__ import annotations
 
-import sqlite3
+from pathlib import Path
 
 import pytest
 
 from lamina.errors import InvalidParameter
 from lamina.observability.filter_pattern import compile_pattern
+from lamina.store.sqlite import open_log_store
 
 LINES = [
     "START RequestId: 1 Version: $LATEST",
@@ -102,19 +103,27 @@ def test_invalid_patterns_are_invalid_parameters(pattern: str) -> None:
         '{ $.level = "INFO" }',
         '{ $.level = "ERROR" || $.latency < 6 }',
         "{ $.latency > 100 }",
+        "%unreach[a-z]+%",
+        "",
     ],
 )
-def test_sql_condition_agrees_with_python(pattern: str) -> None:
-    """The store narrows with SQL and checks in Python only when the SQL is not exact."""
-    db = sqlite3.connect(":memory:")
-    db.execute("CREATE TABLE log_events (id INTEGER PRIMARY KEY, message TEXT)")
-    db.executemany("INSERT INTO log_events (message) VALUES (?)", [(line,) for line in LINES])
+def test_the_store_agrees_with_python(pattern: str, tmp_path: Path) -> None:
+    """The store narrows with the substring tests and checks in Python only when they are
+    not exact: either way it finds what the pattern matches."""
     compiled = compile_pattern(pattern)
-    clause, params = compiled.sql
-    rows = db.execute(
-        f"SELECT message FROM log_events WHERE {clause or '1'} ORDER BY id", params
-    ).fetchall()
-    narrowed = [message for (message,) in rows]
-    if not compiled.exact_in_sql:
-        narrowed = [message for message in narrowed if compiled.matches(message)]
-    assert narrowed == matching(pattern)
+    narrowed = [
+        line
+        for line in LINES
+        if all(term in line for term in compiled.all_of)
+        and not any(term in line for term in compiled.none_of)
+        and (not compiled.any_of or any(term in line for term in compiled.any_of))
+    ]
+    if compiled.exact:
+        assert narrowed == matching(pattern)
+    else:
+        assert set(matching(pattern)) <= set(narrowed)
+    store = open_log_store(tmp_path, 1 << 20)
+    store.append([("/g", "s", [(n, line) for n, line in enumerate(LINES)])])
+    found, more = store.filter_events(store.group("/g").id, None, None, None, compiled, None, 100)
+    store.close()
+    assert ([event.message for event in found], more) == (matching(pattern), False)

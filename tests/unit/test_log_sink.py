@@ -2,15 +2,15 @@
 
 from __future__ import annotations
 
-import sqlite3
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 import pytest
 
-from lamina.observability import log_queries
 from lamina.observability.log_sink import StoreLogSink, truncation_marker
-from lamina.observability.log_store import Batch, LogStore
+from lamina.store.errors import StorageError
+from lamina.store.protocols.logs import Batch, LogStore
+from lamina.store.sqlite.logs import SqliteLogStore
 
 GROUP, STREAM = "/aws/lambda/fn", "2024/01/01/[$LATEST]" + "c" * 32
 MB = 1024 * 1024
@@ -18,7 +18,7 @@ MB = 1024 * 1024
 
 @pytest.fixture
 def store(tmp_path: Path) -> Iterator[LogStore]:
-    instance = LogStore(tmp_path / "logs.db", 256 * MB)
+    instance = SqliteLogStore(tmp_path / "logs.db", 256 * MB)
     yield instance
     instance.close()
 
@@ -26,9 +26,7 @@ def store(tmp_path: Path) -> Iterator[LogStore]:
 def messages(store: LogStore) -> list[str]:
     group = store.group(GROUP)
     stream = store.stream(group.id, STREAM)
-    events, _, _ = log_queries.stream_page(
-        store.reader(), stream.id, None, None, None, 10_000, True
-    )
+    events = store.read_stream(stream.id, None, None, None, True, 10_000)
     return [event.message for event in events]
 
 
@@ -72,14 +70,14 @@ def test_saturated_while_too_much_waits_to_be_written(store: LogStore) -> None:
     assert sink.saturated
 
 
-class FullDisk(LogStore):
-    """Refuses appends while `full`, as SQLite does when the disk has no space left."""
+class FullDisk(SqliteLogStore):
+    """Refuses appends while `full`, as a store does when the disk has no space left."""
 
     full = True
 
     def append(self, batches: Iterable[Batch], create: bool = True) -> int:
         if self.full:
-            raise sqlite3.OperationalError("database or disk is full")
+            raise StorageError("database or disk is full")
         return super().append(batches, create)
 
 

@@ -5,8 +5,9 @@ from __future__ import annotations
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from typing import Any
+
+from lamina.store.protocols.audit import timestamp
 
 ANONYMOUS = "anonymous"
 # Where a server serves its audit log (see audit.endpoint).
@@ -56,11 +57,6 @@ class ApiCall:
     error: str | None = None
 
 
-def timestamp(moment: float) -> str:
-    """UTC, millisecond precision, fixed width: entries sort and compare as strings."""
-    return datetime.fromtimestamp(moment, UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
-
-
 def resource_of(params: Mapping[str, Any] | None) -> str | None:
     if not params:
         return None
@@ -69,13 +65,6 @@ def resource_of(params: Mapping[str, Any] | None) -> str | None:
         if isinstance(value, str) and value:
             return value[:_MAX_FIELD]
     return None
-
-
-def function_name(resource: str) -> str:
-    """`my-fn`, `my-fn:prod`, `123456789012:function:my-fn` and full ARNs all give `my-fn`."""
-    if ":function:" in resource:
-        resource = resource.split(":function:", 1)[1]
-    return resource.split(":", 1)[0]
 
 
 def entry(

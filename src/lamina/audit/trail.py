@@ -1,4 +1,4 @@
-"""Records API calls; a writer thread appends them to the audit log in batches.
+"""Records API calls; a writer thread appends them to the audit store in batches.
 
 The request path only builds a small dict and puts it on a queue. The thread takes whatever
 has queued up while it was fsyncing the previous batch, so batches grow with load and an
@@ -10,14 +10,14 @@ from __future__ import annotations
 import logging
 import queue
 import threading
-from pathlib import Path
 from typing import Any
 
 from starlette.requests import Request
 
-from lamina.audit.log import AuditLog, audit_directory
 from lamina.audit.record import ANONYMOUS, DATA_OPERATIONS, ApiCall, entry
 from lamina.settings import Settings
+from lamina.store.errors import StorageError
+from lamina.store.protocols.audit import AuditStore
 
 log = logging.getLogger("lamina.audit")
 
@@ -29,8 +29,8 @@ Item = dict[str, Any] | threading.Event | object
 class AuditTrail:
     """The hook the API services call once per request."""
 
-    def __init__(self, audit_log: AuditLog, caller: str | None, include_invokes: bool) -> None:
-        self._log = audit_log
+    def __init__(self, store: AuditStore, caller: str | None, include_invokes: bool) -> None:
+        self._store = store
         # Only the configured key can produce a verified request, so it names the caller.
         self._caller = caller or ANONYMOUS
         self._skipped = frozenset[str]() if include_invokes else DATA_OPERATIONS
@@ -38,14 +38,9 @@ class AuditTrail:
         self._thread: threading.Thread | None = None
 
     @classmethod
-    def from_settings(cls, settings: Settings) -> AuditTrail:
-        audit_log = AuditLog(audit_directory(settings.data_dir), settings.audit_max_mb << 20)
+    def from_settings(cls, settings: Settings, store: AuditStore) -> AuditTrail:
         caller = settings.access_key_id if settings.authentication_enabled else None
-        return cls(audit_log, caller, settings.audit_invokes)
-
-    @property
-    def directory(self) -> Path:
-        return self._log.directory
+        return cls(store, caller, settings.audit_invokes)
 
     def start(self) -> None:
         self._thread = threading.Thread(target=self._run, name="lamina-audit", daemon=True)
@@ -68,7 +63,7 @@ class AuditTrail:
         )
 
     def flush(self, timeout: float = 10.0) -> bool:
-        """Wait until everything recorded so far is on disk (blocking: call from a thread)."""
+        """Wait until everything recorded so far is stored (blocking: call from a thread)."""
         if self._thread is None or not self._thread.is_alive():
             return False
         done = threading.Event()
@@ -82,7 +77,7 @@ class AuditTrail:
             self._thread = None
         # Whatever was recorded after the writer stopped, or while it never ran.
         self._write(self._drain())
-        self._log.close()
+        self._store.close()
 
     def _run(self) -> None:
         while True:
@@ -105,8 +100,8 @@ class AuditTrail:
         entries = [item for item in batch if isinstance(item, dict)]
         if entries:
             try:
-                self._log.append(entries)
-            except OSError:
+                self._store.append(entries)
+            except StorageError:
                 log.exception("could not write %d audit entries", len(entries))
         for item in batch:
             if isinstance(item, threading.Event):

@@ -1,10 +1,10 @@
 """CloudWatch Logs filter patterns: terms, phrases, `?` (any of) and `-` (none of), JSON
 patterns such as `{ $.level = "ERROR" && $.latency > 500 }`, and `%regex%`.
 
-Matching is case-sensitive, as in CloudWatch Logs. A compiled pattern also offers an SQL
-condition the store evaluates first: for term patterns it is the whole test, so a search
-over a million lines runs inside SQLite; for JSON and regex patterns it is a cheap necessary
-condition, and Python checks the rows that pass it.
+Matching is case-sensitive, as in CloudWatch Logs. A compiled pattern also offers substring
+tests the store evaluates first (a `MessageFilter`): for term patterns they are the whole test,
+so a search over a million lines runs inside the database; for JSON patterns they are a cheap
+necessary condition, and Python checks the messages that pass them.
 """
 
 from __future__ import annotations
@@ -20,20 +20,20 @@ import orjson
 
 from lamina.errors import InvalidParameter
 
-Condition = tuple[str, list[Any]]
-
 
 @dataclass(frozen=True)
 class FilterPattern:
-    """A compiled pattern: `sql` narrows in the database, `test` decides.
+    """A compiled pattern: the substring tests narrow in the store, `test` decides.
 
-    When `exact_in_sql` is true the SQL condition is the whole test and rows that pass it
+    When `exact` is true the substring tests are the whole test and messages that pass them
     need no Python at all.
     """
 
     test: Callable[[str], bool] = field(default=lambda message: True)
-    sql: Condition = ("", [])
-    exact_in_sql: bool = True
+    all_of: tuple[str, ...] = ()
+    none_of: tuple[str, ...] = ()
+    any_of: tuple[str, ...] = ()
+    exact: bool = True
 
     def matches(self, message: str) -> bool:
         return self.test(message)
@@ -74,17 +74,6 @@ def _term_pattern(text: str) -> FilterPattern:
             excluded.append(word[1:])
         else:
             required.append(word)
-    clauses: list[str] = []
-    params: list[Any] = []
-    for term in required:
-        clauses.append("instr(message, ?) > 0")
-        params.append(term)
-    for term in excluded:
-        clauses.append("instr(message, ?) = 0")
-        params.append(term)
-    if optional:
-        clauses.append("(" + " OR ".join("instr(message, ?) > 0" for _ in optional) + ")")
-        params.extend(optional)
 
     def test(message: str) -> bool:
         return (
@@ -93,7 +82,9 @@ def _term_pattern(text: str) -> FilterPattern:
             and (not optional or any(term in message for term in optional))
         )
 
-    return FilterPattern(test=test, sql=(" AND ".join(clauses), params))
+    return FilterPattern(
+        test=test, all_of=tuple(required), none_of=tuple(excluded), any_of=tuple(optional)
+    )
 
 
 # ---------------------------------------------------------------------------- regex
@@ -104,9 +95,7 @@ def _regex_pattern(expression: str) -> FilterPattern:
         compiled = re.compile(expression)
     except re.error as error:
         raise _invalid(f"bad regular expression: {error}") from None
-    return FilterPattern(
-        test=lambda message: compiled.search(message) is not None, exact_in_sql=False
-    )
+    return FilterPattern(test=lambda message: compiled.search(message) is not None, exact=False)
 
 
 # ----------------------------------------------------------------------------- JSON
@@ -308,9 +297,4 @@ def _json_pattern(text: str) -> FilterPattern:
             return False
         return bool(document_test(document))
 
-    clauses = ["instr(message, '{') > 0"]
-    params: list[Any] = []
-    for literal in sorted(literals):
-        clauses.append("instr(message, ?) > 0")
-        params.append(literal)
-    return FilterPattern(test=test, sql=(" AND ".join(clauses), params), exact_in_sql=False)
+    return FilterPattern(test=test, all_of=("{", *sorted(literals)), exact=False)

@@ -16,12 +16,12 @@ back, by a marker line saying how many lines were lost.
 from __future__ import annotations
 
 import logging
-import sqlite3
 import threading
 import time
 from collections.abc import Callable
 
-from lamina.observability.log_store import Batch, LogStore
+from lamina.store.errors import StorageError
+from lamina.store.protocols.logs import Batch, LogStore
 
 log = logging.getLogger("lamina.logs")
 
@@ -173,8 +173,8 @@ class StoreLogSink:
         batches = self._drop_markers() + [(g, s, lines) for (g, s), lines in pending.items()]
         try:
             self.store.append(batches)
-        except sqlite3.OperationalError as error:
-            # SQLITE_FULL: the disk is full. Keep serving; say what was lost once it is not.
+        except StorageError as error:
+            # The disk is full, most likely. Keep serving; say what was lost once it is not.
             log.warning("could not store %d log lines: %s", handed_over, error)
             for key, lines in pending.items():
                 self._dropped[key] = self._dropped.get(key, 0) + len(lines)

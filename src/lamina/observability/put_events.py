@@ -12,10 +12,9 @@ from itertools import pairwise
 from typing import Any
 
 from lamina.errors import InvalidParameter
-from lamina.observability.log_store import DAY_MS, message_bytes
+from lamina.store.protocols.logs import DAY_MS, EVENT_OVERHEAD, message_bytes
 
 MAX_BATCH_BYTES = 1_048_576
-EVENT_OVERHEAD = 26
 _HOUR_MS = 3_600_000
 _TOO_NEW_MS = 2 * _HOUR_MS
 _TOO_OLD_MS = 14 * DAY_MS

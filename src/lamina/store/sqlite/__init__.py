@@ -1,15 +1,22 @@
-"""The embedded default store: SQLite in WAL mode plus blobs on disk."""
+"""The embedded default store: SQLite in WAL mode plus blobs on disk.
+
+One `open_*` per store family, each called once by the composition root. Logs and metrics
+have database files of their own: their write rates would otherwise contend with the control
+plane's writers.
+"""
 
 from __future__ import annotations
 
 from pathlib import Path
 
 from lamina.store.blobs import FileBlobStore
-from lamina.store.protocols import Stores
+from lamina.store.protocols import LogStore, MetricsStore, Stores
 from lamina.store.sqlite.code_signing import SqliteCodeSigningConfigStore
 from lamina.store.sqlite.database import Database
 from lamina.store.sqlite.functions import SqliteFunctionStore
 from lamina.store.sqlite.layers import SqliteLayerStore
+from lamina.store.sqlite.logs import SqliteLogStore
+from lamina.store.sqlite.metrics import SqliteMetricsStore
 from lamina.store.sqlite.queue import SqliteAsyncQueue
 from lamina.store.sqlite.rules import SqliteRuleStore
 
@@ -26,3 +33,14 @@ def open_stores(data_dir: Path) -> Stores:
         queue=SqliteAsyncQueue(database),
         rules=SqliteRuleStore(database),
     )
+
+
+def open_log_store(data_dir: Path, max_bytes: int) -> LogStore:
+    """Log groups, streams and events in `logs.db`, kept under `max_bytes`."""
+    return SqliteLogStore(data_dir / "logs.db", max_bytes)
+
+
+def open_metrics(data_dir: Path) -> MetricsStore:
+    """Metric and usage minutes in `metrics.db`."""
+    data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+    return SqliteMetricsStore(data_dir / "metrics.db")

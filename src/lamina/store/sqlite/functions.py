@@ -6,7 +6,7 @@ from collections.abc import Iterator
 from contextlib import AbstractContextManager
 from typing import Any
 
-from lamina.control.model import Alias, FunctionConfig, FunctionRecord
+from lamina.model.functions import Alias, FunctionConfig, FunctionRecord
 from lamina.store.sqlite.database import Database, dumps, loads
 
 

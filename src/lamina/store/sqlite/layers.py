@@ -5,7 +5,7 @@ from __future__ import annotations
 from contextlib import AbstractContextManager
 from typing import Any
 
-from lamina.control.model import LayerVersion
+from lamina.model.functions import LayerVersion
 from lamina.store.sqlite.database import Database, dumps, loads
 
 

@@ -3,10 +3,6 @@
 A separate file (`metrics.db` beside `lamina.db`) because these rows are written every few
 seconds from a background thread: in the main database each write would contend with the
 control plane's writers and bump the change counter that invalidates its caches.
-
-Writers hand in deltas (what happened since the last flush); rows are merged additively, so
-a delta for a minute that already has a row (a long invocation reporting late, or a restart
-within the minute) adds to it instead of replacing it.
 """
 
 from __future__ import annotations
@@ -16,9 +12,10 @@ import threading
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import NamedTuple
 
 import orjson
+
+from lamina.store.protocols.metrics import MetricDelta, UsageDelta, UsageTotal
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS metric_minutes (
@@ -49,45 +46,9 @@ CREATE TABLE IF NOT EXISTS usage_minutes (
 """
 
 
-class MetricDelta(NamedTuple):
-    """Samples of one metric series (metric + dimensions) in one minute."""
-
-    metric: str
-    dims: str  # canonical JSON of the sorted (name, value) pairs
-    minute: int  # epoch seconds // 60
-    function: str  # the FunctionName dimension, "" for account-wide series
-    samples: int
-    total: float
-    minimum: float
-    maximum: float
-    buckets: dict[int, int] | None
-
-
-class UsageDelta(NamedTuple):
-    """Billable use of one function version at one memory size in one minute."""
-
-    minute: int
-    function: str
-    version: str
-    architecture: str
-    memory_mb: int
-    requests: int
-    billed_ms: int
-    duration_ms: float
-    init_ms: float
-
-
-class UsageTotal(NamedTuple):
-    function: str
-    architecture: str
-    memory_mb: int
-    requests: int
-    billed_ms: int
-    duration_ms: float
-
-
 class SqliteMetricsStore:
-    """The metrics database; a connection per thread, one writer at a time."""
+    """The metrics database, implementing `MetricsStore`; a connection per thread, one
+    writer at a time."""
 
     def __init__(self, path: Path) -> None:
         self._path = path

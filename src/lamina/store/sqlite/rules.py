@@ -10,7 +10,7 @@ from collections.abc import Sequence
 from contextlib import AbstractContextManager
 from typing import Any
 
-from lamina.schedules.model import Rule, Target
+from lamina.model.rules import Rule, Target
 from lamina.store.sqlite.database import Database, dumps, loads
 
 _RULE_COLUMNS = "name, doc, next_fire_at, last_fired"

@@ -1,4 +1,4 @@
-"""The log store: groups, streams and events in their own SQLite database (WAL mode).
+"""The log store in SQLite: groups, streams and events in their own database (WAL mode).
 
 Every write goes through one connection under one lock: the sink's writer thread appends
 engine output in batches, and the Logs API's mutations take the same lock for a moment.
@@ -16,16 +16,28 @@ from __future__ import annotations
 import sqlite3
 import threading
 import time
-from collections.abc import Iterable, Iterator
-from contextlib import contextmanager
-from dataclasses import dataclass
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import closing, contextmanager
 from pathlib import Path
+from typing import Any
 
 from lamina.errors import ResourceAlreadyExists, ResourceNotFound
+from lamina.store.errors import StorageError
+from lamina.store.protocols.logs import (
+    DAY_MS,
+    EVENT_OVERHEAD,
+    GROUP_MISSING,
+    MAX_PAGE_BYTES,
+    STREAM_MISSING,
+    Batch,
+    LogEvent,
+    LogGroup,
+    LogStream,
+    MessageFilter,
+    Position,
+    message_bytes,
+)
 
-GROUP_MISSING = "The specified log group does not exist."
-STREAM_MISSING = "The specified log stream does not exist."
-DAY_MS = 86_400_000
 # Pruning frees a little more than the excess, so that a full store is not pruned per batch.
 _PRUNE_TARGET = 0.85
 _PRUNE_CHUNK = 5_000
@@ -61,36 +73,9 @@ CREATE INDEX IF NOT EXISTS log_events_by_stream ON log_events (stream_id, ts);
 CREATE INDEX IF NOT EXISTS log_events_by_group ON log_events (group_id, ts);
 """
 
-# Lines of one stream to append: (group, stream, [(timestamp_ms, message), ...]).
-Batch = tuple[str, str, list[tuple[int, str]]]
 
-
-@dataclass(frozen=True)
-class LogGroup:
-    id: int
-    name: str
-    created_ms: int
-    retention_days: int | None
-    stored_bytes: int
-
-
-@dataclass(frozen=True)
-class LogStream:
-    id: int
-    name: str
-    created_ms: int
-    first_event_ms: int | None
-    last_event_ms: int | None
-    last_ingestion_ms: int | None
-
-
-def message_bytes(message: str) -> int:
-    # isascii() is O(1) in CPython: most lines skip the encode.
-    return len(message) if message.isascii() else len(message.encode("utf-8", "replace"))
-
-
-class LogStore:
-    """Groups, streams and events; thread-safe."""
+class SqliteLogStore:
+    """Groups, streams and events in their own database; implements `LogStore`."""
 
     def __init__(self, path: Path, max_bytes: int) -> None:
         self.path = path
@@ -123,8 +108,8 @@ class LogStore:
         db.executescript(_SCHEMA)
         return db
 
-    def reader(self) -> sqlite3.Connection:
-        """This thread's read connection (for this module and the query module)."""
+    def _reader(self) -> sqlite3.Connection:
+        """This thread's read connection: readers never wait for the writer (WAL)."""
         db: sqlite3.Connection | None = getattr(self._local, "db", None)
         if db is None:
             db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
@@ -143,7 +128,12 @@ class LogStore:
             try:
                 yield self._db
             except BaseException:
-                self._db.execute("ROLLBACK")
+                # SQLite rolls back by itself on some errors (SQLITE_FULL); a second
+                # ROLLBACK would fail and hide the first error.
+                if self._db.in_transaction:
+                    self._db.execute("ROLLBACK")
+                # Ids resolved in the transaction may name rows it never created.
+                self._ids.clear()
                 raise
             self._db.execute("COMMIT")
 
@@ -202,7 +192,7 @@ class LogStore:
 
     def group(self, name: str) -> LogGroup:
         row = (
-            self.reader()
+            self._reader()
             .execute(
                 "SELECT id, name, created_ms, retention_days, stored_bytes FROM log_groups "
                 "WHERE name = ?",
@@ -223,13 +213,13 @@ class LogStore:
             # answered from the name index.
             clauses.append("name GLOB ?")
             params.append(prefix + "*")
-        rows = self.reader().execute(
+        rows = self._reader().execute(
             f"{sql} WHERE {' AND '.join(clauses)} ORDER BY name LIMIT ?", (*params, limit)
         )
         return [LogGroup(*row) for row in rows]
 
     def streams(self, group_id: int) -> list[LogStream]:
-        rows = self.reader().execute(
+        rows = self._reader().execute(
             "SELECT id, name, created_ms, first_event_ms, last_event_ms, last_ingestion_ms "
             "FROM log_streams WHERE group_id = ? ORDER BY name",
             (group_id,),
@@ -238,7 +228,7 @@ class LogStore:
 
     def stream(self, group_id: int, name: str) -> LogStream:
         row = (
-            self.reader()
+            self._reader()
             .execute(
                 "SELECT id, name, created_ms, first_event_ms, last_event_ms, last_ingestion_ms "
                 "FROM log_streams WHERE group_id = ? AND name = ?",
@@ -250,6 +240,89 @@ class LogStore:
             raise ResourceNotFound(STREAM_MISSING)
         return LogStream(*row)
 
+    # ------------------------------------------------------------------------ reading
+
+    def read_stream(
+        self,
+        stream_id: int,
+        start: int | None,
+        end: int | None,
+        position: Position | None,
+        forward: bool,
+        limit: int,
+    ) -> list[LogEvent]:
+        clauses, params = ["stream_id = ?"], [stream_id]
+        if start is not None:
+            clauses.append("ts >= ?")
+            params.append(start)
+        if end is not None:
+            clauses.append("ts < ?")
+            params.append(end)
+        if position is not None:
+            clauses.append("(ts, id) > (?, ?)" if forward else "(ts, id) < (?, ?)")
+            params += list(position)
+        order = "ts, id" if forward else "ts DESC, id DESC"
+        with closing(
+            self._reader().execute(
+                f"SELECT {_EVENT_COLUMNS} FROM log_events WHERE {' AND '.join(clauses)} "
+                f"ORDER BY {order}",
+                params,
+            )
+        ) as rows:
+            page, _ = _page(_events(rows), limit)
+        if not forward:
+            page.reverse()
+        return page
+
+    def filter_events(
+        self,
+        group_id: int,
+        stream_ids: Sequence[int] | None,
+        start: int | None,
+        end: int | None,
+        pattern: MessageFilter,
+        after: Position | None,
+        limit: int,
+    ) -> tuple[list[LogEvent], bool]:
+        clauses: list[str] = ["group_id = ?"]
+        params: list[Any] = [group_id]
+        if stream_ids is not None:
+            clauses.append(f"stream_id IN ({', '.join('?' for _ in stream_ids)})")
+            params += stream_ids
+        if start is not None:
+            clauses.append("ts >= ?")
+            params.append(start)
+        if end is not None:
+            clauses.append("ts <= ?")
+            params.append(end)
+        if after is not None:
+            clauses.append("(ts, id) > (?, ?)")
+            params += list(after)
+        # Term patterns are tested entirely here, so a search over a million lines runs
+        # inside SQLite; for the others this is a cheap necessary condition.
+        for term in pattern.all_of:
+            clauses.append("instr(message, ?) > 0")
+            params.append(term)
+        for term in pattern.none_of:
+            clauses.append("instr(message, ?) = 0")
+            params.append(term)
+        if pattern.any_of:
+            clauses.append("(" + " OR ".join("instr(message, ?) > 0" for _ in pattern.any_of) + ")")
+            params += pattern.any_of
+        # Closed at once: a half-read statement would hold a read snapshot, which keeps the
+        # WAL from being checkpointed.
+        with closing(
+            self._reader().execute(
+                f"SELECT {_EVENT_COLUMNS} FROM log_events WHERE {' AND '.join(clauses)} "
+                "ORDER BY ts, id",
+                params,
+            )
+        ) as rows:
+            events = _events(rows)
+            if not pattern.exact:
+                events = (event for event in events if pattern.matches(event.message))
+            return _page(events, limit)
+
     # ------------------------------------------------------------------------ writing
 
     def append(self, batches: Iterable[Batch], create: bool = True) -> int:
@@ -260,6 +333,13 @@ class LogStore:
         function's first output; PutLogEvents passes False and checks first. Every write
         path comes through here, so here is where the disk bound is kept.
         """
+        try:
+            return self._append(batches, create)
+        except sqlite3.OperationalError as error:
+            # SQLITE_FULL above all: the sink keeps serving and reports the loss later.
+            raise StorageError(str(error)) from error
+
+    def _append(self, batches: Iterable[Batch], create: bool) -> int:
         now = _now()
         rows: list[int | str] = []
         streams: list[int] = []
@@ -428,6 +508,26 @@ class LogStore:
 
 def _now() -> int:
     return int(time.time() * 1000)
+
+
+_EVENT_COLUMNS = "id, stream_id, ts, ingested_ms, message"
+
+
+def _events(rows: Iterable[Any]) -> Iterator[LogEvent]:
+    for row in rows:
+        yield LogEvent(*row)
+
+
+def _page(events: Iterator[LogEvent], limit: int) -> tuple[list[LogEvent], bool]:
+    """Up to `limit` events and about `MAX_PAGE_BYTES`; True if events were left over."""
+    page: list[LogEvent] = []
+    size = 0
+    for event in events:
+        size += message_bytes(event.message) + EVENT_OVERHEAD
+        if len(page) >= limit or (page and size > MAX_PAGE_BYTES):
+            return page, True
+        page.append(event)
+    return page, False
 
 
 def _insert(db: sqlite3.Connection, rows: list[int | str], max_rows: int) -> None:

@@ -16,9 +16,11 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from lamina.audit.log import AuditQuery, audit_directory, read_entries
-from lamina.audit.record import ENDPOINT_PATH, timestamp
+from lamina.audit.record import ENDPOINT_PATH
 from lamina.settings import Settings
+from lamina.store.files import open_audit
+from lamina.store.files.audit import audit_directory
+from lamina.store.protocols.audit import AuditQuery, timestamp
 
 if TYPE_CHECKING:
     pass
@@ -70,11 +72,13 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
         return 2
     query = AuditQuery(since, args.function, args.operation, args.failed, args.limit)
     if args.data_dir:
-        directory = audit_directory(Path(args.data_dir))
-        if not directory.is_dir():
+        data_dir = Path(args.data_dir)
+        if not audit_directory(data_dir).is_dir():
             print(f"lamina: no audit log in {args.data_dir}", file=sys.stderr)
             return 1
-        entries = read_entries(directory, query)
+        # Read only: a store that is not the writer never writes, so a running server's
+        # segment is left alone.
+        entries = open_audit(data_dir, settings.audit_max_mb << 20).query(query)
     else:
         try:
             entries = fetch((args.endpoint or settings.endpoint).rstrip("/"), query, settings)
