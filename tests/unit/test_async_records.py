@@ -5,9 +5,8 @@ from __future__ import annotations
 import json
 import re
 
-from lamina.aws.destinations import (
-    DEAD_LETTER,
-    Delivery,
+from lamina.aws.destinations import DEAD_LETTER, Delivery
+from lamina.invoke.asynchronous.records import (
     Response,
     dead_letter,
     decode_deliveries,
@@ -15,7 +14,7 @@ from lamina.aws.destinations import (
     error_message,
     invocation_record,
 )
-from lamina.observability.metrics import MetricsRegistry
+from lamina.metrics import MetricsRegistry
 
 ARN = "arn:aws:lambda:us-east-1:000000000000:function:f:$LATEST"
 

@@ -1,37 +1,23 @@
-"""Where asynchronous outcomes go: invocation records for destinations, events for DLQs.
+"""Sending asynchronous outcomes to SQS, SNS and EventBridge with boto3.
 
-`Delivery` is one send the success or failure path owes. Records to another Lamina function
-travel through Lamina's own queue (the dispatcher handles those); SQS, SNS and EventBridge
-are reached with boto3, which honours `AWS_ENDPOINT_URL_SQS` / `_SNS` / `_EVENTS`, so AWS
-itself or any compatible server works. boto3 blocks: `Boto3Destinations.send` runs on its
-own threads, never on the event loop.
+`Delivery` is one message the success or failure path owes (the records themselves are
+built in `lamina.invoke.asynchronous.records`). `Boto3Destinations` fits the dispatcher's
+`Destinations` protocol without importing it. boto3 honours `AWS_ENDPOINT_URL_SQS` /
+`_SNS` / `_EVENTS`, so AWS itself or any compatible server works. boto3 blocks:
+`Boto3Destinations.send` runs on the dispatcher's own threads, never on the event loop.
 """
 
 from __future__ import annotations
 
-import os
 import threading
-from collections.abc import Mapping
-from dataclasses import asdict, dataclass, field
-from datetime import UTC, datetime
+from dataclasses import dataclass, field
 from typing import Any
 
-import orjson
-
 from lamina.control.event_invoke import destination_kind
-
-RECORD_VERSION = "1.0"
-SUCCESS = "Success"
-RETRIES_EXHAUSTED = "RetriesExhausted"
-EVENT_AGE_EXCEEDED = "EventAgeExceeded"
-# Conditions AWS documents no name for; these are Lamina's (LocalStack uses the first).
-ZERO_RESERVED_CONCURRENCY = "ZeroReservedConcurrency"
-RECURSIVE_LOOP_DETECTED = "RecursiveLoopDetected"
 
 DESTINATION = "destination"
 DEAD_LETTER = "dead-letter"
 _DETAIL_TYPE = "Lambda Function Invocation Result - {}"
-_ERROR_MESSAGE_MAX_BYTES = 1024
 
 
 class DeliveryFailed(Exception):
@@ -55,96 +41,6 @@ class Delivery:
         return destination_kind(self.target) or "unknown"
 
 
-def encode_deliveries(deliveries: list[Delivery]) -> bytes:
-    return orjson.dumps([asdict(delivery) for delivery in deliveries])
-
-
-def decode_deliveries(raw: bytes) -> list[Delivery]:
-    deliveries = []
-    for doc in orjson.loads(raw):
-        doc["attributes"] = {name: tuple(value) for name, value in doc["attributes"].items()}
-        deliveries.append(Delivery(**doc))
-    return deliveries
-
-
-@dataclass(frozen=True)
-class Response:
-    """What the last invocation returned, for a record's responseContext/responsePayload."""
-
-    executed_version: str
-    payload: bytes
-    function_error: bool
-
-
-def _json_or_text(raw: bytes) -> Any:
-    if not raw:
-        return None
-    try:
-        return orjson.loads(raw)
-    except orjson.JSONDecodeError:
-        return raw.decode("utf-8", "replace")
-
-
-def _timestamp() -> str:
-    now = datetime.now(UTC)
-    return now.strftime("%Y-%m-%dT%H:%M:%S.") + f"{now.microsecond // 1000:03d}Z"
-
-
-def invocation_record(
-    *,
-    request_id: str,
-    function_arn: str,
-    condition: str,
-    invoke_count: int,
-    request_payload: bytes,
-    response: Response | None,
-) -> str:
-    """AWS's invocation record, the body every destination receives."""
-    record: dict[str, Any] = {
-        "version": RECORD_VERSION,
-        "timestamp": _timestamp(),
-        "requestContext": {
-            "requestId": request_id,
-            "functionArn": function_arn,
-            "condition": condition,
-            "approximateInvokeCount": invoke_count,
-        },
-        "requestPayload": _json_or_text(request_payload),
-    }
-    if response is not None:
-        context: dict[str, Any] = {"statusCode": 200, "executedVersion": response.executed_version}
-        if response.function_error:
-            context["functionError"] = "Unhandled"
-        record["responseContext"] = context
-        record["responsePayload"] = _json_or_text(response.payload)
-    return orjson.dumps(record).decode()
-
-
-def error_message(response: Response | None, fallback: str) -> str:
-    """The DLQ's ErrorMessage: the function's errorMessage when it has one, first 1 KB."""
-    message = fallback
-    if response is not None and response.function_error:
-        body = _json_or_text(response.payload)
-        if isinstance(body, dict) and isinstance(body.get("errorMessage"), str):
-            message = body["errorMessage"]
-    encoded = message.encode()[:_ERROR_MESSAGE_MAX_BYTES]
-    return encoded.decode("utf-8", "ignore")
-
-
-def dead_letter(target: str, request_id: str, payload: bytes, code: int, message: str) -> Delivery:
-    """The original event for a DLQ, with the attributes AWS adds."""
-    return Delivery(
-        target=target,
-        role=DEAD_LETTER,
-        body=payload.decode(),
-        attributes={
-            "RequestID": ("String", request_id),
-            "ErrorCode": ("Number", str(code)),
-            "ErrorMessage": ("String", message or "-"),
-        },
-    )
-
-
 def _arn_parts(arn: str) -> tuple[str, str, str]:
     """(region, account, resource) of an ARN."""
     parts = arn.split(":", 5)
@@ -154,14 +50,11 @@ def _arn_parts(arn: str) -> tuple[str, str, str]:
 class Boto3Destinations:
     """Sends deliveries to SQS, SNS and EventBridge. Blocking: call from a worker thread."""
 
-    def __init__(self, region: str, environ: Mapping[str, str] = os.environ) -> None:
+    def __init__(self, region: str, events_endpoint: str | None) -> None:
         self._region = region
-        # botocore reads AWS_ENDPOINT_URL_<SERVICE ID>, which is ..._EVENTBRIDGE for
-        # EventBridge; the endpoint name people set is ..._EVENTS, so honour both.
-        self._endpoints = {
-            "events": environ.get("AWS_ENDPOINT_URL_EVENTBRIDGE")
-            or environ.get("AWS_ENDPOINT_URL_EVENTS")
-        }
+        # Given (Settings.events_endpoint): botocore itself reads only
+        # AWS_ENDPOINT_URL_EVENTBRIDGE, not the AWS_ENDPOINT_URL_EVENTS people set.
+        self._endpoints = {"events": events_endpoint}
         self._lock = threading.Lock()
         self._clients: dict[tuple[str, str], Any] = {}
         self._queue_urls: dict[str, str] = {}
