@@ -11,22 +11,22 @@ from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
 
-from lamina.audit import cli as audit_cli
+from lamina.commands import audit as audit_cli
 from lamina.commands import cost as cost_command
+from lamina.commands import schedules as schedules_cli
 from lamina.commands import top as top_command
 from lamina.commands import tune as tune_command
 from lamina.dev import command as dev_command
 from lamina.observability import tail as logs_cli
 from lamina.sandbox.api import SandboxBackend
 from lamina.sandbox.select import IsolationUnavailable
-from lamina.schedules import cli as schedules_cli
 from lamina.settings import Settings
 
 
 def _serve(args: argparse.Namespace, settings: Settings) -> int:
     import uvicorn  # Lazy: other subcommands should not pay for the server's import.
 
-    from lamina.api.app import build_app
+    from lamina.server import build_server
 
     settings = replace(
         settings,
@@ -41,7 +41,7 @@ def _serve(args: argparse.Namespace, settings: Settings) -> int:
         print(f"lamina: {error}", file=sys.stderr)
         return 2
     try:
-        app = build_app(settings)
+        app = build_server(settings)
     except IsolationUnavailable as error:
         print(f"lamina: {error} (see `lamina doctor`)", file=sys.stderr)
         return 2

@@ -7,11 +7,8 @@ DEFAULT_ACCOUNT_ID = "000000000000"
 DEFAULT_REGION = "us-east-1"
 
 # Standard (non-Managed-Instances) Lambda limits; botocore's model allows wider ranges.
-MEMORY_MIN_MB = 128
 MEMORY_MAX_MB = 10240
-TIMEOUT_MIN_S = 1
 TIMEOUT_MAX_S = 900
-EPHEMERAL_MIN_MB = 512
 EPHEMERAL_MAX_MB = 10240
 ENV_VARS_MAX_BYTES = 4096
 MAX_LAYERS = 5
@@ -28,6 +25,9 @@ MAX_REQUEST_BODY_BYTES = 70 * 1024 * 1024
 
 HEADER_REQUEST_ID = "x-amzn-RequestId"
 HEADER_ERROR_TYPE = "x-amzn-ErrorType"
+HEADER_TRACE_ID = "X-Amzn-Trace-Id"
+# Names the operation in the AWS JSON protocol: `<TargetPrefix>.<Operation>`.
+HEADER_TARGET = "X-Amz-Target"
 
 RESERVED_ENV_VARS = frozenset(
     {
@@ -95,9 +95,25 @@ RUNTIME_HEADER_RESPONSE_MODE = "Lambda-Runtime-Function-Response-Mode"
 # Trailer of a streamed response that failed after it began (base64 of the error JSON).
 RUNTIME_HEADER_ERROR_BODY = "Lambda-Runtime-Function-Error-Body"
 
+# Error types of failures Lamina reports for a function (a failed invocation's `errorType`).
+# The Python runtime's own (Runtime.ImportModuleError, ...) are written in its bootstrap,
+# which runs inside functions and cannot import Lamina.
+RUNTIME_EXIT_ERROR = "Runtime.ExitError"
+RUNTIME_OUT_OF_MEMORY = "Runtime.OutOfMemory"
+RUNTIME_INVALID_RUNTIME = "Runtime.InvalidRuntime"
+RUNTIME_INVALID_ENTRYPOINT = "Runtime.InvalidEntrypoint"
+SANDBOX_TIMEDOUT = "Sandbox.Timedout"
+FUNCTION_RESPONSE_SIZE_TOO_LARGE = "Function.ResponseSizeTooLarge"
+# X-Amz-Function-Error / `functionError` of a failed invocation; also the error type
+# reported when a failure has none of its own.
+FUNCTION_ERROR_UNHANDLED = "Unhandled"
+
 # Payload limits (the Runtime Interface Emulator's constant: 6 MiB plus 100 bytes).
 SYNC_PAYLOAD_MAX_BYTES = 6 * 1024 * 1024 + 100
 ASYNC_PAYLOAD_MAX_BYTES = 1024 * 1024
 STREAM_RESPONSE_MAX_BYTES = 200 * 1024 * 1024
 INIT_TIMEOUT_S = 10.0
 LOG_TAIL_BYTES = 4096
+
+# Function URLs are also served by path, for hosts where *.localhost does not resolve.
+URL_PATH_PREFIX = "/lambda-url/"

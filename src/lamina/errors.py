@@ -6,6 +6,8 @@ layer turns them into AWS-shaped responses in one place (`lamina.api.errors`).
 
 from __future__ import annotations
 
+from lamina.constants import RUNTIME_INVALID_RUNTIME
+
 
 class LaminaError(Exception):
     """Base of every error that reaches a client with an AWS error shape."""
@@ -53,10 +55,6 @@ class CodeStorageExceeded(ClientError):
     code = "CodeStorageExceededException"
 
 
-class ResourceInUse(ClientError):
-    code = "ResourceInUseException"
-
-
 class ResourceNotFound(ClientError):
     code = "ResourceNotFoundException"
     status = 404
@@ -100,19 +98,9 @@ class RequestTooLarge(ClientError):
     status = 413
 
 
-class UnsupportedMediaType(ClientError):
-    code = "UnsupportedMediaTypeException"
-    status = 415
-
-
 class TooManyRequests(ClientError):
     code = "TooManyRequestsException"
     status = 429
-
-
-class AccessDenied(ClientError):
-    code = "AccessDeniedException"
-    status = 403
 
 
 class UnrecognizedClient(ClientError):
@@ -130,11 +118,6 @@ class IncompleteSignature(ClientError):
     status = 403
 
 
-class InvalidZipFile(ClientError):
-    code = "InvalidZipFileException"
-    status = 502
-
-
 class CodeVerificationFailed(ClientError):
     code = "CodeVerificationFailedException"
 
@@ -149,6 +132,30 @@ class ResourceAlreadyExists(ClientError):
     code = "ResourceAlreadyExistsException"
 
 
+class InvalidParameterCombination(ClientError):
+    """CloudWatch's code for members that cannot go together (or one missing another)."""
+
+    code = "InvalidParameterCombinationException"
+
+
+class InvalidNextToken(ClientError):
+    """CloudWatch's code for a NextToken it did not hand out."""
+
+    code = "InvalidNextToken"
+
+
+class InvalidEventPattern(ClientError):
+    """EventBridge's code for an event pattern it cannot parse."""
+
+    code = "InvalidEventPatternException"
+
+
+class LimitExceeded(ClientError):
+    """EventBridge's code for a quota reached (e.g. targets per rule)."""
+
+    code = "LimitExceededException"
+
+
 class InvalidRuntime(LaminaError):
     """The function's runtime cannot start here; reported to the caller as a function error."""
 
@@ -156,6 +163,6 @@ class InvalidRuntime(LaminaError):
     status = 502
     error_type = "User"
 
-    def __init__(self, message: str, error_type: str = "Runtime.InvalidRuntime") -> None:
+    def __init__(self, message: str, error_type: str = RUNTIME_INVALID_RUNTIME) -> None:
         super().__init__(message)
         self.runtime_error_type = error_type

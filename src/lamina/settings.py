@@ -9,12 +9,36 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 from lamina.constants import ACCOUNT_CONCURRENCY_DEFAULT, DEFAULT_ACCOUNT_ID, DEFAULT_REGION
-from lamina.observability.tracing import DEFAULT_SAMPLE_RATE, otlp_traces_url
-from lamina.runtimes.registry import overrides_from_env
 
 # How LAMINA_* on/off variables are written; anything else leaves the default.
 _ON = frozenset({"1", "on", "true", "yes"})
 _OFF = frozenset({"0", "off", "false", "no"})
+# X-Ray's default rule samples 5% of requests beyond the first each second.
+DEFAULT_TRACE_SAMPLE_RATE = 0.05
+# OpenTelemetry's OTLP/HTTP path for spans, added to a collector's base address.
+_TRACES_PATH = "/v1/traces"
+
+
+@dataclass(frozen=True)
+class SpanBatching:
+    """How exported spans are batched: the OpenTelemetry specification's `OTEL_BSP_*`."""
+
+    delay_ms: int = 5000
+    max_queue: int = 2048
+    max_batch: int = 512
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str]) -> SpanBatching:
+        def number(name: str, default: int) -> int:
+            value = environ.get(name, "")
+            return int(value) if value.isdigit() and int(value) > 0 else default
+
+        base = cls()
+        return cls(
+            delay_ms=number("OTEL_BSP_SCHEDULE_DELAY", base.delay_ms),
+            max_queue=number("OTEL_BSP_MAX_QUEUE_SIZE", base.max_queue),
+            max_batch=number("OTEL_BSP_MAX_EXPORT_BATCH_SIZE", base.max_batch),
+        )
 
 
 @dataclass(frozen=True)
@@ -74,7 +98,10 @@ class Settings:
     # http://localhost:4318/v1/traces); None records none (see README, Tracing).
     otlp_endpoint: str | None = None
     # Active tracing samples the first invocation each second per function, then this share.
-    trace_sample_rate: float = DEFAULT_SAMPLE_RATE
+    trace_sample_rate: float = DEFAULT_TRACE_SAMPLE_RATE
+    span_batching: SpanBatching = SpanBatching()
+    # Where EventBridge destinations are sent; None leaves it to boto3 (AWS itself).
+    events_endpoint: str | None = None
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] = os.environ) -> Settings:
@@ -122,6 +149,11 @@ class Settings:
             metrics_token=get("METRICS_TOKEN"),
             otlp_endpoint=otlp_traces_url(environ),
             trace_sample_rate=float(get("TRACE_SAMPLE_RATE") or base.trace_sample_rate),
+            span_batching=SpanBatching.from_env(environ),
+            # botocore reads AWS_ENDPOINT_URL_<service id>, ..._EVENTBRIDGE for EventBridge;
+            # the name people set is ..._EVENTS (the endpoint prefix), so both are honoured.
+            events_endpoint=environ.get("AWS_ENDPOINT_URL_EVENTBRIDGE")
+            or environ.get("AWS_ENDPOINT_URL_EVENTS"),
         )
 
     @property
@@ -180,3 +212,32 @@ def is_loopback(host: str) -> bool:
         return ipaddress.ip_address(host).is_loopback
     except ValueError:
         return False
+
+
+def overrides_from_env(environ: Mapping[str, str]) -> dict[str, str]:
+    """`LAMINA_RUNTIME_PYTHON3_12=/opt/py/bin/python3` → {"python3.12": "/opt/py/bin/python3"}."""
+    result = {}
+    for key, value in environ.items():
+        if key.startswith("LAMINA_RUNTIME_") and value:
+            name = key.removeprefix("LAMINA_RUNTIME_").lower()
+            # python3_12 -> python3.12, nodejs20_x -> nodejs20.x, provided_al2 -> provided.al2
+            result[name.replace("_", ".")] = value
+    return result
+
+
+def otlp_traces_url(environ: Mapping[str, str]) -> str | None:
+    """The OTLP/HTTP traces URL: `LAMINA_OTLP_ENDPOINT`, else OpenTelemetry's own variables.
+
+    `LAMINA_OTLP_ENDPOINT` and `OTEL_EXPORTER_OTLP_ENDPOINT` name a collector (`/v1/traces`
+    is added, as the OpenTelemetry specification says for the latter);
+    `OTEL_EXPORTER_OTLP_TRACES_ENDPOINT` is the full URL already.
+    """
+    base = environ.get("LAMINA_OTLP_ENDPOINT") or ""
+    if not base:
+        if full := environ.get("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT"):
+            return full
+        base = environ.get("OTEL_EXPORTER_OTLP_ENDPOINT") or ""
+    if not base:
+        return None
+    base = base.rstrip("/")
+    return base if base.endswith(_TRACES_PATH) else base + _TRACES_PATH

@@ -5,11 +5,12 @@ from __future__ import annotations
 import io
 import json
 
+import orjson
 import pytest
 
-from lamina.control.model import LoggingConfig
-from lamina.observability.logs import MemoryLogSink
+from lamina.model.functions import LoggingConfig
 from lamina.observability.platform_log import (
+    TEXT_PLATFORM_LINES,
     TEXT_PLATFORM_LOG,
     ApplicationLevelFilter,
     JsonPlatformLog,
@@ -17,6 +18,9 @@ from lamina.observability.platform_log import (
     record_level,
 )
 from lamina.observability.tail import Painter, parse_since, wants_colour
+from lamina.sandbox.lifecycle import InitStarted, InvokeEnded, InvokeStarted, ShutDown
+from lamina.sandbox.log_sink import MemoryLogSink
+from lamina.sandbox.output import EnvironmentOutput
 
 
 def test_text_lines_are_awss() -> None:
@@ -83,11 +87,34 @@ def test_application_level_filter() -> None:
 
 def test_text_functions_get_the_shared_sink_untouched() -> None:
     shared = MemoryLogSink()
-    sink, platform = environment_logging(shared, LoggingConfig(), "fn", "$LATEST", "on-demand")
-    assert sink is shared and platform is TEXT_PLATFORM_LOG
+    sink, lines = environment_logging(shared, LoggingConfig(), "fn", "$LATEST", "on-demand")
+    assert sink is shared and lines is TEXT_PLATFORM_LINES
     json_config = LoggingConfig(log_format="JSON", application_log_level="DEBUG")
-    sink, platform = environment_logging(shared, json_config, "fn", "$LATEST", "on-demand")
-    assert isinstance(sink, ApplicationLevelFilter) and isinstance(platform, JsonPlatformLog)
+    sink, lines = environment_logging(shared, json_config, "fn", "$LATEST", "on-demand")
+    assert isinstance(sink, ApplicationLevelFilter)
+    output = EnvironmentOutput(sink, "/aws/lambda/fn", "stream")
+    lines.environment_event(InvokeStarted("r1", "$LATEST"), output)
+    record = orjson.loads(shared.lines[-1][3])
+    assert record["type"] == "platform.start" and record["record"]["requestId"] == "r1"
+
+
+def test_platform_lines_follow_the_lifecycle_in_aws_order() -> None:
+    shared = MemoryLogSink()
+    output = EnvironmentOutput(shared, "/aws/lambda/fn", "stream")
+    for event in (
+        InitStarted("python3.12", "/usr/bin/python3.12"),
+        InvokeStarted("r1", "$LATEST"),
+        InvokeEnded("r1", 2.5, 3, 128, 40, 12.0, None, None, None),
+        ShutDown("env"),
+    ):
+        TEXT_PLATFORM_LINES.environment_event(event, output)
+    written = [line[3] for line in shared.lines]
+    assert written[0].startswith("INIT_START Runtime Version: python:3.12.lamina\t")
+    assert written[1:3] == ["START RequestId: r1 Version: $LATEST", "END RequestId: r1"]
+    assert written[3].startswith("REPORT RequestId: r1\tDuration: 2.50 ms\t")
+    assert "Init Duration: 12.00 ms" in written[3]
+    assert len(written) == 4  # shutdown writes no line, as on AWS
+    assert output.tail().decode().splitlines() == written
 
 
 def test_parse_since() -> None:

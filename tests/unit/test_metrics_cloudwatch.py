@@ -9,16 +9,10 @@ from typing import Any
 
 import pytest
 
-from lamina.invoke.governor import ConcurrencyGovernor
-from lamina.invoke.pool import EnvironmentPool
-from lamina.observability.cloudwatch import (
-    InvalidNextToken,
-    InvalidParameterCombination,
-    InvalidParameterValue,
-    MetricReader,
-)
-from lamina.observability.invocations import InvocationRecord
-from lamina.observability.telemetry import LiveSources, Telemetry
+from lamina.errors import InvalidNextToken, InvalidParameterCombination, InvalidParameterValue
+from lamina.invoke.events import InvocationRecord
+from lamina.observability.cloudwatch import MetricReader
+from lamina.observability.telemetry import Telemetry
 from lamina.store.sqlite.metrics import SqliteMetricsStore
 
 # A minute boundary, a while ago: 2026-01-01T00:00:00Z.
@@ -154,14 +148,15 @@ def test_throttles_count_but_are_not_invocations(
 def test_concurrency_is_the_level_seen_when_invocations_finish(
     telemetry: Telemetry, reader: MetricReader
 ) -> None:
-    governor = ConcurrencyGovernor(1000)
-    telemetry.attach(LiveSources(governor, EnvironmentPool(600), None))
-    leases = [governor.acquire("fn", None, 0) for _ in range(3)]
-    other = governor.acquire("other", None, 0)
-    for lease in leases:  # each reports while it is still in flight, then leaves
+    # The engine's level events: three of fn and one of other admitted, from the shared pool.
+    for _ in range(3):
+        telemetry.admitted("fn", unreserved=True)
+    telemetry.admitted("other", unreserved=True)
+    for _ in range(3):  # each reports while it is still in flight, then leaves
         telemetry.invoked(record(T0 + 5))
-        governor.release(lease)
-    governor.release(other)
+        telemetry.released("fn", unreserved=True)
+    telemetry.released("other", unreserved=True)
+    assert telemetry.levels().account_in_flight == 0
     [concurrency] = stats(reader, "ConcurrentExecutions", {"FunctionName": "fn"})
     assert concurrency["Maximum"] == 3
     [account] = stats(reader, "ConcurrentExecutions", {})

@@ -63,3 +63,13 @@ def test_on_off_flags_read_alike() -> None:
         {"LAMINA_INSECURE": "maybe", "LAMINA_ZYGOTE": "maybe", "LAMINA_AUDIT": ""}
     )
     assert not unclear.insecure and unclear.zygote and unclear.audit
+
+
+def test_the_eventbridge_endpoint_is_read_under_either_name() -> None:
+    assert Settings.from_env({}).events_endpoint is None
+    either = Settings.from_env({"AWS_ENDPOINT_URL_EVENTS": "http://events"})
+    assert either.events_endpoint == "http://events"
+    both = Settings.from_env(
+        {"AWS_ENDPOINT_URL_EVENTS": "http://events", "AWS_ENDPOINT_URL_EVENTBRIDGE": "http://eb"}
+    )
+    assert both.events_endpoint == "http://eb"

@@ -6,7 +6,6 @@ import json
 import os
 import re
 import subprocess
-import time
 from collections.abc import Iterator
 
 import pytest
@@ -15,22 +14,22 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import SpanContext, SpanKind, StatusCode, TraceFlags
 
-from lamina.observability.invocations import InvocationRecord, NoObserver
-from lamina.observability.platform_log import TEXT_PLATFORM_LOG, JsonPlatformLog
-from lamina.observability.tracing import (
+from lamina.invoke.events import InvocationRecord, NoObserver
+from lamina.invoke.tracing import (
     Sampler,
     Trace,
     Tracing,
     new_root,
     otel_trace_id,
-    otlp_traces_url,
     parse_header,
-    traced_observer,
     upstream_or_new,
 )
+from lamina.observability.platform_log import TEXT_PLATFORM_LOG, JsonPlatformLog
+from lamina.observability.tracing import traced_observer
 from lamina.observability.tracing_batcher import SpanBatcher
 from lamina.observability.tracing_export import SpanExporting
-from lamina.settings import Settings
+from lamina.settings import Settings, SpanBatching, otlp_traces_url
+from tests.support.waiting import wait_until
 
 ROOT = "1-5759e988-bd862e3fe1be46a994272793"
 CALLER = "53995c3f42cd8ad8"
@@ -167,7 +166,7 @@ def test_settings_read_the_endpoint_and_check_the_rate() -> None:
 
 def test_without_an_endpoint_the_observer_is_left_alone() -> None:
     observer = NoObserver()
-    wrapped, close = traced_observer(observer, None, "us-east-1", "000000000000")
+    wrapped, close = traced_observer(observer, Settings())
     assert wrapped is observer
     close()
 
@@ -300,9 +299,12 @@ def test_the_batcher_exports_full_batches_at_once_and_the_rest_on_shutdown() -> 
     batcher = SpanBatcher(exporter, delay_s=60, max_batch=2)
     batcher.on_end(finished("a"))
     batcher.on_end(finished("b"))  # a full batch: exported without waiting a minute
-    deadline = time.monotonic() + 10
-    while len(exporter.get_finished_spans()) < 2 and time.monotonic() < deadline:
-        time.sleep(0.01)
+    wait_until(
+        lambda: len(exporter.get_finished_spans()) >= 2,
+        timeout=10,
+        interval=0.01,
+        message="the full batch was not exported",
+    )
     assert exported_names(exporter) == ["a", "b"]
     batcher.on_end(finished("c"))
     batcher.shutdown()
@@ -337,14 +339,20 @@ def test_the_batcher_starts_no_thread_in_forked_children() -> None:
 
 def test_the_batcher_reads_the_sdks_variables() -> None:
     exporter = InMemorySpanExporter()
-    batcher = SpanBatcher.from_env(
-        exporter, {"OTEL_BSP_SCHEDULE_DELAY": "50", "OTEL_BSP_MAX_EXPORT_BATCH_SIZE": "x"}
+    settings = Settings.from_env(
+        {"OTEL_BSP_SCHEDULE_DELAY": "50", "OTEL_BSP_MAX_EXPORT_BATCH_SIZE": "x"}
     )
+    # Not a number: that one keeps the specification's default.
+    assert settings.span_batching == SpanBatching(delay_ms=50)
+    batcher = SpanBatcher.configured(exporter, settings.span_batching)
     try:
         batcher.on_end(finished("a"))
-        deadline = time.monotonic() + 10
-        while not exporter.get_finished_spans() and time.monotonic() < deadline:
-            time.sleep(0.01)
+        wait_until(
+            exporter.get_finished_spans,
+            timeout=10,
+            interval=0.01,
+            message="nothing was exported after the configured delay",
+        )
         assert exported_names(exporter) == ["a"]
     finally:
         batcher.shutdown()

@@ -1,12 +1,15 @@
-"""Builds the ASGI application: stores, domain services, and every operation family."""
+"""The route table: every HTTP front Lamina serves, mounted over the services it is given.
+
+`lamina.server` builds the services; this module only decides which adapter serves what.
+Each AWS front is one protocol adapter (rest-json, JSON, query, CBOR) over a service model
+and a table of handlers; the handler tables come from one module per operation family.
+"""
 
 from __future__ import annotations
 
-import contextlib
-import secrets
-from collections.abc import AsyncIterator, Callable
-from dataclasses import replace
-from pathlib import Path
+from collections.abc import Callable
+from contextlib import AbstractAsyncContextManager
+from dataclasses import dataclass
 from typing import Any
 
 import botocore.session
@@ -19,6 +22,7 @@ from lamina.api import (
     code_signing,
     concurrency,
     event_invoke,
+    events,
     functions,
     invoke,
     layers,
@@ -27,45 +31,31 @@ from lamina.api import (
     tags,
     urls,
 )
-from lamina.api.asgi import LaminaApp
-from lamina.api.auth import SigV4Verifier
+from lamina.api.asgi import FrontDoor, Fronts
+from lamina.api.audit import audit_route
 from lamina.api.cloudwatch import CloudWatchApi
 from lamina.api.code_links import CodeLinks
 from lamina.api.context import ApiContext, Handler
-from lamina.api.dispatch import RestJsonService
+from lamina.api.function_urls import function_url_endpoint
+from lamina.api.json_service import JsonService
+from lamina.api.logs import TARGET_PREFIX as LOGS_TARGET
+from lamina.api.logs import Logs, build_logs_service
+from lamina.api.rest_json import RestJsonService
 from lamina.api.telemetry import routes as telemetry_routes
 from lamina.api.views import Views
-from lamina.arns import Account
-from lamina.audit.endpoint import audit_route
-from lamina.audit.log import audit_directory
 from lamina.audit.trail import AuditTrail
-from lamina.aws.s3 import Boto3S3Reader
-from lamina.control.concurrency import ConcurrencyService
 from lamina.control.context import Domain
 from lamina.control.functions import FunctionService
-from lamina.function_urls.endpoint import function_url_endpoint
-from lamina.invoke.async_invoke import build_dispatcher
-from lamina.invoke.governor import ConcurrencyGovernor
-from lamina.invoke.pool import EnvironmentPool
-from lamina.invoke.service import InvokeService, Resolver
+from lamina.identity.sigv4 import SigV4Verifier
+from lamina.invoke.asynchronous.dispatcher import AsyncDispatcher
+from lamina.invoke.service import InvokeService
 from lamina.observability.cloudwatch import MetricReader
-from lamina.observability.logs import LogSink
-from lamina.observability.logs_api import TARGET_PREFIX as LOGS_TARGET
-from lamina.observability.logs_api import build_logs_service, open_logs
-from lamina.observability.telemetry import LiveSources, Telemetry
-from lamina.observability.tracing import Sampler, Tracing, traced_observer
-from lamina.runtimes.registry import RuntimeRegistry
-from lamina.sandbox.api import SandboxBackend
-from lamina.sandbox.artifacts import ArtifactCache
-from lamina.sandbox.namespace import NamespaceBackend
-from lamina.sandbox.select import select_backend
-from lamina.sandbox.zygote import Templates, ZygoteBackend
-from lamina.schedules.app import build_schedules
+from lamina.observability.telemetry import Telemetry
+from lamina.schedules.rules import RuleService
 from lamina.settings import Settings
-from lamina.store.protocols import Stores
-from lamina.store.sqlite import open_stores
+from lamina.store.protocols.audit import AuditStore
 
-# One module per operation family; each exposes `operations(ctx) -> {name: handler}`.
+# One module per Lambda operation family; each exposes `operations(ctx) -> {name: handler}`.
 OPERATION_FAMILIES: tuple[Any, ...] = (
     functions,
     aliases,
@@ -79,150 +69,96 @@ OPERATION_FAMILIES: tuple[Any, ...] = (
     runtime_settings,
 )
 
-
-def _secret(data_dir: Path) -> bytes:
-    """A per-installation key for signing download links; created once, kept private."""
-    path = data_dir / "link-secret"
-    if not path.exists():
-        path.write_bytes(secrets.token_bytes(32))
-        path.chmod(0o600)
-    return path.read_bytes()
+Lifespan = Callable[[object], AbstractAsyncContextManager[None]]
 
 
-def build_app(settings: Settings, stores: Stores | None = None) -> LaminaApp:
-    # Sandboxes mount paths under the data directory from other working directories.
-    settings = replace(settings, data_dir=settings.data_dir.absolute())
-    stores = stores or open_stores(settings.data_dir)
-    account = Account(settings.account_id, settings.region)
-    domain = Domain(
-        stores=stores,
-        account=account,
-        s3=Boto3S3Reader(settings.region),
-        account_concurrency=settings.account_concurrency,
+@dataclass(frozen=True)
+class Services:
+    """What the fronts adapt: built by the composition root (`lamina.server`)."""
+
+    settings: Settings
+    domain: Domain
+    functions: FunctionService
+    engine: InvokeService
+    dispatcher: AsyncDispatcher
+    rules: RuleService
+    logs: Logs
+    telemetry: Telemetry
+    links: CodeLinks
+    # None unless the operator configured the account's key pair.
+    verifier: SigV4Verifier | None
+    # Where `/_lamina/audit` reads; `audit` records into it (None when auditing is off).
+    audit_records: AuditStore
+    audit: AuditTrail | None
+
+
+def front_door(services: Services, lifespan: Lifespan) -> FrontDoor:
+    """Every front over `services`, routed from one table (see `lamina.api.asgi`)."""
+    verifier, audit = services.verifier, services.audit
+    session = botocore.session.get_session()
+    cloudwatch = CloudWatchApi(MetricReader(services.telemetry), verifier, audit)
+    events_api = JsonService(
+        session.get_service_model("events"), events.operations(services.rules), verifier, audit
     )
-    links = CodeLinks(_secret(settings.data_dir), settings.endpoint)
+    logs_api = build_logs_service(services.logs, services.domain.account, verifier, audit)
+    return FrontDoor(
+        Fronts(
+            lambda_api=_lambda_api(services).handle,
+            internal=Router(routes=_internal_routes(services), lifespan=lifespan),
+            json_targets={
+                "AWSEvents": events_api.handle,
+                LOGS_TARGET: logs_api.handle,
+                cloudwatch.target_prefix: cloudwatch.json.handle,
+            },
+            query_services={cloudwatch.signing_name: cloudwatch.query.handle},
+            cbor_services={cloudwatch.target_prefix: cloudwatch.cbor.handle},
+            function_urls=function_url_endpoint(
+                services.domain, services.functions, services.engine, verifier
+            ),
+        )
+    )
+
+
+def _lambda_api(services: Services) -> RestJsonService:
     ctx = ApiContext(
-        settings=settings,
-        domain=domain,
-        functions=FunctionService(domain),
-        views=Views(account, links),
+        settings=services.settings,
+        domain=services.domain,
+        functions=services.functions,
+        views=Views(services.domain.account, services.links),
     )
     handlers: dict[str, Handler] = {}
     for family in OPERATION_FAMILIES:
         handlers.update(family.operations(ctx))
-    logs = open_logs(settings)
-    telemetry = Telemetry.open(settings.data_dir)
-    engine, closers = build_engine(settings, ctx, logs.sink, telemetry)
-    closers.append(logs.close)  # after the backend: environments' last lines land first
-    dispatcher = build_dispatcher(settings, ctx.domain, ctx.functions, engine)
-    dispatcher.metrics.subscribe(telemetry.async_metric)
-    handlers.update(invoke.operations(ctx, engine, dispatcher))
+    handlers.update(invoke.operations(ctx, services.engine, services.dispatcher))
     model = botocore.session.get_session().get_service_model("lambda")
-    verifier = (
-        SigV4Verifier(settings.access_key_id, settings.secret_access_key)
-        if settings.access_key_id and settings.secret_access_key
-        else None
-    )
-    audit = AuditTrail.from_settings(settings) if settings.audit else None
-    lambda_api = RestJsonService(model, handlers, verifier, audit)
-    schedules = build_schedules(ctx, dispatcher.metrics, verifier, audit)
+    return RestJsonService(model, handlers, services.verifier, services.audit)
+
+
+def _internal_routes(services: Services) -> list[Route]:
+    """Lamina's own endpoints: health, code downloads, async counters, audit, telemetry."""
+    blobs, links = services.domain.stores.blobs, services.links
+    snapshot = services.dispatcher.metrics.snapshot
 
     async def download_code(request: Request) -> Response:
         key = request.path_params["key"]
         query = request.query_params
         if not links.is_valid(key, query.get("expires", ""), query.get("signature", "")):
             return Response("Request has expired or its signature is invalid", status_code=403)
-        if not stores.blobs.exists(key):
+        if not blobs.exists(key):
             return Response("No such code archive", status_code=404)
-        return FileResponse(stores.blobs.path(key), media_type="application/zip")
+        return FileResponse(blobs.path(key), media_type="application/zip")
 
     async def health(request: Request) -> Response:
         return JSONResponse({"status": "ok"})
 
-    async def metrics(request: Request) -> Response:
-        return JSONResponse(dispatcher.metrics.snapshot())
+    async def async_metrics(request: Request) -> Response:
+        return JSONResponse(snapshot())
 
-    routes = [
+    settings = services.settings
+    return [
         Route("/_lamina/health", health, methods=["GET"]),
-        Route("/_lamina/metrics", metrics, methods=["GET"]),
+        Route("/_lamina/metrics", async_metrics, methods=["GET"]),
         Route("/_lamina/code/{key:str}", download_code, methods=["GET"]),
-        audit_route(audit_directory(settings.data_dir), audit, verifier),
-        *telemetry_routes(telemetry, dispatcher.metrics.snapshot, verifier, settings.metrics_token),
+        audit_route(services.audit_records, services.audit, services.verifier),
+        *telemetry_routes(services.telemetry, snapshot, services.verifier, settings.metrics_token),
     ]
-    cloudwatch = CloudWatchApi(MetricReader(telemetry), verifier, audit)
-
-    @contextlib.asynccontextmanager
-    async def lifespan(app: object) -> AsyncIterator[None]:
-        if audit is not None:
-            audit.start()
-        engine.start()
-        telemetry.start()
-        dispatcher.start()
-        schedules.scheduler.start()
-        try:
-            yield
-        finally:
-            await schedules.scheduler.close()
-            await dispatcher.close()
-            engine.close()
-            for close in closers:
-                close()
-            if audit is not None:
-                audit.close()  # last: it writes every call recorded until the very end
-
-    function_urls = function_url_endpoint(ctx.domain, ctx.functions, engine, verifier)
-    return LaminaApp(
-        # CloudWatch's query and CBOR protocols carry no target header: routed first.
-        cloudwatch.route(lambda_api.handle),
-        Router(routes=routes, lifespan=lifespan),
-        function_urls=function_urls,
-        json_services={
-            "AWSEvents": schedules.endpoint,
-            LOGS_TARGET: build_logs_service(logs, account, verifier, audit).handle,
-            cloudwatch.target_prefix: cloudwatch.json.handle,
-        },
-    )
-
-
-def build_engine(
-    settings: Settings, ctx: ApiContext, log_sink: LogSink, telemetry: Telemetry
-) -> tuple[InvokeService, list[Callable[[], None]]]:
-    """The data plane (pool, governor, sandbox backend, runtimes, logs) and its closers."""
-    stores = ctx.domain.stores
-    data_dir = settings.data_dir
-    backend: SandboxBackend = select_backend(settings.isolation, hidden=[data_dir])
-    closers: list[Callable[[], None]] = [backend.close]
-    if settings.zygote:
-        # Template children enter the same sandbox a fresh runtime would: the zygote makes
-        # cold starts cheaper, never less isolated.
-        if isinstance(backend, NamespaceBackend):
-            templates = Templates(sandboxed=True)
-            backend.use_templates(templates)
-            closers.append(templates.close)
-        elif backend.name == "process":
-            backend = ZygoteBackend(backend)
-            closers[-1] = backend.close
-    governor = ConcurrencyGovernor(settings.account_concurrency)
-    pool = EnvironmentPool(settings.idle_timeout_s)
-    observer, close_tracing = traced_observer(
-        telemetry, settings.otlp_endpoint, settings.region, settings.account_id
-    )
-    engine = InvokeService(
-        account=ctx.domain.account,
-        resolver=Resolver(ctx.functions, stores.functions),
-        governor=governor,
-        pool=pool,
-        backend=backend,
-        artifacts=ArtifactCache(data_dir / "artifacts", stores.blobs),
-        runtimes=RuntimeRegistry(dict(settings.runtime_overrides)),
-        log_sink=log_sink,
-        scratch_root=data_dir / "environments",
-        provisioned_configs=ConcurrencyService(ctx.domain, ctx.functions),
-        observer=observer,
-        tracing=Tracing(Sampler(settings.trace_sample_rate)),
-    )
-    telemetry.attach(LiveSources(governor, pool, engine.provisioned_pool))
-    # After the backend: the last invocations are counted, then saved.
-    closers.append(telemetry.close)
-    closers.append(close_tracing)  # sends the spans still queued, then stops exporting
-    return engine, closers

@@ -1,33 +1,55 @@
-"""The ASGI entry point: one port for everything Lamina serves.
+"""The one front door: every HTTP surface Lamina serves, routed from one table on one port.
 
-A request is, in order of the checks below:
-- a function URL: host `<url-id>.lambda-url.<region>.<anything>` or path `/lambda-url/<url-id>/`;
-- one of Lamina's own endpoints under `/_lamina/`, `GET /metrics` (Prometheus) and the
-  lifespan, through a Starlette router;
-- an AWS JSON-protocol call (`X-Amz-Target: <prefix>.<Operation>`: EventBridge, CloudWatch Logs);
-- otherwise Lambda's rest-json API.
+A request goes to the first front that claims it:
+1. a function URL: host `<url-id>.lambda-url.<region>.<anything>` or path `/lambda-url/<id>/`;
+2. Lamina's own endpoints under `/_lamina/`, `GET /metrics` (Prometheus) and the lifespan;
+3. the AWS JSON protocol: `POST` with `X-Amz-Target: <prefix>.<Operation>`, by prefix
+   (EventBridge, CloudWatch Logs, CloudWatch);
+4. the AWS query protocol: a form `POST /`, by the service its signature names (CloudWatch);
+5. Smithy RPC v2 CBOR: `POST /service/<name>/operation/<Operation>`, by name (CloudWatch);
+6. otherwise Lambda's rest-json API.
 
-The AWS endpoints need no routing or middleware from a framework (they route by their service
+The AWS fronts need no routing or middleware from a framework (they route by their service
 model and turn every error into an AWS-shaped response themselves), so requests go straight
-to them.
+to them, and the checks above read the raw ASGI scope once.
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass, field
 
 from starlette.requests import Request
 from starlette.responses import Response
-from starlette.routing import Router
 from starlette.types import ASGIApp, Receive, Scope, Send
+
+from lamina.api.aws_query import FORM_CONTENT_TYPE
+from lamina.api.rpcv2_cbor import PATH_PREFIX as CBOR_PREFIX
+from lamina.constants import HEADER_TARGET, URL_PATH_PREFIX
 
 Endpoint = Callable[[Request], Awaitable[Response]]
 
-_INTERNAL_PREFIX = "/_lamina/"
-# Prometheus' conventional scrape path, served by the internal router too.
-_METRICS_PATH = "/metrics"
-URL_PATH_PREFIX = "/lambda-url/"
+INTERNAL_PREFIX = "/_lamina/"
+# Prometheus' conventional scrape path, served by the internal front too.
+METRICS_PATH = "/metrics"
 _URL_HOST_MARK = b".lambda-url."
+_FORM = FORM_CONTENT_TYPE.encode()
+_TARGET = HEADER_TARGET.lower().encode()
+# The signing name in a SigV4 credential scope: `Credential=<key>/<date>/<region>/<name>/...`.
+_SIGNING_NAME = re.compile(rb"Credential=[^/]*/\d{8}/[^/]*/([^/]+)/")
+
+
+@dataclass(frozen=True)
+class Fronts:
+    """Every front, each a thin adapter over a domain service."""
+
+    lambda_api: Endpoint
+    internal: ASGIApp
+    json_targets: Mapping[str, Endpoint] = field(default_factory=dict)
+    query_services: Mapping[str, Endpoint] = field(default_factory=dict)
+    cbor_services: Mapping[str, Endpoint] = field(default_factory=dict)
+    function_urls: ASGIApp | None = None
 
 
 def is_function_url(scope: Scope) -> bool:
@@ -39,29 +61,17 @@ def is_function_url(scope: Scope) -> bool:
     return False
 
 
-def _target(scope: Scope) -> bytes | None:
-    for name, value in scope["headers"]:
-        if name == b"x-amz-target":
-            target: bytes = value
-            return target
-    return None
+class FrontDoor:
+    """The ASGI application: routes each request to its front (see the module's list)."""
 
-
-class LaminaApp:
-    def __init__(
-        self,
-        aws_endpoint: Endpoint,
-        internal: Router,
-        json_services: Mapping[str, Endpoint] | None = None,
-        function_urls: ASGIApp | None = None,
-    ) -> None:
-        self._aws = aws_endpoint
-        self._internal = internal
-        # Keyed by the target prefix as bytes, to match raw header values without decoding.
-        self._json = {
-            prefix.encode(): endpoint for prefix, endpoint in (json_services or {}).items()
-        }
-        self._function_urls = function_urls
+    def __init__(self, fronts: Fronts) -> None:
+        self._lambda = fronts.lambda_api
+        self._internal = fronts.internal
+        self._function_urls = fronts.function_urls
+        # Keyed by bytes, to match raw header values and path segments without decoding.
+        self._json = {prefix.encode(): end for prefix, end in fronts.json_targets.items()}
+        self._query = {name.encode(): end for name, end in fronts.query_services.items()}
+        self._cbor = dict(fronts.cbor_services)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -70,15 +80,36 @@ class LaminaApp:
         if self._function_urls is not None and is_function_url(scope):
             await self._function_urls(scope, receive, send)
             return
-        if scope["path"].startswith(_INTERNAL_PREFIX) or (
-            scope["path"] == _METRICS_PATH and scope["method"] == "GET"
-        ):
+        path: str = scope["path"]
+        if path.startswith(INTERNAL_PREFIX) or (path == METRICS_PATH and scope["method"] == "GET"):
             await self._internal(scope, receive, send)
             return
-        endpoint = self._aws
-        if self._json and scope["method"] == "POST":
-            target = _target(scope)
-            if target is not None:
-                endpoint = self._json.get(target.partition(b".")[0], endpoint)
+        endpoint = self._lambda
+        if scope["method"] == "POST":
+            endpoint = self._aws_front(scope, path) or endpoint
         response = await endpoint(Request(scope, receive))
         await response(scope, receive, send)
+
+    def _aws_front(self, scope: Scope, path: str) -> Endpoint | None:
+        """The JSON, query or CBOR front a POST is for; None for Lambda's rest-json API."""
+        target = content_type = authorization = None
+        for name, value in scope["headers"]:
+            if name == _TARGET:
+                target = value
+            elif name == b"content-type":
+                content_type = value
+            elif name == b"authorization":
+                authorization = value
+        if target is not None:
+            return self._json.get(target.partition(b".")[0])
+        if path == "/" and content_type is not None and content_type.startswith(_FORM):
+            return self._query_front(authorization)
+        if path.startswith(CBOR_PREFIX):
+            return self._cbor.get(path[len(CBOR_PREFIX) :].partition("/")[0])
+        return None
+
+    def _query_front(self, authorization: bytes | None) -> Endpoint | None:
+        if authorization is not None and (found := _SIGNING_NAME.search(authorization)):
+            return self._query.get(found.group(1))
+        # An unsigned query call can only mean the one query service there is.
+        return next(iter(self._query.values())) if len(self._query) == 1 else None

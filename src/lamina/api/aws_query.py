@@ -19,29 +19,25 @@ from botocore.model import OperationModel, Shape, StructureShape
 from starlette.requests import Request
 from starlette.responses import Response
 
-from lamina.api.model_service import ModelService, query_error_code
+from lamina.api.pipeline import ModelService, query_error_code
 from lamina.errors import InvalidRequestContent, LaminaError, UnknownOperation, ValidationError
 
 FORM_CONTENT_TYPE = "application/x-www-form-urlencoded"
 _XML = "text/xml"
 
 
-def is_query_request(request: Request) -> bool:
-    return request.method == "POST" and request.headers.get("content-type", "").startswith(
-        FORM_CONTENT_TYPE
-    )
-
-
 class QueryService(ModelService):
     """Serves a service model's operations over the query protocol."""
 
-    def operation_name(self, request: Request, body: bytes) -> str:
+    def locate(self, request: Request, body: bytes) -> tuple[str, None]:
         action = _form(body).get("Action")
         if not action:
             raise UnknownOperation("The request has no Action parameter")
-        return action
+        return action, None
 
-    def decode(self, operation: OperationModel, request: Request, body: bytes) -> dict[str, Any]:
+    def decode(
+        self, operation: OperationModel, request: Request, body: bytes, located: None
+    ) -> dict[str, Any]:
         shape = operation.input_shape
         if shape is None:
             return {}

@@ -17,14 +17,14 @@ from botocore.model import ServiceModel
 from starlette.requests import Request
 from starlette.responses import Response
 
-from lamina.api.auth import SigV4Verifier
-from lamina.api.aws_query import QueryService, is_query_request
+from lamina.api.aws_query import QueryService
 from lamina.api.context import Handler
 from lamina.api.json_service import JsonService
-from lamina.api.model_service import query_error_code
-from lamina.api.rpcv2_cbor import QUERY_ERROR_HEADER, CborService, is_cbor_request
+from lamina.api.pipeline import query_error_code
+from lamina.api.rpcv2_cbor import QUERY_ERROR_HEADER, CborService
 from lamina.audit.trail import AuditTrail
 from lamina.errors import LaminaError
+from lamina.identity.sigv4 import SigV4Verifier
 from lamina.observability.cloudwatch import MetricReader
 
 Endpoint = Callable[[Request], Awaitable[Response]]
@@ -62,22 +62,8 @@ class CloudWatchApi:
         model: ServiceModel = botocore.session.get_session().get_service_model("cloudwatch")
         handlers: dict[str, Any] = operations(reader)
         self.target_prefix: str = model.metadata["targetPrefix"]
+        # The service name SigV4 signs query-protocol calls with ("monitoring").
+        self.signing_name: str = model.signing_name
         self.json = _QueryCompatibleJson(model, handlers, verifier, audit)
-        self._query = QueryService(model, handlers, verifier, audit)
-        self._cbor = CborService(model, handlers, verifier, audit)
-
-    def route(self, fallback: Endpoint) -> Endpoint:
-        """An endpoint sending query-form and CBOR requests here and the rest to `fallback`.
-
-        The checks cost a string comparison on other requests: Lambda's API never posts to
-        `/` or under `/service/`.
-        """
-
-        async def endpoint(request: Request) -> Response:
-            if request.scope["path"] == "/" and is_query_request(request):
-                return await self._query.handle(request)
-            if is_cbor_request(request):
-                return await self._cbor.handle(request)
-            return await fallback(request)
-
-        return endpoint
+        self.query = QueryService(model, handlers, verifier, audit)
+        self.cbor = CborService(model, handlers, verifier, audit)

@@ -6,7 +6,7 @@ from typing import Any
 
 from lamina.api.context import ApiContext, Handler
 from lamina.control.code_signing import CodeSigningService
-from lamina.control.model import CodeSigningConfig
+from lamina.model.functions import CodeSigningConfig
 
 
 def render(config: CodeSigningConfig) -> dict[str, Any]:

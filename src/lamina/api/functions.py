@@ -12,8 +12,9 @@ from lamina.constants import (
     ZIPPED_CODE_MAX_BYTES,
 )
 from lamina.control.code import CodeSource
-from lamina.control.model import LoggingConfig
+from lamina.control.concurrency import commitments
 from lamina.errors import InvalidParameterValue
+from lamina.model.functions import LoggingConfig
 
 
 def settings_from(params: dict[str, Any]) -> dict[str, Any]:
@@ -173,7 +174,9 @@ def operations(ctx: ApiContext) -> dict[str, Handler]:
         }
 
     def get_account_settings(params: dict[str, Any]) -> dict[str, Any]:
-        reserved = sum(record.reserved_concurrency or 0 for record in store.page(None, 1_000_000))
+        # Reservations only, as AWS's GetAccountSettings documents; the governor's
+        # unreserved pool also leaves out provisioned concurrency (`Commitments.total`).
+        reserved = commitments(store).reserved
         code_size = store.total_code_size() + ctx.domain.stores.layers.total_code_size()
         limit = ctx.domain.account_concurrency
         return {

@@ -11,9 +11,9 @@ import orjson
 from starlette.responses import StreamingResponse
 
 from lamina.api.context import ApiContext, Handler, current_request_id, current_trace_header
-from lamina.constants import ASYNC_PAYLOAD_MAX_BYTES
+from lamina.constants import ASYNC_PAYLOAD_MAX_BYTES, FUNCTION_ERROR_UNHANDLED
 from lamina.errors import InvalidParameterValue, InvalidRequestContent, RequestTooLarge
-from lamina.invoke.async_invoke import AsyncDispatcher
+from lamina.invoke.asynchronous.dispatcher import AsyncDispatcher
 from lamina.invoke.service import InvokeRequest, InvokeService
 from lamina.invoke.streaming import EVENT_STREAM_CONTENT_TYPE, ResponseStream
 
@@ -111,7 +111,7 @@ def operations(
             "Payload": outcome.payload,
         }
         if outcome.function_error:
-            response["FunctionError"] = "Unhandled"
+            response["FunctionError"] = FUNCTION_ERROR_UNHANDLED
         if params.get("LogType") == "Tail":
             response["LogResult"] = outcome.log_result
         return response

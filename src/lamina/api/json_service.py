@@ -1,13 +1,12 @@
 """The AWS JSON protocol (1.0/1.1): `POST /` with `X-Amz-Target: <Prefix>.<Operation>`.
 
-EventBridge and CloudWatch Logs speak it. Their requests are parsed, validated and
-answered from the botocore model, the same way `RestJsonService` serves Lambda's API, so a
-service family only writes handlers that take and return the model's members.
+EventBridge, CloudWatch Logs and CloudWatch speak it. Their requests run the same pipeline
+as every other front (`lamina.api.pipeline`), so a service family only writes handlers that
+take and return the model's members.
 """
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Mapping
 from typing import Any
 
@@ -16,21 +15,16 @@ from botocore.model import OperationModel, ServiceModel
 from starlette.requests import Request
 from starlette.responses import Response
 
-from lamina.api.auth import SigV4Verifier
 from lamina.api.context import Handler
-from lamina.api.dispatch import AuditedEndpoint, as_async, read_body
-from lamina.api.model_service import verify_signature
+from lamina.api.pipeline import ModelService
 from lamina.api.protocol import from_json, json_object, to_json
-from lamina.api.validation import validate
-from lamina.audit.record import ApiCall
 from lamina.audit.trail import AuditTrail
-from lamina.constants import HEADER_REQUEST_ID
+from lamina.constants import HEADER_REQUEST_ID, HEADER_TARGET
 from lamina.errors import LaminaError, UnknownOperation
+from lamina.identity.sigv4 import SigV4Verifier
 
-log = logging.getLogger("lamina.api")
 
-
-class JsonService(AuditedEndpoint):
+class JsonService(ModelService):
     """Serves every operation of one JSON-protocol service model that has a handler."""
 
     def __init__(
@@ -40,45 +34,33 @@ class JsonService(AuditedEndpoint):
         verifier: SigV4Verifier | None,
         audit: AuditTrail | None = None,
     ) -> None:
-        self.model = model
+        super().__init__(model, handlers, verifier, audit)
         self.target_prefix: str = model.metadata["targetPrefix"]
         self._content_type = f"application/x-amz-json-{model.metadata.get('jsonVersion', '1.1')}"
-        self._handlers = {name: as_async(handler) for name, handler in handlers.items()}
-        self._verifier = verifier
-        self._audit = audit
 
-    async def _handle(self, request: Request, call: ApiCall) -> Response:
-        target = request.headers.get("x-amz-target", "")
+    def locate(self, request: Request, body: bytes) -> tuple[str, None]:
+        target = request.headers.get(HEADER_TARGET, "")
         prefix, _, name = target.partition(".")
         if request.method != "POST" or prefix != self.target_prefix:
             raise UnknownOperation(f"Unsupported operation target: {target!r}")
-        body = await read_body(request)
-        if self._verifier is not None:
-            verify_signature(self._verifier, request, body)
-            call.verified = True
-        handler = self._handlers.get(name)
-        if handler is None:
-            raise UnknownOperation(f"Operation {name!r} is not supported by Lamina")
-        call.operation = name
-        operation = self.model.operation_model(name)
-        params = self._parse(operation, body)
-        call.params = params
-        validate(operation.input_shape, params)
-        result = await handler(params)
-        if isinstance(result, Response):
-            return result
-        shape = operation.output_shape
-        document = to_json(shape, result) if shape is not None and result else {}
-        return Response(orjson.dumps(document), media_type=self._content_type)
+        return name, None
 
-    @staticmethod
-    def _parse(operation: OperationModel, body: bytes) -> dict[str, Any]:
+    def decode(
+        self, operation: OperationModel, request: Request, body: bytes, located: None
+    ) -> dict[str, Any]:
         shape = operation.input_shape
         if shape is None:
             return {}
         document = json_object(body) if body.strip() else {}
         parsed: dict[str, Any] = from_json(shape, document, "")
         return parsed
+
+    def encode(
+        self, operation: OperationModel, result: dict[str, Any], request_id: str
+    ) -> Response:
+        shape = operation.output_shape
+        document = to_json(shape, result) if shape is not None and result else {}
+        return Response(orjson.dumps(document), media_type=self._content_type)
 
     def _error(self, error: LaminaError, request_id: str) -> Response:
         code = error.code

@@ -16,7 +16,7 @@ from botocore.model import OperationModel, Shape, StructureShape
 from starlette.requests import Request
 from starlette.responses import Response
 
-from lamina.api.model_service import ModelService, query_error_code
+from lamina.api.pipeline import ModelService, query_error_code
 from lamina.api.protocol import from_json
 from lamina.errors import InvalidRequestContent, LaminaError, UnknownOperation
 
@@ -27,14 +27,10 @@ _CBOR = "application/cbor"
 QUERY_ERROR_HEADER = "x-amzn-query-error"
 
 
-def is_cbor_request(request: Request) -> bool:
-    return request.scope["path"].startswith(PATH_PREFIX) and request.method == "POST"
-
-
 class CborService(ModelService):
     """Serves a service model's operations over Smithy RPC v2 CBOR."""
 
-    def operation_name(self, request: Request, body: bytes) -> str:
+    def locate(self, request: Request, body: bytes) -> tuple[str, None]:
         # /service/<ServiceName>/operation/<OperationName>
         path = request.scope["path"]
         parts = path.split("/")
@@ -42,10 +38,11 @@ class CborService(ModelService):
             raise UnknownOperation(f"Not an RPC v2 operation path: {path}")
         if parts[2] != self.model.metadata.get("targetPrefix"):
             raise UnknownOperation(f"Unknown service {parts[2]!r}")
-        name: str = parts[4]
-        return name
+        return parts[4], None
 
-    def decode(self, operation: OperationModel, request: Request, body: bytes) -> dict[str, Any]:
+    def decode(
+        self, operation: OperationModel, request: Request, body: bytes, located: None
+    ) -> dict[str, Any]:
         shape = operation.input_shape
         if shape is None or not body:
             return {}

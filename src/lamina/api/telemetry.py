@@ -18,9 +18,9 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from lamina.api.auth import SigV4Verifier
-from lamina.api.model_service import verify_signature
+from lamina.api.pipeline import verify_signature
 from lamina.errors import LaminaError
+from lamina.identity.sigv4 import SigV4Verifier
 from lamina.observability import prometheus
 from lamina.observability.aggregation import RECENT_SECONDS
 from lamina.observability.billing import gb_seconds

@@ -6,7 +6,7 @@ from typing import Any
 
 from lamina.api.code_links import CodeLinks
 from lamina.arns import Account
-from lamina.control.model import Alias, FunctionConfig, LayerVersion
+from lamina.model.functions import Alias, FunctionConfig, LayerVersion
 
 
 class Views:

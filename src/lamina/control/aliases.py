@@ -8,9 +8,9 @@ from lamina.arns import FunctionRef
 from lamina.constants import LATEST
 from lamina.control.context import Domain
 from lamina.control.functions import FunctionService, check_revision
-from lamina.control.model import Alias, new_revision_id
 from lamina.control.paging import decode_marker, page_size, take_page
 from lamina.errors import InvalidParameterValue, ResourceConflict, ResourceNotFound
+from lamina.model.functions import Alias, new_revision_id
 
 
 class AliasService:

@@ -10,10 +10,10 @@ from dataclasses import replace
 from lamina.arns import FunctionRef
 from lamina.control.context import Domain
 from lamina.control.functions import FunctionService
-from lamina.control.model import CodeSigningConfig, FunctionRecord, aws_timestamp
 from lamina.control.paging import decode_marker, page_size, take_page
 from lamina.control.tags import check_tags
 from lamina.errors import CodeSigningConfigNotFound, ResourceConflict, ResourceNotFound
+from lamina.model.functions import CodeSigningConfig, FunctionRecord, aws_timestamp
 
 _ID_ALPHABET = string.ascii_lowercase + string.digits
 _ID_LENGTH = 17

@@ -14,13 +14,14 @@ from lamina.arns import FunctionRef
 from lamina.constants import LATEST, UNRESERVED_CONCURRENCY_MIN
 from lamina.control.context import Domain
 from lamina.control.functions import FunctionService, merge_qualifier
-from lamina.control.model import Document, FunctionConfig, FunctionRecord, aws_timestamp
 from lamina.control.paging import decode_marker, page_size, take_page
 from lamina.errors import (
     InvalidParameterValue,
     ProvisionedConcurrencyConfigNotFound,
     ResourceNotFound,
 )
+from lamina.model.functions import Document, FunctionConfig, FunctionRecord, aws_timestamp
+from lamina.store.protocols import FunctionStore
 
 PROVISIONED_KIND = "provisioned"
 
@@ -248,16 +249,38 @@ class ConcurrencyService:
 
     def _committed(self, excluding: str) -> int:
         """Concurrency the other functions take from the account pool."""
-        provisioned = self._provisioned_by_function()
-        total = 0
-        after: str | None = None
-        while batch := self._store.page(after, 100):
-            for record in batch:
-                if record.name == excluding:
-                    continue
-                if record.reserved_concurrency is not None:
-                    total += record.reserved_concurrency
-                else:
-                    total += sum(provisioned.get(record.name, {}).values())
-            after = batch[-1].name
-        return total
+        return commitments(self._store, excluding).total
+
+
+@dataclass(frozen=True)
+class Commitments:
+    """What functions take out of the account's pool ahead of any invocation."""
+
+    # Reserved concurrency of the functions that have a reservation.
+    reserved: int
+    # Provisioned concurrency of the functions without one (with one, it is inside it).
+    provisioned: int
+
+    @property
+    def total(self) -> int:
+        """Concurrency outside the unreserved pool."""
+        return self.reserved + self.provisioned
+
+
+def commitments(store: FunctionStore, excluding: str | None = None) -> Commitments:
+    """The account's commitments, leaving out function `excluding` (one being changed)."""
+    provisioned: dict[str, int] = defaultdict(int)
+    for name, _, doc in store.list_children_of_kind(PROVISIONED_KIND):
+        provisioned[name] += ProvisionedConcurrency.from_doc(doc).requested
+    reserved = unreserved_provisioned = 0
+    after: str | None = None
+    while batch := store.page(after, 1000):
+        for record in batch:
+            if record.name == excluding:
+                continue
+            if record.reserved_concurrency is not None:
+                reserved += record.reserved_concurrency
+            else:
+                unreserved_provisioned += provisioned.get(record.name, 0)
+        after = batch[-1].name
+    return Commitments(reserved, unreserved_provisioned)

@@ -11,9 +11,9 @@ from lamina.arns import FunctionRef
 from lamina.constants import LATEST
 from lamina.control.context import Domain
 from lamina.control.functions import FunctionService
-from lamina.control.model import Document
 from lamina.control.paging import decode_marker, page_size, take_page
 from lamina.errors import InvalidParameterValue, ResourceNotFound
+from lamina.model.functions import Document
 
 KIND = "event-invoke"
 DEFAULT_RETRY_ATTEMPTS = 2

@@ -15,14 +15,6 @@ from lamina.constants import (
 )
 from lamina.control.code import CodeArchive, CodeSource, inspect_archive
 from lamina.control.context import Domain
-from lamina.control.model import (
-    Alias,
-    FunctionConfig,
-    FunctionRecord,
-    LayerRef,
-    aws_timestamp,
-    new_revision_id,
-)
 from lamina.control.paging import decode_marker, page_size, take_page
 from lamina.control.rules import check_config
 from lamina.control.tags import check_tags
@@ -34,6 +26,14 @@ from lamina.errors import (
     PreconditionFailed,
     ResourceConflict,
     ResourceNotFound,
+)
+from lamina.model.functions import (
+    Alias,
+    FunctionConfig,
+    FunctionRecord,
+    LayerRef,
+    aws_timestamp,
+    new_revision_id,
 )
 
 _STALE_REVISION = (

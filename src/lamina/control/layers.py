@@ -12,7 +12,6 @@ from lamina.arns import parse_layer_arn
 from lamina.constants import CODE_STORAGE_MAX_BYTES, POLICY_MAX_BYTES
 from lamina.control.code import CodeArchive, CodeSource, inspect_archive
 from lamina.control.context import Domain
-from lamina.control.model import LayerVersion, new_revision_id
 from lamina.control.paging import decode_marker, page_size, take_page
 from lamina.errors import (
     CodeStorageExceeded,
@@ -22,6 +21,7 @@ from lamina.errors import (
     ResourceConflict,
     ResourceNotFound,
 )
+from lamina.model.functions import LayerVersion, new_revision_id
 
 GET_LAYER_VERSION = "lambda:GetLayerVersion"
 

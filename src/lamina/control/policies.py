@@ -13,7 +13,6 @@ from lamina.arns import FunctionRef
 from lamina.constants import LATEST, POLICY_MAX_BYTES
 from lamina.control.context import Domain
 from lamina.control.functions import FunctionService, merge_qualifier
-from lamina.control.model import Policy, new_revision_id
 from lamina.errors import (
     InvalidParameterValue,
     PolicyLengthExceeded,
@@ -21,6 +20,7 @@ from lamina.errors import (
     ResourceConflict,
     ResourceNotFound,
 )
+from lamina.model.functions import Policy, new_revision_id
 
 POLICY_KIND = "policy"
 

@@ -12,8 +12,8 @@ from lamina.constants import (
     RESERVED_ENV_VARS,
     SUPPORTED_RUNTIMES,
 )
-from lamina.control.model import FunctionConfig
 from lamina.errors import InvalidParameterValue
+from lamina.model.functions import FunctionConfig
 
 _ENV_KEY = re.compile(r"[a-zA-Z]([a-zA-Z0-9_])+")
 _DLQ_TARGET = re.compile(r"arn:aws[a-zA-Z-]*:(sqs|sns):[a-z0-9-]+:\d{12}:[A-Za-z0-9_.-]+")

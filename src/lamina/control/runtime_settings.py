@@ -8,8 +8,8 @@ from lamina.arns import FunctionRef
 from lamina.constants import LATEST
 from lamina.control.context import Domain
 from lamina.control.functions import FunctionService, merge_qualifier
-from lamina.control.model import Document
 from lamina.errors import InvalidParameterValue
+from lamina.model.functions import Document
 
 KIND = "runtime-management"
 MANUAL = "Manual"

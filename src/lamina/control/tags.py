@@ -7,8 +7,8 @@ from collections.abc import Iterable, Mapping
 from dataclasses import replace
 
 from lamina.control.context import Domain
-from lamina.control.model import FunctionRecord
 from lamina.errors import InvalidParameterValue, ResourceNotFound
+from lamina.model.functions import FunctionRecord
 
 MAX_TAGS = 50
 RESERVED_PREFIX = "aws:"

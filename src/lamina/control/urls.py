@@ -12,9 +12,9 @@ from lamina.arns import FunctionRef
 from lamina.constants import LATEST
 from lamina.control.context import Domain
 from lamina.control.functions import FunctionService
-from lamina.control.model import Document
 from lamina.control.paging import decode_marker, page_size, take_page
 from lamina.errors import InvalidParameterValue, ResourceConflict, ResourceNotFound
+from lamina.model.functions import Document
 
 KIND = "url"
 URL_ID_LENGTH = 32
@@ -176,10 +176,3 @@ class UrlConfigService:
             if after is None or key > str(after)
         ]
         return take_page(configs, page_size(max_items), lambda config: config.qualifier)
-
-    def find_by_url_id(self, url_id: str) -> FunctionUrlConfig | None:
-        """The config whose URL starts with `url_id`, for the URL endpoint to route a request."""
-        for _, _, doc in self._store.list_children_of_kind(KIND):
-            if doc.get("url_id") == url_id:
-                return FunctionUrlConfig.from_doc(doc)
-        return None

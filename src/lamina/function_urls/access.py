@@ -21,9 +21,9 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from lamina.api.auth import SigV4Verifier
 from lamina.control.policies import Caller, allows
 from lamina.errors import LaminaError
+from lamina.identity.sigv4 import SigV4Verifier
 
 URL_ACTION = "lambda:InvokeFunctionUrl"
 INVOKE_ACTION = "lambda:InvokeFunction"

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 from starlette.types import Scope
 
-from lamina.api.asgi import URL_PATH_PREFIX
+from lamina.constants import URL_PATH_PREFIX
 
 _HOST_MARK = ".lambda-url."
 _PATH_PREFIX = URL_PATH_PREFIX.encode()

@@ -14,6 +14,7 @@ from lamina.control.urls import KIND, FunctionUrlConfig
 from lamina.function_urls.access import public_refusal
 from lamina.function_urls.cors import CorsRules
 from lamina.store.protocols import FunctionStore
+from lamina.store.stamped import StampedCache
 
 
 @dataclass(frozen=True)
@@ -33,30 +34,24 @@ class UrlDirectory:
     def __init__(self, store: FunctionStore, policies: PolicyService) -> None:
         self._store = store
         self._policies = policies
-        self._stamp = -1
-        self._configs: dict[str, FunctionUrlConfig] = {}
-        self._targets: dict[str, UrlTarget] = {}
+        self._snapshot = StampedCache(store.change_stamp, self._read)
 
     def find(self, url_id: str) -> UrlTarget | None:
-        stamp = self._store.change_stamp()
-        if stamp != self._stamp:
-            # The stamp was taken before the read: a write during it makes the next call re-read.
-            self._configs = self._read_configs()
-            self._targets = {}
-            self._stamp = stamp
-        target = self._targets.get(url_id)
+        configs, targets = self._snapshot.get()
+        target = targets.get(url_id)
         if target is None:
-            config = self._configs.get(url_id)
+            config = configs.get(url_id)
             if config is None:
                 return None
             target = self._target(config)
-            self._targets[url_id] = target
+            targets[url_id] = target
         return target
 
-    def _read_configs(self) -> dict[str, FunctionUrlConfig]:
+    def _read(self) -> tuple[dict[str, FunctionUrlConfig], dict[str, UrlTarget]]:
+        """Every URL config by URL id, and (filled as requests come) their targets."""
         docs = self._store.list_children_of_kind(KIND)
         configs = (FunctionUrlConfig.from_doc(doc) for _, _, doc in docs)
-        return {config.url_id: config for config in configs}
+        return {config.url_id: config for config in configs}, {}
 
     def _target(self, config: FunctionUrlConfig) -> UrlTarget:
         # The policy of exactly what the URL names: the function for $LATEST, else the alias.

@@ -24,6 +24,7 @@ from urllib.parse import parse_qsl, unquote
 
 import orjson
 
+from lamina.constants import HEADER_TRACE_ID
 from lamina.function_urls.addresses import UrlAddress
 
 _TEXT_TYPE = re.compile(
@@ -124,7 +125,7 @@ def build_event(
     )
     headers["x-forwarded-proto"] = request.scheme
     headers["x-forwarded-port"] = str(request.port)
-    headers["x-amzn-trace-id"] = trace_id
+    headers[HEADER_TRACE_ID.lower()] = trace_id
     address = request.address
     event: dict[str, Any] = {
         "version": "2.0",

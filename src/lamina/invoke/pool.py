@@ -107,13 +107,6 @@ class EnvironmentPool:
         self._keys.clear()
         self._stale.clear()
 
-    def idle_count(self, function: str | None = None) -> int:
-        return sum(
-            len(environments)
-            for key, environments in self._idle.items()
-            if function is None or key[0] == function
-        )
-
     def environments_by_function(self) -> dict[str, int]:
         """How many environments (idle or busy) each function has (for metrics)."""
         counts: dict[str, int] = {}

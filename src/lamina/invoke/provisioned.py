@@ -24,8 +24,10 @@ from typing import Protocol
 import orjson
 
 from lamina.control.concurrency import ProvisionedConcurrency, ProvisionedTarget
-from lamina.control.model import FunctionConfig
+from lamina.invoke.events import LevelObserver, NoLevels
+from lamina.model.functions import FunctionConfig
 from lamina.sandbox.environment import ExecutionEnvironment, State
+from lamina.store.stamped import StampedCache
 
 log = logging.getLogger("lamina.invoke")
 
@@ -59,7 +61,8 @@ class ProvisionedConfigs(Protocol):
 class Allocation:
     """The environments held for one target, all of one version."""
 
-    def __init__(self, version: FunctionConfig) -> None:
+    def __init__(self, key: Target, version: FunctionConfig) -> None:
+        self.key = key
         self.version = version.version
         self.revision = version.revision_id
         self.size = 0
@@ -80,19 +83,20 @@ class ProvisionedPool:
         configs: ProvisionedConfigs,
         start: StartEnvironment,
         change_stamp: Callable[[], int],
+        levels: LevelObserver | None = None,
         interval_s: float = 0.25,
         batch: int = 4,
     ) -> None:
         self._configs = configs
         self._start = start
-        self._change_stamp = change_stamp
+        self._levels: LevelObserver = levels or NoLevels()
         self._interval_s = interval_s
         # Environments started at once: a large request must not stall the host.
         self._batch = batch
         self._allocations: dict[Target, Allocation] = {}
         self._owners: dict[ExecutionEnvironment, Allocation] = {}
-        self._targets: list[ProvisionedTarget] = []
-        self._seen_stamp: int | None = None
+        # The stored configs, read again (in a worker thread) only after the store changed.
+        self._targets = StampedCache(change_stamp, configs.provisioned_targets)
         self._task: asyncio.Task[None] | None = None
 
     # ------------------------------------------------------------- invoke path
@@ -110,6 +114,7 @@ class ProvisionedPool:
             environment = allocation.idle.pop()
             if environment.state is State.IDLE:
                 allocation.busy.add(environment)
+                self._publish(allocation)
                 return environment
             self._drop(environment)
         return None
@@ -126,26 +131,13 @@ class ProvisionedPool:
             and allocation.held < allocation.size
         ):
             allocation.idle.append(environment)
+            self._publish(allocation)
         else:
             self._drop(environment)
 
     def held(self, function: str, qualifier: str) -> int:
         allocation = self._allocations.get((function, qualifier))
         return 0 if allocation is None else allocation.held
-
-    def usage(self, function: str, qualifier: str) -> tuple[int, int]:
-        """(busy, held) environments of one config; (0, 0) when it has none."""
-        allocation = self._allocations.get((function, qualifier))
-        if allocation is None:
-            return 0, 0
-        return len(allocation.busy), allocation.held
-
-    def allocations(self) -> list[tuple[str, str, int, int]]:
-        """(function, qualifier, busy, held) of every config being provisioned (for metrics)."""
-        return [
-            (function, qualifier, len(allocation.busy), allocation.held)
-            for (function, qualifier), allocation in self._allocations.items()
-        ]
 
     # ------------------------------------------------------------- reconciling
 
@@ -172,13 +164,10 @@ class ProvisionedPool:
 
     async def reconcile(self) -> None:
         """One pass: bring the environments held in line with the stored configs."""
-        stamp = self._change_stamp()
-        if stamp != self._seen_stamp:
-            self._targets = await asyncio.to_thread(self._configs.provisioned_targets)
-            self._seen_stamp = stamp
+        targets = await self._targets.get_in_thread()
         wanted = {
             (target.function, target.qualifier): target
-            for target in self._targets
+            for target in targets
             if target.config.status != FAILED
         }
         for key, allocation in list(self._allocations.items()):
@@ -191,13 +180,14 @@ class ProvisionedPool:
     async def _converge(self, key: Target, target: ProvisionedTarget) -> None:
         allocation = self._allocations.get(key)
         if allocation is None:
-            allocation = self._allocations[key] = Allocation(target.version)
+            allocation = self._allocations[key] = Allocation(key, target.version)
         allocation.size = target.config.requested
         while allocation.idle and allocation.held > allocation.size:
             self._drop(allocation.idle.pop())
         while allocation.held < allocation.size:
             count = min(self._batch, allocation.size - allocation.held)
             failure = await self._grow(allocation, target.version, count)
+            self._publish(allocation)
             if allocation.retired:
                 return
             if failure is not None:
@@ -255,13 +245,28 @@ class ProvisionedPool:
         allocation.retired = True
         while allocation.idle:
             self._drop(allocation.idle.pop())
+        self._publish(allocation)
         # Busy environments finish their invocation and are destroyed on release.
 
     def _drop(self, environment: ExecutionEnvironment) -> None:
         allocation = self._owners.pop(environment, None)
         if allocation is not None:
             allocation.busy.discard(environment)
+            self._publish(allocation)
         environment.destroy()
+
+    def _publish(self, allocation: Allocation) -> None:
+        """Tell the level observer what the target holds now. A retired allocation holds
+        nothing that counts (its busy environments are destroyed on release), and once a
+        newer allocation serves the target, only that one speaks for it."""
+        function, qualifier = allocation.key
+        current = self._allocations.get(allocation.key)
+        if current is None:
+            self._levels.provisioned_changed(function, qualifier, 0, 0)
+        elif current is allocation:
+            self._levels.provisioned_changed(
+                function, qualifier, len(allocation.busy), allocation.held
+            )
 
 
 def _init_failure(payload: bytes) -> str:

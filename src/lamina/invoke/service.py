@@ -20,23 +20,32 @@ from pathlib import Path
 import orjson
 
 from lamina.arns import Account, FunctionRef
-from lamina.control.concurrency import PROVISIONED_KIND, ProvisionedConcurrency
+from lamina.control.concurrency import commitments
 from lamina.control.functions import FunctionService, Resolved
-from lamina.control.model import FunctionConfig
 from lamina.errors import InvalidRuntime, ResourceNotFound, TooManyRequests
-from lamina.invoke.governor import ConcurrencyGovernor, Lease
+from lamina.invoke.events import (
+    EnvironmentLogging,
+    InvocationObserver,
+    InvocationRecord,
+    LevelObserver,
+    NoLevels,
+    NoObserver,
+)
+from lamina.invoke.governor import ConcurrencyGovernor, Lease, Slot
 from lamina.invoke.pool import EnvironmentPool, PoolKey
 from lamina.invoke.provisioned import ProvisionedConfigs, ProvisionedPool
-from lamina.observability.invocations import InvocationObserver, InvocationRecord, NoObserver
-from lamina.observability.logs import LogSink, group_name, stream_name
-from lamina.observability.platform_log import environment_logging
-from lamina.observability.tracing import Trace, Tracing
+from lamina.invoke.tracing import Trace, Tracing
+from lamina.model.functions import FunctionConfig
 from lamina.runtimes.registry import RuntimeRegistry
 from lamina.sandbox.api import SandboxBackend, SandboxSpec
 from lamina.sandbox.artifacts import ArtifactCache
 from lamina.sandbox.environment import ExecutionEnvironment, InvokeOutcome
+from lamina.sandbox.lifecycle import EnvironmentEvent, EnvironmentListener, InitStarted, ShutDown
+from lamina.sandbox.log_sink import LogSink, group_name, stream_name
+from lamina.sandbox.output import EnvironmentOutput
 from lamina.sandbox.runtime_api import Invocation
 from lamina.store.protocols import FunctionStore
+from lamina.store.stamped import StampedCache
 
 log = logging.getLogger("lamina.invoke")
 
@@ -83,42 +92,18 @@ class Resolver:
     def __init__(self, functions: FunctionService, store: FunctionStore) -> None:
         self._functions = functions
         self._store = store
-        self._stamp = -1
-        self._cache: dict[tuple[str, str | None, str | None], Resolved] = {}
-        self._committed = 0
-
-    def _fresh(self) -> None:
-        stamp = self._store.change_stamp()
-        if stamp != self._stamp:
-            self._cache.clear()
-            self._committed = self._read_committed()
-            self._stamp = stamp
-
-    def _read_committed(self) -> int:
-        """Concurrency outside the unreserved pool: reservations, and the provisioned
-        concurrency of functions without one."""
-        provisioned: dict[str, int] = {}
-        for name, _, doc in self._store.list_children_of_kind(PROVISIONED_KIND):
-            requested = ProvisionedConcurrency.from_doc(doc).requested
-            provisioned[name] = provisioned.get(name, 0) + requested
-        total = 0
-        after: str | None = None
-        while batch := self._store.page(after, 1000):
-            for record in batch:
-                if record.reserved_concurrency is not None:
-                    total += record.reserved_concurrency
-                else:
-                    total += provisioned.get(record.name, 0)
-            after = batch[-1].name
-        return total
+        self._cache: StampedCache[dict[tuple[str, str | None, str | None], Resolved]] = (
+            StampedCache(store.change_stamp, dict)
+        )
+        self._committed = StampedCache(store.change_stamp, lambda: commitments(store).total)
 
     def resolve(self, ref: FunctionRef, qualifier: str | None) -> Resolved:
-        self._fresh()
+        cache = self._cache.get()
         key = (ref.name, ref.qualifier, qualifier)
-        resolved = self._cache.get(key)
+        resolved = cache.get(key)
         if resolved is None:
             resolved = self._functions.resolve(ref, qualifier)
-            self._cache[key] = resolved
+            cache[key] = resolved
         return resolved
 
     def version(self, name: str, version: str) -> FunctionConfig:
@@ -134,8 +119,8 @@ class Resolver:
 
     @property
     def committed(self) -> int:
-        self._fresh()
-        return self._committed
+        """Concurrency outside the unreserved pool (see `lamina.control.concurrency`)."""
+        return self._committed.get()
 
     @property
     def change_stamp(self) -> int:
@@ -155,14 +140,17 @@ class InvokeService:
         artifacts: ArtifactCache,
         runtimes: RuntimeRegistry,
         log_sink: LogSink,
+        environment_logging: EnvironmentLogging,
         scratch_root: Path,
         provisioned_configs: ProvisionedConfigs | None = None,
         observer: InvocationObserver | None = None,
         tracing: Tracing | None = None,
+        levels: LevelObserver | None = None,
     ) -> None:
         self._account = account
         self._tracing = tracing or Tracing()
         self._observer: InvocationObserver = observer or NoObserver()
+        self._levels: LevelObserver = levels or NoLevels()
         self._resolver = resolver
         self._governor = governor
         self._pool = pool
@@ -170,9 +158,12 @@ class InvokeService:
         self._artifacts = artifacts
         self._runtimes = runtimes
         self._sink = log_sink
+        self._environment_logging = environment_logging
         self._scratch = scratch_root
         self._provisioned = (
-            ProvisionedPool(provisioned_configs, self._start, lambda: resolver.change_stamp)
+            ProvisionedPool(
+                provisioned_configs, self._start, lambda: resolver.change_stamp, self._levels
+            )
             if provisioned_configs is not None
             else None
         )
@@ -212,6 +203,7 @@ class InvokeService:
             alias = resolved.alias.name if resolved.alias is not None else None
             self._observer.throttled(config.function_name, config.version, alias)
             raise
+        self._levels.admitted(config.function_name, lease.slot is Slot.UNRESERVED)
         trace = self._tracing.begin(
             config.function_name, config.tracing_mode, request.trace_id, request.received_at
         )
@@ -261,7 +253,9 @@ class InvokeService:
                 self._provisioned.release(admission.environment)
             elif environment is not None:
                 self._pool.release(environment)
-            self._governor.release(admission.lease)
+            lease = admission.lease
+            self._governor.release(lease)
+            self._levels.released(lease.function, lease.slot is Slot.UNRESERVED)
 
     def _report(self, admission: Admission, started_at: float, outcome: InvokeOutcome) -> None:
         config, alias = admission.config, admission.resolved.alias
@@ -316,7 +310,7 @@ class InvokeService:
             ephemeral_mb=config.ephemeral_storage,
             scratch_root=self._scratch / environment_id,
         )
-        sink, platform_log = environment_logging(
+        sink, platform_lines = self._environment_logging(
             self._sink, config.logging, config.function_name, config.version, initialization_type
         )
         environment = ExecutionEnvironment(
@@ -330,10 +324,20 @@ class InvokeService:
             environment_id,
             # Pre-initialised environments never bill or report their init to an invocation.
             report_init=initialization_type == ON_DEMAND,
-            platform_log=platform_log,
+            listener=(
+                _CountedEnvironment(platform_lines, self._levels, config.function_name)
+                if initialization_type == ON_DEMAND
+                else platform_lines
+            ),
         )
         environment.log_init_start(config.runtime or "", command.interpreter)
-        await environment.start()
+        try:
+            await environment.start()
+        except BaseException:
+            # A backend that could not start the sandbox: release what was set up, and
+            # end the environment's lifecycle so its listeners see it stop.
+            environment.destroy()
+            raise
         return environment
 
     def _variables(
@@ -441,3 +445,20 @@ def _init_failure(environment: ExecutionEnvironment) -> InvokeOutcome:
         "error",
         None,
     )
+
+
+class _CountedEnvironment:
+    """Passes an on-demand environment's events on, and tells the level observer when the
+    environment starts its init and when it stops."""
+
+    def __init__(self, inner: EnvironmentListener, levels: LevelObserver, function: str) -> None:
+        self._inner = inner
+        self._levels = levels
+        self._function = function
+
+    def environment_event(self, event: EnvironmentEvent, output: EnvironmentOutput) -> None:
+        self._inner.environment_event(event, output)
+        if isinstance(event, InitStarted):
+            self._levels.environment_started(self._function)
+        elif isinstance(event, ShutDown):
+            self._levels.environment_stopped(self._function)

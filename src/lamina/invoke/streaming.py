@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any
 
 import orjson
 
+from lamina.constants import FUNCTION_ERROR_UNHANDLED
 from lamina.sandbox.environment import InvokeOutcome
 
 if TYPE_CHECKING:
@@ -77,14 +78,14 @@ def invoke_complete(
 
 def error_of(outcome: InvokeOutcome) -> tuple[str, str]:
     """`ErrorCode` and `ErrorDetails` for a failed invocation: its error type and message."""
+    fallback = outcome.error_type or FUNCTION_ERROR_UNHANDLED
     try:
         error = orjson.loads(outcome.payload)
     except orjson.JSONDecodeError:
-        return outcome.error_type or "Unhandled", outcome.payload.decode("utf-8", "replace")
+        error = None
     if not isinstance(error, dict):
-        return outcome.error_type or "Unhandled", outcome.payload.decode("utf-8", "replace")
-    code = error.get("errorType") or outcome.error_type or "Unhandled"
-    return str(code), str(error.get("errorMessage", ""))
+        return fallback, outcome.payload.decode("utf-8", "replace")
+    return str(error.get("errorType") or fallback), str(error.get("errorMessage", ""))
 
 
 class ResponseStream:

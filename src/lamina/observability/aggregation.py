@@ -17,12 +17,12 @@ from dataclasses import dataclass, field
 
 import orjson
 
+from lamina import metrics as m
 from lamina.constants import LATEST
-from lamina.observability import metrics as m
+from lamina.invoke.events import InvocationRecord
 from lamina.observability.billing import gb_seconds
-from lamina.observability.invocations import InvocationRecord
 from lamina.observability.statistics import StatSet
-from lamina.store.sqlite.metrics import MetricDelta, UsageDelta
+from lamina.store.protocols.metrics import MetricDelta, UsageDelta
 
 # How many seconds of per-second history `lamina top` can ask for.
 RECENT_SECONDS = 300
@@ -37,8 +37,6 @@ ThrottleItem = tuple[float, str, str, str | None]
 SampleItem = tuple[float, dict[str, int], int, int, list[tuple[str, str, int, int]]]
 # (metric, function, value, epoch seconds) from the asynchronous dispatcher.
 AsyncItem = tuple[str, str, float, float]
-
-Dims = tuple[tuple[str, str], ...]
 
 
 def dims_key(dims: Iterable[tuple[str, str]]) -> str:

@@ -19,8 +19,8 @@ from typing import Any
 
 import orjson
 
-from lamina.errors import ClientError
-from lamina.observability import metrics as m
+from lamina import metrics as m
+from lamina.errors import InvalidNextToken, InvalidParameterCombination, InvalidParameterValue
 from lamina.observability.aggregation import dims_key
 from lamina.observability.statistics import STATISTICS, StatSet, percentile_of
 from lamina.observability.telemetry import Telemetry
@@ -33,18 +33,6 @@ _DAY_S = 86400
 # ListMetrics shows metrics that had data in the last two weeks; RecentlyActive=PT3H, 3 hours.
 _LISTED_S = 14 * _DAY_S
 _RECENT_S = 3 * 3600
-
-
-class InvalidParameterValue(ClientError):
-    code = "InvalidParameterValueException"
-
-
-class InvalidParameterCombination(ClientError):
-    code = "InvalidParameterCombinationException"
-
-
-class InvalidNextToken(ClientError):
-    code = "InvalidNextToken"
 
 
 def epoch(value: Any) -> float:

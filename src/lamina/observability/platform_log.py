@@ -19,8 +19,11 @@ from typing import Any, Protocol
 
 import orjson
 
-from lamina.control.model import LoggingConfig
-from lamina.observability.logs import LogSink
+from lamina.constants import HEADER_TRACE_ID
+from lamina.model.functions import LoggingConfig
+from lamina.sandbox.lifecycle import EnvironmentEvent, InitStarted, InvokeEnded, InvokeStarted
+from lamina.sandbox.log_sink import LogSink
+from lamina.sandbox.output import EnvironmentOutput
 
 # Ranks of the level names runtimes write; Python's logging says WARNING and CRITICAL.
 LEVELS = {
@@ -197,7 +200,7 @@ class JsonPlatformLog:
         if xray is not None:
             record["tracing"] = {
                 "spanId": xray[1],
-                "type": "X-Amzn-Trace-Id",
+                "type": HEADER_TRACE_ID,
                 "value": f"Root={xray[0]};Parent={xray[1]};Sampled=1",
             }
         return self._record(_INFO if status is None else _WARN, "platform.report", record)
@@ -242,21 +245,64 @@ class ApplicationLevelFilter:
         """The wrapped sink is shared by every environment; closing it is not ours to do."""
 
 
+class PlatformLines:
+    """The environment listener that writes the platform's lines into its output."""
+
+    def __init__(self, platform: PlatformLog) -> None:
+        self._platform = platform
+
+    def environment_event(self, event: EnvironmentEvent, output: EnvironmentOutput) -> None:
+        platform = self._platform
+        if isinstance(event, InvokeStarted):
+            output.platform(platform.start(event.request_id, event.version))
+        elif isinstance(event, InvokeEnded):
+            output.platform(platform.end(event.request_id, event.status, event.duration_ms))
+            output.platform(
+                platform.report(
+                    event.request_id,
+                    event.duration_ms,
+                    event.billed_ms,
+                    event.memory_mb,
+                    event.max_memory_mb,
+                    event.init_ms,
+                    event.status,
+                    event.error_type,
+                    event.xray,
+                )
+            )
+        elif isinstance(event, InitStarted):
+            runtime = event.runtime
+            family, _, version = runtime.partition("python")
+            label = f"python:{version}" if not family else runtime.replace("nodejs", "nodejs:")
+            output.platform(
+                platform.init_start(
+                    f"{label}.lamina",
+                    f"arn:aws:lambda:::runtime:lamina-{runtime}",
+                    event.interpreter,
+                )
+            )
+
+
+TEXT_PLATFORM_LINES = PlatformLines(TEXT_PLATFORM_LOG)
+
+
 def environment_logging(
     sink: LogSink,
     logging: LoggingConfig,
     function_name: str,
     version: str,
     initialization_type: str,
-) -> tuple[LogSink, PlatformLog]:
-    """The sink and platform formatter for a new environment of this configuration.
+) -> tuple[LogSink, PlatformLines]:
+    """The sink and platform-line listener for a new environment of this configuration.
 
-    Text-format functions get the shared sink and formatter untouched, so the default path
+    Text-format functions get the shared sink and listener untouched, so the default path
     costs nothing extra per invocation.
     """
     if logging.log_format != "JSON":
-        return sink, TEXT_PLATFORM_LOG
+        return sink, TEXT_PLATFORM_LINES
     platform = JsonPlatformLog(
         function_name, version, initialization_type, logging.system_log_level
     )
-    return ApplicationLevelFilter(sink, logging.application_log_level or "INFO"), platform
+    return ApplicationLevelFilter(sink, logging.application_log_level or "INFO"), PlatformLines(
+        platform
+    )

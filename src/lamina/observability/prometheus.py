@@ -25,7 +25,7 @@ from prometheus_client.metrics_core import (
 )
 from prometheus_client.registry import CollectorRegistry
 
-from lamina.observability import metrics as m
+from lamina import metrics as m
 from lamina.observability.aggregation import Cell
 from lamina.observability.statistics import BUCKETS_PER_DOUBLING, StatSet
 from lamina.observability.telemetry import LiveLevels

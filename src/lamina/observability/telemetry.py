@@ -13,16 +13,13 @@ import asyncio
 import logging
 import threading
 import time
-from collections import deque
+from collections import Counter, deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import TypeVar
 
-from lamina.constants import LATEST
-from lamina.invoke.governor import ConcurrencyGovernor
-from lamina.invoke.pool import EnvironmentPool
-from lamina.invoke.provisioned import ProvisionedPool
+from lamina.constants import ACCOUNT_CONCURRENCY_DEFAULT, LATEST
+from lamina.invoke.events import InvocationRecord
 from lamina.observability.aggregation import (
     RECENT_SECONDS,
     Aggregator,
@@ -32,8 +29,7 @@ from lamina.observability.aggregation import (
     SampleItem,
     ThrottleItem,
 )
-from lamina.observability.invocations import InvocationRecord
-from lamina.store.sqlite.metrics import MetricDelta, SqliteMetricsStore, UsageDelta
+from lamina.store.protocols.metrics import MetricDelta, MetricsStore, UsageDelta
 
 log = logging.getLogger("lamina.metrics")
 
@@ -44,15 +40,6 @@ RETENTION_S = 15 * 24 * 3600
 _PRUNE_INTERVAL_S = 3600.0
 
 T = TypeVar("T")
-
-
-@dataclass(frozen=True)
-class LiveSources:
-    """Where current levels are read: only ever on the event loop, where they change."""
-
-    governor: ConcurrencyGovernor
-    pool: EnvironmentPool
-    provisioned: ProvisionedPool | None
 
 
 @dataclass(frozen=True)
@@ -69,18 +56,26 @@ class LiveLevels:
 
 
 class Telemetry:
-    """Implements `InvocationObserver`; owns the fold, its thread and the metrics database."""
+    """Implements `InvocationObserver` and `LevelObserver`: keeps the live levels from the
+    engine's events, and owns the fold, its thread and the metrics database."""
 
     def __init__(
         self,
-        store: SqliteMetricsStore,
+        store: MetricsStore,
+        account_limit: int = ACCOUNT_CONCURRENCY_DEFAULT,
         clock: Callable[[], float] = time.time,
         flush_interval_s: float = FLUSH_INTERVAL_S,
     ) -> None:
         self.store = store
         self._clock = clock
         self._flush_interval_s = flush_interval_s
-        self._live: LiveSources | None = None
+        # Levels, changed only by the engine's events, on the event loop.
+        self._account_limit = account_limit
+        self._in_flight: Counter[str] = Counter()
+        self._account_in_flight = 0
+        self._unreserved_in_flight = 0
+        self._environments: Counter[str] = Counter()
+        self._provisioned: dict[tuple[str, str], tuple[int, int]] = {}
         # Appended on the loop, popped by whichever thread folds: deque operations are
         # atomic, so the invoke path takes no lock.
         self._invocations: deque[InvocationItem] = deque()
@@ -95,34 +90,50 @@ class Telemetry:
         self._sampler: asyncio.Task[None] | None = None
         self._pruned_at = 0.0
 
-    @classmethod
-    def open(cls, data_dir: Path) -> Telemetry:
-        """Telemetry saved in `metrics.db` under the data directory."""
-        return cls(SqliteMetricsStore(data_dir / "metrics.db"))
-
-    def attach(self, live: LiveSources) -> None:
-        self._live = live
-
     # ------------------------------------------------------- on the event loop
 
+    def admitted(self, function_name: str, unreserved: bool) -> None:
+        self._in_flight[function_name] += 1
+        self._account_in_flight += 1
+        if unreserved:
+            self._unreserved_in_flight += 1
+
+    def released(self, function_name: str, unreserved: bool) -> None:
+        in_flight = self._in_flight
+        in_flight[function_name] -= 1
+        if in_flight[function_name] <= 0:
+            del in_flight[function_name]
+        self._account_in_flight -= 1
+        if unreserved:
+            self._unreserved_in_flight -= 1
+
+    def environment_started(self, function_name: str) -> None:
+        self._environments[function_name] += 1
+
+    def environment_stopped(self, function_name: str) -> None:
+        environments = self._environments
+        environments[function_name] -= 1
+        if environments[function_name] <= 0:
+            del environments[function_name]
+
+    def provisioned_changed(self, function_name: str, qualifier: str, busy: int, held: int) -> None:
+        if busy or held:
+            self._provisioned[(function_name, qualifier)] = (busy, held)
+        else:
+            self._provisioned.pop((function_name, qualifier), None)
+
     def invoked(self, record: InvocationRecord) -> None:
-        live = self._live
-        if live is None:
-            self._invocations.append((record, 0, 0, 0, 0, 0))
-            return
-        governor = live.governor
         busy = allocated = 0
-        provisioned = live.provisioned
-        if provisioned is not None and (record.alias or record.executed_version != LATEST):
-            busy, allocated = provisioned.usage(
-                record.function_name, record.alias or record.executed_version
+        if record.alias or record.executed_version != LATEST:
+            busy, allocated = self._provisioned.get(
+                (record.function_name, record.alias or record.executed_version), (0, 0)
             )
         self._invocations.append(
             (
                 record,
-                governor.in_flight(record.function_name),
-                governor.in_flight(),
-                governor.unreserved_in_flight,
+                self._in_flight[record.function_name],
+                self._account_in_flight,
+                self._unreserved_in_flight,
                 busy,
                 allocated,
             )
@@ -137,18 +148,16 @@ class Telemetry:
 
     def levels(self) -> LiveLevels:
         """Current levels; call on the loop."""
-        live = self._live
-        if live is None:
-            return LiveLevels({}, 0, 0, 0, {})
-        governor = live.governor
-        in_flight = governor.in_flight_by_function()
         return LiveLevels(
-            in_flight=in_flight,
-            account_in_flight=sum(in_flight.values()),
-            unreserved_in_flight=governor.unreserved_in_flight,
-            account_limit=governor.account_limit,
-            environments=live.pool.environments_by_function(),
-            provisioned=live.provisioned.allocations() if live.provisioned is not None else [],
+            in_flight=dict(self._in_flight),
+            account_in_flight=self._account_in_flight,
+            unreserved_in_flight=self._unreserved_in_flight,
+            account_limit=self._account_limit,
+            environments=dict(self._environments),
+            provisioned=[
+                (function, qualifier, busy, held)
+                for (function, qualifier), (busy, held) in self._provisioned.items()
+            ],
         )
 
     def start(self) -> None:

@@ -12,17 +12,15 @@ from __future__ import annotations
 import logging
 import threading
 from collections import deque
-from collections.abc import Mapping
 
 from opentelemetry.sdk.trace import ReadableSpan, SpanProcessor
 from opentelemetry.sdk.trace.export import SpanExporter
 
+from lamina.settings import SpanBatching
+
 log = logging.getLogger("lamina.tracing")
 
-# The OpenTelemetry specification's defaults for a batching span processor.
-DEFAULT_DELAY_MS = 5000
-DEFAULT_MAX_QUEUE = 2048
-DEFAULT_MAX_BATCH = 512
+_DEFAULTS = SpanBatching()
 
 
 class SpanBatcher(SpanProcessor):
@@ -31,9 +29,9 @@ class SpanBatcher(SpanProcessor):
     def __init__(
         self,
         exporter: SpanExporter,
-        delay_s: float = DEFAULT_DELAY_MS / 1000,
-        max_queue: int = DEFAULT_MAX_QUEUE,
-        max_batch: int = DEFAULT_MAX_BATCH,
+        delay_s: float = _DEFAULTS.delay_ms / 1000,
+        max_queue: int = _DEFAULTS.max_queue,
+        max_batch: int = _DEFAULTS.max_batch,
         close_timeout_s: float = 2.0,
     ) -> None:
         self._exporter = exporter
@@ -50,16 +48,12 @@ class SpanBatcher(SpanProcessor):
         self._thread.start()
 
     @classmethod
-    def from_env(cls, exporter: SpanExporter, environ: Mapping[str, str]) -> SpanBatcher:
-        def number(name: str, default: int) -> int:
-            value = environ.get(name, "")
-            return int(value) if value.isdigit() and int(value) > 0 else default
-
+    def configured(cls, exporter: SpanExporter, batching: SpanBatching) -> SpanBatcher:
         return cls(
             exporter,
-            delay_s=number("OTEL_BSP_SCHEDULE_DELAY", DEFAULT_DELAY_MS) / 1000,
-            max_queue=number("OTEL_BSP_MAX_QUEUE_SIZE", DEFAULT_MAX_QUEUE),
-            max_batch=number("OTEL_BSP_MAX_EXPORT_BATCH_SIZE", DEFAULT_MAX_BATCH),
+            delay_s=batching.delay_ms / 1000,
+            max_queue=batching.max_queue,
+            max_batch=batching.max_batch,
         )
 
     def on_end(self, span: ReadableSpan) -> None:

@@ -18,7 +18,6 @@ builds them (for sampled invocations alone).
 from __future__ import annotations
 
 import logging
-import os
 import random
 
 from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
@@ -28,9 +27,11 @@ from opentelemetry.sdk.util.instrumentation import InstrumentationScope
 from opentelemetry.trace import SpanContext, SpanKind, Status, StatusCode, TraceFlags
 from opentelemetry.util.types import Attributes
 
-from lamina.observability.invocations import InvocationObserver, InvocationRecord
-from lamina.observability.tracing import Trace, otel_trace_id
+from lamina.constants import FUNCTION_ERROR_UNHANDLED
+from lamina.invoke.events import InvocationObserver, InvocationRecord
+from lamina.invoke.tracing import Trace, otel_trace_id
 from lamina.observability.tracing_batcher import SpanBatcher
+from lamina.settings import SpanBatching
 
 log = logging.getLogger("lamina.tracing")
 
@@ -62,12 +63,17 @@ class SpanExporting:
 
     @classmethod
     def to_endpoint(
-        cls, inner: InvocationObserver, endpoint: str, region: str, account_id: str
+        cls,
+        inner: InvocationObserver,
+        endpoint: str,
+        batching: SpanBatching,
+        region: str,
+        account_id: str,
     ) -> SpanExporting:
         # The exporter reads the rest of its settings (headers, timeout, compression) from
-        # the OTEL_EXPORTER_OTLP_* variables itself.
+        # the OTEL_EXPORTER_OTLP_* variables itself: the SDK's configuration, not Lamina's.
         exporter = OTLPSpanExporter(endpoint=endpoint)
-        return cls(inner, SpanBatcher.from_env(exporter, os.environ), region, account_id)
+        return cls(inner, SpanBatcher.configured(exporter, batching), region, account_id)
 
     def close(self) -> None:
         """Export the spans still queued (briefly: see `SpanBatcher.shutdown`)."""
@@ -100,7 +106,7 @@ class SpanExporting:
         )
         root = SpanContext(trace_id, _new_span_id(), is_remote=False, trace_flags=_SAMPLED)
         status = (
-            Status(StatusCode.ERROR, record.error_type or "Unhandled")
+            Status(StatusCode.ERROR, record.error_type or FUNCTION_ERROR_UNHANDLED)
             if record.function_error
             else _OK
         )
@@ -156,7 +162,7 @@ class SpanExporting:
         if record.alias is not None:
             attributes["lamina.alias"] = record.alias
         if record.function_error:
-            attributes["error.type"] = record.error_type or "Unhandled"
+            attributes["error.type"] = record.error_type or FUNCTION_ERROR_UNHANDLED
         return attributes
 
     @staticmethod

@@ -11,11 +11,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+from lamina.constants import RUNTIME_INVALID_ENTRYPOINT
 from lamina.errors import InvalidRuntime
+from lamina.sandbox.runtime_files import NODE_BOOTSTRAP, PYTHON_BOOTSTRAP
 
-_HERE = Path(__file__).resolve().parent
-PYTHON_BOOTSTRAP = _HERE / "python" / "bootstrap.py"
-NODE_BOOTSTRAP = _HERE / "node" / "bootstrap.mjs"
 PROVIDED = ("provided", "provided.al2", "provided.al2023")
 
 
@@ -107,7 +106,7 @@ class RuntimeRegistry:
             return _custom_bootstrap(task_root, opt_dir)
         interpreter = self.interpreter(runtime)
         if interpreter is None:
-            raise InvalidRuntime(_missing_message(runtime), error_type="Runtime.InvalidRuntime")
+            raise InvalidRuntime(_missing_message(runtime))
         if runtime.startswith("python"):
             return RuntimeCommand(
                 (interpreter, "-u", str(PYTHON_BOOTSTRAP)), interpreter, f"AWS_Lambda_{runtime}"
@@ -125,7 +124,7 @@ class RuntimeRegistry:
                 interpreter,
                 f"AWS_Lambda_{runtime}",
             )
-        raise InvalidRuntime(_missing_message(runtime), error_type="Runtime.InvalidRuntime")
+        raise InvalidRuntime(_missing_message(runtime))
 
 
 def _custom_bootstrap(task_root: Path, opt_dir: Path | None) -> RuntimeCommand:
@@ -137,12 +136,12 @@ def _custom_bootstrap(task_root: Path, opt_dir: Path | None) -> RuntimeCommand:
         if not os.access(bootstrap, os.X_OK):
             # AWS's wording when the file is there but its mode lacks the executable bit.
             raise InvalidRuntime(
-                f"fork/exec {shown}: permission denied", error_type="Runtime.InvalidEntrypoint"
+                f"fork/exec {shown}: permission denied", error_type=RUNTIME_INVALID_ENTRYPOINT
             )
         return RuntimeCommand((bootstrap,), bootstrap, None)
     raise InvalidRuntime(
         "Couldn't find valid bootstrap(s): [/var/task/bootstrap /opt/bootstrap]",
-        error_type="Runtime.InvalidEntrypoint",
+        error_type=RUNTIME_INVALID_ENTRYPOINT,
     )
 
 
@@ -160,14 +159,3 @@ def _missing_message(runtime: str) -> str:
         f"Runtime {runtime} is not available on this host: install {what}, or point "
         f"{setting} at an interpreter."
     )
-
-
-def overrides_from_env(environ: Mapping[str, str]) -> dict[str, str]:
-    """`LAMINA_RUNTIME_PYTHON3_12=/opt/py/bin/python3` → {"python3.12": "/opt/py/bin/python3"}."""
-    result = {}
-    for key, value in environ.items():
-        if key.startswith("LAMINA_RUNTIME_") and value:
-            name = key.removeprefix("LAMINA_RUNTIME_").lower()
-            # python3_12 -> python3.12, nodejs20_x -> nodejs20.x, provided_al2 -> provided.al2
-            result[name.replace("_", ".")] = value
-    return result

@@ -6,7 +6,7 @@ allows; everything above it (the Runtime API, logs, pools) is the same for every
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 
@@ -26,7 +26,6 @@ class SandboxSpec:
     ephemeral_mb: int
     # Where the environment's private /tmp lives on the host (the backend creates it).
     scratch_root: Path
-    cpu_weight_mb: int = field(default=0)
     # The environment's Runtime API, for backends that restrict who may connect to it or
     # change limits once init is over.
     runtime_api: RuntimeChannel | None = None

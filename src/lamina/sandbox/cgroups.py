@@ -123,15 +123,6 @@ class EnvironmentCgroup:
             if burst.exists():
                 _write(burst, quota)
 
-    def cpu_quota(self) -> str | None:
-        """The CPU cap as the kernel holds it (for diagnostics and tests)."""
-        cpu = self._paths.get("cpu")
-        if cpu is None:
-            return None
-        if self.version == 1:
-            return _read(cpu / "cpu.cfs_quota_us").strip()
-        return _read(cpu / "cpu.max").strip()
-
     def peak_bytes(self) -> int | None:
         """The group's memory high-water mark. Read once per invocation, so the counter file
         stays open and is re-read with pread rather than reopened each time."""

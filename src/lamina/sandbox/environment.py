@@ -1,7 +1,8 @@
-"""One execution environment: a sandboxed runtime, its Runtime API, and its log stream.
+"""One execution environment: a sandboxed runtime, its Runtime API, and its output.
 
 An environment serves one invocation at a time. After a timeout, a crash or an out-of-memory
-kill it is dead and is never used again.
+kill it is dead and is never used again. What happens to it is told to its listener as
+lifecycle events (`lamina.sandbox.lifecycle`); it writes no platform line itself.
 """
 
 from __future__ import annotations
@@ -14,20 +15,33 @@ import math
 import os
 import time
 import uuid
-from collections import deque
 from dataclasses import dataclass
 from typing import Any
 
 import orjson
 
-from lamina.constants import INIT_TIMEOUT_S, LOG_TAIL_BYTES, SYNC_PAYLOAD_MAX_BYTES
-from lamina.observability.logs import LogSink
-from lamina.observability.platform_log import TEXT_PLATFORM_LOG, PlatformLog
+from lamina.constants import (
+    FUNCTION_RESPONSE_SIZE_TOO_LARGE,
+    INIT_TIMEOUT_S,
+    RUNTIME_EXIT_ERROR,
+    RUNTIME_OUT_OF_MEMORY,
+    SANDBOX_TIMEDOUT,
+    SYNC_PAYLOAD_MAX_BYTES,
+)
 from lamina.sandbox.api import Sandbox, SandboxBackend, SandboxSpec
+from lamina.sandbox.lifecycle import (
+    EnvironmentEvent,
+    EnvironmentListener,
+    InitStarted,
+    InvokeEnded,
+    InvokeStarted,
+    ShutDown,
+    Unheard,
+)
+from lamina.sandbox.log_sink import LogSink
+from lamina.sandbox.output import EnvironmentOutput
 from lamina.sandbox.runtime_api import Invocation, Outcome, RuntimeChannel, serve_runtime_api
 
-# A single log line longer than this is split; it keeps one line from holding unbounded memory.
-_MAX_LINE_BYTES = 256 * 1024
 _READ_CHUNK = 64 * 1024
 
 
@@ -75,7 +89,7 @@ class ExecutionEnvironment:
         log_stream: str,
         environment_id: str | None = None,
         report_init: bool = True,
-        platform_log: PlatformLog = TEXT_PLATFORM_LOG,
+        listener: EnvironmentListener | None = None,
     ) -> None:
         self.id = environment_id or uuid.uuid4().hex
         self.state = State.NEW
@@ -85,17 +99,12 @@ class ExecutionEnvironment:
         self.last_used = time.monotonic()
         self._backend = backend
         self._spec = spec
-        self._sink = log_sink
-        self._platform = platform_log
-        self._group = log_group
-        self._stream = log_stream
+        self.output = EnvironmentOutput(log_sink, log_group, log_stream)
+        self._listener = listener or Unheard()
         self._sandbox: Sandbox | None = None
         self._server: asyncio.AbstractServer | None = None
         self._channel: RuntimeChannel | None = None
         self._exited: asyncio.Task[int] | None = None
-        self._partial = bytearray()
-        self._tail: deque[bytes] = deque()
-        self._tail_size = 0
         self._init_ms: float | None = None
         self._init_reported = not report_init
         self.init_error: bytes | None = None
@@ -134,12 +143,12 @@ class ExecutionEnvironment:
             self.init_error = outcome.body or _error_payload(outcome.error_type or "Unknown", "")
         elif self._exited in done:
             self.init_error = _error_payload(
-                "Runtime.ExitError",
+                RUNTIME_EXIT_ERROR,
                 f"Runtime exited with error: {self._exit_description(self._exited.result())}",
             )
         else:
             self.init_error = _error_payload(
-                "Sandbox.Timedout", f"Init phase timed out after {INIT_TIMEOUT_S:.2f} seconds"
+                SANDBOX_TIMEDOUT, f"Init phase timed out after {INIT_TIMEOUT_S:.2f} seconds"
             )
         self.destroy()
 
@@ -153,6 +162,12 @@ class ExecutionEnvironment:
         """Kill every process of the environment and release what it held."""
         if self.state is State.DEAD:
             return
+        self._terminate()
+        self._emit(ShutDown(self.id))
+
+    def _terminate(self) -> None:
+        """`destroy` without telling the listener, for an invocation that still has to
+        report how it ended: its END and REPORT come before the environment's shutdown."""
         self.state = State.DEAD
         if self._sandbox is not None:
             self._sandbox.kill()
@@ -164,20 +179,15 @@ class ExecutionEnvironment:
             self._server.close()
 
     def log_init_start(self, runtime: str, interpreter: str) -> None:
-        family, _, version = runtime.partition("python")
-        label = f"python:{version}" if not family else runtime.replace("nodejs", "nodejs:")
-        self._log(
-            self._platform.init_start(
-                f"{label}.lamina", f"arn:aws:lambda:::runtime:lamina-{runtime}", interpreter
-            )
-        )
+        """Report that `runtime` is starting on `interpreter` (INIT_START), before `start`."""
+        self._emit(InitStarted(runtime, interpreter))
 
     @property
     def init_ms(self) -> float | None:
         return self._init_ms
 
     def tail(self) -> bytes:
-        return self._tail_bytes()
+        return self.output.tail()
 
     @property
     def alive(self) -> bool:
@@ -194,8 +204,8 @@ class ExecutionEnvironment:
         self.invocations += 1
         init_ms = None if self._init_reported else self._init_ms
         self._init_reported = True
-        self._reset_tail()
-        self._log(self._platform.start(invocation.request_id, self.version))
+        self.output.reset_tail()
+        self._emit(InvokeStarted(invocation.request_id, self.version))
         started = time.perf_counter()
         self._channel.deliver(invocation)
         waiters: set[asyncio.Future[Any]] = {invocation.outcome, self._exited}
@@ -210,34 +220,33 @@ class ExecutionEnvironment:
             outcome = invocation.outcome.result()
             payload, failed = self._payload_of(outcome)
             if outcome.oversize is not None:
-                error_type = "Function.ResponseSizeTooLarge"
+                error_type = FUNCTION_RESPONSE_SIZE_TOO_LARGE
         elif self._exited in done:
             failed, status = True, "error"
             oom = self._sandbox.oom_killed()
-            error_type = "Runtime.OutOfMemory" if oom else "Runtime.ExitError"
+            error_type = RUNTIME_OUT_OF_MEMORY if oom else RUNTIME_EXIT_ERROR
             description = self._exit_description(self._exited.result())
             payload = _error_payload(
-                "Runtime.ExitError",
+                RUNTIME_EXIT_ERROR,
                 f"RequestId: {invocation.request_id} Error: Runtime exited with error: "
                 f"{description}",
             )
         else:
             failed, status = True, "timeout"
             payload = _error_payload(
-                "Sandbox.Timedout",
+                SANDBOX_TIMEDOUT,
                 f"RequestId: {invocation.request_id} Error: Task timed out after "
                 f"{timeout_s:.2f} seconds",
             )
         max_memory_mb = max(1, math.ceil((self._sandbox.max_memory_bytes() or 0) / (1024 * 1024)))
         if status is not None:
-            self.destroy()
+            self._terminate()
         else:
             self.state = State.IDLE
         self.last_used = time.monotonic()
         billed = math.ceil(duration_ms + (init_ms or 0))
-        self._log(self._platform.end(invocation.request_id, status, duration_ms))
-        self._log(
-            self._platform.report(
+        self._emit(
+            InvokeEnded(
                 invocation.request_id,
                 duration_ms,
                 billed,
@@ -249,10 +258,12 @@ class ExecutionEnvironment:
                 xray,
             )
         )
+        if status is not None:
+            self._emit(ShutDown(self.id))
         return InvokeOutcome(
             payload=payload,
             function_error=failed,
-            log_tail=self._tail_bytes(),
+            log_tail=self.output.tail(),
             duration_ms=duration_ms,
             billed_ms=billed,
             init_ms=init_ms,
@@ -266,7 +277,7 @@ class ExecutionEnvironment:
         if outcome.oversize is not None:
             return (
                 _error_payload(
-                    "Function.ResponseSizeTooLarge",
+                    FUNCTION_RESPONSE_SIZE_TOO_LARGE,
                     f"Response payload size ({outcome.oversize} bytes) exceeded maximum allowed "
                     f"payload size ({SYNC_PAYLOAD_MAX_BYTES} bytes).",
                 ),
@@ -283,9 +294,12 @@ class ExecutionEnvironment:
 
     # ---------------------------------------------------------------------- logs
 
+    def _emit(self, event: EnvironmentEvent) -> None:
+        self._listener.environment_event(event, self.output)
+
     def _on_output(self) -> None:
         """Output is readable; read it unless the log sink asks producers to wait."""
-        if not self._sink.saturated:
+        if not self.output.saturated:
             self._drain_output()
             return
         # Pause reading: the pipe fills and the function's writes block until the sink
@@ -313,42 +327,8 @@ class ExecutionEnvironment:
                 with contextlib.suppress(RuntimeError, ValueError):
                     asyncio.get_running_loop().remove_reader(self._sandbox.output_fd)
                 return
-            self._take_output(chunk)
+            self.output.take(chunk)
             if len(chunk) < _READ_CHUNK:
                 # A short read from a pipe emptied it: skip the read that would only fail
                 # with EAGAIN. Anything written since wakes the reader again.
                 return
-
-    def _take_output(self, chunk: bytes) -> None:
-        self._partial += chunk
-        lines: list[bytes] = [bytes(line) for line in self._partial.split(b"\n")]
-        self._partial = bytearray(lines.pop())
-        if len(self._partial) > _MAX_LINE_BYTES:
-            lines.append(bytes(self._partial))
-            self._partial.clear()
-        now = int(time.time() * 1000)
-        entries = []
-        for line in lines:
-            self._append_tail(line + b"\n")
-            entries.append((now, line.decode("utf-8", "replace")))
-        if entries:
-            self._sink.write_many(self._group, self._stream, entries)
-
-    def _log(self, message: str | None) -> None:
-        """A platform line; None when the system log level filters it (JSON format)."""
-        if message is not None:
-            self._append_tail(message.encode() + b"\n")
-        self._sink.write_platform(self._group, self._stream, int(time.time() * 1000), message)
-
-    def _reset_tail(self) -> None:
-        self._tail.clear()
-        self._tail_size = 0
-
-    def _append_tail(self, data: bytes) -> None:
-        self._tail.append(data[-LOG_TAIL_BYTES:])
-        self._tail_size += len(self._tail[-1])
-        while self._tail_size - len(self._tail[0]) >= LOG_TAIL_BYTES:
-            self._tail_size -= len(self._tail.popleft())
-
-    def _tail_bytes(self) -> bytes:
-        return b"".join(self._tail)[-LOG_TAIL_BYTES:]

@@ -30,11 +30,11 @@ from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import IO
 
-from lamina.runtimes.registry import PYTHON_BOOTSTRAP
 from lamina.sandbox import mounts
 from lamina.sandbox.api import SandboxSpec
 from lamina.sandbox.cgroups import MAX_PIDS, CgroupManager, EnvironmentCgroup, Limits
 from lamina.sandbox.process import MAX_FILES, PeakMemory
+from lamina.sandbox.runtime_files import RUNTIMES_DIR
 from lamina.sandbox.zygote import TemplateChild, Templates
 
 # Environments run as uids from here on, in blocks claimed per server through a lock file,
@@ -42,7 +42,6 @@ from lamina.sandbox.zygote import TemplateChild, Templates
 UID_BASE = 2_000_000_000
 UID_BLOCK = 4096
 _UID_BLOCKS = 256
-RUNTIMES_DIR = PYTHON_BOOTSTRAP.parent.parent
 _CLEANUP_DELAYS = (0.005, 0.02, 0.05, 0.1, 0.25, 0.5, 1.0, 2.0)
 
 
@@ -318,6 +317,8 @@ class NamespaceBackend:
             self._cgroups.close()
         self._uids.close()
         self._spawner.close()
+        if self._templates is not None:
+            self._templates.close()  # after the sandboxes: their children are gone by now
 
     @staticmethod
     def _mapping(spec: SandboxSpec) -> list[tuple[str, str]]:

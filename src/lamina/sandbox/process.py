@@ -64,8 +64,14 @@ class ProcessGroupSandbox:
         self._peak = PeakMemory(pid)
 
     def kill(self) -> None:
+        # A process that called setsid() has left the group, but not the tree: stop the
+        # whole tree first (so nothing forks past us), then kill it and the group.
+        stopped = _stop_tree(self.pid)
         with contextlib.suppress(ProcessLookupError, PermissionError):
             os.killpg(self.pid, signal.SIGKILL)
+        for pid in stopped:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.kill(pid, signal.SIGKILL)
 
     def max_memory_bytes(self) -> int | None:
         return self._peak.bytes()
@@ -77,6 +83,8 @@ class ProcessGroupSandbox:
     def cleanup(self) -> None:
         self._peak.close()
         shutil.rmtree(self.tmp_dir, ignore_errors=True)
+        with contextlib.suppress(OSError):
+            os.rmdir(self.tmp_dir.parent)  # the environment's scratch root, empty by now
         with contextlib.suppress(OSError):
             os.close(self.output_fd)
 
@@ -140,3 +148,40 @@ class ProcessBackend:
             ("filesystem isolation", False, "the process backend cannot hide host files"),
             ("memory cgroup", False, f"not used by the process backend on {sys.platform}"),
         ]
+
+
+def _children(pid: int) -> list[int]:
+    """The direct children of every thread of `pid`, as /proc lists them."""
+    children: list[int] = []
+    try:
+        tasks = os.listdir(f"/proc/{pid}/task")
+    except OSError:
+        return children
+    for task in tasks:
+        with (
+            contextlib.suppress(OSError, ValueError),
+            open(f"/proc/{pid}/task/{task}/children") as listing,
+        ):
+            children.extend(int(child) for child in listing.read().split())
+    return children
+
+
+def _stop_tree(root: int, passes: int = 4) -> list[int]:
+    """SIGSTOP every descendant of `root` and return them. A pass finds what forked while
+    the previous one stopped its parents; a tree still growing after `passes` has only
+    forked from processes already stopped, which cannot fork again."""
+    stopped: set[int] = set()
+    for _ in range(passes):
+        pending, found = [root], []
+        while pending:
+            for child in _children(pending.pop()):
+                found.append(child)
+                pending.append(child)
+        new = [pid for pid in found if pid not in stopped]
+        if not new:
+            break
+        for pid in new:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.kill(pid, signal.SIGSTOP)
+        stopped.update(new)
+    return list(stopped)

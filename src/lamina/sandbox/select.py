@@ -8,6 +8,7 @@ from pathlib import Path
 
 from lamina.sandbox.api import SandboxBackend
 from lamina.sandbox.process import ProcessBackend
+from lamina.sandbox.zygote import Templates, ZygoteBackend
 
 log = logging.getLogger("lamina.sandbox")
 
@@ -29,11 +30,29 @@ def namespace_backend(hidden: Iterable[Path] = ()) -> tuple[SandboxBackend | Non
     return NamespaceBackend(cgroups, cgroup_reason, hidden), ""
 
 
-def select_backend(isolation: str, hidden: Iterable[Path] = ()) -> SandboxBackend:
-    """The strongest backend the host allows, unless a weaker one is asked for.
+def select_backend(
+    isolation: str, hidden: Iterable[Path] = (), templates: bool = False
+) -> SandboxBackend:
+    """The strongest backend the host allows, unless a weaker one is asked for; with
+    `templates`, Python environments fork from pre-initialised templates.
 
     `hidden` lists host directories functions must never see (the data directory).
     """
+    backend = _isolation_backend(isolation, hidden)
+    if not templates:
+        return backend
+    # Template children enter the same sandbox a fresh runtime would: the template makes
+    # cold starts cheaper, never less isolated.
+    if isinstance(backend, ProcessBackend):
+        return ZygoteBackend(backend)
+    from lamina.sandbox.namespace import NamespaceBackend
+
+    assert isinstance(backend, NamespaceBackend)
+    backend.use_templates(Templates(sandboxed=True))
+    return backend
+
+
+def _isolation_backend(isolation: str, hidden: Iterable[Path]) -> SandboxBackend:
     if isolation == "process":
         log.warning(
             "isolation: process backend chosen by configuration; functions run as plain "

@@ -22,9 +22,9 @@ from typing import Any
 
 import orjson
 
-from lamina.runtimes.registry import PYTHON_BOOTSTRAP
 from lamina.sandbox.api import Sandbox, SandboxBackend, SandboxSpec
 from lamina.sandbox.process import MAX_FILES, ProcessGroupSandbox
+from lamina.sandbox.runtime_files import PYTHON_BOOTSTRAP
 
 log = logging.getLogger("lamina.sandbox")
 

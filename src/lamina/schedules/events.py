@@ -15,7 +15,7 @@ from typing import Any
 import orjson
 
 from lamina.arns import Account
-from lamina.schedules.model import Target
+from lamina.model.rules import Target
 
 DETAIL_TYPE = "Scheduled Event"
 SOURCE = "aws.events"

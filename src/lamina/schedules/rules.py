@@ -16,12 +16,17 @@ import orjson
 
 from lamina.arns import Account
 from lamina.control.paging import decode_marker, encode_marker
-from lamina.errors import InvalidParameterValue, ResourceNotFound, ValidationError
+from lamina.errors import (
+    InvalidEventPattern,
+    InvalidParameterValue,
+    LimitExceeded,
+    ResourceNotFound,
+    ValidationError,
+)
+from lamina.model.rules import DEFAULT_BUS, DISABLED, ENABLED, Rule, Target, rule_arn
 from lamina.schedules.cron import InvalidExpression
-from lamina.schedules.errors import InvalidEventPattern, LimitExceeded
 from lamina.schedules.events import compile_path
 from lamina.schedules.expressions import Schedule, minute_floor, parse_schedule
-from lamina.schedules.model import DEFAULT_BUS, DISABLED, ENABLED, Rule, Target, rule_arn
 from lamina.store.protocols import RuleStore
 
 MAX_TARGETS = 5  # per rule, as on AWS

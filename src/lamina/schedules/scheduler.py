@@ -31,12 +31,12 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
+from lamina import metrics as m
 from lamina.arns import Account
-from lamina.observability import metrics as m
+from lamina.model.rules import Rule, Target, rule_arn
 from lamina.schedules.clock import ScheduleClock
 from lamina.schedules.events import scheduled_event, target_payload
 from lamina.schedules.expressions import parse_schedule
-from lamina.schedules.model import Rule, Target, rule_arn
 from lamina.schedules.targets import TargetResolver, Undeliverable
 from lamina.store.protocols import AsyncEvent, AsyncQueue, RuleStore
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from lamina.api.context import Handler
-from lamina.schedules.model import DEFAULT_BUS, Rule
+from lamina.model.rules import DEFAULT_BUS, Rule
 from lamina.schedules.rules import RuleService
 
 

@@ -59,8 +59,6 @@ UNITS: dict[str, str] = {
     DEAD_LETTER_ERRORS: COUNT,
     RECURSIVE_INVOCATIONS_DROPPED: COUNT,
 }
-# Metrics whose percentiles are worth a histogram (CloudWatch offers pNN on durations).
-WITH_PERCENTILES = frozenset({DURATION, ASYNC_EVENT_AGE})
 
 # (metric, function, value, epoch seconds)
 Listener = Callable[[str, str, float, float], None]

@@ -15,9 +15,8 @@ import uuid
 
 from starlette.types import Receive, Scope, Send
 
-from lamina.api.auth import SigV4Verifier
 from lamina.arns import Account, FunctionRef
-from lamina.constants import SYNC_PAYLOAD_MAX_BYTES
+from lamina.constants import HEADER_REQUEST_ID, HEADER_TRACE_ID, SYNC_PAYLOAD_MAX_BYTES
 from lamina.control.context import Domain
 from lamina.control.functions import FunctionService
 from lamina.control.policies import PolicyService
@@ -39,15 +38,17 @@ from lamina.function_urls.responses import (
     map_response,
 )
 from lamina.function_urls.transport import ClientDisconnected, Exchange, read_body
+from lamina.identity.sigv4 import SigV4Verifier
 from lamina.invoke.service import InvokeRequest, InvokeService
-from lamina.observability.tracing import upstream_or_new
+from lamina.invoke.tracing import upstream_or_new
 
 log = logging.getLogger("lamina.function_urls")
 
 REQUEST_BODY_MAX_BYTES = 6 * 1024 * 1024
 RESPONSE_STREAM = "RESPONSE_STREAM"
-_REQUEST_ID = b"x-amzn-requestid"
-_TRACE_ID = b"x-amzn-trace-id"
+# As ASGI carries header names: lower-case bytes.
+_REQUEST_ID = HEADER_REQUEST_ID.lower().encode()
+_TRACE_ID = HEADER_TRACE_ID.lower().encode()
 
 
 def _label(config: FunctionUrlConfig, request_id: str) -> str:
@@ -117,7 +118,7 @@ class FunctionUrlEndpoint:
             return
         # As a front door does: the caller's header, else a new root with no sampling
         # decision, so that a function with Active tracing makes its own.
-        trace_id = upstream_or_new(headers.get("x-amzn-trace-id"))
+        trace_id = upstream_or_new(headers.get(HEADER_TRACE_ID.lower()))
         event = self._event(scope, address, headers, body, request_id, trace_id, caller)
         if len(event) > SYNC_PAYLOAD_MAX_BYTES:
             await exchange.refuse(

@@ -16,18 +16,18 @@ from typing import Any
 
 import botocore.session
 
-from lamina.api.auth import SigV4Verifier
 from lamina.api.context import Handler
 from lamina.api.json_service import JsonService
 from lamina.arns import Account
 from lamina.audit.trail import AuditTrail
 from lamina.errors import InvalidParameter, LaminaError, ValidationError
+from lamina.identity.sigv4 import SigV4Verifier
 from lamina.observability import log_queries
 from lamina.observability.filter_pattern import compile_pattern
 from lamina.observability.log_sink import StoreLogSink
-from lamina.observability.log_store import DAY_MS, LogGroup, LogStore, LogStream
 from lamina.observability.put_events import check_batch
 from lamina.settings import Settings
+from lamina.store.protocols.logs import DAY_MS, LogGroup, LogStore, LogStream
 
 TARGET_PREFIX = "Logs_20140328"
 RETENTION_DAYS = (
@@ -61,9 +61,8 @@ class Logs:
         self.store.close()
 
 
-def open_logs(settings: Settings) -> Logs:
-    """The store lives in its own database: log traffic never contends with metadata."""
-    store = LogStore(settings.data_dir / "logs.db", settings.log_store_max_mb * _MB)
+def open_logs(settings: Settings, store: LogStore) -> Logs:
+    """The engine's sink over the store."""
     return Logs(
         store, StoreLogSink(store, max_invocation_bytes=settings.log_invocation_max_mb * _MB)
     )
@@ -254,7 +253,7 @@ class LogsApi:
         group = self._store.group(self._target_group(params))
         stream = self._store.stream(group.id, params["logStreamName"])
         events, forward, backward = log_queries.stream_page(
-            self._store.reader(),
+            self._store,
             stream.id,
             params.get("startTime"),
             params.get("endTime"),
@@ -286,17 +285,14 @@ class LogsApi:
             selected = [sid for sid, name in streams.items() if name in names]
         elif prefix:
             selected = [sid for sid, name in streams.items() if name.startswith(prefix)]
-        after = None
-        if params.get("nextToken"):
-            after = log_queries.parse_token(params["nextToken"], "f")[1]
-        events, more = log_queries.search(
-            self._store.reader(),
+        events, next_token = log_queries.search(
+            self._store,
             group.id,
             selected,
             params.get("startTime"),
             params.get("endTime"),
             pattern,
-            after,
+            params.get("nextToken"),
             params.get("limit") or _DEFAULT_EVENTS,
         )
         result: dict[str, Any] = {
@@ -306,14 +302,14 @@ class LogsApi:
                     "timestamp": e.timestamp,
                     "message": e.message,
                     "ingestionTime": e.ingestion_time,
-                    "eventId": e.event_id,
+                    "eventId": log_queries.event_id(e),
                 }
                 for e in events
             ],
             "searchedLogStreams": [],
         }
-        if more and events:
-            result["nextToken"] = log_queries.token("f", events[-1].position)
+        if next_token:
+            result["nextToken"] = next_token
         return result
 
     # ---------------------------------------------------------------------- helpers

@@ -1,0 +1,176 @@
+"""The one request pipeline every AWS front runs, whatever its wire protocol.
+
+Frame: a request id, errors in the service's own shape, one audit record. Inside it:
+read the body, check the SigV4 signature, find the operation and its handler, decode and
+validate the input against the botocore model, call the handler (a blocking one in a
+worker thread), encode the result. A protocol subclass supplies only what differs: where
+the operation is named (`locate`), how members are decoded and encoded, and how errors
+look (`_error`).
+"""
+
+from __future__ import annotations
+
+import inspect
+import logging
+import uuid
+from collections.abc import Awaitable, Callable, Mapping
+from typing import Any, cast
+
+import anyio.to_thread
+from botocore.model import OperationModel, ServiceModel
+from starlette.requests import Request
+from starlette.responses import Response
+
+from lamina.api.context import Handler, current_request_id
+from lamina.api.validation import validate
+from lamina.audit.record import ApiCall
+from lamina.audit.trail import AuditTrail
+from lamina.constants import HEADER_REQUEST_ID, MAX_REQUEST_BODY_BYTES
+from lamina.errors import LaminaError, RequestEntityTooLarge, ServiceError, UnknownOperation
+from lamina.identity.sigv4 import SigV4Verifier
+
+log = logging.getLogger("lamina.api")
+
+AsyncHandler = Callable[[dict[str, Any]], Awaitable[dict[str, Any] | Response | None]]
+
+
+def as_async(handler: Handler) -> AsyncHandler:
+    """The handler as a coroutine, decided once rather than inspected on every request
+    (that showed up on the invoke path): async handlers (the invoke path) run on the event
+    loop; control-plane handlers do blocking storage work, so they run in a worker thread."""
+    if inspect.iscoroutinefunction(handler):
+        return handler
+    blocking = cast(Callable[[dict[str, Any]], dict[str, Any] | None], handler)
+
+    async def in_thread(params: dict[str, Any]) -> dict[str, Any] | None:
+        return await anyio.to_thread.run_sync(blocking, params)
+
+    return in_thread
+
+
+async def read_body(request: Request, limit: int = MAX_REQUEST_BODY_BYTES) -> bytes:
+    declared = request.headers.get("content-length")
+    if declared and declared.isdigit() and int(declared) > limit:
+        raise RequestEntityTooLarge(f"Request must be smaller than {limit} bytes")
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise RequestEntityTooLarge(f"Request must be smaller than {limit} bytes")
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def verify_signature(verifier: SigV4Verifier | None, request: Request, body: bytes) -> None:
+    if verifier is None:
+        return
+    scope = request.scope
+    headers = {key.lower(): value for key, value in request.headers.items()}
+    verifier.verify(
+        request.method,
+        headers.get("host", ""),
+        scope.get("raw_path", scope["path"].encode()).decode("latin-1"),
+        scope.get("query_string", b"").decode("latin-1"),
+        headers,
+        body,
+    )
+
+
+def query_error_code(error: LaminaError, model: ServiceModel) -> tuple[str, int, str]:
+    """(code, HTTP status, fault) as the `query` protocol names an error: the model's
+    `error.code` for a modelled shape (`InvalidParameterValueException` is
+    `InvalidParameterValue`), else the name without its `Exception` suffix."""
+    status = error.status if error.status >= 500 else 400
+    fault = "Receiver" if status >= 500 else "Sender"
+    if error.code in model.shape_names:
+        meta = model.shape_for(error.code).metadata.get("error", {})
+        return meta.get("code", error.code), meta.get("httpStatusCode", status), fault
+    if error.code == "ValidationException":
+        return "ValidationError", 400, fault
+    return error.code.removesuffix("Exception"), status, fault
+
+
+class ModelService:
+    """One protocol front for one service model: the pipeline, with protocol hooks."""
+
+    def __init__(
+        self,
+        model: ServiceModel,
+        handlers: Mapping[str, Handler],
+        verifier: SigV4Verifier | None,
+        audit: AuditTrail | None = None,
+    ) -> None:
+        self.model = model
+        self._handlers = {name: as_async(handler) for name, handler in handlers.items()}
+        self._verifier = verifier
+        self._audit = audit
+
+    async def handle(self, request: Request) -> Response:
+        request_id = str(uuid.uuid4())
+        current_request_id.set(request_id)
+        call = ApiCall(self.model.endpoint_prefix)
+        try:
+            response = await self._serve(request, call)
+        except LaminaError as error:
+            call.error = error.code
+            response = self._error(error, request_id)
+        except Exception:
+            log.exception("request %s failed", request_id)
+            failure = ServiceError(f"An internal error occurred. Request id: {request_id}")
+            call.error = failure.code
+            response = self._error(failure, request_id)
+        else:
+            response.headers[HEADER_REQUEST_ID] = request_id
+        if self._audit is not None:
+            self._audit.record(call, request, request_id, response.status_code)
+        return response
+
+    async def _serve(self, request: Request, call: ApiCall) -> Response:
+        body = await read_body(request)
+        # The operation is found before the signature is checked, so that a refused call is
+        # still audited with what it tried to do.
+        name, located = self.locate(request, body)
+        call.operation, call.params = name, self.params_so_far(located)
+        self._verify(request, body)
+        if self._verifier is not None:
+            call.verified = True
+        handler = self._handlers.get(name)
+        if handler is None:
+            call.operation = None
+            raise UnknownOperation(f"Operation {name!r} is not supported by Lamina")
+        operation = self.model.operation_model(name)
+        params = self.decode(operation, request, body, located)
+        call.params = params
+        validate(operation.input_shape, params)
+        result = await handler(params)
+        if isinstance(result, Response):
+            # A handler that streams its answer (InvokeWithResponseStream) builds it itself.
+            return result
+        return self.encode(operation, result or {}, current_request_id.get())
+
+    def _verify(self, request: Request, body: bytes) -> None:
+        verify_signature(self._verifier, request, body)
+
+    # ------------------------------------------------------------ protocol hooks
+
+    def locate(self, request: Request, body: bytes) -> tuple[str, Any]:
+        """The operation's name, and whatever else the protocol read finding it."""
+        raise NotImplementedError
+
+    def params_so_far(self, located: Any) -> dict[str, Any]:
+        """The input members known from finding the operation (for the audit record)."""
+        return {}
+
+    def decode(
+        self, operation: OperationModel, request: Request, body: bytes, located: Any
+    ) -> dict[str, Any]:
+        raise NotImplementedError
+
+    def encode(
+        self, operation: OperationModel, result: dict[str, Any], request_id: str
+    ) -> Response:
+        raise NotImplementedError
+
+    def _error(self, error: LaminaError, request_id: str) -> Response:
+        raise NotImplementedError

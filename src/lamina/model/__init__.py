@@ -1,0 +1,1 @@
+"""Dataclasses shared by the domain (control/) and the stores (store/)."""

@@ -1,0 +1,72 @@
+"""One environment's output: its log stream in the sink, and the tail Invoke returns.
+
+Runtime output arrives in chunks, is cut into lines (a line longer than `MAX_LINE_BYTES`
+is split, so one line cannot hold unbounded memory) and is written to the environment's
+stream. Platform lines written by lifecycle listeners join the same stream and the same
+tail, so `LogResult` shows them in AWS's order.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import deque
+
+from lamina.constants import LOG_TAIL_BYTES
+from lamina.sandbox.log_sink import LogSink
+
+MAX_LINE_BYTES = 256 * 1024
+
+
+class EnvironmentOutput:
+    """The log stream `group`/`stream` of one environment, and its last-invocation tail."""
+
+    def __init__(self, sink: LogSink, group: str, stream: str) -> None:
+        self.group = group
+        self.stream = stream
+        self._sink = sink
+        self._partial = bytearray()
+        self._tail: deque[bytes] = deque()
+        self._tail_size = 0
+
+    @property
+    def saturated(self) -> bool:
+        """True while the sink asks producers to pause."""
+        return self._sink.saturated
+
+    def take(self, chunk: bytes) -> None:
+        """Runtime output: complete lines go to the stream, a trailing partial line waits."""
+        self._partial += chunk
+        lines: list[bytes] = [bytes(line) for line in self._partial.split(b"\n")]
+        self._partial = bytearray(lines.pop())
+        if len(self._partial) > MAX_LINE_BYTES:
+            lines.append(bytes(self._partial))
+            self._partial.clear()
+        if not lines:
+            return
+        now = int(time.time() * 1000)
+        entries = []
+        for line in lines:
+            self._append_tail(line + b"\n")
+            entries.append((now, line.decode("utf-8", "replace")))
+        self._sink.write_many(self.group, self.stream, entries)
+
+    def platform(self, message: str | None) -> None:
+        """A platform line; None when the system log level filters it (JSON format) but the
+        invocation boundary it marks still counts for the sink."""
+        if message is not None:
+            self._append_tail(message.encode() + b"\n")
+        self._sink.write_platform(self.group, self.stream, int(time.time() * 1000), message)
+
+    def reset_tail(self) -> None:
+        self._tail.clear()
+        self._tail_size = 0
+
+    def tail(self) -> bytes:
+        """The last `LOG_TAIL_BYTES` of output since the last reset (Invoke's `LogResult`)."""
+        return b"".join(self._tail)[-LOG_TAIL_BYTES:]
+
+    def _append_tail(self, data: bytes) -> None:
+        self._tail.append(data[-LOG_TAIL_BYTES:])
+        self._tail_size += len(self._tail[-1])
+        while self._tail_size - len(self._tail[0]) >= LOG_TAIL_BYTES:
+            self._tail_size -= len(self._tail.popleft())
