@@ -25,8 +25,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from tests.support.server import LaminaServer
 
-from bench.harness import loadgen
-from bench.invoke import PYTHON_NOOP, ROLE, package
+from bench.harness import ROLE, loadgen
+from bench.invoke import PYTHON_NOOP, package
 
 EVENTS = 20000
 CONCURRENCIES = (8, 100)

@@ -15,9 +15,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.harness import KeepAlive, fresh_server, report, time_calls
+from bench.harness import ROLE, KeepAlive, fresh_server, report, time_calls
 
-ROLE = "arn:aws:iam::000000000000:role/bench"
 FUNCTIONS = 1000
 
 

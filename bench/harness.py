@@ -16,6 +16,9 @@ from typing import Any
 
 from tests.support.server import LaminaServer
 
+# Lamina does not check the role yet; every benchmark function names this one.
+ROLE = "arn:aws:iam::000000000000:role/bench"
+
 
 @contextmanager
 def fresh_server(*args: str, env: dict[str, str] | None = None) -> Iterator[LaminaServer]:

@@ -16,9 +16,8 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.harness import KeepAlive, fresh_server, loadgen, percentile, report, time_calls
+from bench.harness import ROLE, KeepAlive, fresh_server, loadgen, percentile, report, time_calls
 
-ROLE = "arn:aws:iam::000000000000:role/bench"
 # The no-ops answer with their own resident memory when asked, so the benchmark can report an
 # idle environment's RSS from inside its sandbox (its pid there is 1).
 PYTHON_NOOP = (

@@ -18,10 +18,9 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.harness import fresh_server, percentile, time_calls
+from bench.harness import ROLE, fresh_server, percentile, time_calls
 from bench.invoke import package, throughput
 
-ROLE = "arn:aws:iam::000000000000:role/bench"
 MEMORY_MB = int(os.environ.get("BENCH_MEMORY_MB", "1769"))
 TOTAL_LINES = int(os.environ.get("BENCH_LOG_LINES", "1000000"))
 PER_INVOCATION = 200_000

@@ -18,10 +18,9 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.harness import KeepAlive, fresh_server, loadgen, percentile, time_calls
+from bench.harness import ROLE, KeepAlive, fresh_server, loadgen, percentile, time_calls
 from bench.invoke import package
 
-ROLE = "arn:aws:iam::000000000000:role/bench"
 HANDLER = "def handler(event, context):\n    return {'ok': True, 'n': 1}\n"
 # A whole vCPU, as in bench.invoke, so the handler's share of CPU does not dominate.
 MEMORY_MB = int(os.environ.get("BENCH_MEMORY_MB", "1769"))

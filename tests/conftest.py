@@ -10,10 +10,9 @@ from typing import Any
 import pytest
 
 from tests.support.archives import make_zip
+from tests.support.lambda_api import ROLE
 from tests.support.peers import MotoServer
 from tests.support.server import LaminaServer
-
-ROLE = "arn:aws:iam::000000000000:role/lamina-test"
 
 
 @pytest.fixture(scope="session")

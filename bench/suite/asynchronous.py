@@ -17,6 +17,7 @@ from typing import Any
 
 from tests.support.server import LaminaServer
 
+from bench.harness import ROLE
 from bench.suite.config import SuiteConfig
 from bench.suite.handlers import FunctionSpec
 from bench.suite.targets.lamina import LaminaTarget, package
@@ -24,7 +25,6 @@ from bench.suite.targets.lamina import LaminaTarget, package
 # `async` is a keyword: bench/async.py can only be imported by name.
 async_bench: Any = importlib.import_module("bench.async")
 CONCURRENCY = 8
-ROLE = "arn:aws:iam::000000000000:role/bench"
 
 
 def accept_and_drain(target: LaminaTarget, runtime: str, events: int) -> tuple[float, float]:

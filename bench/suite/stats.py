@@ -36,6 +36,3 @@ class Spread:
     @classmethod
     def of(cls, values: Sequence[float]) -> Spread:
         return cls(statistics.median(values), min(values), max(values), len(values))
-
-    def as_dict(self) -> dict[str, float]:
-        return {"median": self.median, "low": self.low, "high": self.high, "rounds": self.rounds}

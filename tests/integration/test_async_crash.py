@@ -8,8 +8,6 @@ test counts distinct request ids: each accepted (202) event must show up at leas
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -17,23 +15,14 @@ from typing import Any
 
 import pytest
 
-from tests.integration.test_async_invoke import HANDLERS, ROLE, start_server
 from tests.support.archives import make_zip
+from tests.support.asynchronous import HANDLERS, events_shown, start_server
+from tests.support.lambda_api import ROLE
 from tests.support.peers import MotoServer
 from tests.support.queues import Queue
 from tests.support.server import LaminaServer
 
 EVENTS = 300
-
-
-def counts(data_dir: Path, name: str) -> dict[str, int]:
-    output = subprocess.run(
-        [sys.executable, "-m", "lamina", "events", name, "--data-dir", str(data_dir), "--json"],
-        capture_output=True,
-        check=True,
-    ).stdout
-    shown: dict[str, dict[str, int]] = json.loads(output)["Functions"]
-    return shown.get(name, {})
 
 
 @pytest.mark.slow
@@ -74,7 +63,7 @@ def test_no_accepted_event_is_lost_when_the_server_is_killed(
 
         with ThreadPoolExecutor(16) as pool:
             accepted = set(pool.map(send, range(EVENTS)))
-        before = counts(data_dir, name)
+        before = events_shown(data_dir, name)["Functions"].get(name, {})
         server.kill()
         client.close()
     finally:

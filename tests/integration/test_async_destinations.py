@@ -7,25 +7,23 @@ _EVENTS; SNS topics and EventBridge buses are observed through SQS queues subscr
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
-import time
 import uuid
 from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
 
-from tests.integration import test_async_invoke as shared
-from tests.integration.test_async_invoke import ARN, metrics, send
+from tests.support import asynchronous
+from tests.support.asynchronous import send, wait_for_events
+from tests.support.lambda_api import FUNCTION_ARN
 from tests.support.peers import MotoServer
 from tests.support.queues import Queue
-from tests.support.server import LaminaServer
+from tests.support.server import LaminaServer, metrics
 
-async_server = shared.async_server
-client = shared.client
-queue = shared.queue
-function = shared.function
+async_server = asynchronous.async_server
+client = asynchronous.client
+queue = asynchronous.queue
+function = asynchronous.function
 
 
 @pytest.fixture(scope="module")
@@ -149,15 +147,15 @@ def test_function_destination_runs_the_other_function_with_the_record(
 ) -> None:
     results = queue()
     downstream = function("echo", on_success=results.arn)
-    upstream = function("ok", on_success=f"{ARN}:{downstream}")
+    upstream = function("ok", on_success=f"{FUNCTION_ARN}:{downstream}")
     request_id = send(client, upstream, {"start": 1})
     (record,) = results.records(1)
-    assert record["requestContext"]["functionArn"] == f"{ARN}:{downstream}:$LATEST"
+    assert record["requestContext"]["functionArn"] == f"{FUNCTION_ARN}:{downstream}:$LATEST"
     # Downstream ran with upstream's record as its event, and echoed it.
     inner = record["requestPayload"]
     assert inner == record["responsePayload"]
     assert inner["requestContext"]["requestId"] == request_id
-    assert inner["requestContext"]["functionArn"] == f"{ARN}:{upstream}:$LATEST"
+    assert inner["requestContext"]["functionArn"] == f"{FUNCTION_ARN}:{upstream}:$LATEST"
     assert inner["requestPayload"] == {"start": 1}
     assert inner["responsePayload"] == "ok"
 
@@ -181,7 +179,7 @@ def test_recursive_loop_is_cut_after_16_invocations(
     client.put_function_event_invoke_config(
         FunctionName=name,
         DestinationConfig={
-            "OnSuccess": {"Destination": f"{ARN}:{name}"},
+            "OnSuccess": {"Destination": f"{FUNCTION_ARN}:{name}"},
             "OnFailure": {"Destination": stopped.arn},
         },
     )
@@ -203,7 +201,7 @@ def test_recursive_loop_allowed_runs_past_16(
         FunctionName=name,
         MaximumRetryAttempts=0,
         DestinationConfig={
-            "OnSuccess": {"Destination": f"{ARN}:{name}"},
+            "OnSuccess": {"Destination": f"{FUNCTION_ARN}:{name}"},
             "OnFailure": {"Destination": stopped.arn},
         },
     )
@@ -225,24 +223,7 @@ def test_unreachable_destination_is_retried_then_kept_as_failed(
         DeadLetterConfig={"TargetArn": missing},
     )
     request_id = send(client, name)
-    command = [
-        sys.executable,
-        "-m",
-        "lamina",
-        "events",
-        name,
-        "--data-dir",
-        str(async_server.data_dir),
-        "--json",
-    ]
-    shown: dict[str, Any] = {}
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        shown = json.loads(subprocess.run(command, capture_output=True, check=True).stdout)
-        if shown["Functions"].get(name, {}).get("failed"):
-            break
-        time.sleep(0.2)
-    (event,) = shown["Events"]
+    (event,) = wait_for_events(async_server.data_dir, name, failed=1)["Events"]
     assert event["RequestId"] == request_id and event["State"] == "failed"
     assert event["LastError"].startswith("Delivery failed: ")
     assert missing in event["LastError"]

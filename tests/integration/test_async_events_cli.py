@@ -6,10 +6,6 @@ enough to look at: a retry is a minute away, a slow event keeps the only worker 
 
 from __future__ import annotations
 
-import json
-import subprocess
-import sys
-import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -17,8 +13,15 @@ from typing import Any
 
 import pytest
 
-from tests.integration.test_async_invoke import HANDLERS, ROLE, send
 from tests.support.archives import make_zip
+from tests.support.asynchronous import (
+    HANDLERS,
+    events_shown,
+    lamina_events,
+    send,
+    wait_for_events,
+)
+from tests.support.lambda_api import ROLE
 from tests.support.server import LaminaServer
 
 
@@ -38,34 +41,6 @@ def client(server: LaminaServer) -> Iterator[Any]:
     lambda_client.close()
 
 
-def lamina_events(data_dir: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "lamina", "events", *args, "--data-dir", str(data_dir)],
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-
-
-def shown(data_dir: Path, name: str) -> dict[str, Any]:
-    result = lamina_events(data_dir, name, "--json")
-    assert result.returncode == 0, result.stderr
-    parsed: dict[str, Any] = json.loads(result.stdout)
-    return parsed
-
-
-def wait_for(data_dir: Path, name: str, **states: int) -> dict[str, Any]:
-    """Poll until the function's counts include `states`; returns the last answer."""
-    deadline = time.monotonic() + 60
-    while True:
-        answer = shown(data_dir, name)
-        counts = answer["Functions"].get(name, {})
-        if all(counts.get(state) == count for state, count in states.items()):
-            return answer
-        assert time.monotonic() < deadline, f"{name} never reached {states}: {counts}"
-        time.sleep(0.2)
-
-
 def test_events_shows_every_state(server: LaminaServer, client: Any) -> None:
     def make(handler: str, **overrides: Any) -> str:
         name = f"fn-{uuid.uuid4().hex[:10]}"
@@ -83,21 +58,21 @@ def test_events_shows_every_state(server: LaminaServer, client: Any) -> None:
     failing = make("fail")
     client.put_function_event_invoke_config(FunctionName=failing, MaximumRetryAttempts=0)
     lost = send(client, failing, {"n": 1})
-    answer = wait_for(data_dir, failing, failed=1)
+    answer = wait_for_events(data_dir, failing, failed=1)
     (event,) = answer["Events"]
     assert (event["RequestId"], event["State"]) == (lost, "failed")
     assert event["LastError"] == 'RetriesExhausted: ValueError: boom {"n": 1}'
 
     retrying = make("fail")
     send(client, retrying, {"n": 2})
-    (event,) = wait_for(data_dir, retrying, retrying=1)["Events"]
+    (event,) = wait_for_events(data_dir, retrying, retrying=1)["Events"]
     assert event["State"] == "retrying" and event["FunctionErrors"] == 1
     assert event["LastError"] == 'ValueError: boom {"n": 2}'
     assert event["NextAttemptInSeconds"] > 30  # AWS's first retry comes after about a minute
 
     slow = make("slow", Timeout=60)
     sent = [send(client, slow, {"seconds": 50}) for _ in range(3)]
-    answer = wait_for(data_dir, slow, in_flight=1, queued=2)
+    answer = wait_for_events(data_dir, slow, in_flight=1, queued=2)
     assert sorted(event["RequestId"] for event in answer["Events"]) == sorted(sent)
 
     table = lamina_events(data_dir, slow)
@@ -128,12 +103,12 @@ def test_clean_shutdown_hands_running_events_back(tmp_path: Path) -> None:
         )
         for _ in range(2):
             send(client, "slow", {"seconds": 50})
-        wait_for(data_dir, "slow", in_flight=1, queued=1)
+        wait_for_events(data_dir, "slow", in_flight=1, queued=1)
         client.close()
     finally:
         server.stop()
     # Stopped mid-invocation: the running event is queued again, ready for the next start.
-    assert shown(data_dir, "slow")["Functions"]["slow"]["queued"] == 2
+    assert events_shown(data_dir, "slow")["Functions"]["slow"]["queued"] == 2
 
 
 def test_events_without_data_is_an_error(tmp_path: Path) -> None:

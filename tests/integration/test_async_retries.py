@@ -9,16 +9,17 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from tests.integration import test_async_invoke as shared
-from tests.integration.test_async_invoke import ARN, metrics, send
+from tests.support import asynchronous
+from tests.support.asynchronous import send
+from tests.support.lambda_api import FUNCTION_ARN
 from tests.support.queues import Queue
-from tests.support.server import LaminaServer
+from tests.support.server import LaminaServer, metrics
 
-# A server of this module's own, with the shared fixtures (see test_async_invoke).
-async_server = shared.async_server
-client = shared.client
-queue = shared.queue
-function = shared.function
+# A server of this module's own, with the shared fixtures.
+async_server = asynchronous.async_server
+client = asynchronous.client
+queue = asynchronous.queue
+function = asynchronous.function
 
 
 def test_function_errors_are_retried_twice_by_default(
@@ -30,7 +31,7 @@ def test_function_errors_are_retried_twice_by_default(
     (record,) = failures.records(1)
     assert record["requestContext"] == {
         "requestId": request_id,
-        "functionArn": f"{ARN}:{name}:$LATEST",
+        "functionArn": f"{FUNCTION_ARN}:{name}:$LATEST",
         "condition": "RetriesExhausted",
         "approximateInvokeCount": 3,
     }

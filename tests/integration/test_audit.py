@@ -17,8 +17,8 @@ from typing import Any
 import pytest
 from botocore.exceptions import ClientError
 
-from tests.conftest import ROLE
 from tests.support.archives import make_zip
+from tests.support.lambda_api import ROLE
 from tests.support.server import LaminaServer
 
 KEY, SECRET = "AKIALAMINAAUDIT", "lamina-audit-secret"

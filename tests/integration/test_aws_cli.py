@@ -9,9 +9,9 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import ROLE
 from tests.support.archives import make_zip
 from tests.support.aws_cli import run_aws
+from tests.support.lambda_api import ROLE
 from tests.support.server import LaminaServer
 
 

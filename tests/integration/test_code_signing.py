@@ -9,8 +9,8 @@ from typing import Any
 import pytest
 from botocore.exceptions import ClientError
 
-from tests.integration.test_functions import error_of
 from tests.support.archives import make_zip
+from tests.support.lambda_api import error_of
 from tests.support.server import LaminaServer
 
 PROFILE = "arn:aws:signer:us-east-1:000000000000:/signing-profiles/lamina/abcdef1234"

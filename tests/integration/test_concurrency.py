@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 from botocore.exceptions import ClientError
 
-from tests.integration.test_functions import error_of
+from tests.support.lambda_api import error_of
 from tests.support.server import LaminaServer
 
 ACCOUNT_LIMIT = 400

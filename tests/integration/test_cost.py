@@ -3,7 +3,6 @@ usage records, which survive a restart."""
 
 from __future__ import annotations
 
-import base64
 import json
 import re
 from collections.abc import Callable
@@ -12,8 +11,8 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import ROLE
 from tests.support.archives import make_zip
+from tests.support.lambda_api import ROLE, log_tail
 from tests.support.lamina_cli import run_lamina
 from tests.support.server import LaminaServer
 
@@ -23,7 +22,7 @@ REQUEST = 0.20 / 1_000_000
 
 def billed_ms(response: dict[str, Any]) -> int:
     """Billed Duration from the REPORT line of an invocation's log tail."""
-    log = base64.b64decode(response["LogResult"]).decode()
+    log = log_tail(response)
     match = re.search(r"Billed Duration: (\d+) ms", log)
     assert match, log
     return int(match.group(1))

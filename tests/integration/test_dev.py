@@ -16,7 +16,6 @@ import socket
 import subprocess
 import sys
 import threading
-import time
 import urllib.request
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -26,7 +25,9 @@ import boto3
 import pytest
 from botocore.config import Config
 
+from tests.support.lambda_api import call
 from tests.support.server import LaminaServer, free_port
+from tests.support.waiting import wait_until
 
 DEADLINE_S = 60.0
 
@@ -56,18 +57,23 @@ class DevProcess:
 
     def wait_for(self, pattern: str) -> re.Match[str]:
         """The first line from now on that matches, within the deadline."""
-        deadline = time.monotonic() + DEADLINE_S
-        while True:
+
+        def next_line_matches() -> re.Match[str] | None:
             try:
-                line = self._lines.get(timeout=max(0.0, deadline - time.monotonic()))
+                line = self._lines.get(timeout=1)
             except queue.Empty:
-                raise AssertionError(f"no line matched {pattern!r}:\n" + self.transcript) from None
+                return None
             if line is None:
                 raise AssertionError(f"exited before {pattern!r}:\n" + self.transcript)
             self.output.append(line)
-            match = re.search(pattern, line)
-            if match:
-                return match
+            return re.search(pattern, line)
+
+        return wait_until(
+            next_line_matches,
+            timeout=DEADLINE_S,
+            interval=0,
+            message=lambda: f"no line matched {pattern!r}:\n" + self.transcript,
+        )
 
     @property
     def transcript(self) -> str:
@@ -105,11 +111,6 @@ def start_dev(tmp_path: Path) -> Iterator[Callable[..., DevProcess]]:
         process.stop()
 
 
-def invoke(client: Any, name: str) -> tuple[dict[str, Any], Any]:
-    response = client.invoke(FunctionName=name, Payload=b"{}")
-    return response, json.loads(response["Payload"].read())
-
-
 def write(path: Path, text: str) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(text)
@@ -141,13 +142,13 @@ def test_a_save_redeploys_and_the_next_request_runs_it(
     config = lambda_client.get_function_configuration(FunctionName=name)
     assert config["MemorySize"] == 256
     assert config["Environment"]["Variables"] == {"GREETING": "hi"}
-    assert invoke(lambda_client, name)[1] == {"version": 1, "calls": 1, "greeting": "hi"}
-    assert invoke(lambda_client, name)[1]["calls"] == 2  # a warm environment
+    assert call(lambda_client, name, {})[1] == {"version": 1, "calls": 1, "greeting": "hi"}
+    assert call(lambda_client, name, {})[1]["calls"] == 2  # a warm environment
 
     write(tmp_path / "hello" / "app.py", PYTHON_V1.replace('"version": 1', '"version": 2'))
     dev.wait_for(rf"redeployed {name} #2 in \d+\.\d\ds: app\.py$")
     # The very next request runs the new code, in a new environment.
-    assert invoke(lambda_client, name)[1] == {"version": 2, "calls": 1, "greeting": "hi"}
+    assert call(lambda_client, name, {})[1] == {"version": 2, "calls": 1, "greeting": "hi"}
 
     # SIGTERM ends the loop as cleanly as Ctrl-C.
     assert dev.stop(signal.SIGTERM) == 0
@@ -163,17 +164,17 @@ def test_a_syntax_error_does_not_end_the_loop(
     dev = start_dev("fn", "--endpoint", server.endpoint, "--name", name)
     dev.wait_for(r"handler lambda_function\.lambda_handler")
     dev.wait_for(r"^Watching ")
-    assert invoke(lambda_client, name)[1] == "good"
+    assert call(lambda_client, name, {})[1] == "good"
 
     write(source, "def lambda_handler(event, context):\n    return 'broken\n")
     dev.wait_for(rf"redeployed {name} #2 ")
-    response, error = invoke(lambda_client, name)
+    response, error = call(lambda_client, name, {})
     assert response["FunctionError"] == "Unhandled"
     assert error["errorType"] == "Runtime.UserCodeSyntaxError"
 
     write(source, "def lambda_handler(event, context):\n    return 'fixed'\n")
     dev.wait_for(rf"redeployed {name} #3 ")
-    assert invoke(lambda_client, name)[1] == "fixed"
+    assert call(lambda_client, name, {})[1] == "fixed"
 
 
 def test_node_is_guessed_and_editor_files_are_ignored(
@@ -185,7 +186,7 @@ def test_node_is_guessed_and_editor_files_are_ignored(
     dev = start_dev(str(function), "--endpoint", server.endpoint, "--name", name)
     dev.wait_for(rf"^Created {name} \(nodejs20\.x, handler index\.handler")
     dev.wait_for(r"^Watching ")
-    assert invoke(lambda_client, name)[1] == {"v": 1}
+    assert call(lambda_client, name, {})[1] == {"v": 1}
 
     # Swap files, caches and VCS state: none of them is deployed or named as a change.
     write(function / ".index.mjs.swp", "swap")
@@ -195,7 +196,7 @@ def test_node_is_guessed_and_editor_files_are_ignored(
     write(function / "index.mjs", "export const handler = async () => ({ v: 2 });\n")
     line = dev.wait_for(r"redeployed .*")
     assert re.search(rf"redeployed {name} #2 in \d+\.\d\ds: index\.mjs$", line[0]), line[0]
-    assert invoke(lambda_client, name)[1] == {"v": 2}
+    assert call(lambda_client, name, {})[1] == {"v": 2}
 
 
 def test_without_a_server_it_starts_one_and_stops_it(
@@ -220,7 +221,7 @@ def test_without_a_server_it_starts_one_and_stops_it(
         config=Config(retries={"max_attempts": 1}),
     )
     try:
-        assert invoke(client, "web")[1] == {"statusCode": 200, "body": "one"}
+        assert call(client, "web", {})[1] == {"statusCode": 200, "body": "one"}
         assert client.get_function_url_config(FunctionName="web")["AuthType"] == "NONE"
         policy = json.loads(client.get_policy(FunctionName="web")["Policy"])
         actions = sorted(statement["Action"] for statement in policy["Statement"])

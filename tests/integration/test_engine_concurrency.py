@@ -8,111 +8,21 @@ are really gone.
 from __future__ import annotations
 
 import json
-import os
-import threading
-import time
 import urllib.error
 import urllib.request
 from collections.abc import Callable, Iterator
-from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
 from typing import Any
 
 import pytest
 from botocore.exceptions import ClientError
 
-from tests.conftest import ROLE
-from tests.support.archives import make_zip
+from tests.support.environments import alive, handlers_zip, in_parallel, wait_until_gone
+from tests.support.lambda_api import ROLE, invoke
 from tests.support.server import LaminaServer
-
-HANDLERS = """
-import os, time
-
-def identity():
-    with open("/proc/self/stat") as stat:
-        fields = stat.read().rsplit(")", 1)[1].split()
-    return {"pid": os.getpid(), "start": fields[19], "pidns": os.readlink("/proc/self/ns/pid")}
-
-def describe(event, context):
-    started = time.time()
-    time.sleep(event.get("sleep", 0))
-    return {
-        "stream": context.log_stream_name,
-        "init": os.environ.get("AWS_LAMBDA_INITIALIZATION_TYPE"),
-        "stage": os.environ.get("STAGE"),
-        "version": context.function_version,
-        "process": identity(),
-        "started": started,
-        "ended": time.time(),
-    }
-"""
+from tests.support.waiting import wait_until
 
 SMALL_ACCOUNT = 3
 IDLE_TIMEOUT_S = 1
-
-
-def handlers_zip(extra: str = "") -> bytes:
-    return make_zip({"app.py": HANDLERS + extra})
-
-
-def invoke(client: Any, name: str, event: dict[str, Any] | None = None, **kwargs: Any) -> Any:
-    response = client.invoke(FunctionName=name, Payload=json.dumps(event or {}), **kwargs)
-    body = json.loads(response["Payload"].read())
-    assert "FunctionError" not in response, body
-    return body
-
-
-def in_parallel(calls: list[Callable[[], Any]]) -> list[Any]:
-    """Run `calls` from threads released together; each result, or the exception it raised."""
-    barrier = threading.Barrier(len(calls))
-
-    def run(call: Callable[[], Any]) -> Any:
-        barrier.wait()
-        try:
-            return call()
-        except ClientError as error:
-            return error
-
-    with ThreadPoolExecutor(len(calls)) as executor:
-        return list(executor.map(run, calls))
-
-
-# ------------------------------------------------------------ processes on the host
-
-
-def _running_since(stat_path: Path, start: str) -> bool:
-    """Whether the process at `stat_path` started at `start` (clock ticks since boot) and
-    has not exited: a pid, or a namespace's inode number, is reused once it is free."""
-    try:
-        fields = stat_path.read_text().rsplit(")", 1)[1].split()
-    except OSError:
-        return False
-    return fields[19] == start and fields[0] != "Z"
-
-
-def alive(process: dict[str, Any]) -> bool:
-    """Whether the process a function reported (see `identity`) still runs on this host."""
-    if process["pidns"] == os.readlink("/proc/self/ns/pid"):
-        return _running_since(Path(f"/proc/{process['pid']}/stat"), process["start"])
-    # Process 1 of a PID namespace of its own: find it by namespace and start time, since
-    # a new environment's namespace may get the inode number of one just destroyed.
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                if os.readlink(entry / "ns" / "pid") != process["pidns"]:
-                    continue
-            except OSError:
-                continue
-            if _running_since(entry / "stat", process["start"]):
-                return True
-    return False
-
-
-def wait_until_gone(process: dict[str, Any], timeout_s: float = 15) -> None:
-    deadline = time.monotonic() + timeout_s
-    while alive(process):
-        assert time.monotonic() < deadline, f"environment process {process} is still running"
-        time.sleep(0.1)
 
 
 # ------------------------------------------------------------------------ fixtures
@@ -265,10 +175,12 @@ def test_exhausted_account_pool_throttles(
 
     def late_call() -> Any:
         # Only once every other call holds its lease (each sleeps 3 s in the function).
-        deadline = time.monotonic() + 20
-        while account_in_flight(small_server) < SMALL_ACCOUNT:
-            assert time.monotonic() < deadline, "the other calls never got in flight"
-            time.sleep(0.05)
+        wait_until(
+            lambda: account_in_flight(small_server) >= SMALL_ACCOUNT,
+            timeout=20,
+            interval=0.05,
+            message="the other calls never got in flight",
+        )
         return invoke(small_client, other)
 
     *served, late = in_parallel([*calls, late_call])

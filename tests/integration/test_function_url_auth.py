@@ -13,19 +13,12 @@ from botocore.auth import SigV4Auth
 from botocore.awsrequest import AWSRequest
 from botocore.credentials import Credentials
 
-from tests.integration.test_function_url_http import (
-    HANDLERS,
-    Reply,
-    allow_public,
-    call,
-    server_log,
-    url_id,
-)
 from tests.support.archives import make_zip
-from tests.support.server import LaminaServer
+from tests.support.function_urls import HANDLERS, Reply, allow_public, fetch, url_id
+from tests.support.lambda_api import ROLE
+from tests.support.server import LaminaServer, server_log
 
 KEY, SECRET = "AKIALAMINAURLTEST", "lamina-url-secret"
-ROLE = "arn:aws:iam::000000000000:role/lamina-test"
 FORBIDDEN = (403, {"Message": "Forbidden"})
 
 
@@ -91,7 +84,7 @@ def test_none_needs_both_public_permissions(
     server: LaminaServer, lambda_client: Any, none_url: tuple[str, str]
 ) -> None:
     name, function_url = none_url
-    reply = call(server, function_url)
+    reply = fetch(server, function_url)
     assert outcome(reply) == FORBIDDEN
     log = server_log(server)
     assert (
@@ -108,7 +101,7 @@ def test_none_needs_both_public_permissions(
         FunctionUrlAuthType="NONE",
     )
     # Since October 2025 AWS also requires lambda:InvokeFunction for new URLs.
-    assert outcome(call(server, function_url)) == FORBIDDEN
+    assert outcome(fetch(server, function_url)) == FORBIDDEN
     lambda_client.add_permission(
         FunctionName=name,
         StatementId="url-invoke",
@@ -116,10 +109,10 @@ def test_none_needs_both_public_permissions(
         Principal="*",
         InvokedViaFunctionUrl=True,
     )
-    assert call(server, function_url).status == 200
+    assert fetch(server, function_url).status == 200
 
     lambda_client.remove_permission(FunctionName=name, StatementId="url-invoke")
-    assert outcome(call(server, function_url)) == FORBIDDEN
+    assert outcome(fetch(server, function_url)) == FORBIDDEN
 
 
 def test_grants_that_are_not_public_do_not_open_a_none_url(
@@ -143,7 +136,7 @@ def test_grants_that_are_not_public_do_not_open_a_none_url(
     lambda_client.add_permission(
         FunctionName=name, StatementId="invoke", Action="lambda:InvokeFunction", Principal="*"
     )
-    assert outcome(call(server, function_url)) == FORBIDDEN
+    assert outcome(fetch(server, function_url)) == FORBIDDEN
 
 
 # --------------------------------------------------------------------------- AWS_IAM
@@ -223,7 +216,7 @@ def test_bad_signatures_are_forbidden(
 
 
 def test_unsigned_requests_to_an_iam_url_are_forbidden(secured: LaminaServer, iam_url: str) -> None:
-    reply = call(secured, iam_url)
+    reply = fetch(secured, iam_url)
     assert outcome(reply) == FORBIDDEN
     assert (
         f"request {reply.headers['x-amzn-RequestId']}: 403: the URL's AuthType is AWS_IAM and "
@@ -237,7 +230,7 @@ def test_none_urls_on_a_secured_server_need_no_signature(
     make_function(secured_client, "public-url")
     allow_public(secured_client, "public-url")
     config = secured_client.create_function_url_config(FunctionName="public-url", AuthType="NONE")
-    reply = call(secured, config["FunctionUrl"])
+    reply = fetch(secured, config["FunctionUrl"])
     assert reply.status == 200
     assert reply.json()["event"]["requestContext"]["accountId"] == "anonymous"
 
@@ -248,9 +241,9 @@ def test_switching_auth_type_takes_effect_at_once(
     make_function(secured_client, "switching")
     allow_public(secured_client, "switching")
     config = secured_client.create_function_url_config(FunctionName="switching", AuthType="NONE")
-    assert call(secured, config["FunctionUrl"]).status == 200
+    assert fetch(secured, config["FunctionUrl"]).status == 200
     secured_client.update_function_url_config(FunctionName="switching", AuthType="AWS_IAM")
-    assert outcome(call(secured, config["FunctionUrl"])) == FORBIDDEN
+    assert outcome(fetch(secured, config["FunctionUrl"])) == FORBIDDEN
     assert signed_call(secured, config["FunctionUrl"]).status == 200
 
 
@@ -262,7 +255,7 @@ def test_without_configured_credentials_any_lambda_signature_passes(
     function_url = lambda_client.create_function_url_config(FunctionName=name, AuthType="AWS_IAM")[
         "FunctionUrl"
     ]
-    assert outcome(call(server, function_url)) == FORBIDDEN
+    assert outcome(fetch(server, function_url)) == FORBIDDEN
     reply = signed_call(server, function_url, key="AKIAANY", secret="anything")
     assert reply.status == 200
     iam = json.loads(reply.body)["event"]["requestContext"]["authorizer"]["iam"]

@@ -5,8 +5,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from tests.integration.test_function_url_http import HANDLERS, allow_public, call, send_json
 from tests.support.archives import make_zip
+from tests.support.function_urls import HANDLERS, allow_public, fetch, send_json
 from tests.support.server import LaminaServer
 
 ORIGIN = "https://app.example"
@@ -49,7 +49,7 @@ def test_preflight_is_answered_without_invoking_the_function(
 ) -> None:
     # The function always fails: a 200 shows that Lamina, not the function, answered.
     _, function_url = url_for(lambda_client, create_function, "fails", Cors=CORS)
-    reply = call(server, function_url, "/any", method="OPTIONS", headers=PREFLIGHT)
+    reply = fetch(server, function_url, "/any", method="OPTIONS", headers=PREFLIGHT)
     assert (reply.status, reply.body) == (200, b"")
     assert cors_headers(reply.headers) == {
         "access-control-allow-origin": ORIGIN,
@@ -61,11 +61,11 @@ def test_preflight_is_answered_without_invoking_the_function(
     assert reply.headers["vary"] == "Origin"
     assert reply.headers["x-amzn-RequestId"]
     wildcard = {**PREFLIGHT, "Origin": "https://a.b.example.org"}
-    reply = call(server, function_url, method="OPTIONS", headers=wildcard)
+    reply = fetch(server, function_url, method="OPTIONS", headers=wildcard)
     assert reply.headers["access-control-allow-origin"] == "https://a.b.example.org"
     # A foreign origin gets an answer without any permission in it.
     foreign = {**PREFLIGHT, "Origin": "https://evil.example"}
-    reply = call(server, function_url, method="OPTIONS", headers=foreign)
+    reply = fetch(server, function_url, method="OPTIONS", headers=foreign)
     assert reply.status == 200
     assert cors_headers(reply.headers) == {}
 
@@ -77,10 +77,10 @@ def test_preflights_need_no_signature_on_iam_urls(
     _, function_url = url_for(
         lambda_client, create_function, "echo", auth_type="AWS_IAM", Cors={"AllowOrigins": ["*"]}
     )
-    reply = call(server, function_url, method="OPTIONS", headers=PREFLIGHT)
+    reply = fetch(server, function_url, method="OPTIONS", headers=PREFLIGHT)
     assert reply.status == 200
     assert reply.headers["access-control-allow-origin"] == "*"
-    assert call(server, function_url, headers={"Origin": ORIGIN}).status == 403
+    assert fetch(server, function_url, headers={"Origin": ORIGIN}).status == 403
 
 
 def test_configured_headers_are_added_and_win_over_the_functions(
@@ -117,12 +117,12 @@ def test_without_cors_options_requests_reach_the_function(
     server: LaminaServer, lambda_client: Any, create_function: Callable[..., Any]
 ) -> None:
     name, function_url = url_for(lambda_client, create_function, "echo")
-    reply = call(server, function_url, method="OPTIONS", headers=PREFLIGHT)
+    reply = fetch(server, function_url, method="OPTIONS", headers=PREFLIGHT)
     assert reply.status == 200
     assert reply.json()["event"]["requestContext"]["http"]["method"] == "OPTIONS"
     assert cors_headers(reply.headers) == {}
     # Adding a Cors config later takes effect at once.
     lambda_client.update_function_url_config(FunctionName=name, Cors={"AllowOrigins": ["*"]})
-    reply = call(server, function_url, method="OPTIONS", headers=PREFLIGHT)
+    reply = fetch(server, function_url, method="OPTIONS", headers=PREFLIGHT)
     assert (reply.status, reply.body) == (200, b"")
     assert reply.headers["access-control-allow-origin"] == "*"

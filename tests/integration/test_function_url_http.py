@@ -20,96 +20,9 @@ from urllib.parse import urlsplit
 import pytest
 
 from tests.support.archives import make_zip
-from tests.support.server import LaminaServer, free_port
-
-HANDLERS = """
-import json, os
-
-def echo(event, context):
-    return {
-        "statusCode": 200,
-        "headers": {"content-type": "application/json"},
-        "body": json.dumps({
-            "event": event,
-            "requestId": context.aws_request_id,
-            "arn": context.invoked_function_arn,
-            "version": context.function_version,
-            "trace": os.environ.get("_X_AMZN_TRACE_ID"),
-            "variant": os.environ.get("VARIANT"),
-        }),
-    }
-
-def respond(event, context):
-    # Returns whatever JSON the request body holds, so one warm function covers every case.
-    return json.loads(event["body"])
-
-def fails(event, context):
-    raise RuntimeError("boom")
-"""
-
-
-class Reply:
-    """One HTTP response, read whole."""
-
-    def __init__(self, response: http.client.HTTPResponse) -> None:
-        self.status = response.status
-        self.headers = response.headers
-        self.body = response.read()
-
-    def json(self) -> Any:
-        return json.loads(self.body)
-
-
-def url_id(function_url: str) -> str:
-    """The URL id of a host-based or a path-based function URL."""
-    parts = urlsplit(function_url)
-    if parts.path.startswith("/lambda-url/"):
-        return parts.path.split("/")[2]
-    return str(parts.hostname).split(".", 1)[0]
-
-
-def call(
-    server: LaminaServer,
-    function_url: str,
-    path: str = "/",
-    *,
-    method: str = "GET",
-    body: bytes | None = None,
-    headers: dict[str, str] | None = None,
-    by_host: bool = False,
-) -> Reply:
-    """Request `path` of a URL, path-based unless `by_host` (then with its Host header)."""
-    connection = http.client.HTTPConnection("127.0.0.1", server.port, timeout=60)
-    try:
-        target = path if by_host else f"/lambda-url/{url_id(function_url)}{path}"
-        sent = dict(headers or {})
-        if by_host:
-            sent["Host"] = str(urlsplit(function_url).netloc)
-        connection.request(method, target, body=body, headers=sent)
-        return Reply(connection.getresponse())
-    finally:
-        connection.close()
-
-
-def allow_public(client: Any, name: str, qualifier: str | None = None) -> None:
-    """The two statements AWS requires before a NONE URL answers anyone."""
-    where = {"Qualifier": qualifier} if qualifier else {}
-    client.add_permission(
-        FunctionName=name,
-        StatementId="url-public",
-        Action="lambda:InvokeFunctionUrl",
-        Principal="*",
-        FunctionUrlAuthType="NONE",
-        **where,
-    )
-    client.add_permission(
-        FunctionName=name,
-        StatementId="url-invoke",
-        Action="lambda:InvokeFunction",
-        Principal="*",
-        InvokedViaFunctionUrl=True,
-        **where,
-    )
+from tests.support.function_urls import HANDLERS, Reply, allow_public, fetch, send_json, url_id
+from tests.support.lambda_api import ROLE
+from tests.support.server import LaminaServer, free_port, server_log
 
 
 @pytest.fixture
@@ -127,14 +40,6 @@ def public_url(lambda_client: Any, create_function: Callable[..., Any]) -> Calla
     return make
 
 
-def send_json(
-    server: LaminaServer, function_url: str, value: Any, headers: dict[str, str] | None = None
-) -> Reply:
-    body = json.dumps(value).encode()
-    sent = {"content-type": "application/json", **(headers or {})}
-    return call(server, function_url, method="POST", body=body, headers=sent)
-
-
 # --------------------------------------------------------------------------- addresses
 
 
@@ -143,8 +48,8 @@ def test_the_returned_function_url_is_served_by_host_and_by_path(
 ) -> None:
     function_url = public_url()
     assert urlsplit(function_url).port == server.port
-    by_host = call(server, function_url, "/a/b?x=1", by_host=True)
-    by_path = call(server, function_url, "/a/b?x=1")
+    by_host = fetch(server, function_url, "/a/b?x=1", by_host=True)
+    by_path = fetch(server, function_url, "/a/b?x=1")
     for reply in (by_host, by_path):
         assert reply.status == 200
         event = reply.json()["event"]
@@ -181,7 +86,7 @@ def test_a_server_published_elsewhere_hands_out_path_based_urls(
             client.create_function(
                 FunctionName="published",
                 Runtime="python3.12",
-                Role="arn:aws:iam::000000000000:role/lamina-test",
+                Role=ROLE,
                 Handler="app.echo",
                 Code={"ZipFile": make_zip({"app.py": HANDLERS})},
             )
@@ -193,7 +98,7 @@ def test_a_server_published_elsewhere_hands_out_path_based_urls(
         function_url = created["FunctionUrl"]
         assert function_url == f"http://lamina.example:{port}/lambda-url/{url_id(function_url)}/"
         assert got["FunctionUrl"] == function_url
-        reply = call(published, function_url, "/x")
+        reply = fetch(published, function_url, "/x")
         assert reply.status == 200
         assert reply.json()["event"]["rawPath"] == "/x"
     finally:
@@ -201,7 +106,7 @@ def test_a_server_published_elsewhere_hands_out_path_based_urls(
 
 
 def test_unknown_url_ids_are_forbidden(server: LaminaServer) -> None:
-    reply = call(server, f"http://{'z' * 32}.lambda-url.us-east-1.localhost:{server.port}/")
+    reply = fetch(server, f"http://{'z' * 32}.lambda-url.us-east-1.localhost:{server.port}/")
     assert (reply.status, reply.json()) == (403, {"Message": "Forbidden"})
     assert reply.headers["x-amzn-RequestId"]
     assert reply.headers["content-type"] == "application/json"
@@ -211,10 +116,10 @@ def test_a_deleted_url_stops_answering(
     server: LaminaServer, lambda_client: Any, public_url: Callable[..., str]
 ) -> None:
     function_url = public_url()
-    assert call(server, function_url).status == 200
-    name = call(server, function_url).json()["arn"].rsplit(":", 1)[1]
+    assert fetch(server, function_url).status == 200
+    name = fetch(server, function_url).json()["arn"].rsplit(":", 1)[1]
     lambda_client.delete_function_url_config(FunctionName=name)
-    assert call(server, function_url).status == 403
+    assert fetch(server, function_url).status == 403
 
 
 # --------------------------------------------------------------------------- the event
@@ -224,7 +129,7 @@ def test_event_has_aws_payload_format_2(
     server: LaminaServer, public_url: Callable[..., str]
 ) -> None:
     function_url = public_url()
-    reply = call(
+    reply = fetch(
         server,
         function_url,
         "/my/p%C3%A4th?b=2&a=1&a=x%20y&empty=",
@@ -300,12 +205,12 @@ def test_binary_bodies_arrive_base64_encoded(
         "image/png",
         "application/x-www-form-urlencoded",
     ):
-        event = call(
+        event = fetch(
             server, function_url, method="PUT", body=raw, headers={"Content-Type": content_type}
         ).json()["event"]
         assert event["isBase64Encoded"] is True
         assert base64.b64decode(event["body"]) == raw
-    event = call(server, function_url).json()["event"]
+    event = fetch(server, function_url).json()["event"]
     assert "body" not in event and event["isBase64Encoded"] is False
 
 
@@ -313,12 +218,12 @@ def test_trace_id_reaches_the_function_and_comes_back(
     server: LaminaServer, public_url: Callable[..., str]
 ) -> None:
     function_url = public_url()
-    reply = call(server, function_url)
+    reply = fetch(server, function_url)
     trace = reply.headers["x-amzn-Trace-Id"]
     assert trace.startswith("Root=1-")
     assert reply.json()["trace"] == reply.json()["event"]["headers"]["x-amzn-trace-id"] == trace
     given = "Root=1-5759e988-bd862e3fe1be46a994272793;Sampled=1"
-    reply = call(server, function_url, headers={"X-Amzn-Trace-Id": given})
+    reply = fetch(server, function_url, headers={"X-Amzn-Trace-Id": given})
     assert reply.headers["x-amzn-Trace-Id"] == reply.json()["trace"] == given
 
 
@@ -348,13 +253,13 @@ def test_a_url_on_an_alias_runs_the_aliased_version(
     assert live["FunctionUrl"] != latest["FunctionUrl"]
     # The alias has a policy of its own: the function's statements do not open it.
     allow_public(lambda_client, name)
-    assert call(server, live["FunctionUrl"]).status == 403
+    assert fetch(server, live["FunctionUrl"]).status == 403
     allow_public(lambda_client, name, "live")
 
-    on_alias = call(server, live["FunctionUrl"]).json()
+    on_alias = fetch(server, live["FunctionUrl"]).json()
     assert (on_alias["variant"], on_alias["version"]) == ("one", version)
     assert on_alias["arn"].endswith(f":{name}:live")
-    on_latest = call(server, latest["FunctionUrl"]).json()
+    on_latest = fetch(server, latest["FunctionUrl"]).json()
     assert (on_latest["variant"], on_latest["version"]) == ("two", "$LATEST")
     assert on_latest["arn"].endswith(f":function:{name}")
 
@@ -445,12 +350,8 @@ def test_headers_http_cannot_carry_are_dropped(
 # --------------------------------------------------------------------------- platform errors
 
 
-def server_log(server: LaminaServer) -> str:
-    return server.log_path.read_text(errors="replace")
-
-
 def test_function_errors_are_502(server: LaminaServer, public_url: Callable[..., str]) -> None:
-    reply = call(server, public_url("fails"))
+    reply = fetch(server, public_url("fails"))
     assert (reply.status, reply.json()) == (502, {"Message": "Internal Server Error"})
     request_id = reply.headers["x-amzn-RequestId"]
     assert f"request {request_id}: 502: the function failed: RuntimeError: boom" in server_log(
@@ -483,13 +384,13 @@ def test_a_response_that_is_not_a_valid_mapping_is_502_and_logged(
 
 def test_a_body_over_6_mb_is_413(server: LaminaServer, public_url: Callable[..., str]) -> None:
     function_url = public_url()
-    reply = call(server, function_url, method="POST", body=b"x" * (6 * 1024 * 1024 + 1))
+    reply = fetch(server, function_url, method="POST", body=b"x" * (6 * 1024 * 1024 + 1))
     assert (reply.status, reply.json()) == (413, {"Message": "Request Entity Too Large"})
     assert f"request {reply.headers['x-amzn-RequestId']}: 413: the body is over" in server_log(
         server
     )
     # Under the limit as raw bytes, but too big once base64-encoded into the event.
-    reply = call(
+    reply = fetch(
         server,
         function_url,
         method="POST",
@@ -500,7 +401,7 @@ def test_a_body_over_6_mb_is_413(server: LaminaServer, public_url: Callable[...,
     assert f"request {reply.headers['x-amzn-RequestId']}: 413: the event the request makes (" in (
         server_log(server)
     )
-    reply = call(
+    reply = fetch(
         server,
         function_url,
         method="POST",
@@ -515,9 +416,9 @@ def test_throttled_requests_are_429(
     server: LaminaServer, lambda_client: Any, public_url: Callable[..., str]
 ) -> None:
     function_url = public_url()
-    name = call(server, function_url).json()["arn"].rsplit(":", 1)[1]
+    name = fetch(server, function_url).json()["arn"].rsplit(":", 1)[1]
     lambda_client.put_function_concurrency(FunctionName=name, ReservedConcurrentExecutions=0)
-    reply = call(server, function_url)
+    reply = fetch(server, function_url)
     assert (reply.status, reply.json()) == (429, {"Message": "Too Many Requests"})
     lambda_client.delete_function_concurrency(FunctionName=name)
-    assert call(server, function_url).status == 200
+    assert fetch(server, function_url).status == 200

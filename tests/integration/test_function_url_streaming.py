@@ -19,9 +19,9 @@ from typing import Any
 import pytest
 
 from lamina.runtimes.registry import RuntimeRegistry
-from tests.integration.test_function_url_http import allow_public, server_log, url_id
 from tests.support.archives import make_zip
-from tests.support.server import LaminaServer
+from tests.support.function_urls import allow_public, url_id
+from tests.support.server import LaminaServer, server_log
 
 PYTHON = """
 import json, socket

@@ -13,15 +13,7 @@ import pytest
 from botocore.exceptions import ClientError
 
 from tests.support.archives import make_zip
-
-
-def error_of(excinfo: pytest.ExceptionInfo[ClientError]) -> tuple[str, str, int]:
-    response = excinfo.value.response
-    return (
-        response["Error"]["Code"],
-        response["Error"]["Message"],
-        response["ResponseMetadata"]["HTTPStatusCode"],
-    )
+from tests.support.lambda_api import error_of
 
 
 def test_create_function_returns_configuration(create_function: Callable[..., Any]) -> None:

@@ -12,6 +12,7 @@ import pytest
 from botocore.exceptions import ClientError
 
 from tests.support.archives import make_zip
+from tests.support.lambda_api import call, log_tail
 
 HANDLERS = """
 import json, os, sys, time, logging
@@ -66,13 +67,6 @@ def function(create_function: Callable[..., Any]) -> Callable[..., str]:
     return make
 
 
-def call(client: Any, name: str, payload: Any = None, **kwargs: Any) -> tuple[dict[str, Any], Any]:
-    body = b"" if payload is None else json.dumps(payload).encode()
-    response = client.invoke(FunctionName=name, Payload=body, **kwargs)
-    raw = response["Payload"].read()
-    return response, json.loads(raw) if raw else None
-
-
 def test_echo_returns_payload_and_version(lambda_client: Any, function: Callable[..., str]) -> None:
     name = function("echo")
     response, result = call(lambda_client, name, {"hello": ["world", 1]})
@@ -116,7 +110,7 @@ def test_context_and_environment(lambda_client: Any, function: Callable[..., str
 def test_log_tail_has_platform_lines(lambda_client: Any, function: Callable[..., str]) -> None:
     response, result = call(lambda_client, function("chatty"), {}, LogType="Tail")
     assert result == "ok"
-    log = base64.b64decode(response["LogResult"]).decode()
+    log = log_tail(response)
     request_id = response["ResponseMetadata"]["HTTPHeaders"]["x-amzn-requestid"]
     assert "START RequestId: " in log and "Version: $LATEST" in log
     assert "line one" in log
@@ -182,7 +176,7 @@ def test_timeout_kills_environment(lambda_client: Any, function: Callable[..., s
     assert response["FunctionError"] == "Unhandled"
     assert result["errorType"] == "Sandbox.Timedout"
     assert "Task timed out after 1.00 seconds" in result["errorMessage"]
-    assert "Status: timeout" in base64.b64decode(response["LogResult"]).decode()
+    assert "Status: timeout" in log_tail(response)
     assert call(lambda_client, name, {"seconds": 0})[1] == "woke"
 
 

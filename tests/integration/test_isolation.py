@@ -7,7 +7,6 @@ the process backend is being tested deliberately, in which case they are skipped
 
 from __future__ import annotations
 
-import json
 import os
 import subprocess
 import sys
@@ -18,8 +17,8 @@ from typing import Any
 import pytest
 
 from lamina.sandbox.cgroups import CPU_PERIOD_US, cpu_quota_us, locate
-from tests.conftest import ROLE
 from tests.support.archives import make_zip
+from tests.support.lambda_api import ROLE, invoke
 from tests.support.server import LaminaServer
 
 CODE = r'''
@@ -141,18 +140,11 @@ def make_function(client: Any, unique_name: Callable[[str], str]) -> Callable[..
     return make
 
 
-def call(client: Any, name: str, event: Any = None) -> Any:
-    response = client.invoke(FunctionName=name, Payload=json.dumps(event or {}).encode())
-    payload = json.loads(response["Payload"].read())
-    assert "FunctionError" not in response, payload
-    return payload
-
-
 def test_function_cannot_read_the_data_directory_or_other_functions_code(
     client: Any, make_function: Callable[..., str], isolated_server: LaminaServer
 ) -> None:
     owner = make_function("probe", files={"secret.txt": "other function's secret"})
-    assert call(client, owner, {"paths": ["/var/task/secret.txt"]}) == {
+    assert invoke(client, owner, {"paths": ["/var/task/secret.txt"]}) == {
         "/var/task/secret.txt": "other function's secret"
     }
     prober = make_function("probe")
@@ -161,7 +153,7 @@ def test_function_cannot_read_the_data_directory_or_other_functions_code(
     secret_files = [str(Path(path) / "secret.txt") for path in code_dirs]
     assert any(Path(path).exists() for path in secret_files)  # the host can see them
     paths = [str(data_dir), str(data_dir.parent), *code_dirs, *secret_files, "/work", "/home"]
-    seen = call(client, prober, {"paths": [*paths, "/root"]})
+    seen = invoke(client, prober, {"paths": [*paths, "/root"]})
     for path in paths:
         assert seen[path] in ("ENOENT", "EACCES"), (path, seen[path])
     # Home directories show only the interpreter installations the runtime runs from.
@@ -173,9 +165,9 @@ def test_tmp_persists_within_an_environment_and_is_private_to_it(
 ) -> None:
     first = make_function("remember")
     second = make_function("remember")
-    assert call(client, first, {"secret": "first-secret"})["count"] == 1
-    assert call(client, first)["count"] == 2
-    other = call(client, second)
+    assert invoke(client, first, {"secret": "first-secret"})["count"] == 1
+    assert invoke(client, first)["count"] == 2
+    other = invoke(client, second)
     assert other == {"count": 1, "tmp": ["counter"]}
 
 
@@ -184,11 +176,11 @@ def test_tmp_is_sized_to_ephemeral_storage_and_full_means_enospc(
 ) -> None:
     # /tmp is memory-backed and counts towards MemorySize, so give memory room to spare.
     name = make_function("fill", MemorySize=1024, EphemeralStorage={"Size": 512})
-    result = call(client, name, {"limit": 600 << 20})
+    result = invoke(client, name, {"limit": 600 << 20})
     assert result["outcome"] == "ENOSPC"
     assert result["size"] == 512 << 20
     assert (500 << 20) <= result["written"] <= (512 << 20)
-    again = call(client, name, {"limit": 1 << 20})
+    again = invoke(client, name, {"limit": 1 << 20})
     assert again["outcome"] == "no error"
 
 
@@ -197,16 +189,16 @@ def test_environment_cannot_reach_another_environments_runtime_api(
 ) -> None:
     target = make_function("runtime_api")
     intruder = make_function("knock")
-    target_address = call(client, target)  # its environment stays warm, waiting for events
-    assert call(client, intruder, {"address": target_address}) in {"closed", "error: ECONNRESET"}
+    target_address = invoke(client, target)  # its environment stays warm, waiting for events
+    assert invoke(client, intruder, {"address": target_address}) in {"closed", "error: ECONNRESET"}
     # The same request from the environment's own uid is answered: the refusal is by uid.
-    assert call(client, intruder, {"address": "self"}) == "HTTP/1.1 404 Not Found"
+    assert invoke(client, intruder, {"address": "self"}) == "HTTP/1.1 404 Not Found"
     # And the target environment was not disturbed.
-    assert call(client, target) == target_address
+    assert invoke(client, target) == target_address
 
 
 def test_code_is_read_only_at_var_task(client: Any, make_function: Callable[..., str]) -> None:
-    result = call(client, make_function("write_task"))
+    result = invoke(client, make_function("write_task"))
     assert result == {
         "outcome": "EROFS",
         "task_root": "/var/task",
@@ -218,7 +210,7 @@ def test_code_is_read_only_at_var_task(client: Any, make_function: Callable[...,
 def test_environment_has_its_own_namespaces_and_runtime_is_pid_1(
     client: Any, make_function: Callable[..., str]
 ) -> None:
-    result = call(client, make_function("identity"), {"kinds": NAMESPACES})
+    result = invoke(client, make_function("identity"), {"kinds": NAMESPACES})
     assert result["pid"] == 1
     assert result["uid"] not in {0, os.getuid()}
     for kind in NAMESPACES:
@@ -241,7 +233,7 @@ def processes_of(uid: int) -> list[int]:
 def test_environment_cgroup_holds_its_memory_cpu_and_process_limits(
     client: Any, make_function: Callable[..., str]
 ) -> None:
-    uid = call(client, make_function("uid", MemorySize=256))
+    uid = invoke(client, make_function("uid", MemorySize=256))
     (pid,) = processes_of(uid)
     hierarchy, _ = locate(
         Path("/proc/self/mountinfo").read_text(), Path(f"/proc/{pid}/cgroup").read_text()

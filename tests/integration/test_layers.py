@@ -14,8 +14,8 @@ import boto3
 import pytest
 from botocore.exceptions import ClientError
 
-from tests.integration.test_functions import error_of
 from tests.support.archives import make_zip
+from tests.support.lambda_api import error_of
 from tests.support.server import LaminaServer, free_port
 
 ACCOUNT = "000000000000"

@@ -3,7 +3,6 @@ streams, PutLogEvents' rules, paging tokens, searches and retention."""
 
 from __future__ import annotations
 
-import json
 import re
 import time
 from collections.abc import Callable, Iterator
@@ -13,6 +12,7 @@ import pytest
 from botocore.exceptions import ClientError
 
 from tests.support.archives import make_zip
+from tests.support.lambda_api import invoke
 from tests.support.server import LaminaServer
 
 HANDLERS = """
@@ -53,12 +53,6 @@ def function(create_function: Callable[..., Any]) -> Callable[..., str]:
         return str(created["FunctionName"])
 
     return make
-
-
-def invoke(lambda_client: Any, name: str, payload: dict[str, Any]) -> dict[str, Any]:
-    response = lambda_client.invoke(FunctionName=name, Payload=json.dumps(payload).encode())
-    result: dict[str, Any] = json.loads(response["Payload"].read())
-    return result
 
 
 def kind(message: str) -> str:

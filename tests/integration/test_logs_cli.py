@@ -7,7 +7,6 @@ import queue
 import subprocess
 import sys
 import threading
-import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -17,6 +16,7 @@ import pytest
 from tests.support.archives import make_zip
 from tests.support.aws_cli import cli_environment, run_aws
 from tests.support.server import LaminaServer
+from tests.support.waiting import wait_until
 
 HANDLER = """
 import logging
@@ -138,15 +138,21 @@ def test_lamina_logs_follow_streams_new_events(
         reader = threading.Thread(target=lambda: [lines.put(line) for line in process.stdout or []])
         reader.start()
 
+        def printed(text: str) -> bool:
+            """Whether the next line (waiting a second for it) holds `text`."""
+            try:
+                return text in lines.get(timeout=1)
+            except queue.Empty:
+                assert process.poll() is None, "lamina logs --follow exited"
+                return False
+
         def wait_for(text: str) -> None:
-            deadline = time.monotonic() + 30
-            while time.monotonic() < deadline:
-                try:
-                    if text in lines.get(timeout=1):
-                        return
-                except queue.Empty:
-                    assert process.poll() is None, "lamina logs --follow exited"
-            pytest.fail(f"lamina logs --follow never printed {text!r}")
+            wait_until(
+                lambda: printed(text),
+                timeout=30,
+                interval=0,
+                message=f"lamina logs --follow never printed {text!r}",
+            )
 
         try:
             # The log group does not exist until the first invocation; the follower waits.

@@ -3,7 +3,6 @@ and SystemLogLevel, in the stored stream and in the Invoke tail."""
 
 from __future__ import annotations
 
-import base64
 import json
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -12,6 +11,7 @@ import pytest
 
 from lamina.runtimes.registry import RuntimeRegistry
 from tests.support.archives import make_zip
+from tests.support.lambda_api import log_tail
 from tests.support.server import LaminaServer
 
 PYTHON = """
@@ -82,7 +82,7 @@ def run(
             records.append(json.loads(event["message"]))
         except ValueError:
             records.append({"text": event["message"]})
-    return records, base64.b64decode(response["LogResult"]).decode()
+    return records, log_tail(response)
 
 
 def platform_types(records: list[dict[str, Any]]) -> list[str]:

@@ -11,8 +11,8 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import ROLE
 from tests.support.archives import make_zip
+from tests.support.lambda_api import ROLE
 from tests.support.server import LaminaServer
 
 MB = 1024 * 1024

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import threading
-import time
 import urllib.request
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
@@ -23,7 +22,9 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from tests.support.archives import make_zip
 from tests.support.aws_cli import run_aws
+from tests.support.lambda_api import call
 from tests.support.server import LaminaServer
+from tests.support.waiting import wait_until
 
 HANDLER = """
 import json, time, urllib.request
@@ -42,12 +43,6 @@ def handler(event, context):
 def function(create_function: Callable[..., dict[str, Any]]) -> str:
     name: str = create_function(Code={"ZipFile": make_zip({"app.py": HANDLER})})["FunctionName"]
     return name
-
-
-def invoke(client: Any, name: str, payload: dict[str, Any] | None = None, **kwargs: Any) -> Any:
-    response = client.invoke(FunctionName=name, Payload=json.dumps(payload or {}), **kwargs)
-    response["Payload"].read()
-    return response
 
 
 def scrape(server: LaminaServer) -> dict[tuple[str, frozenset[tuple[str, str]]], float]:
@@ -99,9 +94,9 @@ def test_successes_errors_and_durations(
     server: LaminaServer, lambda_client: Any, cloudwatch: Any, function: str
 ) -> None:
     for _ in range(3):
-        assert "FunctionError" not in invoke(lambda_client, function)
+        assert "FunctionError" not in call(lambda_client, function, {})[0]
     for _ in range(2):
-        assert invoke(lambda_client, function, {"fail": True})["FunctionError"] == "Unhandled"
+        assert call(lambda_client, function, {"fail": True})[0]["FunctionError"] == "Unhandled"
 
     by_function = {"FunctionName": function}
     assert statistic(cloudwatch, "Invocations", by_function) == 5
@@ -139,9 +134,9 @@ def test_aliases_and_versions_have_their_own_series(
     version = lambda_client.publish_version(FunctionName=function)["Version"]
     lambda_client.create_alias(FunctionName=function, Name="live", FunctionVersion=version)
     for _ in range(2):
-        invoke(lambda_client, function, Qualifier="live")
-    invoke(lambda_client, function, Qualifier=version)
-    invoke(lambda_client, function)
+        call(lambda_client, function, {}, Qualifier="live")
+    call(lambda_client, function, {}, Qualifier=version)
+    call(lambda_client, function, {})
 
     assert statistic(cloudwatch, "Invocations", {"FunctionName": function}) == 4
     alias = {"FunctionName": function, "Resource": f"{function}:live"}
@@ -176,7 +171,7 @@ def test_throttles_with_zero_reserved_concurrency(
     )
     for _ in range(3):
         with pytest.raises(ClientError) as refused:
-            invoke(once, function)
+            call(once, function, {})
         assert refused.value.response["Error"]["Code"] == "TooManyRequestsException"
     once.close()
 
@@ -194,7 +189,7 @@ def test_a_function_that_cannot_initialise_counts_as_an_error(
 ) -> None:
     broken = create_function(Code={"ZipFile": make_zip({"app.py": "import not_a_module\n"})})
     name = broken["FunctionName"]
-    assert invoke(lambda_client, name)["FunctionError"] == "Unhandled"
+    assert call(lambda_client, name, {})[0]["FunctionError"] == "Unhandled"
     assert statistic(cloudwatch, "Invocations", {"FunctionName": name}) == 1
     assert statistic(cloudwatch, "Errors", {"FunctionName": name}) == 1
 
@@ -230,14 +225,14 @@ def test_concurrent_executions_is_the_peak(
     barrier = Barrier(3)
     errors: list[BaseException] = []
 
-    def call() -> None:
+    def arrive() -> None:
         try:
-            invoke(lambda_client, function, {"barrier": barrier.url})
+            call(lambda_client, function, {"barrier": barrier.url})
         except BaseException as error:
             errors.append(error)
 
     try:
-        threads = [threading.Thread(target=call) for _ in range(3)]
+        threads = [threading.Thread(target=arrive) for _ in range(3)]
         for thread in threads:
             thread.start()
         for thread in threads:
@@ -258,19 +253,20 @@ def test_provisioned_concurrency_invocations_spillover_and_utilization(
         FunctionName=function, Qualifier=version, ProvisionedConcurrentExecutions=1
     )
     try:
-        deadline = time.monotonic() + 60
-        while (
-            lambda_client.get_provisioned_concurrency_config(
-                FunctionName=function, Qualifier=version
-            )["Status"]
-            != "READY"
-        ):
-            assert time.monotonic() < deadline, "provisioned concurrency never became READY"
-            time.sleep(0.1)
+        wait_until(
+            lambda: (
+                lambda_client.get_provisioned_concurrency_config(
+                    FunctionName=function, Qualifier=version
+                )["Status"]
+                == "READY"
+            ),
+            timeout=60,
+            message="provisioned concurrency never became READY",
+        )
         barrier = Barrier(2)
         threads = [
             threading.Thread(
-                target=invoke,
+                target=call,
                 args=(lambda_client, function, {"barrier": barrier.url}),
                 kwargs={"Qualifier": version},
             )
@@ -314,10 +310,12 @@ def test_asynchronous_invocations_and_their_metrics(
             FunctionName=function, InvocationType="Event", Payload=b"{}"
         )
         assert response["StatusCode"] == 202
-    deadline = time.monotonic() + 60
-    while statistic(cloudwatch, "Invocations", {"FunctionName": function}) != 2:
-        assert time.monotonic() < deadline, "the events did not run"
-        time.sleep(0.2)
+    wait_until(
+        lambda: statistic(cloudwatch, "Invocations", {"FunctionName": function}) == 2,
+        timeout=60,
+        interval=0.2,
+        message="the events did not run",
+    )
     assert statistic(cloudwatch, "AsyncEventsReceived", {"FunctionName": function}) == 2
     age = statistic(cloudwatch, "AsyncEventAge", {"FunctionName": function}, "SampleCount")
     assert age == 2
@@ -328,8 +326,8 @@ def test_asynchronous_invocations_and_their_metrics(
 
 
 def test_get_metric_data(lambda_client: Any, cloudwatch: Any, function: str) -> None:
-    invoke(lambda_client, function)
-    invoke(lambda_client, function, {"fail": True})
+    call(lambda_client, function, {})
+    call(lambda_client, function, {"fail": True})
 
     def query(query_id: str, metric: str, stat: str) -> dict[str, Any]:
         return {
@@ -388,7 +386,7 @@ def test_cloudwatch_errors_carry_the_query_error_code(cloudwatch: Any) -> None:
 
 
 def test_list_metrics(lambda_client: Any, cloudwatch: Any, function: str) -> None:
-    invoke(lambda_client, function)
+    call(lambda_client, function, {})
     metrics = cloudwatch.list_metrics(
         Namespace="AWS/Lambda", Dimensions=[{"Name": "FunctionName", "Value": function}]
     )["Metrics"]
@@ -400,7 +398,7 @@ def test_aws_cli_get_metric_statistics(
     server: LaminaServer, lambda_client: Any, function: str, tmp_path: Path
 ) -> None:
     for _ in range(2):
-        invoke(lambda_client, function)
+        call(lambda_client, function, {})
     now = datetime.now(UTC)
     result = run_aws(
         server.endpoint,
@@ -456,8 +454,8 @@ def client_speaking(protocol: str, server: LaminaServer) -> Any:
 def test_every_protocol_in_the_model(
     server: LaminaServer, lambda_client: Any, function: str, protocol: str
 ) -> None:
-    invoke(lambda_client, function)
-    invoke(lambda_client, function, {"fail": True})
+    call(lambda_client, function, {})
+    call(lambda_client, function, {"fail": True})
     client = client_speaking(protocol, server)
     try:
         by_function = {"FunctionName": function}

@@ -12,6 +12,7 @@ import pytest
 
 from lamina.runtimes.registry import RuntimeRegistry
 from tests.support.archives import make_zip
+from tests.support.lambda_api import call, log_tail
 
 _REGISTRY = RuntimeRegistry()
 RUNTIME = next(
@@ -155,20 +156,9 @@ exports.notAsync = awslambda.streamifyResponse((event, responseStream) => {
 """
 
 
-def call(client: Any, name: str, payload: Any = None, **kwargs: Any) -> tuple[dict[str, Any], Any]:
-    body = b"" if payload is None else json.dumps(payload).encode()
-    response = client.invoke(FunctionName=name, Payload=body, **kwargs)
-    raw = response["Payload"].read()
-    return response, json.loads(raw) if raw else None
-
-
 def raw_call(client: Any, name: str, **kwargs: Any) -> tuple[dict[str, Any], bytes]:
     response = client.invoke(FunctionName=name, Payload=b"{}", **kwargs)
     return response, response["Payload"].read()
-
-
-def log_of(response: dict[str, Any]) -> str:
-    return base64.b64decode(response["LogResult"]).decode()
 
 
 @pytest.fixture
@@ -287,7 +277,7 @@ def test_console_lines_have_aws_format(
     response, result = call(lambda_client, node_function("index.chatty"), {}, LogType="Tail")
     assert result == "ok"
     # Split on newlines only: a multi-line message is one record, its newlines turned into \r.
-    lines = log_of(response).rstrip("\n").split("\n")
+    lines = log_tail(response).rstrip("\n").split("\n")
     request_id = lines[0].split()[2]
     prefix = r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z\t" + re.escape(request_id)
     expected = [
@@ -312,7 +302,7 @@ def test_json_log_format_and_level(lambda_client: Any, node_function: Callable[.
     )
     response, result = call(lambda_client, name, {}, LogType="Tail")
     assert result == "ok"
-    lines = log_of(response).rstrip("\n").split("\n")
+    lines = log_tail(response).rstrip("\n").split("\n")
     # Application records only: with JSON, the platform's lines are `platform.*` records too.
     records = [json.loads(line) for line in lines if line.startswith('{"timestamp"')]
     # INFO and DEBUG are below the function's level and dropped.
@@ -330,7 +320,7 @@ def test_json_log_of_an_error(lambda_client: Any, node_function: Callable[..., s
     name = node_function("index.throws", LoggingConfig={"LogFormat": "JSON"})
     response, result = call(lambda_client, name, {}, LogType="Tail")
     assert result["errorType"] == "TypeError"
-    records = [json.loads(line) for line in log_of(response).split("\n") if line.startswith("{")]
+    records = [json.loads(line) for line in log_tail(response).split("\n") if line.startswith("{")]
     (record,) = [r for r in records if r.get("level") == "ERROR"]
     assert record["message"]["errorType"] == "TypeError"
     assert record["message"]["errorMessage"] == "bad thing"
@@ -342,7 +332,7 @@ def test_callback_waits_for_empty_event_loop(
 ) -> None:
     response, result = call(lambda_client, node_function("index.callbackWaits"), {}, LogType="Tail")
     assert result == "after timer"
-    log = log_of(response)
+    log = log_tail(response)
     # The timer the handler started ran before the invocation ended.
     assert log.index("timer fired") < log.index("END RequestId")
 
@@ -351,7 +341,7 @@ def test_callback_without_waiting(lambda_client: Any, node_function: Callable[..
     name = node_function("index.callbackEarly")
     response, result = call(lambda_client, name, {}, LogType="Tail")
     assert result == "early"
-    assert "late timer" not in log_of(response)
+    assert "late timer" not in log_tail(response)
     # The pending timer does not hold the environment: it serves the next call.
     assert call(lambda_client, name, {})[1] == "early"
 
@@ -399,7 +389,7 @@ def test_function_errors(
     assert result["errorType"] == error_type
     assert result["errorMessage"] == message
     assert isinstance(result["trace"], list) and "stackTrace" not in result
-    log = log_of(response)
+    log = log_tail(response)
     assert "\tERROR\tInvoke Error \t{" in log and message in log
 
 
@@ -521,7 +511,7 @@ def test_init_errors(
     assert result["errorType"] == error_type
     assert result["errorMessage"].startswith(message), result
     assert isinstance(result["trace"], list)
-    assert "\tundefined\tERROR\tUncaught Exception \t{" in log_of(response)
+    assert "\tundefined\tERROR\tUncaught Exception \t{" in log_tail(response)
     # The platform stays healthy: fix the function and the next call works.
     lambda_client.update_function_code(FunctionName=name, ZipFile=make_zip({"index.js": HANDLERS}))
     lambda_client.update_function_configuration(FunctionName=name, Handler="index.counter")

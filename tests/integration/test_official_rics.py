@@ -23,6 +23,7 @@ from typing import Any
 import pytest
 
 from tests.support.archives import make_package
+from tests.support.lambda_api import call, log_tail
 
 AWSLAMBDARIC_VERSION = "4.2.2"
 AWS_LAMBDA_RIC_VERSION = "4.0.2"
@@ -126,12 +127,6 @@ def package_files(root: Path) -> dict[str, bytes]:
     return files
 
 
-def call(client: Any, name: str, payload: Any, **kwargs: Any) -> tuple[dict[str, Any], Any]:
-    response = client.invoke(FunctionName=name, Payload=json.dumps(payload), **kwargs)
-    raw = response["Payload"].read()
-    return response, json.loads(raw) if raw else None
-
-
 # ------------------------------------------------------------------------------ Python
 
 
@@ -213,7 +208,7 @@ def test_awslambdaric_serves_invocations(
     assert result["memory"] == "128"
     assert 0 < result["remaining"] <= 3000
     assert result["client"] == {"k": "v"}
-    log = base64.b64decode(response["LogResult"]).decode()
+    log = log_tail(response)
     assert "hello from awslambdaric" in log
     assert "[INFO]\t" in log and f"\t{result['request_id']}\tlogged through the RIC" in log
     # Warm: the same official client process takes the next event.
@@ -320,7 +315,7 @@ def test_aws_lambda_ric_serves_invocations(
     assert result["functionName"] == name
     assert result["memory"] == "128"
     assert 0 < result["remaining"] <= 3000
-    log = base64.b64decode(response["LogResult"]).decode()
+    log = log_tail(response)
     assert f"\t{result['requestId']}\tINFO\thello from aws-lambda-ric" in log
     second = call(lambda_client, name, {"hi": 2})[1]
     assert second["event"] == {"hi": 2}

@@ -11,9 +11,10 @@ from typing import Any
 
 from botocore.exceptions import ClientError, ConnectionError, EndpointConnectionError
 
-from tests.conftest import ROLE
 from tests.support.archives import make_zip
+from tests.support.lambda_api import ROLE
 from tests.support.server import LaminaServer
+from tests.support.waiting import wait_until
 
 
 def create(client: Any, name: str, archive: bytes) -> dict[str, Any]:
@@ -73,10 +74,16 @@ def test_kill_minus_nine_mid_writes_keeps_every_acknowledged_write(data_dir: Pat
     threads = [threading.Thread(target=writer, args=(n,)) for n in range(4)]
     for thread in threads:
         thread.start()
-    while len(acknowledged) < 40:
-        threading.Event().wait(0.01)
-    server.kill()
-    stop.set()
+    try:
+        wait_until(
+            lambda: len(acknowledged) >= 40,
+            timeout=60,
+            interval=0.01,
+            message="the writers never had 40 writes acknowledged",
+        )
+    finally:
+        server.kill()
+        stop.set()
     for thread in threads:
         thread.join(30)
 

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 from botocore.exceptions import ClientError
 
-from tests.integration.test_functions import error_of
+from tests.support.lambda_api import error_of
 
 ARN_PREFIX = "arn:aws:lambda:us-east-1:000000000000:function:"
 BUCKET = "arn:aws:s3:::my-bucket"

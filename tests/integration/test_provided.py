@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import base64
-import json
 from collections.abc import Callable, Mapping
 from typing import Any
 
 import pytest
 
 from tests.support.archives import make_package
+from tests.support.lambda_api import call, log_tail
 
 # A whole custom runtime in Python's standard library: it speaks the Runtime API directly.
 RUNTIME_SCRIPT = """#!/usr/bin/env python3
@@ -64,12 +63,6 @@ def runtime_script(source: str) -> str:
     return RUNTIME_SCRIPT.format(source=source)
 
 
-def call(client: Any, name: str, payload: Any = None, **kwargs: Any) -> tuple[dict[str, Any], Any]:
-    response = client.invoke(FunctionName=name, Payload=json.dumps(payload or {}), **kwargs)
-    raw = response["Payload"].read()
-    return response, json.loads(raw) if raw else None
-
-
 @pytest.fixture
 def custom_function(create_function: Callable[..., Any]) -> Callable[..., str]:
     def make(files: Mapping[str, str], **overrides: Any) -> str:
@@ -115,7 +108,7 @@ def test_bootstrap_in_package(
     # ...and what AWS leaves unset for provided runtimes.
     assert "AWS_EXECUTION_ENV" not in env
     # The runtime's own output is captured between the platform's lines.
-    log = base64.b64decode(response["LogResult"]).decode()
+    log = log_tail(response)
     assert log.index("START RequestId:") < log.index("handled ") < log.index("END RequestId:")
     # Warm: the same bootstrap process answers again.
     assert call(lambda_client, name, {"n": 2})[1]["event"] == {"n": 2}
@@ -136,7 +129,7 @@ def test_package_bootstrap_wins_over_layer(
     lambda_client: Any, custom_function: Callable[..., str], layer_with_bootstrap: str
 ) -> None:
     name = custom_function({"bootstrap": runtime_script("package")}, Layers=[layer_with_bootstrap])
-    assert call(lambda_client, name)[1]["source"] == "package"
+    assert call(lambda_client, name, {})[1]["source"] == "package"
 
 
 def test_shell_bootstrap_execs_another_program(
@@ -179,19 +172,19 @@ def test_init_failures(
     message: str,
 ) -> None:
     name = custom_function({"bootstrap": runtime_script("package")}, Handler=handler)
-    response, result = call(lambda_client, name)
+    response, result = call(lambda_client, name, {})
     assert response["FunctionError"] == "Unhandled"
     assert result["errorType"] == error_type
     assert message in result["errorMessage"]
     lambda_client.update_function_configuration(FunctionName=name, Handler="function.handler")
-    assert call(lambda_client, name)[1]["source"] == "package"
+    assert call(lambda_client, name, {})[1]["source"] == "package"
 
 
 def test_missing_bootstrap_is_invalid_entrypoint(
     lambda_client: Any, custom_function: Callable[..., str]
 ) -> None:
     name = custom_function({"function.sh": "echo not a bootstrap\n"})
-    response, result = call(lambda_client, name)
+    response, result = call(lambda_client, name, {})
     assert response["FunctionError"] == "Unhandled"
     assert result["errorType"] == "Runtime.InvalidEntrypoint"
     assert "/var/task/bootstrap" in result["errorMessage"]
@@ -200,7 +193,7 @@ def test_missing_bootstrap_is_invalid_entrypoint(
     lambda_client.update_function_code(
         FunctionName=name, ZipFile=make_package({"bootstrap": runtime_script("fixed")})
     )
-    assert call(lambda_client, name)[1]["source"] == "fixed"
+    assert call(lambda_client, name, {})[1]["source"] == "fixed"
 
 
 def test_bootstrap_without_execute_permission(
@@ -210,7 +203,7 @@ def test_bootstrap_without_execute_permission(
     name = create_function(
         Runtime="provided.al2023", Handler="function.handler", Code={"ZipFile": package}
     )["FunctionName"]
-    response, result = call(lambda_client, name)
+    response, result = call(lambda_client, name, {})
     assert response["FunctionError"] == "Unhandled"
     assert result["errorType"] == "Runtime.InvalidEntrypoint"
     assert result["errorMessage"] == "fork/exec /var/task/bootstrap: permission denied"

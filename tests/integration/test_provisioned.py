@@ -6,7 +6,6 @@ also show that provisioned ones are never reaped.
 
 from __future__ import annotations
 
-import base64
 import contextlib
 import json
 import time
@@ -17,16 +16,11 @@ from typing import Any
 import pytest
 from botocore.exceptions import ClientError
 
-from tests.conftest import ROLE
-from tests.integration.test_engine_concurrency import (
-    alive,
-    handlers_zip,
-    in_parallel,
-    invoke,
-    wait_until_gone,
-)
 from tests.support.archives import make_zip
+from tests.support.environments import alive, handlers_zip, in_parallel, wait_until_gone
+from tests.support.lambda_api import ROLE, invoke, log_tail
 from tests.support.server import LaminaServer
+from tests.support.waiting import wait_until
 
 IDLE_TIMEOUT_S = 1
 PROVISIONED = "provisioned-concurrency"
@@ -78,15 +72,20 @@ def function(client: Any, unique_name: Callable[[str], str]) -> Iterator[Callabl
 
 def settled(client: Any, name: str, qualifier: str, timeout_s: float = 30) -> dict[str, Any]:
     """The config once the engine has finished with it (no longer IN_PROGRESS)."""
-    deadline = time.monotonic() + timeout_s
-    while True:
+
+    def done() -> dict[str, Any] | None:
         config: dict[str, Any] = client.get_provisioned_concurrency_config(
             FunctionName=name, Qualifier=qualifier
         )
-        if config["Status"] != "IN_PROGRESS":
-            return config
-        assert time.monotonic() < deadline, f"still IN_PROGRESS: {config}"
-        time.sleep(0.1)
+        return None if config["Status"] == "IN_PROGRESS" else config
+
+    return wait_until(done, timeout=timeout_s, message=f"{name}:{qualifier} stayed IN_PROGRESS")
+
+
+def provisioned_run(client: Any, name: str, **kwargs: Any) -> dict[str, Any] | None:
+    """The result of one call, if a provisioned environment served it."""
+    result: dict[str, Any] = invoke(client, name, **kwargs)
+    return result if result["init"] == PROVISIONED else None
 
 
 def provision(client: Any, name: str, qualifier: str, count: int) -> dict[str, Any]:
@@ -188,10 +187,11 @@ def test_an_alias_moved_to_another_version_is_provisioned_again(
     version = client.publish_version(FunctionName=name)["Version"]
     client.update_alias(FunctionName=name, Name="live", FunctionVersion=version)
     wait_until_gone(old["process"])
-    deadline = time.monotonic() + 30
-    while (new := invoke(client, f"{name}:live"))["init"] != PROVISIONED:
-        assert time.monotonic() < deadline, new
-        time.sleep(0.1)
+    new = wait_until(
+        lambda: provisioned_run(client, f"{name}:live"),
+        timeout=30,
+        message="no provisioned environment of the new version served the alias",
+    )
     assert (new["version"], new["stage"]) == (version, "two")
 
 
@@ -212,10 +212,11 @@ def test_configs_are_provisioned_again_after_a_restart(tmp_path: Path) -> None:
     wait_until_gone(before["process"])
     # The same data directory, served again (on a port of its own).
     with running(LaminaServer(data_dir)) as lambda_client:
-        deadline = time.monotonic() + 30
-        while (after := invoke(lambda_client, "kept", Qualifier="1"))["init"] != PROVISIONED:
-            assert time.monotonic() < deadline, after
-            time.sleep(0.1)
+        after = wait_until(
+            lambda: provisioned_run(lambda_client, "kept", Qualifier="1"),
+            timeout=30,
+            message="no provisioned environment served version 1 after the restart",
+        )
         assert after["stream"] != before["stream"]
         assert settled(lambda_client, "kept", "1")["Status"] == "READY"
 
@@ -252,10 +253,6 @@ def test_provisioned_invocations_report_no_init_duration(
     provision(client, name, "1", 1)
     response = client.invoke(FunctionName=name, Qualifier="1", Payload=b"{}", LogType="Tail")
     assert json.loads(response["Payload"].read())["init"] == PROVISIONED
-    report = next(
-        line
-        for line in base64.b64decode(response["LogResult"]).decode().splitlines()
-        if line.startswith("REPORT")
-    )
+    report = next(line for line in log_tail(response).splitlines() if line.startswith("REPORT"))
     # The environment was initialised before any call, so no call carries (or pays) its init.
     assert "Init Duration" not in report

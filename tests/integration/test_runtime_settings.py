@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 from botocore.exceptions import ClientError
 
-from tests.integration.test_functions import error_of
+from tests.support.lambda_api import error_of
 
 ARN = "arn:aws:lambda:us-east-1:000000000000:function"
 RUNTIME_VERSION = "arn:aws:lambda:us-east-1::runtime:0123456789abcdef0123456789abcdef"

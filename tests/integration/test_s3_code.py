@@ -9,8 +9,8 @@ from typing import Any
 import pytest
 from botocore.exceptions import ClientError
 
-from tests.conftest import ROLE
 from tests.support.archives import make_zip
+from tests.support.lambda_api import ROLE
 from tests.support.peers import MotoServer
 from tests.support.server import LaminaServer
 

@@ -15,7 +15,6 @@ import json
 import subprocess
 import sys
 import time
-import urllib.request
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -25,11 +24,12 @@ from botocore.exceptions import ClientError
 
 from tests.support.archives import make_zip
 from tests.support.aws_cli import run_aws
+from tests.support.lambda_api import ROLE
 from tests.support.peers import MotoServer
 from tests.support.queues import Queue
-from tests.support.server import LaminaServer
+from tests.support.server import LaminaServer, metrics
+from tests.support.waiting import wait_until
 
-ROLE = "arn:aws:iam::000000000000:role/lamina-test"
 ACCOUNT = "000000000000"
 RULE_ARN = f"arn:aws:events:us-east-1:{ACCOUNT}:rule/"
 FUNCTION_ARN = f"arn:aws:lambda:us-east-1:{ACCOUNT}:function:"
@@ -128,12 +128,6 @@ def error(call: Callable[..., Any], **params: Any) -> tuple[int, str, str]:
         response["Error"]["Code"],
         response["Error"]["Message"],
     )
-
-
-def metrics(server: LaminaServer) -> dict[str, Any]:
-    with urllib.request.urlopen(f"{server.endpoint}/_lamina/metrics", timeout=5) as response:
-        result: dict[str, Any] = json.loads(response.read())
-    return result
 
 
 def scheduled_events(results: Queue, count: int, timeout: float = 60.0) -> list[dict[str, Any]]:
@@ -504,12 +498,12 @@ def test_without_an_invoke_permission_nothing_runs(
     function_name, results = function(permission_for=None)
     name = rule(ScheduleExpression="rate(1 minute)")
     events.put_targets(Rule=name, Targets=[{"Id": "fn", "Arn": FUNCTION_ARN + function_name}])
-    deadline = time.monotonic() + 60
-    failed = 0.0
-    while failed < 2 and time.monotonic() < deadline:
-        time.sleep(0.2)
-        failed = metrics(server).get("FailedInvocations", {}).get(name, {}).get("Sum", 0)
-    assert failed >= 2
+    wait_until(
+        lambda: metrics(server).get("FailedInvocations", {}).get(name, {}).get("Sum", 0) >= 2,
+        timeout=60,
+        interval=0.2,
+        message="the rule did not fail to invoke twice",
+    )
     assert metrics(server)["TriggeredRules"][name]["Sum"] >= 2
     # Each failed tick was decided when it fired: nothing was queued to run later.
     assert results.is_quiet()

@@ -15,17 +15,19 @@ import json
 import time
 import uuid
 from collections import defaultdict
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from tests.support.archives import make_zip
+from tests.support.lambda_api import ROLE
 from tests.support.peers import MotoServer
 from tests.support.queues import Queue
 from tests.support.server import LaminaServer
+from tests.support.waiting import wait_until
 
-ROLE = "arn:aws:iam::000000000000:role/lamina-test"
 SCALE = 0.01
 PERIOD = 60  # schedule seconds between the ticks of rate(1 minute)
 DOWNTIME_S = 4.0  # real seconds: about 6.7 schedule minutes
@@ -38,13 +40,23 @@ class Ticks:
         self._results = results
         self.by_time: dict[int, set[str]] = defaultdict(set)
 
-    def collect_until(self, done: Any, timeout: float = 60.0) -> None:
-        deadline = time.monotonic() + timeout
-        while not done() and time.monotonic() < deadline:
-            for message in self._results.receive(10, timeout=1.0):
-                event = json.loads(message["Body"])["requestPayload"]
-                tick = calendar.timegm(time.strptime(event["time"], "%Y-%m-%dT%H:%M:%SZ"))
-                self.by_time[tick].add(event["id"])
+    def collect_until(self, done: Callable[[], bool], timeout: float = 60.0) -> None:
+        """Take records (waiting on the queue a second at a time) until `done()` holds."""
+
+        def collected() -> bool:
+            if not done():
+                for message in self._results.receive(10, timeout=1.0):
+                    event = json.loads(message["Body"])["requestPayload"]
+                    tick = calendar.timegm(time.strptime(event["time"], "%Y-%m-%dT%H:%M:%SZ"))
+                    self.by_time[tick].add(event["id"])
+            return done()
+
+        wait_until(
+            collected,
+            timeout=timeout,
+            interval=0,
+            message=lambda: f"not done with the ticks seen: {sorted(self.by_time)}",
+        )
 
     def after(self, moment: float) -> list[int]:
         return sorted(tick for tick in self.by_time if tick > moment)

@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 from botocore.exceptions import ClientError
 
-from tests.integration.test_functions import error_of
+from tests.support.lambda_api import error_of
 
 
 def test_tags_from_create_function_are_listed(

@@ -7,7 +7,6 @@ recorded is decided by the tracing mode and the caller's header alone.
 
 from __future__ import annotations
 
-import base64
 import json
 import re
 import time
@@ -18,12 +17,13 @@ from typing import Any
 import pytest
 
 from lamina.runtimes.registry import RuntimeRegistry
-from tests.integration.test_function_url_http import allow_public, call
 from tests.support.archives import make_zip
+from tests.support.function_urls import allow_public, fetch
+from tests.support.lambda_api import ROLE, log_tail
 from tests.support.otlp_collector import OtlpCollector
 from tests.support.server import LaminaServer
+from tests.support.waiting import wait_until
 
-ROLE = "arn:aws:iam::000000000000:role/lamina-test"
 ROOT = re.compile(r"1-[0-9a-f]{8}-[0-9a-f]{24}")
 SPAN_ID = re.compile(r"[0-9a-f]{16}")
 SERVER_KIND = 2  # opentelemetry.proto.trace.v1.Span.SPAN_KIND_SERVER
@@ -115,7 +115,9 @@ def function(client: Any) -> Callable[..., str]:
     return make
 
 
-def invoke(client: Any, name: str, header: str | None = None, **params: Any) -> dict[str, Any]:
+def invoke_with_header(
+    client: Any, name: str, header: str | None = None, **params: Any
+) -> dict[str, Any]:
     """Invoke, sending `header` as X-Amzn-Trace-Id (not a member of boto3's Invoke input)."""
 
     def add_header(request: Any, **_: Any) -> None:
@@ -137,10 +139,6 @@ def seen(response: dict[str, Any]) -> str:
     return str(json.loads(response["body"])["trace"])
 
 
-def tail(response: dict[str, Any]) -> str:
-    return base64.b64decode(response["LogResult"]).decode()
-
-
 def names(spans: list[dict[str, Any]]) -> list[str]:
     return sorted(span["name"] for span in spans)
 
@@ -157,20 +155,23 @@ def test_passthrough_function_gets_the_callers_header_unchanged(
 ) -> None:
     name = function()
     given = f"Root={new_root()};Parent=53995c3f42cd8ad8;Sampled=1;Lineage=a87bd80c:0"
-    assert seen(invoke(client, name, given)) == given
+    assert seen(invoke_with_header(client, name, given)) == given
 
 
 def test_without_a_header_a_new_root_is_generated(
     client: Any, function: Callable[..., str]
 ) -> None:
     passthrough, active = function(), function("Active")
-    first, second = seen(invoke(client, passthrough)), seen(invoke(client, passthrough))
+    first, second = (
+        seen(invoke_with_header(client, passthrough)),
+        seen(invoke_with_header(client, passthrough)),
+    )
     # PassThrough: a root and nothing else, as Lambda sends since it stopped sampling there.
     assert re.fullmatch(r"Root=1-[0-9a-f]{8}-[0-9a-f]{24}", first)
     assert first != second
     epoch = int(first[7:15], 16)
     assert abs(epoch - time.time()) < 300
-    header = fields(seen(invoke(client, active)))
+    header = fields(seen(invoke_with_header(client, active)))
     assert ROOT.fullmatch(header["Root"]) and SPAN_ID.fullmatch(header["Parent"])
     assert header["Sampled"] == "1"
 
@@ -187,11 +188,13 @@ def test_node_function_sees_the_callers_root(client: Any) -> None:
         TracingConfig={"Mode": "Active"},
     )
     root = new_root()
-    header = fields(seen(invoke(client, name, f"Root={root};Parent=53995c3f42cd8ad8;Sampled=1")))
+    header = fields(
+        seen(invoke_with_header(client, name, f"Root={root};Parent=53995c3f42cd8ad8;Sampled=1"))
+    )
     assert header["Root"] == root and header["Sampled"] == "1"
     assert header["Parent"] != "53995c3f42cd8ad8"
     # A later invocation of the same (warm) process sees its own header, not the last one's.
-    assert fields(seen(invoke(client, name)))["Root"] != root
+    assert fields(seen(invoke_with_header(client, name)))["Root"] != root
 
 
 # ----------------------------------------------------------------- Active: spans, REPORT
@@ -202,7 +205,7 @@ def test_active_invocations_continue_the_callers_trace(
 ) -> None:
     name = function("Active")
     root, caller_span = new_root(), "53995c3f42cd8ad8"
-    cold = invoke(
+    cold = invoke_with_header(
         client, name, f"Root={root};Parent={caller_span};Lineage=a87bd80c:0", LogType="Tail"
     )
     header = fields(seen(cold))
@@ -210,7 +213,7 @@ def test_active_invocations_continue_the_callers_trace(
     assert header["Root"] == root and header["Lineage"] == "a87bd80c:0"
     assert header["Sampled"] == "1" and header["Parent"] != caller_span
     segment = header["Parent"]
-    assert f"\nXRAY TraceId: {root}\tSegmentId: {segment}\tSampled: true\t" in tail(cold)
+    assert f"\nXRAY TraceId: {root}\tSegmentId: {segment}\tSampled: true\t" in log_tail(cold)
 
     spans = collector.wait_for(lambda spans: len(spans) == 4, otel_id(root))
     # A synchronous call waits in no queue: no "Dwell Time", as on AWS.
@@ -237,7 +240,7 @@ def test_active_invocations_continue_the_callers_trace(
 
     # Warm: the same shape without an Initialization span.
     warm_root = new_root()
-    warm = invoke(client, name, f"Root={warm_root}")
+    warm = invoke_with_header(client, name, f"Root={warm_root}")
     assert fields(seen(warm))["Root"] == warm_root
     spans = collector.wait_for(lambda spans: len(spans) == 3, otel_id(warm_root))
     assert names(spans) == sorted([name, "Placement", "Invocation"])
@@ -252,7 +255,7 @@ def test_a_function_error_marks_the_spans(
 ) -> None:
     name = function("Active", handler="app.fail")
     root = new_root()
-    response = invoke(client, name, f"Root={root}")
+    response = invoke_with_header(client, name, f"Root={root}")
     assert response["FunctionError"] == "Unhandled"
     spans = by_name(collector.wait_for(lambda spans: len(spans) == 4, otel_id(root)))
     for span in (spans[name], spans["Invocation"]):
@@ -266,16 +269,18 @@ def test_unsampled_and_passthrough_invocations_record_nothing(
     passthrough, active = function(), function("Active")
     passthrough_root, unsampled_root, barrier_root = new_root(), new_root(), new_root()
     # A sampled caller does not make a PassThrough function record anything...
-    response = invoke(client, passthrough, f"Root={passthrough_root};Sampled=1", LogType="Tail")
-    assert "XRAY" not in tail(response)
+    response = invoke_with_header(
+        client, passthrough, f"Root={passthrough_root};Sampled=1", LogType="Tail"
+    )
+    assert "XRAY" not in log_tail(response)
     # ...and an Active one follows a caller's decision not to sample, with a parent of its own.
     given = f"Root={unsampled_root};Parent=53995c3f42cd8ad8;Sampled=0"
-    response = invoke(client, active, given, LogType="Tail")
+    response = invoke_with_header(client, active, given, LogType="Tail")
     header = fields(seen(response))
     assert header["Sampled"] == "0" and header["Parent"] != "53995c3f42cd8ad8"
-    assert "XRAY" not in tail(response)
+    assert "XRAY" not in log_tail(response)
     # Spans leave in order: once a later invocation's have arrived, earlier ones would have.
-    invoke(client, active, f"Root={barrier_root}")
+    invoke_with_header(client, active, f"Root={barrier_root}")
     collector.wait_for(lambda spans: len(spans) >= 3, otel_id(barrier_root))
     received = {span["trace_id"] for span in collector.spans()}
     assert otel_id(passthrough_root) not in received
@@ -293,7 +298,7 @@ def test_an_event_invocation_keeps_the_callers_trace(
 ) -> None:
     active = function("Active", handler="app.log_trace")
     root = new_root()
-    response = invoke(
+    response = invoke_with_header(
         client, active, f"Root={root};Parent=53995c3f42cd8ad8", InvocationType="Event"
     )
     assert response["StatusCode"] == 202
@@ -308,7 +313,7 @@ def test_an_event_invocation_keeps_the_callers_trace(
     # PassThrough: the function's own log shows the caller's header, unchanged.
     passthrough = function(handler="app.log_trace")
     given = f"Root={new_root()};Parent=53995c3f42cd8ad8;Sampled=1"
-    invoke(client, passthrough, given, InvocationType="Event")
+    invoke_with_header(client, passthrough, given, InvocationType="Event")
     logs = traced.client("logs")
     try:
         messages = logged(logs, f"/aws/lambda/{passthrough}", '"TRACE="')
@@ -319,15 +324,15 @@ def test_an_event_invocation_keeps_the_callers_trace(
 
 def logged(logs: Any, group: str, pattern: str, timeout: float = 20.0) -> list[str]:
     """The messages of `group` matching `pattern`, once there are any."""
-    deadline = time.monotonic() + timeout
-    while True:
+
+    def messages() -> list[str]:
         try:
             events = logs.filter_log_events(logGroupName=group, filterPattern=pattern)["events"]
         except logs.exceptions.ResourceNotFoundException:
-            events = []  # the group appears with the function's first line
-        if events or time.monotonic() > deadline:
-            return [event["message"].strip() for event in events]
-        time.sleep(0.1)
+            return []  # the group appears with the function's first line
+        return [event["message"].strip() for event in events]
+
+    return wait_until(messages, timeout=timeout, message=f"nothing matching {pattern} in {group}")
 
 
 def test_a_function_url_request_is_traced_like_an_invoke(
@@ -340,13 +345,13 @@ def test_a_function_url_request_is_traced_like_an_invoke(
     allow_public(client, name)
     url = client.create_function_url_config(FunctionName=name, AuthType="NONE")["FunctionUrl"]
     root = new_root()
-    reply = call(traced, url, headers={"X-Amzn-Trace-Id": f"Root={root}"})
+    reply = fetch(traced, url, headers={"X-Amzn-Trace-Id": f"Root={root}"})
     assert reply.status == 200
     assert reply.headers["x-amzn-Trace-Id"] == f"Root={root}"
     assert fields(reply.body.decode())["Root"] == root
     collector.wait_for(lambda spans: len(spans) == 4, otel_id(root))
     # Without a header the front door starts a trace, which the function continues.
-    reply = call(traced, url)
+    reply = fetch(traced, url)
     generated = fields(reply.headers["x-amzn-Trace-Id"])
     assert list(generated) == ["Root"]
     assert fields(reply.body.decode())["Root"] == generated["Root"]

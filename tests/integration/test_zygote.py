@@ -2,22 +2,24 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from tests.conftest import ROLE
 from tests.support.archives import make_zip
+from tests.support.lambda_api import ROLE, call, invoke
 from tests.support.server import LaminaServer
 
 SOURCE = """
-import os, sys
+import os, random, sys
 
 def describe(event, context):
+    with open("/proc/self/cmdline", "rb") as cmdline:
+        command = [arg.decode() for arg in cmdline.read().split(b"\\0") if arg]
     return {"process": [os.readlink("/proc/self/ns/pid"), os.getpid()],
+            "command": command, "random": random.random(),
             "stage": os.environ.get("STAGE"), "cwd": os.getcwd(),
             "task_root": os.environ["LAMBDA_TASK_ROOT"], "argv0": sys.argv[0],
             "platform_modules": sorted(name for name in sys.modules if name.startswith("lamina"))}
@@ -49,20 +51,20 @@ def create(client: Any, name: str, handler: str, **extra: Any) -> None:
     )
 
 
-def invoke(client: Any, name: str, payload: Any) -> tuple[dict[str, Any], Any]:
-    response = client.invoke(FunctionName=name, Payload=json.dumps(payload).encode())
-    return response, json.loads(response["Payload"].read())
-
-
 def test_forked_environment_has_its_own_identity(zygote_server: LaminaServer) -> None:
     client = zygote_server.client()
     create(client, "z-one", "describe", Environment={"Variables": {"STAGE": "one"}})
     create(client, "z-two", "describe", Environment={"Variables": {"STAGE": "two"}})
-    _, one = invoke(client, "z-one", {})
-    _, two = invoke(client, "z-two", {})
+    one, two = invoke(client, "z-one"), invoke(client, "z-two")
+    # Forked from the template: a fork keeps the template's command line (`python -u
+    # .../zygote.py FD`), which a runtime started fresh (`python -u .../bootstrap.py`) lacks.
+    for forked in (one, two):
+        assert any(arg.endswith("/zygote.py") for arg in forked["command"]), forked["command"]
     assert (one["stage"], two["stage"]) == ("one", "two")
     # Both stay warm, so their (PID namespace, pid) pairs cannot coincide unless shared.
     assert one["process"] != two["process"]
+    # Nor does state copied from the template make them alike: each seeds its own random.
+    assert one["random"] != two["random"]
     assert one["cwd"] == one["task_root"]
     assert one["argv0"].endswith("bootstrap.py")
     # The template preloads Lamina's sandbox code; function code must not find it imported.
@@ -75,7 +77,7 @@ def test_exit_status_of_a_forked_runtime(zygote_server: LaminaServer, status: in
     client = zygote_server.client()
     name = f"z-exit-{status}"
     create(client, name, "leave")
-    response, result = invoke(client, name, {"status": status})
+    response, result = call(client, name, {"status": status})
     assert response["FunctionError"] == "Unhandled"
     assert result["errorType"] == "Runtime.ExitError"
     assert f"exit status {status}" in result["errorMessage"]
@@ -88,7 +90,7 @@ def test_a_relative_data_directory_serves_python_functions(tmp_path: Path) -> No
     try:
         client = server.client()
         create(client, "relative", "describe", Environment={"Variables": {"STAGE": "rel"}})
-        response, result = invoke(client, "relative", {})
+        response, result = call(client, "relative", {})
         assert "FunctionError" not in response, result
         assert result["stage"] == "rel"
         client.close()

@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from tests.support.server import free_port
+from tests.support.waiting import wait_until
 
 TRACES_PATH = "/v1/traces"
 
@@ -146,16 +147,21 @@ class OtlpCollector:
             stdout=self._log,
             stderr=self._log,
         )
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise RuntimeError(f"collector exited early: {self.log_path.read_text()}")
-            try:
-                self.spans()
-                return self
-            except OSError:
-                time.sleep(0.05)
-        raise RuntimeError(f"collector did not start: {self.log_path.read_text()}")
+        wait_until(
+            self._answers,
+            timeout=timeout,
+            interval=0.05,
+            message=lambda: f"collector did not start: {self.log_path.read_text()}",
+            ignoring=(OSError,),
+        )
+        return self
+
+    def _answers(self) -> bool:
+        assert self.process is not None
+        if self.process.poll() is not None:
+            raise RuntimeError(f"collector exited early: {self.log_path.read_text()}")
+        self.spans()
+        return True
 
     def stop(self) -> None:
         if self.process is not None and self.process.poll() is None:
@@ -177,14 +183,19 @@ class OtlpCollector:
         timeout: float = 20.0,
     ) -> list[dict[str, Any]]:
         """The spans of one trace (32 hex digits) once `condition` holds for them."""
-        deadline = time.monotonic() + timeout
-        while True:
-            spans = [span for span in self.spans() if span["trace_id"] == trace_id]
-            if condition(spans):
-                return spans
-            if time.monotonic() > deadline:
-                raise AssertionError(f"spans of trace {trace_id} never satisfied: {spans}")
-            time.sleep(0.1)
+        seen: list[dict[str, Any]] = []
+
+        def satisfied() -> tuple[list[dict[str, Any]]] | None:
+            seen[:] = [span for span in self.spans() if span["trace_id"] == trace_id]
+            # In a tuple, so that a condition met by no spans still counts as met.
+            return (list(seen),) if condition(seen) else None
+
+        (spans,) = wait_until(
+            satisfied,
+            timeout=timeout,
+            message=lambda: f"spans of trace {trace_id} never satisfied: {seen}",
+        )
+        return spans
 
 
 def _stop_when_orphaned(server: _CollectorServer, parent: int) -> None:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import subprocess
 import sys
-import time
 import urllib.request
 from pathlib import Path
 from typing import Any
@@ -12,6 +11,7 @@ from typing import Any
 import boto3
 
 from tests.support.server import free_port
+from tests.support.waiting import wait_until
 
 
 class MotoServer:
@@ -35,14 +35,17 @@ class MotoServer:
             stdout=self._log,
             stderr=self._log,
         )
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            try:
-                with urllib.request.urlopen(f"{self.endpoint}/moto-api/", timeout=1):
-                    return self
-            except OSError:
-                time.sleep(0.1)
-        raise RuntimeError(f"moto server did not start: {self.log_path.read_text()}")
+        wait_until(
+            self._answers,
+            timeout=timeout,
+            message=lambda: f"moto server did not start: {self.log_path.read_text()}",
+            ignoring=(OSError,),
+        )
+        return self
+
+    def _answers(self) -> bool:
+        with urllib.request.urlopen(f"{self.endpoint}/moto-api/", timeout=1):
+            return True
 
     def stop(self) -> None:
         if self.process is not None:

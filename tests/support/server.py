@@ -2,18 +2,20 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import socket
 import subprocess
 import sys
-import time
 import urllib.request
 from pathlib import Path
 from typing import Any
 
 import boto3
 from botocore.config import Config
+
+from tests.support.waiting import wait_until
 
 
 def free_port() -> int:
@@ -61,16 +63,22 @@ class LaminaServer:
         self.process = subprocess.Popen(
             command, env=self.env, stdout=self._log, stderr=self._log, cwd=self.cwd
         )
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise RuntimeError(f"server exited early: {self.log_path.read_text()}")
-            try:
-                with urllib.request.urlopen(f"{self.endpoint}/_lamina/health", timeout=1):
-                    return self
-            except OSError:
-                time.sleep(0.05)
-        raise RuntimeError(f"server did not start: {self.log_path.read_text()}")
+        wait_until(
+            self._answers,
+            timeout=timeout,
+            interval=0.05,
+            message=lambda: f"server did not start: {self.log_path.read_text()}",
+            ignoring=(OSError,),
+        )
+        return self
+
+    def _answers(self) -> bool:
+        """Whether the server answers its health check (OSError while it cannot yet)."""
+        assert self.process is not None
+        if self.process.poll() is not None:
+            raise RuntimeError(f"server exited early: {self.log_path.read_text()}")
+        with urllib.request.urlopen(f"{self.endpoint}/_lamina/health", timeout=1):
+            return True
 
     def stop(self) -> None:
         if self.process and self.process.poll() is None:
@@ -103,3 +111,15 @@ class LaminaServer:
             aws_secret_access_key=kwargs.pop("secret_key", "test"),
             config=Config(retries={"max_attempts": 1, "mode": "standard"}, **kwargs),
         )
+
+
+def metrics(server: LaminaServer) -> dict[str, Any]:
+    """The server's own counters (`/_lamina/metrics`): per metric, per function, statistics."""
+    with urllib.request.urlopen(f"{server.endpoint}/_lamina/metrics", timeout=5) as response:
+        result: dict[str, Any] = json.loads(response.read())
+    return result
+
+
+def server_log(server: LaminaServer) -> str:
+    """Everything the server has written to its log so far."""
+    return server.log_path.read_text(errors="replace")

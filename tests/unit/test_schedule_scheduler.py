@@ -15,7 +15,7 @@ import orjson
 import pytest
 
 from lamina.arns import Account
-from lamina.observability.metrics import MetricsRegistry
+from lamina.metrics import MetricsRegistry
 from lamina.schedules.clock import ScheduleClock
 from lamina.schedules.rules import RuleService
 from lamina.schedules.scheduler import (

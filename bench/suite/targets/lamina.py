@@ -14,11 +14,10 @@ from typing import Any
 
 from tests.support.server import LaminaServer
 
+from bench.harness import ROLE
 from bench.suite.client import LoadResult, load
 from bench.suite.handlers import FunctionSpec
 from bench.suite.targets.base import Capability, HttpSession, Session, Target
-
-ROLE = "arn:aws:iam::000000000000:role/bench"
 
 
 def package(function: FunctionSpec) -> bytes:
