@@ -28,11 +28,13 @@ from lamina.invoke.governor import ConcurrencyGovernor
 from lamina.invoke.pool import EnvironmentPool
 from lamina.invoke.service import InvokeRequest, InvokeResult, InvokeService, Resolver
 from lamina.model.functions import LoggingConfig
+from lamina.observability.telemetry import Telemetry
 from lamina.runtimes.registry import RuntimeRegistry
 from lamina.sandbox.artifacts import ArtifactCache
 from lamina.sandbox.lifecycle import EnvironmentEvent, EnvironmentListener, ShutDown
 from lamina.sandbox.log_sink import LogSink, MemoryLogSink
 from lamina.sandbox.output import EnvironmentOutput
+from lamina.store.sqlite.metrics import SqliteMetricsStore
 from tests.support.domain import fails_with, function_settings, open_domain, source
 from tests.support.sandboxes import TrackedBackend, eventually, process_gone
 
@@ -41,10 +43,13 @@ ARN = "arn:aws:lambda:us-east-1:123456789012:function:fn"
 RUNTIME = f"python{sys.version_info.major}.{sys.version_info.minor}"
 APP = """
 import os
+import time
 
 def handler(event, context):
     if event == "crash":
         os._exit(5)
+    if event == "sleep":
+        time.sleep(0.3)
     return {"pid": os.getpid(), "version": os.environ["AWS_LAMBDA_FUNCTION_VERSION"],
             "arn": context.invoked_function_arn, "stage": os.environ.get("STAGE")}
 """
@@ -95,6 +100,7 @@ class Engine:
     backend: TrackedBackend
     observer: RecordingObserver
     shutdowns: ShutDowns
+    telemetry: Telemetry
 
     async def call(self, name: str, qualifier: str | None = None, event: Any = None) -> Any:
         result = await self.invoke(name, qualifier, event)
@@ -139,6 +145,8 @@ async def engine(
     backend = TrackedBackend()
     observer = RecordingObserver()
     shutdowns = ShutDowns()
+    # The real consumer of the engine's level events.
+    telemetry = Telemetry(SqliteMetricsStore(tmp_path / "metrics.db"), account_limit)
     service = InvokeService(
         account=domain.account,
         resolver=Resolver(functions, domain.stores.functions),
@@ -151,12 +159,16 @@ async def engine(
         environment_logging=shutdowns,
         scratch_root=tmp_path / "environments",
         observer=observer,
+        levels=telemetry,
     )
     try:
-        yield Engine(domain, functions, service, governor, pool, backend, observer, shutdowns)
+        yield Engine(
+            domain, functions, service, governor, pool, backend, observer, shutdowns, telemetry
+        )
     finally:
         service.close()
         await backend.settle()
+        telemetry.store.close()
 
 
 # --------------------------------------------------------------------------- qualifiers
@@ -405,6 +417,43 @@ def test_close_destroys_every_environment(
     pids, shut = asyncio.run(scenario())
     assert all(process_gone(pid) for pid in pids)
     assert shut == 2
+
+
+def test_level_events_keep_the_gauges_without_reading_the_engine(
+    tmp_path: Path, domain: Domain, functions: FunctionService
+) -> None:
+    async def scenario() -> list[tuple[int, int, dict[str, int], dict[str, int]]]:
+        async with engine(tmp_path, domain, functions) as e:
+            seen = []
+
+            def levels() -> tuple[int, int, dict[str, int], dict[str, int]]:
+                now = e.telemetry.levels()
+                return (
+                    now.account_in_flight,
+                    now.unreserved_in_flight,
+                    now.in_flight,
+                    now.environments,
+                )
+
+            seen.append(levels())
+            sleeping = asyncio.ensure_future(e.invoke("fn", event="sleep"))
+            assert await eventually(lambda: e.telemetry.levels().account_in_flight == 1)
+            seen.append(levels())
+            await sleeping
+            seen.append(levels())
+            await e.call("fn", "1")  # a second environment, for version 1
+            seen.append(levels())
+            assert e.telemetry.levels().environments == e.pool.environments_by_function()
+            await e.invoke("fn", event="crash")  # its environment is discarded
+            seen.append(levels())
+            return seen
+
+    before, during, after, two, crashed = asyncio.run(scenario())
+    assert before == (0, 0, {}, {})
+    assert during == (1, 1, {"fn": 1}, {"fn": 1})
+    assert after == (0, 0, {}, {"fn": 1})
+    assert two == (0, 0, {}, {"fn": 2})
+    assert crashed == (0, 0, {}, {"fn": 1})
 
 
 # ------------------------------------------------------------------------------ failures

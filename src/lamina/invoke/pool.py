@@ -108,7 +108,8 @@ class EnvironmentPool:
         self._stale.clear()
 
     def environments_by_function(self) -> dict[str, int]:
-        """How many environments (idle or busy) each function has (for metrics)."""
+        """How many environments (idle or busy) each function has. Metrics count them from
+        lifecycle events instead; this is the pool's own view, for diagnostics and tests."""
         counts: dict[str, int] = {}
         for name, _, _ in self._keys.values():
             counts[name] = counts.get(name, 0) + 1

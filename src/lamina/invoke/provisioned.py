@@ -135,10 +135,6 @@ class ProvisionedPool:
         else:
             self._drop(environment)
 
-    def held(self, function: str, qualifier: str) -> int:
-        allocation = self._allocations.get((function, qualifier))
-        return 0 if allocation is None else allocation.held
-
     # ------------------------------------------------------------- reconciling
 
     def start(self) -> None:

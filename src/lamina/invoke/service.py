@@ -172,11 +172,6 @@ class InvokeService:
     def resolve(self, ref: FunctionRef, qualifier: str | None) -> Resolved:
         return self._resolver.resolve(ref, qualifier)
 
-    @property
-    def provisioned_pool(self) -> ProvisionedPool | None:
-        """The provisioned environments, read by metrics; None when not configured."""
-        return self._provisioned
-
     async def invoke(self, request: InvokeRequest) -> InvokeResult:
         return await self.run(self.admit(request), request)
 
