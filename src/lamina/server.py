@@ -18,7 +18,6 @@ from pathlib import Path
 from lamina.api.app import Services, front_door
 from lamina.api.asgi import FrontDoor
 from lamina.api.code_links import CodeLinks
-from lamina.api.logs import open_logs
 from lamina.arns import Account
 from lamina.audit.trail import AuditTrail
 from lamina.aws.destinations import Boto3Destinations
@@ -34,6 +33,7 @@ from lamina.invoke.pool import EnvironmentPool
 from lamina.invoke.service import InvokeService, Resolver
 from lamina.invoke.tracing import Sampler, Tracing
 from lamina.metrics import MetricsRegistry
+from lamina.observability.logs_service import open_logs
 from lamina.observability.platform_log import environment_logging
 from lamina.observability.telemetry import Telemetry
 from lamina.observability.tracing import traced_observer

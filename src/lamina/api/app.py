@@ -39,7 +39,7 @@ from lamina.api.context import ApiContext, Handler
 from lamina.api.function_urls import function_url_endpoint
 from lamina.api.json_service import JsonService
 from lamina.api.logs import TARGET_PREFIX as LOGS_TARGET
-from lamina.api.logs import Logs, build_logs_service
+from lamina.api.logs import build_logs_service
 from lamina.api.rest_json import RestJsonService
 from lamina.api.telemetry import routes as telemetry_routes
 from lamina.api.views import Views
@@ -50,6 +50,7 @@ from lamina.identity.sigv4 import SigV4Verifier
 from lamina.invoke.asynchronous.dispatcher import AsyncDispatcher
 from lamina.invoke.service import InvokeService
 from lamina.observability.cloudwatch import MetricReader
+from lamina.observability.logs_service import Logs, LogsService
 from lamina.observability.telemetry import Telemetry
 from lamina.schedules.rules import RuleService
 from lamina.settings import Settings
@@ -100,7 +101,8 @@ def front_door(services: Services, lifespan: Lifespan) -> FrontDoor:
     events_api = JsonService(
         session.get_service_model("events"), events.operations(services.rules), verifier, audit
     )
-    logs_api = build_logs_service(services.logs, services.domain.account, verifier, audit)
+    logs = LogsService(services.logs.store, services.logs.sink, services.domain.account)
+    logs_api = build_logs_service(logs, verifier, audit)
     return FrontDoor(
         Fronts(
             lambda_api=_lambda_api(services).handle,
