@@ -12,6 +12,7 @@ import asyncio
 import contextlib
 import json
 import os
+import resource
 import signal
 import sys
 import uuid
@@ -22,8 +23,9 @@ import pytest
 
 from lamina.sandbox.api import Sandbox, SandboxBackend, SandboxSpec
 from lamina.sandbox.cgroups import open_manager
+from lamina.sandbox.limits import MAX_FILES
 from lamina.sandbox.namespace import NamespaceBackend, probe
-from lamina.sandbox.process import MAX_FILES, ProcessBackend
+from lamina.sandbox.process import ProcessBackend
 from lamina.sandbox.runtime_files import PYTHON_BOOTSTRAP
 from lamina.sandbox.zygote import Templates, ZygoteBackend
 from tests.support.sandboxes import eventually
@@ -48,6 +50,9 @@ if scenario == "identity":
     say("CWD", os.getcwd(), json.dumps(sorted(os.listdir("."))))
     say("TMP", tempfile.gettempdir())
     say("NOFILE", json.dumps(resource.getrlimit(resource.RLIMIT_NOFILE)))
+    names = ("NPROC", "CORE", "MEMLOCK", "STACK", "DATA", "FSIZE")
+    limits = {name: resource.getrlimit(getattr(resource, "RLIMIT_" + name)) for name in names}
+    say("LIMITS", json.dumps(limits))
     say("MAIN", os.path.basename(sys.modules["__main__"].__file__))
     sys.exit(7)
 elif scenario == "children":
@@ -519,3 +524,31 @@ def test_file_descriptors_are_limited_to_lambdas_1024(kind: str, task_root: Path
 
     output = asyncio.run(scenario())
     assert json.loads(output.field("NOFILE")) == [MAX_FILES, MAX_FILES]
+
+
+def test_other_limits_are_what_aws_reports_but_where_they_stand_in_for_a_cgroup(
+    kind: str, task_root: Path
+) -> None:
+    async def scenario() -> Output:
+        async with open_backend(kind) as backend:
+            spec = make_spec(task_root, "identity", memory_mb=128, ephemeral_mb=64)
+            return (await run_until_exit(backend, spec))[1]
+
+    limits = json.loads(asyncio.run(scenario()).field("LIMITS"))
+    unlimited = resource.RLIM_INFINITY
+    assert limits["MEMLOCK"] == [65536, 65536]
+    assert limits["STACK"] == [8 * MiB, unlimited]
+    if kind.startswith("namespace"):
+        # A uid of its own, a memory cgroup (RLIMIT_DATA only without one) and a sized /tmp.
+        assert limits["CORE"] == [10240 * MiB, 10240 * MiB]
+        assert limits["NPROC"] == [742, 742]
+        assert limits["FSIZE"] == [unlimited, unlimited]
+        assert limits["DATA"] in ([unlimited, unlimited], [128 * MiB, 128 * MiB])
+    else:
+        # Nothing else enforces MemorySize and EphemeralStorage for a plain process, and a
+        # core file would land in the code's directory on the host.
+        assert limits["CORE"] == [0, 10240 * MiB]
+        assert limits["DATA"] == [128 * MiB, 128 * MiB]
+        assert limits["FSIZE"] == [64 * MiB, 64 * MiB]
+        if os.geteuid() == 0:
+            assert limits["NPROC"] == [742, 742]

@@ -244,8 +244,10 @@ def test_fork_bomb_is_contained_by_the_process_limit(
     payload, error, _ = outcome(client, name, do="forks")
     assert error is None, payload
     assert payload["error"] == "EAGAIN"
-    assert 900 <= payload["children"] < 1024
-    assert len(processes_of(uid)) <= 1024
+    # RLIMIT_NPROC reads 742, as on AWS; the environment's uid is its own, so it counts
+    # this environment's processes alone.
+    assert 700 <= payload["children"] < 742
+    assert len(processes_of(uid)) <= 742
     # The host still starts processes, and the environment, full of children, still answers.
     assert subprocess.run(["true"], check=False).returncode == 0
     assert still_serves(client, name) == uid

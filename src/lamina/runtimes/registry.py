@@ -73,7 +73,8 @@ class RuntimeRegistry:
     def _locate(self, runtime: str) -> str | None:
         override = self._overrides.get(runtime)
         if override:
-            return override
+            # A wrong setting is a missing interpreter, told as such, not a failed start.
+            return override if os.path.isfile(override) and os.access(override, os.X_OK) else None
         if runtime.startswith("python"):
             version = runtime.removeprefix("python")
             candidates = [shutil.which(f"python{version}") or ""]
@@ -106,7 +107,7 @@ class RuntimeRegistry:
             return _custom_bootstrap(task_root, opt_dir)
         interpreter = self.interpreter(runtime)
         if interpreter is None:
-            raise InvalidRuntime(_missing_message(runtime))
+            raise InvalidRuntime(_missing_message(runtime, self._overrides.get(runtime)))
         if runtime.startswith("python"):
             return RuntimeCommand(
                 (interpreter, "-u", str(PYTHON_BOOTSTRAP)), interpreter, f"AWS_Lambda_{runtime}"
@@ -145,8 +146,13 @@ def _custom_bootstrap(task_root: Path, opt_dir: Path | None) -> RuntimeCommand:
     )
 
 
-def _missing_message(runtime: str) -> str:
+def _missing_message(runtime: str, override: str | None = None) -> str:
     setting = "LAMINA_RUNTIME_" + runtime.upper().replace(".", "_")
+    if override:
+        return (
+            f"Runtime {runtime} is not available on this host: {setting} names {override}, "
+            "which is not an executable file."
+        )
     if runtime.startswith("python"):
         version = runtime.removeprefix("python")
         what = f"Python {version} (a `python{version}` executable on PATH or under pyenv)"

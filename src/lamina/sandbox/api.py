@@ -6,6 +6,9 @@ allows; everything above it (the Runtime API, logs, pools) is the same for every
 
 from __future__ import annotations
 
+import errno
+import os
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
@@ -29,6 +32,32 @@ class SandboxSpec:
     # The environment's Runtime API, for backends that restrict who may connect to it or
     # change limits once init is over.
     runtime_api: RuntimeChannel | None = None
+
+
+class EntrypointError(Exception):
+    """The runtime's executable could not be started (missing, not executable, not a
+    program): a failed init of the function, not an error of the platform."""
+
+    def __init__(self, path: str, reason: str) -> None:
+        super().__init__(f"{path}: {reason}")
+        self.path = path
+        self.reason = reason
+
+
+# What execve answers for an executable it cannot run.
+_EXEC_ERRORS = frozenset(
+    {errno.ENOENT, errno.EACCES, errno.ENOEXEC, errno.ENOTDIR, errno.ELOOP, errno.ETXTBSY}
+)
+
+
+def exec_failure(error: OSError, argv: Sequence[str]) -> EntrypointError | None:
+    """The `EntrypointError` behind `error` if it is exec refusing `argv[0]`, else None.
+
+    subprocess names the executable in the OSError of a failed exec; uvloop names nothing.
+    """
+    if not argv or error.errno not in _EXEC_ERRORS or error.filename not in (None, argv[0]):
+        return None
+    return EntrypointError(argv[0], error.strerror or os.strerror(error.errno or 0))
 
 
 class Sandbox(Protocol):

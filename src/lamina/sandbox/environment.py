@@ -24,11 +24,12 @@ from lamina.constants import (
     FUNCTION_RESPONSE_SIZE_TOO_LARGE,
     INIT_TIMEOUT_S,
     RUNTIME_EXIT_ERROR,
+    RUNTIME_INVALID_ENTRYPOINT,
     RUNTIME_OUT_OF_MEMORY,
     SANDBOX_TIMEDOUT,
     SYNC_PAYLOAD_MAX_BYTES,
 )
-from lamina.sandbox.api import Sandbox, SandboxBackend, SandboxSpec
+from lamina.sandbox.api import EntrypointError, Sandbox, SandboxBackend, SandboxSpec
 from lamina.sandbox.lifecycle import (
     EnvironmentEvent,
     EnvironmentListener,
@@ -43,6 +44,7 @@ from lamina.sandbox.output import EnvironmentOutput
 from lamina.sandbox.runtime_api import Invocation, Outcome, RuntimeChannel, serve_runtime_api
 
 _READ_CHUNK = 64 * 1024
+_MIB = 1024 * 1024
 
 
 class State(enum.Enum):
@@ -73,6 +75,36 @@ class InvokeOutcome:
 
 def _error_payload(error_type: str, message: str) -> bytes:
     return orjson.dumps({"errorType": error_type, "errorMessage": message})
+
+
+def _reported_error_type(error_type: str | None) -> str:
+    """The `Error Type` REPORT gives a failed init: the runtime's own `Runtime.*` types pass,
+    an exception's class name (`ValueError`) reads `Runtime.Unknown`."""
+    if error_type and error_type.startswith(("Runtime.", "Function.")):
+        return error_type
+    return "Runtime.Unknown"
+
+
+def unstarted_invocation(
+    listener: EnvironmentListener,
+    output: EnvironmentOutput,
+    request_id: str,
+    version: str,
+    memory_mb: int,
+    payload: bytes,
+    error_type: str,
+    xray: tuple[str, str] | None = None,
+) -> InvokeOutcome:
+    """An invocation no environment could take (its runtime cannot start on this host).
+
+    On AWS every invocation has its START, END and REPORT in the function's log stream, so
+    it gets them here too, in `output`'s stream, with the error in REPORT.
+    """
+    listener.environment_event(InvokeStarted(request_id, version), output)
+    listener.environment_event(
+        InvokeEnded(request_id, 0.0, 0, memory_mb, 0, None, "error", error_type, xray), output
+    )
+    return InvokeOutcome(payload, True, output.tail(), 0.0, 0, None, 0, "error", error_type)
 
 
 class ExecutionEnvironment:
@@ -108,6 +140,10 @@ class ExecutionEnvironment:
         self._init_ms: float | None = None
         self._init_reported = not report_init
         self.init_error: bytes | None = None
+        # How a failed init ends in REPORT: "error" or "timeout", and the error type.
+        self._init_status = "error"
+        self._init_error_type: str | None = None
+        self._peak_bytes = 0
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -122,7 +158,18 @@ class ExecutionEnvironment:
             **{**self._spec.__dict__, "environment": spec_env, "runtime_api": self._channel}
         )
         started = time.perf_counter()
-        self._sandbox = await self._backend.start(spec)
+        try:
+            self._sandbox = await self._backend.start(spec)
+        except EntrypointError as error:
+            self._init_ms = (time.perf_counter() - started) * 1000
+            # AWS's wording (its init is written in Go): "fork/exec <path>: <errno text>".
+            self._init_error_type = RUNTIME_INVALID_ENTRYPOINT
+            self.init_error = _error_payload(
+                RUNTIME_INVALID_ENTRYPOINT,
+                f"fork/exec {self._inside(error.path)}: {error.reason.lower()}",
+            )
+            self.destroy()
+            return
         loop.add_reader(self._sandbox.output_fd, self._on_output)
         self._exited = asyncio.ensure_future(self._sandbox.wait())
         self._exited.add_done_callback(self._exited_while_idle)
@@ -132,6 +179,8 @@ class ExecutionEnvironment:
             waiters, timeout=INIT_TIMEOUT_S, return_when=asyncio.FIRST_COMPLETED
         )
         self._init_ms = (time.perf_counter() - started) * 1000
+        # A reading while the runtime is surely there: a failed init is over soon after.
+        self._max_memory_mb()
         if init in done and init.result() is None:
             self.state = State.IDLE
             return
@@ -141,12 +190,15 @@ class ExecutionEnvironment:
             outcome = init.result()
             assert outcome is not None
             self.init_error = outcome.body or _error_payload(outcome.error_type or "Unknown", "")
+            self._init_error_type = _reported_error_type(outcome.error_type)
         elif self._exited in done:
+            self._init_error_type = RUNTIME_EXIT_ERROR
             self.init_error = _error_payload(
                 RUNTIME_EXIT_ERROR,
                 f"Runtime exited with error: {self._exit_description(self._exited.result())}",
             )
         else:
+            self._init_status = "timeout"
             self.init_error = _error_payload(
                 SANDBOX_TIMEDOUT, f"Init phase timed out after {INIT_TIMEOUT_S:.2f} seconds"
             )
@@ -170,6 +222,7 @@ class ExecutionEnvironment:
         report how it ended: its END and REPORT come before the environment's shutdown."""
         self.state = State.DEAD
         if self._sandbox is not None:
+            self._max_memory_mb()  # the last reading, while the processes are still there
             self._sandbox.kill()
             self._drain_output()
             with contextlib.suppress(RuntimeError):
@@ -177,6 +230,58 @@ class ExecutionEnvironment:
             self._sandbox.cleanup()
         if self._server is not None:
             self._server.close()
+
+    def _inside(self, path: str) -> str:
+        """`path` as the function sees it: its code under /var/task, its layers under /opt."""
+        for host, inside in ((self._spec.task_root, "/var/task"), (self._spec.opt_dir, "/opt")):
+            if host is not None and path.startswith(f"{host}/"):
+                return inside + path[len(str(host)) :]
+        return path
+
+    def _max_memory_mb(self) -> int:
+        """The environment's peak memory so far in MB, at least 1 and at most its MemorySize:
+        AWS never reports more than the function may use."""
+        if self._sandbox is not None:
+            self._peak_bytes = max(self._peak_bytes, self._sandbox.max_memory_bytes() or 0)
+        return min(self.memory_mb, max(1, math.ceil(self._peak_bytes / _MIB)))
+
+    def report_init_failure(
+        self, request_id: str, xray: tuple[str, str] | None = None
+    ) -> InvokeOutcome:
+        """Answer an invocation with this environment's failed init. Its START, END and
+        REPORT (with the init's status and error type) follow the init's own output in the
+        stream, as AWS logs an invocation whose init failed."""
+        assert self.init_error is not None
+        init_ms = None if self._init_reported else self._init_ms
+        self._init_reported = True
+        status, error_type = self._init_status, self._init_error_type
+        billed = math.ceil(init_ms or 0)
+        max_memory_mb = self._max_memory_mb()
+        self._emit(InvokeStarted(request_id, self.version))
+        self._emit(
+            InvokeEnded(
+                request_id,
+                0.0,
+                billed,
+                self.memory_mb,
+                max_memory_mb,
+                init_ms,
+                status,
+                error_type,
+                xray,
+            )
+        )
+        return InvokeOutcome(
+            payload=self.init_error,
+            function_error=True,
+            log_tail=self.output.tail(),
+            duration_ms=0.0,
+            billed_ms=billed,
+            init_ms=init_ms,
+            max_memory_mb=max_memory_mb,
+            status=status,
+            error_type=error_type,
+        )
 
     def log_init_start(self, runtime: str, interpreter: str) -> None:
         """Report that `runtime` is starting on `interpreter` (INIT_START), before `start`."""
@@ -238,7 +343,7 @@ class ExecutionEnvironment:
                 f"RequestId: {invocation.request_id} Error: Task timed out after "
                 f"{timeout_s:.2f} seconds",
             )
-        max_memory_mb = max(1, math.ceil((self._sandbox.max_memory_bytes() or 0) / (1024 * 1024)))
+        max_memory_mb = self._max_memory_mb()
         if status is not None:
             self._terminate()
         else:
@@ -278,8 +383,8 @@ class ExecutionEnvironment:
             return (
                 _error_payload(
                     FUNCTION_RESPONSE_SIZE_TOO_LARGE,
-                    f"Response payload size ({outcome.oversize} bytes) exceeded maximum allowed "
-                    f"payload size ({SYNC_PAYLOAD_MAX_BYTES} bytes).",
+                    "Response payload size exceeded maximum allowed payload size "
+                    f"({SYNC_PAYLOAD_MAX_BYTES} bytes).",
                 ),
                 True,
             )

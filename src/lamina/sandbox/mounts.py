@@ -3,8 +3,9 @@
 The environment's root is a fresh tmpfs holding read-only binds of the host's system
 directories (/usr, /etc, /lib*, /bin, /sbin), the interpreter installations the runtime needs,
 the function's code at /var/task, its layers at /opt and Lamina's bootstraps at /var/runtime;
-/tmp is a private tmpfs of EphemeralStorage's size. Nothing else of the host is there: not the
-platform's data directory, not other functions' code, not home directories.
+/tmp is a private tmpfs of EphemeralStorage's size; /etc/passwd also names the environment's
+user. Nothing else of the host is there: not the platform's data directory, not other
+functions' code, not home directories.
 
 `build_root` runs in the forked child between fork and exec: it imports nothing and takes no
 Python-level locks (another thread may have held one at the fork); the parent prepares every
@@ -165,6 +166,9 @@ class RootPlan:
     # Host paths covered by an empty read-only tmpfs should a bind above have brought them in.
     hide: tuple[str, ...] = ()
     dev_shm_bytes: int = 64 * 1024 * 1024
+    # The /etc/passwd the environment sees (the host's plus its own user), or "" for the
+    # host's as it is.
+    passwd: str = ""
 
 
 def system_layout(root: str = "/") -> tuple[tuple[str, str], ...]:
@@ -199,6 +203,23 @@ def _tmpfs(target: str, size: int, mode: str, flags: int = MS_NOSUID | MS_NODEV)
 def _hide(target: str) -> None:
     """Cover a directory with an empty, read-only one."""
     mount("tmpfs", target, "tmpfs", MS_NOSUID | MS_NODEV | MS_RDONLY, "size=4096,mode=0555")
+
+
+def _cover_file(target: str, content: str) -> None:
+    """Show `content` at `target`, read-only, leaving the host's file untouched: a file on
+    the root's tmpfs bound over it. The file's name is unlinked once bound; the bind keeps
+    it. (Runs after the pivot, with the root still writable.)"""
+    if not os.path.isfile(target):
+        return
+    staged = "/.cover"
+    descriptor = os.open(staged, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+    try:
+        os.write(descriptor, content.encode())
+    finally:
+        os.close(descriptor)
+    mount(staged, target, None, MS_BIND)
+    make_read_only(target)
+    os.unlink(staged)
 
 
 def _seal(target: str) -> None:
@@ -262,6 +283,8 @@ def build_root(plan: RootPlan) -> None:
     os.chdir("/")
     _tmpfs("/tmp", plan.tmp_bytes, "1777")
     _tmpfs("/dev/shm", plan.dev_shm_bytes, "1777")
+    if plan.passwd:
+        _cover_file("/etc/passwd", plan.passwd)
     # Interpreters installed under the host's /tmp reappear, read-only, in the private one.
     for path in plan.expose:
         if path in in_tmp:

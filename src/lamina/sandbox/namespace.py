@@ -18,7 +18,6 @@ import contextlib
 import dataclasses
 import fcntl
 import os
-import resource
 import shutil
 import signal
 import subprocess
@@ -30,10 +29,10 @@ from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import IO
 
-from lamina.sandbox import mounts
-from lamina.sandbox.api import SandboxSpec
+from lamina.sandbox import limits, mounts
+from lamina.sandbox.api import SandboxSpec, exec_failure
 from lamina.sandbox.cgroups import MAX_PIDS, CgroupManager, EnvironmentCgroup, Limits
-from lamina.sandbox.process import MAX_FILES, PeakMemory
+from lamina.sandbox.process import PeakMemory, child_pids
 from lamina.sandbox.runtime_files import RUNTIMES_DIR
 from lamina.sandbox.zygote import TemplateChild, Templates
 
@@ -43,6 +42,8 @@ UID_BASE = 2_000_000_000
 UID_BLOCK = 4096
 _UID_BLOCKS = 256
 _CLEANUP_DELAYS = (0.005, 0.02, 0.05, 0.1, 0.25, 0.5, 1.0, 2.0)
+# The login name of the user a function runs as on AWS; each environment's own uid has it.
+USER_NAME = "sbx_user1051"
 
 
 class UidPool:
@@ -127,7 +128,9 @@ class NamespaceSandbox:
         self.cgroup = cgroup
         self._release = release
         self._staging = staging
-        self._peak = PeakMemory(self.pid)
+        # A template's child only relays the status of the runtime it forks (see the
+        # template's `_enter_sandbox`); the runtime's own high-water mark is found later.
+        self._peak = None if isinstance(process, TemplateChild) else PeakMemory(self.pid)
         self._released = False
         self._cleanup: asyncio.Task[None] | None = None
         self._exited: asyncio.Future[int] = asyncio.get_running_loop().create_future()
@@ -144,18 +147,26 @@ class NamespaceSandbox:
             self.cgroup.kill()
 
     def max_memory_bytes(self) -> int | None:
-        if self.cgroup is not None:
-            peak = self.cgroup.peak_bytes()
-            if peak is not None:
-                return peak
-        # Without a memory cgroup, the runtime process's own high-water mark.
-        return self._peak.bytes()
+        """The runtime's peak resident memory, pages shared with a template included (as a
+        fresh process would count them), or the cgroup's peak where that is higher: it also
+        counts processes the function started. A template's child is charged to the cgroup
+        only for the pages it did not share, so the cgroup alone would read a few MB."""
+        if self._peak is None:
+            children = child_pids(self.pid)
+            if children:
+                self._peak = PeakMemory(children[0])
+        runtime = self._peak.bytes() if self._peak is not None else None
+        group = self.cgroup.peak_bytes() if self.cgroup is not None else None
+        if runtime is None or group is None:
+            return runtime if group is None else group
+        return max(runtime, group)
 
     def oom_killed(self) -> bool:
         return self.cgroup is not None and self.cgroup.oom_kills() > 0
 
     def cleanup(self) -> None:
-        self._peak.close()
+        if self._peak is not None:
+            self._peak.close()
         with contextlib.suppress(OSError):
             os.close(self.output_fd)
         if self._try_release():
@@ -218,6 +229,7 @@ class NamespaceBackend:
         self._resolver = _resolver_paths()
         self._live: set[NamespaceSandbox] = set()
         self._installs: dict[str, list[str]] = {}
+        self._passwd = HostPasswd()
 
     # ----------------------------------------------------------------------- start
 
@@ -228,13 +240,13 @@ class NamespaceBackend:
         read_fd = write_fd = -1
         try:
             if self._cgroups is not None:
-                limits = Limits(spec.memory_mb * 1024 * 1024, spec.memory_mb)
-                cgroup = self._cgroups.create(environment_id, limits)
+                wanted = Limits(spec.memory_mb * 1024 * 1024, spec.memory_mb)
+                cgroup = self._cgroups.create(environment_id, wanted)
             spec.scratch_root.mkdir(parents=True, exist_ok=True)
             mapping = self._mapping(spec)
             argv = [_translate(arg, mapping) for arg in spec.command]
             environment = {key: _translate(v, mapping) for key, v in spec.environment.items()}
-            plan = self._plan(spec, argv[0])
+            plan = self._plan(spec, argv[0], uid)
             channel = spec.runtime_api
             if channel is not None:
                 # Set before anything runs as `uid`: the runtime may connect at once.
@@ -249,12 +261,20 @@ class NamespaceBackend:
                     spec.command[0], environment, write_fd, plan, uid, cgroup, spec.memory_mb
                 )
             else:
-                process = self._spawner.spawn(
-                    argv,
-                    environment,
-                    write_fd,
-                    enter_sandbox(plan, uid, cgroup.procs_files if cgroup else [], spec.memory_mb),
-                )
+                try:
+                    process = self._spawner.spawn(
+                        argv,
+                        environment,
+                        write_fd,
+                        enter_sandbox(
+                            plan, uid, cgroup.procs_files if cgroup else [], spec.memory_mb
+                        ),
+                    )
+                except OSError as error:
+                    failure = exec_failure(error, argv)
+                    if failure is None:
+                        raise
+                    raise failure from error
         except BaseException:
             if read_fd >= 0:
                 os.close(read_fd)
@@ -290,16 +310,15 @@ class NamespaceBackend:
         """The same sandbox as `enter_sandbox` builds, entered by a child of the template."""
         assert self._templates is not None
         template = await self._templates.get(interpreter)
-        limits = {"RLIMIT_NOFILE": MAX_FILES}
-        if cgroup is None:
-            limits["RLIMIT_DATA"] = memory_mb * 1024 * 1024
+        rlimits = limits.namespace_limits(None if cgroup else memory_mb)
         sandbox = {
             "procs_files": cgroup.procs_files if cgroup else [],
             "plan": dataclasses.asdict(plan),
             "uid": uid,
-            "max_pids": MAX_PIDS,
         }
-        pid, exited = await template.fork(environment, mounts.TASK_ROOT, limits, output_fd, sandbox)
+        pid, exited = await template.fork(
+            environment, mounts.TASK_ROOT, rlimits, output_fd, sandbox
+        )
         return TemplateChild(pid, exited)
 
     def _released(self, sandbox: NamespaceSandbox) -> None:
@@ -327,7 +346,7 @@ class NamespaceBackend:
             mapping.append((str(spec.opt_dir), mounts.OPT_ROOT))
         return sorted(mapping, key=lambda pair: -len(pair[0]))
 
-    def _plan(self, spec: SandboxSpec, executable: str) -> mounts.RootPlan:
+    def _plan(self, spec: SandboxSpec, executable: str, uid: int) -> mounts.RootPlan:
         expose = list(self._resolver)
         if executable.startswith("/") and not executable.startswith(
             (mounts.TASK_ROOT + "/", mounts.OPT_ROOT + "/", mounts.RUNTIME_DIR + "/")
@@ -349,6 +368,7 @@ class NamespaceBackend:
             system=self._system,
             expose=tuple(dict.fromkeys(expose)),
             hide=tuple(dict.fromkeys(hidden)),
+            passwd=self._passwd.with_user(uid),
         )
 
     # -------------------------------------------------------------------- describe
@@ -374,7 +394,7 @@ class NamespaceBackend:
             ("PID, IPC, UTS and cgroup namespaces", True, "the runtime is process 1"),
             ("private /tmp sized to EphemeralStorage", True, "tmpfs; counts towards memory"),
             (
-                "one uid per environment; its Runtime API admits only that uid",
+                f"one uid per environment, named {USER_NAME}; its Runtime API admits only that uid",
                 True,
                 f"uids from {UID_BASE}",
             ),
@@ -401,6 +421,42 @@ class NamespaceBackend:
         ]
 
 
+class HostPasswd:
+    """The host's /etc/passwd with the environment's user added, re-read only when it changes.
+
+    Code looks its user up by uid (`getpass.getuser()`, `id -un`); the environment's uid
+    resolves to `USER_NAME`, as on AWS, whose home directory does not exist either. No group
+    entry is added: on AWS the user's group has no name (`id` prints `gid=990`).
+    """
+
+    def __init__(self, path: str = "/etc/passwd") -> None:
+        self._path = path
+        self._stamp: tuple[int, int] | None = None
+        self._lines = ""
+
+    def with_user(self, uid: int) -> str:
+        self._refresh()
+        return f"{self._lines}{USER_NAME}:x:{uid}:{uid}::/home/{USER_NAME}:/sbin/nologin\n"
+
+    def _refresh(self) -> None:
+        try:
+            status = os.stat(self._path)
+        except OSError:
+            self._stamp, self._lines = None, ""
+            return
+        stamp = (status.st_mtime_ns, status.st_size)
+        if stamp == self._stamp:
+            return
+        try:
+            with open(self._path, encoding="utf-8", errors="replace") as host:
+                lines = host.read().splitlines()
+        except OSError:
+            lines = []
+        # A host account of the same name would shadow the environment's.
+        kept = [line for line in lines if not line.startswith(USER_NAME + ":")]
+        self._stamp, self._lines = stamp, "".join(line + "\n" for line in kept)
+
+
 def _cap_after_init(cgroup: EnvironmentCgroup, memory_mb: int) -> Callable[[object], None]:
     """Init runs at full speed (cold starts stay short); invocations get their CPU share."""
 
@@ -415,8 +471,10 @@ def enter_sandbox(
     plan: mounts.RootPlan, uid: int, procs_files: list[str], memory_mb: int
 ) -> Callable[[], None]:
     """What the child runs between fork and exec: it is process 1 of its PID namespace."""
-    memory_bytes = memory_mb * 1024 * 1024
-    limit_memory = not procs_files
+    # AWS's limits exactly: the cgroup enforces memory (RLIMIT_DATA only stands in for a
+    # missing one), the sized tmpfs /tmp, and the uid is the environment's own, so
+    # RLIMIT_NPROC caps this environment's processes alone.
+    rlimits = limits.namespace_limits(None if procs_files else memory_mb)
 
     def enter() -> None:
         try:
@@ -427,11 +485,7 @@ def enter_sandbox(
                 with open(name, "w", encoding="ascii") as procs:
                     procs.write(str(os.getpid()))
             mounts.build_root(plan)
-            resource.setrlimit(resource.RLIMIT_NOFILE, (MAX_FILES, MAX_FILES))
-            # The uid is the environment's own, so this caps the environment's processes.
-            resource.setrlimit(resource.RLIMIT_NPROC, (MAX_PIDS, MAX_PIDS))
-            if limit_memory:
-                resource.setrlimit(resource.RLIMIT_DATA, (memory_bytes, memory_bytes))
+            limits.apply(rlimits)
             os.setgroups([])
             os.setresgid(uid, uid, uid)
             os.setresuid(uid, uid, uid)

@@ -9,17 +9,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
-import resource
 import shutil
 import signal
 import sys
 from pathlib import Path
 
-from lamina.sandbox.api import SandboxSpec
-
-# Lambda's limits: 1,024 file descriptors and 1,024 processes/threads.
-MAX_FILES = 1024
-MAX_PROCESSES = 1024
+from lamina.sandbox import limits
+from lamina.sandbox.api import SandboxSpec, exec_failure
 
 
 class PeakMemory:
@@ -107,18 +103,13 @@ class ProcessBackend:
         tmp_dir = spec.scratch_root / "tmp"
         tmp_dir.mkdir(parents=True, mode=0o700, exist_ok=True)
         environment = {**spec.environment, "TMPDIR": str(tmp_dir), "LAMINA_TMP_DIR": str(tmp_dir)}
-        memory_bytes = spec.memory_mb * 1024 * 1024
+        # RLIMIT_DATA caps what the runtime can allocate; RLIMIT_AS would also count the
+        # large address-space reservations V8 and Go make up front and stop them starting.
+        chosen = limits.process_limits(spec.memory_mb, spec.ephemeral_mb)
 
         def limit() -> None:
             os.setsid()
-            # RLIMIT_DATA caps what the runtime can allocate; RLIMIT_AS would also count the
-            # large address-space reservations V8 and Go make up front and stop them starting.
-            resource.setrlimit(resource.RLIMIT_DATA, (memory_bytes, memory_bytes))
-            resource.setrlimit(resource.RLIMIT_NOFILE, (MAX_FILES, MAX_FILES))
-            ephemeral = spec.ephemeral_mb * 1024 * 1024
-            resource.setrlimit(resource.RLIMIT_FSIZE, (ephemeral, ephemeral))
-            if os.getuid() != 0:
-                resource.setrlimit(resource.RLIMIT_NPROC, (MAX_PROCESSES, MAX_PROCESSES))
+            limits.apply(chosen)
 
         read_fd, write_fd = os.pipe()
         os.set_blocking(read_fd, False)
@@ -132,8 +123,10 @@ class ProcessBackend:
                 stderr=write_fd,
                 preexec_fn=limit,
             )
-        except BaseException:
+        except BaseException as error:
             os.close(read_fd)
+            if isinstance(error, OSError) and (failure := exec_failure(error, spec.command)):
+                raise failure from error
             raise
         finally:
             os.close(write_fd)
@@ -150,7 +143,7 @@ class ProcessBackend:
         ]
 
 
-def _children(pid: int) -> list[int]:
+def child_pids(pid: int) -> list[int]:
     """The direct children of every thread of `pid`, as /proc lists them."""
     children: list[int] = []
     try:
@@ -174,7 +167,7 @@ def _stop_tree(root: int, passes: int = 4) -> list[int]:
     for _ in range(passes):
         pending, found = [root], []
         while pending:
-            for child in _children(pending.pop()):
+            for child in child_pids(pending.pop()):
                 found.append(child)
                 pending.append(child)
         new = [pid for pid in found if pid not in stopped]

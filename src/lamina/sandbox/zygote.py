@@ -22,8 +22,9 @@ from typing import Any
 
 import orjson
 
+from lamina.sandbox import limits
 from lamina.sandbox.api import Sandbox, SandboxBackend, SandboxSpec
-from lamina.sandbox.process import MAX_FILES, ProcessGroupSandbox
+from lamina.sandbox.process import ProcessGroupSandbox
 from lamina.sandbox.runtime_files import PYTHON_BOOTSTRAP
 
 log = logging.getLogger("lamina.sandbox")
@@ -105,14 +106,14 @@ class Template:
         self,
         environment: dict[str, str],
         cwd: str,
-        limits: dict[str, int],
+        rlimits: limits.Limits,
         output_fd: int,
         sandbox: dict[str, Any] | None = None,
     ) -> tuple[int, asyncio.Future[int]]:
         """Fork a runtime; `sandbox` asks the child to enter the namespace sandbox first."""
         assert self._socket is not None
         loop = asyncio.get_running_loop()
-        request = {"env": environment, "cwd": cwd, "limits": limits, "sandbox": sandbox}
+        request = {"env": environment, "cwd": cwd, "limits": rlimits, "sandbox": sandbox}
         body = orjson.dumps(request)
         reply: asyncio.Future[int] = loop.create_future()
         async with self._lock:
@@ -281,13 +282,9 @@ class ZygoteBackend:
         environment = {**spec.environment, "TMPDIR": str(tmp_dir), "LAMINA_TMP_DIR": str(tmp_dir)}
         read_fd, write_fd = os.pipe()
         os.set_blocking(read_fd, False)
-        limits = {
-            "RLIMIT_DATA": spec.memory_mb * 1024 * 1024,
-            "RLIMIT_NOFILE": MAX_FILES,
-            "RLIMIT_FSIZE": spec.ephemeral_mb * 1024 * 1024,
-        }
+        chosen = limits.process_limits(spec.memory_mb, spec.ephemeral_mb)
         try:
-            pid, exited = await template.fork(environment, str(spec.task_root), limits, write_fd)
+            pid, exited = await template.fork(environment, str(spec.task_root), chosen, write_fd)
         except BaseException:
             os.close(read_fd)
             raise

@@ -9,8 +9,9 @@ Arguments: the control socket's descriptor, then, for templates whose children e
 namespace sandbox, the directory holding the `lamina` package (its sandbox code is preloaded).
 
 - request: 4-byte big-endian length + JSON {"env", "cwd", "limits", "sandbox"} with one file
-  descriptor (the environment's output pipe) passed as SCM_RIGHTS; "sandbox", when present,
-  asks for the namespace sandbox (see `_enter_sandbox`);
+  descriptor (the environment's output pipe) passed as SCM_RIGHTS; "limits" maps rlimit names
+  to [soft, hard]; "sandbox", when present, asks for the namespace sandbox (see
+  `_enter_sandbox`);
 - replies: 4-byte length + JSON {"pid": n} for each request, in order, and
   {"exit": pid, "status": code} when a child ends (negative code: killed by that signal).
 """
@@ -73,9 +74,10 @@ def _become_runtime(request, output_fd, control, wake_read, wake_write):
     os.dup2(output_fd, 1)
     os.dup2(output_fd, 2)
     os.close(output_fd)
+    # {"RLIMIT_NOFILE": [soft, hard], ...}: set while still privileged, before the uid drops.
     limits = request.get("limits") or {}
-    for name, value in limits.items():
-        resource.setrlimit(getattr(resource, name), (value, value))
+    for name, (soft, hard) in limits.items():
+        resource.setrlimit(getattr(resource, name), (soft, hard))
     uid = request.get("uid")
     if uid is not None:
         # Last, once nothing needs root: the environment's own uid, for good.
@@ -126,9 +128,6 @@ def _enter_sandbox(request, output_fd):
         for key in ("system", "expose", "hide"):
             plan[key] = tuple(tuple(item) if isinstance(item, list) else item for item in plan[key])
         mounts.build_root(mounts.RootPlan(**plan))
-        limits = dict(request.get("limits") or {})
-        limits["RLIMIT_NPROC"] = sandbox["max_pids"]
-        request["limits"] = limits
         uid = sandbox["uid"]
         os.setgroups([])
         os.setresgid(uid, uid, uid)
