@@ -10,6 +10,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from lamina.commands import audit as audit_cli
 from lamina.commands import cost as cost_command
@@ -85,10 +86,37 @@ def _doctor(settings: Settings) -> int:
     finally:
         if namespace is not None:
             namespace.close()
-    if settings.isolation == "namespace" and namespace is None:
+    isolation_ok = settings.isolation != "namespace" or namespace is not None
+    if not isolation_ok:
         print("LAMINA_ISOLATION=namespace, so `lamina serve` would refuse to start.")
-        return 1
-    return 0
+    urls_ok = _doctor_function_urls(settings)
+    return 0 if isolation_ok and urls_ok else 1
+
+
+def _doctor_function_urls(settings: Settings) -> bool:
+    """Print which form of `FunctionUrl` `lamina serve` hands out here, and how to switch."""
+    from lamina.function_urls import url_form
+
+    if settings.function_url_form not in url_form.FORMS:
+        print(
+            f"Function URLs: LAMINA_FUNCTION_URL_FORM={settings.function_url_form} is not "
+            "auto, host or path, so `lamina serve` would refuse to start."
+        )
+        return False
+    form = url_form.choose_form(settings)
+    print(f"Function URLs: the {form.form} form, e.g. {form.url('<url-id>')}")
+    print(f"  why: {form.reason}")
+    host = urlsplit(form.endpoint).hostname or ""
+    if settings.function_url_form != url_form.AUTO and url_form.on_this_machine(host):
+        print(f"  resolver: {url_form.probe_localhost(settings.region, host).detail}")
+    other = form.written(form.other, "<url-id>")
+    header = " (with that Host header)" if form.other == url_form.HOST else ""
+    print(f"  also served: the {form.other} form, {other}{header}")
+    heading, *ways = url_form.switch_hint(form)
+    print(f"  {heading}")
+    for way in ways:
+        print(f"    {way}")
+    return True
 
 
 def _events(args: argparse.Namespace, settings: Settings) -> int:
@@ -152,7 +180,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         help="allow a non-loopback address without authentication",
     )
     commands.add_parser(
-        "doctor", help="show which isolation features are active on this host, and why not"
+        "doctor",
+        help="show which isolation features are active on this host, and why not, "
+        "and which form of function URL is handed out",
     )
     events = commands.add_parser(
         "events", help="show queued, in-flight, retrying and failed asynchronous events"

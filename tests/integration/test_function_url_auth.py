@@ -6,7 +6,6 @@ import http.client
 import json
 from collections.abc import Callable, Iterator
 from typing import Any
-from urllib.parse import urlsplit
 
 import pytest
 from botocore.auth import SigV4Auth
@@ -14,7 +13,14 @@ from botocore.awsrequest import AWSRequest
 from botocore.credentials import Credentials
 
 from tests.support.archives import make_zip
-from tests.support.function_urls import HANDLERS, Reply, allow_public, fetch, url_id
+from tests.support.function_urls import (
+    HANDLERS,
+    Reply,
+    allow_public,
+    fetch,
+    host_header,
+    url_id,
+)
 from tests.support.lambda_api import ROLE
 from tests.support.server import LaminaServer, server_log
 
@@ -46,7 +52,7 @@ def signed_call(
     tamper: bytes | None = None,
 ) -> Reply:
     """Sign with botocore's SigV4 as an AWS client would, then send with http.client."""
-    netloc = urlsplit(function_url).netloc if by_host else f"127.0.0.1:{server.port}"
+    netloc = host_header(server, function_url) if by_host else f"127.0.0.1:{server.port}"
     target = path if by_host else f"/lambda-url/{url_id(function_url)}{path}"
     request = AWSRequest(
         method=method,

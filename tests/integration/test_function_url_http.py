@@ -1,9 +1,10 @@
 """Function URLs answering HTTP: addresses, the 2.0 event, response mapping, platform errors.
 
-Requests go to the real server with http.client. Host-based URLs (`<id>.lambda-url.<region>.
-localhost`) are reached by connecting to 127.0.0.1 with that Host header, because not every
-resolver maps `*.localhost` to loopback (curl and browsers do; glibc without
-nss-myhostname does not).
+Requests go to the real server with http.client, connecting to 127.0.0.1: by path
+(`/lambda-url/<id>/`), or with the host form's Host header (`<id>.lambda-url.<region>.
+localhost`), since not every resolver maps `*.localhost` to loopback (curl and browsers do;
+glibc without nss-myhostname does not). Which form Lamina hands out is tested in
+test_function_url_addresses.py.
 """
 
 from __future__ import annotations
@@ -20,7 +21,15 @@ from urllib.parse import urlsplit
 import pytest
 
 from tests.support.archives import make_zip
-from tests.support.function_urls import HANDLERS, Reply, allow_public, fetch, send_json, url_id
+from tests.support.function_urls import (
+    HANDLERS,
+    Reply,
+    allow_public,
+    fetch,
+    host_header,
+    send_json,
+    url_id,
+)
 from tests.support.lambda_api import ROLE
 from tests.support.server import LaminaServer, free_port, server_log
 
@@ -48,14 +57,16 @@ def test_the_returned_function_url_is_served_by_host_and_by_path(
 ) -> None:
     function_url = public_url()
     assert urlsplit(function_url).port == server.port
+    domain_name = host_header(server, function_url).rpartition(":")[0]
     by_host = fetch(server, function_url, "/a/b?x=1", by_host=True)
     by_path = fetch(server, function_url, "/a/b?x=1")
     for reply in (by_host, by_path):
         assert reply.status == 200
         event = reply.json()["event"]
         assert (event["rawPath"], event["rawQueryString"]) == ("/a/b", "x=1")
-        assert event["requestContext"]["domainName"] == urlsplit(function_url).hostname
-    assert by_host.json()["event"]["headers"]["host"] == urlsplit(function_url).netloc
+        # AWS's name for the URL (its host form, without the port), whichever form was used.
+        assert event["requestContext"]["domainName"] == domain_name
+    assert by_host.json()["event"]["headers"]["host"] == host_header(server, function_url)
     assert by_path.json()["event"]["headers"]["host"] == f"127.0.0.1:{server.port}"
 
 

@@ -1,13 +1,17 @@
 """Function URLs over real HTTP: the handlers the URL tests deploy, and calling a URL.
 
-Host-based URLs (`<id>.lambda-url.<region>.localhost`) are reached by connecting to
-127.0.0.1 with that Host header, because not every resolver maps `*.localhost` to loopback.
+Lamina hands out the host form (`<id>.lambda-url.<region>.localhost`) where the system
+resolver maps `*.localhost` to loopback, else the path form (`/lambda-url/<id>/`); it serves
+both. `fetch` reaches either form by connecting to 127.0.0.1, with the host form's Host header
+when asked to go by host.
 """
 
 from __future__ import annotations
 
 import http.client
 import json
+import re
+import socket
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -59,6 +63,29 @@ def url_id(function_url: str) -> str:
     return str(parts.hostname).split(".", 1)[0]
 
 
+def localhost_names_resolve() -> bool:
+    """Whether this machine's system resolver (as urllib uses it) maps `*.localhost` names."""
+    try:
+        socket.getaddrinfo("probe.lambda-url.us-east-1.localhost", None)
+    except OSError:
+        return False
+    return True
+
+
+def url_pattern(port: int, form: str | None = None) -> re.Pattern[str]:
+    """A `FunctionUrl` in `form` (default: the one Lamina picks for this machine); group 1 is
+    the URL id."""
+    form = form or ("host" if localhost_names_resolve() else "path")
+    if form == "host":
+        return re.compile(rf"^http://([a-z0-9]{{32}})\.lambda-url\.us-east-1\.localhost:{port}/$")
+    return re.compile(rf"^http://127\.0\.0\.1:{port}/lambda-url/([a-z0-9]{{32}})/$")
+
+
+def host_header(server: LaminaServer, function_url: str) -> str:
+    """The Host of a URL's host form, whichever form Lamina handed out."""
+    return f"{url_id(function_url)}.lambda-url.us-east-1.localhost:{server.port}"
+
+
 def fetch(
     server: LaminaServer,
     function_url: str,
@@ -75,7 +102,7 @@ def fetch(
         target = path if by_host else f"/lambda-url/{url_id(function_url)}{path}"
         sent = dict(headers or {})
         if by_host:
-            sent["Host"] = str(urlsplit(function_url).netloc)
+            sent["Host"] = host_header(server, function_url)
         connection.request(method, target, body=body, headers=sent)
         return Reply(connection.getresponse())
     finally:

@@ -2,13 +2,10 @@
 
 from __future__ import annotations
 
-import ipaddress
 from typing import Any
-from urllib.parse import urlsplit
 
 from lamina.api.context import ApiContext, Handler
 from lamina.control.urls import Cors, FunctionUrlConfig, UrlConfigService, UrlSettings
-from lamina.settings import Settings
 
 _CORS_FIELDS = {
     "AllowCredentials": "allow_credentials",
@@ -18,34 +15,6 @@ _CORS_FIELDS = {
     "ExposeHeaders": "expose_headers",
     "MaxAge": "max_age",
 }
-
-
-def url_base(settings: Settings) -> tuple[str, int]:
-    """(scheme, port) function URLs use: those clients reach this server on."""
-    endpoint = urlsplit(settings.endpoint)
-    scheme = endpoint.scheme or "http"
-    return scheme, endpoint.port or (443 if scheme == "https" else 80)
-
-
-def function_url(settings: Settings, url_id: str) -> str:
-    # Host-based, like AWS's `<id>.lambda-url.<region>.on.aws`; browsers, curl and
-    # systemd-resolved map `*.localhost` to loopback with no DNS setup (plain glibc does not:
-    # the path form below is served for such clients too). That only reaches a server on this
-    # machine, so a server published under another name (LAMINA_PUBLIC_URL) hands out the
-    # path-based form, which it serves too and which needs no wildcard DNS.
-    if not _is_loopback_name(urlsplit(settings.endpoint).hostname or ""):
-        return f"{settings.endpoint}/lambda-url/{url_id}/"
-    scheme, port = url_base(settings)
-    return f"{scheme}://{url_id}.lambda-url.{settings.region}.localhost:{port}/"
-
-
-def _is_loopback_name(host: str) -> bool:
-    if host == "localhost" or host.endswith(".localhost"):
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
 
 
 def _cors_from(given: dict[str, Any] | None) -> Cors | None:
@@ -84,7 +53,7 @@ def operations(ctx: ApiContext) -> dict[str, Handler]:
 
     def view(config: FunctionUrlConfig) -> dict[str, Any]:
         return {
-            "FunctionUrl": function_url(ctx.settings, config.url_id),
+            "FunctionUrl": ctx.url_form.url(config.url_id),
             "FunctionArn": urls.function_arn(config),
             "AuthType": config.auth_type,
             "Cors": _cors_view(config.cors),

@@ -4,5 +4,6 @@ A request reaches `endpoint.FunctionUrlEndpoint` through `lamina.api.asgi.Lamina
 (`<url-id>.lambda-url.<region>.localhost:PORT`) or by path (`/lambda-url/<url-id>/...`). The
 modules follow the request: `addresses` (which URL), `directory` (its config and policy),
 `cors` (preflight and response headers), `access` (auth type), `events` (request → event),
-`responses` (function output → HTTP), `streaming` (RESPONSE_STREAM relay).
+`responses` (function output → HTTP), `streaming` (RESPONSE_STREAM relay). `url_form` decides,
+once at start-up, which of the two forms the control plane hands out as `FunctionUrl`.
 """
