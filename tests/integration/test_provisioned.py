@@ -166,7 +166,7 @@ def test_a_failing_init_marks_the_config_failed(client: Any, function: Callable[
     config = settled(client, name, "1")
     assert config["Status"] == "FAILED"
     assert config["AllocatedProvisionedConcurrentExecutions"] == 0
-    assert "RuntimeError: no database configured" in config["StatusReason"]
+    assert config["StatusReason"] == "FUNCTION_ERROR_INIT_FAILURE"
     # A failed config is not retried behind the user's back.
     time.sleep(1.5)
     assert settled(client, name, "1")["Status"] == "FAILED"

@@ -10,23 +10,36 @@ import pytest
 from lamina.arns import FunctionRef
 from lamina.constants import LATEST, UNRESERVED_CONCURRENCY_MIN
 from lamina.control.aliases import AliasService
-from lamina.control.concurrency import ConcurrencyService, commitments
+from lamina.control.concurrency import ConcurrencyService, commitments, unreserved_concurrency
 from lamina.control.context import Domain
 from lamina.control.functions import FunctionService
-from lamina.errors import InvalidParameterValue, ProvisionedConcurrencyConfigNotFound
+from lamina.errors import (
+    InvalidParameterValue,
+    ProvisionedConcurrencyConfigNotFound,
+    ResourceConflict,
+)
 from tests.support.domain import fails_with, function_settings, open_domain, source
 
 ACCOUNT_LIMIT = 1000
 RESERVABLE = ACCOUNT_LIMIT - UNRESERVED_CONCURRENCY_MIN
 NOT_FOUND = "No Provisioned Concurrency Config found for this function"
 UNPUBLISHED = "Provisioned Concurrency Configs cannot be applied to unpublished function versions."
+ALIAS_CONFLICT = (
+    "Alias can't be used for Provisioned Concurrency configuration on an already "
+    "Provisioned version"
+)
+VERSION_CONFLICT = "Version is pointed by a Provisioned Concurrency alias"
 RESERVED_TOO_HIGH = (
     "Specified ReservedConcurrentExecutions for function decreases account's "
     "UnreservedConcurrentExecution below its minimum value of [100]."
 )
 PROVISIONED_TOO_HIGH = (
-    "Specified ProvisionedConcurrentExecutions for function decreases account's "
+    "Specified ConcurrentExecutions for function decreases account's "
     "UnreservedConcurrentExecution below its minimum value of [100]."
+)
+OVER_RESERVED = (
+    "Requested Provisioned Concurrency should not be greater than the "
+    "reservedConcurrentExecution for function"
 )
 
 
@@ -91,15 +104,26 @@ def test_an_account_below_the_minimum_cannot_reserve(
     small = Domain(domain.stores, domain.account, domain.s3, account_concurrency=100)
     with fails_with(InvalidParameterValue, RESERVED_TOO_HIGH):
         ConcurrencyService(small, functions).put_reserved(fn(), 1)
+    # A smaller account keeps all of its pool, and names that as the minimum, as AWS does.
+    tiny = ConcurrencyService(
+        Domain(domain.stores, domain.account, domain.s3, account_concurrency=10), functions
+    )
+    with fails_with(InvalidParameterValue, RESERVED_TOO_HIGH.replace("[100]", "[10]")):
+        tiny.put_reserved(fn(), 1)
+    with fails_with(InvalidParameterValue, PROVISIONED_TOO_HIGH.replace("[100]", "[10]")):
+        tiny.put_provisioned(fn(), "1", 1)
+    # Reserving 0 lowers nothing, so it is always allowed.
+    assert tiny.put_reserved(fn(), 0) == 0
 
 
 def test_reserved_cannot_go_below_the_functions_provisioned(
     concurrency: ConcurrencyService,
 ) -> None:
     concurrency.put_provisioned(fn(), "1", 5)
+    # AWS's text, recorded, leading space and double space included.
     message = (
-        "Specified ReservedConcurrentExecutions for function (3) is less than its total "
-        "ProvisionedConcurrentExecutions (5): lower the provisioned concurrency first."
+        " ReservedConcurrentExecutions  3 should not be lower than function's total "
+        "provisioned concurrency [5]."
     )
     with fails_with(InvalidParameterValue, message):
         concurrency.put_reserved(fn(), 3)
@@ -108,36 +132,33 @@ def test_reserved_cannot_go_below_the_functions_provisioned(
 
 def test_reserved_operations_refuse_a_qualified_name(concurrency: ConcurrencyService) -> None:
     qualified = fn("fn", "1")
-    with fails_with(InvalidParameterValue, refusal("PutFunctionConcurrency")):
+    refusal = (
+        "This operation is permitted on Lambda functions only. Aliases and versions do not "
+        "support this operation. Please specify either a function name or an unqualified "
+        "function ARN."
+    )
+    with fails_with(InvalidParameterValue, refusal):
         concurrency.put_reserved(qualified, 1)
-    with fails_with(InvalidParameterValue, refusal("GetFunctionConcurrency")):
+    with fails_with(InvalidParameterValue, refusal):
         concurrency.get_reserved(qualified)
-    with fails_with(InvalidParameterValue, refusal("DeleteFunctionConcurrency")):
+    with fails_with(InvalidParameterValue, refusal):
         concurrency.delete_reserved(qualified)
 
 
-def refusal(operation: str) -> str:
-    return f"{operation} does not accept a qualified function name: remove ':1' from fn:1"
-
-
-def test_removing_a_reservation_cannot_push_provisioned_into_the_minimum(
+def test_removing_a_reservation_is_never_refused(
     domain: Domain, functions: FunctionService, concurrency: ConcurrencyService
 ) -> None:
     concurrency.put_reserved(fn(), 30)
     concurrency.put_provisioned(fn(), "1", 20)
     concurrency.put_reserved(fn("other"), 400)
-    # The account's limit was lowered since (a setting): 500 leaves 400 to commit.
+    # Even with the account's limit lowered since (a setting) to what is committed: the
+    # function's provisioned 20 replaces its reservation of 30, which lowers nothing.
     lowered = ConcurrencyService(
-        Domain(domain.stores, domain.account, domain.s3, account_concurrency=500), functions
+        Domain(domain.stores, domain.account, domain.s3, account_concurrency=430), functions
     )
-    message = (
-        "Removing ReservedConcurrentExecutions would let this function's provisioned "
-        "concurrency (20) decrease account's UnreservedConcurrentExecution below its minimum "
-        "value of [100]."
-    )
-    with fails_with(InvalidParameterValue, message):
-        lowered.delete_reserved(fn())
-    assert lowered.get_reserved(fn()) == 30
+    lowered.delete_reserved(fn())
+    assert lowered.get_reserved(fn()) is None
+    assert commitments(domain.stores.functions).total == 420
 
 
 # --------------------------------------------------------------------------- provisioned
@@ -154,8 +175,7 @@ def test_put_get_and_delete_provisioned(concurrency: ConcurrencyService) -> None
     concurrency.delete_provisioned(fn(), "1")
     with fails_with(ProvisionedConcurrencyConfigNotFound, NOT_FOUND):
         concurrency.get_provisioned(fn(), "1")
-    with fails_with(ProvisionedConcurrencyConfigNotFound, NOT_FOUND):
-        concurrency.delete_provisioned(fn(), "1")
+    concurrency.delete_provisioned(fn(), "1")  # already gone: a no-op, as on AWS
     assert concurrency.get_provisioned(fn(), "live").requested == 2
 
 
@@ -170,12 +190,8 @@ def test_provisioned_needs_a_published_version(
 def test_provisioned_fits_inside_the_reservation(concurrency: ConcurrencyService) -> None:
     concurrency.put_reserved(fn(), 4)
     concurrency.put_provisioned(fn(), "1", 3)
-    message = (
-        "Requested Provisioned Concurrency should not be greater than the "
-        "reservedConcurrentExecution for function (4)."
-    )
     # Across qualifiers: 3 on version 1 plus 2 on the alias is 5.
-    with fails_with(InvalidParameterValue, message):
+    with fails_with(InvalidParameterValue, OVER_RESERVED):
         concurrency.put_provisioned(fn(), "live", 2)
     # Replacing a qualifier's config does not add to it.
     assert concurrency.put_provisioned(fn(), "1", 4).requested == 4
@@ -209,16 +225,40 @@ def test_commitments_count_reservations_and_unreserved_provisioning(
     assert commitments(domain.stores.functions, excluding="fn").total == 40
 
 
-def test_list_provisioned_in_pages(concurrency: ConcurrencyService) -> None:
-    concurrency.put_provisioned(fn(), "2", 1)
-    concurrency.put_provisioned(fn(), "1", 1)
+def test_list_provisioned_in_pages(
+    domain: Domain, functions: FunctionService, concurrency: ConcurrencyService
+) -> None:
+    AliasService(domain, functions).create(fn(), "blue", "2", None, None)
     concurrency.put_provisioned(fn(), "live", 1)
+    concurrency.put_provisioned(fn(), "1", 1)
+    concurrency.put_provisioned(fn(), "blue", 1)
     name, first, marker = concurrency.list_provisioned(fn(), None, 2)
     assert name == "fn"
-    assert [qualifier for qualifier, _ in first] == ["1", "2"]
+    assert [qualifier for qualifier, _ in first] == ["1", "blue"]
     _, rest, end = concurrency.list_provisioned(fn(), marker, 2)
     assert [qualifier for qualifier, _ in rest] == ["live"]
     assert end is None
+
+
+def test_a_version_is_provisioned_directly_or_through_its_aliases(
+    domain: Domain, functions: FunctionService, concurrency: ConcurrencyService
+) -> None:
+    concurrency.put_provisioned(fn(), "2", 1)
+    with fails_with(ResourceConflict, ALIAS_CONFLICT):
+        concurrency.put_provisioned(fn(), "live", 1)
+    concurrency.delete_provisioned(fn(), "2")
+    concurrency.put_provisioned(fn(), "live", 1)
+    with fails_with(ResourceConflict, VERSION_CONFLICT):
+        concurrency.put_provisioned(fn(), "2", 1)
+    # Other versions, and other aliases of the same version, are not in the way.
+    concurrency.put_provisioned(fn(), "1", 1)
+    AliasService(domain, functions).create(fn(), "blue", "2", None, None)
+    concurrency.put_provisioned(fn(), "blue", 1)
+    assert {key for key, _ in concurrency.list_provisioned(fn(), None, None)[1]} == {
+        "1",
+        "blue",
+        "live",
+    }
 
 
 # ------------------------------------------------------------------------- engine side
@@ -253,3 +293,34 @@ def test_provisioned_targets_name_published_versions_only(
     # An alias moved to $LATEST no longer names a version to keep environments for.
     AliasService(domain, functions).update(fn(), "live", LATEST, None, None, None)
     assert [t.qualifier for t in concurrency.provisioned_targets()] == ["1"]
+
+
+def test_a_weighted_alias_splits_its_provisioned_concurrency_by_weight(
+    domain: Domain, functions: FunctionService, concurrency: ConcurrencyService
+) -> None:
+    aliases = AliasService(domain, functions)
+    aliases.update(fn(), "live", "2", None, {"1": 0.25}, None)
+    concurrency.put_provisioned(fn(), "live", 4)
+    (target,) = concurrency.provisioned_targets()
+    assert target.additional is not None
+    assert (target.version.version, target.additional.version, target.weight) == ("2", "1", 0.25)
+    assert [(version.version, count) for version, count in target.split()] == [("2", 3), ("1", 1)]
+    # Half of an odd count: the tie goes to the primary version.
+    concurrency.put_provisioned(fn(), "live", 3)
+    aliases.update(fn(), "live", "2", None, {"1": 0.5}, None)
+    (target,) = concurrency.provisioned_targets()
+    assert [(version.version, count) for version, count in target.split()] == [("2", 2), ("1", 1)]
+    # A version whose share rounds to nothing holds no environments.
+    aliases.update(fn(), "live", "2", None, {"1": 0.1}, None)
+    (target,) = concurrency.provisioned_targets()
+    assert [(version.version, count) for version, count in target.split()] == [("2", 3)]
+
+
+def test_the_unreserved_pool_is_what_commitments_leave(
+    domain: Domain, concurrency: ConcurrencyService
+) -> None:
+    concurrency.put_reserved(fn("other"), 40)
+    concurrency.put_provisioned(fn(), "1", 7)
+    committed = commitments(domain.stores.functions).total
+    assert unreserved_concurrency(ACCOUNT_LIMIT, committed) == ACCOUNT_LIMIT - 47
+    assert unreserved_concurrency(10, 47) == 0

@@ -1,31 +1,81 @@
 """Reserved concurrency per function and provisioned concurrency per version or alias.
 
-Both draw on the account's concurrency pool, of which UNRESERVED_CONCURRENCY_MIN must stay
-unreserved: a function with reserved concurrency commits that much; one without commits the
-provisioned concurrency of its versions and aliases.
+Both draw on the account's concurrency pool, of which UNRESERVED_CONCURRENCY_MIN (or the whole
+pool, in an account smaller than that) must stay unreserved: a function with reserved
+concurrency commits that much, and its provisioned concurrency is carved out of it; a function
+without commits the provisioned concurrency of its versions and aliases. A change is refused
+only when it would lower the unreserved pool below that minimum, as AWS refuses it.
+
+Provisioned concurrency on a version and on an alias pointing at that version exclude each
+other (AWS's ResourceConflictException). An alias that routes to a second version has its
+provisioned concurrency split between the two versions by weight (`ProvisionedTarget.split`).
 """
 
 from __future__ import annotations
 
+import math
 from collections import defaultdict
 from dataclasses import dataclass, field, replace
 
 from lamina.arns import FunctionRef
 from lamina.constants import LATEST, UNRESERVED_CONCURRENCY_MIN
 from lamina.control.context import Domain
-from lamina.control.functions import FunctionService, merge_qualifier
+from lamina.control.functions import (
+    FunctionNotFound,
+    FunctionService,
+    Resolved,
+    alias_not_found,
+    merge_qualifier,
+)
 from lamina.control.paging import decode_marker, page_size, take_page
 from lamina.errors import (
     InvalidParameterValue,
     ProvisionedConcurrencyConfigNotFound,
+    ResourceConflict,
     ResourceNotFound,
 )
-from lamina.model.functions import Document, FunctionConfig, FunctionRecord, aws_timestamp
+from lamina.model.functions import (
+    Alias,
+    Document,
+    FunctionConfig,
+    FunctionRecord,
+    aws_timestamp,
+)
 from lamina.store.protocols import FunctionStore
 
 PROVISIONED_KIND = "provisioned"
 
 _UNPUBLISHED = "Provisioned Concurrency Configs cannot be applied to unpublished function versions."
+# AWS's texts for over-subscription and for a version provisioned twice (recorded on AWS).
+_PROVISIONED_OVER_RESERVED = (
+    "Requested Provisioned Concurrency should not be greater than the "
+    "reservedConcurrentExecution for function"
+)
+_ALIAS_ON_PROVISIONED_VERSION = (
+    "Alias can't be used for Provisioned Concurrency configuration on an already "
+    "Provisioned version"
+)
+_VERSION_UNDER_PROVISIONED_ALIAS = "Version is pointed by a Provisioned Concurrency alias"
+
+
+def _reserved_below_provisioned(reserved: int, provisioned: int) -> str:
+    # AWS's wording, leading space and double space included.
+    return (
+        f" ReservedConcurrentExecutions  {reserved} should not be lower than function's "
+        f"total provisioned concurrency [{provisioned}]."
+    )
+
+
+def _below_minimum(parameter: str, minimum: int) -> str:
+    return (
+        f"Specified {parameter} for function decreases account's "
+        f"UnreservedConcurrentExecution below its minimum value of [{minimum}]."
+    )
+
+
+def unreserved_minimum(account_limit: int) -> int:
+    """What must stay unreserved: 100, or the whole pool of an account smaller than that."""
+    return min(account_limit, UNRESERVED_CONCURRENCY_MIN)
 
 
 @dataclass(frozen=True)
@@ -47,12 +97,26 @@ class ProvisionedConcurrency(Document):
 
 @dataclass(frozen=True)
 class ProvisionedTarget:
-    """A stored config together with the published version its qualifier points at."""
+    """A stored config together with the published version its qualifier points at, and,
+    for an alias that routes to a second version, that version and its weight."""
 
     function: str
     qualifier: str
     config: ProvisionedConcurrency
     version: FunctionConfig
+    additional: FunctionConfig | None = None
+    weight: float = 0.0
+
+    def split(self) -> list[tuple[FunctionConfig, int]]:
+        """How many environments each version gets: the routed version its share by weight
+        (ties go to the primary), the primary the rest. Versions given none are left out."""
+        extra = 0
+        if self.additional is not None:
+            extra = max(0, math.ceil(self.config.requested * self.weight - 0.5))
+        shares = [(self.version, self.config.requested - extra)]
+        if self.additional is not None:
+            shares.append((self.additional, extra))
+        return [(version, count) for version, count in shares if count > 0]
 
 
 class ConcurrencyService:
@@ -70,17 +134,14 @@ class ConcurrencyService:
             record = self._functions.unqualified(ref, "PutFunctionConcurrency")
             provisioned = sum(self._provisioned_by_function().get(record.name, {}).values())
             if reserved < provisioned:
-                raise InvalidParameterValue(
-                    f"Specified ReservedConcurrentExecutions for function ({reserved}) is less "
-                    f"than its total ProvisionedConcurrentExecutions ({provisioned}): lower the "
-                    "provisioned concurrency first."
-                )
-            if self._committed(excluding=record.name) + reserved > self._reservable():
-                raise InvalidParameterValue(
-                    "Specified ReservedConcurrentExecutions for function decreases account's "
-                    "UnreservedConcurrentExecution below its minimum value of "
-                    f"[{UNRESERVED_CONCURRENCY_MIN}]."
-                )
+                raise InvalidParameterValue(_reserved_below_provisioned(reserved, provisioned))
+            others = self._committed(excluding=record.name)
+            before = (
+                provisioned if record.reserved_concurrency is None else record.reserved_concurrency
+            )
+            self._keep_unreserved_minimum(
+                others + before, others + reserved, "ReservedConcurrentExecutions"
+            )
             self._store.put(replace(record, reserved_concurrency=reserved))
             return reserved
 
@@ -88,19 +149,12 @@ class ConcurrencyService:
         return self._functions.unqualified(ref, "GetFunctionConcurrency").reserved_concurrency
 
     def delete_reserved(self, ref: FunctionRef) -> None:
+        # Never refused: the function's provisioned concurrency, which moves from inside the
+        # reservation to the account's commitments, is at most the reservation it replaces.
         with self._store.transaction():
             record = self._functions.unqualified(ref, "DeleteFunctionConcurrency")
             if record.reserved_concurrency is None:
                 return
-            others = self._committed(excluding=record.name)
-            own = sum(self._provisioned_by_function().get(record.name, {}).values())
-            if others + own > self._reservable():
-                raise InvalidParameterValue(
-                    "Removing ReservedConcurrentExecutions would let this function's "
-                    f"provisioned concurrency ({own}) decrease account's "
-                    "UnreservedConcurrentExecution below its minimum value of "
-                    f"[{UNRESERVED_CONCURRENCY_MIN}]."
-                )
             self._store.put(replace(record, reserved_concurrency=None))
 
     # --------------------------------------------------------------- provisioned
@@ -110,24 +164,20 @@ class ConcurrencyService:
     ) -> ProvisionedConcurrency:
         with self._store.transaction():
             record, qualifier = self._published_target(ref, qualifier)
-            others = {
-                key: value
-                for key, value in self._provisioned_by_function().get(record.name, {}).items()
-                if key != qualifier
-            }
+            configured = self._provisioned_by_function().get(record.name, {})
+            others = {key: value for key, value in configured.items() if key != qualifier}
             total = sum(others.values()) + requested
             if record.reserved_concurrency is not None:
                 if total > record.reserved_concurrency:
-                    raise InvalidParameterValue(
-                        "Requested Provisioned Concurrency should not be greater than the "
-                        f"reservedConcurrentExecution for function ({record.reserved_concurrency})."
-                    )
-            elif self._committed(excluding=record.name) + total > self._reservable():
-                raise InvalidParameterValue(
-                    "Specified ProvisionedConcurrentExecutions for function decreases account's "
-                    "UnreservedConcurrentExecution below its minimum value of "
-                    f"[{UNRESERVED_CONCURRENCY_MIN}]."
+                    raise InvalidParameterValue(_PROVISIONED_OVER_RESERVED)
+            else:
+                committed = self._committed(excluding=record.name)
+                self._keep_unreserved_minimum(
+                    committed + sum(configured.values()),
+                    committed + total,
+                    "ConcurrentExecutions",
                 )
+            self._refuse_double_provisioning(record.name, qualifier, others)
             config = ProvisionedConcurrency(requested=requested)
             self._store.put_child(record.name, PROVISIONED_KIND, qualifier, config.to_doc())
             return config
@@ -143,11 +193,8 @@ class ConcurrencyService:
 
     def delete_provisioned(self, ref: FunctionRef, qualifier: str | None) -> None:
         with self._store.transaction():
+            # Deleting a config that is not there succeeds, as on AWS.
             name, qualifier = self._existing_target(ref, qualifier)
-            if self._store.get_child(name, PROVISIONED_KIND, qualifier) is None:
-                raise ProvisionedConcurrencyConfigNotFound(
-                    "No Provisioned Concurrency Config found for this function"
-                )
             self._store.delete_child(name, PROVISIONED_KIND, qualifier)
 
     def list_provisioned(
@@ -175,16 +222,31 @@ class ConcurrencyService:
         targets = []
         for name, qualifier, doc in self._store.list_children_of_kind(PROVISIONED_KIND):
             try:
-                version = self._functions.resolve(FunctionRef(name, None), qualifier).config
+                resolved = self._functions.resolve(FunctionRef(name, None), qualifier)
+                additional, weight = self._routed_version(name, resolved.alias)
             except ResourceNotFound:
                 continue
-            if version.version != LATEST:
+            if resolved.config.version != LATEST:
                 targets.append(
                     ProvisionedTarget(
-                        name, qualifier, ProvisionedConcurrency.from_doc(doc), version
+                        name,
+                        qualifier,
+                        ProvisionedConcurrency.from_doc(doc),
+                        resolved.config,
+                        additional,
+                        weight,
                     )
                 )
         return targets
+
+    def _routed_version(
+        self, name: str, alias: Alias | None
+    ) -> tuple[FunctionConfig | None, float]:
+        """The second version an alias routes to, with its weight (None when it routes to one)."""
+        if alias is None or not alias.additional_weights:
+            return None, 0.0
+        ((extra, weight),) = alias.additional_weights.items()
+        return self._functions.resolve(FunctionRef(name, None), extra).config, weight
 
     def provisioned_config(self, name: str, qualifier: str) -> ProvisionedConcurrency | None:
         doc = self._store.get_child(name, PROVISIONED_KIND, qualifier)
@@ -227,7 +289,7 @@ class ConcurrencyService:
         qualifier = merge_qualifier(ref, qualifier)
         if not qualifier or qualifier == LATEST:
             raise InvalidParameterValue(_UNPUBLISHED)
-        resolved = self._functions.resolve(ref, qualifier)
+        resolved = self._resolve(ref, qualifier)
         if resolved.config.version == LATEST:
             raise InvalidParameterValue(_UNPUBLISHED)
         return resolved.record, qualifier
@@ -235,11 +297,39 @@ class ConcurrencyService:
     def _existing_target(self, ref: FunctionRef, qualifier: str | None) -> tuple[str, str]:
         qualifier = merge_qualifier(ref, qualifier) or LATEST
         if qualifier == LATEST:
-            return self._functions.require(ref.name).name, qualifier
-        return self._functions.resolve(ref, qualifier).record.name, qualifier
+            raise InvalidParameterValue(
+                "The function resource provided must be an alias or a published version."
+            )
+        return self._resolve(ref, qualifier).record.name, qualifier
 
-    def _reservable(self) -> int:
-        return self._limit - UNRESERVED_CONCURRENCY_MIN
+    def _resolve(self, ref: FunctionRef, qualifier: str) -> Resolved:
+        """AWS names a missing alias, even of a missing function, `Cannot find alias arn`."""
+        try:
+            return self._functions.resolve(ref, qualifier)
+        except FunctionNotFound:
+            raise alias_not_found(self._functions.not_found(ref.name, qualifier)) from None
+
+    def _keep_unreserved_minimum(self, before: int, after: int, parameter: str) -> None:
+        """Refuse a change that takes the account's commitments from `before` to `after` when
+        it lowers the unreserved pool below its minimum (a change that lowers nothing passes,
+        so reserving 0 is always allowed)."""
+        minimum = unreserved_minimum(self._limit)
+        if after > before and self._limit - after < minimum:
+            raise InvalidParameterValue(_below_minimum(parameter, minimum))
+
+    def _refuse_double_provisioning(
+        self, name: str, qualifier: str, others: dict[str, int]
+    ) -> None:
+        """A version is provisioned either directly or through aliases that point at it."""
+        if qualifier.isdigit():
+            for key in others:
+                alias = None if key.isdigit() else self._store.get_alias(name, key)
+                if alias is not None and alias.function_version == qualifier:
+                    raise ResourceConflict(_VERSION_UNDER_PROVISIONED_ALIAS)
+            return
+        alias = self._store.get_alias(name, qualifier)
+        if alias is not None and alias.function_version in others:
+            raise ResourceConflict(_ALIAS_ON_PROVISIONED_VERSION)
 
     def _provisioned_by_function(self) -> dict[str, dict[str, int]]:
         found: dict[str, dict[str, int]] = defaultdict(dict)
@@ -265,6 +355,13 @@ class Commitments:
     def total(self) -> int:
         """Concurrency outside the unreserved pool."""
         return self.reserved + self.provisioned
+
+
+def unreserved_concurrency(account_limit: int, committed: int) -> int:
+    """The unreserved pool: the account's limit less what functions commit ahead of any
+    invocation (`Commitments.total`). GetAccountSettings reports it as
+    UnreservedConcurrentExecutions, and the engine admits unreserved invocations within it."""
+    return max(0, account_limit - committed)
 
 
 def commitments(store: FunctionStore, excluding: str | None = None) -> Commitments:

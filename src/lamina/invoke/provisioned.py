@@ -8,20 +8,20 @@ initialisation failed (a failed config is retried only after a new Put). It tear
 no longer wanted: a deleted config, a smaller request, an alias that now points at another
 version. A restarted server finds the stored configs and provisions them again.
 
-Invocations of the configured qualifier take these environments first; traffic above them
-spills over to on-demand environments. They live outside the on-demand pool, so they are never
-reaped for being idle, and one that dies (timeout, crash) is replaced on the next pass.
+A config on an alias that routes to two versions holds environments of both, split by the
+routing weight (`ProvisionedTarget.split`); each share is one `Allocation`. Environments belong
+to their version: an invocation that runs that version, through the alias or by its number,
+takes an idle one first, and traffic above them spills over to on-demand environments. They
+live outside the on-demand pool, so they are never reaped for being idle, and one that dies
+(timeout, crash) is replaced on the next pass.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections.abc import Awaitable, Callable
 from typing import Protocol
-
-import orjson
 
 from lamina.control.concurrency import ProvisionedConcurrency, ProvisionedTarget
 from lamina.invoke.events import LevelObserver, NoLevels
@@ -34,6 +34,7 @@ log = logging.getLogger("lamina.invoke")
 INITIALIZATION_TYPE = "provisioned-concurrency"
 READY = "READY"
 FAILED = "FAILED"
+INIT_FAILURE = "FUNCTION_ERROR_INIT_FAILURE"
 
 # (function name, qualifier as configured: a version number or an alias name)
 Target = tuple[str, str]
@@ -59,16 +60,20 @@ class ProvisionedConfigs(Protocol):
 
 
 class Allocation:
-    """The environments held for one target, all of one version."""
+    """The environments one target holds of one version (its share of the config)."""
 
-    def __init__(self, key: Target, version: FunctionConfig) -> None:
-        self.key = key
+    def __init__(self, target: Target, version: FunctionConfig) -> None:
+        self.target = target
         self.version = version.version
         self.revision = version.revision_id
         self.size = 0
         self.idle: list[ExecutionEnvironment] = []
         self.busy: set[ExecutionEnvironment] = set()
         self.retired = False
+
+    @property
+    def key(self) -> tuple[str, str, str]:
+        return (*self.target, self.version)
 
     @property
     def held(self) -> int:
@@ -93,7 +98,9 @@ class ProvisionedPool:
         self._interval_s = interval_s
         # Environments started at once: a large request must not stall the host.
         self._batch = batch
-        self._allocations: dict[Target, Allocation] = {}
+        self._allocations: dict[tuple[str, str, str], Allocation] = {}
+        # The live allocations of each function, for the invoke path.
+        self._by_function: dict[str, list[Allocation]] = {}
         self._owners: dict[ExecutionEnvironment, Allocation] = {}
         # The stored configs, read again (in a worker thread) only after the store changed.
         self._targets = StampedCache(change_stamp, configs.provisioned_targets)
@@ -104,20 +111,27 @@ class ProvisionedPool:
     def take(
         self, function: str, qualifier: str | None, config: FunctionConfig
     ) -> ExecutionEnvironment | None:
-        """An idle provisioned environment for this qualifier and version, if there is one."""
-        if qualifier is None:
-            return None
-        allocation = self._allocations.get((function, qualifier))
-        if allocation is None or allocation.revision != config.revision_id:
-            return None
-        while allocation.idle:
-            environment = allocation.idle.pop()
-            if environment.state is State.IDLE:
-                allocation.busy.add(environment)
-                self._publish(allocation)
-                return environment
-            self._drop(environment)
+        """An idle provisioned environment of `config`'s version, if there is one; those
+        provisioned for the qualifier the caller named are taken first."""
+        allocations = [
+            allocation
+            for allocation in self._by_function.get(function, ())
+            if allocation.version == config.version and allocation.revision == config.revision_id
+        ]
+        allocations.sort(key=lambda allocation: allocation.target[1] != qualifier)
+        for allocation in allocations:
+            while allocation.idle:
+                environment = allocation.idle.pop()
+                if environment.state is State.IDLE:
+                    allocation.busy.add(environment)
+                    self._publish(allocation.target)
+                    return environment
+                self._drop(environment)
         return None
+
+    def held(self, function: str) -> int:
+        """Provisioned environments the function holds, busy or idle, over all its configs."""
+        return sum(allocation.held for allocation in self._by_function.get(function, ()))
 
     def release(self, environment: ExecutionEnvironment) -> None:
         allocation = self._owners.get(environment)
@@ -131,7 +145,7 @@ class ProvisionedPool:
             and allocation.held < allocation.size
         ):
             allocation.idle.append(environment)
-            self._publish(allocation)
+            self._publish(allocation.target)
         else:
             self._drop(environment)
 
@@ -143,8 +157,8 @@ class ProvisionedPool:
     def close(self) -> None:
         if self._task is not None:
             self._task.cancel()
-        for target in list(self._allocations):
-            self._retire(target)
+        for key in list(self._allocations):
+            self._retire(key)
         for environment in list(self._owners):
             self._drop(environment)
 
@@ -166,36 +180,49 @@ class ProvisionedPool:
             for target in targets
             if target.config.status != FAILED
         }
+        shares = {
+            (*key, version.version): version.revision_id
+            for key, target in wanted.items()
+            for version, _ in target.split()
+        }
         for key, allocation in list(self._allocations.items()):
-            target = wanted.get(key)
-            if target is None or target.version.revision_id != allocation.revision:
+            if shares.get(key) != allocation.revision:
                 self._retire(key)
-        for key, target in wanted.items():
-            await self._converge(key, target)
+        for target in wanted.values():
+            await self._converge(target)
 
-    async def _converge(self, key: Target, target: ProvisionedTarget) -> None:
-        allocation = self._allocations.get(key)
-        if allocation is None:
-            allocation = self._allocations[key] = Allocation(key, target.version)
-        allocation.size = target.config.requested
-        while allocation.idle and allocation.held > allocation.size:
-            self._drop(allocation.idle.pop())
-        while allocation.held < allocation.size:
-            count = min(self._batch, allocation.size - allocation.held)
-            failure = await self._grow(allocation, target.version, count)
-            self._publish(allocation)
-            if allocation.retired:
-                return
-            if failure is not None:
-                log.warning("provisioned concurrency for %s:%s failed: %s", *key, failure)
-                self._retire(key)
-                await self._record(target, FAILED, 0, failure)
-                return
-            current = await asyncio.to_thread(self._configs.provisioned_config, *key)
-            if current is None or current.token != target.config.token:
-                return  # replaced or deleted meanwhile: the next pass takes it from here
-        if target.config.status != READY or target.config.allocated != allocation.size:
-            await self._record(target, READY, allocation.size)
+    async def _converge(self, target: ProvisionedTarget) -> None:
+        key: Target = (target.function, target.qualifier)
+        shares: list[tuple[Allocation, FunctionConfig]] = []
+        for version, count in target.split():
+            allocation = self._allocations.get((*key, version.version))
+            if allocation is None:
+                allocation = Allocation(key, version)
+                self._allocations[allocation.key] = allocation
+                self._by_function.setdefault(target.function, []).append(allocation)
+            allocation.size = count
+            while allocation.idle and allocation.held > allocation.size:
+                self._drop(allocation.idle.pop())
+            shares.append((allocation, version))
+        for allocation, version in shares:
+            while allocation.held < allocation.size:
+                count = min(self._batch, allocation.size - allocation.held)
+                failure = await self._grow(allocation, version, count)
+                self._publish(key)
+                if allocation.retired:
+                    return
+                if failure is not None:
+                    log.warning("provisioned concurrency for %s:%s failed: %s", *key, failure)
+                    for share, _ in shares:
+                        self._retire(share.key)
+                    await self._record(target, FAILED, 0, failure)
+                    return
+                current = await asyncio.to_thread(self._configs.provisioned_config, *key)
+                if current is None or current.token != target.config.token:
+                    return  # replaced or deleted meanwhile: the next pass takes it from here
+        allocated = sum(allocation.size for allocation, _ in shares)
+        if target.config.status != READY or target.config.allocated != allocated:
+            await self._record(target, READY, allocated)
 
     async def _grow(
         self, allocation: Allocation, version: FunctionConfig, count: int
@@ -212,7 +239,8 @@ class ProvisionedPool:
             elif isinstance(result, BaseException):
                 raise result
             elif result.init_error is not None:
-                failure = failure or _init_failure(result.init_error)
+                # AWS's StatusReason names the kind of failure only, not the error.
+                failure = failure or INIT_FAILURE
                 result.destroy()
             elif allocation.retired:
                 result.destroy()
@@ -234,42 +262,36 @@ class ProvisionedPool:
             reason,
         )
 
-    def _retire(self, key: Target) -> None:
+    def _retire(self, key: tuple[str, str, str]) -> None:
         allocation = self._allocations.pop(key, None)
         if allocation is None:
             return
         allocation.retired = True
+        function = allocation.target[0]
+        live = self._by_function.get(function, [])
+        live.remove(allocation)
+        if not live:
+            self._by_function.pop(function, None)
         while allocation.idle:
             self._drop(allocation.idle.pop())
-        self._publish(allocation)
+        self._publish(allocation.target)
         # Busy environments finish their invocation and are destroyed on release.
 
     def _drop(self, environment: ExecutionEnvironment) -> None:
         allocation = self._owners.pop(environment, None)
         if allocation is not None:
             allocation.busy.discard(environment)
-            self._publish(allocation)
+            self._publish(allocation.target)
         environment.destroy()
 
-    def _publish(self, allocation: Allocation) -> None:
-        """Tell the level observer what the target holds now. A retired allocation holds
-        nothing that counts (its busy environments are destroyed on release), and once a
-        newer allocation serves the target, only that one speaks for it."""
-        function, qualifier = allocation.key
-        current = self._allocations.get(allocation.key)
-        if current is None:
-            self._levels.provisioned_changed(function, qualifier, 0, 0)
-        elif current is allocation:
-            self._levels.provisioned_changed(
-                function, qualifier, len(allocation.busy), allocation.held
-            )
-
-
-def _init_failure(payload: bytes) -> str:
-    with contextlib.suppress(orjson.JSONDecodeError, TypeError, AttributeError):
-        error = orjson.loads(payload)
-        return (
-            "FUNCTION_ERROR_INIT_FAILURE: "
-            f"{error.get('errorType', 'Unknown')}: {error.get('errorMessage', '')}"
-        ).rstrip(": ")
-    return "FUNCTION_ERROR_INIT_FAILURE"
+    def _publish(self, target: Target) -> None:
+        """Tell the level observer what the target holds now, over all its versions. Retired
+        allocations hold nothing that counts (their busy environments are destroyed on
+        release), so a target that is no longer provisioned reports (0, 0)."""
+        function, qualifier = target
+        busy = held = 0
+        for allocation in self._by_function.get(function, ()):
+            if allocation.target == target:
+                busy += len(allocation.busy)
+                held += allocation.held
+        self._levels.provisioned_changed(function, qualifier, busy, held)
