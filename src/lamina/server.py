@@ -9,7 +9,9 @@ every HTTP front over these services in one route table.
 from __future__ import annotations
 
 import contextlib
+import logging
 import secrets
+import threading
 import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import replace
@@ -26,10 +28,12 @@ from lamina.control.concurrency import ConcurrencyService
 from lamina.control.context import Domain
 from lamina.control.functions import FunctionService
 from lamina.control.policies import PolicyService
+from lamina.function_urls.url_form import choose_form
 from lamina.identity.sigv4 import SigV4Verifier
 from lamina.invoke.asynchronous.dispatcher import build_dispatcher
 from lamina.invoke.governor import ConcurrencyGovernor
 from lamina.invoke.pool import EnvironmentPool
+from lamina.invoke.preparation import CodePreparation
 from lamina.invoke.service import InvokeService, Resolver
 from lamina.invoke.tracing import Sampler, Tracing
 from lamina.metrics import MetricsRegistry
@@ -52,6 +56,8 @@ from lamina.store.sqlite import open_log_store, open_metrics, open_stores
 
 Closer = Callable[[], None]
 
+log = logging.getLogger("lamina.server")
+
 
 def build_server(settings: Settings, stores: Stores | None = None) -> FrontDoor:
     """The ASGI application of one Lamina process; its lifespan starts and stops the parts."""
@@ -65,10 +71,16 @@ def build_server(settings: Settings, stores: Stores | None = None) -> FrontDoor:
         s3=Boto3S3Reader(settings.region),
         account_concurrency=settings.account_concurrency,
     )
-    functions = FunctionService(domain)
+    # One artifact cache and one runtime registry: activation unpacks and locates what
+    # cold starts then find ready.
+    artifacts = ArtifactCache(settings.data_dir / "artifacts", stores.blobs)
+    runtimes = RuntimeRegistry(dict(settings.runtime_overrides))
+    functions = FunctionService(domain, CodePreparation(artifacts, runtimes))
     logs = open_logs(settings, open_log_store(settings.data_dir, settings.log_store_max_mb << 20))
     telemetry = Telemetry(open_metrics(settings.data_dir), settings.account_concurrency)
-    engine, closers = build_engine(settings, domain, functions, logs.sink, telemetry)
+    engine, closers = build_engine(
+        settings, domain, functions, logs.sink, telemetry, artifacts, runtimes
+    )
     closers.append(logs.close)  # after the backend: environments' last lines land first
     destinations = Boto3Destinations(settings.region, settings.events_endpoint)
     dispatcher = build_dispatcher(settings, domain, functions, engine, destinations)
@@ -76,6 +88,13 @@ def build_server(settings: Settings, stores: Stores | None = None) -> FrontDoor:
     scheduler, rules = build_scheduler(settings, domain, functions, dispatcher.metrics)
     audit_records = open_audit(settings.data_dir, settings.audit_max_mb << 20, settings.audit)
     audit = AuditTrail.from_settings(settings, audit_records) if settings.audit else None
+    url_form = choose_form(settings)
+    log.info(
+        "function URLs: the %s form, %s (%s)",
+        url_form.form,
+        url_form.url("<url-id>"),
+        url_form.reason,
+    )
 
     @contextlib.asynccontextmanager
     async def lifespan(app: object) -> AsyncIterator[None]:
@@ -85,6 +104,11 @@ def build_server(settings: Settings, stores: Stores | None = None) -> FrontDoor:
         telemetry.start()
         dispatcher.start()
         scheduler.start()
+        # Changes a stop interrupted (functions left Pending or InProgress) are finished in
+        # the background: one reading a slow S3 object must not hold the server's start.
+        threading.Thread(
+            target=functions.finish_changes, name="lamina-activation", daemon=True
+        ).start()
         try:
             yield
         finally:
@@ -109,6 +133,7 @@ def build_server(settings: Settings, stores: Stores | None = None) -> FrontDoor:
         verifier=_verifier(settings),
         audit_records=audit_records,
         audit=audit,
+        url_form=url_form,
     )
     return front_door(services, lifespan)
 
@@ -119,6 +144,8 @@ def build_engine(
     functions: FunctionService,
     log_sink: LogSink,
     telemetry: Telemetry,
+    artifacts: ArtifactCache,
+    runtimes: RuntimeRegistry,
 ) -> tuple[InvokeService, list[Closer]]:
     """The data plane (pool, governor, sandbox backend, runtimes, logs) and its closers."""
     stores = domain.stores
@@ -134,8 +161,8 @@ def build_engine(
         governor=governor,
         pool=pool,
         backend=backend,
-        artifacts=ArtifactCache(data_dir / "artifacts", stores.blobs),
-        runtimes=RuntimeRegistry(dict(settings.runtime_overrides)),
+        artifacts=artifacts,
+        runtimes=runtimes,
         log_sink=log_sink,
         environment_logging=environment_logging,
         scratch_root=data_dir / "environments",

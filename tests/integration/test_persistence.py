@@ -32,7 +32,8 @@ def test_state_survives_restart(data_dir: Path) -> None:
     server = LaminaServer(data_dir).start()
     client = server.client()
     archive = make_zip({"app.py": "x = 1\n"})
-    config = create(client, "keeper", archive)
+    create(client, "keeper", archive)
+    config = client.get_function_configuration(FunctionName="keeper")  # Active by now
     client.publish_version(FunctionName="keeper")
     client.create_alias(FunctionName="keeper", Name="live", FunctionVersion="1")
     server.stop()

@@ -34,6 +34,7 @@ def test_tune_prints_the_trade_off_and_leaves_the_function_alone(
         Environment={"Variables": {"KEEP": "me"}},
     )
     name = created["FunctionName"]
+    revision = lambda_client.get_function_configuration(FunctionName=name)["RevisionId"]
     payload = tmp_path / "event.json"
     payload.write_text(json.dumps({"n": 1}))
     before = {f["FunctionName"] for f in lambda_client.list_functions()["Functions"]}
@@ -58,7 +59,7 @@ def test_tune_prints_the_trade_off_and_leaves_the_function_alone(
     after = lambda_client.get_function_configuration(FunctionName=name)
     assert after["MemorySize"] == 192
     assert after["Environment"]["Variables"] == {"KEEP": "me"}
-    assert after["RevisionId"] == created["RevisionId"]
+    assert after["RevisionId"] == revision
     # The temporary copy is gone.
     assert {f["FunctionName"] for f in lambda_client.list_functions()["Functions"]} == before
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -13,6 +14,7 @@ from lamina.constants import LATEST, MAX_LAYERS
 from lamina.control.code import CodeSource
 from lamina.control.context import Domain
 from lamina.control.functions import FunctionService
+from lamina.control.states import settled
 from lamina.errors import (
     CodeSigningConfigNotFound,
     InvalidParameterValue,
@@ -20,7 +22,7 @@ from lamina.errors import (
     ResourceConflict,
     ResourceNotFound,
 )
-from lamina.model.functions import Alias, LoggingConfig
+from lamina.model.functions import Alias, FunctionConfig, LoggingConfig
 from tests.support.domain import (
     S3Objects,
     archive,
@@ -52,7 +54,17 @@ def ref(name: str, qualifier: str | None = None) -> FunctionRef:
 
 
 def create(service: FunctionService, name: str = "fn", **settings: object) -> str:
-    return service.create(name, function_settings(**settings), source()).revision_id
+    """Create a function; its RevisionId once Active (what GetFunction then shows)."""
+    service.create(name, function_settings(**settings), source())
+    return service.require(name).latest.revision_id
+
+
+def assert_settled(answered: FunctionConfig, stored: FunctionConfig | None) -> None:
+    """`stored` is the configuration as answered, activated: Active and Successful under a
+    new RevisionId."""
+    assert stored is not None
+    assert stored.revision_id != answered.revision_id
+    assert stored == replace(settled(answered), revision_id=stored.revision_id)
 
 
 # ------------------------------------------------------------------------------- create
@@ -70,7 +82,9 @@ def test_create_stores_latest_with_the_code_hash_and_sizes(
     assert config.timeout == 9
     # The archive is kept under its content hash, and the record under the name.
     assert domain.stores.blobs.exists(config.code_blob)
-    assert service.require("fn").latest == config
+    # Answered Pending; stored Active once activated.
+    assert config.state == "Pending"
+    assert_settled(config, service.require("fn").latest)
     assert service.require("fn").last_published == 0
 
 
@@ -88,7 +102,7 @@ def test_create_with_publish_returns_version_1(service: FunctionService) -> None
     config = service.create("fn", function_settings(), source(), publish=True)
     assert config.version == "1"
     assert service.require("fn").last_published == 1
-    assert service.resolve(ref("fn"), "1").config == config
+    assert_settled(config, service.resolve(ref("fn"), "1").config)
 
 
 def test_create_refuses_an_existing_name(service: FunctionService) -> None:
@@ -138,7 +152,8 @@ def test_create_checks_layers_before_storing_anything(
 def test_create_with_an_unknown_code_signing_config(service: FunctionService) -> None:
     arn = "arn:aws:lambda:us-east-1:123456789012:code-signing-config:csc-0123456789abcdef0"
     message = (
-        f"The code signing configuration {arn} does not exist. Check that it has not been deleted."
+        "The code signing configuration cannot be found. Check that the provided configuration "
+        f"is not deleted: {arn}."
     )
     with fails_with(CodeSigningConfigNotFound, message):
         service.create("fn", function_settings(), source(), code_signing_config_arn=arn)
@@ -190,7 +205,7 @@ def test_update_configuration_changes_latest_and_its_revision(service: FunctionS
     updated = service.update_configuration(ref("fn"), {"timeout": 20, "memory_size": 512}, first)
     assert (updated.timeout, updated.memory_size) == (20, 512)
     assert updated.revision_id != first
-    assert service.require("fn").latest == updated
+    assert_settled(updated, service.require("fn").latest)
 
 
 def test_update_configuration_with_a_stale_revision(service: FunctionService) -> None:
@@ -233,7 +248,7 @@ def test_update_code_replaces_the_code(service: FunctionService, domain: Domain)
     assert updated.architectures == ("arm64",)
     assert updated.revision_id != first
     assert domain.stores.blobs.exists(updated.code_blob)
-    assert service.require("fn").latest == updated
+    assert_settled(updated, service.require("fn").latest)
 
 
 def test_update_code_dry_run_changes_nothing(service: FunctionService) -> None:
@@ -346,7 +361,7 @@ def test_delete_refuses_a_version_an_alias_routes_to(
     service.update_configuration(ref("fn"), {"timeout": 5}, None)
     service.publish_version(ref("fn"), None, None, None)
     domain.stores.functions.put_alias(Alias("fn", "canary", "2", additional_weights={"1": 0.1}))
-    message = "Unable to delete version because the following aliases reference it: ['canary']"
+    message = "Unable to delete version because the following aliases reference it: [canary]"
     with fails_with(ResourceConflict, message):
         service.delete(ref("fn"), "1")
     with fails_with(ResourceConflict, message):

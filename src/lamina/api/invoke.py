@@ -12,6 +12,7 @@ from starlette.responses import StreamingResponse
 
 from lamina.api.context import ApiContext, Handler, current_request_id, current_trace_header
 from lamina.constants import ASYNC_PAYLOAD_MAX_BYTES, FUNCTION_ERROR_UNHANDLED
+from lamina.control.states import check_invocable
 from lamina.errors import InvalidParameterValue, InvalidRequestContent, RequestTooLarge
 from lamina.invoke.asynchronous.dispatcher import AsyncDispatcher
 from lamina.invoke.service import InvokeRequest, InvokeService
@@ -61,6 +62,7 @@ def operations(
         ref = ctx.function_ref(params)
         # Resolve first, so a missing function or qualifier is a 404 before anything else.
         resolved = invoker.resolve(ref, params.get("Qualifier"))
+        check_invocable(resolved.runnable)  # a Pending function takes no events either
         payload = check_payload(
             params.get(payload_member) or b"", ASYNC_PAYLOAD_MAX_BYTES, operation
         )
@@ -78,7 +80,7 @@ def operations(
         qualifier = params.get("Qualifier")
         invocation_type = params.get("InvocationType") or "RequestResponse"
         if invocation_type == "DryRun":
-            invoker.resolve(ref, qualifier)
+            check_invocable(invoker.resolve(ref, qualifier).runnable)
             return None
         if invocation_type != "RequestResponse":
             raise InvalidParameterValue(

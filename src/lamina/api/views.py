@@ -38,7 +38,6 @@ class Views:
             "TracingConfig": {"Mode": config.tracing_mode},
             "RevisionId": config.revision_id,
             "State": config.state,
-            "LastUpdateStatus": config.last_update_status,
             "PackageType": config.package_type,
             "Architectures": list(config.architectures),
             "EphemeralStorage": {"Size": config.ephemeral_storage},
@@ -50,6 +49,16 @@ class Views:
                 "LogGroup": logging.log_group or f"/aws/lambda/{config.function_name}",
             },
         }
+        # The state machine's fields, each only when it has a value (as AWS leaves them out).
+        for member, value in (
+            ("StateReason", config.state_reason),
+            ("StateReasonCode", config.state_reason_code),
+            ("LastUpdateStatus", config.last_update_status),
+            ("LastUpdateStatusReason", config.last_update_status_reason),
+            ("LastUpdateStatusReasonCode", config.last_update_status_reason_code),
+        ):
+            if value is not None:
+                view[member] = value
         if config.environment is not None:
             view["Environment"] = {"Variables": dict(config.environment)}
         if config.dead_letter_target:

@@ -33,6 +33,24 @@ class CodeSource:
     s3_object_version: str | None = None
     image_uri: str | None = None
 
+    def s3_location(self) -> dict[str, str] | None:
+        """The S3 object to read, when that is the one source named; else None, and `read`
+        takes the inline bytes or says what is wrong with the request."""
+        if self.image_uri or self.zip_file is not None or not (self.s3_bucket and self.s3_key):
+            return None
+        location = {"S3Bucket": self.s3_bucket, "S3Key": self.s3_key}
+        if self.s3_object_version:
+            location["S3ObjectVersion"] = self.s3_object_version
+        return location
+
+    @classmethod
+    def from_s3_location(cls, location: dict[str, str]) -> CodeSource:
+        return cls(
+            s3_bucket=location["S3Bucket"],
+            s3_key=location["S3Key"],
+            s3_object_version=location.get("S3ObjectVersion"),
+        )
+
     def read(self, s3: S3Reader) -> bytes:
         if self.image_uri:
             raise InvalidParameterValue(
@@ -93,9 +111,7 @@ def inspect_archive(data: bytes, limit: int = UNZIPPED_CODE_MAX_BYTES) -> CodeAr
                                 f"Unzipped size must be smaller than {limit} bytes"
                             )
             except (zipfile.BadZipFile, OSError, EOFError, NotImplementedError, RuntimeError):
-                raise InvalidParameterValue(
-                    f"{_UNZIP_FAILED} The entry {entry.filename!r} is corrupt."
-                ) from None
+                raise InvalidParameterValue(_UNZIP_FAILED) from None
     digest = hashlib.sha256(data)
     return CodeArchive(
         data=data,

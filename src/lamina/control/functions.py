@@ -2,27 +2,43 @@
 
 from __future__ import annotations
 
+import logging
+import re
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
-from lamina.arns import FunctionRef, parse_layer_arn
+from lamina.arns import FunctionRef, access_denied, parse_layer_arn
 from lamina.constants import (
     CODE_STORAGE_MAX_BYTES,
     LATEST,
     MAX_LAYERS,
     UNZIPPED_CODE_MAX_BYTES,
 )
+from lamina.control.activation import Activation
 from lamina.control.code import CodeArchive, CodeSource, inspect_archive
 from lamina.control.context import Domain
 from lamina.control.paging import decode_marker, page_size, take_page
 from lamina.control.rules import check_config
+from lamina.control.states import (
+    ACTIVE,
+    INTERNAL_ERROR,
+    ActivationFailed,
+    NoPreparation,
+    Preparer,
+    check_modifiable,
+    creating,
+    runnable,
+    settled,
+    updating,
+)
 from lamina.control.tags import check_tags
 from lamina.errors import (
     CodeSigningConfigNotFound,
     CodeStorageExceeded,
     CodeVerificationFailed,
     InvalidParameterValue,
+    LaminaError,
     PreconditionFailed,
     ResourceConflict,
     ResourceNotFound,
@@ -32,9 +48,12 @@ from lamina.model.functions import (
     FunctionConfig,
     FunctionRecord,
     LayerRef,
+    PendingChange,
     aws_timestamp,
     new_revision_id,
 )
+
+log = logging.getLogger("lamina.control")
 
 _STALE_REVISION = (
     "The Revision Id provided does not match the latest Revision Id. "
@@ -50,6 +69,49 @@ class Resolved:
     config: FunctionConfig
     qualifier: str | None
     alias: Alias | None = None
+
+    @property
+    def runnable(self) -> FunctionConfig:
+        """What an invocation runs (the previous `$LATEST` while an update is InProgress)."""
+        return runnable(self.record, self.config)
+
+
+class FunctionNotFound(ResourceNotFound):
+    """`Function not found: <arn>`, remembering the name and qualifier that were looked up, so
+    that operations AWS answers in other words can say theirs (see `alias_not_found`)."""
+
+    def __init__(self, arn: str, name: str, qualifier: str | None) -> None:
+        super().__init__(f"Function not found: {arn}")
+        self.arn = arn
+        self.name = name
+        self.qualifier = qualifier
+
+    @property
+    def names_alias(self) -> bool:
+        """Whether the qualifier that was not found reads as an alias name."""
+        return self.qualifier is not None and _ALIAS_NAME.fullmatch(self.qualifier) is not None
+
+
+_ALIAS_NAME = re.compile(r"(?!^[0-9]+$)[a-zA-Z0-9_-]+")
+_QUALIFIED_ONLY = (
+    "This operation is permitted on Lambda functions only. Aliases and versions do not "
+    "support this operation. Please specify either a function name or an unqualified "
+    "function ARN."
+)
+# Operations that refuse a qualified name in AWS's words (the rest keep Lamina's), and those
+# whose `Function not found` names the function's $LATEST (recorded on AWS).
+_UNQUALIFIED_ONLY_OPERATIONS = frozenset(
+    {"PutFunctionConcurrency", "GetFunctionConcurrency", "DeleteFunctionConcurrency"}
+)
+_NOT_FOUND_AT_LATEST = frozenset({"PutFunctionConcurrency", "DeleteFunctionConcurrency"})
+
+
+def alias_not_found(error: FunctionNotFound) -> ResourceNotFound:
+    """How operations on an alias's settings (permissions, provisioned concurrency) answer a
+    missing alias: `Cannot find alias arn: <arn>`; other misses keep `Function not found`."""
+    if error.names_alias:
+        return ResourceNotFound(f"Cannot find alias arn: {error.arn}")
+    return error
 
 
 def merge_qualifier(ref: FunctionRef, explicit: str | None) -> str | None:
@@ -68,17 +130,16 @@ def check_revision(expected: str | None, actual: str) -> None:
 class FunctionService:
     """Create, read, update, delete and publish functions."""
 
-    def __init__(self, domain: Domain) -> None:
+    def __init__(self, domain: Domain, preparer: Preparer | None = None) -> None:
         self._domain = domain
         self._functions = domain.stores.functions
         self._account = domain.account
+        self._activation = Activation(self._functions, domain.s3, preparer or NoPreparation())
 
     # ----------------------------------------------------------------- lookups
 
-    def not_found(self, name: str, qualifier: str | None = None) -> ResourceNotFound:
-        return ResourceNotFound(
-            f"Function not found: {self._account.function_arn(name, qualifier)}"
-        )
+    def not_found(self, name: str, qualifier: str | None = None) -> FunctionNotFound:
+        return FunctionNotFound(self._account.function_arn(name, qualifier), name, qualifier)
 
     def require(self, name: str) -> FunctionRecord:
         record = self._functions.get(name)
@@ -114,11 +175,17 @@ class FunctionService:
 
     def unqualified(self, ref: FunctionRef, operation: str) -> FunctionRecord:
         if ref.qualifier:
+            if operation in _UNQUALIFIED_ONLY_OPERATIONS:
+                raise InvalidParameterValue(_QUALIFIED_ONLY)
             raise InvalidParameterValue(
                 f"{operation} does not accept a qualified function name: "
                 f"remove ':{ref.qualifier}' from {ref.name}:{ref.qualifier}"
             )
-        return self.require(ref.name)
+        record = self._functions.get(ref.name)
+        if record is None:
+            implied = LATEST if operation in _NOT_FOUND_AT_LATEST else None
+            raise self.not_found(ref.name, implied)
+        return record
 
     # ------------------------------------------------------------------ create
 
@@ -135,33 +202,36 @@ class FunctionService:
         if code_signing_config_arn:
             self._check_signing(code_signing_config_arn)
         check_tags(tags or {}, self._account.function_arn(name))
-        archive = self._load_code(code)
+        # Code in S3 is read during activation, after the function is accepted Pending.
+        staged = code.s3_location()
+        archive = None if staged else self._load_code(code)
         layer_arns = settings.pop("layer_arns", None) or ()
         layers = self._resolve_layers(layer_arns)
         with self._functions.transaction():
             if self._functions.get(name) is not None:
                 raise ResourceConflict(f"Function already exist: {name}")
-            blob = self._store_code(archive)
             config = FunctionConfig(
                 function_name=name,
-                code_sha256=archive.sha256,
-                code_size=archive.size,
-                code_blob=blob,
-                unzipped_size=archive.unzipped_size,
+                code_sha256="",
+                code_size=0,
+                code_blob="",
+                unzipped_size=0,
                 layers=layers,
                 **settings,
             )
             check_config(config)
-            self._check_unzipped(config)
+            if archive is not None:
+                config = self._with_code(config, archive)
+            config = creating(config)
+            change = PendingChange(config.revision_id, code=staged, publish=publish)
             record = FunctionRecord(
                 latest=config,
                 tags=dict(tags or {}),
                 code_signing_config_arn=code_signing_config_arn,
+                change=change,
             )
             self._functions.put(record)
-            if publish:
-                return self._publish(record, description=None)
-            return config
+        return self._activate(name, change)
 
     # ------------------------------------------------------------------ update
 
@@ -173,13 +243,16 @@ class FunctionService:
         with self._functions.transaction():
             record = self.unqualified(ref, "UpdateFunctionConfiguration")
             check_revision(revision_id, record.latest.revision_id)
+            check_modifiable(record, self._account.function_arn(record.name))
             if layers is not None:
                 settings["layers"] = layers
             config = record.latest.touched(**settings)
             check_config(config)
             self._check_unzipped(config)
-            self._functions.put(replace(record, latest=config))
-            return config
+            config = updating(config)
+            change = PendingChange(config.revision_id, previous=record.latest)
+            self._functions.put(replace(record, latest=config, change=change))
+        return self._activate(record.name, change)
 
     def update_code(
         self,
@@ -194,42 +267,52 @@ class FunctionService:
         record = self.unqualified(ref, "UpdateFunctionCode")
         if record.code_signing_config_arn:
             self._check_signing(record.code_signing_config_arn)
-        archive = self._load_code(code)
+        changes: dict[str, Any] = {}
+        if architectures:
+            changes["architectures"] = tuple(architectures)
+        if dry_run:
+            checked = self._load_code(code)
+            check_revision(revision_id, record.latest.revision_id)
+            return record.latest.touched(
+                code_sha256=checked.sha256,
+                code_size=checked.size,
+                unzipped_size=checked.unzipped_size,
+                **changes,
+            )
+        # Code in S3 is read during activation, after the update is accepted InProgress.
+        staged = code.s3_location()
+        archive = None if staged else self._load_code(code)
         with self._functions.transaction():
             record = self.require(ref.name)
             check_revision(revision_id, record.latest.revision_id)
-            changes: dict[str, Any] = {
-                "code_sha256": archive.sha256,
-                "code_size": archive.size,
-                "unzipped_size": archive.unzipped_size,
-            }
-            if architectures:
-                changes["architectures"] = tuple(architectures)
-            if dry_run:
-                return record.latest.touched(code_blob=record.latest.code_blob, **changes)
-            config = record.latest.touched(code_blob=self._store_code(archive), **changes)
-            self._check_unzipped(config)
-            record = replace(record, latest=config)
-            self._functions.put(record)
-            if publish:
-                return self._publish(record, description=None)
-            return config
+            check_modifiable(record, self._account.function_arn(record.name))
+            config = record.latest.touched(**changes)
+            if archive is not None:
+                config = self._with_code(config, archive)
+            config = updating(config)
+            change = PendingChange(
+                config.revision_id, code=staged, publish=publish, previous=record.latest
+            )
+            self._functions.put(replace(record, latest=config, change=change))
+        return self._activate(record.name, change)
 
     # ------------------------------------------------------------------ delete
 
     def delete(self, ref: FunctionRef, qualifier: str | None) -> None:
         qualifier = merge_qualifier(ref, qualifier)
+        if qualifier == LATEST:
+            # Refused before the function is looked up, as AWS refuses it.
+            raise InvalidParameterValue(
+                "$LATEST version cannot be deleted without deleting the function."
+            )
         with self._functions.transaction():
             record = self._functions.get(ref.name)
             if record is None:
-                raise self.not_found(ref.name, qualifier)
+                # AWS names the function, not the version asked for.
+                raise self.not_found(ref.name)
             if qualifier is None:
                 self._functions.delete(ref.name)
                 return
-            if qualifier == LATEST:
-                raise InvalidParameterValue(
-                    "$LATEST version cannot be deleted without deleting the function."
-                )
             if not qualifier.isdigit():
                 raise InvalidParameterValue(
                     "Deletion of aliases is not supported by DeleteFunction: use DeleteAlias "
@@ -244,7 +327,8 @@ class FunctionService:
             ]
             if users:
                 raise ResourceConflict(
-                    f"Unable to delete version because the following aliases reference it: {users}"
+                    "Unable to delete version because the following aliases reference it: "
+                    f"[{', '.join(users)}]"
                 )
             self._functions.delete_version(ref.name, int(qualifier))
             for kind in ("policy", "url", "event-invoke", "provisioned", "runtime-management"):
@@ -326,6 +410,7 @@ class FunctionService:
         with self._functions.transaction():
             record = self.unqualified(ref, "PublishVersion")
             check_revision(revision_id, record.latest.revision_id)
+            check_modifiable(record, self._account.function_arn(record.name))
             if code_sha256 and code_sha256 != record.latest.code_sha256:
                 raise InvalidParameterValue(
                     f"CodeSHA256 ({code_sha256}) is different from current CodeSHA256 in "
@@ -349,14 +434,101 @@ class FunctionService:
             last_modified=aws_timestamp(),
             revision_id=new_revision_id(),
         )
+        if record.change is not None:
+            # Published with a create or an update: Pending until the change is activated.
+            version = creating(version)
+        elif version.state == ACTIVE:
+            version = settled(version)  # no update behind it, even if $LATEST's last one failed
         self._functions.put_version(version)
         self._functions.put(replace(record, last_published=number))
         return version
+
+    # -------------------------------------------------------------- activation
+
+    def _activate(self, name: str, change: PendingChange) -> FunctionConfig:
+        """Activate an accepted change before answering, and answer the configuration as
+        accepted: Pending or InProgress, or the version published with it.
+
+        Reading code from S3 fails as on AWS, synchronously, and withdraws the change;
+        what fails later (unpacking) ends it Failed instead.
+        """
+        try:
+            archive = None
+            if change.code is not None:
+                archive = self._load_code(CodeSource.from_s3_location(change.code))
+            accepted = self._take_code(name, change.revision_id, archive)
+        except Exception:
+            self._activation.withdraw(name, change.revision_id)
+            raise
+        self._activation.settle(name, change.revision_id)
+        return accepted
+
+    def finish_changes(self) -> int:
+        """Activate every change a stop interrupted (at start); how many there were."""
+        unfinished: list[tuple[str, PendingChange]] = []
+        after: str | None = None
+        while batch := self._functions.page(after, 100):
+            unfinished += [(record.name, record.change) for record in batch if record.change]
+            after = batch[-1].name
+        for name, change in unfinished:
+            try:
+                self._finish_interrupted(name, change)
+            except Exception:
+                log.exception("finishing the interrupted change of function %s failed", name)
+        return len(unfinished)
+
+    def _finish_interrupted(self, name: str, change: PendingChange) -> None:
+        try:
+            archive = self._activation.read_interrupted(change)
+            self._take_code(name, change.revision_id, archive)
+        except (ActivationFailed, LaminaError) as error:
+            failure = (
+                error
+                if isinstance(error, ActivationFailed)
+                else ActivationFailed(INTERNAL_ERROR, error.message)
+            )
+            self._activation.finish(name, change.revision_id, failure)
+            return
+        self._activation.settle(name, change.revision_id)
+
+    def _take_code(
+        self, name: str, revision_id: str, archive: CodeArchive | None
+    ) -> FunctionConfig:
+        """The change's code is in (`archive`, when read from S3): store it, publish if asked."""
+        with self._functions.transaction():
+            record = self._activation.unsettled(name, revision_id)
+            if record is None or record.change is None:
+                raise self.not_found(name)
+            if archive is None and not record.change.publish:
+                return record.latest  # nothing to write: the code came with the request
+            change = replace(record.change, code=None)
+            latest = record.latest if archive is None else self._with_code(record.latest, archive)
+            record = replace(record, latest=latest, change=change)
+            self._functions.put(record)
+            if not change.publish:
+                return latest
+            version = self._publish(record, description=None)
+            number = int(version.version)
+            if number > record.last_published:
+                change = replace(change, version=number)
+                self._functions.put(replace(record, last_published=number, change=change))
+            return version
 
     # ----------------------------------------------------------------- helpers
 
     def _load_code(self, code: CodeSource) -> CodeArchive:
         return inspect_archive(code.read(self._domain.s3))
+
+    def _with_code(self, config: FunctionConfig, archive: CodeArchive) -> FunctionConfig:
+        config = replace(
+            config,
+            code_sha256=archive.sha256,
+            code_size=archive.size,
+            code_blob=self._store_code(archive),
+            unzipped_size=archive.unzipped_size,
+        )
+        self._check_unzipped(config)
+        return config
 
     def _store_code(self, archive: CodeArchive) -> str:
         stores = self._domain.stores
@@ -370,28 +542,30 @@ class FunctionService:
         if len(arns) > MAX_LAYERS:
             raise InvalidParameterValue(f"Cannot reference more than {MAX_LAYERS} layers.")
         refs: list[LayerRef] = []
-        seen: set[str] = set()
+        # The first version named of each layer, for AWS's refusal of a second one.
+        seen: dict[str, str] = {}
         for arn in arns:
             parsed = parse_layer_arn(arn)
             if parsed is None or parsed.version is None:
                 raise InvalidParameterValue(f"Layer version {arn} does not exist.")
+            if parsed.account_id != self._account.account_id:
+                # Another account's layer: Lamina cannot see it, and nothing grants it.
+                raise access_denied(self._account, "GetLayerVersion", arn)
+            if parsed.region != self._account.region:
+                raise InvalidParameterValue(
+                    "Layers are not in the same region as the function. Layers are expected "
+                    f"to be in region {self._account.region}."
+                )
+            layer = self._domain.stores.layers.get_version(parsed.name, parsed.version)
+            if layer is None:
+                raise InvalidParameterValue(f"Layer version {arn} does not exist.")
             if parsed.name in seen:
                 raise InvalidParameterValue(
                     "Two different versions of the same layer are not allowed to be referenced "
-                    f"in the same function. {arn} references multiple layer versions."
+                    f"in the same function. {seen[parsed.name]} and {arn} are versions of the "
+                    "same layer."
                 )
-            seen.add(parsed.name)
-            same_account = (
-                parsed.account_id == self._account.account_id
-                and parsed.region == self._account.region
-            )
-            layer = (
-                self._domain.stores.layers.get_version(parsed.name, parsed.version)
-                if same_account
-                else None
-            )
-            if layer is None:
-                raise InvalidParameterValue(f"Layer version {arn} does not exist.")
+            seen[parsed.name] = arn
             refs.append(
                 LayerRef(
                     arn=arn,
@@ -417,8 +591,8 @@ class FunctionService:
         config = self._domain.stores.code_signing.get(config_id) if ours else None
         if config is None:
             raise CodeSigningConfigNotFound(
-                f"The code signing configuration {config_arn} does not exist. Check that it has "
-                "not been deleted."
+                "The code signing configuration cannot be found. Check that the provided "
+                f"configuration is not deleted: {config_arn}."
             )
         # Lamina has no signing service, so no archive it receives carries a trusted
         # signature: under Enforce every deployment is untrusted and refused, as on AWS.

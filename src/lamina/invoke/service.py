@@ -22,6 +22,7 @@ import orjson
 from lamina.arns import Account, FunctionRef
 from lamina.control.concurrency import commitments
 from lamina.control.functions import FunctionService, Resolved
+from lamina.control.states import check_invocable
 from lamina.errors import InvalidRuntime, ResourceNotFound, TooManyRequests
 from lamina.invoke.events import (
     EnvironmentLogging,
@@ -39,7 +40,11 @@ from lamina.model.functions import FunctionConfig
 from lamina.runtimes.registry import RuntimeRegistry
 from lamina.sandbox.api import SandboxBackend, SandboxSpec
 from lamina.sandbox.artifacts import ArtifactCache
-from lamina.sandbox.environment import ExecutionEnvironment, InvokeOutcome
+from lamina.sandbox.environment import (
+    ExecutionEnvironment,
+    InvokeOutcome,
+    unstarted_invocation,
+)
 from lamina.sandbox.lifecycle import EnvironmentEvent, EnvironmentListener, InitStarted, ShutDown
 from lamina.sandbox.log_sink import LogSink, group_name, stream_name
 from lamina.sandbox.output import EnvironmentOutput
@@ -107,7 +112,8 @@ class Resolver:
         return resolved
 
     def version(self, name: str, version: str) -> FunctionConfig:
-        return self.resolve(FunctionRef(name, version), None).config
+        """The configuration invocations of `name:version` run."""
+        return self.resolve(FunctionRef(name, version), None).runnable
 
     def is_current(self, key: PoolKey) -> bool:
         """Whether a pool key still names the function's configuration of that version."""
@@ -179,17 +185,21 @@ class InvokeService:
         """Resolve and admit `request`, or raise (not found, throttled). Never awaits."""
         resolved = self._resolver.resolve(request.ref, request.qualifier)
         config = self._pick_version(resolved)
-        environment = (
-            self._provisioned.take(config.function_name, resolved.qualifier, config)
-            if self._provisioned is not None
-            else None
-        )
+        reserved = resolved.record.reserved_concurrency
+        environment: ExecutionEnvironment | None = None
+        held = 0
+        if self._provisioned is not None:
+            environment = self._provisioned.take(config.function_name, resolved.qualifier, config)
+            # Inside a reservation, on-demand calls get what provisioning leaves of it.
+            if reserved is not None:
+                held = self._provisioned.held(config.function_name)
         try:
             lease = self._governor.acquire(
                 config.function_name,
-                resolved.record.reserved_concurrency,
+                reserved,
                 self._resolver.committed,
                 provisioned=environment is not None,
+                provisioned_held=held,
             )
         except TooManyRequests:
             if environment is not None:
@@ -220,11 +230,11 @@ class InvokeService:
                     environment, _ = await self._pool.acquire(key, lambda: self._start(config))
                 except InvalidRuntime as error:
                     # A function error to the caller, so AWS counts it in Invocations and Errors.
-                    failure = _runtime_failure(error)
+                    failure = self._unstarted(admission, error)
                     self._report(admission, time.time(), failure)
                     return InvokeResult(request_id, config.version, failure)
             if environment.init_error is not None:
-                failure = _init_failure(environment)
+                failure = environment.report_init_failure(request_id, admission.trace.xray)
                 self._report(admission, time.time(), failure)
                 return InvokeResult(request_id, config.version, failure)
             invocation = Invocation(
@@ -252,6 +262,32 @@ class InvokeService:
             self._governor.release(lease)
             self._levels.released(lease.function, lease.slot is Slot.UNRESERVED)
 
+    def _unstarted(self, admission: Admission, error: InvalidRuntime) -> InvokeOutcome:
+        """The failure of an invocation whose runtime cannot start here, logged (START, END,
+        REPORT) in a stream of its own: every invocation has one on AWS."""
+        config = admission.config
+        sink, listener = self._environment_logging(
+            self._sink, config.logging, config.function_name, config.version, ON_DEMAND
+        )
+        output = EnvironmentOutput(
+            sink,
+            group_name(config.function_name, config.logging.log_group),
+            stream_name(config.version, uuid.uuid4().hex),
+        )
+        payload = orjson.dumps(
+            {"errorType": error.runtime_error_type, "errorMessage": error.message}
+        )
+        return unstarted_invocation(
+            listener,
+            output,
+            admission.request_id,
+            config.version,
+            config.memory_size,
+            payload,
+            error.runtime_error_type,
+            admission.trace.xray,
+        )
+
     def _report(self, admission: Admission, started_at: float, outcome: InvokeOutcome) -> None:
         config, alias = admission.config, admission.resolved.alias
         self._observer.invoked(
@@ -276,13 +312,16 @@ class InvokeService:
         )
 
     def _pick_version(self, resolved: Resolved) -> FunctionConfig:
+        """The configuration this call runs, by the alias's weights; refused (AWS's 409)
+        unless it is Active."""
+        config = resolved.runnable
         alias = resolved.alias
-        if alias is None or not alias.additional_weights:
-            return resolved.config
-        ((extra, weight),) = alias.additional_weights.items()
-        if random.random() < weight:
-            return self._resolver.version(alias.function_name, extra)
-        return resolved.config
+        if alias is not None and alias.additional_weights:
+            ((extra, weight),) = alias.additional_weights.items()
+            if random.random() < weight:
+                config = self._resolver.version(alias.function_name, extra)
+        check_invocable(config)
+        return config
 
     async def _start(
         self, config: FunctionConfig, initialization_type: str = ON_DEMAND
@@ -420,26 +459,6 @@ class InvokeService:
 
 def _blob_of(code_sha256: str) -> str:
     return base64.b64decode(code_sha256).hex()
-
-
-def _runtime_failure(error: InvalidRuntime) -> InvokeOutcome:
-    payload = orjson.dumps({"errorType": error.runtime_error_type, "errorMessage": error.message})
-    return InvokeOutcome(payload, True, b"", 0.0, 0, None, 0, "error", error.runtime_error_type)
-
-
-def _init_failure(environment: ExecutionEnvironment) -> InvokeOutcome:
-    assert environment.init_error is not None
-    return InvokeOutcome(
-        environment.init_error,
-        True,
-        environment.tail(),
-        0.0,
-        0,
-        environment.init_ms,
-        environment.memory_mb,
-        "error",
-        None,
-    )
 
 
 class _CountedEnvironment:

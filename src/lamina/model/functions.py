@@ -80,8 +80,13 @@ class FunctionConfig(Document):
     package_type: str = "Zip"
     last_modified: str = field(default_factory=aws_timestamp)
     revision_id: str = field(default_factory=new_revision_id)
+    # The state machine (`lamina.control.states`): None is a field AWS leaves out.
     state: str = "Active"
-    last_update_status: str = "Successful"
+    state_reason: str | None = None
+    state_reason_code: str | None = None
+    last_update_status: str | None = "Successful"
+    last_update_status_reason: str | None = None
+    last_update_status_reason_code: str | None = None
 
     @classmethod
     def from_doc(cls, doc: dict[str, Any]) -> Self:
@@ -123,6 +128,31 @@ class FunctionConfig(Document):
 
 
 @dataclass(frozen=True)
+class PendingChange(Document):
+    """A create or update of `$LATEST` accepted but not yet settled (Pending or InProgress).
+
+    Kept in the record, so a change a crash interrupted is finished when Lamina starts.
+    """
+
+    # The RevisionId `$LATEST` was accepted with: which change this is.
+    revision_id: str
+    # Code still to be read from S3 (S3Bucket, S3Key, S3ObjectVersion), once accepted.
+    code: dict[str, str] | None = None
+    publish: bool = False
+    # The version published with the change, once the code is in.
+    version: int | None = None
+    # `$LATEST` before an update, restored if the update fails; None for a create.
+    previous: FunctionConfig | None = None
+
+    @classmethod
+    def from_doc(cls, doc: dict[str, Any]) -> Self:
+        doc = dict(doc)
+        if doc.get("previous") is not None:
+            doc["previous"] = FunctionConfig.from_doc(doc["previous"])
+        return super().from_doc(doc)
+
+
+@dataclass(frozen=True)
 class FunctionRecord(Document):
     """The function aggregate's root: `$LATEST` plus function-wide settings."""
 
@@ -132,6 +162,7 @@ class FunctionRecord(Document):
     reserved_concurrency: int | None = None
     recursive_loop: str = "Terminate"
     code_signing_config_arn: str | None = None
+    change: PendingChange | None = None
 
     @property
     def name(self) -> str:
@@ -141,6 +172,8 @@ class FunctionRecord(Document):
     def from_doc(cls, doc: dict[str, Any]) -> Self:
         doc = dict(doc)
         doc["latest"] = FunctionConfig.from_doc(doc["latest"])
+        if doc.get("change") is not None:
+            doc["change"] = PendingChange.from_doc(doc["change"])
         return super().from_doc(doc)
 
 
