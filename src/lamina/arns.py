@@ -5,11 +5,11 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from lamina.errors import InvalidParameterValue, ResourceNotFound
+from lamina.errors import AccessDenied, InvalidParameterValue, ResourceNotFound
 
 _FUNCTION_REF = re.compile(
     r"^(?:arn:(?P<partition>aws[a-zA-Z-]*):lambda:(?P<region>[a-z0-9-]+):)?"
-    r"(?:(?P<account>\d{12}):)?(?:function:)?(?P<name>[a-zA-Z0-9_-]+)"
+    r"(?:(?P<account>\d{12}):)?(?:function:)?(?P<name>[a-zA-Z0-9_.-]+)"
     r"(?::(?P<qualifier>\$LATEST|[a-zA-Z0-9_-]+))?$"
 )
 _LAYER_ARN = re.compile(
@@ -45,17 +45,55 @@ class FunctionRef:
     qualifier: str | None
 
 
-def parse_function_ref(value: str, account: Account) -> FunctionRef:
-    """Accept a bare name, a partial ARN or a full ARN, each with an optional qualifier."""
+# IAM actions whose name is not the operation's (the rest are `lambda:<Operation>`).
+_IAM_ACTIONS = {
+    "Invoke": "InvokeFunction",
+    "InvokeWithResponseStream": "InvokeFunction",
+}
+
+
+def access_denied(account: Account, action: str, resource: str) -> AccessDenied:
+    """AWS's refusal of a resource in another account that no resource policy opens.
+
+    Lamina has no IAM users, so the caller is the account itself. CreateFunction's refusal
+    carries no message at all on AWS.
+    """
+    if action == "CreateFunction":
+        return AccessDenied("")
+    action = _IAM_ACTIONS.get(action, action)
+    return AccessDenied(
+        f"User: arn:aws:iam::{account.account_id}:root is not authorized to perform: "
+        f"lambda:{action} on resource: {resource} because no resource-based policy allows "
+        f"the lambda:{action} action"
+    )
+
+
+def other_region(region: str, account: Account) -> ResourceNotFound:
+    return ResourceNotFound(
+        f"Functions from '{region}' are not reachable in this region ('{account.region}')"
+    )
+
+
+def parse_function_ref(value: str, account: Account, action: str = "Invoke") -> FunctionRef:
+    """Accept a bare name, a partial ARN or a full ARN, each with an optional qualifier.
+
+    `action` is the operation being called, named in the refusal of another account's ARN.
+    Names longer than Lambda allows are not refused here: no function has one, so the
+    lookup answers `Function not found` as AWS does (CreateFunction checks the length).
+    """
     match = _FUNCTION_REF.match(value)
     if match is None or (value.startswith("arn:") and ":function:" not in value):
         raise InvalidParameterValue(f"Invalid function name or ARN: {value}")
     if match["account"] and match["account"] != account.account_id:
-        raise ResourceNotFound(f"Function not found: {value}")
+        resource = value
+        if not value.startswith("arn:"):
+            region = match["region"] or account.region
+            resource = f"arn:aws:lambda:{region}:{match['account']}:function:{match['name']}"
+            if match["qualifier"]:
+                resource += f":{match['qualifier']}"
+        raise access_denied(account, action, resource)
     if match["region"] and match["region"] != account.region:
-        raise ResourceNotFound(f"Function not found: {value}")
-    if len(match["name"]) > 64:
-        raise InvalidParameterValue(f"Function name {match['name']} is longer than 64 characters")
+        raise other_region(match["region"], account)
     return FunctionRef(match["name"], match["qualifier"])
 
 

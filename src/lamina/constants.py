@@ -22,6 +22,9 @@ LIST_PAGE_MAX = 50
 
 # A request body may carry a 50 MB zip in base64 plus the rest of the JSON document.
 MAX_REQUEST_BODY_BYTES = 70 * 1024 * 1024
+# AWS's own limits on some operations' request bodies, named in its refusal
+# ("Request must be smaller than 70167211 bytes for the CreateFunction operation").
+OPERATION_REQUEST_MAX_BYTES = {"CreateFunction": 70167211}
 
 HEADER_REQUEST_ID = "x-amzn-RequestId"
 HEADER_ERROR_TYPE = "x-amzn-ErrorType"
@@ -65,6 +68,95 @@ SUPPORTED_RUNTIMES = (
     "provided",
     "provided.al2",
     "provided.al2023",
+)
+# The runtimes AWS lists when it refuses an unknown runtime, in the order it prints them
+# (its own set's order, recorded on AWS): "Value python2.1 at 'runtime' failed to satisfy
+# constraint: Member must satisfy enum value set: [...] or be a valid ARN".
+AWS_CREATE_RUNTIMES = (
+    "nodejs20.x",
+    "python3.14",
+    "provided.al2023",
+    "python3.12",
+    "python3.13",
+    "nodejs24.x",
+    "nodejs22.x",
+    "java17",
+    "nodejs16.x",
+    "java25",
+    "dotnet8",
+    "python3.10",
+    "java11",
+    "python3.11",
+    "dotnet6",
+    "java21",
+    "nodejs18.x",
+    "provided.al2",
+    "ruby3.3",
+    "ruby3.4",
+    "java8.al2",
+    "ruby3.2",
+    "python3.8",
+    "python3.9",
+)
+# The runtimes AWS lists when ListLayers/ListLayerVersions get an unknown CompatibleRuntime,
+# in its printed order (recorded on AWS; it keeps names no model has, such as "nasa").
+AWS_LAYER_FILTER_RUNTIMES = (
+    "ruby3.5",
+    "ruby2.6",
+    "dotnetcore1.0",
+    "python3.7",
+    "nodejs8.10",
+    "nasa",
+    "ruby2.7",
+    "python2.7-greengrass",
+    "dotnetcore2.0",
+    "python3.8",
+    "java21",
+    "dotnet6",
+    "dotnetcore2.1",
+    "python3.9",
+    "java11",
+    "nodejs6.10",
+    "provided",
+    "dotnetcore3.1",
+    "dotnet8",
+    "java25",
+    "java17",
+    "nodejs",
+    "nodejs4.3",
+    "java8.al2",
+    "go1.x",
+    "dotnet10",
+    "nodejs20.x",
+    "go1.9",
+    "byol",
+    "nodejs10.x",
+    "provided.al2023",
+    "nodejs22.x",
+    "python3.10",
+    "java8",
+    "nodejs12.x",
+    "python3.11",
+    "nodejs24.x",
+    "nodejs8.x",
+    "python3.12",
+    "nodejs14.x",
+    "nodejs8.9",
+    "nodejs26.x",
+    "python3.13",
+    "python3.14",
+    "nodejs16.x",
+    "python3.15",
+    "provided.al2",
+    "nodejs4.3-edge",
+    "nodejs18.x",
+    "ruby3.2",
+    "python3.4",
+    "ruby3.3",
+    "ruby3.4",
+    "ruby2.5",
+    "python3.6",
+    "python2.7",
 )
 # Runtimes AWS still lists but Lamina cannot run (no interpreter family for them yet).
 ACCEPTED_FOREIGN_RUNTIMES = (

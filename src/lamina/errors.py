@@ -14,10 +14,12 @@ class LaminaError(Exception):
 
     code = "ServiceException"
     status = 500
-    error_type = "Service"
+    # The body's `Type` member; None leaves it out, as AWS does for some errors.
+    error_type: str | None = "Service"
 
     def __init__(self, message: str, **fields: str) -> None:
         super().__init__(message)
+        # An empty message is left out of the body, as AWS leaves it out of some refusals.
         self.message = message
         # Extra members of the error shape (e.g. `Reason` for throttles).
         self.fields = fields
@@ -32,7 +34,7 @@ class ClientError(LaminaError):
     """A problem with the request; the client can act on the message."""
 
     status = 400
-    error_type = "User"
+    error_type: str | None = "User"
 
 
 class ValidationError(ClientError):
@@ -101,6 +103,14 @@ class RequestTooLarge(ClientError):
 class TooManyRequests(ClientError):
     code = "TooManyRequestsException"
     status = 429
+
+
+class AccessDenied(ClientError):
+    """A caller without permission on the resource, e.g. a function in another account."""
+
+    code = "AccessDeniedException"
+    status = 403
+    error_type = None
 
 
 class UnrecognizedClient(ClientError):

@@ -57,6 +57,10 @@ class Settings:
     account_concurrency: int = ACCOUNT_CONCURRENCY_DEFAULT
     # The address clients use to reach this server; `Code.Location` URLs point here.
     public_url: str | None = None
+    # How `FunctionUrl`s are written: "host" (`<id>.lambda-url.<region>.localhost`), "path"
+    # (`<endpoint>/lambda-url/<id>/`), or "auto": host where the system resolver maps
+    # `*.localhost` to this server, else path (see `lamina.function_urls.url_form`).
+    function_url_form: str = "auto"
     # Idle warm environments are stopped after this long.
     idle_timeout_s: float = 600.0
     # "auto" picks the strongest isolation the host allows; "process" forces the fallback.
@@ -127,6 +131,7 @@ class Settings:
             insecure=flag("INSECURE", base.insecure),
             account_concurrency=int(get("ACCOUNT_CONCURRENCY") or base.account_concurrency),
             public_url=get("PUBLIC_URL"),
+            function_url_form=(get("FUNCTION_URL_FORM") or base.function_url_form).lower(),
             idle_timeout_s=float(get("IDLE_TIMEOUT") or base.idle_timeout_s),
             isolation=get("ISOLATION") or base.isolation,
             zygote=flag("ZYGOTE", base.zygote),
@@ -176,6 +181,11 @@ class Settings:
         if self.isolation not in {"auto", "process", "namespace"}:
             raise ValueError(
                 f"isolation must be auto, process or namespace, got {self.isolation!r}"
+            )
+        if self.function_url_form not in {"auto", "host", "path"}:
+            raise ValueError(
+                "LAMINA_FUNCTION_URL_FORM must be auto, host or path, "
+                f"got {self.function_url_form!r}"
             )
         if self.async_workers < 1 or self.async_retry_scale <= 0 or self.async_lease_s <= 0:
             raise ValueError(

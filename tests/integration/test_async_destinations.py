@@ -175,11 +175,13 @@ def test_recursive_loop_is_cut_after_16_invocations(
     queue: Callable[[], Queue],
 ) -> None:
     stopped = queue()
+    # Two functions, each the other's destination: AWS refuses a function as its own.
     name = function("ok", on_failure=stopped.arn)
+    other = function("ok", on_success=f"{FUNCTION_ARN}:{name}", on_failure=stopped.arn)
     client.put_function_event_invoke_config(
         FunctionName=name,
         DestinationConfig={
-            "OnSuccess": {"Destination": f"{FUNCTION_ARN}:{name}"},
+            "OnSuccess": {"Destination": f"{FUNCTION_ARN}:{other}"},
             "OnFailure": {"Destination": stopped.arn},
         },
     )
@@ -188,6 +190,7 @@ def test_recursive_loop_is_cut_after_16_invocations(
     assert record["requestContext"]["condition"] == "RecursiveLoopDetected"
     # The stopped event is the record of the 16th invocation; 16 records wrap the origin.
     assert depth(record["requestPayload"]) == 16
+    # The 17th invocation, the one dropped, is the first function's again.
     assert metrics(async_server)["RecursiveInvocationsDropped"][name] == {"Sum": 1}
 
 
@@ -195,16 +198,18 @@ def test_recursive_loop_allowed_runs_past_16(
     client: Any, function: Callable[..., str], queue: Callable[[], Queue]
 ) -> None:
     stopped = queue()
-    name = function("chain")
-    client.put_function_recursion_config(FunctionName=name, RecursiveLoop="Allow")
-    client.put_function_event_invoke_config(
-        FunctionName=name,
-        MaximumRetryAttempts=0,
-        DestinationConfig={
-            "OnSuccess": {"Destination": f"{FUNCTION_ARN}:{name}"},
-            "OnFailure": {"Destination": stopped.arn},
-        },
-    )
+    # Two functions, each the other's destination: AWS refuses a function as its own.
+    name, other = function("chain"), function("chain")
+    for this, that in ((name, other), (other, name)):
+        client.put_function_recursion_config(FunctionName=this, RecursiveLoop="Allow")
+        client.put_function_event_invoke_config(
+            FunctionName=this,
+            MaximumRetryAttempts=0,
+            DestinationConfig={
+                "OnSuccess": {"Destination": f"{FUNCTION_ARN}:{that}"},
+                "OnFailure": {"Destination": stopped.arn},
+            },
+        )
     send(client, name, {"origin": True})
     # `chain` itself stops by failing once its event is 20 records deep.
     (record,) = stopped.records(1)

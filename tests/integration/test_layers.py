@@ -368,7 +368,11 @@ def test_add_layer_permission_errors(lambda_client: Any, publish: Callable[..., 
 
     with pytest.raises(ClientError) as excinfo:
         lambda_client.add_layer_version_permission(**{**grant, "VersionNumber": 7})
-    assert error_of(excinfo) == ("ResourceNotFoundException", NOT_FOUND, 404)
+    assert error_of(excinfo) == (
+        "ResourceNotFoundException",
+        f"Layer version {layer_arn(name, 7)} does not exist.",
+        404,
+    )
 
 
 def test_layer_policy_not_found_cases(lambda_client: Any, publish: Callable[..., Any]) -> None:

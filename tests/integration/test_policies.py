@@ -171,7 +171,7 @@ def test_duplicate_statement_id_is_a_conflict(
         lambda_client.add_permission(**params)
     assert error_of(excinfo) == (
         "ResourceConflictException",
-        "The statement id (sid) provided already exists. Please choose a new statement id, "
+        "The statement id (dup) provided already exists. Please provide a new statement id, "
         "or remove the existing statement.",
         409,
     )
@@ -237,6 +237,12 @@ def test_remove_unknown_statement_is_not_found(
     lambda_client: Any, create_function: Callable[..., Any]
 ) -> None:
     name = create_function()["FunctionName"]
+    lambda_client.add_permission(
+        FunctionName=name,
+        StatementId="real",
+        Action="lambda:InvokeFunction",
+        Principal="sns.amazonaws.com",
+    )
     with pytest.raises(ClientError) as excinfo:
         lambda_client.remove_permission(FunctionName=name, StatementId="ghost")
     assert error_of(excinfo) == (

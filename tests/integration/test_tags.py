@@ -60,13 +60,23 @@ def test_non_function_arn_is_rejected(lambda_client: Any) -> None:
 
 
 def test_unknown_function_is_not_found(lambda_client: Any) -> None:
-    for arn in (
-        "arn:aws:lambda:us-east-1:000000000000:function:no-such-fn",
-        "arn:aws:lambda:us-east-1:111111111111:function:no-such-fn",
-    ):
-        with pytest.raises(ClientError) as excinfo:
-            lambda_client.tag_resource(Resource=arn, Tags={"a": "b"})
-        assert error_of(excinfo) == ("ResourceNotFoundException", f"Function not found: {arn}", 404)
+    arn = "arn:aws:lambda:us-east-1:000000000000:function:no-such-fn"
+    with pytest.raises(ClientError) as excinfo:
+        lambda_client.tag_resource(Resource=arn, Tags={"a": "b"})
+    assert error_of(excinfo) == ("ResourceNotFoundException", f"Function not found: {arn}", 404)
+
+
+def test_another_accounts_function_is_access_denied(lambda_client: Any) -> None:
+    arn = "arn:aws:lambda:us-east-1:111111111111:function:no-such-fn"
+    with pytest.raises(ClientError) as excinfo:
+        lambda_client.tag_resource(Resource=arn, Tags={"a": "b"})
+    assert error_of(excinfo) == (
+        "AccessDeniedException",
+        "User: arn:aws:iam::000000000000:root is not authorized to perform: "
+        f"lambda:TagResource on resource: {arn} because no resource-based policy allows the "
+        "lambda:TagResource action",
+        403,
+    )
 
 
 def test_reserved_keys_are_rejected(

@@ -69,8 +69,10 @@ def source(files: dict[str, str] | None = None) -> CodeSource:
 
 @contextlib.contextmanager
 def fails_with(error: type[LaminaError], message: str) -> Iterator[None]:
-    """The block raises exactly `error` (not a subclass) with exactly `message`."""
+    """The block raises `error` with exactly `message` and exactly `error`'s AWS code (a
+    subclass that only carries more detail, such as FunctionNotFound, counts)."""
     with pytest.raises(LaminaError) as raised:
         yield
-    assert type(raised.value) is error, f"{type(raised.value).__name__}: {raised.value.message}"
-    assert raised.value.message == message
+    got = raised.value
+    assert isinstance(got, error) and got.code == error.code, f"{got.code}: {got.message}"
+    assert got.message == message

@@ -72,7 +72,7 @@ def test_create_refuses_a_missing_version_or_function(aliases: AliasService) -> 
         ResourceNotFound, "Function not found: arn:aws:lambda:us-east-1:123456789012:function:no"
     ):
         aliases.create(FunctionRef("no", None), "live", "1", None, None)
-    with fails_with(ResourceNotFound, f"Alias not found: {ARN}:live"):
+    with fails_with(ResourceNotFound, f"Cannot find alias arn: {ARN}:live"):
         aliases.get(FN, "live")
 
 
@@ -130,7 +130,7 @@ def test_invalid_routing_is_refused(
 ) -> None:
     with fails_with(InvalidParameterValue, message):
         aliases.create(FN, "bad", version, None, weights)
-    with fails_with(ResourceNotFound, f"Alias not found: {ARN}:bad"):
+    with fails_with(ResourceNotFound, f"Cannot find alias arn: {ARN}:bad"):
         aliases.get(FN, "bad")
 
 
@@ -208,7 +208,7 @@ def test_update_checks_the_new_routing_against_the_kept_version(aliases: AliasSe
 
 
 def test_update_of_a_missing_alias(aliases: AliasService) -> None:
-    with fails_with(ResourceNotFound, f"Alias not found: {ARN}:nope"):
+    with fails_with(ResourceNotFound, f"Cannot find alias arn: {ARN}:nope"):
         aliases.update(FN, "nope", "1", None, None, None)
 
 
@@ -223,7 +223,7 @@ def test_delete_removes_the_alias_and_what_hangs_off_it(
     store.put_child("fn", "policy", "live", {"statements": {}})
     store.put_child("fn", "policy", "1", {"statements": {}})
     aliases.delete(FN, "live")
-    with fails_with(ResourceNotFound, f"Alias not found: {ARN}:live"):
+    with fails_with(ResourceNotFound, f"Cannot find alias arn: {ARN}:live"):
         aliases.get(FN, "live")
     assert store.get_child("fn", "policy", "live") is None
     # The version's own policy is not the alias's.

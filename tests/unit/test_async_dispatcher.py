@@ -18,8 +18,10 @@ import pytest
 
 from lamina import metrics as m
 from lamina.arns import FunctionRef
+from lamina.constants import LATEST
 from lamina.control.context import Domain
-from lamina.control.event_invoke import EventInvokeConfigService, EventInvokeSettings
+from lamina.control.event_invoke import KIND as EVENT_INVOKE_KIND
+from lamina.control.event_invoke import EventInvokeConfig, EventInvokeConfigService
 from lamina.control.functions import FunctionService, Resolved
 from lamina.errors import TooManyRequests
 from lamina.invoke.asynchronous.dispatcher import AsyncDispatcher
@@ -111,15 +113,18 @@ def create(
     """A function in the real store, with its event-invoke config when one is given."""
     latest = function_config(name, dead_letter_target=dlq)
     domain.stores.functions.put(FunctionRecord(latest=latest, **record))
-    settings = EventInvokeSettings(
-        maximum_retry_attempts=retries,
-        maximum_event_age_seconds=max_age,
-        on_success=on_success,
-        on_failure=on_failure,
-    )
-    if settings != EventInvokeSettings():
-        configs = EventInvokeConfigService(domain, FunctionService(domain))
-        configs.put(FunctionRef(name, None), None, settings)
+    if (retries, max_age, on_success, on_failure) != (None, None, None, None):
+        # Straight into the store: the dispatcher must survive configs the API refuses, as
+        # AWS does (a function that is its own destination).
+        config = EventInvokeConfig(
+            function_name=name,
+            qualifier=LATEST,
+            maximum_retry_attempts=retries,
+            maximum_event_age_seconds=max_age,
+            on_success=on_success,
+            on_failure=on_failure,
+        )
+        domain.stores.functions.put_child(name, EVENT_INVOKE_KIND, LATEST, config.to_doc())
 
 
 def dispatcher(

@@ -46,6 +46,7 @@ from lamina.api.views import Views
 from lamina.audit.trail import AuditTrail
 from lamina.control.context import Domain
 from lamina.control.functions import FunctionService
+from lamina.function_urls.url_form import UrlForm
 from lamina.identity.sigv4 import SigV4Verifier
 from lamina.invoke.asynchronous.dispatcher import AsyncDispatcher
 from lamina.invoke.service import InvokeService
@@ -91,6 +92,8 @@ class Services:
     # Where `/_lamina/audit` reads; `audit` records into it (None when auditing is off).
     audit_records: AuditStore
     audit: AuditTrail | None
+    # The form of the `FunctionUrl`s handed out (chosen for this host at start-up).
+    url_form: UrlForm
 
 
 def front_door(services: Services, lifespan: Lifespan) -> FrontDoor:
@@ -127,6 +130,7 @@ def _lambda_api(services: Services) -> RestJsonService:
         domain=services.domain,
         functions=services.functions,
         views=Views(services.domain.account, services.links),
+        url_form=services.url_form,
     )
     handlers: dict[str, Handler] = {}
     for family in OPERATION_FAMILIES:

@@ -13,21 +13,25 @@ from lamina.errors import LaminaError
 
 
 def _message_key(model: ServiceModel | None, code: str) -> str:
-    """ResourceNotFoundException says `Message`, most others `message`: follow the model."""
+    """ResourceNotFoundException says `Message`, most others `message`: follow the model.
+    Errors the model does not describe that AWS answers from its front door (AccessDenied)
+    say `Message`."""
     if model is not None and code in model.shape_names:
         members = model.shape_for(code).members
         if "Message" in members:
             return "Message"
-    return "message"
+        return "message"
+    return "Message" if code == "AccessDeniedException" else "message"
 
 
 def error_response(
     error: LaminaError, request_id: str, model: ServiceModel | None = None
 ) -> Response:
-    body: dict[str, Any] = {
-        "Type": error.error_type,
-        _message_key(model, error.code): error.message,
-    }
+    body: dict[str, Any] = {}
+    if error.error_type is not None:
+        body["Type"] = error.error_type
+    if error.message:
+        body[_message_key(model, error.code)] = error.message
     body.update(error.fields)
     headers = {
         HEADER_ERROR_TYPE: error.code,

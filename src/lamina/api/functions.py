@@ -7,14 +7,15 @@ from typing import Any
 from lamina.api.context import ApiContext, Handler
 from lamina.constants import (
     CODE_STORAGE_MAX_BYTES,
-    UNRESERVED_CONCURRENCY_MIN,
     UNZIPPED_CODE_MAX_BYTES,
     ZIPPED_CODE_MAX_BYTES,
 )
 from lamina.control.code import CodeSource
-from lamina.control.concurrency import commitments
-from lamina.errors import InvalidParameterValue
+from lamina.control.concurrency import commitments, unreserved_concurrency
+from lamina.errors import InvalidParameterValue, ValidationError
 from lamina.model.functions import LoggingConfig
+
+FUNCTION_NAME_MAX = 64
 
 
 def settings_from(params: dict[str, Any]) -> dict[str, Any]:
@@ -84,6 +85,13 @@ def operations(ctx: ApiContext) -> dict[str, Handler]:
 
     def create_function(params: dict[str, Any]) -> dict[str, Any]:
         name_ref = ref(params)
+        if len(name_ref.name) > FUNCTION_NAME_MAX:
+            # The model allows 140 characters (an ARN); a function's own name has 64.
+            raise ValidationError(
+                f"1 validation error detected: Value '{params['FunctionName']}' at "
+                "'functionName' failed to satisfy constraint: Member must have length less "
+                f"than or equal to {FUNCTION_NAME_MAX}"
+            )
         if name_ref.qualifier:
             raise InvalidParameterValue(
                 "CreateFunction does not accept a qualified function name: "
@@ -174,9 +182,10 @@ def operations(ctx: ApiContext) -> dict[str, Handler]:
         }
 
     def get_account_settings(params: dict[str, Any]) -> dict[str, Any]:
-        # Reservations only, as AWS's GetAccountSettings documents; the governor's
-        # unreserved pool also leaves out provisioned concurrency (`Commitments.total`).
-        reserved = commitments(store).reserved
+        # What reservations and the provisioned concurrency of unreserved functions leave:
+        # the pool the engine admits unreserved invocations from, and the one AWS's
+        # "decreases account's UnreservedConcurrentExecution" refusals count provisioning in.
+        committed = commitments(store).total
         code_size = store.total_code_size() + ctx.domain.stores.layers.total_code_size()
         limit = ctx.domain.account_concurrency
         return {
@@ -185,10 +194,7 @@ def operations(ctx: ApiContext) -> dict[str, Handler]:
                 "CodeSizeUnzipped": UNZIPPED_CODE_MAX_BYTES,
                 "CodeSizeZipped": ZIPPED_CODE_MAX_BYTES,
                 "ConcurrentExecutions": limit,
-                # An account smaller than the minimum cannot reserve: all of it is unreserved.
-                "UnreservedConcurrentExecutions": max(
-                    limit - reserved, min(limit, UNRESERVED_CONCURRENCY_MIN)
-                ),
+                "UnreservedConcurrentExecutions": unreserved_concurrency(limit, committed),
             },
             "AccountUsage": {"TotalCodeSize": code_size, "FunctionCount": store.count()},
         }

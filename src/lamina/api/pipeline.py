@@ -21,11 +21,15 @@ from botocore.model import OperationModel, ServiceModel
 from starlette.requests import Request
 from starlette.responses import Response
 
-from lamina.api.context import Handler, current_request_id
+from lamina.api.context import Handler, current_operation, current_request_id
 from lamina.api.validation import validate
 from lamina.audit.record import ApiCall
 from lamina.audit.trail import AuditTrail
-from lamina.constants import HEADER_REQUEST_ID, MAX_REQUEST_BODY_BYTES
+from lamina.constants import (
+    HEADER_REQUEST_ID,
+    MAX_REQUEST_BODY_BYTES,
+    OPERATION_REQUEST_MAX_BYTES,
+)
 from lamina.errors import LaminaError, RequestEntityTooLarge, ServiceError, UnknownOperation
 from lamina.identity.sigv4 import SigV4Verifier
 
@@ -60,6 +64,12 @@ async def read_body(request: Request, limit: int = MAX_REQUEST_BODY_BYTES) -> by
             raise RequestEntityTooLarge(f"Request must be smaller than {limit} bytes")
         chunks.append(chunk)
     return b"".join(chunks)
+
+
+def operation_too_large(operation: str, limit: int) -> RequestEntityTooLarge:
+    return RequestEntityTooLarge(
+        f"Request must be smaller than {limit} bytes for the {operation} operation"
+    )
 
 
 def verify_signature(verifier: SigV4Verifier | None, request: Request, body: bytes) -> None:
@@ -127,10 +137,17 @@ class ModelService:
         return response
 
     async def _serve(self, request: Request, call: ApiCall) -> Response:
-        body = await read_body(request)
+        try:
+            body = await read_body(request)
+        except RequestEntityTooLarge as error:
+            raise self._too_large(request, error) from None
         # The operation is found before the signature is checked, so that a refused call is
         # still audited with what it tried to do.
         name, located = self.locate(request, body)
+        current_operation.set(name)
+        limit = OPERATION_REQUEST_MAX_BYTES.get(name)
+        if limit is not None and len(body) > limit:
+            raise operation_too_large(name, limit)
         call.operation, call.params = name, self.params_so_far(located)
         self._verify(request, body)
         if self._verifier is not None:
@@ -148,6 +165,16 @@ class ModelService:
             # A handler that streams its answer (InvokeWithResponseStream) builds it itself.
             return result
         return self.encode(operation, result or {}, current_request_id.get())
+
+    def _too_large(self, request: Request, error: RequestEntityTooLarge) -> LaminaError:
+        """A body over the read limit, refused in the operation's own words when the
+        operation can be found without the body (it can in rest-json, not in query)."""
+        try:
+            name, _ = self.locate(request, b"")
+        except LaminaError:
+            return error
+        limit = OPERATION_REQUEST_MAX_BYTES.get(name)
+        return operation_too_large(name, limit) if limit is not None else error
 
     def _verify(self, request: Request, body: bytes) -> None:
         verify_signature(self._verifier, request, body)

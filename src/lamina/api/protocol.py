@@ -125,7 +125,7 @@ def parse_request(
         wire_name = member.serialization.get("name", name)
         if location == "uri":
             if wire_name in path_params:
-                params[name] = path_params[wire_name]
+                params[name] = _scalar_from_text(member, path_params[wire_name], _camel(name))
         elif location == "querystring":
             values = query.get(wire_name)
             if values:

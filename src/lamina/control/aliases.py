@@ -35,9 +35,11 @@ class AliasService:
             )
         ((extra, weight),) = weights.items()
         if LATEST in {version, extra}:
-            raise InvalidParameterValue(
+            refusal = InvalidParameterValue(
                 "$LATEST is not supported for an alias pointing to more than 1 version"
             )
+            refusal.error_type = None  # AWS sends this one without a Type
+            raise refusal
         if not extra.isdigit():
             raise InvalidParameterValue(f"Invalid function version {extra} in routing config")
         if extra == version:
@@ -93,7 +95,7 @@ class AliasService:
         record = self._functions.unqualified(ref, "GetAlias")
         alias = self._store.get_alias(record.name, name)
         if alias is None:
-            raise ResourceNotFound(f"Alias not found: {self._arn(record.name, name)}")
+            raise ResourceNotFound(f"Cannot find alias arn: {self._arn(record.name, name)}")
         return alias
 
     def update(

@@ -43,7 +43,11 @@ class CodeSigningService:
     def get(self, arn: str) -> CodeSigningConfig:
         config = self._find(arn)
         if config is None:
-            raise ResourceNotFound(f"Code signing configuration not found: {arn}")
+            missing = ResourceNotFound(
+                f"The Lambda code signing configuration {arn} can not be found."
+            )
+            missing.error_type = None  # AWS sends this one without a Type
+            raise missing
         return config
 
     def create(
@@ -135,13 +139,14 @@ class CodeSigningService:
 
     def attach(self, ref: FunctionRef, arn: str) -> FunctionRecord:
         with self._function_store.transaction():
-            record = self._functions.unqualified(ref, "PutFunctionCodeSigningConfig")
+            # The config is checked first: AWS names it when both are missing.
             config = self._find(arn)
             if config is None:
                 raise CodeSigningConfigNotFound(
-                    f"The code signing configuration {arn} does not exist. Check that it has "
-                    "not been deleted."
+                    "The code signing configuration cannot be found. Check that the provided "
+                    f"configuration is not deleted: {arn}."
                 )
+            record = self._functions.unqualified(ref, "PutFunctionCodeSigningConfig")
             updated = replace(record, code_signing_config_arn=config.arn)
             self._function_store.put(updated)
             return updated

@@ -10,7 +10,7 @@ from typing import Any
 from lamina.arns import FunctionRef
 from lamina.constants import LATEST
 from lamina.control.context import Domain
-from lamina.control.functions import FunctionService
+from lamina.control.functions import FunctionService, merge_qualifier
 from lamina.control.paging import decode_marker, page_size, take_page
 from lamina.errors import InvalidParameterValue, ResourceNotFound
 from lamina.model.functions import Document
@@ -34,13 +34,7 @@ _DESTINATIONS: dict[str, re.Pattern[str]] = {
 }
 _ON_SUCCESS_KINDS = ("sqs", "sns", "lambda", "events")
 _ON_FAILURE_KINDS = (*_ON_SUCCESS_KINDS, "s3")
-_KIND_NAMES = {
-    "sqs": "a standard SQS queue",
-    "sns": "a standard SNS topic",
-    "lambda": "a Lambda function",
-    "events": "an EventBridge event bus",
-    "s3": "an S3 bucket",
-}
+_FUNCTION_MISSING = "The function doesn't exist."
 
 
 def destination_kind(arn: str) -> str | None:
@@ -51,15 +45,8 @@ def destination_kind(arn: str) -> str | None:
     return None
 
 
-def _check_destination(arn: str | None, condition: str, allowed: tuple[str, ...]) -> None:
-    if arn is None or destination_kind(arn) in allowed:
-        return
-    kinds = [_KIND_NAMES[kind] for kind in allowed]
-    listed = ", ".join(kinds[:-1]) + f" or {kinds[-1]}"
-    raise InvalidParameterValue(
-        f"The destination ARN {arn} is invalid. An {condition} destination must be the ARN "
-        f"of {listed}."
-    )
+def _valid_destination(arn: str | None, allowed: tuple[str, ...]) -> bool:
+    return arn is None or destination_kind(arn) in allowed
 
 
 @dataclass(frozen=True)
@@ -100,6 +87,8 @@ class EventInvokeSettings:
     on_failure: str | None = None
     has_on_success: bool = False
     has_on_failure: bool = False
+    # Whether the request set anything at all (AWS refuses a Put or Update that sets nothing).
+    given: bool = True
 
     @classmethod
     def from_request(cls, params: dict[str, Any]) -> EventInvokeSettings:
@@ -113,11 +102,31 @@ class EventInvokeSettings:
             on_failure=(on_failure or {}).get("Destination") or None,
             has_on_success=on_success is not None,
             has_on_failure=on_failure is not None,
+            given=any(
+                params.get(member) is not None
+                for member in (
+                    "MaximumRetryAttempts",
+                    "MaximumEventAgeInSeconds",
+                    "DestinationConfig",
+                )
+            ),
         )
 
     def check(self) -> None:
-        _check_destination(self.on_success, "OnSuccess", _ON_SUCCESS_KINDS)
-        _check_destination(self.on_failure, "OnFailure", _ON_FAILURE_KINDS)
+        if not self.given:
+            raise InvalidParameterValue(
+                "You must specify at least one of error handling or destination setting."
+            )
+        if _valid_destination(self.on_success, _ON_SUCCESS_KINDS) and _valid_destination(
+            self.on_failure, _ON_FAILURE_KINDS
+        ):
+            return
+        success = f"OnSuccess(destination={self.on_success})" if self.on_success else "null"
+        failure = f"OnFailure(destination={self.on_failure})" if self.on_failure else "null"
+        raise InvalidParameterValue(
+            f"The provided destination config DestinationConfig(onSuccess={success}, "
+            f"onFailure={failure}) is invalid."
+        )
 
 
 class EventInvokeConfigService:
@@ -130,8 +139,32 @@ class EventInvokeConfigService:
 
     def _target(self, ref: FunctionRef, qualifier: str | None) -> tuple[str, str]:
         """(function name, child key) after checking the function and qualifier exist."""
-        resolved = self._functions.resolve(ref, qualifier)
+        try:
+            resolved = self._functions.resolve(ref, qualifier)
+        except ResourceNotFound:
+            raise ResourceNotFound(_FUNCTION_MISSING) from None
         return resolved.record.name, resolved.qualifier or LATEST
+
+    def _configured(self, ref: FunctionRef, qualifier: str | None) -> tuple[str, str]:
+        """(function name, child key) of a config that must exist, which is all AWS checks:
+        a missing function or qualifier is just a function without a config."""
+        key = merge_qualifier(ref, qualifier) or LATEST
+        if self._store.get(ref.name) is None or self._load(ref.name, key) is None:
+            raise self._missing(ref.name, key)
+        return ref.name, key
+
+    def _check_destinations(self, name: str, settings: EventInvokeSettings) -> None:
+        """A function destination must exist, and must not be the function itself."""
+        for arn in (settings.on_success, settings.on_failure):
+            if arn is None or destination_kind(arn) != "lambda":
+                continue
+            target = arn.split(":")[6]
+            if target == name:
+                raise InvalidParameterValue(
+                    "You can't specify the function as a destination for itself."
+                )
+            if self._store.get(target) is None:
+                raise InvalidParameterValue(f"The destination ARN {arn} is invalid.")
 
     def _missing(self, name: str, key: str) -> ResourceNotFound:
         return ResourceNotFound(
@@ -150,6 +183,7 @@ class EventInvokeConfigService:
         settings.check()
         with self._store.transaction():
             name, key = self._target(ref, qualifier)
+            self._check_destinations(name, settings)
             config = EventInvokeConfig(
                 function_name=name,
                 qualifier=key,
@@ -171,6 +205,7 @@ class EventInvokeConfigService:
             current = self._load(name, key)
             if current is None:
                 raise self._missing(name, key)
+            self._check_destinations(name, settings)
             config = replace(
                 current,
                 maximum_retry_attempts=_first(
@@ -187,23 +222,23 @@ class EventInvokeConfigService:
             return config
 
     def get(self, ref: FunctionRef, qualifier: str | None) -> EventInvokeConfig:
-        name, key = self._target(ref, qualifier)
+        name, key = self._configured(ref, qualifier)
         config = self._load(name, key)
-        if config is None:
-            raise self._missing(name, key)
+        assert config is not None
         return config
 
     def delete(self, ref: FunctionRef, qualifier: str | None) -> None:
         with self._store.transaction():
-            name, key = self._target(ref, qualifier)
-            if self._store.get_child(name, KIND, key) is None:
-                raise self._missing(name, key)
+            name, key = self._configured(ref, qualifier)
             self._store.delete_child(name, KIND, key)
 
     def list_configs(
         self, ref: FunctionRef, marker: str | None, max_items: int | None
     ) -> tuple[list[EventInvokeConfig], str | None]:
-        record = self._functions.unqualified(ref, "ListFunctionEventInvokeConfigs")
+        try:
+            record = self._functions.unqualified(ref, "ListFunctionEventInvokeConfigs")
+        except ResourceNotFound:
+            raise ResourceNotFound(_FUNCTION_MISSING) from None
         after = decode_marker(marker)
         configs = [
             EventInvokeConfig.from_doc(doc)

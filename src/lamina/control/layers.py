@@ -28,7 +28,7 @@ GET_LAYER_VERSION = "lambda:GetLayerVersion"
 _NOT_FOUND = "The resource you requested does not exist."
 _STALE_POLICY = (
     "The Revision Id provided does not match the latest Revision Id. "
-    "Call the GetLayerVersionPolicy API to retrieve the latest Revision Id"
+    "Call the GetLayerPolicy API to retrieve the latest Revision Id"
 )
 
 
@@ -37,6 +37,11 @@ def _matches(layer: LayerVersion, runtime: str | None, architecture: str | None)
     return (runtime is None or runtime in layer.compatible_runtimes) and (
         architecture is None or architecture in layer.compatible_architectures
     )
+
+
+def _check_version_number(version: int) -> None:
+    if version < 1:
+        raise InvalidParameterValue("Layer Version Cannot be less than 1")
 
 
 def policy_document(layer: LayerVersion) -> dict[str, Any]:
@@ -85,9 +90,19 @@ class LayerService:
             return layer
 
     def get(self, name: str, version: int) -> LayerVersion:
+        _check_version_number(version)
         layer = self._store.get_version(name, version)
         if layer is None:
             raise ResourceNotFound(_NOT_FOUND)
+        return layer
+
+    def _permissions_of(self, name: str, version: int) -> LayerVersion:
+        """The version whose permissions are asked for; AWS names a missing one."""
+        layer = self._store.get_version(name, version)
+        if layer is None:
+            raise ResourceNotFound(
+                f"Layer version {self._account.layer_arn(name, version)} does not exist."
+            )
         return layer
 
     def get_by_arn(self, arn: str) -> LayerVersion:
@@ -103,6 +118,7 @@ class LayerService:
 
     def delete(self, name: str, version: int) -> None:
         # Idempotent, as on AWS; functions already using the version keep their copy.
+        _check_version_number(version)
         with self._store.transaction():
             self._store.delete_version(name, version)
 
@@ -184,14 +200,14 @@ class LayerService:
                 "condition narrows a grant to everyone"
             )
         with self._store.transaction():
-            layer = self.get(name, version)
-            if revision_id is not None and revision_id != layer.policy_revision_id:
-                raise PreconditionFailed(_STALE_POLICY)
+            layer = self._permissions_of(name, version)
             if statement_id in layer.statements:
                 raise ResourceConflict(
-                    f"The statement id ({statement_id}) provided already exists. Please specify "
+                    f"The statement id ({statement_id}) provided already exists. Please provide "
                     "a new statement id, or remove the existing statement."
                 )
+            if revision_id is not None and revision_id != layer.policy_revision_id:
+                raise PreconditionFailed(_STALE_POLICY)
             statement: dict[str, Any] = {
                 "Sid": statement_id,
                 "Effect": "Allow",
@@ -215,7 +231,7 @@ class LayerService:
             return statement, updated.policy_revision_id
 
     def policy(self, name: str, version: int) -> tuple[dict[str, Any], str]:
-        layer = self.get(name, version)
+        layer = self._permissions_of(name, version)
         if not layer.statements:
             raise ResourceNotFound("No policy is associated with the given resource.")
         return policy_document(layer), layer.policy_revision_id
@@ -224,7 +240,7 @@ class LayerService:
         self, name: str, version: int, statement_id: str, revision_id: str | None
     ) -> None:
         with self._store.transaction():
-            layer = self.get(name, version)
+            layer = self._permissions_of(name, version)
             if revision_id is not None and revision_id != layer.policy_revision_id:
                 raise PreconditionFailed(_STALE_POLICY)
             if statement_id not in layer.statements:

@@ -12,7 +12,12 @@ import orjson
 from lamina.arns import FunctionRef
 from lamina.constants import LATEST, POLICY_MAX_BYTES
 from lamina.control.context import Domain
-from lamina.control.functions import FunctionService, merge_qualifier
+from lamina.control.functions import (
+    FunctionNotFound,
+    FunctionService,
+    alias_not_found,
+    merge_qualifier,
+)
 from lamina.errors import (
     InvalidParameterValue,
     PolicyLengthExceeded,
@@ -58,8 +63,7 @@ def render_principal(principal: str) -> str | dict[str, str]:
     if _SERVICE_PRINCIPAL.fullmatch(principal):
         return {"Service": principal}
     raise InvalidParameterValue(
-        "The provided principal was invalid. Please check the principal and try again: use "
-        "an account ID, an IAM ARN, a service principal such as s3.amazonaws.com, or *."
+        "The provided principal was invalid. Please check the principal and try again."
     )
 
 
@@ -110,11 +114,18 @@ class PolicyService:
         self._account = domain.account
 
     def _target(self, ref: FunctionRef, qualifier: str | None) -> tuple[str, str | None]:
-        """The function name and the qualifier the policy hangs off; both must exist."""
+        """The function name and the qualifier the policy hangs off; both must exist.
+
+        A missing function is named without the qualifier, a missing alias as AWS names it
+        (`Cannot find alias arn`)."""
         qualifier = merge_qualifier(ref, qualifier)
         if qualifier == LATEST:
             qualifier = None
-        resolved = self._functions.resolve(ref, qualifier)
+        self._functions.require(ref.name)
+        try:
+            resolved = self._functions.resolve(ref, qualifier)
+        except FunctionNotFound as error:
+            raise alias_not_found(error) from None
         return resolved.record.name, qualifier
 
     def _load(self, name: str, qualifier: str | None) -> Policy | None:
@@ -136,8 +147,8 @@ class PolicyService:
             _check_policy_revision(revision_id, policy, exists=bool(policy.statements))
             if permission.statement_id in policy.statements:
                 raise ResourceConflict(
-                    "The statement id (sid) provided already exists. Please choose a new "
-                    "statement id, or remove the existing statement."
+                    f"The statement id ({permission.statement_id}) provided already exists. "
+                    "Please provide a new statement id, or remove the existing statement."
                 )
             statement = render_statement(permission, self._account.function_arn(name, qualifier))
             updated = replace(
@@ -161,11 +172,17 @@ class PolicyService:
         revision_id: str | None,
     ) -> None:
         with self._store.transaction():
+            if self._store.get(ref.name) is None:
+                raise ResourceNotFound(
+                    f"No policy found for: {self._account.function_arn(ref.name)}"
+                )
             name, qualifier = self._target(ref, qualifier)
             policy = self._load(name, qualifier) or Policy()
-            _check_policy_revision(revision_id, policy, exists=bool(policy.statements))
+            if not policy.statements:
+                raise ResourceNotFound("No policy is associated with the given resource.")
             if statement_id not in policy.statements:
                 raise ResourceNotFound(f"Statement {statement_id} is not found in resource policy.")
+            _check_policy_revision(revision_id, policy, exists=True)
             remaining = {
                 sid: statement
                 for sid, statement in policy.statements.items()
@@ -179,7 +196,13 @@ class PolicyService:
                 self._store.delete_child(name, POLICY_KIND, key)
 
     def get_policy(self, ref: FunctionRef, qualifier: str | None) -> Policy:
-        name, qualifier = self._target(ref, qualifier)
+        try:
+            name, qualifier = self._target(ref, qualifier)
+        except ResourceNotFound as error:
+            if self._store.get(ref.name) is None:
+                raise
+            # A missing version or alias simply has no policy, as AWS answers.
+            raise ResourceNotFound("The resource you requested does not exist.") from error
         policy = self._load(name, qualifier)
         if policy is None or not policy.statements:
             raise ResourceNotFound("The resource you requested does not exist.")

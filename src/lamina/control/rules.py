@@ -28,14 +28,35 @@ _SNAPSTART_RUNTIMES = (
 )
 
 
+# The runtime AWS recommends instead of a retired one: the newest of its family.
+_RECOMMENDED_RUNTIMES = {
+    "nodejs": "nodejs24.x",
+    "python": "python3.14",
+    "java": "java25",
+    "ruby": "ruby3.4",
+    "dotnet": "dotnet10",
+    "dotnetcore": "dotnet10",
+    "go": "provided.al2023",
+    "provided": "provided.al2023",
+}
+
+
 def check_runtime(runtime: str | None) -> None:
+    """Refuse a retired runtime as AWS does. (An unknown one is refused by the API's
+    validation, which knows the model's runtimes.)"""
     if runtime is None or runtime in SUPPORTED_RUNTIMES or runtime in ACCEPTED_FOREIGN_RUNTIMES:
         return
-    valid = ", ".join((*SUPPORTED_RUNTIMES, *ACCEPTED_FOREIGN_RUNTIMES))
+    family = re.match(r"[a-z]*", runtime)
+    recommended = _RECOMMENDED_RUNTIMES.get(family.group() if family else "")
+    advice = (
+        f"We recommend you use the new runtime ({recommended}) while creating or updating "
+        "functions."
+        if recommended
+        else "We recommend you use a supported runtime while creating or updating functions."
+    )
     raise InvalidParameterValue(
         f"The runtime parameter of {runtime} is no longer supported for creating or updating "
-        f"AWS Lambda functions. We recommend you use a supported runtime while creating or "
-        f"updating functions. Valid runtimes: [{valid}]"
+        f"AWS Lambda functions. {advice}"
     )
 
 
@@ -60,7 +81,7 @@ def check_environment(variables: dict[str, str] | None) -> None:
         raise InvalidParameterValue(
             "Lambda was unable to configure your environment variables because the environment "
             f"variables you have provided exceeded the 4KB limit. String measured: "
-            f"{measured[:200].decode()}..."
+            f"{measured.decode()}"
         )
 
 
@@ -85,6 +106,5 @@ def check_config(config: FunctionConfig) -> None:
         )
     if config.snap_start == "PublishedVersions" and config.runtime not in _SNAPSTART_RUNTIMES:
         raise InvalidParameterValue(
-            f"SnapStart is not supported for runtime {config.runtime}. Supported runtimes: "
-            f"{', '.join(_SNAPSTART_RUNTIMES)}"
+            f"{config.runtime} is not supported for SnapStart enabled functions."
         )

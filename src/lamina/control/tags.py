@@ -6,6 +6,7 @@ import re
 from collections.abc import Iterable, Mapping
 from dataclasses import replace
 
+from lamina.arns import access_denied, other_region
 from lamina.control.context import Domain
 from lamina.errors import InvalidParameterValue, ResourceNotFound
 from lamina.model.functions import FunctionRecord
@@ -26,7 +27,7 @@ class TagService:
         self._store = domain.stores.functions
         self._account = domain.account
 
-    def _require(self, arn: str) -> FunctionRecord:
+    def _require(self, arn: str, action: str) -> FunctionRecord:
         match = _FUNCTION_ARN.fullmatch(arn)
         if match is None:
             raise InvalidParameterValue(
@@ -34,23 +35,27 @@ class TagService:
             )
         if match["qualifier"]:
             raise InvalidParameterValue(
-                "Tags apply to a function as a whole, not to a version or alias: use the "
-                f"unqualified function ARN instead of {arn}"
+                "Tags on function aliases and versions are not supported. Please specify a "
+                "function ARN."
             )
-        record = None
-        if match["account"] == self._account.account_id and match["region"] == self._account.region:
-            record = self._store.get(match["name"])
+        if match["account"] != self._account.account_id:
+            raise access_denied(self._account, action, arn)
+        if match["region"] != self._account.region:
+            raise other_region(match["region"], self._account)
+        record = self._store.get(match["name"])
         if record is None:
             raise ResourceNotFound(f"Function not found: {arn}")
         return record
 
     def list_tags(self, arn: str) -> dict[str, str]:
-        return dict(self._require(arn).tags)
+        return dict(self._require(arn, "ListTags").tags)
 
     def tag(self, arn: str, tags: Mapping[str, str]) -> None:
+        if not tags:
+            raise InvalidParameterValue("An error occurred and the request cannot be processed.")
         check_reserved(tags)
         with self._store.transaction():
-            record = self._require(arn)
+            record = self._require(arn, "TagResource")
             merged = {**record.tags, **tags}
             check_tags(merged, arn)
             self._store.put(replace(record, tags=merged))
@@ -59,7 +64,7 @@ class TagService:
         keys = list(keys)
         check_reserved(keys)
         with self._store.transaction():
-            record = self._require(arn)
+            record = self._require(arn, "UntagResource")
             remaining = {key: value for key, value in record.tags.items() if key not in keys}
             if remaining != record.tags:
                 self._store.put(replace(record, tags=remaining))
@@ -69,10 +74,7 @@ def check_tags(tags: Mapping[str, str], resource: str) -> None:
     """The rules a resource's complete tag set must satisfy."""
     check_reserved(tags)
     if len(tags) > MAX_TAGS:
-        raise InvalidParameterValue(
-            f"A resource can have at most {MAX_TAGS} tags: {resource} would have "
-            f"{len(tags)}. Remove some with UntagResource first."
-        )
+        raise InvalidParameterValue("Number of tags exceeds resource tag limit.")
 
 
 def check_reserved(keys: Iterable[str]) -> None:

@@ -20,6 +20,9 @@ KIND = "url"
 URL_ID_LENGTH = 32
 _URL_ID_ALPHABET = string.ascii_lowercase + string.digits
 _NOT_FOUND = "The resource you requested does not exist."
+# How AWS answers a missing function or alias on Create, Update and List (Get and Delete
+# answer _NOT_FOUND for those too).
+_NO_FUNCTION = "Function does not exist"
 
 
 def url_timestamp(moment: datetime | None = None) -> str:
@@ -93,9 +96,14 @@ class UrlConfigService:
         self._store = domain.stores.functions
         self._account = domain.account
 
-    def _target(self, ref: FunctionRef, qualifier: str | None) -> tuple[str, str]:
+    def _target(
+        self, ref: FunctionRef, qualifier: str | None, missing: str = _NO_FUNCTION
+    ) -> tuple[str, str]:
         """(function name, child key) after checking the function and alias exist."""
-        resolved = self._functions.resolve(ref, qualifier)
+        try:
+            resolved = self._functions.resolve(ref, qualifier)
+        except ResourceNotFound:
+            raise ResourceNotFound(missing) from None
         key = resolved.qualifier or LATEST
         if key != LATEST and resolved.alias is None:
             raise InvalidParameterValue(
@@ -120,7 +128,7 @@ class UrlConfigService:
                 arn = self._account.function_arn(name, None if key == LATEST else key)
                 raise ResourceConflict(
                     f"Failed to create function url config for [functionArn = {arn}]. "
-                    "Error message: FunctionUrlConfig exists for this Lambda function"
+                    "Error message:  FunctionUrlConfig exists for this Lambda function"
                 )
             assert settings.auth_type is not None  # required by the model
             now = url_timestamp()
@@ -137,8 +145,10 @@ class UrlConfigService:
             self._store.put_child(name, KIND, key, config.to_doc())
             return config
 
-    def get(self, ref: FunctionRef, qualifier: str | None) -> FunctionUrlConfig:
-        name, key = self._target(ref, qualifier)
+    def get(
+        self, ref: FunctionRef, qualifier: str | None, missing: str = _NOT_FOUND
+    ) -> FunctionUrlConfig:
+        name, key = self._target(ref, qualifier, missing)
         config = self._load(name, key)
         if config is None:
             raise ResourceNotFound(_NOT_FOUND)
@@ -149,7 +159,7 @@ class UrlConfigService:
     ) -> FunctionUrlConfig:
         """Merge the given fields; a given Cors replaces the stored one as a whole."""
         with self._store.transaction():
-            current = self.get(ref, qualifier)
+            current = self.get(ref, qualifier, missing=_NO_FUNCTION)
             config = replace(
                 current,
                 auth_type=settings.auth_type or current.auth_type,
@@ -168,7 +178,10 @@ class UrlConfigService:
     def list_configs(
         self, ref: FunctionRef, marker: str | None, max_items: int | None
     ) -> tuple[list[FunctionUrlConfig], str | None]:
-        record = self._functions.unqualified(ref, "ListFunctionUrlConfigs")
+        try:
+            record = self._functions.unqualified(ref, "ListFunctionUrlConfigs")
+        except ResourceNotFound:
+            raise ResourceNotFound(_NO_FUNCTION) from None
         after = decode_marker(marker)
         configs = [
             FunctionUrlConfig.from_doc(doc)
