@@ -8,16 +8,14 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
-from lamina.arns import FunctionRef, access_denied, parse_layer_arn
+from lamina.arns import FunctionRef
 from lamina.constants import (
-    CODE_STORAGE_MAX_BYTES,
     LATEST,
-    MAX_LAYERS,
-    UNZIPPED_CODE_MAX_BYTES,
 )
 from lamina.control.activation import Activation
-from lamina.control.code import CodeArchive, CodeSource, inspect_archive
+from lamina.control.code import CodeArchive, CodeSource
 from lamina.control.context import Domain
+from lamina.control.packages import Packages
 from lamina.control.paging import decode_marker, page_size, take_page
 from lamina.control.rules import check_config
 from lamina.control.states import (
@@ -34,9 +32,6 @@ from lamina.control.states import (
 )
 from lamina.control.tags import check_tags
 from lamina.errors import (
-    CodeSigningConfigNotFound,
-    CodeStorageExceeded,
-    CodeVerificationFailed,
     InvalidParameterValue,
     LaminaError,
     PreconditionFailed,
@@ -47,7 +42,6 @@ from lamina.model.functions import (
     Alias,
     FunctionConfig,
     FunctionRecord,
-    LayerRef,
     PendingChange,
     aws_timestamp,
     new_revision_id,
@@ -134,6 +128,7 @@ class FunctionService:
         self._domain = domain
         self._functions = domain.stores.functions
         self._account = domain.account
+        self._packages = Packages(domain)
         self._activation = Activation(self._functions, domain.s3, preparer or NoPreparation())
 
     # ----------------------------------------------------------------- lookups
@@ -200,13 +195,13 @@ class FunctionService:
         code_signing_config_arn: str | None = None,
     ) -> FunctionConfig:
         if code_signing_config_arn:
-            self._check_signing(code_signing_config_arn)
+            self._packages.check_signing(code_signing_config_arn)
         check_tags(tags or {}, self._account.function_arn(name))
         # Code in S3 is read during activation, after the function is accepted Pending.
         staged = code.s3_location()
-        archive = None if staged else self._load_code(code)
+        archive = None if staged else self._packages.load(code)
         layer_arns = settings.pop("layer_arns", None) or ()
-        layers = self._resolve_layers(layer_arns)
+        layers = self._packages.resolve_layers(layer_arns)
         with self._functions.transaction():
             if self._functions.get(name) is not None:
                 raise ResourceConflict(f"Function already exist: {name}")
@@ -221,7 +216,7 @@ class FunctionService:
             )
             check_config(config)
             if archive is not None:
-                config = self._with_code(config, archive)
+                config = self._packages.with_code(config, archive)
             config = creating(config)
             change = PendingChange(config.revision_id, code=staged, publish=publish)
             record = FunctionRecord(
@@ -239,7 +234,7 @@ class FunctionService:
         self, ref: FunctionRef, settings: dict[str, Any], revision_id: str | None
     ) -> FunctionConfig:
         layer_arns = settings.pop("layer_arns", None)
-        layers = self._resolve_layers(layer_arns) if layer_arns is not None else None
+        layers = self._packages.resolve_layers(layer_arns) if layer_arns is not None else None
         with self._functions.transaction():
             record = self.unqualified(ref, "UpdateFunctionConfiguration")
             check_revision(revision_id, record.latest.revision_id)
@@ -248,7 +243,7 @@ class FunctionService:
                 settings["layers"] = layers
             config = record.latest.touched(**settings)
             check_config(config)
-            self._check_unzipped(config)
+            self._packages.check_unzipped(config)
             config = updating(config)
             change = PendingChange(config.revision_id, previous=record.latest)
             self._functions.put(replace(record, latest=config, change=change))
@@ -266,12 +261,12 @@ class FunctionService:
     ) -> FunctionConfig:
         record = self.unqualified(ref, "UpdateFunctionCode")
         if record.code_signing_config_arn:
-            self._check_signing(record.code_signing_config_arn)
+            self._packages.check_signing(record.code_signing_config_arn)
         changes: dict[str, Any] = {}
         if architectures:
             changes["architectures"] = tuple(architectures)
         if dry_run:
-            checked = self._load_code(code)
+            checked = self._packages.load(code)
             check_revision(revision_id, record.latest.revision_id)
             return record.latest.touched(
                 code_sha256=checked.sha256,
@@ -281,14 +276,14 @@ class FunctionService:
             )
         # Code in S3 is read during activation, after the update is accepted InProgress.
         staged = code.s3_location()
-        archive = None if staged else self._load_code(code)
+        archive = None if staged else self._packages.load(code)
         with self._functions.transaction():
             record = self.require(ref.name)
             check_revision(revision_id, record.latest.revision_id)
             check_modifiable(record, self._account.function_arn(record.name))
             config = record.latest.touched(**changes)
             if archive is not None:
-                config = self._with_code(config, archive)
+                config = self._packages.with_code(config, archive)
             config = updating(config)
             change = PendingChange(
                 config.revision_id, code=staged, publish=publish, previous=record.latest
@@ -455,7 +450,7 @@ class FunctionService:
         try:
             archive = None
             if change.code is not None:
-                archive = self._load_code(CodeSource.from_s3_location(change.code))
+                archive = self._packages.load(CodeSource.from_s3_location(change.code))
             accepted = self._take_code(name, change.revision_id, archive)
         except Exception:
             self._activation.withdraw(name, change.revision_id)
@@ -502,7 +497,11 @@ class FunctionService:
             if archive is None and not record.change.publish:
                 return record.latest  # nothing to write: the code came with the request
             change = replace(record.change, code=None)
-            latest = record.latest if archive is None else self._with_code(record.latest, archive)
+            latest = (
+                record.latest
+                if archive is None
+                else self._packages.with_code(record.latest, archive)
+            )
             record = replace(record, latest=latest, change=change)
             self._functions.put(record)
             if not change.publish:
@@ -513,92 +512,3 @@ class FunctionService:
                 change = replace(change, version=number)
                 self._functions.put(replace(record, last_published=number, change=change))
             return version
-
-    # ----------------------------------------------------------------- helpers
-
-    def _load_code(self, code: CodeSource) -> CodeArchive:
-        return inspect_archive(code.read(self._domain.s3))
-
-    def _with_code(self, config: FunctionConfig, archive: CodeArchive) -> FunctionConfig:
-        config = replace(
-            config,
-            code_sha256=archive.sha256,
-            code_size=archive.size,
-            code_blob=self._store_code(archive),
-            unzipped_size=archive.unzipped_size,
-        )
-        self._check_unzipped(config)
-        return config
-
-    def _store_code(self, archive: CodeArchive) -> str:
-        stores = self._domain.stores
-        if not stores.blobs.exists(archive.blob_key):
-            used = stores.functions.total_code_size() + stores.layers.total_code_size()
-            if used + archive.size > CODE_STORAGE_MAX_BYTES:
-                raise CodeStorageExceeded("Code storage limit exceeded.")
-        return stores.blobs.put(archive.data, archive.blob_key)
-
-    def _resolve_layers(self, arns: Sequence[str]) -> tuple[LayerRef, ...]:
-        if len(arns) > MAX_LAYERS:
-            raise InvalidParameterValue(f"Cannot reference more than {MAX_LAYERS} layers.")
-        refs: list[LayerRef] = []
-        # The first version named of each layer, for AWS's refusal of a second one.
-        seen: dict[str, str] = {}
-        for arn in arns:
-            parsed = parse_layer_arn(arn)
-            if parsed is None or parsed.version is None:
-                raise InvalidParameterValue(f"Layer version {arn} does not exist.")
-            if parsed.account_id != self._account.account_id:
-                # Another account's layer: Lamina cannot see it, and nothing grants it.
-                raise access_denied(self._account, "GetLayerVersion", arn)
-            if parsed.region != self._account.region:
-                raise InvalidParameterValue(
-                    "Layers are not in the same region as the function. Layers are expected "
-                    f"to be in region {self._account.region}."
-                )
-            layer = self._domain.stores.layers.get_version(parsed.name, parsed.version)
-            if layer is None:
-                raise InvalidParameterValue(f"Layer version {arn} does not exist.")
-            if parsed.name in seen:
-                raise InvalidParameterValue(
-                    "Two different versions of the same layer are not allowed to be referenced "
-                    f"in the same function. {seen[parsed.name]} and {arn} are versions of the "
-                    "same layer."
-                )
-            seen[parsed.name] = arn
-            refs.append(
-                LayerRef(
-                    arn=arn,
-                    code_size=layer.code_size,
-                    unzipped_size=layer.unzipped_size,
-                    code_sha256=layer.code_sha256,
-                )
-            )
-        return tuple(refs)
-
-    @staticmethod
-    def _check_unzipped(config: FunctionConfig) -> None:
-        total = config.unzipped_size + sum(layer.unzipped_size for layer in config.layers)
-        if total > UNZIPPED_CODE_MAX_BYTES:
-            raise InvalidParameterValue(
-                "Function code combined with layers exceeds the maximum allowed size of "
-                f"{UNZIPPED_CODE_MAX_BYTES} bytes. The actual size is {total} bytes."
-            )
-
-    def _check_signing(self, config_arn: str) -> None:
-        config_id = config_arn.rsplit(":", 1)[-1]
-        ours = self._account.code_signing_config_arn(config_id) == config_arn
-        config = self._domain.stores.code_signing.get(config_id) if ours else None
-        if config is None:
-            raise CodeSigningConfigNotFound(
-                "The code signing configuration cannot be found. Check that the provided "
-                f"configuration is not deleted: {config_arn}."
-            )
-        # Lamina has no signing service, so no archive it receives carries a trusted
-        # signature: under Enforce every deployment is untrusted and refused, as on AWS.
-        if config.untrusted_artifact_on_deployment == "Enforce":
-            raise CodeVerificationFailed(
-                "Lambda cannot deploy the function. The function or layer might be signed using "
-                "a signature that the client is not configured to accept. Check the provided "
-                f"signature for {config_arn}."
-            )
