@@ -1,13 +1,15 @@
-"""The RuleStore contract: rules and targets, paging, due ticks, the compare-and-set claim
-(once, even between schedulers racing) and transactions shared with the async queue."""
+"""The RuleStore contract: event buses, rules named within their bus and their targets,
+paging, due ticks, the compare-and-set claim (once, even between schedulers racing),
+transactions shared with the async queue, and the change stamp caches key on."""
 
 from __future__ import annotations
 
 import threading
+from dataclasses import replace
 
 import pytest
 
-from lamina.model.rules import DISABLED, Rule, Target
+from lamina.model.rules import DEFAULT_BUS, DISABLED, EventBus, Rule, Target
 from lamina.store.protocols import AsyncEvent, RuleStore
 from tests.support.backends import Backend
 
@@ -174,3 +176,142 @@ def test_rules_survive_reopening_the_store(store_backend: Backend) -> None:
     stored = again.get("kept")
     assert stored is not None and (stored.next_fire_at, stored.last_fired) == (120, 60)
     assert again.targets("kept") == [target("1")]
+
+
+# --------------------------------------------------------------------------- event buses
+
+
+def bus(name: str, created: float = 100.0) -> EventBus:
+    return EventBus(name, created=created, modified=created)
+
+
+def test_a_bus_round_trips_and_is_replaced(rules: RuleStore) -> None:
+    sent = EventBus(
+        "orders",
+        created=100.5,
+        modified=200.25,
+        description="order events",
+        tags={"team": "shop"},
+        extras={"KmsKeyIdentifier": "alias/k", "LogConfig": {"Level": "OFF"}},
+    )
+    rules.put_bus(sent)
+    assert rules.get_bus("orders") == sent
+    assert rules.get_bus("missing") is None
+    rules.put_bus(replace(sent, description=None, modified=300.0))
+    stored = rules.get_bus("orders")
+    assert stored is not None and (stored.description, stored.modified) == (None, 300.0)
+
+
+def test_buses_page_by_name_and_prefix(rules: RuleStore) -> None:
+    for name in ["b-two", "a_one", "axone", "b-one", "c"]:
+        rules.put_bus(bus(name))
+    assert [b.name for b in rules.buses(None, None, 10)] == [
+        "a_one",
+        "axone",
+        "b-one",
+        "b-two",
+        "c",
+    ]
+    assert [b.name for b in rules.buses(None, "axone", 2)] == ["b-one", "b-two"]
+    assert [b.name for b in rules.buses("a_", None, 10)] == ["a_one"]  # `_` is literal
+    assert rules.buses("zzz", None, 10) == []
+
+
+def test_deleting_a_bus(rules: RuleStore) -> None:
+    rules.put_bus(bus("gone"))
+    rules.delete_bus("gone")
+    assert rules.get_bus("gone") is None
+    rules.delete_bus("gone")  # again: nothing to do
+
+
+def test_rules_are_named_within_their_bus(rules: RuleStore) -> None:
+    rules.put_bus(bus("orders"))
+    rules.put(rule("same"))
+    rules.put(Rule("same", event_pattern='{"source": ["shop"]}', bus="orders"))
+    on_default, on_orders = rules.get("same"), rules.get("same", "orders")
+    assert on_default is not None and on_default.bus == DEFAULT_BUS
+    assert on_default.schedule_expression == "rate(1 minute)"
+    assert on_orders is not None and on_orders.bus == "orders"
+    assert on_orders.event_pattern == '{"source": ["shop"]}'
+    assert rules.has_rules("orders") and rules.has_rules(DEFAULT_BUS)
+    assert not rules.has_rules("empty")
+
+    rules.put(Rule("other", event_pattern="{}", bus="orders"))
+    assert [r.name for r in rules.page(None, None, 10, "orders")] == ["other", "same"]
+    assert [r.name for r in rules.page(None, None, 10)] == ["same"]
+
+    rules.put_targets("same", [target("on-orders")], "orders")
+    rules.put_targets("same", [target("on-default")])
+    assert [t.id for t in rules.targets("same", "orders")] == ["on-orders"]
+    assert [t.id for t in rules.targets("same")] == ["on-default"]
+    assert rules.rules_with_target(FUNCTION_ARN, None, 10, "orders") == ["same"]
+    rules.remove_targets("same", ["on-orders"], "orders")
+    assert rules.targets("same", "orders") == []
+    assert [t.id for t in rules.targets("same")] == ["on-default"]
+
+    rules.delete("same", "orders")
+    assert rules.get("same", "orders") is None
+    assert rules.get("same") is not None
+    assert [t.id for t in rules.targets("same")] == ["on-default"]
+
+
+def test_pattern_rules_come_with_their_targets(rules: RuleStore) -> None:
+    rules.put_bus(bus("orders"))
+    rules.put(rule("scheduled"))  # no pattern: not listed
+    rules.put(Rule("plain", event_pattern='{"source": ["a"]}'))
+    rules.put(Rule("aimed", event_pattern='{"source": ["b"]}', state=DISABLED, bus="orders"))
+    rules.put_targets("aimed", [target("2"), target("1")], "orders")
+    rules.put_targets("scheduled", [target("x")])
+    listed = {(r.bus, r.name): [t.id for t in ts] for r, ts in rules.pattern_rules()}
+    assert listed == {(DEFAULT_BUS, "plain"): [], ("orders", "aimed"): ["1", "2"]}
+    (disabled,) = [r for r, _ in rules.pattern_rules() if r.name == "aimed"]
+    assert disabled.state == DISABLED
+    # A pattern taken away takes the rule off the list.
+    rules.put(Rule("plain", schedule_expression="rate(1 day)"))
+    assert [r.name for r, _ in rules.pattern_rules()] == ["aimed"]
+
+
+def test_the_change_stamp_moves_with_every_change_but_a_claimed_tick(
+    store_backend: Backend,
+) -> None:
+    rules = store_backend.stores().rules
+    other = store_backend.stores().rules  # another handle, as another process would have
+    seen = [rules.change_stamp()]
+
+    def moved() -> bool:
+        stamp = other.change_stamp()
+        changed = stamp != seen[-1]
+        seen.append(stamp)
+        return changed
+
+    rules.put_bus(bus("orders"))
+    assert moved()
+    rules.put(rule("r", next_fire_at=60))
+    assert moved()
+    rules.put_targets("r", [target("1")])
+    assert moved()
+    assert rules.claim("r", 60, 60, 120)
+    assert not moved()
+    rules.remove_targets("r", ["1"])
+    assert moved()
+    rules.delete("r")
+    assert moved()
+    rules.delete_bus("orders")
+    assert moved()
+    # A change rolled back leaves it where it was.
+    with pytest.raises(RuntimeError), rules.transaction():
+        rules.put(rule("never"))
+        raise RuntimeError("abort")
+    assert not moved()
+
+
+def test_buses_survive_reopening_the_store(store_backend: Backend) -> None:
+    first = store_backend.stores().rules
+    first.put_bus(bus("kept", created=5.0))
+    first.put(Rule("r", event_pattern="{}", bus="kept"))
+    first.put_targets("r", [target("1")], "kept")
+    again = store_backend.stores().rules
+    assert again.get_bus("kept") == bus("kept", created=5.0)
+    stored = again.get("r", "kept")
+    assert stored is not None and stored.event_pattern == "{}"
+    assert again.targets("r", "kept") == [target("1")]

@@ -369,7 +369,7 @@ def test_unknown_rules_are_not_found(events: Any) -> None:
     assert error(events.tag_resource, ResourceARN=RULE_ARN + missing, Tags=[]) == expected
 
 
-def test_only_the_default_event_bus_exists(events: Any) -> None:
+def test_an_unknown_event_bus_is_not_found(events: Any) -> None:
     assert error(
         events.put_rule, Name="r", ScheduleExpression="rate(1 day)", EventBusName="custom"
     ) == (400, "ResourceNotFoundException", "Event bus custom does not exist.")
@@ -390,11 +390,14 @@ def test_only_the_default_event_bus_exists(events: Any) -> None:
             "is not in this Lamina's account",
         ),
         ({"Input": "{not json"}, "Input for target t is not a valid JSON text."),
-        ({"Input": "{}", "InputPath": "$.detail"}, "use only one of Input, InputPath"),
+        (
+            {"Input": "{}", "InputPath": "$.detail"},
+            "Only one of Input, InputPath, or InputTransformer must be provided for target t.",
+        ),
         ({"InputPath": "detail"}, "InputPath for target t is not a valid JsonPath."),
         (
-            {"InputTransformer": {"InputTemplate": '"<x>"', "InputPathsMap": {"x": "$.id"}}},
-            "Lamina does not apply InputTransformer",
+            {"InputTransformer": {"InputTemplate": '"<x> <y>"', "InputPathsMap": {"x": "$.id"}}},
+            "InputTemplate for target t contains invalid placeholder y.",
         ),
     ],
 )

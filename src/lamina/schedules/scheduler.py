@@ -33,9 +33,9 @@ from dataclasses import dataclass, field
 
 from lamina import metrics as m
 from lamina.arns import Account
-from lamina.model.rules import Rule, Target, rule_arn
+from lamina.model.rules import DEFAULT_BUS, Rule, Target, rule_arn
 from lamina.schedules.clock import ScheduleClock
-from lamina.schedules.events import scheduled_event, target_payload
+from lamina.schedules.events import RuleContext, scheduled_event, target_payload
 from lamina.schedules.expressions import parse_schedule
 from lamina.schedules.targets import TargetResolver, Undeliverable
 from lamina.store.protocols import AsyncEvent, AsyncQueue, RuleStore
@@ -102,7 +102,7 @@ class Scheduler:
         fired: list[Firing] = []
         for rule in self._rules.due(now, BATCH):
             try:
-                firing = self._fire(rule.name, now)
+                firing = self._fire(rule.name, now, rule.bus)
             except Exception:
                 # Nothing was committed: the tick stays due and the next pass tries again.
                 log.exception("could not fire rule %s", rule.name)
@@ -112,16 +112,16 @@ class Scheduler:
                 fired.append(firing)
         return fired
 
-    def _fire(self, name: str, now: int) -> Firing | None:
+    def _fire(self, name: str, now: int, bus: str = DEFAULT_BUS) -> Firing | None:
         with self._queue.transaction():
             # Re-read under the transaction: the rule may have changed since `due` saw it.
-            rule = self._rules.get(name)
+            rule = self._rules.get(name, bus)
             if rule is None or rule.next_fire_at is None or rule.next_fire_at > now:
                 return None
             tick, following = self._ticks(rule, now)
-            if not self._rules.claim(name, rule.next_fire_at, tick, following):
+            if not self._rules.claim(name, rule.next_fire_at, tick, following, bus):
                 return None
-            firing = self._events(rule, tick, self._rules.targets(name))
+            firing = self._events(rule, tick, self._rules.targets(name, rule.bus))
             if firing.events:
                 self._queue.enqueue(firing.events)
         return firing
@@ -138,17 +138,18 @@ class Scheduler:
         return tick, schedule.next_after(now, rule.anchor)
 
     def _events(self, rule: Rule, tick: int, targets: list[Target]) -> Firing:
-        arn = rule_arn(self._account, rule.name)
+        arn = rule_arn(self._account, rule.name, rule.bus)
         event = scheduled_event(str(uuid.uuid4()), self._account, arn, tick)
         firing = Firing(rule.name, tick)
         wall = self._wall()
+        context = RuleContext(arn, rule.name, wall)
         for target in targets:
             try:
                 function, qualifier = self._targets.resolve(target.arn, arn)
             except Undeliverable as error:
                 firing.failures.append((target.id, str(error)))
                 continue
-            payload = target_payload(target, event)
+            payload = target_payload(target, event, context)
             firing.events.append(
                 AsyncEvent(str(uuid.uuid4()), function, qualifier, payload, wall, wall)
             )

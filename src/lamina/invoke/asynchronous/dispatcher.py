@@ -8,7 +8,7 @@ the `EventRunner` runs it, the `RetryPolicy` decides what the outcome means and 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from functools import partial
 
 from lamina import metrics as m
@@ -107,6 +107,16 @@ class AsyncDispatcher:
                 self._forget_trace(request_id)
             raise
         self.metrics.count(m.ASYNC_EVENTS_RECEIVED, function)
+        self._feeder.wake()
+
+    async def accept_batch(self, events: Sequence[AsyncEvent]) -> None:
+        """Queue several events in one commit (the invocations one EventBridge PutEvents
+        causes); returns once they are durable."""
+        if not events:
+            return
+        await self._writer.submit(partial(self._queue.enqueue, list(events)))
+        for event in events:
+            self.metrics.count(m.ASYNC_EVENTS_RECEIVED, event.function)
         self._feeder.wake()
 
     def start(self) -> None:

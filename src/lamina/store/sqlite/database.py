@@ -70,22 +70,37 @@ CREATE INDEX IF NOT EXISTS async_events_due
 CREATE INDEX IF NOT EXISTS async_events_leased
     ON async_events (lease_until) WHERE state = 'in_flight';
 CREATE INDEX IF NOT EXISTS async_events_function ON async_events (function, state);
-CREATE TABLE IF NOT EXISTS event_rules (
+CREATE TABLE IF NOT EXISTS event_buses (
     name TEXT PRIMARY KEY,
-    doc BLOB NOT NULL,
-    next_fire_at INTEGER,
-    last_fired INTEGER
+    doc BLOB NOT NULL
 );
-CREATE INDEX IF NOT EXISTS event_rules_due
-    ON event_rules (next_fire_at) WHERE next_fire_at IS NOT NULL;
-CREATE TABLE IF NOT EXISTS event_rule_targets (
+CREATE TABLE IF NOT EXISTS event_bus_rules (
+    bus TEXT NOT NULL,
+    name TEXT NOT NULL,
+    doc BLOB NOT NULL,
+    has_pattern INTEGER NOT NULL DEFAULT 0,
+    next_fire_at INTEGER,
+    last_fired INTEGER,
+    PRIMARY KEY (bus, name)
+);
+CREATE INDEX IF NOT EXISTS event_bus_rules_due
+    ON event_bus_rules (next_fire_at) WHERE next_fire_at IS NOT NULL;
+CREATE INDEX IF NOT EXISTS event_bus_rules_patterns
+    ON event_bus_rules (bus, name) WHERE has_pattern = 1;
+CREATE TABLE IF NOT EXISTS event_bus_targets (
+    bus TEXT NOT NULL,
     rule TEXT NOT NULL,
     id TEXT NOT NULL,
     arn TEXT NOT NULL,
     doc BLOB NOT NULL,
-    PRIMARY KEY (rule, id)
+    PRIMARY KEY (bus, rule, id)
 );
-CREATE INDEX IF NOT EXISTS event_rule_targets_arn ON event_rule_targets (arn, rule);
+CREATE INDEX IF NOT EXISTS event_bus_targets_arn ON event_bus_targets (bus, arn, rule);
+CREATE TABLE IF NOT EXISTS event_bus_stamp (
+    id INTEGER PRIMARY KEY CHECK (id = 1),
+    stamp INTEGER NOT NULL
+);
+INSERT OR IGNORE INTO event_bus_stamp (id, stamp) VALUES (1, 0);
 """
 
 
