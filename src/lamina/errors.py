@@ -85,6 +85,12 @@ class ResourceConflict(ClientError):
     status = 409
 
 
+class ResourceInUse(ClientError):
+    """Lambda's refusal to change an event source mapping while it is in transition."""
+
+    code = "ResourceInUseException"
+
+
 class PreconditionFailed(ClientError):
     code = "PreconditionFailedException"
     status = 412

@@ -23,10 +23,12 @@ from lamina.api.code_links import CodeLinks
 from lamina.arns import Account
 from lamina.audit.trail import AuditTrail
 from lamina.aws.destinations import Boto3Destinations
+from lamina.aws.event_sources import Boto3EventSources
 from lamina.aws.s3 import Boto3S3Reader
 from lamina.control.concurrency import ConcurrencyService
 from lamina.control.context import Domain
 from lamina.control.functions import FunctionService
+from lamina.control.mappings import MappingService
 from lamina.control.policies import PolicyService
 from lamina.function_urls.url_form import choose_form
 from lamina.identity.sigv4 import SigV4Verifier
@@ -45,6 +47,7 @@ from lamina.runtimes.registry import RuntimeRegistry
 from lamina.sandbox.artifacts import ArtifactCache
 from lamina.sandbox.log_sink import LogSink
 from lamina.sandbox.select import select_backend
+from lamina.schedules.bus import EventRouter
 from lamina.schedules.clock import ScheduleClock
 from lamina.schedules.rules import RuleService
 from lamina.schedules.scheduler import Scheduler
@@ -65,11 +68,18 @@ def build_server(settings: Settings, stores: Stores | None = None) -> FrontDoor:
     settings = replace(settings, data_dir=settings.data_dir.absolute())
     stores = stores or open_stores(settings.data_dir)
     account = Account(settings.account_id, settings.region)
+    event_sources = Boto3EventSources(
+        settings.region,
+        sqs_endpoint=settings.sqs_endpoint,
+        kinesis_endpoint=settings.kinesis_endpoint,
+        dynamodb_streams_endpoint=settings.dynamodb_streams_endpoint,
+    )
     domain = Domain(
         stores=stores,
         account=account,
         s3=Boto3S3Reader(settings.region),
         account_concurrency=settings.account_concurrency,
+        event_sources=event_sources,
     )
     # One artifact cache and one runtime registry: activation unpacks and locates what
     # cold starts then find ready.
@@ -82,10 +92,11 @@ def build_server(settings: Settings, stores: Stores | None = None) -> FrontDoor:
         settings, domain, functions, logs.sink, telemetry, artifacts, runtimes
     )
     closers.append(logs.close)  # after the backend: environments' last lines land first
+    closers.append(event_sources.close)
     destinations = Boto3Destinations(settings.region, settings.events_endpoint)
     dispatcher = build_dispatcher(settings, domain, functions, engine, destinations)
     dispatcher.metrics.subscribe(telemetry.async_metric)
-    scheduler, rules = build_scheduler(settings, domain, functions, dispatcher.metrics)
+    scheduler, rules, router = build_scheduler(settings, domain, functions, dispatcher.metrics)
     audit_records = open_audit(settings.data_dir, settings.audit_max_mb << 20, settings.audit)
     audit = AuditTrail.from_settings(settings, audit_records) if settings.audit else None
     url_form = choose_form(settings)
@@ -109,6 +120,8 @@ def build_server(settings: Settings, stores: Stores | None = None) -> FrontDoor:
         threading.Thread(
             target=functions.finish_changes, name="lamina-activation", daemon=True
         ).start()
+        # Event source mappings a stop left Creating, Updating or Deleting settle now.
+        MappingService(domain, functions).finish_transitions()
         try:
             yield
         finally:
@@ -127,6 +140,7 @@ def build_server(settings: Settings, stores: Stores | None = None) -> FrontDoor:
         engine=engine,
         dispatcher=dispatcher,
         rules=rules,
+        event_router=router,
         logs=logs,
         telemetry=telemetry,
         links=CodeLinks(_link_secret(settings.data_dir), settings.endpoint),
@@ -179,21 +193,31 @@ def build_engine(
 
 def build_scheduler(
     settings: Settings, domain: Domain, functions: FunctionService, metrics: MetricsRegistry
-) -> tuple[Scheduler, RuleService]:
-    """EventBridge rules and the scheduler that fires their schedules into the async queue."""
+) -> tuple[Scheduler, RuleService, EventRouter]:
+    """EventBridge rules, the scheduler that fires their schedules into the async queue, and
+    the router that matches PutEvents' events against them."""
     clock = ScheduleClock(
         settings.schedule_time_scale, settings.schedule_time_origin or time.time()
     )
+    targets = LambdaTargets(functions, PolicyService(domain, functions), domain.account)
     scheduler = Scheduler(
         rules=domain.stores.rules,
         queue=domain.stores.queue,
-        targets=LambdaTargets(functions, PolicyService(domain, functions), domain.account),
+        targets=targets,
         account=domain.account,
         metrics=metrics,
         clock=clock,
     )
     rules = RuleService(domain.stores.rules, domain.account, clock.now, scheduler.changed)
-    return scheduler, rules
+    router = EventRouter(
+        rules=domain.stores.rules,
+        targets=targets,
+        account=domain.account,
+        bus_name=rules.bus_name,
+        bus_exists=rules.bus_exists,
+        metrics=metrics,
+    )
+    return scheduler, rules, router
 
 
 def _verifier(settings: Settings) -> SigV4Verifier | None:

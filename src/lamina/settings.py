@@ -106,6 +106,12 @@ class Settings:
     span_batching: SpanBatching = SpanBatching()
     # Where EventBridge destinations are sent; None leaves it to boto3 (AWS itself).
     events_endpoint: str | None = None
+    # Where the queues and streams of event source mappings are reached (botocore's
+    # AWS_ENDPOINT_URL_SQS, _KINESIS, _DYNAMODB_STREAMS, else AWS_ENDPOINT_URL); None leaves
+    # it to boto3 (AWS itself).
+    sqs_endpoint: str | None = None
+    kinesis_endpoint: str | None = None
+    dynamodb_streams_endpoint: str | None = None
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] = os.environ) -> Settings:
@@ -159,6 +165,9 @@ class Settings:
             # the name people set is ..._EVENTS (the endpoint prefix), so both are honoured.
             events_endpoint=environ.get("AWS_ENDPOINT_URL_EVENTBRIDGE")
             or environ.get("AWS_ENDPOINT_URL_EVENTS"),
+            sqs_endpoint=service_endpoint(environ, "SQS"),
+            kinesis_endpoint=service_endpoint(environ, "KINESIS"),
+            dynamodb_streams_endpoint=service_endpoint(environ, "DYNAMODB_STREAMS"),
         )
 
     @property
@@ -222,6 +231,12 @@ def is_loopback(host: str) -> bool:
         return ipaddress.ip_address(host).is_loopback
     except ValueError:
         return False
+
+
+def service_endpoint(environ: Mapping[str, str], service: str) -> str | None:
+    """botocore's endpoint setting for one service: `AWS_ENDPOINT_URL_<SERVICE>`, else the
+    global `AWS_ENDPOINT_URL`; None when neither is set (AWS itself)."""
+    return environ.get(f"AWS_ENDPOINT_URL_{service}") or environ.get("AWS_ENDPOINT_URL") or None
 
 
 def overrides_from_env(environ: Mapping[str, str]) -> dict[str, str]:

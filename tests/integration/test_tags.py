@@ -50,10 +50,8 @@ def test_qualified_arn_is_rejected(lambda_client: Any, create_function: Callable
 
 
 def test_non_function_arn_is_rejected(lambda_client: Any) -> None:
-    arn = (
-        "arn:aws:lambda:us-east-1:000000000000:event-source-mapping:"
-        "a1b2c3d4-5678-90ab-cdef-111111111111"
-    )
+    # Functions and event source mappings take tags here (test_event_source_mappings).
+    arn = "arn:aws:lambda:us-east-1:000000000000:code-signing-config:csc-0123456789abcdef0"
     with pytest.raises(ClientError) as excinfo:
         lambda_client.list_tags(Resource=arn)
     assert error_of(excinfo)[0] == "InvalidParameterValueException"

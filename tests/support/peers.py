@@ -15,7 +15,8 @@ from tests.support.waiting import wait_until
 
 
 class MotoServer:
-    """moto's standalone server: S3, SQS, SNS and friends over real HTTP, no Docker."""
+    """moto's standalone server: S3, SQS, SNS, Kinesis, DynamoDB (Streams) and friends over
+    real HTTP, no Docker."""
 
     def __init__(self, log_dir: Path) -> None:
         self.port = free_port()
@@ -71,6 +72,9 @@ class MotoServer:
             "AWS_ENDPOINT_URL_SQS": self.endpoint,
             "AWS_ENDPOINT_URL_SNS": self.endpoint,
             "AWS_ENDPOINT_URL_EVENTS": self.endpoint,
+            "AWS_ENDPOINT_URL_KINESIS": self.endpoint,
+            "AWS_ENDPOINT_URL_DYNAMODB": self.endpoint,
+            "AWS_ENDPOINT_URL_DYNAMODB_STREAMS": self.endpoint,
             "AWS_ACCESS_KEY_ID": "test",
             "AWS_SECRET_ACCESS_KEY": "test",
         }

@@ -26,6 +26,7 @@ from lamina.api import (
     functions,
     invoke,
     layers,
+    mappings,
     policies,
     runtime_settings,
     tags,
@@ -53,6 +54,7 @@ from lamina.invoke.service import InvokeService
 from lamina.observability.cloudwatch import MetricReader
 from lamina.observability.logs_service import Logs, LogsService
 from lamina.observability.telemetry import Telemetry
+from lamina.schedules.bus import EventRouter
 from lamina.schedules.rules import RuleService
 from lamina.settings import Settings
 from lamina.store.protocols.audit import AuditStore
@@ -69,6 +71,7 @@ OPERATION_FAMILIES: tuple[Any, ...] = (
     event_invoke,
     urls,
     runtime_settings,
+    mappings,
 )
 
 Lifespan = Callable[[object], AbstractAsyncContextManager[None]]
@@ -84,6 +87,8 @@ class Services:
     engine: InvokeService
     dispatcher: AsyncDispatcher
     rules: RuleService
+    # PutEvents: matches events against rules and plans their targets' invocations.
+    event_router: EventRouter
     logs: Logs
     telemetry: Telemetry
     links: CodeLinks
@@ -102,7 +107,10 @@ def front_door(services: Services, lifespan: Lifespan) -> FrontDoor:
     session = botocore.session.get_session()
     cloudwatch = CloudWatchApi(MetricReader(services.telemetry), verifier, audit)
     events_api = JsonService(
-        session.get_service_model("events"), events.operations(services.rules), verifier, audit
+        session.get_service_model("events"),
+        events.operations(services.rules, services.event_router, services.dispatcher.accept_batch),
+        verifier,
+        audit,
     )
     logs = LogsService(services.logs.store, services.logs.sink, services.domain.account)
     logs_api = build_logs_service(logs, verifier, audit)

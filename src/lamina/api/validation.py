@@ -36,6 +36,7 @@ _STANDARD_MAXIMUMS = {
 _ENUM_ORDER: dict[str, tuple[str, ...]] = {
     "RecursiveLoop": ("Terminate", "Allow"),
     "InvokeMode": ("RESPONSE_STREAM", "BUFFERED"),
+    "EventSourcePosition": ("LATEST", "AT_TIMESTAMP", "TRIM_HORIZON"),
 }
 
 _SCALARS = frozenset({"string", "integer", "long", "double", "float", "boolean", "blob"})

@@ -9,6 +9,7 @@ from lamina.store.protocols.audit import AuditQuery, AuditStore
 from lamina.store.protocols.blobs import BlobStore
 from lamina.store.protocols.functions import CodeSigningConfigStore, FunctionStore, LayerStore
 from lamina.store.protocols.logs import LogStore
+from lamina.store.protocols.mappings import EventSourceMappingStore
 from lamina.store.protocols.metrics import MetricsStore
 from lamina.store.protocols.queue import EVENT_STATES, AsyncEvent, AsyncQueue
 from lamina.store.protocols.rules import RuleStore
@@ -22,6 +23,7 @@ __all__ = [
     "AuditStore",
     "BlobStore",
     "CodeSigningConfigStore",
+    "EventSourceMappingStore",
     "FunctionStore",
     "LayerStore",
     "LogStore",
@@ -46,3 +48,4 @@ class Stores:
     blobs: BlobStore
     queue: AsyncQueue
     rules: RuleStore
+    mappings: EventSourceMappingStore

@@ -16,6 +16,7 @@ from lamina.store.sqlite.database import Database
 from lamina.store.sqlite.functions import SqliteFunctionStore
 from lamina.store.sqlite.layers import SqliteLayerStore
 from lamina.store.sqlite.logs import SqliteLogStore
+from lamina.store.sqlite.mappings import SqliteEventSourceMappingStore
 from lamina.store.sqlite.metrics import SqliteMetricsStore
 from lamina.store.sqlite.queue import SqliteAsyncQueue
 from lamina.store.sqlite.rules import SqliteRuleStore
@@ -32,6 +33,7 @@ def open_stores(data_dir: Path) -> Stores:
         blobs=FileBlobStore(data_dir / "blobs"),
         queue=SqliteAsyncQueue(database),
         rules=SqliteRuleStore(database),
+        mappings=SqliteEventSourceMappingStore(database),
     )
 
 

@@ -1,0 +1,129 @@
+"""Asking the sources of event source mappings about themselves, with boto3.
+
+`Boto3EventSources` fits the control plane's `EventSources` protocol: does the SQS queue
+exist and how long does it hide a message, does the Kinesis or DynamoDB stream exist. Each
+question goes to the source's own API at the endpoint the operator configured (`Settings`:
+botocore's AWS_ENDPOINT_URL_SQS, _KINESIS, _DYNAMODB_STREAMS or AWS_ENDPOINT_URL), so AWS
+itself or any compatible server answers. Blocking: called from the API's worker threads.
+"""
+
+from __future__ import annotations
+
+import threading
+from typing import Any
+
+from lamina.control.event_sources import (
+    QueueFacts,
+    SourceNotFound,
+    SourceRefused,
+    SourceUnreachable,
+)
+
+SQS = "sqs"
+KINESIS = "kinesis"
+DYNAMODB_STREAMS = "dynamodbstreams"
+_NAMES = {SQS: "SQS", KINESIS: "Kinesis", DYNAMODB_STREAMS: "DynamoDB Streams"}
+# What each API answers for a queue or stream that is not there.
+_MISSING = frozenset(
+    {
+        "AWS.SimpleQueueService.NonExistentQueue",
+        "QueueDoesNotExist",
+        "ResourceNotFoundException",
+    }
+)
+
+
+def _arn_parts(arn: str) -> tuple[str, str, str]:
+    """(region, account, resource) of an ARN."""
+    parts = arn.split(":", 5)
+    return parts[3], parts[4], parts[5]
+
+
+class Boto3EventSources:
+    """The sources' APIs through boto3, one client per service and region."""
+
+    def __init__(
+        self,
+        region: str,
+        *,
+        sqs_endpoint: str | None = None,
+        kinesis_endpoint: str | None = None,
+        dynamodb_streams_endpoint: str | None = None,
+    ) -> None:
+        self._region = region
+        self._endpoints = {
+            SQS: sqs_endpoint,
+            KINESIS: kinesis_endpoint,
+            DYNAMODB_STREAMS: dynamodb_streams_endpoint,
+        }
+        self._lock = threading.Lock()
+        self._clients: dict[tuple[str, str], Any] = {}
+
+    def _client(self, service: str, region: str) -> Any:
+        key = (service, region or self._region)
+        with self._lock:  # boto3 sessions are not thread-safe; clients are.
+            client = self._clients.get(key)
+            if client is None:
+                import boto3  # Lazy: only deployments with mappings pay for it.
+                from botocore.config import Config
+
+                client = boto3.session.Session().client(
+                    service,
+                    region_name=key[1],
+                    endpoint_url=self._endpoints.get(service),
+                    config=Config(
+                        connect_timeout=3,
+                        read_timeout=10,
+                        retries={"max_attempts": 2, "mode": "standard"},
+                    ),
+                )
+                self._clients[key] = client
+        return client
+
+    def _ask(self, service: str, region: str, operation: str, **params: Any) -> Any:
+        """One call, its failures turned into the control plane's three answers."""
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        try:
+            return getattr(self._client(service, region), operation)(**params)
+        except ClientError as error:
+            info = error.response.get("Error", {})
+            code, message = str(info.get("Code", "")), str(info.get("Message", ""))
+            if code in _MISSING:
+                raise SourceNotFound(message) from None
+            raise SourceRefused(code, message) from None
+        except BotoCoreError as error:
+            raise SourceUnreachable(_NAMES[service], str(error)) from None
+
+    def queue(self, arn: str) -> QueueFacts:
+        region, account, name = _arn_parts(arn)
+        found = self._ask(
+            SQS, region, "get_queue_url", QueueName=name, QueueOwnerAWSAccountId=account
+        )
+        attributes = self._ask(
+            SQS,
+            region,
+            "get_queue_attributes",
+            QueueUrl=found["QueueUrl"],
+            AttributeNames=["VisibilityTimeout", "FifoQueue"],
+        ).get("Attributes", {})
+        return QueueFacts(
+            visibility_timeout=int(attributes.get("VisibilityTimeout", 30)),
+            fifo=str(attributes.get("FifoQueue", "false")).lower() == "true",
+        )
+
+    def kinesis_stream(self, arn: str) -> None:
+        region, _, resource = _arn_parts(arn)
+        # stream/<name>, or stream/<name>/consumer/<consumer>:<created> for a consumer.
+        name = resource.split("/")[1]
+        self._ask(KINESIS, region, "describe_stream_summary", StreamName=name)
+
+    def dynamodb_stream(self, arn: str) -> None:
+        region, _, _ = _arn_parts(arn)
+        self._ask(DYNAMODB_STREAMS, region, "describe_stream", StreamArn=arn, Limit=1)
+
+    def close(self) -> None:
+        with self._lock:
+            for client in self._clients.values():
+                client.close()
+            self._clients.clear()
