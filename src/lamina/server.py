@@ -96,7 +96,11 @@ def build_server(settings: Settings, stores: Stores | None = None) -> FrontDoor:
     destinations = Boto3Destinations(settings.region, settings.events_endpoint)
     dispatcher = build_dispatcher(settings, domain, functions, engine, destinations)
     dispatcher.metrics.subscribe(telemetry.async_metric)
-    scheduler, rules, router = build_scheduler(settings, domain, functions, dispatcher.metrics)
+    # EventBridge's metrics are its own: only Lambda's feed the AWS/Lambda series.
+    events_metrics = MetricsRegistry()
+    scheduler, rules, router = build_scheduler(
+        settings, domain, functions, events_metrics, dispatcher.metrics
+    )
     audit_records = open_audit(settings.data_dir, settings.audit_max_mb << 20, settings.audit)
     audit = AuditTrail.from_settings(settings, audit_records) if settings.audit else None
     url_form = choose_form(settings)
@@ -139,6 +143,7 @@ def build_server(settings: Settings, stores: Stores | None = None) -> FrontDoor:
         functions=functions,
         engine=engine,
         dispatcher=dispatcher,
+        events_metrics=events_metrics,
         rules=rules,
         event_router=router,
         logs=logs,
@@ -192,7 +197,11 @@ def build_engine(
 
 
 def build_scheduler(
-    settings: Settings, domain: Domain, functions: FunctionService, metrics: MetricsRegistry
+    settings: Settings,
+    domain: Domain,
+    functions: FunctionService,
+    metrics: MetricsRegistry,
+    lambda_metrics: MetricsRegistry,
 ) -> tuple[Scheduler, RuleService, EventRouter]:
     """EventBridge rules, the scheduler that fires their schedules into the async queue, and
     the router that matches PutEvents' events against them."""
@@ -207,6 +216,7 @@ def build_scheduler(
         account=domain.account,
         metrics=metrics,
         clock=clock,
+        lambda_metrics=lambda_metrics,
     )
     rules = RuleService(domain.stores.rules, domain.account, clock.now, scheduler.changed)
     router = EventRouter(

@@ -491,6 +491,43 @@ def test_a_target_input_is_sent_verbatim(
     assert scheduled_events(results, 2) == [{"job": "nightly"}, {"job": "nightly"}]
 
 
+def test_a_rules_metrics_stay_out_of_lambdas_series(
+    server: LaminaServer,
+    events: Any,
+    rule: Callable[..., str],
+    function: Callable[..., Any],
+    unique_name: Callable[[str], str],
+) -> None:
+    name = unique_name("counted")
+    function_name, results = function(permission_for=name)
+    rule(name, ScheduleExpression="rate(1 minute)")
+    events.put_targets(Rule=name, Targets=[{"Id": "fn", "Arn": FUNCTION_ARN + function_name}])
+    scheduled_events(results, 1)
+    wait_until(
+        lambda: metrics(server).get("Invocations", {}).get(name, {}).get("Sum", 0) >= 1,
+        timeout=30,
+        interval=0.2,
+        message="the rule's own Invocations were never counted",
+    )
+    cloudwatch = server.client("cloudwatch")
+
+    def lambda_series(function: str) -> list[str]:
+        listed = cloudwatch.list_metrics(
+            Namespace="AWS/Lambda", Dimensions=[{"Name": "FunctionName", "Value": function}]
+        )
+        return sorted({metric["MetricName"] for metric in listed["Metrics"]})
+
+    # The function's invocation is Lambda's; the rule's Invocations are EventBridge's alone.
+    wait_until(
+        lambda: "Invocations" in lambda_series(function_name),
+        timeout=30,
+        interval=0.5,
+        message="the function's invocation never reached AWS/Lambda",
+    )
+    assert lambda_series(name) == []
+    cloudwatch.close()
+
+
 def test_without_an_invoke_permission_nothing_runs(
     server: LaminaServer,
     events: Any,

@@ -51,6 +51,7 @@ from lamina.function_urls.url_form import UrlForm
 from lamina.identity.sigv4 import SigV4Verifier
 from lamina.invoke.asynchronous.dispatcher import AsyncDispatcher
 from lamina.invoke.service import InvokeService
+from lamina.metrics import MetricsRegistry
 from lamina.observability.cloudwatch import MetricReader
 from lamina.observability.logs_service import Logs, LogsService
 from lamina.observability.telemetry import Telemetry
@@ -86,6 +87,8 @@ class Services:
     functions: FunctionService
     engine: InvokeService
     dispatcher: AsyncDispatcher
+    # EventBridge's own counters (AWS/Events, per rule), apart from the dispatcher's.
+    events_metrics: MetricsRegistry
     rules: RuleService
     # PutEvents: matches events against rules and plans their targets' invocations.
     event_router: EventRouter
@@ -166,7 +169,11 @@ def _internal_routes(services: Services) -> list[Route]:
         return JSONResponse({"status": "ok"})
 
     async def async_metrics(request: Request) -> Response:
-        return JSONResponse(snapshot())
+        """The dispatcher's counters and EventBridge's, by metric name then resource."""
+        merged = snapshot()
+        for metric, series in services.events_metrics.snapshot().items():
+            merged.setdefault(metric, {}).update(series)
+        return JSONResponse(merged)
 
     settings = services.settings
     return [

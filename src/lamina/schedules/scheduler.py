@@ -78,13 +78,17 @@ class Scheduler:
         account: Account,
         metrics: m.MetricsRegistry,
         clock: ScheduleClock,
+        lambda_metrics: m.MetricsRegistry | None = None,
         wall: Callable[[], float] = time.time,
     ) -> None:
         self._rules = rules
         self._queue = queue
         self._targets = targets
         self._account = account
+        # EventBridge's own metrics (AWS/Events, per rule) and Lambda's (AWS/Lambda, per
+        # function) go to different registries: a rule's Invocations are not a function's.
         self._metrics = metrics
+        self._lambda_metrics = lambda_metrics or metrics
         self._clock = clock
         # The queue keeps wall-clock times (event age, retries), whatever the schedule clock.
         self._wall = wall
@@ -162,7 +166,7 @@ class Scheduler:
         if attempts:
             self._metrics.count(INVOCATIONS, firing.rule, attempts)
         for event in firing.events:
-            self._metrics.count(m.ASYNC_EVENTS_RECEIVED, event.function)
+            self._lambda_metrics.count(m.ASYNC_EVENTS_RECEIVED, event.function)
         for target_id, reason in firing.failures:
             self._metrics.count(FAILED_INVOCATIONS, firing.rule)
             log.warning("rule %s: target %s was not invoked: %s", firing.rule, target_id, reason)
