@@ -131,6 +131,8 @@ class NamespaceSandbox:
         # A template's child only relays the status of the runtime it forks (see the
         # template's `_enter_sandbox`); the runtime's own high-water mark is found later.
         self._peak = None if isinstance(process, TemplateChild) else PeakMemory(self.pid)
+        self._runtime_peak: int | None = None
+        self._group_seen: int | None = None
         self._released = False
         self._cleanup: asyncio.Task[None] | None = None
         self._exited: asyncio.Future[int] = asyncio.get_running_loop().create_future()
@@ -155,8 +157,15 @@ class NamespaceSandbox:
             children = child_pids(self.pid)
             if children:
                 self._peak = PeakMemory(children[0])
-        runtime = self._peak.bytes() if self._peak is not None else None
         group = self.cgroup.peak_bytes() if self.cgroup is not None else None
+        # The status file costs more than the rest of a REPORT: read it again only when
+        # the cgroup's peak moved, since the function's own new pages are charged there
+        # first. (Shared pages touched for the first time are not; their rise shows at the
+        # next private growth.)
+        if group is None or group != self._group_seen or self._runtime_peak is None:
+            self._group_seen = group
+            self._runtime_peak = self._peak.bytes() if self._peak is not None else None
+        runtime = self._runtime_peak
         if runtime is None or group is None:
             return runtime if group is None else group
         return max(runtime, group)
