@@ -143,14 +143,15 @@ def test_spillover_runs_on_demand_within_what_the_reservation_leaves(
     client.put_function_concurrency(FunctionName=name, ReservedConcurrentExecutions=2)
     provision(client, name, "live", 1)
     # On demand, the function has 2 - 1 = 1 left, however idle the provisioned environment.
-    latest = in_parallel([lambda: invoke(client, name, {"sleep": 1.5})] * 2)
+    # Each call sleeps long enough that the calls overlap even on a loaded machine.
+    latest = in_parallel([lambda: invoke(client, name, {"sleep": 3})] * 2)
     assert [result["init"] for result in latest if not isinstance(result, ClientError)] == [
         ON_DEMAND
     ]
     assert [throttle_reason(error) for error in latest if isinstance(error, ClientError)] == [
         RESERVED_EXCEEDED
     ]
-    results = in_parallel([lambda: invoke(client, f"{name}:live", {"sleep": 1.5})] * 3)
+    results = in_parallel([lambda: invoke(client, f"{name}:live", {"sleep": 3})] * 3)
     throttled = [result for result in results if isinstance(result, ClientError)]
     served = sorted(result["init"] for result in results if not isinstance(result, ClientError))
     # One on the provisioned environment, one spilled over on demand, and the third finds

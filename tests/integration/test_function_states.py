@@ -9,7 +9,6 @@ moto server) that holds the read until the test lets it go.
 from __future__ import annotations
 
 import concurrent.futures
-import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -189,10 +188,18 @@ def test_waiters_return_at_once(lambda_client: Any, unique_name: Callable[[str],
     its first call, so none ever sleeps."""
     name = unique_name("waited")
 
-    def timed(call: Callable[[], Any]) -> float:
-        started = time.perf_counter()
+    calls: list[str] = []
+
+    def count(model: Any, **_: Any) -> None:
+        calls.append(model.name)
+
+    lambda_client.meta.events.register("before-call.lambda", count)
+
+    def calls_made(call: Callable[[], Any]) -> int:
+        """How many API calls the waiter made: one means its first poll was satisfied."""
+        calls.clear()
         call()
-        return time.perf_counter() - started
+        return len(calls)
 
     lambda_client.create_function(
         FunctionName=name,
@@ -202,31 +209,32 @@ def test_waiters_return_at_once(lambda_client: Any, unique_name: Callable[[str],
         Code={"ZipFile": make_zip()},
     )
     waits = {
-        "function_exists": timed(
+        "function_exists": calls_made(
             lambda: lambda_client.get_waiter("function_exists").wait(FunctionName=name)
         ),
-        "function_active_v2": timed(
+        "function_active_v2": calls_made(
             lambda: lambda_client.get_waiter("function_active_v2").wait(FunctionName=name)
         ),
-        "function_active": timed(
+        "function_active": calls_made(
             lambda: lambda_client.get_waiter("function_active").wait(FunctionName=name)
         ),
     }
     lambda_client.update_function_configuration(FunctionName=name, MemorySize=256)
-    waits["function_updated_v2"] = timed(
+    waits["function_updated_v2"] = calls_made(
         lambda: lambda_client.get_waiter("function_updated_v2").wait(FunctionName=name)
     )
     lambda_client.update_function_code(FunctionName=name, ZipFile=make_zip({"app.py": "x = 1"}))
-    waits["function_updated"] = timed(
+    waits["function_updated"] = calls_made(
         lambda: lambda_client.get_waiter("function_updated").wait(FunctionName=name)
     )
     version = lambda_client.publish_version(FunctionName=name)["Version"]
-    waits["published_version_active"] = timed(
+    waits["published_version_active"] = calls_made(
         lambda: lambda_client.get_waiter("published_version_active").wait(
             FunctionName=name, Qualifier=version
         )
     )
-    assert max(waits.values()) < 0.5, waits
+    lambda_client.meta.events.unregister("before-call.lambda", count)
+    assert waits == dict.fromkeys(waits, 1), waits
 
 
 # --------------------------------------------------------------------------- versions

@@ -419,6 +419,26 @@ def test_close_destroys_every_environment(
     assert shut == 2
 
 
+def test_the_slot_goes_back_even_when_returning_the_environment_fails(
+    tmp_path: Path, domain: Domain, functions: FunctionService
+) -> None:
+    async def scenario() -> tuple[int, int]:
+        async with engine(tmp_path, domain, functions) as e:
+            release = e.pool.release
+
+            def failing_release(environment: Any) -> None:
+                release(environment)
+                raise RuntimeError("the sandbox would not die")
+
+            e.pool.release = failing_release  # type: ignore[method-assign]
+            with pytest.raises(RuntimeError, match="would not die"):
+                await e.invoke("fn")
+            e.pool.release = release  # type: ignore[method-assign]
+            return e.governor.in_flight(), e.telemetry.levels().account_in_flight
+
+    assert asyncio.run(scenario()) == (0, 0)
+
+
 def test_level_events_keep_the_gauges_without_reading_the_engine(
     tmp_path: Path, domain: Domain, functions: FunctionService
 ) -> None:
@@ -437,7 +457,8 @@ def test_level_events_keep_the_gauges_without_reading_the_engine(
 
             seen.append(levels())
             sleeping = asyncio.ensure_future(e.invoke("fn", event="sleep"))
-            assert await eventually(lambda: e.telemetry.levels().account_in_flight == 1)
+            # Admitted first, then its environment starts: wait until both are counted.
+            await eventually(lambda: levels() == (1, 1, {"fn": 1}, {"fn": 1}))
             seen.append(levels())
             await sleeping
             seen.append(levels())

@@ -111,6 +111,21 @@ def test_a_weighted_alias_holds_environments_of_both_versions() -> None:
     assert levels.provisioned[("fn", "live")] == (3, 4)
 
 
+def test_an_environment_that_died_while_idle_is_replaced() -> None:
+    configs, levels = Configs(weighted(2, 0.5)), Levels()
+    pool = pool_for(configs, levels)
+    asyncio.run(pool.reconcile())
+    taken = pool.take("fn", "live", V1)
+    assert taken is not None
+    pool.release(taken)
+    taken.destroy()  # its runtime exited while it sat idle
+    asyncio.run(pool.reconcile())
+    fresh = pool.take("fn", "live", V1)
+    assert fresh is not None and fresh is not taken
+    assert cast(FakeEnvironment, fresh).state is State.IDLE
+    assert pool.held("fn") == 2
+
+
 def test_the_environments_belong_to_their_version() -> None:
     configs, levels = Configs(weighted(2, 0.5)), Levels()
     pool = pool_for(configs, levels)

@@ -201,6 +201,10 @@ class ProvisionedPool:
                 self._allocations[allocation.key] = allocation
                 self._by_function.setdefault(target.function, []).append(allocation)
             allocation.size = count
+            # An idle environment whose runtime exited is dead: drop it so it is replaced.
+            for dead in [env for env in allocation.idle if env.state is State.DEAD]:
+                allocation.idle.remove(dead)
+                self._drop(dead)
             while allocation.idle and allocation.held > allocation.size:
                 self._drop(allocation.idle.pop())
             shares.append((allocation, version))

@@ -209,9 +209,14 @@ class InvokeService:
             self._observer.throttled(config.function_name, config.version, alias)
             raise
         self._levels.admitted(config.function_name, lease.slot is Slot.UNRESERVED)
-        trace = self._tracing.begin(
-            config.function_name, config.tracing_mode, request.trace_id, request.received_at
-        )
+        try:
+            trace = self._tracing.begin(
+                config.function_name, config.tracing_mode, request.trace_id, request.received_at
+            )
+        except BaseException:
+            # Admitted but never run: what was taken for it goes back.
+            self._give_back(lease, environment, None)
+            raise
         return Admission(request.request_id, resolved, config, lease, environment, trace)
 
     async def run(
@@ -253,12 +258,24 @@ class InvokeService:
             self._report(admission, started_at, outcome)
             return InvokeResult(request_id, config.version, outcome)
         finally:
-            if admission.environment is not None:
+            self._give_back(admission.lease, admission.environment, environment)
+
+    def _give_back(
+        self,
+        lease: Lease,
+        provisioned: ExecutionEnvironment | None,
+        on_demand: ExecutionEnvironment | None,
+    ) -> None:
+        """Return an invocation's environment and its concurrency slot. The slot goes back
+        even if returning the environment fails (a sandbox that will not die): a slot kept by
+        mistake would throttle the function for good."""
+        try:
+            if provisioned is not None:
                 assert self._provisioned is not None
-                self._provisioned.release(admission.environment)
-            elif environment is not None:
-                self._pool.release(environment)
-            lease = admission.lease
+                self._provisioned.release(provisioned)
+            elif on_demand is not None:
+                self._pool.release(on_demand)
+        finally:
             self._governor.release(lease)
             self._levels.released(lease.function, lease.slot is Slot.UNRESERVED)
 
