@@ -149,7 +149,7 @@ class ModelService:
         if limit is not None and len(body) > limit:
             raise operation_too_large(name, limit)
         call.operation, call.params = name, self.params_so_far(located)
-        self._verify(request, body)
+        verify_signature(self._verifier, request, body)
         if self._verifier is not None:
             call.verified = True
         handler = self._handlers.get(name)
@@ -175,9 +175,6 @@ class ModelService:
             return error
         limit = OPERATION_REQUEST_MAX_BYTES.get(name)
         return operation_too_large(name, limit) if limit is not None else error
-
-    def _verify(self, request: Request, body: bytes) -> None:
-        verify_signature(self._verifier, request, body)
 
     # ------------------------------------------------------------ protocol hooks
 

@@ -51,7 +51,7 @@ class ConcurrencyGovernor:
         self._in_flight: Counter[str] = Counter()
         # On-demand invocations of functions with a reservation, per function.
         self._reserved_on_demand: Counter[str] = Counter()
-        # Kept alongside the per-function counts: metrics read it on every invocation.
+        # Kept alongside the per-function counts, so the total is one read, not a sum.
         self._total_in_flight = 0
         self._unreserved_in_flight = 0
 
@@ -119,10 +119,6 @@ class ConcurrencyGovernor:
     @property
     def unreserved_in_flight(self) -> int:
         return self._unreserved_in_flight
-
-    def in_flight_by_function(self) -> dict[str, int]:
-        """A copy of the in-flight count of every function that has one (for metrics)."""
-        return dict(self._in_flight)
 
 
 def throttle(reason: str) -> TooManyRequests:
