@@ -43,6 +43,11 @@ bench-components: $(STAMP)
 	$(BIN)/python -m bench.url
 	$(BIN)/python -m bench.async
 	$(BIN)/python -m bench.logs
+	$(BIN)/python -m bench.sqs_mapping
+	$(BIN)/python -m bench.kinesis_mapping
+	$(BIN)/python -m bench.rabbitmq_mapping
+	$(BIN)/python -m bench.pg_queue
+	$(BIN)/python -m bench.redis_governor
 
 clean:
 	rm -rf $(VENV) .lamina .pytest_cache .mypy_cache .ruff_cache

@@ -14,6 +14,7 @@ from urllib.parse import urlsplit
 
 from lamina.commands import audit as audit_cli
 from lamina.commands import cost as cost_command
+from lamina.commands import mappings as mappings_command
 from lamina.commands import schedules as schedules_cli
 from lamina.commands import top as top_command
 from lamina.commands import tune as tune_command
@@ -27,7 +28,7 @@ from lamina.settings import Settings
 def _serve(args: argparse.Namespace, settings: Settings) -> int:
     import uvicorn  # Lazy: other subcommands should not pay for the server's import.
 
-    from lamina.server import build_server
+    from lamina.server import StoreUnavailable, build_server
 
     settings = replace(
         settings,
@@ -35,6 +36,8 @@ def _serve(args: argparse.Namespace, settings: Settings) -> int:
         port=args.port if args.port is not None else settings.port,
         data_dir=Path(args.data_dir) if args.data_dir else settings.data_dir,
         insecure=args.insecure or settings.insecure,
+        store_url=args.store or settings.store_url,
+        redis_url=args.redis or settings.redis_url,
     )
     try:
         settings.check()
@@ -45,6 +48,9 @@ def _serve(args: argparse.Namespace, settings: Settings) -> int:
         app = build_server(settings)
     except IsolationUnavailable as error:
         print(f"lamina: {error} (see `lamina doctor`)", file=sys.stderr)
+        return 2
+    except StoreUnavailable as error:
+        print(f"lamina: {error}", file=sys.stderr)
         return 2
     from lamina.api.http_protocol import CoalescingHttpToolsProtocol
 
@@ -121,14 +127,28 @@ def _doctor_function_urls(settings: Settings) -> bool:
 
 def _events(args: argparse.Namespace, settings: Settings) -> int:
     """Show a function's asynchronous events: queued, in flight, retrying and failed."""
-    from lamina.store.protocols import EVENT_STATES
-    from lamina.store.sqlite import open_stores
+    from lamina.store.protocols import EVENT_STATES, AsyncQueue
 
-    data_dir = Path(args.data_dir) if args.data_dir else settings.data_dir
-    if not (data_dir / "lamina.db").exists():
-        print(f"lamina: no Lamina data in {data_dir} (see --data-dir)", file=sys.stderr)
-        return 1
-    queue = open_stores(data_dir).queue
+    store_url = args.store or (None if args.data_dir else settings.store_url)
+    queue: AsyncQueue
+    if store_url:
+        # A cluster's queue: every node's events, read from PostgreSQL.
+        from lamina.store.postgres.database import PgDatabase
+        from lamina.store.postgres.queue import PgAsyncQueue
+
+        try:
+            queue = PgAsyncQueue(PgDatabase(store_url, max_connections=2))
+        except Exception as error:  # psycopg's, which nothing outside store/ may name
+            print(f"lamina: cannot read the store: {error}", file=sys.stderr)
+            return 1
+    else:
+        from lamina.store.sqlite import open_stores
+
+        data_dir = Path(args.data_dir) if args.data_dir else settings.data_dir
+        if not (data_dir / "lamina.db").exists():
+            print(f"lamina: no Lamina data in {data_dir} (see --data-dir)", file=sys.stderr)
+            return 1
+        queue = open_stores(data_dir).queue
     # Accept an ARN too; events are kept per function name.
     function = args.function.split(":function:")[-1].split(":")[0] if args.function else None
     counts = queue.counts(function)
@@ -179,6 +199,18 @@ def main(argv: Sequence[str] | None = None) -> int:
         action="store_true",
         help="allow a non-loopback address without authentication",
     )
+    serve.add_argument(
+        "--store",
+        metavar="URL",
+        help="keep every store in this PostgreSQL database (postgresql://...), shared by "
+        "every node started with it (default: SQLite under --data-dir; env LAMINA_STORE)",
+    )
+    serve.add_argument(
+        "--redis",
+        metavar="URL",
+        help="share concurrency limits between nodes through this Redis (redis://...; "
+        "env LAMINA_REDIS)",
+    )
     commands.add_parser(
         "doctor",
         help="show which isolation features are active on this host, and why not, "
@@ -188,7 +220,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         "events", help="show queued, in-flight, retrying and failed asynchronous events"
     )
     events.add_argument("function", nargs="?", help="a function name (default: a summary of all)")
-    events.add_argument("--data-dir", help="where metadata and code live (default ./.lamina)")
+    events_source = events.add_mutually_exclusive_group()
+    events_source.add_argument(
+        "--data-dir", help="where metadata and code live (default ./.lamina)"
+    )
+    events_source.add_argument(
+        "--store",
+        metavar="URL",
+        help="read a cluster's events from its PostgreSQL store (default: LAMINA_STORE, "
+        "unless --data-dir is given)",
+    )
     events.add_argument("--limit", type=int, default=50, help="events to list (default 50)")
     events.add_argument("--json", action="store_true", help="print JSON")
     dev_command.configure(
@@ -209,6 +250,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     tune_command.configure(
         commands.add_parser("tune", help="run a function at several memory sizes; compare")
+    )
+    mappings_command.configure(
+        commands.add_parser(
+            "mappings", help="event source mappings: state, last result, lag and errors"
+        )
     )
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
@@ -233,5 +279,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return cost_command.run(args, settings)
     if args.command == "tune":
         return tune_command.run(args, settings)
+    if args.command == "mappings":
+        return mappings_command.run(args, settings)
     parser.error(f"unknown command {args.command}")
     return 2

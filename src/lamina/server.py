@@ -10,18 +10,23 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
 import secrets
+import socket
 import threading
 import time
 from collections.abc import AsyncIterator, Callable
-from dataclasses import replace
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field, replace
 from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
 
 from lamina.api.app import Services, front_door
 from lamina.api.asgi import FrontDoor
 from lamina.api.code_links import CodeLinks
 from lamina.arns import Account
 from lamina.audit.trail import AuditTrail
+from lamina.aws.clients import ClientCache
 from lamina.aws.destinations import Boto3Destinations
 from lamina.aws.event_sources import Boto3EventSources
 from lamina.aws.s3 import Boto3S3Reader
@@ -33,7 +38,8 @@ from lamina.control.policies import PolicyService
 from lamina.function_urls.url_form import choose_form
 from lamina.identity.sigv4 import SigV4Verifier
 from lamina.invoke.asynchronous.dispatcher import build_dispatcher
-from lamina.invoke.governor import ConcurrencyGovernor
+from lamina.invoke.cluster_governor import ClusterGovernor
+from lamina.invoke.governor import ConcurrencyGovernor, Governor
 from lamina.invoke.pool import EnvironmentPool
 from lamina.invoke.preparation import CodePreparation
 from lamina.invoke.service import InvokeService, Resolver
@@ -43,6 +49,10 @@ from lamina.observability.logs_service import open_logs
 from lamina.observability.platform_log import environment_logging
 from lamina.observability.telemetry import Telemetry
 from lamina.observability.tracing import traced_observer
+from lamina.pollers.context import PollerContext
+from lamina.pollers.invoking import BatchInvoker
+from lamina.pollers.kinds import factories as poller_factories
+from lamina.pollers.supervisor import PollerSupervisor
 from lamina.runtimes.registry import RuntimeRegistry
 from lamina.sandbox.artifacts import ArtifactCache
 from lamina.sandbox.log_sink import LogSink
@@ -54,7 +64,8 @@ from lamina.schedules.scheduler import Scheduler
 from lamina.schedules.targets import LambdaTargets
 from lamina.settings import Settings
 from lamina.store.files import open_audit
-from lamina.store.protocols import Stores
+from lamina.store.protocols import AuditStore, LogStore, MetricsStore, Stores
+from lamina.store.protocols.ownership import LocalOwnership, OwnershipLeases
 from lamina.store.sqlite import open_log_store, open_metrics, open_stores
 
 Closer = Callable[[], None]
@@ -66,13 +77,15 @@ def build_server(settings: Settings, stores: Stores | None = None) -> FrontDoor:
     """The ASGI application of one Lamina process; its lifespan starts and stops the parts."""
     # Sandboxes mount paths under the data directory from other working directories.
     settings = replace(settings, data_dir=settings.data_dir.absolute())
-    stores = stores or open_stores(settings.data_dir)
+    storage = open_storage(settings, stores)
+    stores = storage.stores
     account = Account(settings.account_id, settings.region)
     event_sources = Boto3EventSources(
         settings.region,
         sqs_endpoint=settings.sqs_endpoint,
         kinesis_endpoint=settings.kinesis_endpoint,
         dynamodb_streams_endpoint=settings.dynamodb_streams_endpoint,
+        mq_brokers=[name for name, _ in settings.mq_brokers],
     )
     domain = Domain(
         stores=stores,
@@ -86,8 +99,8 @@ def build_server(settings: Settings, stores: Stores | None = None) -> FrontDoor:
     artifacts = ArtifactCache(settings.data_dir / "artifacts", stores.blobs)
     runtimes = RuntimeRegistry(dict(settings.runtime_overrides))
     functions = FunctionService(domain, CodePreparation(artifacts, runtimes))
-    logs = open_logs(settings, open_log_store(settings.data_dir, settings.log_store_max_mb << 20))
-    telemetry = Telemetry(open_metrics(settings.data_dir), settings.account_concurrency)
+    logs = open_logs(settings, storage.logs)
+    telemetry = Telemetry(storage.metrics, settings.account_concurrency, mappings=stores.mappings)
     engine, closers = build_engine(
         settings, domain, functions, logs.sink, telemetry, artifacts, runtimes
     )
@@ -101,8 +114,12 @@ def build_server(settings: Settings, stores: Stores | None = None) -> FrontDoor:
     scheduler, rules, router = build_scheduler(
         settings, domain, functions, events_metrics, dispatcher.metrics
     )
-    audit_records = open_audit(settings.data_dir, settings.audit_max_mb << 20, settings.audit)
-    audit = AuditTrail.from_settings(settings, audit_records) if settings.audit else None
+    mapping_metrics = MetricsRegistry()
+    mapping_metrics.subscribe(telemetry.mapping_metric)
+    pollers = build_pollers(settings, domain, engine, mapping_metrics, storage.leases)
+    closers.append(pollers.context.clients.close)
+    audit = AuditTrail.from_settings(settings, storage.audit) if settings.audit else None
+    closers.extend(storage.closers)  # after everything that reads or writes the stores
     url_form = choose_form(settings)
     log.info(
         "function URLs: the %s form, %s (%s)",
@@ -126,9 +143,11 @@ def build_server(settings: Settings, stores: Stores | None = None) -> FrontDoor:
         ).start()
         # Event source mappings a stop left Creating, Updating or Deleting settle now.
         MappingService(domain, functions).finish_transitions()
+        pollers.start()
         try:
             yield
         finally:
+            await pollers.close()  # before the engine: batches in flight finish first
             await scheduler.close()
             await dispatcher.close()
             engine.close()
@@ -150,9 +169,10 @@ def build_server(settings: Settings, stores: Stores | None = None) -> FrontDoor:
         telemetry=telemetry,
         links=CodeLinks(_link_secret(settings.data_dir), settings.endpoint),
         verifier=_verifier(settings),
-        audit_records=audit_records,
+        audit_records=storage.audit,
         audit=audit,
         url_form=url_form,
+        pollers=pollers,
     )
     return front_door(services, lifespan)
 
@@ -171,7 +191,7 @@ def build_engine(
     data_dir = settings.data_dir
     backend = select_backend(settings.isolation, hidden=[data_dir], templates=settings.zygote)
     closers: list[Closer] = [backend.close]
-    governor = ConcurrencyGovernor(settings.account_concurrency)
+    governor = build_governor(settings, closers)
     pool = EnvironmentPool(settings.idle_timeout_s)
     observer, close_tracing = traced_observer(telemetry, settings)
     engine = InvokeService(
@@ -194,6 +214,118 @@ def build_engine(
     closers.append(telemetry.close)
     closers.append(close_tracing)  # sends the spans still queued, then stops exporting
     return engine, closers
+
+
+def build_governor(settings: Settings, closers: list[Closer]) -> Governor:
+    """This node's concurrency counts, or with `redis_url` every node's (shared leases)."""
+    if settings.redis_url is None:
+        return ConcurrencyGovernor(settings.account_concurrency)
+    # Lazy: a single node never loads the Redis client.
+    from lamina.store.redis import open_redis_leases
+
+    leases = open_redis_leases(settings.redis_url)
+    closers.append(leases.close)
+    return ClusterGovernor(leases, settings.account_concurrency)
+
+
+def build_pollers(
+    settings: Settings,
+    domain: Domain,
+    engine: InvokeService,
+    metrics: MetricsRegistry,
+    leases: OwnershipLeases | None = None,
+) -> PollerSupervisor:
+    """The event source mapping pollers, reading their sources at the configured endpoints."""
+    clients = ClientCache(
+        settings.region,
+        {
+            "sqs": settings.sqs_endpoint,
+            "kinesis": settings.kinesis_endpoint,
+            "dynamodbstreams": settings.dynamodb_streams_endpoint,
+        },
+    )
+    context = PollerContext(
+        invoker=BatchInvoker(engine),
+        store=domain.stores.mappings,
+        metrics=metrics,
+        clients=clients,
+        # Each SQS long poll holds a thread for up to 20 s.
+        threads=ThreadPoolExecutor(max_workers=64, thread_name_prefix="lamina-poller"),
+        account=domain.account,
+        mq_brokers=dict(settings.mq_brokers),
+    )
+    return PollerSupervisor(
+        context, poller_factories(), interval_s=settings.poller_reconcile_s, leases=leases
+    )
+
+
+@dataclass
+class Storage:
+    """Every store of one node, on SQLite and files (one node) or PostgreSQL (a cluster)."""
+
+    stores: Stores
+    logs: LogStore
+    metrics: MetricsStore
+    audit: AuditStore
+    # Event source mapping leases: shared through PostgreSQL, else trivially this node's.
+    leases: OwnershipLeases = field(default_factory=LocalOwnership)
+    # What closes the stores (the audit store is closed by the audit trail, when there is one).
+    closers: list[Closer] = field(default_factory=list)
+
+
+def open_storage(settings: Settings, stores: Stores | None = None) -> Storage:
+    """The stores `settings` name: every one in PostgreSQL when `store_url` is set (the
+    node's own files, archives' cache and environments stay under `data_dir`), else SQLite
+    and files under `data_dir`. `stores` (tests) replaces the control plane's stores."""
+    data_dir = settings.data_dir
+    log_bytes, audit_bytes = settings.log_store_max_mb << 20, settings.audit_max_mb << 20
+    if settings.store_url is None:
+        return Storage(
+            stores=stores or open_stores(data_dir),
+            logs=open_log_store(data_dir, log_bytes),
+            metrics=open_metrics(data_dir),
+            audit=open_audit(data_dir, audit_bytes, settings.audit),
+        )
+    # Lazy: a single node never loads the driver.
+    from lamina.store import postgres
+    from lamina.store.postgres.database import PgDatabase
+    from lamina.store.postgres.ownership import PgOwnershipLeases
+
+    url = settings.store_url
+    data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+    try:
+        database = PgDatabase(url)
+    except Exception as error:  # psycopg's, which nothing outside store/ may name
+        raise StoreUnavailable(f"cannot open the store at {_redacted(url)}: {error}") from error
+    leases = PgOwnershipLeases(database, node_name(settings), settings.mapping_lease_s)
+    audit = postgres.open_pg_audit(url, audit_bytes)
+    return Storage(
+        stores=stores or postgres.pg_stores(database, data_dir / "blobs"),
+        logs=postgres.open_pg_log_store(url, log_bytes),
+        metrics=postgres.open_pg_metrics(url),
+        audit=audit,
+        leases=leases,
+        closers=[database.close] if settings.audit else [database.close, audit.close],
+    )
+
+
+class StoreUnavailable(Exception):
+    """The store named by `--store` cannot be reached or opened."""
+
+
+def _redacted(url: str) -> str:
+    """`url` without its password, for messages."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    netloc = parts.netloc.replace(f":{parts.password}@", ":***@", 1)
+    return urlunsplit(parts._replace(netloc=netloc))
+
+
+def node_name(settings: Settings) -> str:
+    """This process among a cluster's nodes: host, port, process and a random part (a node
+    restarted on the same address is another owner of leases)."""
+    return f"{socket.gethostname()}:{settings.port}:{os.getpid()}:{secrets.token_hex(4)}"
 
 
 def build_scheduler(

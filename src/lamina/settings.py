@@ -112,6 +112,23 @@ class Settings:
     sqs_endpoint: str | None = None
     kinesis_endpoint: str | None = None
     dynamodb_streams_endpoint: str | None = None
+    # Where RabbitMQ brokers named by Amazon MQ ARNs listen: broker name -> amqp:// URL
+    # (LAMINA_MQ_BROKERS, `<broker-name>=amqp://host:port,...`). A local stand-in for the MQ
+    # API cannot hand out a reachable endpoint, so the operator says where each broker is.
+    mq_brokers: tuple[tuple[str, str], ...] = ()
+    # How often the poller supervisor compares the running pollers with the stored mappings.
+    poller_reconcile_s: float = 0.25
+    # Where the cluster's shared state lives: a PostgreSQL URL (LAMINA_STORE, `--store`) puts
+    # every store there, so several nodes serve one set of functions; None keeps SQLite and
+    # files under `data_dir` (one node).
+    store_url: str | None = None
+    # Redis for the soft state nodes share (LAMINA_REDIS, `--redis`): cluster-wide
+    # concurrency leases. None: each node counts its own concurrency.
+    redis_url: str | None = None
+    # How long a node's lease on an event source mapping lasts unrenewed, with a PostgreSQL
+    # store (LAMINA_MAPPING_LEASE_SECONDS): when a node dies, another node starts polling
+    # its mappings within about this long.
+    mapping_lease_s: float = 10.0
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] = os.environ) -> Settings:
@@ -168,6 +185,11 @@ class Settings:
             sqs_endpoint=service_endpoint(environ, "SQS"),
             kinesis_endpoint=service_endpoint(environ, "KINESIS"),
             dynamodb_streams_endpoint=service_endpoint(environ, "DYNAMODB_STREAMS"),
+            mq_brokers=mq_brokers_from(get("MQ_BROKERS") or ""),
+            poller_reconcile_s=float(get("POLLER_RECONCILE_SECONDS") or base.poller_reconcile_s),
+            store_url=get("STORE"),
+            redis_url=get("REDIS"),
+            mapping_lease_s=float(get("MAPPING_LEASE_SECONDS") or base.mapping_lease_s),
         )
 
     @property
@@ -211,6 +233,18 @@ class Settings:
             raise ValueError(
                 f"LAMINA_TRACE_SAMPLE_RATE must be between 0 and 1, got {self.trace_sample_rate}"
             )
+        if self.store_url is not None and not self.store_url.startswith(
+            ("postgresql://", "postgres://")
+        ):
+            raise ValueError(
+                f"--store/LAMINA_STORE must be a postgresql:// URL, got {self.store_url!r}"
+            )
+        if self.redis_url is not None and not self.redis_url.startswith(
+            ("redis://", "rediss://", "unix://")
+        ):
+            raise ValueError(f"--redis/LAMINA_REDIS must be a redis:// URL, got {self.redis_url!r}")
+        if self.mapping_lease_s <= 0:
+            raise ValueError("LAMINA_MAPPING_LEASE_SECONDS must be positive")
         if self.schedule_time_scale <= 0:
             raise ValueError("LAMINA_SCHEDULE_TIME_SCALE must be positive")
         if len(self.account_id) != 12 or not self.account_id.isdigit():
@@ -231,6 +265,17 @@ def is_loopback(host: str) -> bool:
         return ipaddress.ip_address(host).is_loopback
     except ValueError:
         return False
+
+
+def mq_brokers_from(text: str) -> tuple[tuple[str, str], ...]:
+    """`name=amqp://host:port,name2=amqps://...` as (name, URL) pairs; ValueError if malformed."""
+    brokers = []
+    for item in filter(None, (part.strip() for part in text.split(","))):
+        name, sep, url = item.partition("=")
+        if not sep or not name.strip() or not url.strip().startswith(("amqp://", "amqps://")):
+            raise ValueError(f"LAMINA_MQ_BROKERS: {item!r} is not <broker-name>=amqp://host:port")
+        brokers.append((name.strip(), url.strip()))
+    return tuple(brokers)
 
 
 def service_endpoint(environ: Mapping[str, str], service: str) -> str | None:

@@ -49,7 +49,7 @@ def plant(path: Path, line: str) -> None:
 def test_the_tree_keeps_every_contract() -> None:
     result = lint_imports(ROOT / "src")
     assert result.returncode == 0, result.stdout + result.stderr
-    assert "Contracts: 2 kept, 0 broken." in result.stdout
+    assert "Contracts: 4 kept, 0 broken." in result.stdout
 
 
 def test_an_upward_import_breaks_the_layers(package_copy: Path) -> None:
@@ -66,3 +66,12 @@ def test_sqlite_outside_store_breaks_the_sql_contract(package_copy: Path) -> Non
     assert result.returncode != 0
     assert "nothing else imports sqlite3 BROKEN" in result.stdout
     assert "lamina.observability.billing -> sqlite3" in result.stdout
+
+
+def test_redis_outside_store_redis_breaks_the_redis_contract(package_copy: Path) -> None:
+    # Not even elsewhere in store/: the soft state stays in one package.
+    plant(package_copy / "lamina" / "store" / "blobs.py", "import redis")
+    result = lint_imports(package_copy)
+    assert result.returncode != 0
+    assert "nothing else imports redis BROKEN" in result.stdout
+    assert "lamina.store.blobs -> redis" in result.stdout

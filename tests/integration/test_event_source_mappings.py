@@ -26,7 +26,6 @@ from tests.support.server import LaminaServer, free_port
 ACCOUNT = "000000000000"
 MAPPING_ARN = f"arn:aws:lambda:us-east-1:{ACCOUNT}:event-source-mapping:"
 BROKER = "arn:aws:mq:us-east-1:000000000000:broker:rabbit:b-0f5e3c2a-1111-2222-3333-444455556666"
-SECRET = "arn:aws:secretsmanager:us-east-1:000000000000:secret:rabbit-AbCdEf"
 NOT_FOUND = ("ResourceNotFoundException", "The resource you requested does not exist.", 404)
 SQS_KEYS = {
     "UUID",
@@ -58,9 +57,20 @@ STREAM_KEYS = SQS_KEYS | {
 @pytest.fixture(scope="module")
 def lamina(tmp_path_factory: pytest.TempPathFactory, moto: MotoServer) -> Iterator[LaminaServer]:
     """A Lamina server that reaches moto through botocore's endpoint settings."""
-    instance = LaminaServer(tmp_path_factory.mktemp("esm") / "data", env=moto.env).start()
+    # The broker's address answers nothing: these tests are about the API, not the poller.
+    env = {**moto.env, "LAMINA_MQ_BROKERS": "rabbit=amqp://127.0.0.1:9"}
+    instance = LaminaServer(tmp_path_factory.mktemp("esm") / "data", env=env).start()
     yield instance
     instance.stop()
+
+
+@pytest.fixture(scope="module")
+def secret(moto: MotoServer) -> str:
+    """A BASIC_AUTH secret in Secrets Manager (create checks that it exists)."""
+    client = moto.client("secretsmanager")
+    name = f"rabbit-{uuid.uuid4().hex[:8]}"
+    created = client.create_secret(Name=name, SecretString='{"username": "u", "password": "p"}')
+    return str(created["ARN"])
 
 
 @pytest.fixture(scope="module")
@@ -292,7 +302,7 @@ def test_sqs_settings_are_kept_as_given(
 
 
 def test_a_rabbitmq_mapping_is_accepted_with_its_queue_and_credentials(
-    api: Any, function: Callable[..., Any]
+    api: Any, function: Callable[..., Any], secret: str
 ) -> None:
     config = function()
     body = shown(
@@ -301,7 +311,7 @@ def test_a_rabbitmq_mapping_is_accepted_with_its_queue_and_credentials(
             FunctionName=config["FunctionName"],
             Queues=["orders"],
             SourceAccessConfigurations=[
-                {"Type": "BASIC_AUTH", "URI": SECRET},
+                {"Type": "BASIC_AUTH", "URI": secret},
                 {"Type": "VIRTUAL_HOST", "URI": "/prod"},
             ],
         )
@@ -309,7 +319,7 @@ def test_a_rabbitmq_mapping_is_accepted_with_its_queue_and_credentials(
     assert body["BatchSize"] == 100
     assert body["Queues"] == ["orders"]
     assert body["SourceAccessConfigurations"] == [
-        {"Type": "BASIC_AUTH", "URI": SECRET},
+        {"Type": "BASIC_AUTH", "URI": secret},
         {"Type": "VIRTUAL_HOST", "URI": "/prod"},
     ]
     assert body["LastProcessingResult"] == "No records processed"
@@ -320,7 +330,7 @@ def test_a_rabbitmq_mapping_is_accepted_with_its_queue_and_credentials(
         EventSourceArn=BROKER,
         FunctionName=config["FunctionName"],
         Queues=["refunds"],
-        SourceAccessConfigurations=[{"Type": "BASIC_AUTH", "URI": SECRET}],
+        SourceAccessConfigurations=[{"Type": "BASIC_AUTH", "URI": secret}],
     )
     assert other["UUID"] != body["UUID"]
 
@@ -355,6 +365,30 @@ def test_a_self_managed_kafka_mapping_is_accepted_and_validated(
         "1 validation error detected: Value null at 'startingPosition' failed to satisfy "
         "constraint: Member must not be null."
     )
+    # The same servers' topic for the same function again: a conflict (a different topic,
+    # or other servers, is another source).
+    again = refused(
+        lambda: api.create_event_source_mapping(
+            FunctionName=config["FunctionName"],
+            SelfManagedEventSource={"Endpoints": {"KAFKA_BOOTSTRAP_SERVERS": ["k1:9092"]}},
+            Topics=["orders"],
+            StartingPosition="LATEST",
+        )
+    )
+    assert again == (
+        "ResourceConflictException",
+        'An event source mapping with bootstrap servers ("k1:9092"), function '
+        f'("{body["FunctionArn"]}") and topics ("orders") already exists. Please update or '
+        f"delete the existing mapping with UUID {body['UUID']}",
+        409,
+    )
+    other_topic = api.create_event_source_mapping(
+        FunctionName=config["FunctionName"],
+        SelfManagedEventSource={"Endpoints": {"KAFKA_BOOTSTRAP_SERVERS": ["k1:9092"]}},
+        Topics=["refunds"],
+        StartingPosition="LATEST",
+    )
+    assert other_topic["UUID"] != body["UUID"]
 
 
 # ------------------------------------------------------------------ refusals

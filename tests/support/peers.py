@@ -75,6 +75,8 @@ class MotoServer:
             "AWS_ENDPOINT_URL_KINESIS": self.endpoint,
             "AWS_ENDPOINT_URL_DYNAMODB": self.endpoint,
             "AWS_ENDPOINT_URL_DYNAMODB_STREAMS": self.endpoint,
+            # botocore's name for Secrets Manager (its service id is "Secrets Manager").
+            "AWS_ENDPOINT_URL_SECRETS_MANAGER": self.endpoint,
             "AWS_ACCESS_KEY_ID": "test",
             "AWS_SECRET_ACCESS_KEY": "test",
         }

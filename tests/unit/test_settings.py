@@ -73,3 +73,20 @@ def test_the_eventbridge_endpoint_is_read_under_either_name() -> None:
         {"AWS_ENDPOINT_URL_EVENTS": "http://events", "AWS_ENDPOINT_URL_EVENTBRIDGE": "http://eb"}
     )
     assert both.events_endpoint == "http://eb"
+
+
+def test_mq_brokers_name_their_amqp_addresses() -> None:
+    settings = Settings.from_env(
+        {"LAMINA_MQ_BROKERS": "rabbit=amqp://127.0.0.1:5672, other = amqps://mq.example:5671"}
+    )
+    assert settings.mq_brokers == (
+        ("rabbit", "amqp://127.0.0.1:5672"),
+        ("other", "amqps://mq.example:5671"),
+    )
+    assert Settings.from_env({}).mq_brokers == ()
+
+
+@pytest.mark.parametrize("value", ["rabbit", "rabbit=http://host:5672", "=amqp://host:5672"])
+def test_malformed_mq_brokers_are_refused(value: str) -> None:
+    with pytest.raises(ValueError, match="LAMINA_MQ_BROKERS"):
+        Settings.from_env({"LAMINA_MQ_BROKERS": value})

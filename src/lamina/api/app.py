@@ -7,11 +7,13 @@ and a table of handlers; the handler tables come from one module per operation f
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Callable
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from typing import Any
 
+import anyio.to_thread
 import botocore.session
 from starlette.requests import Request
 from starlette.responses import FileResponse, JSONResponse, Response
@@ -37,24 +39,30 @@ from lamina.api.audit import audit_route
 from lamina.api.cloudwatch import CloudWatchApi
 from lamina.api.code_links import CodeLinks
 from lamina.api.context import ApiContext, Handler
+from lamina.api.errors import error_response
 from lamina.api.function_urls import function_url_endpoint
 from lamina.api.json_service import JsonService
 from lamina.api.logs import TARGET_PREFIX as LOGS_TARGET
 from lamina.api.logs import build_logs_service
+from lamina.api.pipeline import verify_signature
 from lamina.api.rest_json import RestJsonService
 from lamina.api.telemetry import routes as telemetry_routes
 from lamina.api.views import Views
 from lamina.audit.trail import AuditTrail
 from lamina.control.context import Domain
 from lamina.control.functions import FunctionService
+from lamina.errors import LaminaError
 from lamina.function_urls.url_form import UrlForm
 from lamina.identity.sigv4 import SigV4Verifier
 from lamina.invoke.asynchronous.dispatcher import AsyncDispatcher
 from lamina.invoke.service import InvokeService
 from lamina.metrics import MetricsRegistry
+from lamina.model.mappings import KAFKA, EventSourceMapping, mapping_arn
 from lamina.observability.cloudwatch import MetricReader
 from lamina.observability.logs_service import Logs, LogsService
 from lamina.observability.telemetry import Telemetry
+from lamina.pollers.protocol import PollerStatus
+from lamina.pollers.supervisor import PollerSupervisor
 from lamina.schedules.bus import EventRouter
 from lamina.schedules.rules import RuleService
 from lamina.settings import Settings
@@ -102,6 +110,8 @@ class Services:
     audit: AuditTrail | None
     # The form of the `FunctionUrl`s handed out (chosen for this host at start-up).
     url_form: UrlForm
+    # The event source mapping pollers (`/_lamina/mappings`; their metrics on `/metrics`).
+    pollers: PollerSupervisor | None = None
 
 
 def front_door(services: Services, lifespan: Lifespan) -> FrontDoor:
@@ -152,9 +162,18 @@ def _lambda_api(services: Services) -> RestJsonService:
 
 
 def _internal_routes(services: Services) -> list[Route]:
-    """Lamina's own endpoints: health, code downloads, async counters, audit, telemetry."""
+    """Lamina's own endpoints: health, code downloads, async and mapping counters, audit,
+    telemetry, event source mappings."""
     blobs, links = services.domain.stores.blobs, services.links
-    snapshot = services.dispatcher.metrics.snapshot
+    dispatcher_snapshot = services.dispatcher.metrics.snapshot
+    pollers = services.pollers
+
+    def snapshot() -> dict[str, dict[str, dict[str, float]]]:
+        """The dispatcher's counters by function, and the pollers' by mapping UUID."""
+        merged = dispatcher_snapshot()
+        if pollers is not None:
+            merged.update(pollers.context.metrics.snapshot())
+        return merged
 
     async def download_code(request: Request) -> Response:
         key = request.path_params["key"]
@@ -169,7 +188,8 @@ def _internal_routes(services: Services) -> list[Route]:
         return JSONResponse({"status": "ok"})
 
     async def async_metrics(request: Request) -> Response:
-        """The dispatcher's counters and EventBridge's, by metric name then resource."""
+        """The dispatcher's counters, the pollers' and EventBridge's, by metric name then
+        resource (function, mapping UUID or rule)."""
         merged = snapshot()
         for metric, series in services.events_metrics.snapshot().items():
             merged.setdefault(metric, {}).update(series)
@@ -182,4 +202,78 @@ def _internal_routes(services: Services) -> list[Route]:
         Route("/_lamina/code/{key:str}", download_code, methods=["GET"]),
         audit_route(services.audit_records, services.audit, services.verifier),
         *telemetry_routes(services.telemetry, snapshot, services.verifier, settings.metrics_token),
+        _mappings_route(services),
     ]
+
+
+MAPPINGS_PATH = "/_lamina/mappings"
+_PAGE = 1000
+
+
+def _mappings_route(services: Services) -> Route:
+    """`GET /_lamina/mappings[?function=NAME]`: every event source mapping (or a function's)
+    with its state, last result, running poller's lag and errors, and its counters since
+    start. Signed like the Lambda API when the server requires signatures."""
+    store = services.domain.stores.mappings
+    account = services.domain.account
+    pollers = services.pollers
+
+    def read(function: str | None) -> list[EventSourceMapping]:
+        found: list[EventSourceMapping] = []
+        after: str | None = None
+        while True:
+            page = store.page(after, _PAGE, function_name=function)
+            found.extend(page)
+            if len(page) < _PAGE:
+                return found
+            after = page[-1].uuid
+
+    async def list_mappings(request: Request) -> Response:
+        try:
+            verify_signature(services.verifier, request, b"")
+        except LaminaError as error:
+            return error_response(error, str(uuid.uuid4()))
+        wanted = request.query_params.get("function") or None
+        # A name, a partial ARN (`name:alias`) or an ARN: mappings are kept per function name.
+        function = wanted.split(":function:")[-1].split(":")[0] if wanted else None
+        mappings = await anyio.to_thread.run_sync(read, function)
+        statuses = pollers.statuses() if pollers is not None else {}
+        counters = pollers.context.metrics.snapshot() if pollers is not None else {}
+        rows = []
+        for mapping in mappings:
+            row: dict[str, Any] = {
+                "UUID": mapping.uuid,
+                "EventSourceMappingArn": mapping_arn(account, mapping.uuid),
+                "FunctionName": mapping.function_name,
+                "FunctionArn": mapping.function_arn,
+                "EventSourceArn": mapping.event_source_arn,
+                "Kind": mapping.kind,
+                "State": mapping.state,
+                "StateTransitionReason": mapping.state_transition_reason,
+                "LastProcessingResult": mapping.last_processing_result,
+                "LastModified": mapping.last_modified,
+                "Poller": _poller_view(statuses.get(mapping.uuid)),
+                "Metrics": {
+                    metric: series[mapping.uuid]
+                    for metric, series in sorted(counters.items())
+                    if mapping.uuid in series
+                },
+            }
+            if mapping.kind == KAFKA:
+                row["BootstrapServers"] = list(mapping.bootstrap_servers)
+            rows.append(row)
+        return JSONResponse({"Mappings": rows})
+
+    return Route(MAPPINGS_PATH, list_mappings, methods=["GET"])
+
+
+def _poller_view(status: PollerStatus | None) -> dict[str, Any] | None:
+    """A running poller's status; None when no poller runs for the mapping."""
+    if status is None:
+        return None
+    return {
+        "Lag": status.lag,
+        "LagUnit": status.lag_unit,
+        "Errors": status.errors,
+        "LastError": status.last_error,
+    }

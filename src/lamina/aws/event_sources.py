@@ -1,15 +1,18 @@
 """Asking the sources of event source mappings about themselves, with boto3.
 
 `Boto3EventSources` fits the control plane's `EventSources` protocol: does the SQS queue
-exist and how long does it hide a message, does the Kinesis or DynamoDB stream exist. Each
-question goes to the source's own API at the endpoint the operator configured (`Settings`:
-botocore's AWS_ENDPOINT_URL_SQS, _KINESIS, _DYNAMODB_STREAMS or AWS_ENDPOINT_URL), so AWS
-itself or any compatible server answers. Blocking: called from the API's worker threads.
+exist and how long does it hide a message, does the Kinesis or DynamoDB stream exist, does an
+Amazon MQ mapping's BASIC_AUTH secret exist. Each question goes to the source's own API at the
+endpoint the operator configured (`Settings`: botocore's AWS_ENDPOINT_URL_SQS, _KINESIS,
+_DYNAMODB_STREAMS, _SECRETS_MANAGER or AWS_ENDPOINT_URL), so AWS itself or any compatible
+server answers. Amazon MQ brokers are known by name from LAMINA_MQ_BROKERS. Blocking: called
+from the API's worker threads.
 """
 
 from __future__ import annotations
 
 import threading
+from collections.abc import Iterable
 from typing import Any
 
 from lamina.control.event_sources import (
@@ -22,7 +25,13 @@ from lamina.control.event_sources import (
 SQS = "sqs"
 KINESIS = "kinesis"
 DYNAMODB_STREAMS = "dynamodbstreams"
-_NAMES = {SQS: "SQS", KINESIS: "Kinesis", DYNAMODB_STREAMS: "DynamoDB Streams"}
+SECRETS_MANAGER = "secretsmanager"
+_NAMES = {
+    SQS: "SQS",
+    KINESIS: "Kinesis",
+    DYNAMODB_STREAMS: "DynamoDB Streams",
+    SECRETS_MANAGER: "Secrets Manager",
+}
 # What each API answers for a queue or stream that is not there.
 _MISSING = frozenset(
     {
@@ -49,8 +58,11 @@ class Boto3EventSources:
         sqs_endpoint: str | None = None,
         kinesis_endpoint: str | None = None,
         dynamodb_streams_endpoint: str | None = None,
+        mq_brokers: Iterable[str] = (),
     ) -> None:
         self._region = region
+        # The Amazon MQ broker names the operator gave an address for.
+        self._mq_brokers = frozenset(mq_brokers)
         self._endpoints = {
             SQS: sqs_endpoint,
             KINESIS: kinesis_endpoint,
@@ -121,6 +133,15 @@ class Boto3EventSources:
     def dynamodb_stream(self, arn: str) -> None:
         region, _, _ = _arn_parts(arn)
         self._ask(DYNAMODB_STREAMS, region, "describe_stream", StreamArn=arn, Limit=1)
+
+    def mq_broker(self, name: str) -> None:
+        if name not in self._mq_brokers:
+            raise SourceNotFound(name)
+
+    def secret(self, arn: str) -> None:
+        region, _, _ = _arn_parts(arn)
+        # Secrets Manager's endpoint is left to botocore (AWS_ENDPOINT_URL_SECRETS_MANAGER).
+        self._ask(SECRETS_MANAGER, region, "describe_secret", SecretId=arn)
 
     def close(self) -> None:
         with self._lock:

@@ -43,6 +43,11 @@ def configure(parser: argparse.ArgumentParser) -> None:
     source.add_argument(
         "--data-dir", help="read the log in this data directory instead of asking a server"
     )
+    source.add_argument(
+        "--store",
+        metavar="URL",
+        help="read a cluster's log from its PostgreSQL store instead of asking a server",
+    )
 
 
 def parse_since(value: str, now: float) -> str:
@@ -71,7 +76,26 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
         print(f"lamina: {error}", file=sys.stderr)
         return 2
     query = AuditQuery(since, args.function, args.operation, args.failed, args.limit)
-    if args.data_dir:
+    if args.store:
+        from lamina.store.postgres import open_pg_audit
+
+        try:
+            records = open_pg_audit(args.store, settings.audit_max_mb << 20)
+        except Exception as error:  # psycopg's, which nothing outside store/ may name
+            print(f"lamina: cannot read the store: {error}", file=sys.stderr)
+            return 1
+        try:
+            entries = records.query(query)
+        finally:
+            records.close()
+    elif args.data_dir and settings.store_url:
+        print(
+            "lamina: LAMINA_STORE is set, so the audit log is in PostgreSQL, not in "
+            f"{args.data_dir}: pass --store, or leave out --data-dir to ask a server",
+            file=sys.stderr,
+        )
+        return 1
+    elif args.data_dir:
         data_dir = Path(args.data_dir)
         if not audit_directory(data_dir).is_dir():
             print(f"lamina: no audit log in {args.data_dir}", file=sys.stderr)

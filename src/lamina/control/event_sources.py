@@ -1,5 +1,6 @@
 """How the control plane asks an event source about itself: does the queue or stream exist,
-and what is the queue's visibility timeout.
+and what is the queue's visibility timeout; for Amazon MQ, does Lamina know where the broker
+listens and does the BASIC_AUTH secret exist.
 
 Each check goes to the source's own API (`lamina.aws.event_sources` with boto3, at the
 endpoint the operator configured); the control plane only reads the answers and words the
@@ -30,7 +31,7 @@ class SourceUnreachable(Exception):
 
     def __init__(self, service: str, detail: str) -> None:
         super().__init__(detail)
-        self.service = service  # "SQS", "Kinesis", "DynamoDB Streams"
+        self.service = service  # "SQS", "Kinesis", "DynamoDB Streams", "Secrets Manager"
         self.detail = detail
 
 
@@ -55,6 +56,16 @@ class EventSources(Protocol):
         """Raises SourceNotFound, SourceRefused or SourceUnreachable unless the stream exists."""
         ...
 
+    def mq_broker(self, name: str) -> None:
+        """Raises SourceNotFound unless the operator said where the Amazon MQ broker `name`
+        listens (LAMINA_MQ_BROKERS)."""
+        ...
+
+    def secret(self, arn: str) -> None:
+        """Raises SourceNotFound, SourceRefused or SourceUnreachable unless the Secrets
+        Manager secret exists."""
+        ...
+
 
 class UncheckedSources:
     """For a control plane without peers (unit tests): every source exists, queues hide a
@@ -67,4 +78,10 @@ class UncheckedSources:
         return None
 
     def dynamodb_stream(self, arn: str) -> None:
+        return None
+
+    def mq_broker(self, name: str) -> None:
+        return None
+
+    def secret(self, arn: str) -> None:
         return None

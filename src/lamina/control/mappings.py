@@ -113,6 +113,14 @@ def duplicate(mapping: EventSourceMapping) -> ResourceConflict:
     """AWS's 409 for a second mapping of one source to one function (the spaces inside the
     quotes are AWS's)."""
     source, name = mapping.event_source_arn, mapping.function_name
+    if mapping.kind == KAFKA:
+        # AWS's wording for MSK; a self-managed source is named by its bootstrap servers.
+        servers, topics = ",".join(mapping.bootstrap_servers), ",".join(mapping.topics)
+        return ResourceConflict(
+            f'An event source mapping with bootstrap servers ("{servers}"), function '
+            f'("{mapping.function_arn}") and topics ("{topics}") already exists. Please '
+            f"update or delete the existing mapping with UUID {mapping.uuid}"
+        )
     if mapping.kind == SQS:
         return ResourceConflict(
             f'An event source mapping with SQS arn (" {source} ") and function (" {name} ") '
@@ -379,6 +387,12 @@ class MappingService:
             mapping = replace(mapping, function_name=target.name, function_arn=target.arn)
             if mapping.kind == SQS:
                 self._check_source(mapping, target)
+        if (
+            mapping.kind == MQ
+            and mapping.event_source_arn
+            and "SourceAccessConfigurations" in params
+        ):
+            self._check_broker(mapping, mapping.event_source_arn)
         enabled = params.get("Enabled")
         state = UPDATING
         if enabled is not None and enabled != current.enabled:
@@ -479,7 +493,7 @@ class MappingService:
         if "FunctionResponseTypes" in params:
             changes["function_response_types"] = tuple(params["FunctionResponseTypes"])
         if "FilterCriteria" in params:
-            changes["filters"] = self._filters(params["FilterCriteria"])
+            changes["filters"] = self._filters(params["FilterCriteria"], mapping.kind)
         if "ScalingConfig" in params:
             changes["maximum_concurrency"] = params["ScalingConfig"].get("MaximumConcurrency")
         if "DestinationConfig" in params:
@@ -548,7 +562,7 @@ class MappingService:
                 extras["SelfManagedKafkaEventSourceConfig"] = config
         return changes
 
-    def _filters(self, criteria: Mapping[str, Any]) -> tuple[str, ...]:
+    def _filters(self, criteria: Mapping[str, Any], kind: str) -> tuple[str, ...]:
         filters = criteria.get("Filters") or []
         if len(filters) > MAX_FILTERS:
             raise InvalidParameterValue(
@@ -564,6 +578,10 @@ class MappingService:
             except orjson.JSONDecodeError:
                 raise InvalidParameterValue(INVALID_FILTER) from None
             if not isinstance(parsed, dict):
+                raise InvalidParameterValue(INVALID_FILTER)
+            # Stream data is matched as JSON only: a pattern on `data` that is not an
+            # object could never match, and Lambda refuses it.
+            if kind in STREAM_KINDS and "data" in parsed and not isinstance(parsed["data"], dict):
                 raise InvalidParameterValue(INVALID_FILTER)
             if self._check_pattern is not None:
                 try:
@@ -616,8 +634,9 @@ class MappingService:
         )
 
     def _check_unique(self, mapping: EventSourceMapping) -> None:
-        if mapping.event_source_arn is None:
-            return  # self-managed Kafka: no ARN to compare
+        if mapping.kind == KAFKA:
+            self._check_unique_kafka(mapping)
+            return
         others = self._store.page(
             None,
             10_000,
@@ -628,11 +647,28 @@ class MappingService:
             if other.uuid != mapping.uuid and other.queues == mapping.queues:
                 raise duplicate(other)
 
+    def _check_unique_kafka(self, mapping: EventSourceMapping) -> None:
+        """A self-managed Kafka source has no ARN: one function may read one set of bootstrap
+        servers' topics once."""
+        others = self._store.page(None, 10_000, function_arn=mapping.function_arn)
+        servers = set(mapping.bootstrap_servers)
+        for other in others:
+            if (
+                other.uuid != mapping.uuid
+                and other.kind == KAFKA
+                and set(other.bootstrap_servers) == servers
+                and set(other.topics) & set(mapping.topics)
+            ):
+                raise duplicate(other)
+
     def _check_source(self, mapping: EventSourceMapping, target: _Target) -> None:
         """Ask the source's own API whether it exists (and, for a queue, how long it hides a
         message: no less than the function may run)."""
         arn = mapping.event_source_arn
-        if arn is None or mapping.kind in {MQ, KAFKA}:
+        if arn is not None and mapping.kind == MQ:
+            self._check_broker(mapping, arn)
+            return
+        if arn is None or mapping.kind == KAFKA:
             return
         sources = self._sources
         if mapping.kind == SQS:
@@ -665,6 +701,45 @@ class MappingService:
             ) from None
         except SourceUnreachable as error:
             raise _unreachable("DescribeStream", error) from None
+
+    def _check_broker(self, mapping: EventSourceMapping, arn: str) -> None:
+        """An Amazon MQ mapping: Lamina must know where the broker listens (LAMINA_MQ_BROKERS)
+        and its BASIC_AUTH secret must exist in Secrets Manager (Lamina's wording: AWS's
+        texts for these are not known)."""
+        name = mq_broker_name(arn)
+        try:
+            self._sources.mq_broker(name)
+        except SourceNotFound:
+            raise InvalidParameterValue(
+                f"Lamina does not know where the Amazon MQ broker '{name}' of {arn} listens: "
+                f"add {name}=amqp://<host>:<port> to LAMINA_MQ_BROKERS."
+            ) from None
+        for access_type, secret in mapping.source_access:
+            if access_type != "BASIC_AUTH":
+                continue
+            if secret.count(":") < 6 or secret.split(":")[2] != "secretsmanager":
+                raise InvalidParameterValue(
+                    f"The BASIC_AUTH URI {secret} is not a Secrets Manager secret ARN."
+                )
+            try:
+                self._sources.secret(secret)
+            except SourceNotFound:
+                raise InvalidParameterValue(
+                    f"The BASIC_AUTH secret {secret} does not exist in Secrets Manager."
+                ) from None
+            except SourceRefused as refused:
+                raise InvalidParameterValue(
+                    f"Error occurred while DescribeSecret. Error Code: {refused.code}. "
+                    f"Error Message: {refused.message}"
+                ) from None
+            except SourceUnreachable as error:
+                raise _unreachable("DescribeSecret", error) from None
+
+
+def mq_broker_name(arn: str) -> str:
+    """`arn:aws:mq:<region>:<account>:broker:<name>:<id>` -> `<name>`."""
+    parts = arn.split(":")
+    return parts[6] if len(parts) > 6 else ""
 
 
 def _unreachable(operation: str, error: SourceUnreachable) -> InvalidParameterValue:

@@ -20,6 +20,7 @@ from __future__ import annotations
 import enum
 from collections import Counter
 from dataclasses import dataclass
+from typing import Protocol
 
 from lamina.control.concurrency import unreserved_concurrency
 from lamina.errors import TooManyRequests
@@ -41,6 +42,34 @@ class Slot(enum.Enum):
 class Lease:
     function: str
     slot: Slot
+    # What a shared governor knows the lease by (`ClusterGovernor`); unused locally.
+    token: str = ""
+
+
+class Governor(Protocol):
+    """Admits invocations under the account's and the functions' concurrency limits.
+
+    `ConcurrencyGovernor` counts this node's invocations; `ClusterGovernor`
+    (`lamina.invoke.cluster_governor`) counts every node's, through shared leases. Both are
+    synchronous: `InvokeService.admit` never awaits.
+    """
+
+    def acquire(
+        self,
+        function: str,
+        reserved: int | None,
+        committed: int,
+        provisioned: bool = False,
+        provisioned_held: int = 0,
+        timeout_s: float | None = None,
+    ) -> Lease:
+        """Admit one invocation or raise TooManyRequests (see `ConcurrencyGovernor.acquire`);
+        `timeout_s` is the function's timeout, which bounds how long the slot may be held."""
+        ...
+
+    def release(self, lease: Lease) -> None:
+        """Give the slot back; never raises."""
+        ...
 
 
 class ConcurrencyGovernor:
@@ -62,6 +91,7 @@ class ConcurrencyGovernor:
         committed: int,
         provisioned: bool = False,
         provisioned_held: int = 0,
+        timeout_s: float | None = None,
     ) -> Lease:
         """Admit one invocation of `function` or raise TooManyRequests.
 
@@ -69,7 +99,8 @@ class ConcurrencyGovernor:
         `committed` what all functions have reserved or provisioned outside the unreserved
         pool, `provisioned` whether a provisioned environment is ready for this call, and
         `provisioned_held` how many provisioned environments the function holds in all (its
-        allocated provisioned concurrency, carved out of its reservation).
+        allocated provisioned concurrency, carved out of its reservation). `timeout_s` is not
+        needed here: a slot of this node cannot outlive the node.
         """
         if provisioned:
             # Provisioned environments count against the reservation too; the carve-out

@@ -32,7 +32,7 @@ from lamina.invoke.events import (
     NoLevels,
     NoObserver,
 )
-from lamina.invoke.governor import ConcurrencyGovernor, Lease, Slot
+from lamina.invoke.governor import Governor, Lease, Slot
 from lamina.invoke.pool import EnvironmentPool, PoolKey
 from lamina.invoke.provisioned import ProvisionedConfigs, ProvisionedPool
 from lamina.invoke.tracing import Trace, Tracing
@@ -140,7 +140,7 @@ class InvokeService:
         self,
         account: Account,
         resolver: Resolver,
-        governor: ConcurrencyGovernor,
+        governor: Governor,
         pool: EnvironmentPool,
         backend: SandboxBackend,
         artifacts: ArtifactCache,
@@ -200,6 +200,7 @@ class InvokeService:
                 self._resolver.committed,
                 provisioned=environment is not None,
                 provisioned_held=held,
+                timeout_s=config.timeout,
             )
         except TooManyRequests:
             if environment is not None:

@@ -20,6 +20,7 @@ import orjson
 from lamina import metrics as m
 from lamina.constants import LATEST
 from lamina.invoke.events import InvocationRecord
+from lamina.model.mappings import EventSourceMapping
 from lamina.observability.billing import gb_seconds
 from lamina.observability.statistics import StatSet
 from lamina.store.protocols.metrics import MetricDelta, UsageDelta
@@ -37,6 +38,34 @@ ThrottleItem = tuple[float, str, str, str | None]
 SampleItem = tuple[float, dict[str, int], int, int, list[tuple[str, str, int, int]]]
 # (metric, function, value, epoch seconds) from the asynchronous dispatcher.
 AsyncItem = tuple[str, str, float, float]
+# (metric, mapping UUID, value, epoch seconds) from the event source mapping pollers.
+MappingItem = tuple[str, str, float, float]
+
+# The MetricsConfig group an event source mapping must name for AWS to publish its event
+# counts (PolledEventCount ... DeletedEventCount); AWS publishes none without it.
+EVENT_COUNT_GROUP = "EventCount"
+MAPPING_DIMENSION = "EventSourceMappingUUID"
+
+
+@dataclass(frozen=True, slots=True)
+class MappingFacts:
+    """What the fold needs to know of a mapping to publish its metrics as AWS does."""
+
+    function: str  # the function's name
+    # `name:qualifier` when the mapping invokes a version or alias (the Resource dimension).
+    resource: str | None
+    # Its MetricsConfig names the EventCount group (AWS's opt-in for the event counts).
+    event_counts: bool
+
+    @classmethod
+    def of(cls, mapping: EventSourceMapping) -> MappingFacts:
+        qualifier = mapping.qualifier
+        config = mapping.extras.get("MetricsConfig") or {}
+        return cls(
+            function=mapping.function_name,
+            resource=resource_of(mapping.function_name, None, qualifier or LATEST),
+            event_counts=EVENT_COUNT_GROUP in (config.get("Metrics") or ()),
+        )
 
 
 def dims_key(dims: Iterable[tuple[str, str]]) -> str:
@@ -93,6 +122,7 @@ class Aggregator:
         self._usage: dict[tuple[int, str, str, str, int], list[float]] = {}
         self._dims_cache: dict[tuple[str, str | None, str], list[str]] = {}
         self._function_dims: dict[str, str] = {}
+        self._mapping_dims: dict[str, str] = {}
         # Totals since start per (function, resource, executed version), for Prometheus.
         self.prometheus: dict[tuple[str, str, str], Cell] = {}
         # Per second, per function, for `lamina top`.
@@ -161,6 +191,28 @@ class Aggregator:
         minute = int(at // 60)
         self._add(metric, self._dims(function), minute, value)
         self._add(metric, ACCOUNT, minute, value)
+
+    def mapping_metric(self, item: MappingItem, facts: MappingFacts | None) -> None:
+        """A poller's metric, as AWS publishes it: IteratorAge is a function metric (by
+        FunctionName, by Resource for a qualified mapping, and across functions); the event
+        counts go by EventSourceMappingUUID alone, and only for mappings whose MetricsConfig
+        opted in. `facts` is None when the mapping is unknown (deleted before it was seen)."""
+        metric, uuid, value, at = item
+        if facts is None:
+            return
+        minute = int(at // 60)
+        if metric == m.ITERATOR_AGE:
+            self._add(metric, self._dims(facts.function), minute, value)
+            if facts.resource is not None:
+                self._add(
+                    metric, self._dims(facts.function, ("Resource", facts.resource)), minute, value
+                )
+            self._add(metric, ACCOUNT, minute, value)
+        elif facts.event_counts:
+            dims = self._mapping_dims.get(uuid)
+            if dims is None:
+                dims = self._mapping_dims[uuid] = dims_key(((MAPPING_DIMENSION, uuid),))
+            self._add(metric, dims, minute, value)
 
     def settle(self) -> None:
         """Spread the cells folded since the last call over their series and totals."""

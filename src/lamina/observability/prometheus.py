@@ -7,7 +7,8 @@ Names are CloudWatch's, made Prometheus-shaped: `aws_lambda_` + the metric in sn
 (the function, `name:alias` or `name:version`) and `executed_version` labels; each invocation
 counts in exactly one series, so `sum by (function_name)` gives a function's totals.
 Counters run from the server's start, as Prometheus expects. Lamina's own additions
-(billing, warm environments) are prefixed `lamina_`.
+(billing, warm environments) are prefixed `lamina_`. Event source mapping series carry
+`event_source_mapping_uuid` instead, as CloudWatch publishes them by EventSourceMappingUUID.
 """
 
 from __future__ import annotations
@@ -44,6 +45,10 @@ _ASYNC_COUNTERS = (
 )
 
 
+_MAPPING_COUNTERS = tuple(metric for metric in m.MAPPING_METRICS if metric != m.ITERATOR_AGE)
+_MAPPING_LABELS = ["event_source_mapping_uuid"]
+
+
 def prometheus_name(metric: str) -> str:
     """`AsyncEventsReceived` -> `aws_lambda_async_events_received`."""
     return "aws_lambda_" + re.sub(r"(?<!^)(?=[A-Z])", "_", metric).lower()
@@ -65,11 +70,15 @@ def render(
     async_snapshot: Mapping[str, Mapping[str, Mapping[str, float]]],
     accept: str,
 ) -> tuple[bytes, str]:
-    """The page's body and content type (OpenMetrics when the scraper asks for it)."""
+    """The page's body and content type (OpenMetrics when the scraper asks for it).
+
+    `async_snapshot` holds the asynchronous dispatcher's counters by function and the event
+    source mapping pollers' by mapping UUID (`MetricsRegistry.snapshot` shapes, merged)."""
     families = [
         *_invocation_families(totals),
         *_level_families(levels),
         *_async_families(async_snapshot),
+        *_mapping_families(async_snapshot),
     ]
     registry = CollectorRegistry(auto_describe=False)
     registry.register(_Families(families))
@@ -199,5 +208,29 @@ def _async_families(snapshot: Mapping[str, Mapping[str, Mapping[str, float]]]) -
     )
     for function, stats in sorted(snapshot.get(m.ASYNC_EVENT_AGE, {}).items()):
         age.add_metric([function], int(stats.get("SampleCount", 0)), stats.get("Sum", 0.0))
+    families.append(age)
+    return families
+
+
+def _mapping_families(snapshot: Mapping[str, Mapping[str, Mapping[str, float]]]) -> list[Metric]:
+    """The pollers' counters per event source mapping, every mapping's (on AWS they reach
+    CloudWatch only for mappings whose MetricsConfig names EventCount)."""
+    families: list[Metric] = []
+    for metric in _MAPPING_COUNTERS:
+        family = CounterMetricFamily(
+            prometheus_name(metric),
+            f"{metric} (AWS/Lambda), event source mapping.",
+            labels=_MAPPING_LABELS,
+        )
+        for uuid, stats in sorted(snapshot.get(metric, {}).items()):
+            family.add_metric([uuid], stats.get("Sum", 0.0))
+        families.append(family)
+    age = SummaryMetricFamily(
+        prometheus_name(m.ITERATOR_AGE) + "_milliseconds",
+        f"{m.ITERATOR_AGE} (AWS/Lambda): age of a stream batch's last record when read.",
+        labels=_MAPPING_LABELS,
+    )
+    for uuid, stats in sorted(snapshot.get(m.ITERATOR_AGE, {}).items()):
+        age.add_metric([uuid], int(stats.get("SampleCount", 0)), stats.get("Sum", 0.0))
     families.append(age)
     return families

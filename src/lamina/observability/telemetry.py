@@ -26,9 +26,12 @@ from lamina.observability.aggregation import (
     AsyncItem,
     Cell,
     InvocationItem,
+    MappingFacts,
+    MappingItem,
     SampleItem,
     ThrottleItem,
 )
+from lamina.store.protocols.mappings import EventSourceMappingStore
 from lamina.store.protocols.metrics import MetricDelta, MetricsStore, UsageDelta
 
 log = logging.getLogger("lamina.metrics")
@@ -65,8 +68,13 @@ class Telemetry:
         account_limit: int = ACCOUNT_CONCURRENCY_DEFAULT,
         clock: Callable[[], float] = time.time,
         flush_interval_s: float = FLUSH_INTERVAL_S,
+        mappings: EventSourceMappingStore | None = None,
     ) -> None:
         self.store = store
+        # Where the fold looks up the mappings whose pollers report metrics (their function,
+        # their MetricsConfig); what it last found, for mappings deleted since.
+        self._mappings = mappings
+        self._mapping_facts: dict[str, MappingFacts] = {}
         self._clock = clock
         self._flush_interval_s = flush_interval_s
         # Levels, changed only by the engine's events, on the event loop.
@@ -82,6 +90,7 @@ class Telemetry:
         self._throttles: deque[ThrottleItem] = deque()
         self._samples: deque[SampleItem] = deque()
         self._async: deque[AsyncItem] = deque()
+        self._mapping_items: deque[MappingItem] = deque()
         self._lock = threading.Lock()
         self._aggregator = Aggregator()
         self._unsaved: tuple[list[MetricDelta], list[UsageDelta]] = ([], [])
@@ -145,6 +154,11 @@ class Telemetry:
     def async_metric(self, metric: str, function: str, value: float, at: float) -> None:
         """A `MetricsRegistry` listener: the asynchronous dispatcher's metrics."""
         self._async.append((metric, function, value, at))
+
+    def mapping_metric(self, metric: str, uuid: str, value: float, at: float) -> None:
+        """A `MetricsRegistry` listener: the event source mapping pollers' metrics, keyed by
+        the mapping's UUID."""
+        self._mapping_items.append((metric, uuid, value, at))
 
     def levels(self) -> LiveLevels:
         """Current levels; call on the loop."""
@@ -268,6 +282,33 @@ class Telemetry:
         _drain(self._throttles, aggregator.throttle)
         _drain(self._samples, aggregator.sample)
         _drain(self._async, aggregator.async_metric)
+        self._drain_mappings()
+
+    def _drain_mappings(self) -> None:
+        """Fold the pollers' metrics, looking each mapping up once per drain: its function or
+        MetricsConfig may have changed since the last."""
+        items: list[MappingItem] = []
+        _drain(self._mapping_items, items.append)
+        if not items:
+            return
+        facts = {uuid: self._facts(uuid) for uuid in {item[1] for item in items}}
+        fold = self._aggregator.mapping_metric
+        for item in items:
+            try:
+                fold(item, facts[item[1]])
+            except Exception:
+                log.exception("could not count %r", item)
+
+    def _facts(self, uuid: str) -> MappingFacts | None:
+        if self._mappings is not None:
+            try:
+                mapping = self._mappings.get(uuid)
+            except Exception:  # the store is busy or closing: what was known last will do
+                log.exception("could not look up event source mapping %s", uuid)
+            else:
+                if mapping is not None:
+                    self._mapping_facts[uuid] = MappingFacts.of(mapping)
+        return self._mapping_facts.get(uuid)
 
 
 def _drain(queue: deque[T], fold: Callable[[T], None]) -> None:

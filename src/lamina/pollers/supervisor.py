@@ -1,0 +1,200 @@
+"""Runs one poller per Enabled event source mapping and follows the store.
+
+Every reconcile interval the supervisor reads the Enabled mappings. A new one gets a poller;
+one that was disabled or deleted has its poller stopped; one that was updated (its
+`last_modified` moved) has its poller stopped and, once that poller has finished its
+batches, a new one started with the new settings. Two pollers never run for one mapping at
+once, so a stream's checkpoints have one writer. Reading the store (rather than being told)
+means a mapping changed through any node, or left Enabled by the last run, is picked up the
+same way.
+
+A poller whose `run` raised is restarted after a pause that doubles up to a minute.
+
+Before starting a poller the supervisor takes the mapping's lease (`OwnershipLeases`), and it
+renews its leases at every reconcile: on nodes sharing one store, each mapping is polled by
+one node at a time. A poller whose lease went to another node is stopped, and so is every
+poller once the leases may have lapsed because they could not be renewed. A node that dies
+renews nothing; another node takes its mappings when their leases expire. On one node alone
+(`LocalOwnership`) every lease is granted at once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+
+from lamina.model.mappings import ENABLED, EventSourceMapping
+from lamina.pollers.context import PollerContext
+from lamina.pollers.protocol import EventSourcePoller, PollerStatus
+from lamina.store.protocols.ownership import LocalOwnership, OwnershipLeases
+
+log = logging.getLogger("lamina.pollers")
+
+Factory = Callable[[EventSourceMapping, PollerContext], EventSourcePoller]
+
+_RESTART_PAUSE_S = 1.0
+_RESTART_PAUSE_MAX_S = 60.0
+# How long `close` lets pollers finish their batches before cancelling them (whatever was
+# cancelled is redelivered: SQS after the visibility timeout, streams from the checkpoint).
+CLOSE_GRACE_S = 5.0
+
+
+@dataclass
+class _Running:
+    mapping: EventSourceMapping
+    poller: EventSourcePoller
+    task: asyncio.Task[None]
+    stopping: bool = False
+
+
+class PollerSupervisor:
+    def __init__(
+        self,
+        context: PollerContext,
+        factories: Mapping[str, Factory],
+        *,
+        interval_s: float = 0.25,
+        leases: OwnershipLeases | None = None,
+    ) -> None:
+        self._context = context
+        self._factories = dict(factories)
+        self._interval = interval_s
+        self._running: dict[str, _Running] = {}
+        # Mapping UUID -> (failures in a row, not before) for pollers that raised.
+        self._restarts: dict[str, tuple[int, float]] = {}
+        self._unpolled: set[str] = set()
+        self._task: asyncio.Task[None] | None = None
+        self._leases: OwnershipLeases = leases or LocalOwnership()
+        # Until when (monotonic) the leases last claimed are certainly still this node's.
+        self._held_until = 0.0
+
+    @property
+    def context(self) -> PollerContext:
+        return self._context
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._loop(), name="lamina-pollers")
+
+    async def close(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)
+        for running in self._running.values():
+            running.poller.stop()
+        tasks = [running.task for running in self._running.values()]
+        if tasks:
+            _, pending = await asyncio.wait(tasks, timeout=CLOSE_GRACE_S)
+            for task in pending:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+        held = list(self._running)
+        self._running.clear()
+        if held:
+            try:  # so that another node takes these mappings now, not when the leases lapse
+                await self._context.call(self._leases.release, held)
+            except Exception:
+                log.exception("event source mapping leases could not be released")
+        self._context.threads.shutdown(wait=False, cancel_futures=True)
+
+    def statuses(self) -> dict[str, PollerStatus]:
+        """The running pollers' status by mapping UUID."""
+        return {uuid: running.poller.status() for uuid, running in self._running.items()}
+
+    async def _loop(self) -> None:
+        while True:
+            try:
+                await self.reconcile()
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("event source mappings could not be reconciled")
+                if time.monotonic() >= self._held_until:
+                    self._stop_all("its lease could not be renewed")
+            await asyncio.sleep(self._interval)
+
+    async def reconcile(self) -> None:
+        """Bring the running pollers in line with the Enabled mappings once."""
+        enabled = await self._context.call(self._context.store.in_states, [ENABLED])
+        wanted = {mapping.uuid: mapping for mapping in enabled}
+        started = time.monotonic()
+        polled = [uuid for uuid, mapping in wanted.items() if mapping.kind in self._factories]
+        held = await self._context.call(self._leases.claim, polled)
+        self._held_until = started + self._leases.hold_s
+        for uuid, running in list(self._running.items()):
+            if running.task.done():
+                self._finished(uuid, running)
+                continue
+            mapping = wanted.get(uuid)
+            changed = mapping is None or mapping.last_modified != running.mapping.last_modified
+            if changed or uuid not in held:
+                why = _why(mapping) if changed else "its lease is another node's"
+                self._stop(uuid, running, why)
+        now = time.monotonic()
+        for uuid, mapping in wanted.items():
+            if uuid in self._running:
+                continue
+            not_before = self._restarts.get(uuid, (0, 0.0))[1]
+            if now < not_before:
+                continue
+            factory = self._factories.get(mapping.kind)
+            if factory is None:
+                if uuid not in self._unpolled:
+                    self._unpolled.add(uuid)
+                    log.warning(
+                        "mapping %s: Lamina has no poller for %s sources; it is kept but "
+                        "nothing reads its source",
+                        uuid,
+                        mapping.kind,
+                    )
+                continue
+            if uuid in held:
+                self._start(mapping, factory)
+        for uuid in list(self._restarts):
+            if uuid not in wanted:
+                del self._restarts[uuid]
+
+    def _stop(self, uuid: str, running: _Running, why: str) -> None:
+        if not running.stopping:
+            running.stopping = True
+            running.poller.stop()
+            log.info("mapping %s: poller stopping (%s)", uuid, why)
+
+    def _stop_all(self, why: str) -> None:
+        for uuid, running in self._running.items():
+            self._stop(uuid, running, why)
+
+    def _start(self, mapping: EventSourceMapping, factory: Factory) -> None:
+        poller = factory(mapping, self._context)
+        task = asyncio.create_task(poller.run(), name=f"lamina-poller-{mapping.uuid}")
+        self._running[mapping.uuid] = _Running(mapping, poller, task)
+        log.info(
+            "mapping %s: polling %s for %s",
+            mapping.uuid,
+            mapping.event_source_arn or ",".join(mapping.bootstrap_servers),
+            mapping.function_arn,
+        )
+
+    def _finished(self, uuid: str, running: _Running) -> None:
+        del self._running[uuid]
+        error = None if running.task.cancelled() else running.task.exception()
+        if error is None:
+            self._restarts.pop(uuid, None)
+            if not running.stopping:
+                log.warning("mapping %s: poller returned unasked; restarting it", uuid)
+            return
+        failures = self._restarts.get(uuid, (0, 0.0))[0] + 1
+        pause = min(_RESTART_PAUSE_S * 2 ** (failures - 1), _RESTART_PAUSE_MAX_S)
+        self._restarts[uuid] = (failures, time.monotonic() + pause)
+        log.error(
+            "mapping %s: poller failed; restarting in %.0f s",
+            uuid,
+            pause,
+            exc_info=(type(error), error, error.__traceback__),
+        )
+
+
+def _why(mapping: EventSourceMapping | None) -> str:
+    return "disabled or deleted" if mapping is None else "updated"

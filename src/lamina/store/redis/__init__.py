@@ -1,0 +1,12 @@
+"""Redis: what the nodes of a cluster coordinate through (`lamina serve --redis redis://…`).
+
+The only package that imports redis-py (an import-linter contract says so). What is kept here
+is soft state: it expires by itself and can be lost with Redis, at the price of admitting a
+little more than the limit until the leases of in-flight invocations are back.
+"""
+
+from __future__ import annotations
+
+from lamina.store.redis.leases import RedisLeases, open_redis_leases
+
+__all__ = ["RedisLeases", "open_redis_leases"]

@@ -1,0 +1,141 @@
+"""Several nodes on one Redis: `ClusterGovernor`s that each have their own client share one
+set of limits, never admit past them, and get a dead node's slots back when its leases lapse.
+
+Nothing here stops the machine's Redis: an unreachable one is a port where nothing listens.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+import redis
+
+from lamina.errors import TooManyRequests
+from lamina.invoke.cluster_governor import ClusterGovernor
+from lamina.invoke.governor import ACCOUNT_EXCEEDED, RESERVED_EXCEEDED, Lease
+from lamina.store.redis import RedisLeases, open_redis_leases
+from tests.support.redis import REDIS_URL, dead_url, delete_prefix, nodes, unique_prefix
+from tests.support.waiting import wait_until
+
+
+def test_two_nodes_racing_for_one_reservation_admit_exactly_its_size() -> None:
+    threads = 16
+    with nodes(2) as (a, b):
+        governors = [ClusterGovernor(a, 1000), ClusterGovernor(b, 1000)]
+        barrier = threading.Barrier(threads)
+
+        def attempt(i: int) -> str:
+            barrier.wait()
+            try:
+                governors[i % 2].acquire("f", reserved=3, committed=3)
+            except TooManyRequests as error:
+                return str(error.fields["Reason"])
+            return "admitted"
+
+        with ThreadPoolExecutor(threads) as pool:
+            outcomes = list(pool.map(attempt, range(threads)))
+        assert outcomes.count("admitted") == 3
+        assert outcomes.count(RESERVED_EXCEEDED) == threads - 3
+        assert governors[0].in_flight("f") == 3
+
+
+def test_two_nodes_sharing_the_unreserved_pool_never_over_admit() -> None:
+    limit, threads, rounds = 4, 12, 150
+    with nodes(2) as (a, b):
+        governors = [ClusterGovernor(a, limit), ClusterGovernor(b, limit)]
+        lock = threading.Lock()
+        running = peak = admitted = refused = 0
+
+        def work(i: int) -> None:
+            nonlocal running, peak, admitted, refused
+            governor = governors[i % 2]
+            for n in range(rounds):
+                try:
+                    lease = governor.acquire(f"fn{n % 3}", reserved=None, committed=0)
+                except TooManyRequests as error:
+                    assert error.fields["Reason"] == ACCOUNT_EXCEEDED
+                    with lock:
+                        refused += 1
+                    continue
+                # Counted between acquire and release, so `running` never exceeds what
+                # the leases allow at that moment.
+                with lock:
+                    running += 1
+                    admitted += 1
+                    peak = max(peak, running)
+                with lock:
+                    running -= 1
+                governor.release(lease)
+
+        with ThreadPoolExecutor(threads) as pool:
+            list(pool.map(work, range(threads)))
+        assert peak <= limit
+        assert admitted + refused == threads * rounds
+        assert admitted > 0
+        assert (governors[0].in_flight(), governors[1].unreserved_in_flight) == (0, 0)
+
+
+def test_a_dead_nodes_leases_lapse() -> None:
+    ttl_s = 1.0
+    with nodes(2) as (a, b):
+        dead = ClusterGovernor(a, 1000, grace_s=0)
+        alive = ClusterGovernor(b, 1000, grace_s=0)
+        dead.acquire("f", reserved=1, committed=1, timeout_s=ttl_s)
+        taken_at = time.monotonic()
+        a.close()  # the node is gone and never releases
+
+        def admitted() -> Lease | None:
+            try:
+                return alive.acquire("f", reserved=1, committed=1, timeout_s=60)
+            except TooManyRequests as error:
+                assert error.fields["Reason"] == RESERVED_EXCEEDED
+                return None
+
+        wait_until(admitted, timeout=30, message="the dead node's lease never lapsed")
+        # Not before the lease's expiry: the slot was the dead node's until then.
+        assert time.monotonic() - taken_at >= ttl_s * 0.9
+        assert alive.in_flight("f") == 1
+
+
+def test_keys_expire_with_their_longest_lease() -> None:
+    prefix = unique_prefix()
+    with redis.Redis.from_url(REDIS_URL) as client, nodes(1, prefix) as (leases,):
+        governor = ClusterGovernor(leases, 1000, grace_s=0)
+        governor.acquire("f", reserved=None, committed=0, timeout_s=0.3)
+        assert client.keys(f"{prefix}*")
+        wait_until(lambda: not client.keys(f"{prefix}*"), timeout=30)
+
+
+def test_an_unreachable_redis_throttles_rather_than_over_admit() -> None:
+    leases = open_redis_leases(dead_url(), prefix=unique_prefix())
+    governor = ClusterGovernor(leases, 1000)
+    for reserved in (None, 5):
+        with pytest.raises(TooManyRequests) as excinfo:
+            governor.acquire("f", reserved=reserved, committed=5)
+        error = excinfo.value
+        assert (error.status, error.code) == (429, "TooManyRequestsException")
+        assert error.fields["Reason"] == ACCOUNT_EXCEEDED
+        assert "Retry-After" not in error.headers
+    leases.close()
+
+
+def test_a_release_that_failed_is_retried_before_the_next_admission() -> None:
+    prefix = unique_prefix()
+    client = redis.Redis.from_url(REDIS_URL, single_connection_client=True)
+    leases = RedisLeases(client, prefix)
+    governor = ClusterGovernor(leases, 1000)
+    try:
+        lease = governor.acquire("f", reserved=1, committed=1)
+        with redis.Redis.from_url(REDIS_URL) as admin:
+            admin.client_kill_filter(_id=client.client_id())
+        governor.release(lease)  # fails on the killed connection; kept for later
+        assert governor.in_flight("f") == 1
+        governor.acquire("g", reserved=None, committed=1)  # retries the release first
+        assert governor.in_flight("f") == 0
+        governor.acquire("f", reserved=1, committed=1)
+    finally:
+        client.close()
+        delete_prefix(prefix)
