@@ -378,6 +378,32 @@ def test_exhausted_retries_send_aws_on_failure_record_to_sqs_and_move_on(
     assert got["LastProcessingResult"] == "PROBLEM: Function call failed"
 
 
+def test_binary_attributes_arrive_base64_and_do_not_stall_the_shard(
+    api: Any, logs: Any, peers: dict[str, Any]
+) -> None:
+    table, stream = make_table(peers["dynamodb"])
+    function = make_function(api)
+    map_stream(api, function, stream)
+    db = peers["dynamodb"]
+    db.put_item(
+        TableName=table,
+        Item={"k": {"S": "bin"}, "b": {"B": b"\x00\xffraw"}, "bs": {"BS": [b"one", b"two"]}},
+    )
+    db.put_item(TableName=table, Item={"k": {"S": "after"}})
+
+    def two() -> list[dict[str, Any]] | None:
+        records = [r for e in batches(logs, function) for r in e["Records"]]
+        return records if len(records) >= 2 else None
+
+    first, second = wait_until(two)
+    image = first["dynamodb"]["NewImage"]
+    assert image["b"] == {"B": base64.b64encode(b"\x00\xffraw").decode()}
+    assert sorted(image["bs"]["BS"]) == sorted(
+        base64.b64encode(value).decode() for value in (b"one", b"two")
+    )
+    assert second["dynamodb"]["Keys"] == {"k": {"S": "after"}}
+
+
 def test_exhausted_retries_of_a_dynamodb_batch_go_to_s3_with_the_records(
     api: Any, logs: Any, peers: dict[str, Any]
 ) -> None:
@@ -554,6 +580,23 @@ def test_latest_skips_what_was_there_before(api: Any, logs: Any, peers: dict[str
     quiet(2.0)  # the poller takes its LATEST iterator
     put(peers["kinesis"], stream, "after")
     assert wait_texts(logs, function, 1) == ["after"]
+
+
+def test_latest_holds_its_place_until_the_first_checkpoint(
+    api: Any, logs: Any, peers: dict[str, Any]
+) -> None:
+    """Disabled before any record arrived: what is put meanwhile is delivered on enable,
+    not skipped by a new LATEST iterator."""
+    stream, function = make_stream(peers["kinesis"]), make_function(api)
+    put(peers["kinesis"], stream, "before")
+    mapping_id = map_stream(api, function, stream, StartingPosition="LATEST")
+    quiet(2.0)  # the poller has started and pinned its position
+    api.update_event_source_mapping(UUID=mapping_id, Enabled=False)
+    wait_until(lambda: api.get_event_source_mapping(UUID=mapping_id)["State"] == "Disabled")
+    quiet(1.0)
+    put(peers["kinesis"], stream, "while-disabled")
+    api.update_event_source_mapping(UUID=mapping_id, Enabled=True)
+    assert wait_texts(logs, function, 1) == ["while-disabled"]
 
 
 def test_a_tumbling_window_carries_state_to_its_final_invoke(

@@ -237,3 +237,42 @@ def test_a_new_poller_resumes_after_the_checkpoint(store: EventSourceMappingStor
         poll_until(StreamPoller(mapping, context, source), lambda: len(invoker.batches) == 2)
     )
     assert invoker.batches == [["a", "b"], ["c"]]
+
+
+class HangingInvoker(ScriptedInvoker):
+    """Takes each batch and never answers (a function stuck until its timeout)."""
+
+    async def invoke(self, mapping: EventSourceMapping, payload: bytes) -> BatchResult:
+        event = orjson.loads(payload)
+        self.batches.append([record["text"] for record in event["Records"]])
+        await asyncio.Event().wait()
+        raise AssertionError("unreachable")
+
+
+def test_cancelling_a_poller_abandons_its_stuck_batch_below_the_checkpoint(
+    store: EventSourceMappingStore,
+) -> None:
+    mapping = stream_mapping(batch_size=2, parallelization_factor=2)
+    store.put(mapping)
+    source = ScriptedSource(
+        [ScriptedShard(ShardInfo("shard-0", (), False), [("a", "a0"), ("d", "d0")], 1)]
+    )
+    invoker = HangingInvoker()
+    poller = StreamPoller(mapping, context_for(store, invoker, MetricsRegistry()), source)
+
+    async def scenario() -> None:
+        task = asyncio.create_task(poller.run())
+        deadline = time.monotonic() + 10
+        while len(invoker.batches) < 2:  # "a" and "d" fall in different lanes
+            assert time.monotonic() < deadline, "no batch was taken"
+            await asyncio.sleep(0.01)
+        poller.stop()
+        _, pending = await asyncio.wait([task], timeout=0.2)
+        assert pending, "stop() alone waits for the batches in flight"
+        task.cancel()
+        # The cancel reaches the shard's worker and its lanes: the poller ends at once.
+        await asyncio.wait_for(asyncio.gather(task, return_exceptions=True), 2)
+
+    asyncio.run(scenario())
+    checkpoints = store.checkpoints(mapping.uuid)
+    assert all(checkpoint.sequence_number is None for checkpoint in checkpoints)

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import base64
 from datetime import datetime
 from typing import Any
 
@@ -97,10 +98,17 @@ class DynamoDBSource:
 
 
 def _wire(value: Any) -> Any:
-    """A value as the stream API sent it: timestamps as epoch seconds."""
+    """A value as the stream API sent it: timestamps as epoch seconds, binary attributes
+    (`B`, `BS`, at any depth) as base64 text, as Lambda puts them in the event."""
     if isinstance(value, datetime):
         seconds = value.timestamp()
         return int(seconds) if seconds.is_integer() else seconds
+    if isinstance(value, bytes | bytearray):
+        return base64.b64encode(value).decode()
+    if isinstance(value, dict):
+        return {key: _wire(item) for key, item in value.items()}
+    if isinstance(value, list | tuple | set):
+        return [_wire(item) for item in value]
     return value
 
 

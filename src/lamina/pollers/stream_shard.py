@@ -126,6 +126,13 @@ class ShardWorker:
             lane.add_done_callback(self._lane_ended)
         try:
             await self._read()
+        except asyncio.CancelledError:
+            # Cancelled past the grace: batches in flight are abandoned unsettled, below the
+            # checkpoint, and read again by the next poller.
+            self.stop()
+            for lane in lanes:
+                lane.cancel()
+            raise
         finally:
             self._ended = True
             for signal in self._signals:
@@ -193,7 +200,10 @@ class ShardWorker:
                 self._accept(page.records)
             else:
                 self._status.iterator_age_ms = 0.0
-            if iterator is None or (not page.records and self.closed):
+            # An empty page of a closed shard is its end only when nothing lies beyond it
+            # (Kinesis says how far behind the page is; a gap in time reads empty too).
+            drained = not page.records and self.closed and not page.behind_ms
+            if iterator is None or drained:
                 self._reached_end = True
                 await self._drain()
                 return
@@ -333,6 +343,7 @@ class ShardWorker:
                 state["window"] = self._window.to_doc()
             if self._sequence is not None:
                 state.pop("position", None)
+                state.pop("timestamp", None)
             key = (self._sequence, self.finished, state)
             if key == self._saved:
                 return

@@ -20,7 +20,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from lamina.model.mappings import EventSourceMapping, ShardCheckpoint
+from lamina.model.mappings import KINESIS, EventSourceMapping, ShardCheckpoint
 from lamina.pollers.context import PollerContext
 from lamina.pollers.protocol import PollerStatus
 
@@ -33,6 +33,8 @@ AFTER_SEQUENCE_NUMBER = "AFTER_SEQUENCE_NUMBER"
 
 # How often the shards are listed again (splits, merges, DynamoDB's shard roll-over).
 RELIST_S = 3.0
+_RESTART_PAUSE_S = 1.0
+_RESTART_PAUSE_MAX_S = 60.0
 
 
 @dataclass(frozen=True)
@@ -129,6 +131,9 @@ class StreamPoller:
         self._wake = asyncio.Event()
         self._workers: dict[str, tuple[Any, asyncio.Task[None]]] = {}
         self._finished: set[str] = set()
+        # Shard id -> (failures in a row, not before): a worker that failed restarts after a
+        # pause that doubles, so a record that always breaks it does not spin the poller.
+        self._restarts: dict[str, tuple[int, float]] = {}
         self._statuses: dict[str, ShardStatus] = {}
         self._last_error: str | None = None
         self.role: str | None = None
@@ -180,6 +185,10 @@ class StreamPoller:
                     self.role = await context.call(context.invoker.role, mapping)
                     stored = await context.call(context.store.checkpoints, mapping.uuid)
                     checkpoints = {checkpoint.shard_id: checkpoint for checkpoint in stored}
+        except asyncio.CancelledError:
+            for _, task in self._workers.values():
+                task.cancel()  # past the grace: what is unsettled stays below the checkpoint
+            raise
         finally:
             for worker, _ in self._workers.values():
                 worker.stop()
@@ -198,6 +207,14 @@ class StreamPoller:
         for shard in shards:
             if mapping.starting_position == LATEST and shard.closed:
                 checkpoint = ShardCheckpoint(shard.shard_id, finished=True)
+            elif mapping.starting_position == LATEST and mapping.kind == KINESIS:
+                # LATEST pinned to the moment the mapping took effect: a restart before the
+                # first checkpoint must not skip what arrived meanwhile. (DynamoDB Streams
+                # have no AT_TIMESTAMP; their LATEST is taken anew until a checkpoint.)
+                checkpoint = ShardCheckpoint(
+                    shard.shard_id,
+                    state={"position": AT_TIMESTAMP, "timestamp": mapping.last_modified},
+                )
             else:
                 checkpoint = ShardCheckpoint(
                     shard.shard_id, state={"position": mapping.starting_position or TRIM_HORIZON}
@@ -218,6 +235,8 @@ class StreamPoller:
                 continue
             waiting = [p for p in shard.parents if p in listed and p not in self._finished]
             if waiting:
+                continue
+            if time.monotonic() < self._restarts.get(shard.shard_id, (0, 0.0))[1]:
                 continue
             checkpoint = checkpoints.get(shard.shard_id) or ShardCheckpoint(shard.shard_id)
             status = self._statuses.setdefault(shard.shard_id, ShardStatus())
@@ -240,7 +259,9 @@ class StreamPoller:
             return Position(AFTER_SEQUENCE_NUMBER, sequence=checkpoint.sequence_number)
         kind = str(checkpoint.state.get("position") or TRIM_HORIZON)
         if kind == AT_TIMESTAMP:
-            return Position(AT_TIMESTAMP, timestamp=self._mapping.starting_position_timestamp)
+            pinned = checkpoint.state.get("timestamp")
+            moment = self._mapping.starting_position_timestamp if pinned is None else pinned
+            return Position(AT_TIMESTAMP, timestamp=moment)
         return Position(kind)
 
     def _reap(self) -> None:
@@ -250,13 +271,19 @@ class StreamPoller:
             del self._workers[shard_id]
             error = None if task.cancelled() else task.exception()
             if error is not None:
+                failures = self._restarts.get(shard_id, (0, 0.0))[0] + 1
+                pause = min(_RESTART_PAUSE_S * 2 ** (failures - 1), _RESTART_PAUSE_MAX_S)
+                self._restarts[shard_id] = (failures, time.monotonic() + pause)
                 log.error(
-                    "mapping %s: shard %s worker failed; restarting it",
+                    "mapping %s: shard %s worker failed; restarting it in %.0f s",
                     self._mapping.uuid,
                     shard_id,
+                    pause,
                     exc_info=(type(error), error, error.__traceback__),
                 )
-            elif worker.finished:
+                continue
+            self._restarts.pop(shard_id, None)
+            if worker.finished:
                 self._finished.add(shard_id)
                 log.info("mapping %s: shard %s read to its end", self._mapping.uuid, shard_id)
 

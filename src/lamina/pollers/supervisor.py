@@ -21,10 +21,13 @@ renews nothing; another node takes its mappings when their leases expire. On one
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import time
 from collections.abc import Callable, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from typing import Any, TypeVar
 
 from lamina.model.mappings import ENABLED, EventSourceMapping
 from lamina.pollers.context import PollerContext
@@ -32,6 +35,8 @@ from lamina.pollers.protocol import EventSourcePoller, PollerStatus
 from lamina.store.protocols.ownership import LocalOwnership, OwnershipLeases
 
 log = logging.getLogger("lamina.pollers")
+
+T = TypeVar("T")
 
 Factory = Callable[[EventSourceMapping, PollerContext], EventSourcePoller]
 
@@ -68,6 +73,7 @@ class PollerSupervisor:
         self._unpolled: set[str] = set()
         self._task: asyncio.Task[None] | None = None
         self._leases: OwnershipLeases = leases or LocalOwnership()
+        self._threads = ThreadPoolExecutor(2, thread_name_prefix="lamina-supervisor")
         # Until when (monotonic) the leases last claimed are certainly still this node's.
         self._held_until = 0.0
 
@@ -94,10 +100,17 @@ class PollerSupervisor:
         self._running.clear()
         if held:
             try:  # so that another node takes these mappings now, not when the leases lapse
-                await self._context.call(self._leases.release, held)
+                await self._call(self._leases.release, held)
             except Exception:
                 log.exception("event source mapping leases could not be released")
         self._context.threads.shutdown(wait=False, cancel_futures=True)
+        self._threads.shutdown(wait=False, cancel_futures=True)
+
+    async def _call(self, function: Callable[..., T], *args: Any) -> T:
+        """A store or lease call on the supervisor's own threads, never queued behind the
+        pollers' long polls."""
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._threads, functools.partial(function, *args))
 
     def statuses(self) -> dict[str, PollerStatus]:
         """The running pollers' status by mapping UUID."""
@@ -106,7 +119,8 @@ class PollerSupervisor:
     async def _loop(self) -> None:
         while True:
             try:
-                await self.reconcile()
+                # Bounded: a stalled store must not keep pollers running past their leases.
+                await asyncio.wait_for(self.reconcile(), min(self._leases.hold_s / 2, 30.0))
             except asyncio.CancelledError:
                 raise
             except Exception:
@@ -117,11 +131,11 @@ class PollerSupervisor:
 
     async def reconcile(self) -> None:
         """Bring the running pollers in line with the Enabled mappings once."""
-        enabled = await self._context.call(self._context.store.in_states, [ENABLED])
+        enabled = await self._call(self._context.store.in_states, [ENABLED])
         wanted = {mapping.uuid: mapping for mapping in enabled}
         started = time.monotonic()
         polled = [uuid for uuid, mapping in wanted.items() if mapping.kind in self._factories]
-        held = await self._context.call(self._leases.claim, polled)
+        held = await self._call(self._leases.claim, polled)
         self._held_until = started + self._leases.hold_s
         for uuid, running in list(self._running.items()):
             if running.task.done():
