@@ -39,7 +39,7 @@ from tests.support.server import LaminaServer
 
 from bench.harness import ROLE, percentile
 from bench.invoke import package
-from lamina.metrics import DELETED_EVENTS_COUNT, POLLED_EVENT_COUNT
+from lamina.metrics import DELETED_EVENT_COUNT, POLLED_EVENT_COUNT
 
 MESSAGES = 500
 ROUNDS = 3
@@ -183,7 +183,7 @@ def mapping_rate(
         # (asking the queue would cost moto a scan of it each time).
         wait_for(lambda: counter(server, uuid_, POLLED_EVENT_COUNT) > 0, 30, interval=0.002)
         started = time.perf_counter()
-        wait_for(lambda: counter(server, uuid_, DELETED_EVENTS_COUNT) >= count, 600, 0.01)
+        wait_for(lambda: counter(server, uuid_, DELETED_EVENT_COUNT) >= count, 600, 0.01)
         # moto may hand a message to two concurrent receives (its receive takes no lock), and
         # count its second deletion too: the queue itself says when it is really drained.
         wait_for(lambda: counts(sqs, url) == (0, 0), 600, 0.1)

@@ -258,7 +258,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
-    settings = Settings.from_env()
+    try:
+        settings = Settings.from_env()
+    except ValueError as error:  # a malformed LAMINA_* setting: say which, not a traceback
+        print(f"lamina: {error}", file=sys.stderr)
+        return 2
     if args.command == "serve":
         return _serve(args, settings)
     if args.command == "doctor":

@@ -293,20 +293,20 @@ def open_storage(settings: Settings, stores: Stores | None = None) -> Storage:
 
     url = settings.store_url
     data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
-    try:
+    try:  # connecting and migrating: psycopg's errors, which nothing outside store/ names
         database = PgDatabase(url)
-    except Exception as error:  # psycopg's, which nothing outside store/ may name
+        leases = PgOwnershipLeases(database, node_name(settings), settings.mapping_lease_s)
+        audit = postgres.open_pg_audit(url, audit_bytes)
+        return Storage(
+            stores=stores or postgres.pg_stores(database, data_dir / "blobs"),
+            logs=postgres.open_pg_log_store(url, log_bytes),
+            metrics=postgres.open_pg_metrics(url),
+            audit=audit,
+            leases=leases,
+            closers=[database.close] if settings.audit else [database.close, audit.close],
+        )
+    except Exception as error:
         raise StoreUnavailable(f"cannot open the store at {_redacted(url)}: {error}") from error
-    leases = PgOwnershipLeases(database, node_name(settings), settings.mapping_lease_s)
-    audit = postgres.open_pg_audit(url, audit_bytes)
-    return Storage(
-        stores=stores or postgres.pg_stores(database, data_dir / "blobs"),
-        logs=postgres.open_pg_log_store(url, log_bytes),
-        metrics=postgres.open_pg_metrics(url),
-        audit=audit,
-        leases=leases,
-        closers=[database.close] if settings.audit else [database.close, audit.close],
-    )
 
 
 class StoreUnavailable(Exception):

@@ -209,6 +209,11 @@ class Settings:
 
     def check(self) -> None:
         """Refuse configurations that would expose an unauthenticated API to a network."""
+        if not 0 < self.poller_reconcile_s < self.mapping_lease_s / 3:
+            raise ValueError(
+                "LAMINA_POLLER_RECONCILE_SECONDS must be above 0 and under a third of "
+                "LAMINA_MAPPING_LEASE_SECONDS: a lease is renewed at a reconcile"
+            )
         if self.isolation not in {"auto", "process", "namespace"}:
             raise ValueError(
                 f"isolation must be auto, process or namespace, got {self.isolation!r}"

@@ -92,6 +92,7 @@ def run_together(*work: Callable[[], Any]) -> None:
         thread.start()
     for thread in threads:
         thread.join(120)
+    assert not any(thread.is_alive() for thread in threads), "a writer hung"
     assert errors == []
 
 

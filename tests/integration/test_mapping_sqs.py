@@ -22,7 +22,7 @@ from typing import Any
 
 import pytest
 
-from lamina.metrics import DELETED_EVENTS_COUNT as DELETED
+from lamina.metrics import DELETED_EVENT_COUNT as DELETED
 from lamina.metrics import FILTERED_OUT_EVENT_COUNT as FILTERED_OUT
 from lamina.metrics import INVOKED_EVENT_COUNT as INVOKED
 from lamina.metrics import POLLED_EVENT_COUNT as POLLED

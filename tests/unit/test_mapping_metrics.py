@@ -199,10 +199,10 @@ def test_the_registry_feeds_the_fold(
     store: EventSourceMappingStore, telemetry: Telemetry, registry: MetricsRegistry
 ) -> None:
     store.put(mapping("u-reg", extras=OPTED_IN))
-    registry.count(m.DELETED_EVENTS_COUNT, "u-reg", 3)
+    registry.count(m.DELETED_EVENT_COUNT, "u-reg", 3)
     telemetry.flush()
     rows = telemetry.store.series_names(0)
-    assert (m.DELETED_EVENTS_COUNT, '[["EventSourceMappingUUID","u-reg"]]') in rows
+    assert (m.DELETED_EVENT_COUNT, '[["EventSourceMappingUUID","u-reg"]]') in rows
 
 
 def test_prometheus_families_per_mapping_uuid() -> None:

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -90,3 +93,31 @@ def test_mq_brokers_name_their_amqp_addresses() -> None:
 def test_malformed_mq_brokers_are_refused(value: str) -> None:
     with pytest.raises(ValueError, match="LAMINA_MQ_BROKERS"):
         Settings.from_env({"LAMINA_MQ_BROKERS": value})
+
+
+def test_a_malformed_setting_stops_the_command_with_one_clear_line(tmp_path: Path) -> None:
+    lamina = Path(sys.executable).parent / "lamina"
+    done = subprocess.run(
+        [str(lamina), "serve", "--data-dir", str(tmp_path)],
+        env={**os.environ, "LAMINA_MQ_BROKERS": "rabbit"},
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
+    assert done.returncode == 2
+    assert done.stderr.strip().splitlines()[-1] == (
+        "lamina: LAMINA_MQ_BROKERS: 'rabbit' is not <broker-name>=amqp://host:port"
+    )
+    assert "Traceback" not in done.stderr
+
+
+@pytest.mark.parametrize(
+    ("reconcile", "lease"), [("0", "10"), ("-1", "10"), ("4", "10"), ("0.25", "0.5")]
+)
+def test_pollers_must_reconcile_well_inside_their_lease(reconcile: str, lease: str) -> None:
+    settings = Settings.from_env(
+        {"LAMINA_POLLER_RECONCILE_SECONDS": reconcile, "LAMINA_MAPPING_LEASE_SECONDS": lease}
+    )
+    with pytest.raises(ValueError, match="LAMINA_POLLER_RECONCILE_SECONDS"):
+        settings.check()

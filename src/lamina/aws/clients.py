@@ -22,11 +22,13 @@ class ClientCache:
         endpoints: Mapping[str, str | None] | None = None,
         *,
         read_timeout: float = 30.0,
+        max_attempts: int = 3,
         max_pool_connections: int = 50,
     ) -> None:
         self._region = region
         self._endpoints = dict(endpoints or {})
         self._read_timeout = read_timeout
+        self._max_attempts = max_attempts
         self._pool = max_pool_connections
         self._lock = threading.Lock()
         self._clients: dict[tuple[str, str], Any] = {}
@@ -51,7 +53,7 @@ class ClientCache:
                         connect_timeout=3,
                         # Above SQS's 20 s long poll, so a long poll is never cut short.
                         read_timeout=self._read_timeout,
-                        retries={"max_attempts": 3, "mode": "standard"},
+                        retries={"max_attempts": self._max_attempts, "mode": "standard"},
                         max_pool_connections=self._pool,
                     ),
                 )

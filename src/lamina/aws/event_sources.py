@@ -11,10 +11,10 @@ from the API's worker threads.
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Iterable
 from typing import Any
 
+from lamina.aws.clients import ClientCache, arn_account, arn_region, arn_resource
 from lamina.control.event_sources import (
     QueueFacts,
     SourceNotFound,
@@ -44,8 +44,7 @@ _MISSING = frozenset(
 
 def _arn_parts(arn: str) -> tuple[str, str, str]:
     """(region, account, resource) of an ARN."""
-    parts = arn.split(":", 5)
-    return parts[3], parts[4], parts[5]
+    return arn_region(arn), arn_account(arn), arn_resource(arn)
 
 
 class Boto3EventSources:
@@ -60,44 +59,26 @@ class Boto3EventSources:
         dynamodb_streams_endpoint: str | None = None,
         mq_brokers: Iterable[str] = (),
     ) -> None:
-        self._region = region
         # The Amazon MQ broker names the operator gave an address for.
         self._mq_brokers = frozenset(mq_brokers)
-        self._endpoints = {
-            SQS: sqs_endpoint,
-            KINESIS: kinesis_endpoint,
-            DYNAMODB_STREAMS: dynamodb_streams_endpoint,
-        }
-        self._lock = threading.Lock()
-        self._clients: dict[tuple[str, str], Any] = {}
-
-    def _client(self, service: str, region: str) -> Any:
-        key = (service, region or self._region)
-        with self._lock:  # boto3 sessions are not thread-safe; clients are.
-            client = self._clients.get(key)
-            if client is None:
-                import boto3  # Lazy: only deployments with mappings pay for it.
-                from botocore.config import Config
-
-                client = boto3.session.Session().client(
-                    service,
-                    region_name=key[1],
-                    endpoint_url=self._endpoints.get(service),
-                    config=Config(
-                        connect_timeout=3,
-                        read_timeout=10,
-                        retries={"max_attempts": 2, "mode": "standard"},
-                    ),
-                )
-                self._clients[key] = client
-        return client
+        # A create waits for these answers: short reads, one retry.
+        self._clients = ClientCache(
+            region,
+            {
+                SQS: sqs_endpoint,
+                KINESIS: kinesis_endpoint,
+                DYNAMODB_STREAMS: dynamodb_streams_endpoint,
+            },
+            read_timeout=10,
+            max_attempts=2,
+        )
 
     def _ask(self, service: str, region: str, operation: str, **params: Any) -> Any:
         """One call, its failures turned into the control plane's three answers."""
         from botocore.exceptions import BotoCoreError, ClientError
 
         try:
-            return getattr(self._client(service, region), operation)(**params)
+            return getattr(self._clients.client(service, region or None), operation)(**params)
         except ClientError as error:
             info = error.response.get("Error", {})
             code, message = str(info.get("Code", "")), str(info.get("Message", ""))
@@ -144,7 +125,4 @@ class Boto3EventSources:
         self._ask(SECRETS_MANAGER, region, "describe_secret", SecretId=arn)
 
     def close(self) -> None:
-        with self._lock:
-            for client in self._clients.values():
-                client.close()
-            self._clients.clear()
+        self._clients.close()

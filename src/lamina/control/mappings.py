@@ -50,6 +50,7 @@ from lamina.model.mappings import (
     ENABLING,
     KAFKA,
     KINESIS,
+    MAPPING_NOT_FOUND,
     MQ,
     NO_RECORDS_PROCESSED,
     SETTLED_STATES,
@@ -60,6 +61,7 @@ from lamina.model.mappings import (
     USER_ACTION,
     USER_INITIATED,
     EventSourceMapping,
+    broker_name,
     mapping_arn,
 )
 
@@ -76,7 +78,7 @@ ON_FAILURE_KINDS: dict[str, tuple[str, ...]] = {
 
 # ------------------------------------------------------------------ AWS's texts
 
-NOT_FOUND = "The resource you requested does not exist."
+NOT_FOUND = MAPPING_NOT_FOUND
 UNRECOGNIZED_SOURCE = "Unrecognized event source."
 FUNCTION_MISSING = "Function does not exist"
 INVALID_FILTER = "Invalid filter pattern definition."
@@ -706,7 +708,7 @@ class MappingService:
         """An Amazon MQ mapping: Lamina must know where the broker listens (LAMINA_MQ_BROKERS)
         and its BASIC_AUTH secret must exist in Secrets Manager (Lamina's wording: AWS's
         texts for these are not known)."""
-        name = mq_broker_name(arn)
+        name = broker_name(arn)
         try:
             self._sources.mq_broker(name)
         except SourceNotFound:
@@ -734,12 +736,6 @@ class MappingService:
                 ) from None
             except SourceUnreachable as error:
                 raise _unreachable("DescribeSecret", error) from None
-
-
-def mq_broker_name(arn: str) -> str:
-    """`arn:aws:mq:<region>:<account>:broker:<name>:<id>` -> `<name>`."""
-    parts = arn.split(":")
-    return parts[6] if len(parts) > 6 else ""
 
 
 def _unreachable(operation: str, error: SourceUnreachable) -> InvalidParameterValue:

@@ -11,7 +11,7 @@ from lamina.arns import access_denied, other_region
 from lamina.control.context import Domain
 from lamina.errors import InvalidParameterValue, ResourceNotFound
 from lamina.model.functions import FunctionRecord
-from lamina.model.mappings import EventSourceMapping
+from lamina.model.mappings import MAPPING_NOT_FOUND, EventSourceMapping
 
 MAX_TAGS = 50
 RESERVED_PREFIX = "aws:"
@@ -24,8 +24,6 @@ _MAPPING_ARN = re.compile(
     r"arn:aws[a-zA-Z-]*:lambda:(?P<region>[a-z0-9-]+):(?P<account>\d{12}):"
     r"event-source-mapping:(?P<uuid>[0-9a-fA-F-]{36})"
 )
-# How AWS answers a mapping that is not there.
-_MAPPING_NOT_FOUND = "The resource you requested does not exist."
 
 
 class TagService:
@@ -44,10 +42,10 @@ class TagService:
         if match["account"] != self._account.account_id:
             raise access_denied(self._account, action, arn)
         if match["region"] != self._account.region:
-            raise ResourceNotFound(_MAPPING_NOT_FOUND)
+            raise ResourceNotFound(MAPPING_NOT_FOUND)
         mapping = self._mappings.get(match["uuid"])
         if mapping is None:
-            raise ResourceNotFound(_MAPPING_NOT_FOUND)
+            raise ResourceNotFound(MAPPING_NOT_FOUND)
         return mapping
 
     def _require(self, arn: str, action: str) -> FunctionRecord:

@@ -45,6 +45,17 @@ USER_INITIATED = "USER_INITIATED"
 USER_ACTION = "User action"
 
 
+# How AWS answers for a mapping that is not there (Get, Update, Delete, tags).
+MAPPING_NOT_FOUND = "The resource you requested does not exist."
+
+
+def broker_name(arn: str) -> str:
+    """`arn:aws:mq:<region>:<account>:broker:<name>:<id>` -> `<name>` ("" for another ARN)."""
+    resource = arn.split(":", 5)[5] if arn.count(":") >= 5 else ""
+    parts = resource.split(":")
+    return parts[1] if len(parts) >= 2 and parts[0] == "broker" else ""
+
+
 def mapping_arn(account: Account, uuid: str) -> str:
     return f"arn:aws:lambda:{account.region}:{account.account_id}:event-source-mapping:{uuid}"
 

@@ -61,12 +61,6 @@ class BatchResult:
     def returned(self) -> bool:
         return self.kind == OK
 
-    @property
-    def counts_as_attempt(self) -> bool:
-        """Whether the function ran (and failed): throttles and platform errors do not use
-        up a stream's retry attempts."""
-        return self.kind == FUNCTION_ERROR
-
 
 class BatchInvoker:
     """Invokes a mapping's function with one batch and never raises for what the engine

@@ -18,6 +18,7 @@ from typing import Any
 import orjson
 
 from lamina.aws.clients import ClientCache, arn_account, arn_region, arn_resource
+from lamina.control.event_invoke import destination_kind
 from lamina.model.mappings import EventSourceMapping
 from lamina.pollers.invoking import BatchResult
 
@@ -110,7 +111,7 @@ class OnFailureSender:
     ) -> None:
         from botocore.exceptions import BotoCoreError, ClientError
 
-        service = destination.split(":", 3)[2]
+        service = destination_kind(destination)
         try:
             if service == "sqs":
                 self._send_sqs(destination, orjson.dumps(record).decode())

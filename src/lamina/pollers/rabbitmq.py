@@ -35,6 +35,7 @@ import aiormq
 import orjson
 from aiormq.abc import DeliveredMessage
 
+from lamina.aws.clients import arn_region
 from lamina.metrics import (
     DROPPED_EVENT_COUNT,
     FAILED_INVOKE_EVENT_COUNT,
@@ -42,7 +43,12 @@ from lamina.metrics import (
     INVOKED_EVENT_COUNT,
     POLLED_EVENT_COUNT,
 )
-from lamina.model.mappings import FUNCTION_CALL_FAILED, PROCESSING_OK, EventSourceMapping
+from lamina.model.mappings import (
+    FUNCTION_CALL_FAILED,
+    PROCESSING_OK,
+    EventSourceMapping,
+    broker_name,
+)
 from lamina.pollers.context import PollerContext
 from lamina.pollers.filters import RecordFilter, json_base64, with_data
 from lamina.pollers.invoking import (
@@ -55,7 +61,6 @@ from lamina.pollers.invoking import (
 from lamina.pollers.protocol import PollerStatus
 from lamina.pollers.rabbitmq_records import (
     EVENT_MAX_BYTES,
-    broker_name,
     envelope_bytes,
     event,
     queue_key,
@@ -232,7 +237,7 @@ class RabbitMqPoller:
         secret = _access(self._mapping, "BASIC_AUTH")
         if secret is None:
             raise BrokerProblem("PROBLEM: The mapping has no BASIC_AUTH secret.")
-        region = secret.split(":", 5)[3] if secret.count(":") >= 5 else None
+        region = arn_region(secret) if secret.count(":") >= 5 else None
         client = await self._ctx.call(self._ctx.clients.client, "secretsmanager", region)
         return await self._ctx.call(read_credentials, client, secret)
 

@@ -25,13 +25,6 @@ EVENT_MAX_BYTES = 6 * 1024 * 1024
 _ENVELOPE_BYTES = 80
 
 
-def broker_name(arn: str) -> str:
-    """`arn:aws:mq:<region>:<account>:broker:<name>:<id>` -> `<name>`."""
-    resource = arn.split(":", 5)[5] if arn.count(":") >= 5 else ""
-    parts = resource.split(":")
-    return parts[1] if len(parts) >= 2 and parts[0] == "broker" else ""
-
-
 def queue_key(queue: str, virtual_host: str) -> str:
     return f"{queue}::{virtual_host}"
 

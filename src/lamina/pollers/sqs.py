@@ -32,7 +32,7 @@ from typing import Any
 
 from lamina.aws.clients import arn_account, arn_region, arn_resource
 from lamina.metrics import (
-    DELETED_EVENTS_COUNT,
+    DELETED_EVENT_COUNT,
     FAILED_INVOKE_EVENT_COUNT,
     FILTERED_OUT_EVENT_COUNT,
     INVOKED_EVENT_COUNT,
@@ -380,7 +380,7 @@ class SqsPoller:
         # deleted message back.
         async with self._deleting:
             deleted = await self._ctx.call(self._queue.delete, records)
-        self._ctx.count(self._mapping, DELETED_EVENTS_COUNT, deleted)
+        self._ctx.count(self._mapping, DELETED_EVENT_COUNT, deleted)
 
     # ------------------------------------------------------------------ problems
 

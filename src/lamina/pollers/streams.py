@@ -94,14 +94,6 @@ class StreamSource(Protocol):
         ...
 
 
-def sequence_key(sequence: str) -> int:
-    """Sequence numbers order as numbers (they are decimal strings of varying length)."""
-    try:
-        return int(sequence)
-    except ValueError:
-        return 0
-
-
 @dataclass
 class ShardStatus:
     """What one shard's worker reports, for the mapping's status."""

@@ -57,13 +57,18 @@ class PgOwnershipLeases:
         database.migrate("ownership", MIGRATIONS)
 
     @property
-    def owner(self) -> str:
-        return self._owner
-
-    @property
     def hold_s(self) -> float:
         # A lease not due for renewal still has more than two thirds of its time left.
         return self._ttl * 2 / 3
+
+    def holders(self, names: Collection[str]) -> dict[str, str]:
+        """Who holds each of `names` now (unexpired leases only): for operators and tests."""
+        rows = self._db.query(
+            "SELECT name, owner FROM lamina_ownership "
+            "WHERE name = ANY(%s::text[]) AND expires_at > clock_timestamp()",
+            sorted(names),
+        )
+        return dict(rows)
 
     def claim(self, names: Collection[str]) -> set[str]:
         if not names:
@@ -81,15 +86,6 @@ class PgOwnershipLeases:
                 sorted(names),
                 stamp=None,
             )
-
-    def holders(self, names: Collection[str]) -> dict[str, str]:
-        """Who holds each of `names` now (unexpired leases only)."""
-        rows = self._db.query(
-            "SELECT name, owner FROM lamina_ownership "
-            "WHERE name = ANY(%s::text[]) AND expires_at > clock_timestamp()",
-            sorted(names),
-        )
-        return dict(rows)
 
     def close(self) -> None:
         if self._owned:

@@ -36,6 +36,7 @@ SOCKET_TIMEOUT_S = 0.25
 # After a failure, `take` refuses without asking for this long.
 RETRY_AFTER_S = 0.5
 # Releases that failed are retried later; past this many the oldest are left to lapse.
+RELEASES_PER_TAKE = 16
 MAX_UNRELEASED = 10_000
 
 # KEYS: the pools. ARGV: token, ttl (ms), then one limit per pool (-1: none).
@@ -131,8 +132,10 @@ class RedisLeases:
         self._client.close()
 
     def _retry_releases(self) -> None:
+        """A few of the releases a Redis outage left behind, per admission: the drain must
+        not hold the event loop for thousands of round trips at once."""
         with self._lock:
-            while self._unreleased:
+            for _ in range(min(len(self._unreleased), RELEASES_PER_TAKE)):
                 keys, token = self._unreleased[0]
                 try:
                     self._give_back(keys=keys, args=[token])
