@@ -466,6 +466,32 @@ def test_every_refusal_is_worded_as_aws_words_it(
         "Member must have value greater than or equal to 1",
         400,
     )
+    assert create(
+        EventSourceArn=stream,
+        StartingPosition="AT_TIMESTAMP",
+        StartingPositionTimestamp=time.time() + 3600,
+    ) == invalid("StartingPositionTimestamp must not be in the future.")
+    lambda_arn = f"arn:aws:lambda:us-east-1:{ACCOUNT}:function:elsewhere"
+    assert create(
+        EventSourceArn=stream,
+        StartingPosition="LATEST",
+        DestinationConfig={"OnFailure": {"Destination": lambda_arn}},
+    ) == invalid(f"The destination ARN {lambda_arn} is invalid.")
+    # Lamina's own words (AWS serves these sources, Lamina does not poll them).
+    msk = f"arn:aws:kafka:us-east-1:{ACCOUNT}:cluster/orders/0f5e3c2a-1111-2222-3333-444455556666-1"
+    assert create(EventSourceArn=msk, Topics=["orders"], StartingPosition="LATEST") == invalid(
+        "Lamina does not support Amazon MSK event sources: it polls SQS, Kinesis, DynamoDB "
+        "Streams, Amazon MQ for RabbitMQ and self-managed Kafka."
+    )
+    assert create(
+        EventSourceArn=standard,
+        SelfManagedEventSource={"Endpoints": {"KAFKA_BOOTSTRAP_SERVERS": ["k1:9092"]}},
+        Topics=["orders"],
+        StartingPosition="LATEST",
+    ) == invalid(
+        "EventSourceArn and SelfManagedEventSource cannot be given together: a self-managed "
+        "Kafka source is named by its bootstrap servers."
+    )
     # Nothing refused was stored.
     assert api.list_event_source_mappings(FunctionName=name)["EventSourceMappings"] == []
 
