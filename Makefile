@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install run test lint format bench bench-components clean
+.PHONY: install run cluster test lint format bench bench-components clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -17,12 +17,17 @@ install: $(STAMP)
 run: $(STAMP)
 	$(BIN)/lamina serve
 
+# Three nodes on this machine's PostgreSQL (database `lamina`) and Redis, ports 9001-9003,
+# data under .lamina-cluster/; Ctrl-C stops them all (see docs/cluster.md).
+cluster: $(STAMP)
+	$(BIN)/python scripts/cluster.py
+
 test: $(STAMP)
 	$(BIN)/pytest
 
 lint: $(STAMP)
-	$(BIN)/ruff check src tests bench
-	$(BIN)/ruff format --check src tests bench
+	$(BIN)/ruff check src tests bench scripts
+	$(BIN)/ruff format --check src tests bench scripts
 	$(BIN)/mypy
 	$(BIN)/lint-imports
 

@@ -13,6 +13,7 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 from lamina.commands import audit as audit_cli
+from lamina.commands import cluster as cluster_command
 from lamina.commands import cost as cost_command
 from lamina.commands import mappings as mappings_command
 from lamina.commands import schedules as schedules_cli
@@ -38,6 +39,8 @@ def _serve(args: argparse.Namespace, settings: Settings) -> int:
         insecure=args.insecure or settings.insecure,
         store_url=args.store or settings.store_url,
         redis_url=args.redis or settings.redis_url,
+        worker=settings.worker and not args.no_worker,
+        advertise_url=args.advertise or settings.advertise_url,
     )
     try:
         settings.check()
@@ -209,7 +212,20 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--redis",
         metavar="URL",
         help="share concurrency limits between nodes through this Redis (redis://...; "
-        "env LAMINA_REDIS)",
+        "env LAMINA_REDIS); with --store, nodes find each other there and route invocations "
+        "to the workers holding warm environments",
+    )
+    serve.add_argument(
+        "--no-worker",
+        action="store_true",
+        help="run no environments: serve the API and route every invocation to the cluster's "
+        "workers (needs --store and --redis; env LAMINA_NO_WORKER=1)",
+    )
+    serve.add_argument(
+        "--advertise",
+        metavar="URL",
+        help="where the cluster's other nodes reach this node (default: the address it "
+        "listens on; env LAMINA_ADVERTISE_URL)",
     )
     commands.add_parser(
         "doctor",
@@ -256,6 +272,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             "mappings", help="event source mappings: state, last result, lag and errors"
         )
     )
+    cluster_command.configure(
+        commands.add_parser("cluster", help="a cluster's live nodes, their load, the queue's depth")
+    )
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
     try:
@@ -285,5 +304,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return tune_command.run(args, settings)
     if args.command == "mappings":
         return mappings_command.run(args, settings)
+    if args.command == "cluster":
+        return cluster_command.run(args, settings)
     parser.error(f"unknown command {args.command}")
     return 2

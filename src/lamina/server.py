@@ -9,6 +9,7 @@ every HTTP front over these services in one route table.
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 import os
 import secrets
@@ -18,18 +19,27 @@ import time
 from collections.abc import AsyncIterator, Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
-from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
+
+from starlette.routing import Route
 
 from lamina.api.app import Services, front_door
 from lamina.api.asgi import FrontDoor
+from lamina.api.cluster_status import cluster_status_route
 from lamina.api.code_links import CodeLinks
+from lamina.api.node_invoke import node_routes
 from lamina.arns import Account
 from lamina.audit.trail import AuditTrail
 from lamina.aws.clients import ClientCache
 from lamina.aws.destinations import Boto3Destinations
 from lamina.aws.event_sources import Boto3EventSources
 from lamina.aws.s3 import Boto3S3Reader
+from lamina.cluster.auth import NodeAuth
+from lamina.cluster.gate import WorkerGate, default_capacity_mb
+from lamina.cluster.membership import Membership
+from lamina.cluster.placement import PlacementView
+from lamina.cluster.provisioned_status import StoredShareReadiness
+from lamina.cluster.router import RoutedEngine
 from lamina.control.concurrency import ConcurrencyService
 from lamina.control.context import Domain
 from lamina.control.functions import FunctionService
@@ -39,10 +49,11 @@ from lamina.function_urls.url_form import choose_form
 from lamina.identity.sigv4 import SigV4Verifier
 from lamina.invoke.asynchronous.dispatcher import build_dispatcher
 from lamina.invoke.cluster_governor import ClusterGovernor
+from lamina.invoke.engine import Engine
 from lamina.invoke.governor import ConcurrencyGovernor, Governor
 from lamina.invoke.pool import EnvironmentPool
 from lamina.invoke.preparation import CodePreparation
-from lamina.invoke.service import InvokeService, Resolver
+from lamina.invoke.service import InvokeService, ProvisionedPlacement, Resolver
 from lamina.invoke.tracing import Sampler, Tracing
 from lamina.metrics import MetricsRegistry
 from lamina.observability.logs_service import open_logs
@@ -64,11 +75,16 @@ from lamina.schedules.scheduler import Scheduler
 from lamina.schedules.targets import LambdaTargets
 from lamina.settings import Settings
 from lamina.store.files import open_audit
+from lamina.store.files.secrets import FileSecrets
 from lamina.store.protocols import AuditStore, LogStore, MetricsStore, Stores
+from lamina.store.protocols.nodes import NodeReport
 from lamina.store.protocols.ownership import LocalOwnership, OwnershipLeases
+from lamina.store.protocols.secrets import SharedSecrets
 from lamina.store.sqlite import open_log_store, open_metrics, open_stores
 
 Closer = Callable[[], None]
+# `build_engine` with everything but the placement of provisioned environments given.
+EngineBuilder = Callable[[ProvisionedPlacement | None], tuple[InvokeService, list[Closer]]]
 
 log = logging.getLogger("lamina.server")
 
@@ -77,9 +93,10 @@ def build_server(settings: Settings, stores: Stores | None = None) -> FrontDoor:
     """The ASGI application of one Lamina process; its lifespan starts and stops the parts."""
     # Sandboxes mount paths under the data directory from other working directories.
     settings = replace(settings, data_dir=settings.data_dir.absolute())
-    storage = open_storage(settings, stores)
+    node_id = node_name(settings)
+    storage = open_storage(settings, stores, node_id)
     stores = storage.stores
-    account = Account(settings.account_id, settings.region)
+    shared_secrets = storage.secrets or FileSecrets(settings.data_dir)
     event_sources = Boto3EventSources(
         settings.region,
         sqs_endpoint=settings.sqs_endpoint,
@@ -89,7 +106,7 @@ def build_server(settings: Settings, stores: Stores | None = None) -> FrontDoor:
     )
     domain = Domain(
         stores=stores,
-        account=account,
+        account=Account(settings.account_id, settings.region),
         s3=Boto3S3Reader(settings.region),
         account_concurrency=settings.account_concurrency,
         event_sources=event_sources,
@@ -101,48 +118,51 @@ def build_server(settings: Settings, stores: Stores | None = None) -> FrontDoor:
     functions = FunctionService(domain, CodePreparation(artifacts, runtimes))
     logs = open_logs(settings, storage.logs)
     telemetry = Telemetry(storage.metrics, settings.account_concurrency, mappings=stores.mappings)
-    engine, closers = build_engine(
-        settings, domain, functions, logs.sink, telemetry, artifacts, runtimes
+    engine, closers, node = build_data_plane(
+        settings,
+        domain,
+        functools.partial(
+            build_engine,
+            settings,
+            domain,
+            functions,
+            logs.sink,
+            telemetry,
+            artifacts,
+            runtimes,
+            storage.redis_prefix,
+        ),
+        shared_secrets,
+        node_id,
+        storage.redis_prefix,
     )
-    closers.append(logs.close)  # after the backend: environments' last lines land first
-    closers.append(event_sources.close)
+    # After the backend: environments' last lines land first.
+    closers += [logs.close, event_sources.close]
     destinations = Boto3Destinations(settings.region, settings.events_endpoint)
-    dispatcher = build_dispatcher(settings, domain, functions, engine, destinations)
+    dispatcher = build_dispatcher(settings, domain, functions, node.engine, destinations)
     dispatcher.metrics.subscribe(telemetry.async_metric)
     # EventBridge's metrics are its own: only Lambda's feed the AWS/Lambda series.
     events_metrics = MetricsRegistry()
     scheduler, rules, router = build_scheduler(
         settings, domain, functions, events_metrics, dispatcher.metrics
     )
-    mapping_metrics = MetricsRegistry()
-    mapping_metrics.subscribe(telemetry.mapping_metric)
-    pollers = build_pollers(settings, domain, engine, mapping_metrics, storage.leases)
+    pollers = build_pollers(settings, domain, node.engine, telemetry, storage.leases)
     closers.append(pollers.context.clients.close)
     audit = AuditTrail.from_settings(settings, storage.audit) if settings.audit else None
     closers.extend(storage.closers)  # after everything that reads or writes the stores
     url_form = choose_form(settings)
-    log.info(
-        "function URLs: the %s form, %s (%s)",
-        url_form.form,
-        url_form.url("<url-id>"),
-        url_form.reason,
-    )
+    log.info("function URLs: the %s form, %s (%s)", *url_form.described())
 
     @contextlib.asynccontextmanager
     async def lifespan(app: object) -> AsyncIterator[None]:
         if audit is not None:
             audit.start()
         engine.start()
+        await node.start()  # a cluster's node joins before the first call is routed
         telemetry.start()
         dispatcher.start()
         scheduler.start()
-        # Changes a stop interrupted (functions left Pending or InProgress) are finished in
-        # the background: one reading a slow S3 object must not hold the server's start.
-        threading.Thread(
-            target=functions.finish_changes, name="lamina-activation", daemon=True
-        ).start()
-        # Event source mappings a stop left Creating, Updating or Deleting settle now.
-        MappingService(domain, functions).finish_transitions()
+        finish_interrupted(domain, functions)
         pollers.start()
         try:
             yield
@@ -150,6 +170,7 @@ def build_server(settings: Settings, stores: Stores | None = None) -> FrontDoor:
             await pollers.close()  # before the engine: batches in flight finish first
             await scheduler.close()
             await dispatcher.close()
+            await node.close()  # a cluster's node leaves: no more calls are routed here
             engine.close()
             for close in closers:
                 close()
@@ -160,21 +181,32 @@ def build_server(settings: Settings, stores: Stores | None = None) -> FrontDoor:
         settings=settings,
         domain=domain,
         functions=functions,
-        engine=engine,
+        engine=node.engine,
         dispatcher=dispatcher,
         events_metrics=events_metrics,
         rules=rules,
         event_router=router,
         logs=logs,
         telemetry=telemetry,
-        links=CodeLinks(_link_secret(settings.data_dir), settings.endpoint),
+        # Shared by every node of a store: a link one node hands out works on any other.
+        links=CodeLinks(shared_secrets.secret("link"), settings.endpoint),
         verifier=_verifier(settings),
         audit_records=storage.audit,
         audit=audit,
         url_form=url_form,
         pollers=pollers,
+        node_routes=node.routes,
     )
     return front_door(services, lifespan)
+
+
+def finish_interrupted(domain: Domain, functions: FunctionService) -> None:
+    """Finish what a stop interrupted."""
+    # Functions left Pending or InProgress finish in the background: one reading a slow S3
+    # object must not hold the server's start.
+    threading.Thread(target=functions.finish_changes, name="lamina-activation", daemon=True).start()
+    # Event source mappings a stop left Creating, Updating or Deleting settle now.
+    MappingService(domain, functions).finish_transitions()
 
 
 def build_engine(
@@ -185,13 +217,17 @@ def build_engine(
     telemetry: Telemetry,
     artifacts: ArtifactCache,
     runtimes: RuntimeRegistry,
+    redis_prefix: str | None = None,
+    placement: ProvisionedPlacement | None = None,
 ) -> tuple[InvokeService, list[Closer]]:
     """The data plane (pool, governor, sandbox backend, runtimes, logs) and its closers."""
     stores = domain.stores
     data_dir = settings.data_dir
-    backend = select_backend(settings.isolation, hidden=[data_dir], templates=settings.zygote)
+    # An API-only node starts no environments: no template to keep warm for them.
+    templates = settings.zygote and settings.worker
+    backend = select_backend(settings.isolation, hidden=[data_dir], templates=templates)
     closers: list[Closer] = [backend.close]
-    governor = build_governor(settings, closers)
+    governor = build_governor(settings, closers, redis_prefix)
     pool = EnvironmentPool(settings.idle_timeout_s)
     observer, close_tracing = traced_observer(telemetry, settings)
     engine = InvokeService(
@@ -209,6 +245,7 @@ def build_engine(
         observer=observer,
         tracing=Tracing(Sampler(settings.trace_sample_rate)),
         levels=telemetry,
+        placement=placement,
     )
     # After the backend: the last invocations are counted, then saved.
     closers.append(telemetry.close)
@@ -216,14 +253,20 @@ def build_engine(
     return engine, closers
 
 
-def build_governor(settings: Settings, closers: list[Closer]) -> Governor:
+def build_governor(
+    settings: Settings, closers: list[Closer], redis_prefix: str | None = None
+) -> Governor:
     """This node's concurrency counts, or with `redis_url` every node's (shared leases)."""
     if settings.redis_url is None:
         return ConcurrencyGovernor(settings.account_concurrency)
     # Lazy: a single node never loads the Redis client.
     from lamina.store.redis import open_redis_leases
 
-    leases = open_redis_leases(settings.redis_url)
+    leases = (
+        open_redis_leases(settings.redis_url)
+        if redis_prefix is None
+        else open_redis_leases(settings.redis_url, prefix=redis_prefix + "leases:")
+    )
     closers.append(leases.close)
     return ClusterGovernor(leases, settings.account_concurrency)
 
@@ -231,11 +274,14 @@ def build_governor(settings: Settings, closers: list[Closer]) -> Governor:
 def build_pollers(
     settings: Settings,
     domain: Domain,
-    engine: InvokeService,
-    metrics: MetricsRegistry,
+    engine: Engine,
+    telemetry: Telemetry,
     leases: OwnershipLeases | None = None,
 ) -> PollerSupervisor:
-    """The event source mapping pollers, reading their sources at the configured endpoints."""
+    """The event source mapping pollers, reading their sources at the configured endpoints;
+    their counters feed `telemetry`."""
+    metrics = MetricsRegistry()
+    metrics.subscribe(telemetry.mapping_metric)
     clients = ClientCache(
         settings.region,
         {
@@ -260,6 +306,110 @@ def build_pollers(
 
 
 @dataclass
+class Node:
+    """This process as a node: the engine the fronts invoke through, its own endpoints, and
+    in a cluster its membership (None on a single node)."""
+
+    engine: Engine
+    routes: list[Route]
+    membership: Membership | None = None
+    routed: RoutedEngine | None = None
+
+    async def start(self) -> None:
+        if self.membership is not None:
+            await self.membership.start()
+
+    async def close(self) -> None:
+        if self.membership is not None:
+            await self.membership.close()
+        if self.routed is not None:
+            await self.routed.close()
+
+
+def build_data_plane(
+    settings: Settings,
+    domain: Domain,
+    build_engine: EngineBuilder,
+    shared_secrets: SharedSecrets,
+    node_id: str,
+    redis_prefix: str | None = None,
+) -> tuple[InvokeService, list[Closer], Node]:
+    """This node's engine and how the fronts reach it: directly on a single node; in a
+    cluster, through routing (`build_cluster`)."""
+    if settings.routed:
+        return build_cluster(settings, domain, build_engine, shared_secrets, node_id, redis_prefix)
+    engine, closers = build_engine(None)
+    report = functools.partial(node_report, settings, node_id, engine, None)
+    status = cluster_status_route(None, domain.stores.queue, report, _verifier(settings))
+    return engine, closers, Node(engine, [status])
+
+
+def build_cluster(
+    settings: Settings,
+    domain: Domain,
+    build_engine: EngineBuilder,
+    shared_secrets: SharedSecrets,
+    node_id: str,
+    redis_prefix: str | None = None,
+) -> tuple[InvokeService, list[Closer], Node]:
+    """Membership in the cluster (heartbeats in Redis), provisioned environments placed over
+    its workers, the worker's gate unless `--no-worker`, routing, and the endpoints other
+    nodes call."""
+    assert settings.redis_url is not None
+    # Lazy: a single node never loads the Redis client.
+    from lamina.store.redis import open_redis_nodes
+
+    registry = (
+        open_redis_nodes(settings.redis_url, settings.node_expiry_s)
+        if redis_prefix is None
+        else open_redis_nodes(settings.redis_url, settings.node_expiry_s, prefix=redis_prefix)
+    )
+    # The membership is made before the engine (whose provisioned pool places by it), and
+    # reports the engine's load once both exist.
+    engine: InvokeService | None = None
+    gate: WorkerGate | None = None
+
+    def report() -> NodeReport:
+        assert engine is not None
+        return node_report(settings, node_id, engine, gate)
+
+    membership = Membership(registry, report, settings.heartbeat_s, settings.node_expiry_s)
+    # Suspects still hold their provisioned environments: one failed connection must not
+    # move them (routing leaves suspects out; placement does not).
+    view = PlacementView(node_id, membership.worker_ids, lambda: membership.version)
+    readiness = StoredShareReadiness(domain.stores.functions, node_id, view.ids)
+    engine, closers = build_engine(ProvisionedPlacement(view.share, view.version, readiness))
+    closers.append(registry.close)
+    if settings.worker:
+        gate = WorkerGate(engine, settings.worker_memory_mb or default_capacity_mb())
+    auth = NodeAuth(shared_secrets.secret("node-auth"))
+    routed = RoutedEngine(engine, gate, membership, auth)
+    routes = [
+        *node_routes(gate, auth),
+        cluster_status_route(membership, domain.stores.queue, report, _verifier(settings)),
+    ]
+    return engine, closers, Node(routed, routes, membership, routed)
+
+
+def node_report(
+    settings: Settings, node_id: str, engine: InvokeService, gate: WorkerGate | None
+) -> NodeReport:
+    """What this node tells its cluster at each heartbeat: where it answers, and its load."""
+    pool = engine.pool
+    return NodeReport(
+        node_id=node_id,
+        address=settings.node_url,
+        worker=settings.worker,
+        capacity_mb=gate.capacity_mb if gate is not None else 0,
+        memory_used_mb=gate.memory_used_mb if gate is not None else 0,
+        environments=pool.size,
+        in_flight=gate.in_flight if gate is not None else 0,
+        idle=pool.idle_by_version(),
+        provisioned=engine.idle_provisioned(),
+    )
+
+
+@dataclass
 class Storage:
     """Every store of one node, on SQLite and files (one node) or PostgreSQL (a cluster)."""
 
@@ -269,40 +419,56 @@ class Storage:
     audit: AuditStore
     # Event source mapping leases: shared through PostgreSQL, else trivially this node's.
     leases: OwnershipLeases = field(default_factory=LocalOwnership)
+    # Secrets every node of the store shares (download links, node-to-node calls).
+    secrets: SharedSecrets | None = None
+    # What this store's cluster keeps in Redis is under this prefix, so that clusters
+    # sharing one Redis never see each other's nodes or leases (None: Redis's default).
+    redis_prefix: str | None = None
     # What closes the stores (the audit store is closed by the audit trail, when there is one).
     closers: list[Closer] = field(default_factory=list)
 
 
-def open_storage(settings: Settings, stores: Stores | None = None) -> Storage:
+def open_storage(
+    settings: Settings, stores: Stores | None = None, node_id: str | None = None
+) -> Storage:
     """The stores `settings` name: every one in PostgreSQL when `store_url` is set (the
     node's own files, archives' cache and environments stay under `data_dir`), else SQLite
     and files under `data_dir`. `stores` (tests) replaces the control plane's stores."""
     data_dir = settings.data_dir
     log_bytes, audit_bytes = settings.log_store_max_mb << 20, settings.audit_max_mb << 20
     if settings.store_url is None:
+        data_dir.mkdir(parents=True, exist_ok=True)
         return Storage(
             stores=stores or open_stores(data_dir),
             logs=open_log_store(data_dir, log_bytes),
             metrics=open_metrics(data_dir),
             audit=open_audit(data_dir, audit_bytes, settings.audit),
+            secrets=FileSecrets(data_dir),
         )
     # Lazy: a single node never loads the driver.
     from lamina.store import postgres
     from lamina.store.postgres.database import PgDatabase
     from lamina.store.postgres.ownership import PgOwnershipLeases
+    from lamina.store.postgres.secrets import PgSharedSecrets
 
     url = settings.store_url
     data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
     try:  # connecting and migrating: psycopg's errors, which nothing outside store/ names
         database = PgDatabase(url)
-        leases = PgOwnershipLeases(database, node_name(settings), settings.mapping_lease_s)
+        leases = PgOwnershipLeases(
+            database, node_id or node_name(settings), settings.mapping_lease_s
+        )
         audit = postgres.open_pg_audit(url, audit_bytes)
+        shared_secrets = PgSharedSecrets(database)
+        cluster_id = shared_secrets.secret("cluster").hex()[:16]
         return Storage(
             stores=stores or postgres.pg_stores(database, data_dir / "blobs"),
             logs=postgres.open_pg_log_store(url, log_bytes),
             metrics=postgres.open_pg_metrics(url),
             audit=audit,
             leases=leases,
+            secrets=shared_secrets,
+            redis_prefix=f"lamina:{cluster_id}:",
             closers=[database.close] if settings.audit else [database.close, audit.close],
         )
     except Exception as error:
@@ -367,12 +533,3 @@ def _verifier(settings: Settings) -> SigV4Verifier | None:
     if settings.access_key_id and settings.secret_access_key:
         return SigV4Verifier(settings.access_key_id, settings.secret_access_key)
     return None
-
-
-def _link_secret(data_dir: Path) -> bytes:
-    """A per-installation key for signing download links; created once, kept private."""
-    path = data_dir / "link-secret"
-    if not path.exists():
-        path.write_bytes(secrets.token_bytes(32))
-        path.chmod(0o600)
-    return path.read_bytes()

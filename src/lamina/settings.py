@@ -129,6 +129,20 @@ class Settings:
     # store (LAMINA_MAPPING_LEASE_SECONDS): when a node dies, another node starts polling
     # its mappings within about this long.
     mapping_lease_s: float = 10.0
+    # Whether this node runs execution environments (`--no-worker`, LAMINA_NO_WORKER: an
+    # API-only frontend that routes every invocation to the cluster's workers).
+    worker: bool = True
+    # The memory a worker lends its environments (LAMINA_WORKER_MEMORY_MB): a cold start
+    # that would pass it answers Busy, so the caller tries another worker. 0: three
+    # quarters of the machine's memory.
+    worker_memory_mb: int = 0
+    # Where the cluster's other nodes reach this one (LAMINA_ADVERTISE_URL, `--advertise`);
+    # None: `endpoint`.
+    advertise_url: str | None = None
+    # A node heartbeats every `heartbeat_s`; a node silent for `node_expiry_s` is dead to the
+    # others (LAMINA_HEARTBEAT_SECONDS, LAMINA_NODE_EXPIRY_SECONDS).
+    heartbeat_s: float = 1.0
+    node_expiry_s: float = 3.0
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] = os.environ) -> Settings:
@@ -190,11 +204,27 @@ class Settings:
             store_url=get("STORE"),
             redis_url=get("REDIS"),
             mapping_lease_s=float(get("MAPPING_LEASE_SECONDS") or base.mapping_lease_s),
+            worker=not flag("NO_WORKER", False),
+            worker_memory_mb=int(get("WORKER_MEMORY_MB") or base.worker_memory_mb),
+            advertise_url=get("ADVERTISE_URL"),
+            heartbeat_s=float(get("HEARTBEAT_SECONDS") or base.heartbeat_s),
+            node_expiry_s=float(get("NODE_EXPIRY_SECONDS") or base.node_expiry_s),
         )
 
     @property
     def authentication_enabled(self) -> bool:
         return bool(self.access_key_id and self.secret_access_key)
+
+    @property
+    def routed(self) -> bool:
+        """Whether invocations are routed among the cluster's worker nodes: with a shared
+        store and Redis (where nodes find each other)."""
+        return self.store_url is not None and self.redis_url is not None
+
+    @property
+    def node_url(self) -> str:
+        """Where the cluster's other nodes reach this node."""
+        return (self.advertise_url or self.endpoint).rstrip("/")
 
     @property
     def endpoint(self) -> str:
@@ -250,6 +280,21 @@ class Settings:
             raise ValueError(f"--redis/LAMINA_REDIS must be a redis:// URL, got {self.redis_url!r}")
         if self.mapping_lease_s <= 0:
             raise ValueError("LAMINA_MAPPING_LEASE_SECONDS must be positive")
+        if not self.worker and not self.routed:
+            raise ValueError(
+                "--no-worker needs --store and --redis: an API-only node routes invocations "
+                "to the workers of a cluster"
+            )
+        if self.worker_memory_mb < 0:
+            raise ValueError(
+                "LAMINA_WORKER_MEMORY_MB must be 0 (automatic) or more, "
+                f"got {self.worker_memory_mb}"
+            )
+        if not 0 < self.heartbeat_s <= self.node_expiry_s / 2:
+            raise ValueError(
+                "LAMINA_HEARTBEAT_SECONDS must be above 0 and at most half of "
+                "LAMINA_NODE_EXPIRY_SECONDS: one late heartbeat must not look like a death"
+            )
         if self.schedule_time_scale <= 0:
             raise ValueError("LAMINA_SCHEDULE_TIME_SCALE must be positive")
         if len(self.account_id) != 12 or not self.account_id.isdigit():

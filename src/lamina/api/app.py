@@ -8,7 +8,7 @@ and a table of handlers; the handler tables come from one module per operation f
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from typing import Any
@@ -55,7 +55,7 @@ from lamina.errors import LaminaError
 from lamina.function_urls.url_form import UrlForm
 from lamina.identity.sigv4 import SigV4Verifier
 from lamina.invoke.asynchronous.dispatcher import AsyncDispatcher
-from lamina.invoke.service import InvokeService
+from lamina.invoke.engine import Engine
 from lamina.metrics import MetricsRegistry
 from lamina.model.mappings import KAFKA, EventSourceMapping, mapping_arn
 from lamina.observability.cloudwatch import MetricReader
@@ -93,7 +93,7 @@ class Services:
     settings: Settings
     domain: Domain
     functions: FunctionService
-    engine: InvokeService
+    engine: Engine
     dispatcher: AsyncDispatcher
     # EventBridge's own counters (AWS/Events, per rule), apart from the dispatcher's.
     events_metrics: MetricsRegistry
@@ -112,6 +112,8 @@ class Services:
     url_form: UrlForm
     # The event source mapping pollers (`/_lamina/mappings`; their metrics on `/metrics`).
     pollers: PollerSupervisor | None = None
+    # A cluster node's own endpoints (routed invocations, the cluster's status).
+    node_routes: Sequence[Route] = ()
 
 
 def front_door(services: Services, lifespan: Lifespan) -> FrontDoor:
@@ -203,6 +205,7 @@ def _internal_routes(services: Services) -> list[Route]:
         audit_route(services.audit_records, services.audit, services.verifier),
         *telemetry_routes(services.telemetry, snapshot, services.verifier, settings.metrics_token),
         _mappings_route(services),
+        *services.node_routes,
     ]
 
 

@@ -26,6 +26,9 @@ class CodeLinks:
         return f"{self._endpoint}/_lamina/code/{key}?{query}"
 
     def is_valid(self, key: str, expires: str, signature: str) -> bool:
-        if not expires.isdigit() or int(expires) < time.time():
+        # isdigit() alone passes "²", which int() refuses; compare_digest refuses non-ASCII.
+        if not (expires.isascii() and expires.isdigit() and signature.isascii()):
+            return False
+        if int(expires) < time.time():
             return False
         return hmac.compare_digest(self._signature(key, int(expires)), signature)

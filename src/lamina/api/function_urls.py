@@ -39,7 +39,8 @@ from lamina.function_urls.responses import (
 )
 from lamina.function_urls.transport import ClientDisconnected, Exchange, read_body
 from lamina.identity.sigv4 import SigV4Verifier
-from lamina.invoke.service import InvokeRequest, InvokeService
+from lamina.invoke.engine import Engine
+from lamina.invoke.service import InvokeRequest
 from lamina.invoke.tracing import upstream_or_new
 
 log = logging.getLogger("lamina.function_urls")
@@ -74,7 +75,7 @@ class FunctionUrlEndpoint:
         self,
         directory: UrlDirectory,
         authenticator: IamAuthenticator,
-        engine: InvokeService,
+        engine: Engine,
         account: Account,
     ) -> None:
         self._directory = directory
@@ -224,7 +225,7 @@ class FunctionUrlEndpoint:
 def function_url_endpoint(
     domain: Domain,
     functions: FunctionService,
-    engine: InvokeService,
+    engine: Engine,
     verifier: SigV4Verifier | None,
 ) -> FunctionUrlEndpoint:
     """The endpoint for one Lamina process; `verifier` is the API's (None without credentials)."""

@@ -15,7 +15,8 @@ from lamina.constants import ASYNC_PAYLOAD_MAX_BYTES, FUNCTION_ERROR_UNHANDLED
 from lamina.control.states import check_invocable
 from lamina.errors import InvalidParameterValue, InvalidRequestContent, RequestTooLarge
 from lamina.invoke.asynchronous.dispatcher import AsyncDispatcher
-from lamina.invoke.service import InvokeRequest, InvokeService
+from lamina.invoke.engine import Engine
+from lamina.invoke.service import InvokeRequest
 from lamina.invoke.streaming import EVENT_STREAM_CONTENT_TYPE, ResponseStream
 
 _CLIENT_CONTEXT_MAX_BYTES = 3583
@@ -54,9 +55,7 @@ def decode_client_context(value: str | None) -> str | None:
     return decoded.decode()
 
 
-def operations(
-    ctx: ApiContext, invoker: InvokeService, dispatcher: AsyncDispatcher
-) -> dict[str, Handler]:
+def operations(ctx: ApiContext, invoker: Engine, dispatcher: AsyncDispatcher) -> dict[str, Handler]:
     async def enqueue(params: dict[str, Any], payload_member: str, operation: str) -> None:
         """Queue an asynchronous invocation; returns once the event is durable."""
         ref = ctx.function_ref(params)
@@ -126,7 +125,7 @@ def operations(
             return {"StatusCode": 204}
         # Admission happens here, so a missing function or a throttle is a plain error
         # response; everything after the first byte is reported inside the stream.
-        stream = ResponseStream(
+        stream = await ResponseStream.open(
             invoker,
             request,
             tail=params.get("LogType") == "Tail",

@@ -19,7 +19,8 @@ from lamina.function_urls.streaming import (
     prelude_response,
 )
 from lamina.function_urls.transport import Exchange
-from lamina.invoke.service import InvokeRequest, InvokeService
+from lamina.invoke.engine import Engine
+from lamina.invoke.service import InvokeRequest
 from lamina.invoke.streaming import error_of
 from lamina.sandbox.environment import InvokeOutcome
 
@@ -32,9 +33,9 @@ def failure_of(outcome: InvokeOutcome) -> str:
     return f"{code}: {details}" if details else code
 
 
-async def relay_stream(engine: InvokeService, request: InvokeRequest, exchange: Exchange) -> None:
+async def relay_stream(engine: Engine, request: InvokeRequest, exchange: Exchange) -> None:
     try:
-        live = LiveInvocation(engine, request)
+        live = await LiveInvocation.open(engine, request)
     except TooManyRequests as error:
         await exchange.refuse(THROTTLED, error.message)
         return

@@ -26,7 +26,8 @@ from lamina.function_urls.responses import (
     cookie_headers,
     header_pairs,
 )
-from lamina.invoke.service import InvokeRequest, InvokeResult, InvokeService
+from lamina.invoke.engine import Engine
+from lamina.invoke.service import InvokeRequest, InvokeResult, StreamStart
 from lamina.invoke.streaming import next_chunk
 
 log = logging.getLogger("lamina.function_urls")
@@ -136,19 +137,21 @@ def _log_crash(task: asyncio.Task[InvokeResult]) -> None:
 
 
 class LiveInvocation:
-    """An invocation admitted at construction whose streamed chunks are read as they come.
+    """An invocation admitted by `open` whose streamed chunks are read as they come.
 
-    Construction raises what admission raises (throttled, not found) before any byte is
+    `open` raises what admission raises (throttled, not found) before any byte is
     sent. The invocation runs in a task of its own, so a client that goes away does not cut
     it short: it still ends, and releases its environment, as it would have.
     """
 
-    def __init__(self, engine: InvokeService, request: InvokeRequest) -> None:
-        admission = engine.admit(request)
-        self._chunks: asyncio.Queue[bytes | None] = asyncio.Queue()
-        self._task: asyncio.Task[InvokeResult] = asyncio.ensure_future(
-            engine.run(admission, request, stream=self._chunks)
-        )
+    def __init__(self, started: StreamStart, chunks: asyncio.Queue[bytes | None]) -> None:
+        self._chunks = chunks
+        self._task = started.result
+
+    @classmethod
+    async def open(cls, engine: Engine, request: InvokeRequest) -> LiveInvocation:
+        chunks: asyncio.Queue[bytes | None] = asyncio.Queue()
+        return cls(await engine.open_stream(request, chunks), chunks)
 
     async def chunks(self) -> AsyncIterator[bytes]:
         """Each non-empty chunk the function streamed, as soon as it arrives."""

@@ -119,6 +119,10 @@ class UrlForm:
     endpoint: str
     region: str
 
+    def described(self) -> tuple[str, str, str]:
+        """(form, an example URL, why this form) for the server's log."""
+        return self.form, self.url("<url-id>"), self.reason
+
     def url(self, url_id: str) -> str:
         """The `FunctionUrl` of a URL config."""
         return self.written(self.form, url_id)

@@ -27,9 +27,15 @@ class EnvironmentPool:
         # Keys of configurations that changed; their environments are never handed out again.
         self._stale: set[PoolKey] = set()
         self.idle_timeout_s = idle_timeout_s
+        # Memory of environments being started: counted before the start awaits, so a
+        # worker's room check and the start it admits cannot interleave with another's.
+        self._starting_mb = 0
 
     async def acquire(
-        self, key: PoolKey, start: Callable[[], Awaitable[ExecutionEnvironment]]
+        self,
+        key: PoolKey,
+        start: Callable[[], Awaitable[ExecutionEnvironment]],
+        memory_mb: int = 0,
     ) -> tuple[ExecutionEnvironment, bool]:
         """An idle warm environment (False) or a freshly started one (True).
 
@@ -42,7 +48,11 @@ class EnvironmentPool:
             if environment.state is State.IDLE:
                 return environment, False
             self._forget(environment)
-        environment = await start()
+        self._starting_mb += memory_mb
+        try:
+            environment = await start()
+        finally:
+            self._starting_mb -= memory_mb
         self._all.add(environment)
         self._keys[environment] = key
         return environment, True
@@ -114,6 +124,53 @@ class EnvironmentPool:
         for name, _, _ in self._keys.values():
             counts[name] = counts.get(name, 0) + 1
         return counts
+
+    def has_idle(self, key: PoolKey) -> bool:
+        return any(environment.state is State.IDLE for environment in self._idle.get(key, ()))
+
+    @property
+    def memory_mb(self) -> int:
+        """The memory of every environment, idle, busy or starting."""
+        return self._starting_mb + sum(environment.memory_mb for environment in self._all)
+
+    @property
+    def size(self) -> int:
+        return len(self._all)
+
+    def idle_by_version(self) -> dict[str, int]:
+        """ "function:version" -> idle environments (a worker's warm hints to its cluster)."""
+        counts: dict[str, int] = {}
+        for (name, version, _), environments in self._idle.items():
+            if environments:
+                key = f"{name}:{version}"
+                counts[key] = counts.get(key, 0) + len(environments)
+        return counts
+
+    def evict_idle(self, needed_mb: int, keep: PoolKey) -> bool:
+        """Destroy idle environments of other keys, least recently used first, until
+        `needed_mb` is freed; destroys nothing (False) when all of them would not free it."""
+        candidates = sorted(
+            (
+                (environment.last_used, key, environment)
+                for key, environments in self._idle.items()
+                if key != keep
+                for environment in environments
+            ),
+            key=lambda item: item[0],
+        )
+        if sum(environment.memory_mb for _, _, environment in candidates) < needed_mb:
+            return False
+        freed = 0
+        for _, key, environment in candidates:
+            if freed >= needed_mb:
+                break
+            self._idle[key].remove(environment)
+            if not self._idle[key]:
+                del self._idle[key]
+            environment.destroy()
+            self._forget(environment)
+            freed += environment.memory_mb
+        return True
 
     def _forget(self, environment: ExecutionEnvironment) -> None:
         self._all.discard(environment)

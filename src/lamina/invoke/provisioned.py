@@ -14,6 +14,22 @@ to their version: an invocation that runs that version, through the alias or by 
 takes an idle one first, and traffic above them spills over to on-demand environments. They
 live outside the on-demand pool, so they are never reaped for being idle, and one that dies
 (timeout, crash) is replaced on the next pass.
+
+In a cluster every worker node runs a pool on the same stored configs, and each holds only
+its share (`share`, from `lamina.cluster.placement`): the config's environments are numbered
+across the cluster, the primary version's first, and each node takes those placed on it, so
+the versions' totals are those of the single-node split. When the live workers change
+(`placement_version` moves), every pass after works out the shares again: a dead node's
+environments are started by the nodes that inherit them, and a node that lost some drops them.
+
+Status in a cluster follows what AWS shows: IN_PROGRESS until every requested environment is
+initialised somewhere, then READY with Allocated = Available = Requested. No node sees the
+others' environments, so each node whose share is ready notes it in the store
+(`ShareReadiness`, implemented by `lamina.cluster.provisioned_status`), and the note that
+completes the set of live workers' shares marks the config READY. A node with no share writes
+nothing. A share that fails to initialise marks the config FAILED, as on one node. Once READY,
+a config stays READY while a dead node's environments are started again elsewhere: AWS too
+keeps a config READY while it replaces environments.
 """
 
 from __future__ import annotations
@@ -59,6 +75,21 @@ class ProvisionedConfigs(Protocol):
     ) -> bool: ...
 
 
+class ShareReadiness(Protocol):
+    """Cluster mode: where a node notes that its share of a config is initialised."""
+
+    def share_ready(self, function: str, qualifier: str, token: tuple[str, int], held: int) -> None:
+        """This node holds its whole share, `held` environments, of the Put `token`; mark the
+        config READY if every live worker's share is now ready. Blocking (store calls)."""
+        ...
+
+
+# How many of a config's environments (function, qualifier, requested) this node holds.
+Share = Callable[[str, str, int], int]
+# A version's environments on this node, per version of the config's split.
+Split = list[tuple[FunctionConfig, int]]
+
+
 class Allocation:
     """The environments one target holds of one version (its share of the config)."""
 
@@ -66,6 +97,7 @@ class Allocation:
         self.target = target
         self.version = version.version
         self.revision = version.revision_id
+        self.memory_mb = version.memory_size
         self.size = 0
         self.idle: list[ExecutionEnvironment] = []
         self.busy: set[ExecutionEnvironment] = set()
@@ -91,7 +123,17 @@ class ProvisionedPool:
         levels: LevelObserver | None = None,
         interval_s: float = 0.25,
         batch: int = 4,
+        *,
+        share: Share | None = None,
+        placement_version: Callable[[], int] | None = None,
+        readiness: ShareReadiness | None = None,
     ) -> None:
+        """`share`, `placement_version` and `readiness` are for a cluster (left out: this node
+        holds every config whole). Environment i of a config must be placed on the same node
+        whatever the count, so that `share` of a prefix of the environments says which of
+        them are this node's; `placement_version` moves whenever `share`'s answers may have."""
+        if share is not None and readiness is None:
+            raise ValueError("a pool holding shares needs `readiness` to report status")
         self._configs = configs
         self._start = start
         self._levels: LevelObserver = levels or NoLevels()
@@ -105,6 +147,12 @@ class ProvisionedPool:
         # The stored configs, read again (in a worker thread) only after the store changed.
         self._targets = StampedCache(change_stamp, configs.provisioned_targets)
         self._task: asyncio.Task[None] | None = None
+        self._share = share
+        self._placement_version = placement_version or (lambda: 0)
+        self._readiness = readiness
+        # This node's split of each wanted target, worked out again only when the targets or
+        # the placement changed: placing a large config hashes every environment's key.
+        self._placed: tuple[int, list[ProvisionedTarget], dict[Target, Split]] | None = None
 
     # ------------------------------------------------------------- invoke path
 
@@ -132,6 +180,22 @@ class ProvisionedPool:
     def held(self, function: str) -> int:
         """Provisioned environments the function holds, busy or idle, over all its configs."""
         return sum(allocation.held for allocation in self._by_function.get(function, ()))
+
+    def idle_by_version(self) -> dict[str, int]:
+        """Idle provisioned environments by "function:version" (versions with none left out),
+        for the node's heartbeat: where a call of that version would start at once."""
+        idle: dict[str, int] = {}
+        for function, allocations in self._by_function.items():
+            for allocation in allocations:
+                if allocation.idle:
+                    key = f"{function}:{allocation.version}"
+                    idle[key] = idle.get(key, 0) + len(allocation.idle)
+        return idle
+
+    def memory_mb(self) -> int:
+        """The memory of this node's provisioned environments, idle and busy (those of a
+        retired allocation too, until their invocation ends)."""
+        return sum(allocation.memory_mb for allocation in self._owners.values())
 
     def release(self, environment: ExecutionEnvironment) -> None:
         allocation = self._owners.get(environment)
@@ -180,21 +244,50 @@ class ProvisionedPool:
             for target in targets
             if target.config.status != FAILED
         }
+        splits = self._splits(targets, wanted)
         shares = {
             (*key, version.version): version.revision_id
-            for key, target in wanted.items()
-            for version, _ in target.split()
+            for key in wanted
+            for version, _ in splits[key]
         }
-        for key, allocation in list(self._allocations.items()):
-            if shares.get(key) != allocation.revision:
-                self._retire(key)
-        for target in wanted.values():
-            await self._converge(target)
+        for allocation_key, allocation in list(self._allocations.items()):
+            if shares.get(allocation_key) != allocation.revision:
+                self._retire(allocation_key)
+        for key, target in wanted.items():
+            await self._converge(target, splits[key])
 
-    async def _converge(self, target: ProvisionedTarget) -> None:
+    def _splits(
+        self, targets: list[ProvisionedTarget], wanted: dict[Target, ProvisionedTarget]
+    ) -> dict[Target, Split]:
+        if self._share is None:
+            return {key: target.split() for key, target in wanted.items()}
+        version = self._placement_version()
+        placed = self._placed
+        # The cache holds the very list it was worked out from: a re-read makes a new one.
+        if placed is None or placed[0] != version or placed[1] is not targets:
+            splits = {key: self._local_split(target) for key, target in wanted.items()}
+            placed = self._placed = (version, targets, splits)
+        return placed[2]
+
+    def _local_split(self, target: ProvisionedTarget) -> Split:
+        """This node's part of the config's split. Across the cluster the environments are
+        numbered version by version in split order, and a node's part of the range a..b-1 is
+        its share of the first b less its share of the first a."""
+        assert self._share is not None
+        split: Split = []
+        placed_before = end = 0
+        for version, count in target.split():
+            end += count
+            placed = self._share(target.function, target.qualifier, end)
+            if placed > placed_before:
+                split.append((version, placed - placed_before))
+            placed_before = placed
+        return split
+
+    async def _converge(self, target: ProvisionedTarget, split: Split) -> None:
         key: Target = (target.function, target.qualifier)
         shares: list[tuple[Allocation, FunctionConfig]] = []
-        for version, count in target.split():
+        for version, count in split:
             allocation = self._allocations.get((*key, version.version))
             if allocation is None:
                 allocation = Allocation(key, version)
@@ -225,7 +318,14 @@ class ProvisionedPool:
                 if current is None or current.token != target.config.token:
                     return  # replaced or deleted meanwhile: the next pass takes it from here
         allocated = sum(allocation.size for allocation, _ in shares)
-        if target.config.status != READY or target.config.allocated != allocated:
+        if self._readiness is not None:
+            # A node with no share has nothing to report; the node whose report completes
+            # the set marks the config READY.
+            if allocated and target.config.status != READY:
+                await asyncio.to_thread(
+                    self._readiness.share_ready, *key, target.config.token, allocated
+                )
+        elif target.config.status != READY or target.config.allocated != allocated:
             await self._record(target, READY, allocated)
 
     async def _grow(

@@ -14,6 +14,7 @@ import random
 import secrets
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -34,7 +35,12 @@ from lamina.invoke.events import (
 )
 from lamina.invoke.governor import Governor, Lease, Slot
 from lamina.invoke.pool import EnvironmentPool, PoolKey
-from lamina.invoke.provisioned import ProvisionedConfigs, ProvisionedPool
+from lamina.invoke.provisioned import (
+    ProvisionedConfigs,
+    ProvisionedPool,
+    Share,
+    ShareReadiness,
+)
 from lamina.invoke.tracing import Trace, Tracing
 from lamina.model.functions import FunctionConfig
 from lamina.runtimes.registry import RuntimeRegistry
@@ -56,6 +62,21 @@ log = logging.getLogger("lamina.invoke")
 
 _PATH = "/var/lang/bin:/usr/local/bin:/usr/bin/:/bin:/opt/bin"
 ON_DEMAND = "on-demand"
+
+
+@dataclass(frozen=True)
+class ProvisionedPlacement:
+    """A cluster's placement of provisioned environments over its workers (see
+    `lamina.invoke.provisioned`): this node's share, when shares move, and where a node
+    notes that its share is ready."""
+
+    share: Share
+    version: Callable[[], int]
+    readiness: ShareReadiness
+
+
+class WorkerBusy(Exception):
+    """This worker has no idle environment for the call and no memory to start one."""
 
 
 @dataclass(frozen=True)
@@ -89,6 +110,15 @@ class InvokeResult:
     request_id: str
     executed_version: str
     outcome: InvokeOutcome
+
+
+@dataclass(frozen=True)
+class StreamStart:
+    """A streamed invocation, admitted and running."""
+
+    executed_version: str
+    # Ends when the invocation does; its chunks went to the queue given to `open_stream`.
+    result: asyncio.Task[InvokeResult]
 
 
 class Resolver:
@@ -132,6 +162,13 @@ class Resolver:
     def change_stamp(self) -> int:
         return self._store.change_stamp()
 
+    def shared_stamp(self) -> int:
+        return self._store.shared_stamp()
+
+    def catch_up(self, stamp: int) -> None:
+        """See at least what another node saw when it sent this node a call."""
+        self._store.catch_up(stamp)
+
 
 class InvokeService:
     """Runs invocations through warm or new environments, one invocation per environment."""
@@ -152,6 +189,7 @@ class InvokeService:
         observer: InvocationObserver | None = None,
         tracing: Tracing | None = None,
         levels: LevelObserver | None = None,
+        placement: ProvisionedPlacement | None = None,
     ) -> None:
         self._account = account
         self._tracing = tracing or Tracing()
@@ -168,7 +206,13 @@ class InvokeService:
         self._scratch = scratch_root
         self._provisioned = (
             ProvisionedPool(
-                provisioned_configs, self._start, lambda: resolver.change_stamp, self._levels
+                provisioned_configs,
+                self._start,
+                lambda: resolver.change_stamp,
+                self._levels,
+                share=placement.share if placement is not None else None,
+                placement_version=placement.version if placement is not None else None,
+                readiness=placement.readiness if placement is not None else None,
             )
             if provisioned_configs is not None
             else None
@@ -178,11 +222,33 @@ class InvokeService:
     def resolve(self, ref: FunctionRef, qualifier: str | None) -> Resolved:
         return self._resolver.resolve(ref, qualifier)
 
+    @property
+    def resolver(self) -> Resolver:
+        return self._resolver
+
     async def invoke(self, request: InvokeRequest) -> InvokeResult:
         return await self.run(self.admit(request), request)
 
-    def admit(self, request: InvokeRequest) -> Admission:
-        """Resolve and admit `request`, or raise (not found, throttled). Never awaits."""
+    async def open_stream(
+        self,
+        request: InvokeRequest,
+        chunks: asyncio.Queue[bytes | None],
+        fits: Callable[[FunctionConfig], bool] | None = None,
+    ) -> StreamStart:
+        """Admit `request` (see `admit`) and run it in a task of its own, so a caller that
+        goes away does not cut it short: it still ends and releases what it holds."""
+        admission = self.admit(request, fits)
+        task = asyncio.ensure_future(self.run(admission, request, stream=chunks))
+        return StreamStart(admission.config.version, task)
+
+    def admit(
+        self, request: InvokeRequest, fits: Callable[[FunctionConfig], bool] | None = None
+    ) -> Admission:
+        """Resolve and admit `request`, or raise (not found, throttled). Never awaits.
+
+        `fits` (a cluster's worker) says whether this node has room for the call when no
+        provisioned environment takes it; if not, `WorkerBusy` is raised before any
+        concurrency is taken, and the caller tries another worker."""
         resolved = self._resolver.resolve(request.ref, request.qualifier)
         config = self._pick_version(resolved)
         reserved = resolved.record.reserved_concurrency
@@ -193,6 +259,8 @@ class InvokeService:
             # Inside a reservation, on-demand calls get what provisioning leaves of it.
             if reserved is not None:
                 held = self._provisioned.held(config.function_name)
+        if environment is None and fits is not None and not fits(config):
+            raise WorkerBusy(config.function_name)
         try:
             lease = self._governor.acquire(
                 config.function_name,
@@ -206,8 +274,7 @@ class InvokeService:
             if environment is not None:
                 assert self._provisioned is not None
                 self._provisioned.release(environment)
-            alias = resolved.alias.name if resolved.alias is not None else None
-            self._observer.throttled(config.function_name, config.version, alias)
+            self.throttled(resolved, config)
             raise
         self._levels.admitted(config.function_name, lease.slot is Slot.UNRESERVED)
         try:
@@ -219,6 +286,27 @@ class InvokeService:
             self._give_back(lease, environment, None)
             raise
         return Admission(request.request_id, resolved, config, lease, environment, trace)
+
+    def throttled(self, resolved: Resolved, config: FunctionConfig) -> None:
+        """Count a throttle of `config`'s version (Throttles), reached through `resolved`."""
+        alias = resolved.alias.name if resolved.alias is not None else None
+        self._observer.throttled(config.function_name, config.version, alias)
+
+    def pick_version(self, resolved: Resolved) -> FunctionConfig:
+        """The configuration a call of `resolved` runs (an alias's weights decide)."""
+        return self._pick_version(resolved)
+
+    @property
+    def pool(self) -> EnvironmentPool:
+        return self._pool
+
+    def idle_provisioned(self) -> dict[str, int]:
+        """ "function:version" -> idle provisioned environments on this node."""
+        return self._provisioned.idle_by_version() if self._provisioned is not None else {}
+
+    def provisioned_memory_mb(self) -> int:
+        """The memory this node's provisioned environments hold."""
+        return self._provisioned.memory_mb() if self._provisioned is not None else 0
 
     async def run(
         self,
@@ -233,7 +321,9 @@ class InvokeService:
             if environment is None:
                 key: PoolKey = (config.function_name, config.version, config.revision_id)
                 try:
-                    environment, _ = await self._pool.acquire(key, lambda: self._start(config))
+                    environment, _ = await self._pool.acquire(
+                        key, lambda: self._start(config), config.memory_size
+                    )
                 except InvalidRuntime as error:
                     # A function error to the caller, so AWS counts it in Invocations and Errors.
                     failure = self._unstarted(admission, error)

@@ -29,7 +29,8 @@ from lamina.constants import FUNCTION_ERROR_UNHANDLED
 from lamina.sandbox.environment import InvokeOutcome
 
 if TYPE_CHECKING:
-    from lamina.invoke.service import InvokeRequest, InvokeResult, InvokeService
+    from lamina.invoke.engine import Engine
+    from lamina.invoke.service import InvokeRequest, StreamStart
 
 EVENT_STREAM_CONTENT_TYPE = "application/vnd.amazon.eventstream"
 _STRING = 7
@@ -89,21 +90,29 @@ def error_of(outcome: InvokeOutcome) -> tuple[str, str]:
 
 
 class ResponseStream:
-    """One invocation, admitted at construction, whose response is relayed as it is made.
+    """One invocation, admitted by `open`, whose response is relayed as it is made.
 
-    Construction raises what admission raises (not found, throttled), before any byte of the
+    `open` raises what admission raises (not found, throttled), before any byte of the
     response is sent. The invocation then runs in its own task, so an abandoned stream (the
     client went away) still releases its environment and concurrency when the function ends.
     """
 
-    def __init__(self, service: InvokeService, request: InvokeRequest, tail: bool) -> None:
-        admission = service.admit(request)
-        self.executed_version = admission.config.version
+    def __init__(
+        self,
+        started: StreamStart,
+        chunks: asyncio.Queue[bytes | None],
+        tail: bool,
+    ) -> None:
+        self.executed_version = started.executed_version
         self._tail = tail
-        self._chunks: asyncio.Queue[bytes | None] = asyncio.Queue()
-        self._task: asyncio.Task[InvokeResult] = asyncio.ensure_future(
-            service.run(admission, request, stream=self._chunks)
-        )
+        self._chunks = chunks
+        self._task = started.result
+
+    @classmethod
+    async def open(cls, engine: Engine, request: InvokeRequest, tail: bool) -> ResponseStream:
+        """Admit `request` (raising what admission raises) and start it."""
+        chunks: asyncio.Queue[bytes | None] = asyncio.Queue()
+        return cls(await engine.open_stream(request, chunks), chunks, tail)
 
     async def messages(self) -> AsyncIterator[bytes]:
         """The encoded event-stream messages, each yielded as soon as it exists."""

@@ -266,6 +266,26 @@ class PgDatabase:
             self._start_listener()
         return self._stamps.get(name, 0)
 
+    def shared_stamp(self, name: str = CONTROL) -> int:
+        """The cluster-wide count of `name`'s changes (the `lamina_stamps` row) as far as this
+        node knows it: from its own commits, and the listener's reads of the table."""
+        if self._listener is None:
+            self._start_listener()
+        assert self._listener is not None
+        with self._stamps_lock:
+            return max(self._listener.seen(name), self._own.get(name, 0))
+
+    def catch_up(self, stamp: int, name: str = CONTROL) -> None:
+        """Move `name`'s local stamp if another node's write up to `stamp` was not yet heard
+        of here, so caches re-read it now rather than at the next notification or poll."""
+        if stamp <= self.shared_stamp(name):
+            return
+        current = self.query_one("SELECT stamp FROM lamina_stamps WHERE name = %s", name)
+        assert self._listener is not None
+        if current is not None:
+            self._listener.saw(name, int(current))
+        self._bump_local((name,))
+
     def _bump_local(self, names: Iterable[str]) -> None:
         with self._stamps_lock:
             for name in names:
@@ -331,6 +351,14 @@ class _Listener:
         connection.execute(sql.SQL("LISTEN {}").format(sql.Identifier(self._db._channel)))
         self._connection = connection
         self._poll()
+
+    def seen(self, name: str) -> int:
+        return self._seen.get(name, 0)
+
+    def saw(self, name: str, stamp: int) -> None:
+        """A read of the table outside the poll (`catch_up`): the poll must not move the
+        stamp again for it."""
+        self._seen = {**self._seen, name: max(stamp, self._seen.get(name, 0))}
 
     def _poll(self) -> None:
         assert self._connection is not None

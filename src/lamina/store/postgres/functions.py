@@ -55,6 +55,12 @@ class PgFunctionStore:
     def change_stamp(self) -> int:
         return self._db.change_stamp(CONTROL)
 
+    def shared_stamp(self) -> int:
+        return self._db.shared_stamp(CONTROL)
+
+    def catch_up(self, stamp: int) -> None:
+        self._db.catch_up(stamp, CONTROL)
+
     def get(self, name: str) -> FunctionRecord | None:
         raw = self._db.query_one("SELECT doc FROM functions WHERE name = %s", name)
         return FunctionRecord.from_doc(loads(raw)) if raw else None

@@ -11,6 +11,7 @@ from lamina.store.protocols.functions import CodeSigningConfigStore, FunctionSto
 from lamina.store.protocols.logs import LogStore
 from lamina.store.protocols.mappings import EventSourceMappingStore
 from lamina.store.protocols.metrics import MetricsStore
+from lamina.store.protocols.nodes import NodeRegistry, NodeReport, NodesUnavailable
 from lamina.store.protocols.queue import EVENT_STATES, AsyncEvent, AsyncQueue
 from lamina.store.protocols.rules import RuleStore
 from lamina.store.protocols.transactional import Transactional
@@ -28,6 +29,9 @@ __all__ = [
     "LayerStore",
     "LogStore",
     "MetricsStore",
+    "NodeRegistry",
+    "NodeReport",
+    "NodesUnavailable",
     "RuleStore",
     "Stores",
     "Transactional",

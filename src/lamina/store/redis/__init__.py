@@ -8,5 +8,6 @@ little more than the limit until the leases of in-flight invocations are back.
 from __future__ import annotations
 
 from lamina.store.redis.leases import RedisLeases, open_redis_leases
+from lamina.store.redis.nodes import RedisNodeRegistry, open_redis_nodes
 
-__all__ = ["RedisLeases", "open_redis_leases"]
+__all__ = ["RedisLeases", "RedisNodeRegistry", "open_redis_leases", "open_redis_nodes"]

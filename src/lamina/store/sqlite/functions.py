@@ -20,6 +20,12 @@ class SqliteFunctionStore:
     def change_stamp(self) -> int:
         return self._db.changes
 
+    def shared_stamp(self) -> int:
+        return 0  # one node's file: nobody else writes it
+
+    def catch_up(self, stamp: int) -> None:
+        pass
+
     def get(self, name: str) -> FunctionRecord | None:
         raw = self._db.query_one("SELECT doc FROM functions WHERE name = ?", name)
         return FunctionRecord.from_doc(loads(raw)) if raw else None
