@@ -123,14 +123,20 @@ class Feeder:
             self._slot_free.set()
 
     async def _keep_leases(self) -> None:
-        """Renew our leases; take back those of holders that stopped renewing."""
+        """Renew our leases every third of a lease; every poll, take back those of holders
+        that stopped renewing, so a dead holder's events run again within a poll of their
+        lease lapsing (not a third of a lease later)."""
+        tick = min(POLL_S, self._lease_s / 3)
+        renewed = self._clock()
         while True:
-            await asyncio.sleep(self._lease_s / 3)
+            await asyncio.sleep(tick)
             now = self._clock()
             try:
-                await self._writer.submit(
-                    partial(self._queue.renew, self.owner, now + self._lease_s)
-                )
+                if now - renewed >= self._lease_s / 3 - tick / 2:
+                    renewed = now
+                    await self._writer.submit(
+                        partial(self._queue.renew, self.owner, now + self._lease_s)
+                    )
                 self._recovered(await self._writer.submit(partial(self._queue.recover, now)))
             except Exception:
                 log.exception("renewing asynchronous event leases failed")
