@@ -108,7 +108,12 @@ class Node:
         # A session of its own: the terminal's Ctrl-C reaches only this launcher, which then
         # stops the nodes one by one and waits for each, instead of racing them.
         # Each node would otherwise count three quarters of the machine as its own.
-        env = {**os.environ, "LAMINA_WORKER_MEMORY_MB": str(self._config.worker_memory_mb)}
+        env = {
+            **os.environ,
+            "LAMINA_WORKER_MEMORY_MB": str(self._config.worker_memory_mb),
+            # Every node seals and opens environment variables with the same key.
+            "LAMINA_MASTER_KEY_FILE": str(self._config.root.absolute() / "master-key"),
+        }
         self.process = subprocess.Popen(
             command, env=env, stdout=self._log, stderr=subprocess.STDOUT, start_new_session=True
         )

@@ -182,3 +182,34 @@ class InvalidRuntime(LaminaError):
     def __init__(self, message: str, error_type: str = RUNTIME_INVALID_RUNTIME) -> None:
         super().__init__(message)
         self.runtime_error_type = error_type
+
+
+# IAM's and STS's refusals (query protocol: the model names the wire code and status, e.g.
+# `NoSuchEntityException` is `NoSuchEntity`, 404; see `lamina.api.pipeline.query_error_code`).
+
+
+class NoSuchEntity(ClientError):
+    code = "NoSuchEntityException"
+    status = 404
+
+
+class EntityAlreadyExists(ClientError):
+    code = "EntityAlreadyExistsException"
+    status = 409
+
+
+class DeleteConflict(ClientError):
+    code = "DeleteConflictException"
+    status = 409
+
+
+class MalformedPolicyDocument(ClientError):
+    code = "MalformedPolicyDocumentException"
+
+
+class InvalidInput(ClientError):
+    code = "InvalidInputException"
+
+
+class UnmodifiableEntity(ClientError):
+    code = "UnmodifiableEntityException"

@@ -80,6 +80,7 @@ from lamina.store.protocols import AuditStore, LogStore, MetricsStore, Stores
 from lamina.store.protocols.nodes import NodeReport
 from lamina.store.protocols.ownership import LocalOwnership, OwnershipLeases
 from lamina.store.protocols.secrets import SharedSecrets
+from lamina.store.sealing import MASTER_KEY_FILE, open_master_key
 from lamina.store.sqlite import open_log_store, open_metrics, open_stores
 
 Closer = Callable[[], None]
@@ -436,10 +437,11 @@ def open_storage(
     and files under `data_dir`. `stores` (tests) replaces the control plane's stores."""
     data_dir = settings.data_dir
     log_bytes, audit_bytes = settings.log_store_max_mb << 20, settings.audit_max_mb << 20
+    key_file = settings.master_key_file or data_dir / MASTER_KEY_FILE
     if settings.store_url is None:
         data_dir.mkdir(parents=True, exist_ok=True)
         return Storage(
-            stores=stores or open_stores(data_dir),
+            stores=stores or open_stores(data_dir, open_master_key(key_file)),
             logs=open_log_store(data_dir, log_bytes),
             metrics=open_metrics(data_dir),
             audit=open_audit(data_dir, audit_bytes, settings.audit),
@@ -462,7 +464,8 @@ def open_storage(
         shared_secrets = PgSharedSecrets(database)
         cluster_id = shared_secrets.secret("cluster").hex()[:16]
         return Storage(
-            stores=stores or postgres.pg_stores(database, data_dir / "blobs"),
+            stores=stores
+            or postgres.pg_stores(database, data_dir / "blobs", open_master_key(key_file)),
             logs=postgres.open_pg_log_store(url, log_bytes),
             metrics=postgres.open_pg_metrics(url),
             audit=audit,

@@ -143,6 +143,10 @@ class Settings:
     # others (LAMINA_HEARTBEAT_SECONDS, LAMINA_NODE_EXPIRY_SECONDS).
     heartbeat_s: float = 1.0
     node_expiry_s: float = 3.0
+    # The key environment variables and KMS keys are sealed under at rest, kept outside the
+    # database (LAMINA_MASTER_KEY_FILE); None: `data_dir/master-key`, made on first start.
+    # Every node of a PostgreSQL store needs the same file.
+    master_key_file: Path | None = None
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] = os.environ) -> Settings:
@@ -209,6 +213,7 @@ class Settings:
             advertise_url=get("ADVERTISE_URL"),
             heartbeat_s=float(get("HEARTBEAT_SECONDS") or base.heartbeat_s),
             node_expiry_s=float(get("NODE_EXPIRY_SECONDS") or base.node_expiry_s),
+            master_key_file=Path(key_file) if (key_file := get("MASTER_KEY_FILE")) else None,
         )
 
     @property

@@ -104,6 +104,8 @@ def nodes(
 ) -> Iterator[list[LaminaServer]]:
     root = tmp_path_factory.mktemp("cluster")
     env = {
+        # One key for the cluster's sealed environment variables, as an operator would give.
+        "LAMINA_MASTER_KEY_FILE": str(root / "master-key"),
         **moto.env,
         "LAMINA_SCHEDULE_TIME_SCALE": "0.01",
         # One schedule clock for the cluster: every node counts ticks from the same origin.

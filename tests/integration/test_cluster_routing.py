@@ -74,6 +74,8 @@ def cluster(
         "LAMINA_WORKER_MEMORY_MB": "256",
         "LAMINA_IDLE_TIMEOUT": "600",
         "LAMINA_ISOLATION": "process",
+        # One key for the cluster's sealed environment variables, as an operator would give.
+        "LAMINA_MASTER_KEY_FILE": str(root / "master-key"),
     }
     servers = [LaminaServer(root / f"worker{index}", env=env) for index in range(WORKERS)]
     servers.append(LaminaServer(root / "frontend", env=env))

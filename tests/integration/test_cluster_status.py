@@ -43,7 +43,8 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[list[LaminaSer
     """A worker, then an API-only node."""
     root: Path = tmp_path_factory.mktemp("cluster-status")
     with fresh_database("lamina_status") as store_url:
-        servers = [LaminaServer(root / "worker"), LaminaServer(root / "frontend")]
+        env = {"LAMINA_MASTER_KEY_FILE": str(root / "master-key")}
+        servers = [LaminaServer(root / "worker", env=env), LaminaServer(root / "frontend", env=env)]
         try:
             servers[0].start("--store", store_url, "--redis", REDIS_URL, timeout=30)
             servers[1].start("--store", store_url, "--redis", REDIS_URL, "--no-worker", timeout=30)

@@ -19,6 +19,7 @@ from lamina.store.files import open_audit
 from lamina.store.postgres import open_pg_audit, open_pg_log_store, open_pg_metrics, pg_stores
 from lamina.store.postgres.database import PgDatabase
 from lamina.store.protocols import AuditStore, LogStore, MetricsStore, Stores
+from lamina.store.sealing import open_master_key
 from lamina.store.sqlite import open_log_store, open_metrics, open_stores
 
 MB = 1024 * 1024
@@ -89,7 +90,8 @@ class Postgres:
 
     def stores(self) -> Stores:
         node = self.root / f"node{len(self._databases)}"
-        return pg_stores(self.database(), node / "blobs")
+        # One key for every node of the store, as an operator would give them.
+        return pg_stores(self.database(), node / "blobs", open_master_key(self.root / "master-key"))
 
     def logs(self, max_bytes: int = 64 * MB) -> LogStore:
         store = open_pg_log_store(self.url, max_bytes, schema=self.schema)

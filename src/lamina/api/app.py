@@ -41,7 +41,10 @@ from lamina.api.code_links import CodeLinks
 from lamina.api.context import ApiContext, Handler
 from lamina.api.errors import error_response
 from lamina.api.function_urls import function_url_endpoint
+from lamina.api.identity import identity_query_services
 from lamina.api.json_service import JsonService
+from lamina.api.kms import TARGET_PREFIX as KMS_TARGET
+from lamina.api.kms import build_kms_service
 from lamina.api.logs import TARGET_PREFIX as LOGS_TARGET
 from lamina.api.logs import build_logs_service
 from lamina.api.pipeline import verify_signature
@@ -51,6 +54,7 @@ from lamina.api.views import Views
 from lamina.audit.trail import AuditTrail
 from lamina.control.context import Domain
 from lamina.control.functions import FunctionService
+from lamina.control.kms import KmsService
 from lamina.errors import LaminaError
 from lamina.function_urls.url_form import UrlForm
 from lamina.identity.sigv4 import SigV4Verifier
@@ -137,8 +141,14 @@ def front_door(services: Services, lifespan: Lifespan) -> FrontDoor:
                 "AWSEvents": events_api.handle,
                 LOGS_TARGET: logs_api.handle,
                 cloudwatch.target_prefix: cloudwatch.json.handle,
+                KMS_TARGET: build_kms_service(
+                    KmsService(services.domain.stores.kms, services.domain.account), verifier, audit
+                ).handle,
             },
-            query_services={cloudwatch.signing_name: cloudwatch.query.handle},
+            query_services={
+                cloudwatch.signing_name: cloudwatch.query.handle,
+                **identity_query_services(services.domain, verifier, audit),
+            },
             cbor_services={cloudwatch.target_prefix: cloudwatch.cbor.handle},
             function_urls=function_url_endpoint(
                 services.domain, services.functions, services.engine, verifier

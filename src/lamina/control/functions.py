@@ -15,6 +15,7 @@ from lamina.constants import (
 from lamina.control.activation import Activation
 from lamina.control.code import CodeArchive, CodeSource
 from lamina.control.context import Domain
+from lamina.control.kms import check_function_key
 from lamina.control.packages import Packages
 from lamina.control.paging import decode_marker, page_size, take_page
 from lamina.control.rules import check_config
@@ -215,6 +216,7 @@ class FunctionService:
                 **settings,
             )
             check_config(config)
+            check_function_key(self._domain.stores.kms, config.kms_key_arn)
             if archive is not None:
                 config = self._packages.with_code(config, archive)
             config = creating(config)
@@ -243,6 +245,8 @@ class FunctionService:
                 settings["layers"] = layers
             config = record.latest.touched(**settings)
             check_config(config)
+            if "kms_key_arn" in settings:
+                check_function_key(self._domain.stores.kms, config.kms_key_arn)
             self._packages.check_unzipped(config)
             config = updating(config)
             change = PendingChange(config.revision_id, previous=record.latest)

@@ -8,11 +8,14 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from lamina.store.environment_sealing import sealer_for
 from lamina.store.postgres.audit import PgAuditStore
 from lamina.store.postgres.blobs import PgBlobStore
 from lamina.store.postgres.code_signing import PgCodeSigningConfigStore
 from lamina.store.postgres.database import PgDatabase
 from lamina.store.postgres.functions import PgFunctionStore
+from lamina.store.postgres.iam import PgIamStore
+from lamina.store.postgres.kms import PgKmsKeyStore
 from lamina.store.postgres.layers import PgLayerStore
 from lamina.store.postgres.logs import PgLogStore
 from lamina.store.postgres.mappings import PgEventSourceMappingStore
@@ -20,18 +23,30 @@ from lamina.store.postgres.metrics import PgMetricsStore
 from lamina.store.postgres.queue import PgAsyncQueue
 from lamina.store.postgres.rules import PgRuleStore
 from lamina.store.protocols import AuditStore, LogStore, MetricsStore, Stores
+from lamina.store.sealing import MASTER_KEY_FILE, MasterKey, open_master_key
 
 
-def pg_stores(database: PgDatabase, blob_cache: Path) -> Stores:
-    """The control plane's stores on `database` (migrated as they open)."""
+def pg_stores(
+    database: PgDatabase, blob_cache: Path, master_key: MasterKey | None = None
+) -> Stores:
+    """The control plane's stores on `database` (migrated as they open).
+
+    `master_key` seals what is kept encrypted at rest. It must be the same on every node
+    (`LAMINA_MASTER_KEY_FILE`); by default the `master-key` file beside `blob_cache`, in the
+    node's data directory, which suits one node.
+    """
+    master_key = master_key or open_master_key(blob_cache.parent / MASTER_KEY_FILE)
+    kms = PgKmsKeyStore(database, master_key)
     return Stores(
-        functions=PgFunctionStore(database),
+        functions=PgFunctionStore(database, sealer_for(master_key, kms)),
         layers=PgLayerStore(database),
         code_signing=PgCodeSigningConfigStore(database),
         blobs=PgBlobStore(database, blob_cache),
         queue=PgAsyncQueue(database),
         rules=PgRuleStore(database),
         mappings=PgEventSourceMappingStore(database),
+        iam=PgIamStore(database),
+        kms=kms,
     )
 
 

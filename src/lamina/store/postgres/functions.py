@@ -1,4 +1,5 @@
-"""The function aggregate in PostgreSQL."""
+"""The function aggregate in PostgreSQL. Environment variables are sealed in the stored
+documents (`lamina.store.environment_sealing`)."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ from contextlib import AbstractContextManager
 from typing import Any
 
 from lamina.model.functions import Alias, FunctionConfig, FunctionRecord
+from lamina.store.environment_sealing import EnvironmentSealer
 from lamina.store.postgres.database import CONTROL, PgDatabase, dumps, loads
 
 # code_size is kept beside each document so total_code_size sums a column rather than
@@ -45,8 +47,9 @@ MIGRATIONS = {
 
 
 class PgFunctionStore:
-    def __init__(self, database: PgDatabase) -> None:
+    def __init__(self, database: PgDatabase, sealer: EnvironmentSealer) -> None:
         self._db = database
+        self._sealer = sealer
         database.migrate("functions", MIGRATIONS)
 
     def transaction(self) -> AbstractContextManager[Any]:
@@ -63,14 +66,14 @@ class PgFunctionStore:
 
     def get(self, name: str) -> FunctionRecord | None:
         raw = self._db.query_one("SELECT doc FROM functions WHERE name = %s", name)
-        return FunctionRecord.from_doc(loads(raw)) if raw else None
+        return FunctionRecord.from_doc(self._sealer.open_record(loads(raw))) if raw else None
 
     def put(self, record: FunctionRecord) -> None:
         self._db.execute(
             "INSERT INTO functions (name, doc, code_size) VALUES (%s, %s, %s) "
             "ON CONFLICT (name) DO UPDATE SET doc = excluded.doc, code_size = excluded.code_size",
             record.name,
-            dumps(record.to_doc()),
+            dumps(self._sealer.seal_record(record.to_doc())),
             record.latest.code_size,
         )
 
@@ -84,7 +87,7 @@ class PgFunctionStore:
         rows = self._db.query(
             "SELECT doc FROM functions WHERE name > %s ORDER BY name LIMIT %s", after or "", limit
         )
-        return [FunctionRecord.from_doc(loads(row[0])) for row in rows]
+        return [FunctionRecord.from_doc(self._sealer.open_record(loads(row[0]))) for row in rows]
 
     def count(self) -> int:
         return int(self._db.query_one("SELECT count(*) FROM functions"))
@@ -97,7 +100,7 @@ class PgFunctionStore:
         raw = self._db.query_one(
             "SELECT doc FROM function_versions WHERE function = %s AND version = %s", name, version
         )
-        return FunctionConfig.from_doc(loads(raw)) if raw else None
+        return FunctionConfig.from_doc(self._sealer.open_config(loads(raw))) if raw else None
 
     def put_version(self, config: FunctionConfig) -> None:
         self._db.execute(
@@ -106,7 +109,7 @@ class PgFunctionStore:
             "DO UPDATE SET doc = excluded.doc, code_size = excluded.code_size",
             config.function_name,
             int(config.version),
-            dumps(config.to_doc()),
+            dumps(self._sealer.seal_config(config.to_doc())),
             config.code_size,
         )
 
@@ -123,7 +126,7 @@ class PgFunctionStore:
             after if after is not None else -1,
             limit,
         )
-        return [FunctionConfig.from_doc(loads(row[0])) for row in rows]
+        return [FunctionConfig.from_doc(self._sealer.open_config(loads(row[0]))) for row in rows]
 
     def get_alias(self, name: str, alias: str) -> Alias | None:
         raw = self._db.query_one(

@@ -8,6 +8,8 @@ from dataclasses import dataclass
 from lamina.store.protocols.audit import AuditQuery, AuditStore
 from lamina.store.protocols.blobs import BlobStore
 from lamina.store.protocols.functions import CodeSigningConfigStore, FunctionStore, LayerStore
+from lamina.store.protocols.iam import IamStore
+from lamina.store.protocols.kms import KmsKeyStore
 from lamina.store.protocols.logs import LogStore
 from lamina.store.protocols.mappings import EventSourceMappingStore
 from lamina.store.protocols.metrics import MetricsStore
@@ -26,6 +28,8 @@ __all__ = [
     "CodeSigningConfigStore",
     "EventSourceMappingStore",
     "FunctionStore",
+    "IamStore",
+    "KmsKeyStore",
     "LayerStore",
     "LogStore",
     "MetricsStore",
@@ -53,3 +57,5 @@ class Stores:
     queue: AsyncQueue
     rules: RuleStore
     mappings: EventSourceMappingStore
+    iam: IamStore
+    kms: KmsKeyStore

@@ -1,4 +1,5 @@
-"""The function aggregate in SQLite."""
+"""The function aggregate in SQLite. Environment variables are sealed in the stored documents
+(`lamina.store.environment_sealing`)."""
 
 from __future__ import annotations
 
@@ -7,12 +8,14 @@ from contextlib import AbstractContextManager
 from typing import Any
 
 from lamina.model.functions import Alias, FunctionConfig, FunctionRecord
+from lamina.store.environment_sealing import EnvironmentSealer
 from lamina.store.sqlite.database import Database, dumps, loads
 
 
 class SqliteFunctionStore:
-    def __init__(self, database: Database) -> None:
+    def __init__(self, database: Database, sealer: EnvironmentSealer) -> None:
         self._db = database
+        self._sealer = sealer
 
     def transaction(self) -> AbstractContextManager[Any]:
         return self._db.transaction()
@@ -28,14 +31,14 @@ class SqliteFunctionStore:
 
     def get(self, name: str) -> FunctionRecord | None:
         raw = self._db.query_one("SELECT doc FROM functions WHERE name = ?", name)
-        return FunctionRecord.from_doc(loads(raw)) if raw else None
+        return FunctionRecord.from_doc(self._sealer.open_record(loads(raw))) if raw else None
 
     def put(self, record: FunctionRecord) -> None:
         self._db.execute(
             "INSERT INTO functions (name, doc) VALUES (?, ?) "
             "ON CONFLICT (name) DO UPDATE SET doc = excluded.doc",
             record.name,
-            dumps(record.to_doc()),
+            dumps(self._sealer.seal_record(record.to_doc())),
         )
 
     def delete(self, name: str) -> None:
@@ -48,7 +51,7 @@ class SqliteFunctionStore:
         rows = self._db.query(
             "SELECT doc FROM functions WHERE name > ? ORDER BY name LIMIT ?", after or "", limit
         )
-        return [FunctionRecord.from_doc(loads(row[0])) for row in rows]
+        return [FunctionRecord.from_doc(self._sealer.open_record(loads(row[0]))) for row in rows]
 
     def count(self) -> int:
         return int(self._db.query_one("SELECT count(*) FROM functions"))
@@ -61,14 +64,14 @@ class SqliteFunctionStore:
         raw = self._db.query_one(
             "SELECT doc FROM function_versions WHERE function = ? AND version = ?", name, version
         )
-        return FunctionConfig.from_doc(loads(raw)) if raw else None
+        return FunctionConfig.from_doc(self._sealer.open_config(loads(raw))) if raw else None
 
     def put_version(self, config: FunctionConfig) -> None:
         self._db.execute(
             "INSERT OR REPLACE INTO function_versions (function, version, doc) VALUES (?, ?, ?)",
             config.function_name,
             int(config.version),
-            dumps(config.to_doc()),
+            dumps(self._sealer.seal_config(config.to_doc())),
         )
 
     def delete_version(self, name: str, version: int) -> None:
@@ -84,7 +87,7 @@ class SqliteFunctionStore:
             after if after is not None else -1,
             limit,
         )
-        return [FunctionConfig.from_doc(loads(row[0])) for row in rows]
+        return [FunctionConfig.from_doc(self._sealer.open_config(loads(row[0]))) for row in rows]
 
     def get_alias(self, name: str, alias: str) -> Alias | None:
         raw = self._db.query_one(
