@@ -106,8 +106,11 @@ def test_keys_expire_with_their_longest_lease() -> None:
     with redis.Redis.from_url(REDIS_URL) as client, nodes(1, prefix) as (leases,):
         governor = ClusterGovernor(leases, 1000, grace_s=0)
         governor.acquire("f", reserved=None, committed=0, timeout_s=0.3)
-        assert client.keys(f"{prefix}*")
-        wait_until(lambda: not client.keys(f"{prefix}*"), timeout=30)
+        generation = f"{prefix}generation".encode()
+        assert set(client.keys(f"{prefix}*")) - {generation}
+        wait_until(lambda: set(client.keys(f"{prefix}*")) == {generation}, timeout=30)
+        # What tells a restarted Redis from a live one lapses too, long after the leases.
+        assert 0 < client.pttl(generation) <= 7 * 24 * 3600 * 1000
 
 
 def test_an_unreachable_redis_throttles_rather_than_over_admit() -> None:
@@ -140,3 +143,30 @@ def test_a_release_that_failed_is_retried_before_the_next_admission() -> None:
     finally:
         client.close()
         delete_prefix(prefix)
+
+
+def test_leases_lost_with_redis_are_entered_again_before_anyone_admits() -> None:
+    """A Redis restarted empty forgets the calls still running. Nothing is admitted until
+    every node has entered again the leases it holds, so a reservation still holds."""
+    prefix = unique_prefix()
+    with nodes(2, prefix) as (first, second):
+        running, other = ClusterGovernor(first, 1000), ClusterGovernor(second, 1000)
+        # The second node has seen Redis's keys before: it can tell a restart.
+        other.release(other.acquire("g", reserved=None, committed=1, timeout_s=30))
+        held = running.acquire("f", reserved=1, committed=1, timeout_s=30)
+        delete_prefix(prefix)  # what a restart of a Redis that keeps nothing on disk does
+        with pytest.raises(TooManyRequests) as during_the_hold:
+            other.acquire("f", reserved=1, committed=1, timeout_s=30)
+        assert during_the_hold.value.fields["Reason"] == ACCOUNT_EXCEEDED
+
+        def refused_for_the_reservation() -> bool:
+            try:
+                other.release(other.acquire("f", reserved=1, committed=1, timeout_s=30))
+            except TooManyRequests as error:
+                return error.fields["Reason"] == RESERVED_EXCEEDED
+            raise AssertionError("admitted a second copy of a function reserved for one")
+
+        # Once the hold is over the running call counts again.
+        wait_until(refused_for_the_reservation, timeout=10, interval=0.1)
+        running.release(held)
+        other.release(other.acquire("f", reserved=1, committed=1, timeout_s=30))

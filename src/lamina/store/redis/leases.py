@@ -37,23 +37,65 @@ SOCKET_TIMEOUT_S = 0.25
 RETRY_AFTER_S = 0.5
 # Releases that failed are retried later; past this many the oldest are left to lapse.
 RELEASES_PER_TAKE = 16
+# After Redis lost its keys (a restart), nothing is admitted for this long: every node enters
+# the leases it holds again first (each looks every WATCH_S).
+HOLD_MS = 2000
+WATCH_S = 0.25
+# The generation key outlives every lease but not an idle cluster forever: each take renews
+# it. Should it lapse in a long quiet spell, the next take pays one hold.
+GENERATION_TTL_MS = 7 * 24 * 3600 * 1000
 MAX_UNRELEASED = 10_000
 
-# KEYS: the pools. ARGV: token, ttl (ms), then one limit per pool (-1: none).
-# Returns 0 when the lease was taken, else the (1-based) index of the first full pool.
 # Every pool is purged of what expired, limited or not: a busy pool's key never expires,
 # and the leases of a dead node must not pile up in it.
+# KEYS: the generation key, the hold key, then the pools. ARGV: the generation this node
+# knows ('' at first), a new generation should Redis have none, the hold (ms), token, ttl
+# (ms), the generation key's lifetime (ms), then one limit per pool (-1: none).
+# Returns {code, generation}: code 0 taken, i > 0 the first full pool, -1 Redis lost its
+# keys (a new generation and a hold were set), -2 another node found that first (this node
+# must re-enter its leases), -3 on hold.
 _TAKE = """
+local gen = redis.call('GET', KEYS[1])
+if not gen then
+    redis.call('SET', KEYS[1], ARGV[2], 'PX', ARGV[6])
+    gen = ARGV[2]
+    if ARGV[1] ~= '' then
+        redis.call('SET', KEYS[2], '1', 'PX', ARGV[3])
+        return {-1, gen}
+    end
+elseif ARGV[1] ~= '' and gen ~= ARGV[1] then
+    return {-2, gen}
+end
+if redis.call('EXISTS', KEYS[2]) == 1 then
+    return {-3, gen}
+end
+redis.call('PEXPIRE', KEYS[1], ARGV[6])
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local ttl = tonumber(ARGV[5])
+for i = 3, #KEYS do
+    local key = KEYS[i]
+    redis.call('ZREMRANGEBYSCORE', key, '-inf', now)
+    local limit = tonumber(ARGV[i + 4])
+    if limit >= 0 and redis.call('ZCARD', key) >= limit then
+        return {i - 2, gen}
+    end
+end
+for i = 3, #KEYS do
+    local key = KEYS[i]
+    redis.call('ZADD', key, now + ttl, ARGV[4])
+    if redis.call('PTTL', key) < ttl then
+        redis.call('PEXPIRE', key, ttl)
+    end
+end
+return {0, gen}
+"""
+
+# Enter again a lease Redis lost. KEYS: its pools. ARGV: token, ttl left (ms).
+_REENTER = """
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local ttl = tonumber(ARGV[2])
-for i, key in ipairs(KEYS) do
-    redis.call('ZREMRANGEBYSCORE', key, '-inf', now)
-    local limit = tonumber(ARGV[i + 2])
-    if limit >= 0 and redis.call('ZCARD', key) >= limit then
-        return i
-    end
-end
 for _, key in ipairs(KEYS) do
     redis.call('ZADD', key, now + ttl, ARGV[1])
     if redis.call('PTTL', key) < ttl then
@@ -61,6 +103,19 @@ for _, key in ipairs(KEYS) do
     end
 end
 return 0
+"""
+
+# KEYS: generation, hold. ARGV: the generation known, a new one, hold (ms), the generation
+# key's lifetime (ms). Returns the
+# generation now in Redis (a new one, and a hold, if Redis had none).
+_WATCH = """
+local gen = redis.call('GET', KEYS[1])
+if not gen then
+    redis.call('SET', KEYS[1], ARGV[2], 'PX', ARGV[4])
+    redis.call('SET', KEYS[2], '1', 'PX', ARGV[3])
+    return ARGV[2]
+end
+return gen
 """
 
 _GIVE_BACK = """
@@ -86,32 +141,96 @@ class RedisLeases:
         self._take = client.register_script(_TAKE)
         self._give_back = client.register_script(_GIVE_BACK)
         self._count = client.register_script(_COUNT)
+        self._reenter = client.register_script(_REENTER)
+        self._watch = client.register_script(_WATCH)
         # Tokens: unique per node, cheap per lease.
         self._node = uuid.uuid4().hex[:12]
         self._sequence = itertools.count()
         self._down_until = 0.0
         self._unreleased: deque[tuple[list[str], str]] = deque(maxlen=MAX_UNRELEASED)
         self._lock = threading.Lock()
+        # What this node holds (token -> pools' keys, monotonic expiry), to enter again in
+        # a Redis that lost its keys; and the generation of Redis's keys it last saw.
+        self._held: dict[str, tuple[list[str], float]] = {}
+        self._generation = ""
+        self._closed = threading.Event()
+        threading.Thread(target=self._watch_loop, name="lease-watch", daemon=True).start()
 
     def take(self, pools: Sequence[tuple[str, int | None]], ttl_s: float) -> str:
         if self._down_until and time.monotonic() < self._down_until:
             raise LeasesUnavailable("Redis did not answer a moment ago")
         if self._unreleased:
             self._retry_releases()
-        token = f"{self._node}:{next(self._sequence)}"
-        keys = [self._prefix + name for name, _ in pools]
-        limits = [-1 if limit is None else limit for _, limit in pools]
-        try:
-            full = self._take(keys=keys, args=[token, max(1, int(ttl_s * 1000)), *limits])
-        except redis.RedisError as error:
-            self._down_until = time.monotonic() + RETRY_AFTER_S
-            raise LeasesUnavailable(f"Redis: {error}") from error
-        self._down_until = 0.0
-        if full:
-            raise LeaseRefused(pools[int(full) - 1][0])
-        return token
+        for _ in range(2):
+            token = f"{self._node}:{next(self._sequence)}"
+            keys = [self._prefix + name for name, _ in pools]
+            limits = [-1 if limit is None else limit for _, limit in pools]
+            ttl_ms = max(1, int(ttl_s * 1000))
+            try:
+                code, generation = self._take(
+                    keys=[self._prefix + "generation", self._prefix + "hold", *keys],
+                    args=[
+                        self._generation,
+                        uuid.uuid4().hex,
+                        HOLD_MS,
+                        token,
+                        ttl_ms,
+                        GENERATION_TTL_MS,
+                        *limits,
+                    ],
+                )
+            except redis.RedisError as error:
+                self._down_until = time.monotonic() + RETRY_AFTER_S
+                raise LeasesUnavailable(f"Redis: {error}") from error
+            self._down_until = 0.0
+            code = int(code)
+            if code in (-1, -2):
+                self._reenter_held(generation)
+                if code == -1:
+                    raise LeasesUnavailable("Redis lost its leases: each node enters its own again")
+                continue
+            if code == -3:
+                raise LeasesUnavailable("Redis lost its leases a moment ago")
+            if code:
+                raise LeaseRefused(pools[code - 1][0])
+            self._generation = generation.decode() if isinstance(generation, bytes) else generation
+            with self._lock:
+                self._held[token] = (keys, time.monotonic() + ttl_s)
+            return token
+        raise LeasesUnavailable("Redis's leases changed twice")
+
+    def _reenter_held(self, generation: bytes | str) -> None:
+        """Enter again every live lease this node holds, then know `generation`."""
+        now = time.monotonic()
+        with self._lock:
+            # Leases past their expiry lapsed in Redis anyway: forget them here too.
+            for token in [t for t, (_, e) in self._held.items() if e <= now]:
+                del self._held[token]
+            held = [(t, k, e) for t, (k, e) in self._held.items()]
+        for token, keys, expires in held:
+            self._reenter(keys=keys, args=[token, max(1, int((expires - now) * 1000))])
+        self._generation = generation.decode() if isinstance(generation, bytes) else generation
+
+    def _watch_loop(self) -> None:
+        """Find out soon that Redis lost its keys, even without taking anything: this node's
+        leases must be back before the hold ends and anyone admits again."""
+        while not self._closed.wait(WATCH_S):
+            if not self._generation:
+                continue
+            try:
+                generation = self._watch(
+                    keys=[self._prefix + "generation", self._prefix + "hold"],
+                    args=[self._generation, uuid.uuid4().hex, HOLD_MS, GENERATION_TTL_MS],
+                )
+                known = generation.decode() if isinstance(generation, bytes) else generation
+                if known != self._generation:
+                    self._reenter_held(known)
+            except redis.RedisError:
+                continue
 
     def give_back(self, pools: Sequence[str], token: str) -> None:
+        with self._lock:
+            self._held.pop(token, None)
         keys = [self._prefix + name for name in pools]
         if self._down_until and time.monotonic() < self._down_until:
             self._unreleased.append((keys, token))  # no waiting on a Redis just found dead
@@ -129,6 +248,7 @@ class RedisLeases:
             raise LeasesUnavailable(f"Redis: {error}") from error
 
     def close(self) -> None:
+        self._closed.set()
         self._client.close()
 
     def _retry_releases(self) -> None:
