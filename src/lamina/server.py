@@ -247,6 +247,8 @@ def build_engine(
         tracing=Tracing(Sampler(settings.trace_sample_rate)),
         levels=telemetry,
         placement=placement,
+        endpoint=settings.endpoint,
+        iam=stores.iam,
     )
     # After the backend: the last invocations are counted, then saved.
     closers.append(telemetry.close)

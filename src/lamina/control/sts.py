@@ -65,6 +65,34 @@ def _token() -> str:
     return base64.b64encode(secrets.token_bytes(264)).decode()
 
 
+def new_session(
+    account: str,
+    principal_arn: str,
+    expires: float,
+    role_arn: str | None = None,
+    session_name: str | None = None,
+    session_policy: str | None = None,
+) -> Session:
+    """Fresh temporary credentials (an `ASIA…` key, its secret and token) for a principal.
+    Not stored: the caller keeps them (`IamStore.put_session`)."""
+    return Session(
+        access_key_id=new_id("ASIA", 16),
+        secret=new_secret(),
+        token=_token(),
+        expires=expires,
+        account=account,
+        principal_arn=principal_arn,
+        role_arn=role_arn,
+        session_name=session_name,
+        session_policy=session_policy,
+    )
+
+
+def assumed_role_arn(account: str, role_name: str, session_name: str) -> str:
+    """The ARN a role's session acts as."""
+    return f"arn:aws:sts::{account}:assumed-role/{role_name}/{session_name}"
+
+
 class StsService:
     def __init__(self, iam: IamService, clock: Callable[[], float] = time.time) -> None:
         self._iam = iam
@@ -142,13 +170,10 @@ class StsService:
             )
         if session_policy is not None:
             compile_policy(session_policy, PolicyKind.IDENTITY)
-        session = Session(
-            access_key_id=new_id("ASIA", 16),
-            secret=new_secret(),
-            token=_token(),
-            expires=self._clock() + seconds,
+        session = new_session(
             account=self.account_id,
-            principal_arn=f"arn:aws:sts::{self.account_id}:assumed-role/{role.name}/{session_name}",
+            principal_arn=assumed_role_arn(self.account_id, role.name, session_name),
+            expires=self._clock() + seconds,
             role_arn=role.arn,
             session_name=session_name,
             session_policy=session_policy,
@@ -187,13 +212,8 @@ class StsService:
         if caller.is_root:
             # AWS shortens a root session to an hour rather than refusing a longer one.
             seconds = min(seconds, ROOT_SESSION_MAX)
-        session = Session(
-            access_key_id=new_id("ASIA", 16),
-            secret=new_secret(),
-            token=_token(),
-            expires=self._clock() + seconds,
-            account=caller.account,
-            principal_arn=caller.arn,
+        session = new_session(
+            account=caller.account, principal_arn=caller.arn, expires=self._clock() + seconds
         )
         self._store.put_session(session)
         return session

@@ -2,6 +2,11 @@
 
 Provisioned environments are not kept here (see `invoke.provisioned`), so the reaper never
 touches them.
+
+Environments are also retired by age (`retire_after`): an environment's execution-role
+credentials expire, so one older than its credentials allow is never handed out again. The
+reaper does it, never the invoke path: it destroys such environments when idle and marks busy
+ones, which are destroyed when released.
 """
 
 from __future__ import annotations
@@ -20,7 +25,7 @@ PoolKey = tuple[str, str, str]
 class EnvironmentPool:
     """Hands out an idle environment for a key, or starts a new one."""
 
-    def __init__(self, idle_timeout_s: float) -> None:
+    def __init__(self, idle_timeout_s: float, clock: Callable[[], float] = time.monotonic) -> None:
         self._idle: dict[PoolKey, list[ExecutionEnvironment]] = defaultdict(list)
         self._all: set[ExecutionEnvironment] = set()
         self._keys: dict[ExecutionEnvironment, PoolKey] = {}
@@ -30,6 +35,17 @@ class EnvironmentPool:
         # Memory of environments being started: counted before the start awaits, so a
         # worker's room check and the start it admits cannot interleave with another's.
         self._starting_mb = 0
+        # When each environment's start began (its credentials are issued after), and the
+        # age past which none is handed out again; None: environments never age out.
+        self._clock = clock
+        self._born: dict[ExecutionEnvironment, float] = {}
+        self._max_age_s: float | None = None
+        # Busy environments past that age, destroyed when released.
+        self._retiring: set[ExecutionEnvironment] = set()
+
+    def retire_after(self, max_age_s: float) -> None:
+        """Hand no environment out again once `max_age_s` have passed since its start began."""
+        self._max_age_s = max_age_s
 
     async def acquire(
         self,
@@ -49,17 +65,25 @@ class EnvironmentPool:
                 return environment, False
             self._forget(environment)
         self._starting_mb += memory_mb
+        born = self._clock()
         try:
             environment = await start()
         finally:
             self._starting_mb -= memory_mb
         self._all.add(environment)
         self._keys[environment] = key
+        self._born[environment] = born
         return environment, True
 
     def release(self, environment: ExecutionEnvironment) -> None:
         key = self._keys.get(environment)
-        if environment.state is State.IDLE and key is not None and key not in self._stale:
+        if (
+            environment.state is State.IDLE
+            and key is not None
+            and key not in self._stale
+            # Nearly always empty: one truth test on the invoke path.
+            and not (self._retiring and environment in self._retiring)
+        ):
             environment.last_used = time.monotonic()
             self._idle[key].append(environment)
         else:
@@ -86,13 +110,19 @@ class EnvironmentPool:
         return discarded
 
     def reap(self, now: float | None = None) -> int:
-        """Destroy environments idle longer than the timeout, and any that died while idle."""
-        now = time.monotonic() if now is None else now
+        """Destroy environments idle longer than the timeout, any that died while idle, and
+        idle ones past their age; mark busy ones past their age to go when released."""
+        now = self._clock() if now is None else now
+        aged = self._aged(now)
         reaped = 0
         for key, environments in list(self._idle.items()):
             keep = []
             for environment in environments:
-                if now - environment.last_used > self.idle_timeout_s or not environment.alive:
+                if (
+                    now - environment.last_used > self.idle_timeout_s
+                    or not environment.alive
+                    or environment in aged
+                ):
                     environment.destroy()
                     self._forget(environment)
                     reaped += 1
@@ -102,7 +132,15 @@ class EnvironmentPool:
                 self._idle[key] = keep
             else:
                 del self._idle[key]
+        # What is left of the aged is busy (or starting its first invocation).
+        self._retiring |= {environment for environment in aged if environment in self._all}
         return reaped
+
+    def _aged(self, now: float) -> set[ExecutionEnvironment]:
+        if self._max_age_s is None:
+            return set()
+        oldest = now - self._max_age_s
+        return {environment for environment, born in self._born.items() if born <= oldest}
 
     @property
     def reap_interval_s(self) -> float:
@@ -116,6 +154,8 @@ class EnvironmentPool:
         self._idle.clear()
         self._keys.clear()
         self._stale.clear()
+        self._born.clear()
+        self._retiring.clear()
 
     def environments_by_function(self) -> dict[str, int]:
         """How many environments (idle or busy) each function has. Metrics count them from
@@ -175,3 +215,5 @@ class EnvironmentPool:
     def _forget(self, environment: ExecutionEnvironment) -> None:
         self._all.discard(environment)
         self._keys.pop(environment, None)
+        self._born.pop(environment, None)
+        self._retiring.discard(environment)

@@ -30,12 +30,17 @@ completes the set of live workers' shares marks the config READY. A node with no
 nothing. A share that fails to initialise marks the config FAILED, as on one node. Once READY,
 a config stays READY while a dead node's environments are started again elsewhere: AWS too
 keeps a config READY while it replaces environments.
+
+Environments age out as on-demand ones do (`max_age_s`: their execution-role credentials
+expire): the reconciler drops an idle one past that age, and the pass replaces it; a busy one
+is dropped when its invocation ends.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Awaitable, Callable
 from typing import Protocol
 
@@ -127,11 +132,14 @@ class ProvisionedPool:
         share: Share | None = None,
         placement_version: Callable[[], int] | None = None,
         readiness: ShareReadiness | None = None,
+        max_age_s: float | None = None,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         """`share`, `placement_version` and `readiness` are for a cluster (left out: this node
         holds every config whole). Environment i of a config must be placed on the same node
         whatever the count, so that `share` of a prefix of the environments says which of
-        them are this node's; `placement_version` moves whenever `share`'s answers may have."""
+        them are this node's; `placement_version` moves whenever `share`'s answers may have.
+        `max_age_s`: how long after its start began an environment may be handed out."""
         if share is not None and readiness is None:
             raise ValueError("a pool holding shares needs `readiness` to report status")
         self._configs = configs
@@ -153,6 +161,11 @@ class ProvisionedPool:
         # This node's split of each wanted target, worked out again only when the targets or
         # the placement changed: placing a large config hashes every environment's key.
         self._placed: tuple[int, list[ProvisionedTarget], dict[Target, Split]] | None = None
+        self._max_age_s = max_age_s
+        self._clock = clock
+        self._born: dict[ExecutionEnvironment, float] = {}
+        # Busy environments past their age, dropped when released.
+        self._retiring: set[ExecutionEnvironment] = set()
 
     # ------------------------------------------------------------- invoke path
 
@@ -207,6 +220,8 @@ class ProvisionedPool:
             environment.state is State.IDLE
             and not allocation.retired
             and allocation.held < allocation.size
+            # Nearly always empty: one truth test on the invoke path.
+            and not (self._retiring and environment in self._retiring)
         ):
             allocation.idle.append(environment)
             self._publish(allocation.target)
@@ -298,6 +313,7 @@ class ProvisionedPool:
             for dead in [env for env in allocation.idle if env.state is State.DEAD]:
                 allocation.idle.remove(dead)
                 self._drop(dead)
+            self._age_out(allocation)
             while allocation.idle and allocation.held > allocation.size:
                 self._drop(allocation.idle.pop())
             shares.append((allocation, version))
@@ -328,10 +344,22 @@ class ProvisionedPool:
         elif target.config.status != READY or target.config.allocated != allocated:
             await self._record(target, READY, allocated)
 
+    def _age_out(self, allocation: Allocation) -> None:
+        """Drop the allocation's idle environments past their age (the pass replaces them),
+        and mark its busy ones to be dropped when released."""
+        if self._max_age_s is None:
+            return
+        oldest = self._clock() - self._max_age_s
+        for environment in [env for env in allocation.idle if self._born[env] <= oldest]:
+            allocation.idle.remove(environment)
+            self._drop(environment)
+        self._retiring |= {env for env in allocation.busy if self._born[env] <= oldest}
+
     async def _grow(
         self, allocation: Allocation, version: FunctionConfig, count: int
     ) -> str | None:
         """Start `count` environments; the first failure's description, if any failed."""
+        born = self._clock()
         results = await asyncio.gather(
             *(self._start(version, INITIALIZATION_TYPE) for _ in range(count)),
             return_exceptions=True,
@@ -351,6 +379,7 @@ class ProvisionedPool:
             else:
                 allocation.idle.append(result)
                 self._owners[result] = allocation
+                self._born[result] = born
         return failure
 
     async def _record(
@@ -382,6 +411,8 @@ class ProvisionedPool:
         # Busy environments finish their invocation and are destroyed on release.
 
     def _drop(self, environment: ExecutionEnvironment) -> None:
+        self._born.pop(environment, None)
+        self._retiring.discard(environment)
         allocation = self._owners.pop(environment, None)
         if allocation is not None:
             allocation.busy.discard(environment)

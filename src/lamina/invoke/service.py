@@ -22,6 +22,7 @@ import orjson
 
 from lamina.arns import Account, FunctionRef
 from lamina.control.concurrency import commitments
+from lamina.control.execution_role import ExecutionRoleSessions
 from lamina.control.functions import FunctionService, Resolved
 from lamina.control.states import check_invocable
 from lamina.errors import InvalidRuntime, ResourceNotFound, TooManyRequests
@@ -43,6 +44,7 @@ from lamina.invoke.provisioned import (
 )
 from lamina.invoke.tracing import Trace, Tracing
 from lamina.model.functions import FunctionConfig
+from lamina.model.iam import Session
 from lamina.runtimes.registry import RuntimeRegistry
 from lamina.sandbox.api import SandboxBackend, SandboxSpec
 from lamina.sandbox.artifacts import ArtifactCache
@@ -56,12 +58,15 @@ from lamina.sandbox.log_sink import LogSink, group_name, stream_name
 from lamina.sandbox.output import EnvironmentOutput
 from lamina.sandbox.runtime_api import Invocation
 from lamina.store.protocols import FunctionStore
+from lamina.store.protocols.iam import IamStore
 from lamina.store.stamped import StampedCache
 
 log = logging.getLogger("lamina.invoke")
 
 _PATH = "/var/lang/bin:/usr/local/bin:/usr/bin/:/bin:/opt/bin"
 ON_DEMAND = "on-demand"
+# How often expired STS sessions (functions' and AssumeRole's) are deleted from the store.
+_PURGE_INTERVAL_S = 600.0
 
 
 @dataclass(frozen=True)
@@ -190,8 +195,18 @@ class InvokeService:
         tracing: Tracing | None = None,
         levels: LevelObserver | None = None,
         placement: ProvisionedPlacement | None = None,
+        endpoint: str | None = None,
+        iam: IamStore | None = None,
     ) -> None:
+        """`endpoint`: where functions reach Lamina's APIs (their AWS_ENDPOINT_URL). `iam`:
+        where execution-role sessions are kept; without it environments get credentials
+        that nothing accepts."""
         self._account = account
+        self._endpoint = endpoint
+        self._sessions = ExecutionRoleSessions(iam, account) if iam is not None else None
+        max_age_s = self._sessions.environment_lifetime_s if self._sessions is not None else None
+        if max_age_s is not None:
+            pool.retire_after(max_age_s)
         self._tracing = tracing or Tracing()
         self._observer: InvocationObserver = observer or NoObserver()
         self._levels: LevelObserver = levels or NoLevels()
@@ -213,6 +228,7 @@ class InvokeService:
                 share=placement.share if placement is not None else None,
                 placement_version=placement.version if placement is not None else None,
                 readiness=placement.readiness if placement is not None else None,
+                max_age_s=max_age_s,
             )
             if provisioned_configs is not None
             else None
@@ -440,8 +456,16 @@ class InvokeService:
         environment_id = uuid.uuid4().hex
         group = group_name(config.function_name, config.logging.log_group)
         stream = stream_name(config.version, environment_id)
+        session = await self._issue_session(config)
         variables = self._variables(
-            config, task_root, opt_dir, group, stream, command.execution_env, initialization_type
+            config,
+            task_root,
+            opt_dir,
+            group,
+            stream,
+            command.execution_env,
+            initialization_type,
+            session,
         )
         spec = SandboxSpec(
             command=command.argv,
@@ -482,6 +506,13 @@ class InvokeService:
             raise
         return environment
 
+    async def _issue_session(self, config: FunctionConfig) -> Session | None:
+        """The new environment's execution-role session (cold starts only: an environment
+        keeps its session for life, and is retired before it expires)."""
+        if self._sessions is None or not config.role:
+            return None
+        return await asyncio.to_thread(self._sessions.issue, config.function_name, config.role)
+
     def _variables(
         self,
         config: FunctionConfig,
@@ -491,8 +522,12 @@ class InvokeService:
         stream: str,
         execution_env: str | None,
         initialization_type: str,
+        session: Session | None = None,
     ) -> dict[str, str]:
         opt = str(opt_dir) if opt_dir else "/opt"
+        # Where the function's AWS SDK calls go: Lamina itself, unless the function's own
+        # variables say otherwise.
+        endpoint = {"AWS_ENDPOINT_URL": self._endpoint} if self._endpoint else {}
         variables = {
             "LANG": "en_US.UTF-8",
             "TZ": ":UTC",
@@ -501,6 +536,7 @@ class InvokeService:
                 f"/var/lang/lib:/lib64:/usr/lib64:{task_root}:{task_root}/lib:{opt}/lib"
             ),
             "NODE_PATH": f"{opt}/nodejs/node_modules:/var/runtime/node_modules",
+            **endpoint,
             **(config.environment or {}),
             "_HANDLER": config.handler or "",
             "AWS_REGION": self._account.region,
@@ -514,11 +550,7 @@ class InvokeService:
             "LAMBDA_TASK_ROOT": str(task_root),
             "LAMBDA_RUNTIME_DIR": "/var/runtime",
             "AWS_XRAY_CONTEXT_MISSING": "LOG_ERROR",
-            # Credentials of the function's own, not the platform's: they grant nothing.
-            "AWS_ACCESS_KEY_ID": "LAMINAFUNCTION" + secrets.token_hex(3).upper(),
-            "AWS_ACCESS_KEY": "",
-            "AWS_SECRET_ACCESS_KEY": secrets.token_urlsafe(30),
-            "AWS_SESSION_TOKEN": secrets.token_urlsafe(60),
+            **_credentials(session),
         }
         variables["AWS_ACCESS_KEY"] = variables["AWS_ACCESS_KEY_ID"]
         if opt_dir is not None:
@@ -548,14 +580,23 @@ class InvokeService:
         self._pool.close()
 
     async def _housekeeping(self) -> None:
-        """Reap idle environments; drop idle ones whose configuration changed."""
+        """Reap idle (and aged) environments; drop idle ones whose configuration changed;
+        now and then, delete expired sessions."""
         seen = self._resolver.change_stamp
+        loop = asyncio.get_running_loop()
+        purged_at = loop.time()
         while True:
             await asyncio.sleep(self._pool.reap_interval_s)
             try:
                 self._pool.reap()
             except Exception:
                 log.exception("reaping idle environments failed")
+            if self._sessions is not None and loop.time() - purged_at >= _PURGE_INTERVAL_S:
+                purged_at = loop.time()
+                try:
+                    await asyncio.to_thread(self._sessions.purge)
+                except Exception:
+                    log.exception("deleting expired sessions failed")
             stamp = self._resolver.change_stamp
             if stamp != seen:
                 seen = stamp
@@ -563,6 +604,22 @@ class InvokeService:
                     self._pool.discard_stale(self._resolver.is_current)
                 except Exception:
                     log.exception("discarding environments of changed functions failed")
+
+
+def _credentials(session: Session | None) -> dict[str, str]:
+    """An environment's AWS credentials: its execution-role session's, or without one (no
+    IAM store, no role) credentials of its own that nothing accepts."""
+    if session is not None:
+        return {
+            "AWS_ACCESS_KEY_ID": session.access_key_id,
+            "AWS_SECRET_ACCESS_KEY": session.secret,
+            "AWS_SESSION_TOKEN": session.token,
+        }
+    return {
+        "AWS_ACCESS_KEY_ID": "LAMINAFUNCTION" + secrets.token_hex(3).upper(),
+        "AWS_SECRET_ACCESS_KEY": secrets.token_urlsafe(30),
+        "AWS_SESSION_TOKEN": secrets.token_urlsafe(60),
+    }
 
 
 def _blob_of(code_sha256: str) -> str:
