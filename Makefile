@@ -53,6 +53,7 @@ bench-components: $(STAMP)
 	$(BIN)/python -m bench.rabbitmq_mapping
 	$(BIN)/python -m bench.pg_queue
 	$(BIN)/python -m bench.redis_governor
+	$(BIN)/python -m bench.authorization
 	$(BIN)/python -m bench.cluster
 
 clean:

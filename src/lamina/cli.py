@@ -69,8 +69,16 @@ def _serve(args: argparse.Namespace, settings: Settings) -> int:
     )
     server = uvicorn.Server(config)
     print(f"Lamina is serving the Lambda API at {settings.endpoint}", flush=True)
+    print(f"Mode: {serving_mode(settings)}", flush=True)
     server.run()
     return 0
+
+
+def serving_mode(settings: Settings) -> str:
+    """Whether calls are checked: stated at start-up, as an operator must know it."""
+    if settings.authentication_enabled:
+        return "enforced: signatures checked against IAM, policies enforced"
+    return "development: any signature accepted"
 
 
 def _doctor(settings: Settings) -> int:

@@ -129,6 +129,13 @@ class InvalidSignature(ClientError):
     status = 403
 
 
+class ExpiredToken(ClientError):
+    """Session credentials used after their expiry."""
+
+    code = "ExpiredTokenException"
+    status = 403
+
+
 class IncompleteSignature(ClientError):
     code = "IncompleteSignatureException"
     status = 403

@@ -18,6 +18,7 @@ import pytest
 from botocore.exceptions import ClientError
 
 from tests.support.archives import make_zip
+from tests.support.iam import ensure_lambda_role
 from tests.support.lambda_api import ROLE
 from tests.support.server import LaminaServer
 
@@ -170,6 +171,7 @@ def secured(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LaminaServer]:
         "LAMINA_AUDIT_INVOKES": "on",
     }
     server = LaminaServer(tmp_path_factory.mktemp("audit-auth") / "data", env=env).start()
+    ensure_lambda_role(server, KEY, SECRET)  # enforced mode: the role must trust Lambda
     yield server
     server.stop()
 

@@ -21,6 +21,7 @@ from tests.support.function_urls import (
     host_header,
     url_id,
 )
+from tests.support.iam import ensure_lambda_role
 from tests.support.lambda_api import ROLE
 from tests.support.server import LaminaServer, server_log
 
@@ -160,6 +161,7 @@ def secured(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LaminaServer]:
 
 @pytest.fixture(scope="module")
 def secured_client(secured: LaminaServer) -> Iterator[Any]:
+    ensure_lambda_role(secured, KEY, SECRET)  # enforced mode: the role must trust Lambda
     client = secured.client(access_key=KEY, secret_key=SECRET)
     yield client
     client.close()

@@ -68,7 +68,8 @@ def test_cloudwatch_needs_the_right_key(secured: LaminaServer) -> None:
     stranger = secured.client("cloudwatch", access_key="AKIDSTRANGER", secret_key="nope")
     with pytest.raises(ClientError) as refused:
         stranger.get_metric_statistics(**params)
-    assert refused.value.response["Error"]["Code"] == "UnrecognizedClient"
+    # The query protocol's name for an unknown key (UnrecognizedClientException elsewhere).
+    assert refused.value.response["Error"]["Code"] == "InvalidClientTokenId"
     owner = secured.client("cloudwatch", access_key=KEY, secret_key=SECRET)
     assert owner.get_metric_statistics(**params)["Datapoints"] == []
 

@@ -36,6 +36,7 @@ from lamina.api import (
 )
 from lamina.api.asgi import FrontDoor, Fronts
 from lamina.api.audit import audit_route
+from lamina.api.authorization import PolicyAuthorizer
 from lamina.api.cloudwatch import CloudWatchApi
 from lamina.api.code_links import CodeLinks
 from lamina.api.context import ApiContext, Handler
@@ -52,8 +53,10 @@ from lamina.api.rest_json import RestJsonService
 from lamina.api.telemetry import routes as telemetry_routes
 from lamina.api.views import Views
 from lamina.audit.trail import AuditTrail
+from lamina.control.access import Authority
 from lamina.control.context import Domain
 from lamina.control.functions import FunctionService
+from lamina.control.iam import IamService
 from lamina.control.kms import KmsService
 from lamina.errors import LaminaError
 from lamina.function_urls.url_form import UrlForm
@@ -122,7 +125,7 @@ class Services:
 
 def front_door(services: Services, lifespan: Lifespan) -> FrontDoor:
     """Every front over `services`, routed from one table (see `lamina.api.asgi`)."""
-    verifier, audit = services.verifier, services.audit
+    verifier, audit = enforcing(services), services.audit
     session = botocore.session.get_session()
     cloudwatch = CloudWatchApi(MetricReader(services.telemetry), verifier, audit)
     events_api = JsonService(
@@ -135,7 +138,7 @@ def front_door(services: Services, lifespan: Lifespan) -> FrontDoor:
     logs_api = build_logs_service(logs, verifier, audit)
     return FrontDoor(
         Fronts(
-            lambda_api=_lambda_api(services).handle,
+            lambda_api=_lambda_api(services, verifier).handle,
             internal=Router(routes=_internal_routes(services), lifespan=lifespan),
             json_targets={
                 "AWSEvents": events_api.handle,
@@ -157,7 +160,20 @@ def front_door(services: Services, lifespan: Lifespan) -> FrontDoor:
     )
 
 
-def _lambda_api(services: Services) -> RestJsonService:
+def enforcing(services: Services) -> SigV4Verifier | None:
+    """The AWS fronts' verifier: with the account's key pair configured (enforced mode), IAM
+    users and STS sessions sign too, and every call is authorised. Lamina's own endpoints
+    keep `services.verifier`, which knows the root key only."""
+    if services.verifier is None:
+        return None
+    domain = services.domain
+    iam = IamService(domain.stores.iam, domain.account)
+    authority = Authority(iam, domain.stores.functions)
+    authorizer = PolicyAuthorizer(authority, iam, domain.account)
+    return services.verifier.with_iam(domain.stores.iam, domain.account.account_id, authorizer)
+
+
+def _lambda_api(services: Services, verifier: SigV4Verifier | None) -> RestJsonService:
     ctx = ApiContext(
         settings=services.settings,
         domain=services.domain,
@@ -170,7 +186,7 @@ def _lambda_api(services: Services) -> RestJsonService:
         handlers.update(family.operations(ctx))
     handlers.update(invoke.operations(ctx, services.engine, services.dispatcher))
     model = botocore.session.get_session().get_service_model("lambda")
-    return RestJsonService(model, handlers, services.verifier, services.audit)
+    return RestJsonService(model, handlers, verifier, services.audit)
 
 
 def _internal_routes(services: Services) -> list[Route]:

@@ -14,6 +14,7 @@ from lamina.arns import FunctionRef, parse_function_ref
 from lamina.control.context import Domain
 from lamina.control.functions import FunctionService
 from lamina.function_urls.url_form import UrlForm
+from lamina.identity.caller import Caller
 from lamina.settings import Settings
 
 # A handler takes the parsed input members and returns the output members (or None).
@@ -24,6 +25,9 @@ current_request_id: ContextVar[str] = ContextVar("current_request_id", default="
 current_trace_header: ContextVar[str | None] = ContextVar("current_trace_header", default=None)
 # The operation being served: AWS names it in the refusal of another account's resource.
 current_operation: ContextVar[str] = ContextVar("current_operation", default="Invoke")
+
+# Who signed the request being served (enforced mode; None in development mode).
+current_caller: ContextVar[Caller | None] = ContextVar("current_caller", default=None)
 
 # Async handlers (the invoke path) run on the event loop; the rest in a worker thread.
 # A handler that streams its answer returns a ready Response instead, passed through as is.

@@ -1,8 +1,9 @@
 """The query-protocol front IAM and STS share: the caller's access key for the handlers, and
 the HTTP status AWS gives refusals their models do not list.
 
-In development mode any well-formed signature is accepted, so who the caller is comes from
-the access key id in the signature's credential scope (`lamina.control.sts` reads it).
+Who the caller is comes from the access key id in the signature's credential scope
+(`lamina.control.sts` reads it); in enforced mode the signature was verified against that
+key first.
 """
 
 from __future__ import annotations

@@ -21,7 +21,7 @@ from botocore.model import OperationModel, ServiceModel
 from starlette.requests import Request
 from starlette.responses import Response
 
-from lamina.api.context import Handler, current_operation, current_request_id
+from lamina.api.context import Handler, current_caller, current_operation, current_request_id
 from lamina.api.validation import validate
 from lamina.audit.record import ApiCall
 from lamina.audit.trail import AuditTrail
@@ -31,7 +31,7 @@ from lamina.constants import (
     OPERATION_REQUEST_MAX_BYTES,
 )
 from lamina.errors import LaminaError, RequestEntityTooLarge, ServiceError, UnknownOperation
-from lamina.identity.sigv4 import SigV4Verifier
+from lamina.identity.sigv4 import Signer, SigV4Verifier
 
 log = logging.getLogger("lamina.api")
 
@@ -72,12 +72,15 @@ def operation_too_large(operation: str, limit: int) -> RequestEntityTooLarge:
     )
 
 
-def verify_signature(verifier: SigV4Verifier | None, request: Request, body: bytes) -> None:
+def verify_signature(
+    verifier: SigV4Verifier | None, request: Request, body: bytes
+) -> Signer | None:
+    """The request's verified signer (None in development mode, where nothing is checked)."""
     if verifier is None:
-        return
+        return None
     scope = request.scope
     headers = {key.lower(): value for key, value in request.headers.items()}
-    verifier.verify(
+    return verifier.authenticate(
         request.method,
         headers.get("host", ""),
         scope.get("raw_path", scope["path"].encode()).decode("latin-1"),
@@ -87,10 +90,24 @@ def verify_signature(verifier: SigV4Verifier | None, request: Request, body: byt
     )
 
 
+# The query protocol's names for the front door's refusals (IAM, STS, CloudWatch query),
+# answered 403 like AWS, whatever a model lists under the same name (STS models an
+# ExpiredTokenException of its own, for another case).
+_QUERY_REFUSALS = {
+    "UnrecognizedClientException": "InvalidClientTokenId",
+    "InvalidSignatureException": "SignatureDoesNotMatch",
+    "ExpiredTokenException": "ExpiredToken",
+    "AccessDeniedException": "AccessDenied",
+}
+
+
 def query_error_code(error: LaminaError, model: ServiceModel) -> tuple[str, int, str]:
     """(code, HTTP status, fault) as the `query` protocol names an error: the model's
     `error.code` for a modelled shape (`InvalidParameterValueException` is
     `InvalidParameterValue`), else the name without its `Exception` suffix."""
+    renamed = _QUERY_REFUSALS.get(error.code)
+    if renamed is not None:
+        return renamed, 403, "Sender"
     status = error.status if error.status >= 500 else 400
     fault = "Receiver" if status >= 500 else "Sender"
     if error.code in model.shape_names:
@@ -149,9 +166,11 @@ class ModelService:
         if limit is not None and len(body) > limit:
             raise operation_too_large(name, limit)
         call.operation, call.params = name, self.params_so_far(located)
-        verify_signature(self._verifier, request, body)
-        if self._verifier is not None:
+        signer = verify_signature(self._verifier, request, body)
+        if signer is not None:
             call.verified = True
+            call.caller = signer.caller.access_key_id
+            current_caller.set(signer.caller)
         handler = self._handlers.get(name)
         if handler is None:
             call.operation = None
@@ -160,6 +179,12 @@ class ModelService:
         params = self.decode(operation, request, body, located)
         call.params = params
         validate(operation.input_shape, params)
+        authorizer = self._verifier.authorizer if self._verifier is not None else None
+        if signer is not None and authorizer is not None:
+            client = request.client
+            authorizer.authorize(
+                self.model.signing_name, name, params, signer, client.host if client else None
+            )
         result = await handler(params)
         if isinstance(result, Response):
             # A handler that streams its answer (InvokeWithResponseStream) builds it itself.

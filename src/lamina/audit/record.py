@@ -52,8 +52,11 @@ class ApiCall:
     operation: str | None = None
     # The request's members (only the path's until the body is parsed); see RESOURCE_MEMBERS.
     params: Mapping[str, Any] | None = None
-    # Whether the request carried a valid signature made with the configured key.
+    # Whether the request carried a valid signature (the configured root key's, or in
+    # enforced mode an IAM user's or an STS session's).
     verified: bool = False
+    # The verified signer's access key id (enforced mode: users' and sessions' keys sign too).
+    caller: str | None = None
     error: str | None = None
 
 

@@ -31,7 +31,8 @@ class AuditTrail:
 
     def __init__(self, store: AuditStore, caller: str | None, include_invokes: bool) -> None:
         self._store = store
-        # Only the configured key can produce a verified request, so it names the caller.
+        # The configured key names a verified request's caller unless the request names its
+        # own signer (`ApiCall.caller`: enforced mode's users and sessions).
         self._caller = caller or ANONYMOUS
         self._skipped = frozenset[str]() if include_invokes else DATA_OPERATIONS
         self._queue: queue.SimpleQueue[Item] = queue.SimpleQueue()
@@ -54,7 +55,7 @@ class AuditTrail:
         self._queue.put(
             entry(
                 call,
-                self._caller if call.verified else ANONYMOUS,
+                (call.caller or self._caller) if call.verified else ANONYMOUS,
                 client.host if client else None,
                 request.headers.get("user-agent"),
                 request_id,

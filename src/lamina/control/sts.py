@@ -1,7 +1,7 @@
 """STS: who a caller is, and the temporary credentials AssumeRole and GetSessionToken issue.
 
-Development mode (this module's only mode so far): any well-formed signature is accepted,
-so the caller is read from the access key id the request was signed with:
+The caller is read from the access key id the request was signed with (in enforced mode the
+signature was checked against that key first, and the call authorised, by the API layer):
 - twelve digits: the root of that account (how AWS test suites name several accounts);
 - an IAM user's key (`AKIA…` in the store): that user;
 - an unexpired session's key (`ASIA…`): the session's principal (an assumed role, or the
@@ -184,8 +184,9 @@ class StsService:
     def _trusts(self, role: Role, caller: Caller) -> bool:
         """Whether the role's trust policy lets the caller assume it.
 
-        Development mode asks the trust policy only: it must name the caller (its ARN, its
-        role, its account or everyone) in an Allow, with no Deny. The evaluator is asked as
+        The trust policy must name the caller (its ARN, its role, its account or everyone) in
+        an Allow, with no Deny (enforced mode also authorises sts:AssumeRole against the
+        caller's identity policies before this runs). The evaluator is asked as
         for a cross-account call by a caller whose own policies allow everything, which is
         exactly that question: the identity side passes, and the resource side (the trust
         policy) must reach the caller. The caller's own identity policies (needed on AWS
