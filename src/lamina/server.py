@@ -67,6 +67,7 @@ from lamina.pollers.supervisor import PollerSupervisor
 from lamina.runtimes.registry import RuntimeRegistry
 from lamina.sandbox.artifacts import ArtifactCache
 from lamina.sandbox.log_sink import LogSink
+from lamina.sandbox.process import ProcessBackend
 from lamina.sandbox.select import select_backend
 from lamina.schedules.bus import EventRouter
 from lamina.schedules.clock import ScheduleClock
@@ -227,6 +228,14 @@ def build_engine(
     # An API-only node starts no environments: no template to keep warm for them.
     templates = settings.zygote and settings.worker
     backend = select_backend(settings.isolation, hidden=[data_dir], templates=templates)
+    if settings.authentication_enabled and isinstance(backend, ProcessBackend):
+        # Function code under the process backend can read the data directory and other
+        # environments' variables: the IAM store's keys and every role's session with them.
+        log.warning(
+            "enforced mode with the process backend: functions are not isolated from the "
+            "data directory or each other, so their code can read IAM keys and sessions; "
+            "use the namespace backend (see `lamina doctor`)"
+        )
     closers: list[Closer] = [backend.close]
     governor = build_governor(settings, closers, redis_prefix)
     pool = EnvironmentPool(settings.idle_timeout_s)

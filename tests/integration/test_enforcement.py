@@ -3,6 +3,7 @@ sessions sign too, and every call is decided by the caller's policies as AWS dec
 
 from __future__ import annotations
 
+import http.client
 import json
 import time
 import uuid
@@ -10,6 +11,9 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
+from botocore.auth import SigV4Auth
+from botocore.awsrequest import AWSRequest
+from botocore.credentials import Credentials
 from botocore.exceptions import ClientError
 
 from lamina.cli import serving_mode
@@ -283,6 +287,37 @@ def test_a_user_assumes_a_role_that_trusts_it(
     # The trust policy names the user: it needs no identity policy of its own.
     assumed = client(server, "sts", key, secret).assume_role(RoleArn=role_arn, RoleSessionName="us")
     assert assumed["AssumedRoleUser"]["Arn"].endswith(f":assumed-role/{role}/us")
+
+
+def test_a_second_authorization_header_is_refused(
+    server: LaminaServer, user: tuple[str, str, str]
+) -> None:
+    """A handler reading the first header must never act for a key whose signature nobody
+    checked: a request carrying two is refused before anything runs."""
+    _, key, secret = user
+    body = b"Action=GetSessionToken&Version=2011-06-15"
+    request = AWSRequest(
+        method="POST",
+        url=f"{server.endpoint}/",
+        data=body,
+        headers={"Content-Type": "application/x-www-form-urlencoded"},
+    )
+    SigV4Auth(Credentials(key, secret), "sts", "us-east-1").add_auth(request)
+    decoy = request.headers["Authorization"].replace(key, "AKIANOBODY", 1)
+    connection = http.client.HTTPConnection("127.0.0.1", server.port, timeout=10)
+    try:
+        connection.putrequest("POST", "/", skip_accept_encoding=True)
+        connection.putheader("Authorization", decoy)
+        for name, value in request.headers.items():
+            connection.putheader(name, value)
+        connection.putheader("Content-Length", str(len(body)))
+        connection.endheaders(body)
+        response = connection.getresponse()
+        answer = response.read()
+    finally:
+        connection.close()
+    assert response.status in (400, 403), answer
+    assert b"<Credentials>" not in answer
 
 
 def test_session_credentials_need_their_token(server: LaminaServer) -> None:

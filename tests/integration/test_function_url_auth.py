@@ -21,7 +21,7 @@ from tests.support.function_urls import (
     host_header,
     url_id,
 )
-from tests.support.iam import ensure_lambda_role
+from tests.support.iam import client, ensure_lambda_role
 from tests.support.lambda_api import ROLE
 from tests.support.server import LaminaServer, server_log
 
@@ -198,6 +198,32 @@ def test_a_correctly_signed_request_is_served_with_its_caller(
     # The signature was consumed by Lamina; the signing date still reaches the function.
     assert "authorization" not in event["headers"]
     assert "x-amz-date" in event["headers"]
+
+
+def test_an_iam_user_needs_both_invoke_actions_on_the_function(
+    secured: LaminaServer, iam_url: str
+) -> None:
+    iam = client(secured, "iam", KEY, SECRET)
+    name = "url-caller"
+    arn = iam.create_user(UserName=name)["User"]["Arn"]
+    key = iam.create_access_key(UserName=name)["AccessKey"]
+    as_user = {"key": key["AccessKeyId"], "secret": key["SecretAccessKey"]}
+    assert outcome(signed_call(secured, iam_url, **as_user)) == FORBIDDEN
+    function_arn = "arn:aws:lambda:us-east-1:000000000000:function:iam-url"
+
+    def grant(*actions: str) -> None:
+        document = {
+            "Version": "2012-10-17",
+            "Statement": [{"Effect": "Allow", "Action": list(actions), "Resource": function_arn}],
+        }
+        iam.put_user_policy(UserName=name, PolicyName="url", PolicyDocument=json.dumps(document))
+
+    grant("lambda:InvokeFunctionUrl")  # not enough for a URL made since October 2025
+    assert outcome(signed_call(secured, iam_url, **as_user)) == FORBIDDEN
+    grant("lambda:InvokeFunctionUrl", "lambda:InvokeFunction")
+    reply = signed_call(secured, iam_url, **as_user)
+    assert reply.status == 200
+    assert reply.json()["event"]["requestContext"]["authorizer"]["iam"]["userArn"] == arn
 
 
 def test_host_based_requests_are_verified_against_their_host(

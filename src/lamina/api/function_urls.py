@@ -155,6 +155,7 @@ class FunctionUrlEndpoint:
         if config.auth_type == "AWS_IAM":
             # What the client signed: the path as sent, prefix included for path-based URLs.
             raw_path: bytes = scope.get("raw_path") or scope["path"].encode()
+            client = scope.get("client") or ("", 0)
             return self._authenticator.authenticate(
                 scope["method"],
                 address.host,
@@ -162,6 +163,8 @@ class FunctionUrlEndpoint:
                 scope["query_string"].decode("latin-1"),
                 headers,
                 body,
+                function=(config.function_name, config.qualifier),
+                source_ip=client[0] or None,
             )
         if not target.public:
             raise Forbidden(f"AuthType is NONE but {target.refusal}; {_public_access_hint(config)}")

@@ -30,7 +30,13 @@ from lamina.constants import (
     MAX_REQUEST_BODY_BYTES,
     OPERATION_REQUEST_MAX_BYTES,
 )
-from lamina.errors import LaminaError, RequestEntityTooLarge, ServiceError, UnknownOperation
+from lamina.errors import (
+    IncompleteSignature,
+    LaminaError,
+    RequestEntityTooLarge,
+    ServiceError,
+    UnknownOperation,
+)
 from lamina.identity.sigv4 import Signer, SigV4Verifier
 
 log = logging.getLogger("lamina.api")
@@ -72,12 +78,20 @@ def operation_too_large(operation: str, limit: int) -> RequestEntityTooLarge:
     )
 
 
+_SIGNED_ONCE = ("authorization", "x-amz-date", "x-amz-security-token", "x-amz-content-sha256")
+
+
 def verify_signature(
     verifier: SigV4Verifier | None, request: Request, body: bytes
 ) -> Signer | None:
     """The request's verified signer (None in development mode, where nothing is checked)."""
     if verifier is None:
         return None
+    # One of each: a second Authorization header would let a handler that reads the first
+    # act for a key other than the one whose signature was checked.
+    for name in _SIGNED_ONCE:
+        if len(request.headers.getlist(name)) > 1:
+            raise IncompleteSignature(f"The request carries more than one {name} header")
     scope = request.scope
     headers = {key.lower(): value for key, value in request.headers.items()}
     return verifier.authenticate(

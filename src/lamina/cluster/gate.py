@@ -40,6 +40,10 @@ class WorkerGate:
         key = (config.function_name, config.version, config.revision_id)
         if pool.has_idle(key):
             return True
+        if self.memory_used_mb == 0:
+            # A function bigger than the memory lent runs where nothing else does, rather
+            # than be Busy everywhere for good.
+            return True
         over = self.memory_used_mb + config.memory_size - self.capacity_mb
         if over <= 0:
             return True

@@ -62,7 +62,11 @@ class PlacementView:
         # new version, and whoever cached by version works the placement out again.
         version = self._version()
         ids = sorted(set(self._worker_ids()))
-        if ids:
+        # A worker that was placing and finds itself missing sees a passing state (Redis
+        # restarted empty and it has not joined again yet), not its own death: it keeps
+        # what it holds rather than drop its share and take it back a second later.
+        lost_myself = self._me in self._last[1] and self._me not in ids
+        if ids and not lost_myself:
             self._last = (version, ids)
         return self._last
 

@@ -139,13 +139,15 @@ class RoutedEngine:
         ranked = [workers[node_id] for node_id in rank(key, workers)]
         k = min(len(ranked), 1 + (in_flight - 1) // CALLS_PER_WORKER)
         top, spare = ranked[:k], ranked[k : k + 1]
-        # Stable within a group: a function with no warm hints keeps its rendezvous order;
-        # among the k a random start spreads concurrent calls over them.
+        # Among the k a random start spreads concurrent calls over them.
         if k > 1:
             start = random.randrange(k)
             top = top[start:] + top[:start]
-        top.sort(key=lambda node: not (node.idle.get(key) or node.provisioned.get(key)))
-        return [*top, *spare]
+        # Workers that reported idle environments for the version come first, wherever
+        # they rank: provisioned environments are placed by their own hash, not this one.
+        warm = [node for node in ranked if node.provisioned.get(key) or node.idle.get(key)]
+        tried = {node.node_id for node in warm}
+        return [*warm, *(node for node in [*top, *spare] if node.node_id not in tried)]
 
     def _here(self, node: NodeReport) -> WorkerGate | None:
         return self._gate if node.node_id == self._membership.node_id else None

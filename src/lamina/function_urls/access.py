@@ -6,10 +6,11 @@ grant public access: `lambda:InvokeFunctionUrl` to Principal `*` (added with
 `lambda:InvokeFunction` (added with `--invoked-via-function-url`). Every Lamina URL is new in
 that sense, so both are required.
 
-AWS_IAM: the request must carry a SigV4 signature for service `lambda`. Lamina has one
-identity, the key pair it is configured with; that identity owns the account, so (like an
-administrator's identity policy on AWS) it needs no resource-policy statement. Without
-configured credentials Lamina's API accepts anyone, and AWS_IAM URLs accept any well-formed
+AWS_IAM: the request must carry a SigV4 signature for service `lambda`. In enforced mode the
+signer (the root key, an IAM user's key or an STS session) must be allowed
+`lambda:InvokeFunctionUrl` and `lambda:InvokeFunction` on the function by its identity
+policies or the function's resource policy, as for any API call. Without configured
+credentials Lamina's API accepts anyone, and AWS_IAM URLs accept any well-formed
 signature for `lambda` without checking it: unsigned requests are still refused, as on AWS,
 so a client that forgets to sign finds out locally.
 """
@@ -60,6 +61,8 @@ class IamCaller:
 
     access_key: str
     account_id: str
+    # The signer's ARN (the account's root in development mode).
+    user_arn: str = ""
 
     def authorizer(self) -> dict[str, Any]:
         """`requestContext.authorizer` as AWS fills it for an IAM-authorised URL request."""
@@ -70,7 +73,8 @@ class IamCaller:
                 "callerId": self.account_id,
                 "cognitoIdentity": None,
                 "principalOrgId": None,
-                "userArn": f"arn:aws:iam::{self.account_id}:root",
+                "userArn": self.user_arn or f"arn:aws:iam::{self.account_id}:root",
+                # Lamina keeps no user ids on callers yet: the account, as for root.
                 "userId": self.account_id,
             }
         }
@@ -91,8 +95,12 @@ class IamAuthenticator:
         query: str,
         headers: dict[str, str],
         body: bytes,
+        function: tuple[str, str] = ("", ""),
+        source_ip: str | None = None,
     ) -> IamCaller:
-        """The signer's identity; raises Forbidden when the signature is missing or wrong."""
+        """The signer's identity; raises Forbidden when the signature is missing or wrong,
+        or (enforced mode) when the signer may not invoke `function` (name, qualifier)
+        through its URL."""
         authorization = headers.get("authorization", "")
         match = _CREDENTIAL.match(authorization.strip())
         if match is None:
@@ -102,9 +110,21 @@ class IamAuthenticator:
             raise Forbidden(
                 f"the request is signed for service {service!r}; function URLs need 'lambda'"
             )
-        if self._verifier is not None:
-            try:
-                self._verifier.verify(method, host, raw_path, query, headers, body)
-            except LaminaError as error:
-                raise Forbidden(error.message) from None
-        return IamCaller(access_key, self._account_id)
+        if self._verifier is None:
+            return IamCaller(access_key, self._account_id)
+        try:
+            signer = self._verifier.authenticate(method, host, raw_path, query, headers, body)
+            authorizer = self._verifier.authorizer
+            if authorizer is not None:
+                name, qualifier = function
+                # An unqualified URL's resource is the function's unqualified ARN.
+                target = {"FunctionName": name, "AuthType": "AWS_IAM"}
+                if qualifier != "$LATEST":
+                    target["Qualifier"] = qualifier
+                # Every Lamina URL is new: AWS wants both actions of such URLs' callers.
+                for operation in ("InvokeFunctionUrl", "Invoke"):
+                    authorizer.authorize("lambda", operation, target, signer, source_ip)
+        except LaminaError as error:
+            raise Forbidden(error.message) from None
+        caller = signer.caller
+        return IamCaller(access_key, caller.account, caller.arn)

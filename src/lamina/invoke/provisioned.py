@@ -154,6 +154,8 @@ class ProvisionedPool:
         self._owners: dict[ExecutionEnvironment, Allocation] = {}
         # The stored configs, read again (in a worker thread) only after the store changed.
         self._targets = StampedCache(change_stamp, configs.provisioned_targets)
+        # Cluster mode: function -> the environments its configs request, every node's.
+        self._cluster_held: dict[str, int] = {}
         self._task: asyncio.Task[None] | None = None
         self._share = share
         self._placement_version = placement_version or (lambda: 0)
@@ -191,8 +193,17 @@ class ProvisionedPool:
         return None
 
     def held(self, function: str) -> int:
-        """Provisioned environments the function holds, busy or idle, over all its configs."""
+        """Provisioned environments the function holds here, busy or idle, over all its
+        configs."""
         return sum(allocation.held for allocation in self._by_function.get(function, ()))
+
+    def carved_out(self, function: str) -> int:
+        """What the function's provisioned environments take out of its reservation: on one
+        node those it holds; in a cluster every node's (as its configs request them), since
+        the reservation is the cluster's."""
+        if self._share is not None:
+            return self._cluster_held.get(function, 0)
+        return self.held(function)
 
     def idle_by_version(self) -> dict[str, int]:
         """Idle provisioned environments by "function:version" (versions with none left out),
@@ -259,6 +270,12 @@ class ProvisionedPool:
             for target in targets
             if target.config.status != FAILED
         }
+        cluster_held: dict[str, int] = {}
+        for target in wanted.values():
+            cluster_held[target.function] = (
+                cluster_held.get(target.function, 0) + target.config.requested
+            )
+        self._cluster_held = cluster_held
         splits = self._splits(targets, wanted)
         shares = {
             (*key, version.version): version.revision_id

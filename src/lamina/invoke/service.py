@@ -274,7 +274,7 @@ class InvokeService:
             environment = self._provisioned.take(config.function_name, resolved.qualifier, config)
             # Inside a reservation, on-demand calls get what provisioning leaves of it.
             if reserved is not None:
-                held = self._provisioned.held(config.function_name)
+                held = self._provisioned.carved_out(config.function_name)
         if environment is None and fits is not None and not fits(config):
             raise WorkerBusy(config.function_name)
         try:

@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Any
 import orjson
 
 from lamina.constants import FUNCTION_ERROR_UNHANDLED
+from lamina.errors import LaminaError
 from lamina.sandbox.environment import InvokeOutcome
 
 if TYPE_CHECKING:
@@ -119,7 +120,13 @@ class ResponseStream:
         while (chunk := await self._next_chunk()) is not None:
             if chunk:
                 yield payload_chunk(chunk)
-        outcome = (await self._task).outcome
+        try:
+            outcome = (await self._task).outcome
+        except LaminaError as error:
+            # The invocation was lost after the stream began (a cluster's worker died):
+            # the stream still ends as AWS ends it, with the error in InvokeComplete.
+            yield invoke_complete(error.code, error.message)
+            return
         log_result = outcome.log_result if self._tail else None
         if outcome.function_error:
             code, details = error_of(outcome)

@@ -208,7 +208,11 @@ class RedisLeases:
                 del self._held[token]
             held = [(t, k, e) for t, (k, e) in self._held.items()]
         for token, keys, expires in held:
-            self._reenter(keys=keys, args=[token, max(1, int((expires - now) * 1000))])
+            # Under the lock, and only if still held: a lease given back meanwhile must not
+            # come back to life here (give_back drops it from `_held` under the lock first).
+            with self._lock:
+                if token in self._held:
+                    self._reenter(keys=keys, args=[token, max(1, int((expires - now) * 1000))])
         self._generation = generation.decode() if isinstance(generation, bytes) else generation
 
     def _watch_loop(self) -> None:
@@ -238,6 +242,8 @@ class RedisLeases:
         try:
             self._give_back(keys=keys, args=[token])
         except redis.RedisError as error:
+            # Kept for the next take, which retries it first: one failed call may be a
+            # dropped connection, and if Redis is down that retry finds out.
             log.warning("Redis: lease %s not released now (%s); retried later", token, error)
             self._unreleased.append((keys, token))
 
@@ -260,7 +266,10 @@ class RedisLeases:
                 try:
                     self._give_back(keys=keys, args=[token])
                 except redis.RedisError:
-                    return  # still down: `take` finds out and refuses
+                    # Still down: this take is refused at once, and so are the next for a
+                    # moment, rather than each waiting on Redis again.
+                    self._down_until = time.monotonic() + RETRY_AFTER_S
+                    raise LeasesUnavailable("Redis did not answer a release") from None
                 self._unreleased.popleft()
 
 
