@@ -341,7 +341,7 @@ def redelivery(ledger: Ledger, killed_at: float, through_frontend: dict[str, boo
         f"  (an event whose claimer lived comes back as a platform error after 1 s of backoff;"
         f" one claimed by the killed node waits for its lease, LAMINA_ASYNC_LEASE_SECONDS="
         f"{lease:.0f} renewed every {lease / 3:.0f} s, to lapse, then for a live node's next"
-        f" lease round, every {lease / 3:.0f} s: at most {lease * 4 / 3 + 1:.0f} s;"
+        f" recovery, every poll (1 s): at most {lease + 1:.0f} s;"
         f" aim <= lease + poll interval = {lease + 1:.0f} s)"
     )
 
