@@ -58,6 +58,7 @@ from lamina.control.context import Domain
 from lamina.control.functions import FunctionService
 from lamina.control.iam import IamService
 from lamina.control.kms import KmsService
+from lamina.control.role_permissions import RolePermissions
 from lamina.errors import LaminaError
 from lamina.function_urls.url_form import UrlForm
 from lamina.identity.sigv4 import SigV4Verifier
@@ -180,6 +181,7 @@ def _lambda_api(services: Services, verifier: SigV4Verifier | None) -> RestJsonS
         functions=services.functions,
         views=Views(services.domain.account, services.links),
         url_form=services.url_form,
+        role_permissions=_role_permissions(services),
     )
     handlers: dict[str, Handler] = {}
     for family in OPERATION_FAMILIES:
@@ -187,6 +189,16 @@ def _lambda_api(services: Services, verifier: SigV4Verifier | None) -> RestJsonS
     handlers.update(invoke.operations(ctx, services.engine, services.dispatcher))
     model = botocore.session.get_session().get_service_model("lambda")
     return RestJsonService(model, handlers, verifier, services.audit)
+
+
+def _role_permissions(services: Services) -> RolePermissions | None:
+    """Enforced mode: what a function's execution role allows, checked when mappings and
+    destinations are configured. None in development mode, which checks nothing."""
+    if services.verifier is None:
+        return None
+    domain = services.domain
+    authority = Authority(IamService(domain.stores.iam, domain.account), domain.stores.functions)
+    return RolePermissions(authority, domain.account)
 
 
 def _internal_routes(services: Services) -> list[Route]:

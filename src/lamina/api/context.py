@@ -13,6 +13,7 @@ from lamina.api.views import Views
 from lamina.arns import FunctionRef, parse_function_ref
 from lamina.control.context import Domain
 from lamina.control.functions import FunctionService
+from lamina.control.role_permissions import RolePermissions
 from lamina.function_urls.url_form import UrlForm
 from lamina.identity.caller import Caller
 from lamina.settings import Settings
@@ -45,6 +46,9 @@ class ApiContext:
     views: Views
     # How `FunctionUrl`s are written, decided once at start-up.
     url_form: UrlForm
+    # Enforced mode only: checks a function's execution role when mappings and destinations
+    # are configured (None in development mode).
+    role_permissions: RolePermissions | None = None
 
     def function_ref(self, params: dict[str, Any]) -> FunctionRef:
         """The function named by the `FunctionName` member, in any of its accepted forms."""

@@ -30,7 +30,7 @@ def _view(config: EventInvokeConfig, account: Account) -> dict[str, Any]:
 
 
 def operations(ctx: ApiContext) -> dict[str, Handler]:
-    configs = EventInvokeConfigService(ctx.domain, ctx.functions)
+    configs = EventInvokeConfigService(ctx.domain, ctx.functions, ctx.role_permissions)
     account = ctx.domain.account
 
     ref = ctx.function_ref

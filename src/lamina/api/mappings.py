@@ -87,7 +87,9 @@ def mapping_view(mapping: EventSourceMapping, ctx: ApiContext) -> dict[str, Any]
 
 
 def operations(ctx: ApiContext) -> dict[str, Handler]:
-    mappings = MappingService(ctx.domain, ctx.functions, check_pattern)
+    mappings = MappingService(
+        ctx.domain, ctx.functions, check_pattern, role_permissions=ctx.role_permissions
+    )
 
     def show(mapping: EventSourceMapping) -> dict[str, Any]:
         return mapping_view(mapping, ctx)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 import time
 from dataclasses import dataclass, field, replace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from lamina.arns import FunctionRef
 from lamina.constants import LATEST
@@ -14,6 +14,9 @@ from lamina.control.functions import FunctionService, merge_qualifier
 from lamina.control.paging import decode_marker, page_size, take_page
 from lamina.errors import InvalidParameterValue, ResourceNotFound
 from lamina.model.functions import Document
+
+if TYPE_CHECKING:
+    from lamina.control.role_permissions import RolePermissions
 
 KIND = "event-invoke"
 DEFAULT_RETRY_ATTEMPTS = 2
@@ -132,10 +135,17 @@ class EventInvokeSettings:
 class EventInvokeConfigService:
     """Put/Update/Get/Delete/List of event-invoke configs, and the lookup async invokes use."""
 
-    def __init__(self, domain: Domain, functions: FunctionService) -> None:
+    def __init__(
+        self,
+        domain: Domain,
+        functions: FunctionService,
+        role_permissions: RolePermissions | None = None,
+    ) -> None:
         self._functions = functions
         self._store = domain.stores.functions
         self._account = domain.account
+        # Enforced mode only: the function's role must allow writing to its destinations.
+        self._roles = role_permissions
 
     def _target(self, ref: FunctionRef, qualifier: str | None) -> tuple[str, str]:
         """(function name, child key) after checking the function and qualifier exist."""
@@ -166,6 +176,22 @@ class EventInvokeConfigService:
             if self._store.get(target) is None:
                 raise InvalidParameterValue(f"The destination ARN {arn} is invalid.")
 
+    def _check_role(
+        self, ref: FunctionRef, qualifier: str | None, settings: EventInvokeSettings
+    ) -> None:
+        """Enforced mode: the role of the function (as qualified) must allow sending to each
+        destination the request names."""
+        if self._roles is None:
+            return
+        given = [
+            settings.on_success if settings.has_on_success else None,
+            settings.on_failure if settings.has_on_failure else None,
+        ]
+        if not any(given):
+            return
+        resolved = self._functions.resolve(ref, qualifier)
+        self._roles.check_destinations(resolved.config.role, resolved.record.name, given)
+
     def _missing(self, name: str, key: str) -> ResourceNotFound:
         return ResourceNotFound(
             f"The function {self._account.function_arn(name, key)} doesn't have an "
@@ -184,6 +210,7 @@ class EventInvokeConfigService:
         with self._store.transaction():
             name, key = self._target(ref, qualifier)
             self._check_destinations(name, settings)
+            self._check_role(ref, qualifier, settings)
             config = EventInvokeConfig(
                 function_name=name,
                 qualifier=key,
@@ -206,6 +233,7 @@ class EventInvokeConfigService:
             if current is None:
                 raise self._missing(name, key)
             self._check_destinations(name, settings)
+            self._check_role(ref, qualifier, settings)
             config = replace(
                 current,
                 maximum_retry_attempts=_first(

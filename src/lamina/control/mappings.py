@@ -33,6 +33,7 @@ from lamina.control.event_invoke import destination_kind
 from lamina.control.event_sources import SourceNotFound, SourceRefused, SourceUnreachable
 from lamina.control.functions import FunctionService
 from lamina.control.paging import decode_marker, page_size, take_page
+from lamina.control.role_permissions import RolePermissions
 from lamina.control.tags import check_tags
 from lamina.errors import (
     InvalidParameterValue,
@@ -290,6 +291,7 @@ class _Target:
     name: str
     arn: str
     timeout: int
+    role: str
 
 
 class MappingService:
@@ -303,6 +305,7 @@ class MappingService:
         *,
         settle_now: bool = True,
         clock: Callable[[], float] = time.time,
+        role_permissions: RolePermissions | None = None,
     ) -> None:
         self._store = domain.stores.mappings
         self._account = domain.account
@@ -313,6 +316,9 @@ class MappingService:
         self._check_pattern = check_pattern
         self._settle_now = settle_now
         self._clock = clock
+        # Enforced mode only: the function's role must allow reading the source and writing
+        # to the on-failure destination.
+        self._roles = role_permissions
 
     # ----------------------------------------------------------------- reads
 
@@ -366,6 +372,7 @@ class MappingService:
         )
         mapping = self._apply(mapping, params, creating=True)
         target = self._target(function)
+        self._check_role(mapping, target, source=True)
         self._check_source(mapping, target)
         with self._store.transaction():
             self._check_unique(mapping)
@@ -387,8 +394,18 @@ class MappingService:
         if function is not None:
             target = self._target(function)
             mapping = replace(mapping, function_name=target.name, function_arn=target.arn)
+            self._check_role(mapping, target, source=True)
             if mapping.kind == SQS:
                 self._check_source(mapping, target)
+        elif self._roles is not None and (
+            "DestinationConfig" in params or "SourceAccessConfigurations" in params
+        ):
+            # The function as the mapping addresses it (`…:function:name[:qualifier]`).
+            qualifier = current.function_arn.split(":")[7:8]
+            current_target = self._target(
+                FunctionRef(current.function_name, qualifier[0] if qualifier else None)
+            )
+            self._check_role(mapping, current_target, source="SourceAccessConfigurations" in params)
         if (
             mapping.kind == MQ
             and mapping.event_source_arn
@@ -633,7 +650,21 @@ class MappingService:
             name=function.name,
             arn=self._account.function_arn(function.name, function.qualifier),
             timeout=resolved.config.timeout,
+            role=resolved.config.role,
         )
+
+    def _check_role(self, mapping: EventSourceMapping, target: _Target, *, source: bool) -> None:
+        """Enforced mode: the function's role must allow what its poller does with the source
+        (when `source`) and writing to the on-failure destination. AWS checks the role before
+        it asks the source whether it exists."""
+        if self._roles is None:
+            return
+        if source:
+            secrets = [uri for kind, uri in mapping.source_access if kind == "BASIC_AUTH"]
+            self._roles.check_source(
+                target.role, target.name, mapping.kind, mapping.event_source_arn, secrets
+            )
+        self._roles.check_destinations(target.role, target.name, [mapping.on_failure])
 
     def _check_unique(self, mapping: EventSourceMapping) -> None:
         if mapping.kind == KAFKA:

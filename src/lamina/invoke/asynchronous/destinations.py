@@ -19,6 +19,7 @@ from lamina import metrics as m
 from lamina.arns import Account, FunctionRef, parse_function_ref
 from lamina.aws.destinations import DEAD_LETTER, Delivery, DeliveryFailed
 from lamina.control.functions import Resolved
+from lamina.control.role_permissions import RolePermissions
 from lamina.errors import LaminaError
 from lamina.invoke.asynchronous import recursion
 from lamina.store.protocols import AsyncEvent
@@ -62,8 +63,12 @@ class Deliverer:
         account: Account,
         metrics: m.MetricsRegistry,
         clock: Callable[[], float],
+        role_permissions: RolePermissions | None = None,
     ) -> None:
         self._destinations = destinations
+        # Enforced mode only: a record goes to a Lamina function only while the source
+        # function's role may invoke it, as on AWS, where Lambda sends it as that role.
+        self._roles = role_permissions
         self._resolve = resolve
         self._account = account
         self._metrics = metrics
@@ -99,11 +104,24 @@ class Deliverer:
         try:
             ref = parse_function_ref(delivery.target, self._account)
             resolved = self._resolve(ref, None)
+            self._check_role(event, delivery.target)
         except LaminaError as error:
             raise DeliveryFailed(f"{delivery.target}: {error.message}") from None
         return recursion.next_hop(
             event, resolved.record.name, resolved.qualifier, delivery.body, self._clock()
         )
+
+    def _check_role(self, event: AsyncEvent, target: str) -> None:
+        """Raise DeliveryFailed unless the source function's role may invoke `target`."""
+        if self._roles is None:
+            return
+        source = self._resolve(FunctionRef(event.function, event.qualifier), None)
+        role = source.config.role
+        if not self._roles.allows(role, source.record.name, "lambda:InvokeFunction", target):
+            caller = self._roles.session(role, source.record.name).arn
+            raise DeliveryFailed(
+                f"{target}: {caller} is not authorized to perform: lambda:InvokeFunction"
+            )
 
     def close(self) -> None:
         self._threads.shutdown(wait=False, cancel_futures=True)

@@ -13,9 +13,12 @@ from functools import partial
 
 from lamina import metrics as m
 from lamina.arns import Account
+from lamina.control.access import Authority
 from lamina.control.context import Domain
 from lamina.control.event_invoke import EventInvokeConfigService
 from lamina.control.functions import FunctionService
+from lamina.control.iam import IamService
+from lamina.control.role_permissions import RolePermissions
 from lamina.invoke.asynchronous.destinations import Deliverer, Destinations
 from lamina.invoke.asynchronous.feeder import Feeder
 from lamina.invoke.asynchronous.policy import RetryPolicy
@@ -47,6 +50,7 @@ class AsyncDispatcher:
         time_scale: float = 1.0,
         lease_s: float = 30.0,
         clock: Callable[[], float] = time.time,
+        role_permissions: RolePermissions | None = None,
     ) -> None:
         self.metrics = metrics
         self._queue = queue
@@ -57,7 +61,9 @@ class AsyncDispatcher:
         self._feeder = Feeder(
             self._writer, self._run, workers=workers, lease_s=lease_s, clock=clock
         )
-        self._deliverer = Deliverer(destinations, invoker.resolve, account, metrics, clock)
+        self._deliverer = Deliverer(
+            destinations, invoker.resolve, account, metrics, clock, role_permissions
+        )
         self._settlement = Settlement(
             writer=self._writer,
             feeder=self._feeder,
@@ -157,4 +163,14 @@ def build_dispatcher(
         workers=settings.async_workers,
         time_scale=settings.async_retry_scale,
         lease_s=settings.async_lease_s,
+        role_permissions=_role_permissions(settings, domain),
     )
+
+
+def _role_permissions(settings: Settings, domain: Domain) -> RolePermissions | None:
+    """Enforced mode (the account's key pair configured): function destinations are sent as
+    the source function's role. None in development mode."""
+    if not settings.authentication_enabled:
+        return None
+    iam = IamService(domain.stores.iam, domain.account)
+    return RolePermissions(Authority(iam, domain.stores.functions), domain.account)
