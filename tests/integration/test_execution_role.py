@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 
 from tests.support.archives import make_zip
+from tests.support.iam import LAMBDA_TRUST
 from tests.support.lambda_api import invoke
 from tests.support.server import LaminaServer
 from tests.support.waiting import wait_until
@@ -21,18 +22,7 @@ ACCOUNT = "000000000000"
 # Functions run on this interpreter (the test's own: boto3 is installed with Lamina), as
 # Lambda's Python runtimes come with boto3.
 RUNTIME = f"python{sys.version_info.major}.{sys.version_info.minor}"
-TRUST = json.dumps(
-    {
-        "Version": "2012-10-17",
-        "Statement": [
-            {
-                "Effect": "Allow",
-                "Principal": {"Service": "lambda.amazonaws.com"},
-                "Action": "sts:AssumeRole",
-            }
-        ],
-    }
-)
+TRUST = LAMBDA_TRUST
 APP = """
 import json
 import os

@@ -13,24 +13,13 @@ from typing import Any
 import pytest
 
 from tests.support.archives import make_zip
-from tests.support.iam import client
+from tests.support.iam import LAMBDA_TRUST, client
 from tests.support.server import LaminaServer
 
 KEY, SECRET = "AKIAFUNCTIONSROOT", "functions-root-secret"
 ACCOUNT = "000000000000"
 RUNTIME = f"python{sys.version_info.major}.{sys.version_info.minor}"
-TRUST = json.dumps(
-    {
-        "Version": "2012-10-17",
-        "Statement": [
-            {
-                "Effect": "Allow",
-                "Principal": {"Service": "lambda.amazonaws.com"},
-                "Action": "sts:AssumeRole",
-            }
-        ],
-    }
-)
+TRUST = LAMBDA_TRUST
 APP = """
 import json
 

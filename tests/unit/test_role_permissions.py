@@ -17,20 +17,10 @@ from lamina.errors import InvalidParameterValue
 from lamina.model.iam import ROLE
 from lamina.model.mappings import DYNAMODB, KAFKA, MQ, SQS
 from lamina.store.sqlite import open_stores
+from tests.support.iam import LAMBDA_TRUST
 
 ACCOUNT = Account("111122223333", "eu-west-1")
-TRUST = json.dumps(
-    {
-        "Version": "2012-10-17",
-        "Statement": [
-            {
-                "Effect": "Allow",
-                "Principal": {"Service": "lambda.amazonaws.com"},
-                "Action": "sts:AssumeRole",
-            }
-        ],
-    }
-)
+TRUST = LAMBDA_TRUST
 QUEUE = "arn:aws:sqs:eu-west-1:111122223333:jobs"
 TABLE_STREAM = "arn:aws:dynamodb:eu-west-1:111122223333:table/t/stream/2024-01-01T00:00:00.000"
 BROKER = "arn:aws:mq:eu-west-1:111122223333:broker:b:b-1234"
