@@ -35,6 +35,8 @@ from types import FrameType
 from typing import IO
 from urllib.parse import urlsplit, urlunsplit
 
+from lamina.cluster.gate import default_capacity_mb
+
 DEFAULT_STORE = "postgresql://postgres@127.0.0.1:5432/lamina"
 DEFAULT_REDIS = "redis://127.0.0.1:6379/0"
 # A node opens its store, runs migrations and starts its template process before it answers.
@@ -65,13 +67,9 @@ class Config:
             first_port=int(os.environ.get("LAMINA_CLUSTER_PORT") or 9001),
             root=Path(os.environ.get("LAMINA_CLUSTER_DIR") or ".lamina-cluster"),
             worker_memory_mb=int(
-                os.environ.get("LAMINA_WORKER_MEMORY_MB") or machine_memory_mb() * 3 // 4 // nodes
+                os.environ.get("LAMINA_WORKER_MEMORY_MB") or default_capacity_mb() // nodes
             ),
         )
-
-
-def machine_memory_mb() -> int:
-    return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") >> 20
 
 
 class Node:

@@ -55,8 +55,9 @@ _IAM_ACTIONS = {
 def access_denied(account: Account, action: str, resource: str) -> AccessDenied:
     """AWS's refusal of a resource in another account that no resource policy opens.
 
-    Lamina has no IAM users, so the caller is the account itself. CreateFunction's refusal
-    carries no message at all on AWS.
+    The sentence names the account's root whoever called, also in enforced mode, where AWS
+    names the calling user or role (this layer does not know the caller).
+    CreateFunction's refusal carries no message at all on AWS.
     """
     if action == "CreateFunction":
         return AccessDenied("")

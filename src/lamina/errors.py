@@ -26,6 +26,11 @@ class LaminaError(Exception):
         self.headers: dict[str, str] = {}
 
 
+# AWS's words when Lambda cannot process a request (a ServiceException's, and some
+# refusals of malformed ARNs).
+CANNOT_BE_PROCESSED = "An error occurred and the request cannot be processed."
+
+
 class ServiceError(LaminaError):
     """An internal failure; the message never carries a traceback."""
 

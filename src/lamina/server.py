@@ -40,9 +40,11 @@ from lamina.cluster.membership import Membership
 from lamina.cluster.placement import PlacementView
 from lamina.cluster.provisioned_status import StoredShareReadiness
 from lamina.cluster.router import RoutedEngine
+from lamina.control.access import Authority
 from lamina.control.concurrency import ConcurrencyService
 from lamina.control.context import Domain
 from lamina.control.functions import FunctionService
+from lamina.control.iam import IamService
 from lamina.control.mappings import MappingService
 from lamina.control.policies import PolicyService
 from lamina.function_urls.url_form import choose_form
@@ -85,6 +87,8 @@ from lamina.store.sealing import MASTER_KEY_FILE, open_master_key
 from lamina.store.sqlite import open_log_store, open_metrics, open_stores
 
 Closer = Callable[[], None]
+# Redis keys of a node with no shared store (a PostgreSQL store gives its cluster its own).
+REDIS_PREFIX = "lamina:"
 # `build_engine` with everything but the placement of provisioned environments given.
 EngineBuilder = Callable[[ProvisionedPlacement | None], tuple[InvokeService, list[Closer]]]
 
@@ -98,7 +102,7 @@ def build_server(settings: Settings, stores: Stores | None = None) -> FrontDoor:
     node_id = node_name(settings)
     storage = open_storage(settings, stores, node_id)
     stores = storage.stores
-    shared_secrets = storage.secrets or FileSecrets(settings.data_dir)
+    shared_secrets = storage.secrets
     event_sources = Boto3EventSources(
         settings.region,
         sqs_endpoint=settings.sqs_endpoint,
@@ -141,7 +145,13 @@ def build_server(settings: Settings, stores: Stores | None = None) -> FrontDoor:
     # After the backend: environments' last lines land first.
     closers += [logs.close, event_sources.close]
     destinations = Boto3Destinations(settings.region, settings.events_endpoint)
-    dispatcher = build_dispatcher(settings, domain, functions, node.engine, destinations)
+    # Enforced mode: one decider of calls for the API and the dispatcher (one policy cache).
+    authority = (
+        Authority(IamService(stores.iam, domain.account), stores.functions)
+        if settings.authentication_enabled
+        else None
+    )
+    dispatcher = build_dispatcher(settings, domain, functions, node.engine, destinations, authority)
     dispatcher.metrics.subscribe(telemetry.async_metric)
     # EventBridge's metrics are its own: only Lambda's feed the AWS/Lambda series.
     events_metrics = MetricsRegistry()
@@ -198,6 +208,7 @@ def build_server(settings: Settings, stores: Stores | None = None) -> FrontDoor:
         url_form=url_form,
         pollers=pollers,
         node_routes=node.routes,
+        authority=authority,
     )
     return front_door(services, lifespan)
 
@@ -219,7 +230,7 @@ def build_engine(
     telemetry: Telemetry,
     artifacts: ArtifactCache,
     runtimes: RuntimeRegistry,
-    redis_prefix: str | None = None,
+    redis_prefix: str = REDIS_PREFIX,
     placement: ProvisionedPlacement | None = None,
 ) -> tuple[InvokeService, list[Closer]]:
     """The data plane (pool, governor, sandbox backend, runtimes, logs) and its closers."""
@@ -266,7 +277,7 @@ def build_engine(
 
 
 def build_governor(
-    settings: Settings, closers: list[Closer], redis_prefix: str | None = None
+    settings: Settings, closers: list[Closer], redis_prefix: str = REDIS_PREFIX
 ) -> Governor:
     """This node's concurrency counts, or with `redis_url` every node's (shared leases)."""
     if settings.redis_url is None:
@@ -274,11 +285,7 @@ def build_governor(
     # Lazy: a single node never loads the Redis client.
     from lamina.store.redis import open_redis_leases
 
-    leases = (
-        open_redis_leases(settings.redis_url)
-        if redis_prefix is None
-        else open_redis_leases(settings.redis_url, prefix=redis_prefix + "leases:")
-    )
+    leases = open_redis_leases(settings.redis_url, prefix=redis_prefix + "leases:")
     closers.append(leases.close)
     return ClusterGovernor(leases, settings.account_concurrency)
 
@@ -344,7 +351,7 @@ def build_data_plane(
     build_engine: EngineBuilder,
     shared_secrets: SharedSecrets,
     node_id: str,
-    redis_prefix: str | None = None,
+    redis_prefix: str = REDIS_PREFIX,
 ) -> tuple[InvokeService, list[Closer], Node]:
     """This node's engine and how the fronts reach it: directly on a single node; in a
     cluster, through routing (`build_cluster`)."""
@@ -362,7 +369,7 @@ def build_cluster(
     build_engine: EngineBuilder,
     shared_secrets: SharedSecrets,
     node_id: str,
-    redis_prefix: str | None = None,
+    redis_prefix: str = REDIS_PREFIX,
 ) -> tuple[InvokeService, list[Closer], Node]:
     """Membership in the cluster (heartbeats in Redis), provisioned environments placed over
     its workers, the worker's gate unless `--no-worker`, routing, and the endpoints other
@@ -371,11 +378,7 @@ def build_cluster(
     # Lazy: a single node never loads the Redis client.
     from lamina.store.redis import open_redis_nodes
 
-    registry = (
-        open_redis_nodes(settings.redis_url, settings.node_expiry_s)
-        if redis_prefix is None
-        else open_redis_nodes(settings.redis_url, settings.node_expiry_s, prefix=redis_prefix)
-    )
+    registry = open_redis_nodes(settings.redis_url, settings.node_expiry_s, prefix=redis_prefix)
     # The membership is made before the engine (whose provisioned pool places by it), and
     # reports the engine's load once both exist.
     engine: InvokeService | None = None
@@ -429,13 +432,13 @@ class Storage:
     logs: LogStore
     metrics: MetricsStore
     audit: AuditStore
+    # Secrets every node of the store shares (download links, node-to-node calls).
+    secrets: SharedSecrets
     # Event source mapping leases: shared through PostgreSQL, else trivially this node's.
     leases: OwnershipLeases = field(default_factory=LocalOwnership)
-    # Secrets every node of the store shares (download links, node-to-node calls).
-    secrets: SharedSecrets | None = None
     # What this store's cluster keeps in Redis is under this prefix, so that clusters
-    # sharing one Redis never see each other's nodes or leases (None: Redis's default).
-    redis_prefix: str | None = None
+    # sharing one Redis never see each other's nodes or leases.
+    redis_prefix: str = REDIS_PREFIX
     # What closes the stores (the audit store is closed by the audit trail, when there is one).
     closers: list[Closer] = field(default_factory=list)
 

@@ -56,7 +56,6 @@ from lamina.audit.trail import AuditTrail
 from lamina.control.access import Authority
 from lamina.control.context import Domain
 from lamina.control.functions import FunctionService
-from lamina.control.iam import IamService
 from lamina.control.kms import KmsService
 from lamina.control.role_permissions import RolePermissions
 from lamina.errors import LaminaError
@@ -120,6 +119,9 @@ class Services:
     url_form: UrlForm
     # The event source mapping pollers (`/_lamina/mappings`; their metrics on `/metrics`).
     pollers: PollerSupervisor | None = None
+    # Enforced mode's one decider of calls (None in development mode): the API's authorizer
+    # and the checks of functions' roles share its caches of compiled policies.
+    authority: Authority | None = None
     # A cluster node's own endpoints (routed invocations, the cluster's status).
     node_routes: Sequence[Route] = ()
 
@@ -167,10 +169,9 @@ def enforcing(services: Services) -> SigV4Verifier | None:
     keep `services.verifier`, which knows the root key only."""
     if services.verifier is None:
         return None
-    domain = services.domain
-    iam = IamService(domain.stores.iam, domain.account)
-    authority = Authority(iam, domain.stores.functions)
-    authorizer = PolicyAuthorizer(authority, iam, domain.account)
+    domain, authority = services.domain, services.authority
+    assert authority is not None  # built with the verifier, by the composition root
+    authorizer = PolicyAuthorizer(authority, authority.iam, domain.account)
     return services.verifier.with_iam(domain.stores.iam, domain.account.account_id, authorizer)
 
 
@@ -194,11 +195,9 @@ def _lambda_api(services: Services, verifier: SigV4Verifier | None) -> RestJsonS
 def _role_permissions(services: Services) -> RolePermissions | None:
     """Enforced mode: what a function's execution role allows, checked when mappings and
     destinations are configured. None in development mode, which checks nothing."""
-    if services.verifier is None:
+    if services.authority is None:
         return None
-    domain = services.domain
-    authority = Authority(IamService(domain.stores.iam, domain.account), domain.stores.functions)
-    return RolePermissions(authority, domain.account)
+    return RolePermissions(services.authority, services.domain.account)
 
 
 def _internal_routes(services: Services) -> list[Route]:

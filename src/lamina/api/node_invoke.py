@@ -24,9 +24,6 @@ from lamina.invoke.streaming import next_chunk
 
 log = logging.getLogger("lamina.cluster")
 
-# No node forwards more: every invocation payload is within the synchronous limit.
-MAX_BODY_BYTES = SYNC_PAYLOAD_MAX_BYTES
-
 
 def node_routes(gate: WorkerGate | None, auth: NodeAuth) -> list[Route]:
     """The worker's endpoints: calls answered in one piece, and streamed ones."""
@@ -36,9 +33,10 @@ def node_routes(gate: WorkerGate | None, auth: NodeAuth) -> list[Route]:
         description = request.headers.get(wire.INVOCATION, "")
         signature = request.headers.get(AUTH_HEADER)
         # Nothing unsigned or oversized is read: the body is only buffered for a caller
-        # that claims to be a node, within what an invocation may carry.
+        # that claims to be a node, within what an invocation may carry (no node forwards
+        # more than the synchronous limit).
         length = request.headers.get("content-length", "")
-        if not signature or not length.isdigit() or int(length) > MAX_BODY_BYTES:
+        if not signature or not length.isdigit() or int(length) > SYNC_PAYLOAD_MAX_BYTES:
             return Response(status_code=401 if not signature else 413)
         payload = await request.body()
         if not auth.verify(signature, path, description.encode(), payload):

@@ -40,11 +40,12 @@ class WorkerGate:
         key = (config.function_name, config.version, config.revision_id)
         if pool.has_idle(key):
             return True
-        if self.memory_used_mb == 0:
+        used = self.memory_used_mb
+        if used == 0:
             # A function bigger than the memory lent runs where nothing else does, rather
             # than be Busy everywhere for good.
             return True
-        over = self.memory_used_mb + config.memory_size - self.capacity_mb
+        over = used + config.memory_size - self.capacity_mb
         if over <= 0:
             return True
         return pool.evict_idle(over, keep=key)

@@ -33,7 +33,7 @@ from lamina.cluster.gate import WorkerGate
 from lamina.cluster.membership import Membership
 from lamina.cluster.rendezvous import rank
 from lamina.control.functions import Resolved
-from lamina.errors import ServiceError, TooManyRequests
+from lamina.errors import CANNOT_BE_PROCESSED, ServiceError, TooManyRequests
 from lamina.invoke.governor import ACCOUNT_EXCEEDED, THROTTLE_MESSAGE
 from lamina.invoke.service import (
     InvokeRequest,
@@ -53,7 +53,7 @@ CALLS_PER_WORKER = 4
 RESPONSE_GRACE_S = 30.0
 CONNECT_TIMEOUT_S = 1.0
 # AWS's words for a call the service lost.
-LOST_MESSAGE = "An error occurred and the request cannot be processed."
+LOST_MESSAGE = CANNOT_BE_PROCESSED
 
 # Failures that prove the worker never started the call.
 _NEVER_STARTED = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout, httpx.WriteError)
@@ -62,10 +62,6 @@ _NEVER_STARTED = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout, h
 T = TypeVar("T")
 # One try of a call on one worker (the function's timeout bounds the wait).
 Attempt = Callable[[NodeReport, InvokeRequest, int], Awaitable[T]]
-
-
-class _Busy(Exception):
-    pass
 
 
 class _Unreachable(Exception):
@@ -120,7 +116,7 @@ class RoutedEngine:
             for node in self.candidates(key, self._in_flight[key]):
                 try:
                     return await attempt(node, request, config.timeout)
-                except (WorkerBusy, _Busy):
+                except WorkerBusy:  # this node's gate, or a worker's answer
                     continue
                 except _Unreachable:
                     self._membership.suspect(node.node_id)
@@ -133,8 +129,9 @@ class RoutedEngine:
         raise TooManyRequests(THROTTLE_MESSAGE, Reason=ACCOUNT_EXCEEDED)
 
     def candidates(self, key: str, in_flight: int) -> list[NodeReport]:
-        """The k + 1 workers to try, best first: the top k by rendezvous hash (those that
-        reported idle environments for `key` leading), then the next one."""
+        """The k + 1 workers to try, best first: those that reported idle or provisioned
+        environments for `key`, wherever they rank; then the top k by rendezvous hash; then
+        the next one."""
         workers = {node.node_id: node for node in self._membership.workers()}
         ranked = [workers[node_id] for node_id in rank(key, workers)]
         k = min(len(ranked), 1 + (in_flight - 1) // CALLS_PER_WORKER)
@@ -147,7 +144,8 @@ class RoutedEngine:
         # they rank: provisioned environments are placed by their own hash, not this one.
         warm = [node for node in ranked if node.provisioned.get(key) or node.idle.get(key)]
         tried = {node.node_id for node in warm}
-        return [*warm, *(node for node in [*top, *spare] if node.node_id not in tried)]
+        ordered = [*warm, *(node for node in [*top, *spare] if node.node_id not in tried)]
+        return ordered[: k + 1]  # after k + 1 Busy answers, AWS's throttle
 
     def _here(self, node: NodeReport) -> WorkerGate | None:
         return self._gate if node.node_id == self._membership.node_id else None
@@ -209,7 +207,7 @@ class RoutedEngine:
         """What a worker's answer without a result means: Busy, the error admission raised,
         or a call lost."""
         if response.headers.get(wire.BUSY):
-            return _Busy()
+            return WorkerBusy(node.node_id)
         if error_header := response.headers.get(wire.ERROR):
             return wire.error_of(error_header)
         if response.status_code == 401:

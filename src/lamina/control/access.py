@@ -75,6 +75,10 @@ class Authority:
                 denial_message(caller.arn, question.action, question.resource, decision)
             )
 
+    @property
+    def iam(self) -> IamService:
+        return self._iam
+
     def decide(self, caller: Caller, question: Question) -> Decision:
         identity = self.identity_policies(caller)
         session = (

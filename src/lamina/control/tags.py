@@ -9,7 +9,7 @@ from dataclasses import replace
 
 from lamina.arns import access_denied, other_region
 from lamina.control.context import Domain
-from lamina.errors import InvalidParameterValue, ResourceNotFound
+from lamina.errors import CANNOT_BE_PROCESSED, InvalidParameterValue, ResourceNotFound
 from lamina.model.functions import FunctionRecord
 from lamina.model.mappings import MAPPING_NOT_FOUND, EventSourceMapping
 
@@ -77,7 +77,7 @@ class TagService:
 
     def tag(self, arn: str, tags: Mapping[str, str]) -> None:
         if not tags:
-            raise InvalidParameterValue("An error occurred and the request cannot be processed.")
+            raise InvalidParameterValue(CANNOT_BE_PROCESSED)
         check_reserved(tags)
         if _MAPPING_ARN.fullmatch(arn):
             with self._mappings.transaction():

@@ -308,10 +308,6 @@ class InvokeService:
         alias = resolved.alias.name if resolved.alias is not None else None
         self._observer.throttled(config.function_name, config.version, alias)
 
-    def pick_version(self, resolved: Resolved) -> FunctionConfig:
-        """The configuration a call of `resolved` runs (an alias's weights decide)."""
-        return self._pick_version(resolved)
-
     @property
     def pool(self) -> EnvironmentPool:
         return self._pool

@@ -17,7 +17,6 @@ from lamina.control.access import Authority
 from lamina.control.context import Domain
 from lamina.control.event_invoke import EventInvokeConfigService
 from lamina.control.functions import FunctionService
-from lamina.control.iam import IamService
 from lamina.control.role_permissions import RolePermissions
 from lamina.invoke.asynchronous.destinations import Deliverer, Destinations
 from lamina.invoke.asynchronous.feeder import Feeder
@@ -150,8 +149,11 @@ def build_dispatcher(
     functions: FunctionService,
     engine: Invoker,
     destinations: Destinations,
+    authority: Authority | None = None,
 ) -> AsyncDispatcher:
-    """The dispatcher for one Lamina process, on the domain's queue and the given engine."""
+    """The dispatcher for one Lamina process, on the domain's queue and the given engine.
+    With an `authority` (enforced mode), function destinations are sent as the source
+    function's role."""
     return AsyncDispatcher(
         queue=domain.stores.queue,
         invoker=engine,
@@ -163,14 +165,7 @@ def build_dispatcher(
         workers=settings.async_workers,
         time_scale=settings.async_retry_scale,
         lease_s=settings.async_lease_s,
-        role_permissions=_role_permissions(settings, domain),
+        role_permissions=(
+            RolePermissions(authority, domain.account) if authority is not None else None
+        ),
     )
-
-
-def _role_permissions(settings: Settings, domain: Domain) -> RolePermissions | None:
-    """Enforced mode (the account's key pair configured): function destinations are sent as
-    the source function's role. None in development mode."""
-    if not settings.authentication_enabled:
-        return None
-    iam = IamService(domain.stores.iam, domain.account)
-    return RolePermissions(Authority(iam, domain.stores.functions), domain.account)

@@ -64,11 +64,6 @@ class FileSecrets:
                 os.unlink(draft)
 
 
-def open_file_secrets(data_dir: Path) -> FileSecrets:
-    """The secrets of the single node whose data directory is `data_dir`."""
-    return FileSecrets(data_dir)
-
-
 def _read(path: Path) -> bytes:
     value = path.read_bytes()
     if not value:
