@@ -8,7 +8,8 @@ docs/benchmarks.md and docs/benchmarks/.
 
 Environment: BENCH_QUICK=1 (a ~2-minute smoke run), BENCH_PEERS=all|none|name,name,
 BENCH_ROUNDS=N, BENCH_RUNTIMES=python,node, BENCH_PUBLISH=0|1 (default: 1 unless quick),
-BENCH_RESULTS_DIR (default: bench/results).
+BENCH_RESULTS_DIR (default: bench/results), BENCH_PEERS_DIR (default: bench/.peers). A peer
+BENCH_PEERS includes that cannot be installed stops the run with its reason.
 """
 
 from __future__ import annotations

@@ -37,7 +37,8 @@ class SuiteConfig:
     soak_concurrency: int = 8
     async_events: int = 1500
     async_repeats: int = 3
-    # The peers to compare with (BENCH_PEERS=all, none, or a comma-separated list).
+    # The peers to compare with (BENCH_PEERS=all, none, or a comma-separated list). One named
+    # here that cannot be installed stops the run; one left out is never installed.
     peers: frozenset[str] = field(default_factory=lambda: frozenset(PEER_NAMES))
     runtimes: tuple[str, ...] = ("python", "node")
 

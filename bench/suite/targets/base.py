@@ -106,7 +106,9 @@ class Target(ABC):
         return None
 
     def prepare(self) -> str | None:
-        """Install or check what the target needs, once; a reason to skip it, or None."""
+        """Install or check what the target needs, once; a reason to skip it, or None.
+
+        Peers do not skip: one that cannot be installed stops the run (`bench.suite.peers`)."""
         return None
 
     def version(self) -> str:

@@ -3,6 +3,9 @@
 Each call starts an interpreter, which forks a child (multiprocessing) that imports the
 handler and runs it once. It is measured as exactly that: every call is a cold start; it
 has no warm environments, no concurrency of its own, no memory limit and Python only.
+
+It and each of its dependencies are pinned to exact versions in
+bench/peers/python-lambda-local/requirements.txt.
 """
 
 from __future__ import annotations
@@ -17,11 +20,17 @@ from pathlib import Path
 
 from bench.suite.client import InvokeFailed, LoadResult
 from bench.suite.handlers import FunctionSpec
-from bench.suite.peers import PEERS_DIR, PeerUnavailable, describe, interpreter, pip_install
+from bench.suite.peers import (
+    PEERS_DIR,
+    PINS_DIR,
+    PeerNotInstalled,
+    PeerUnavailable,
+    describe,
+    interpreter,
+    pip_install,
+)
 from bench.suite.targets.base import Capability, Session, Target
 
-# It imports pkg_resources without declaring setuptools, which Python 3.12 venvs lack.
-REQUIREMENTS = ["python-lambda-local>=0.1.13,<0.2", "setuptools<80"]
 NO_PROCESS_REUSE = "one new process per invocation: nothing stays warm"
 
 
@@ -96,7 +105,8 @@ class LambdaLocalTarget(Target):
     runtimes = ("python",)
     other_runtimes = "not supported: python-lambda-local runs Python only"
 
-    def __init__(self) -> None:
+    def __init__(self, peers_dir: Path = PEERS_DIR) -> None:
+        self.directory = peers_dir / self.name
         self.executable: Path | None = None
 
     def unsupported(self, capability: Capability) -> str | None:
@@ -109,14 +119,15 @@ class LambdaLocalTarget(Target):
             Capability.ASYNC: "no asynchronous invocation",
         }.get(capability)
 
-    def prepare(self) -> str | None:
+    def prepare(self) -> None:
+        """Install the pinned set (once); PeerNotInstalled, stopping the run, if it cannot."""
+        requirements = PINS_DIR / self.name / "requirements.txt"
         try:
             python = interpreter("python3.12")
-            self.executable = pip_install(PEERS_DIR / "python-lambda-local", python, REQUIREMENTS)
-            self.executable /= "python-lambda-local"
+            bin_dir = pip_install(requirements, self.directory, python)
         except PeerUnavailable as error:
-            return describe(error)
-        return None
+            raise PeerNotInstalled(self.name, describe(error)) from error
+        self.executable = bin_dir / "python-lambda-local"
 
     def version(self) -> str:
         assert self.executable is not None

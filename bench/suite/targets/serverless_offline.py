@@ -1,5 +1,12 @@
 """serverless-offline (with the Serverless Framework v3, which needs no login).
 
+The versions are pinned in bench/peers/serverless-offline/ (package.json and its
+package-lock.json, installed with `npm ci`): serverless-offline 14 requires the Serverless
+Framework v4, which needs a login, and unlocked ranges of 13's dependencies have resolved to
+releases the registry did not serve (`No matching version found for @hapi/ammo@^6.0.2`).
+To move on: change the versions in that package.json, run `npm install --package-lock-only`
+beside it, and commit both files.
+
 How it runs functions, as read in its source (13.x): it keeps a pool of instances per
 function and reuses an idle one, so it has warm environments and creates another instance
 when all are busy (concurrency). A Python instance is one long-lived `python3 -u invoke.py`
@@ -26,11 +33,17 @@ from tests.support.server import free_port
 
 from bench.suite.client import LoadResult, load
 from bench.suite.handlers import FunctionSpec
-from bench.suite.peers import PEERS_DIR, PeerUnavailable, describe, interpreter, npm_install
+from bench.suite.peers import (
+    PEERS_DIR,
+    PINS_DIR,
+    PeerNotInstalled,
+    PeerUnavailable,
+    describe,
+    interpreter,
+    npm_ci,
+)
 from bench.suite.targets.base import Capability, HttpSession, Session, Target
 
-# serverless-offline 14 requires the Serverless Framework v4, which needs a login.
-PACKAGES = ["serverless@3", "serverless-offline@13"]
 SERVICE, STAGE = "bench", "dev"
 START_TIMEOUT_S = 120
 
@@ -86,7 +99,8 @@ class ServerlessOfflineTarget(Target):
     name = "serverless-offline"
     label = "serverless-offline 13 (Serverless Framework 3)"
 
-    def __init__(self) -> None:
+    def __init__(self, peers_dir: Path = PEERS_DIR) -> None:
+        self.directory = peers_dir / self.name
         self.node_modules: Path | None = None
 
     def unsupported(self, capability: Capability) -> str | None:
@@ -95,14 +109,14 @@ class ServerlessOfflineTarget(Target):
             Capability.ASYNC: "Event invokes are fire-and-forget: no queue to accept into or drain",
         }.get(capability)
 
-    def prepare(self) -> str | None:
+    def prepare(self) -> None:
+        """Install the locked set (once); PeerNotInstalled, stopping the run, if it cannot."""
         try:
-            self.node_modules = npm_install(PEERS_DIR / "serverless", PACKAGES)
             self.python_bin = str(Path(interpreter("python3.12")).parent)
             self.node = interpreter("nodejs20.x")
+            self.node_modules = npm_ci(PINS_DIR / self.name, self.directory)
         except PeerUnavailable as error:
-            return describe(error)
-        return None
+            raise PeerNotInstalled(self.name, describe(error)) from error
 
     def version(self) -> str:
         assert self.node_modules is not None
