@@ -196,6 +196,22 @@ class InvalidRuntime(LaminaError):
         self.runtime_error_type = error_type
 
 
+class KmsDisabled(LaminaError):
+    """Invoke: the function's KMSKeyArn key is disabled, so its variables cannot be read."""
+
+    code = "KMSDisabledException"
+    status = 502
+    error_type = "User"
+
+
+class KmsAccessDenied(LaminaError):
+    """Invoke: the function's role may not decrypt with its KMSKeyArn key."""
+
+    code = "KMSAccessDeniedException"
+    status = 502
+    error_type = "User"
+
+
 # IAM's and STS's refusals (query protocol: the model names the wire code and status, e.g.
 # `NoSuchEntityException` is `NoSuchEntity`, 404; see `lamina.api.pipeline.query_error_code`).
 

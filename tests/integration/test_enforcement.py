@@ -19,6 +19,7 @@ from botocore.exceptions import ClientError
 from lamina.cli import serving_mode
 from lamina.model.iam import Session
 from lamina.settings import Settings
+from lamina.store.sealing import MASTER_KEY_FILE, open_master_key
 from lamina.store.sqlite.database import Database
 from lamina.store.sqlite.iam import SqliteIamStore
 from tests.support.archives import make_zip
@@ -340,7 +341,8 @@ def test_session_credentials_need_their_token(server: LaminaServer) -> None:
 
 
 def test_an_expired_session_is_refused(server: LaminaServer) -> None:
-    store = SqliteIamStore(Database(server.data_dir / "lamina.db"))
+    master = open_master_key(server.data_dir / MASTER_KEY_FILE)
+    store = SqliteIamStore(Database(server.data_dir / "lamina.db"), master)
     expired = Session(
         access_key_id=f"ASIA{uuid.uuid4().hex[:16].upper()}",
         secret="expired-session-secret",
@@ -348,6 +350,7 @@ def test_an_expired_session_is_refused(server: LaminaServer) -> None:
         expires=time.time() - 60,
         account=ACCOUNT,
         principal_arn=f"arn:aws:iam::{ACCOUNT}:root",
+        enforced=True,
     )
     store.put_session(expired)
     credentials = (expired.access_key_id, expired.secret, expired.token)

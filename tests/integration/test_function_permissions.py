@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 from tests.support.archives import make_zip
-from tests.support.iam import LAMBDA_TRUST, client
+from tests.support.iam import LAMBDA_TRUST, client, enforced_env
 from tests.support.server import LaminaServer
 
 KEY, SECRET = "AKIAFUNCTIONSROOT", "functions-root-secret"
@@ -42,8 +42,7 @@ def echo(event, context):
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LaminaServer]:
-    runtime = "LAMINA_RUNTIME_" + RUNTIME.upper().replace(".", "_")
-    env = {"LAMINA_ACCESS_KEY_ID": KEY, "LAMINA_SECRET_ACCESS_KEY": SECRET, runtime: sys.executable}
+    env = enforced_env(KEY, SECRET, python_runtime=RUNTIME)
     started = LaminaServer(tmp_path_factory.mktemp("permissions") / "data", env=env).start()
     yield started
     started.stop()

@@ -5,6 +5,7 @@ may not write to it, each with AWS's InvalidParameterValueException sentence."""
 from __future__ import annotations
 
 import json
+import time
 import uuid
 from collections.abc import Iterator
 from typing import Any
@@ -261,3 +262,48 @@ def test_a_function_destination_is_not_sent_once_the_role_may_no_longer_invoke_i
     lambda_api.invoke(FunctionName=allowed, InvocationType="Event", Payload=b'{"n": 2}')
     wait_until(lambda: counted("AsyncEventsReceived", target) >= 1, timeout=60)
     assert counted("DestinationDeliveryFailures", allowed) == 0
+
+
+def test_a_running_sqs_poller_stops_reading_once_the_role_may_not(
+    server: LaminaServer, moto: MotoServer, iam: Any, lambda_api: Any
+) -> None:
+    role, function = role_and_function(iam, lambda_api)
+    iam.attach_role_policy(RoleName=role, PolicyArn=SQS_ROLE_POLICY)
+    source = queue_arn(moto)
+    sqs = moto.client("sqs")
+    url = sqs.get_queue_url(QueueName=source.rsplit(":", 1)[-1])["QueueUrl"]
+    mapping = lambda_api.create_event_source_mapping(
+        FunctionName=function, EventSourceArn=source, BatchSize=1
+    )["UUID"]
+
+    def waiting() -> int:
+        """Messages in the queue, visible or held by a reader."""
+        attributes = sqs.get_queue_attributes(
+            QueueUrl=url,
+            AttributeNames=["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"],
+        )["Attributes"]
+        return sum(int(count) for count in attributes.values())
+
+    sqs.send_message(QueueUrl=url, MessageBody="first")
+    wait_until(lambda: waiting() == 0, timeout=60)
+
+    iam.detach_role_policy(RoleName=role, PolicyArn=SQS_ROLE_POLICY)
+    problem = f"PROBLEM: {source_refused('ReceiveMessage')}"
+    wait_until(
+        lambda: (
+            lambda_api.get_event_source_mapping(UUID=mapping)["LastProcessingResult"] == problem
+        ),
+        timeout=30,
+    )
+    sqs.send_message(QueueUrl=url, MessageBody="second")
+    wait_until(lambda: waiting() == 1, timeout=10)
+    # Several reconcile rounds later the message is still waiting, unread.
+    time.sleep(1.0)
+    visible = sqs.get_queue_attributes(
+        QueueUrl=url, AttributeNames=["ApproximateNumberOfMessages"]
+    )["Attributes"]["ApproximateNumberOfMessages"]
+    assert visible == "1"
+
+    iam.attach_role_policy(RoleName=role, PolicyArn=SQS_ROLE_POLICY)
+    wait_until(lambda: waiting() == 0, timeout=60)
+    lambda_api.delete_event_source_mapping(UUID=mapping)

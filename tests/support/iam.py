@@ -4,6 +4,7 @@ and trust Lambda there."""
 from __future__ import annotations
 
 import json
+import sys
 from typing import Any
 
 import boto3
@@ -55,3 +56,12 @@ def ensure_lambda_role(server: LaminaServer, key: str, secret: str) -> str:
         if error.response["Error"]["Code"] != "EntityAlreadyExists":
             raise
     return ROLE
+
+
+def enforced_env(key: str, secret: str, *, python_runtime: str | None = None) -> dict[str, str]:
+    """A server's environment for enforced mode with this root key pair; with
+    `python_runtime` (`python3.11`), that runtime runs on this interpreter."""
+    env = {"LAMINA_ACCESS_KEY_ID": key, "LAMINA_SECRET_ACCESS_KEY": secret}
+    if python_runtime is not None:
+        env["LAMINA_RUNTIME_" + python_runtime.upper().replace(".", "_")] = sys.executable
+    return env

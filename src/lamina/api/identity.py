@@ -23,7 +23,7 @@ def identity_query_services(
     domain: Domain, verifier: SigV4Verifier | None, audit: AuditTrail | None
 ) -> dict[str, Endpoint]:
     iam = IamService(domain.stores.iam, domain.account)
-    sts = StsService(iam)
+    sts = StsService(iam, enforced=verifier is not None)
     return {
         "iam": build_iam_api(iam, sts, verifier, audit).handle,
         "sts": build_sts_api(sts, verifier, audit).handle,

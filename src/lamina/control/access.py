@@ -27,6 +27,7 @@ from lamina.identity.policy import (
     PolicyKind,
     denial_message,
     evaluate,
+    evaluate_key_policy,
 )
 from lamina.model.functions import Policy as FunctionPolicy
 from lamina.model.iam import ROLE, USER
@@ -48,6 +49,8 @@ class Question:
     function: tuple[str, str | None] | None = None
     # A resource policy the caller already holds (a role's trust policy for AssumeRole).
     resource_policy: Policy | None = None
+    # A KMS key's policy: the only way to a key, which binds the account's root user too.
+    key_policy: Policy | None = None
 
 
 class Authority:
@@ -66,7 +69,8 @@ class Authority:
 
     def check(self, caller: Caller, question: Question) -> None:
         """Raise AccessDenied with AWS's sentence unless the caller may do this."""
-        if caller.is_root and caller.account == self._iam.account_id:
+        own_root = caller.is_root and caller.account == self._iam.account_id
+        if own_root and question.key_policy is None:
             # The root user of the account may do everything in it.
             return
         decision = self.decide(caller, question)
@@ -78,6 +82,10 @@ class Authority:
     @property
     def iam(self) -> IamService:
         return self._iam
+
+    @property
+    def functions(self) -> FunctionStore:
+        return self._functions
 
     def decide(self, caller: Caller, question: Question) -> Decision:
         identity = self.identity_policies(caller)
@@ -101,6 +109,10 @@ class Authority:
             resource_account=self._iam.account_id,
             context=context,
         )
+        if question.key_policy is not None:
+            return evaluate_key_policy(
+                request, identity, question.key_policy, session, root=caller.is_root
+            )
         return evaluate(request, identity, resource, session, root=caller.is_root)
 
     def identity_policies(self, caller: Caller) -> tuple[Policy, ...]:
@@ -129,6 +141,10 @@ class Authority:
                 # The ARN goes with it: AWS names the managed policy that explicitly denies.
                 found.append(self._compiled.get(document, PolicyKind.IDENTITY, arn))
         return found
+
+    def key_policy(self, document: str) -> Policy:
+        """A KMS key's policy, compiled (PutKeyPolicy and CreateKey checked it)."""
+        return self._compiled.get(document, PolicyKind.RESOURCE)
 
     def function_policy(self, name: str, qualifier: str | None) -> Policy | None:
         """The resource policy of `name[:qualifier]` (the unqualified function's for

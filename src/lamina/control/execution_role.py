@@ -38,6 +38,8 @@ class ExecutionRoleSessions:
         account: Account,
         lifetime_s: float = SESSION_LIFETIME_S,
         clock: Callable[[], float] = time.time,
+        *,
+        enforced: bool = False,
     ) -> None:
         if lifetime_s <= RETIRE_MARGIN_S:
             raise ValueError(f"a session must outlive the retirement margin ({RETIRE_MARGIN_S} s)")
@@ -45,6 +47,7 @@ class ExecutionRoleSessions:
         self._account = account
         self.lifetime_s = lifetime_s
         self._clock = clock
+        self._enforced = enforced
 
     @property
     def environment_lifetime_s(self) -> float:
@@ -66,6 +69,7 @@ class ExecutionRoleSessions:
             expires=self._clock() + self.lifetime_s,
             role_arn=role_arn,
             session_name=function_name,
+            enforced=self._enforced,
         )
         self._store.put_session(session)
         return session

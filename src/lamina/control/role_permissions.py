@@ -16,12 +16,15 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from lamina.arns import Account
+from lamina.constants import LATEST
 from lamina.control.access import Authority, Question
 from lamina.control.event_invoke import destination_kind
+from lamina.control.file_systems import CLIENT_MOUNT, FILE_SYSTEM_REFUSED
 from lamina.control.sts import assumed_role_arn
 from lamina.errors import InvalidParameterValue
 from lamina.identity.caller import Caller, CallerKind
-from lamina.model.mappings import DYNAMODB, KINESIS, MQ, SQS
+from lamina.identity.policy import Decision
+from lamina.model.mappings import DYNAMODB, KINESIS, MQ, SQS, EventSourceMapping
 
 # AWS's current wording for an SQS source ("The provided execution role ..." before 2021).
 SOURCE_REFUSED = (
@@ -39,6 +42,16 @@ KINESIS_REFUSED = (
 DYNAMODB_REFUSED = (
     "Cannot access stream {arn}. Please ensure the role can perform the GetRecords, "
     "GetShardIterator, DescribeStream, and ListStreams Actions on your stream in IAM."
+)
+# AWS's wording for a DeadLetterConfig target the role may not write to (seen for SQS; the
+# SNS sentence follows it).
+DEAD_LETTER_REFUSED = (
+    "The provided execution role does not have permissions to call {action} on {service}"
+)
+# AWS's wording for a VpcConfig the role may not set up network interfaces for (seen for
+# CreateNetworkInterface; the other two actions follow it).
+NETWORK_INTERFACE_REFUSED = (
+    "The provided execution role does not have permissions to call {action} on EC2"
 )
 # AWS's wording for an MSK secret; Lamina uses it for Amazon MQ's BASIC_AUTH secret too.
 SECRET_REFUSED = (
@@ -64,6 +77,13 @@ _STREAM_ACTIONS = {
         "dynamodb:ListStreams",
     ),
 }
+# What Lambda does with the role to put a function in a VPC, in the order AWS reports the
+# first missing one (CreateNetworkInterface first is seen on AWS; the rest is Lamina's).
+_NETWORK_INTERFACE_ACTIONS = (
+    "ec2:CreateNetworkInterface",
+    "ec2:DescribeNetworkInterfaces",
+    "ec2:DeleteNetworkInterface",
+)
 # What writing to a destination takes, by its kind.
 _DESTINATION_ACTIONS = {
     "sqs": "sqs:SendMessage",
@@ -92,6 +112,11 @@ class RolePermissions:
             role_name,
             role_arn=role_arn,
         )
+
+    def key_decision(self, session: Caller, action: str, key_arn: str, key_policy: str) -> Decision:
+        """What a KMS key's policy (and, where it delegates, the role's) says to `session`."""
+        compiled = self._authority.key_policy(key_policy)
+        return self._authority.decide(session, Question(action, key_arn, {}, key_policy=compiled))
 
     def allows(self, role_arn: str, function_name: str, action: str, resource: str) -> bool:
         caller = self.session(role_arn, function_name)
@@ -131,6 +156,63 @@ class RolePermissions:
             for secret in secrets:
                 if lacks("secretsmanager:GetSecretValue", secret):
                     raise InvalidParameterValue(SECRET_REFUSED.format(arn=secret))
+
+    def check_dead_letter(self, role_arn: str, function_name: str, target_arn: str) -> None:
+        """Refuse a DeadLetterConfig target the role may not write to (InvalidParameterValue)."""
+        kind = destination_kind(target_arn)
+        if kind not in ("sqs", "sns"):
+            return  # Lambda's own validation refuses other targets
+        action, service = ("sqs:SendMessage", "SQS") if kind == "sqs" else ("sns:Publish", "SNS")
+        if not self.allows(role_arn, function_name, action, target_arn):
+            raise InvalidParameterValue(
+                DEAD_LETTER_REFUSED.format(action=action.split(":", 1)[1], service=service)
+            )
+
+    def check_vpc(self, role_arn: str, function_name: str) -> None:
+        """Refuse a VpcConfig when the role may not manage the function's network interfaces
+        (InvalidParameterValue); EC2 decides these actions on every resource (`*`)."""
+        for action in _NETWORK_INTERFACE_ACTIONS:
+            if not self.allows(role_arn, function_name, action, "*"):
+                raise InvalidParameterValue(
+                    NETWORK_INTERFACE_REFUSED.format(action=action.split(":", 1)[1])
+                )
+
+    def check_file_systems(
+        self, role_arn: str, function_name: str, file_system_arns: Sequence[str]
+    ) -> None:
+        """Refuse FileSystemConfigs whose file systems (their ARNs) the role may not mount
+        (InvalidParameterValue)."""
+        for arn in file_system_arns:
+            if not self.allows(role_arn, function_name, CLIENT_MOUNT, arn):
+                raise InvalidParameterValue(FILE_SYSTEM_REFUSED.format(arn=arn))
+
+    def poller_refusal(self, mapping: EventSourceMapping) -> str | None:
+        """Why a running poller may no longer read its source as the function's current role
+        (the mapping's LastProcessingResult, `PROBLEM: ...`), or None when it may.
+
+        AWS's poller acts with the role and starts failing once the role loses what it
+        needs; the sentence is the one AWS gives when the mapping is configured."""
+        name = mapping.function_arn.split(":function:", 1)[-1].split(":", 1)[0]
+        role = self._current_role(name, mapping.qualifier)
+        if not role:
+            return None  # the function is gone: the poller reports that itself
+        secrets = [uri for kind, uri in mapping.source_access if kind == "BASIC_AUTH"]
+        try:
+            self.check_source(role, name, mapping.kind, mapping.event_source_arn, secrets)
+        except InvalidParameterValue as refusal:
+            return f"PROBLEM: {refusal.message}"
+        return None
+
+    def _current_role(self, name: str, qualifier: str | None) -> str | None:
+        functions = self._authority.functions
+        if qualifier is not None and qualifier != LATEST and not qualifier.isdigit():
+            alias = functions.get_alias(name, qualifier)
+            qualifier = alias.function_version if alias is not None else None
+        if qualifier is not None and qualifier.isdigit():
+            version = functions.get_version(name, int(qualifier))
+            return version.role if version is not None else None
+        record = functions.get(name)
+        return record.latest.role if record is not None else None
 
     def check_destinations(
         self, role_arn: str, function_name: str, destinations: Sequence[str | None]

@@ -72,9 +72,12 @@ def new_session(
     role_arn: str | None = None,
     session_name: str | None = None,
     session_policy: str | None = None,
+    *,
+    enforced: bool,
 ) -> Session:
     """Fresh temporary credentials (an `ASIA…` key, its secret and token) for a principal.
-    Not stored: the caller keeps them (`IamStore.put_session`)."""
+    Not stored: the caller keeps them (`IamStore.put_session`). `enforced`: whether calls
+    are verified now (see `Session.enforced`)."""
     return Session(
         access_key_id=new_id("ASIA", 16),
         secret=new_secret(),
@@ -85,6 +88,7 @@ def new_session(
         role_arn=role_arn,
         session_name=session_name,
         session_policy=session_policy,
+        enforced=enforced,
     )
 
 
@@ -94,10 +98,14 @@ def assumed_role_arn(account: str, role_name: str, session_name: str) -> str:
 
 
 class StsService:
-    def __init__(self, iam: IamService, clock: Callable[[], float] = time.time) -> None:
+    def __init__(
+        self, iam: IamService, clock: Callable[[], float] = time.time, *, enforced: bool = False
+    ) -> None:
+        """`enforced`: whether the server verifies every call (its sessions say so)."""
         self._iam = iam
         self._store = iam.store
         self._clock = clock
+        self._enforced = enforced
 
     @property
     def account_id(self) -> str:
@@ -177,6 +185,7 @@ class StsService:
             role_arn=role.arn,
             session_name=session_name,
             session_policy=session_policy,
+            enforced=self._enforced,
         )
         self._store.put_session(session)
         return AssumedRole(session, role, f"{role.role_id}:{session_name}")
@@ -214,7 +223,10 @@ class StsService:
             # AWS shortens a root session to an hour rather than refusing a longer one.
             seconds = min(seconds, ROOT_SESSION_MAX)
         session = new_session(
-            account=caller.account, principal_arn=caller.arn, expires=self._clock() + seconds
+            account=caller.account,
+            principal_arn=caller.arn,
+            expires=self._clock() + seconds,
+            enforced=self._enforced,
         )
         self._store.put_session(session)
         return session

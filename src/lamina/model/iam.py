@@ -93,3 +93,6 @@ class Session:
     role_arn: str | None = None  # the role assumed, if any
     session_name: str | None = None
     session_policy: str | None = None  # AssumeRole's Policy, which narrows the role's
+    # Issued while every call was verified (enforced mode). Development mode issues sessions
+    # to any caller; enforced mode does not honour those.
+    enforced: bool = False

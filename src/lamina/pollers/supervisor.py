@@ -39,6 +39,8 @@ log = logging.getLogger("lamina.pollers")
 T = TypeVar("T")
 
 Factory = Callable[[EventSourceMapping, PollerContext], EventSourcePoller]
+# Why a mapping's poller may not read its source now (its LastProcessingResult), or None.
+AccessCheck = Callable[[EventSourceMapping], str | None]
 
 _RESTART_PAUSE_S = 1.0
 _RESTART_PAUSE_MAX_S = 60.0
@@ -63,8 +65,12 @@ class PollerSupervisor:
         *,
         interval_s: float = 0.25,
         leases: OwnershipLeases | None = None,
+        access: AccessCheck | None = None,
     ) -> None:
+        """`access`: enforced mode's check that a function's role still lets its poller read
+        the source (a refused mapping is not polled until the role allows it again)."""
         self._context = context
+        self._access = access
         self._factories = dict(factories)
         self._interval = interval_s
         self._running: dict[str, _Running] = {}
@@ -137,6 +143,7 @@ class PollerSupervisor:
         polled = [uuid for uuid, mapping in wanted.items() if mapping.kind in self._factories]
         held = await self._call(self._leases.claim, polled)
         self._held_until = started + self._leases.hold_s
+        refused = await self._refusals([wanted[uuid] for uuid in held if uuid in wanted])
         for uuid, running in list(self._running.items()):
             if running.task.done():
                 self._finished(uuid, running)
@@ -146,6 +153,8 @@ class PollerSupervisor:
             if changed or uuid not in held:
                 why = _why(mapping) if changed else "its lease is another node's"
                 self._stop(uuid, running, why)
+            elif uuid in refused:
+                self._stop(uuid, running, "its function's role may not read the source")
         now = time.monotonic()
         for uuid, mapping in wanted.items():
             if uuid in self._running:
@@ -164,11 +173,29 @@ class PollerSupervisor:
                         mapping.kind,
                     )
                 continue
-            if uuid in held:
+            if uuid in refused:
+                await self._context.record_result(mapping, refused[uuid])
+            elif uuid in held:
                 self._start(mapping, factory)
         for uuid in list(self._restarts):
             if uuid not in wanted:
                 del self._restarts[uuid]
+
+    async def _refusals(self, mappings: list[EventSourceMapping]) -> dict[str, str]:
+        """The mappings whose role may not read their source now, with why."""
+        check = self._access
+        if check is None or not mappings:
+            return {}
+
+        def judge() -> dict[str, str]:
+            found = {}
+            for mapping in mappings:
+                refusal = check(mapping)
+                if refusal is not None:
+                    found[mapping.uuid] = refusal
+            return found
+
+        return await self._call(judge)
 
     def _stop(self, uuid: str, running: _Running, why: str) -> None:
         if not running.stopping:

@@ -11,7 +11,7 @@ microseconds.
 
 from lamina.identity.policy.decision import ALLOWED, Decision, Denial, denial_message
 from lamina.identity.policy.document import MalformedPolicy, Policy, PolicyKind, Statement
-from lamina.identity.policy.evaluation import AuthRequest, evaluate
+from lamina.identity.policy.evaluation import AuthRequest, evaluate, evaluate_key_policy
 from lamina.identity.policy.messages import invalid_principal
 from lamina.identity.policy.parsing import PolicyCache, parse_policy
 
@@ -27,6 +27,7 @@ __all__ = [
     "Statement",
     "denial_message",
     "evaluate",
+    "evaluate_key_policy",
     "invalid_principal",
     "parse_policy",
 ]

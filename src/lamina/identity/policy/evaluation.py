@@ -129,6 +129,31 @@ def _explicit(denial: Denial, policy: Policy, request: AuthRequest) -> Decision:
     return Decision(False, denial, policy.arn)
 
 
+def _effects(
+    request: AuthRequest,
+    identity: Sequence[Policy],
+    resource: Policy | None,
+    session: Policy | None,
+) -> Decision | tuple[bool, Reach, bool]:
+    """An explicit Deny's refusal (identity, then resource, then session policies), or what
+    the policies grant: (an identity policy allows, how closely the resource policy names the
+    caller, the session policy allows)."""
+    identity_allows, denying = _identity_effects(identity, request)
+    if denying is not None:
+        return _explicit(Denial.IDENTITY_DENY, denying, request)
+    reach, resource_denies = (
+        _resource_effects(resource, request) if resource is not None else (Reach.NONE, False)
+    )
+    if resource_denies:
+        return _DENIED[Denial.RESOURCE_DENY]
+    session_allows = True
+    if session is not None:
+        session_allows, denying = _identity_effects((session,), request)
+        if denying is not None:
+            return _explicit(Denial.SESSION_DENY, denying, request)
+    return identity_allows, reach, session_allows
+
+
 def evaluate(
     request: AuthRequest,
     identity: Sequence[Policy],
@@ -143,19 +168,10 @@ def evaluate(
     policy of AssumeRole credentials, `root` whether the caller is its account's root user
     (also inferred from a `:root` principal ARN).
     """
-    identity_allows, denying = _identity_effects(identity, request)
-    if denying is not None:
-        return _explicit(Denial.IDENTITY_DENY, denying, request)
-    reach, resource_denies = (
-        _resource_effects(resource, request) if resource is not None else (Reach.NONE, False)
-    )
-    if resource_denies:
-        return _DENIED[Denial.RESOURCE_DENY]
-    session_allows = True
-    if session is not None:
-        session_allows, denying = _identity_effects((session,), request)
-        if denying is not None:
-            return _explicit(Denial.SESSION_DENY, denying, request)
+    effects = _effects(request, identity, resource, session)
+    if isinstance(effects, Decision):
+        return effects
+    identity_allows, reach, session_allows = effects
     if request.service:
         return ALLOWED if reach is Reach.EXACT else _DENIED[Denial.NO_RESOURCE_ALLOW]
     # The root user needs no identity policy, whether or not the caller said it was root.
@@ -173,3 +189,32 @@ def evaluate(
     if reach is Reach.NONE:
         return _DENIED[Denial.NO_RESOURCE_ALLOW]
     return ALLOWED
+
+
+def evaluate_key_policy(
+    request: AuthRequest,
+    identity: Sequence[Policy],
+    key_policy: Policy,
+    session: Policy | None = None,
+    root: bool = False,
+) -> Decision:
+    """KMS's decision for a request on a key: the key policy must allow it.
+
+    Unlike other resources, a KMS key is reachable only through its key policy: an identity
+    policy counts only where the key policy names the caller's account (the default key
+    policy does, delegating to IAM). So the account's root user, too, is refused by a key
+    policy that names neither it nor its account.
+    """
+    effects = _effects(request, identity, key_policy, session)
+    if isinstance(effects, Decision):
+        return effects
+    identity_allows, reach, session_allows = effects
+    if reach is Reach.NONE:
+        return _DENIED[Denial.NO_RESOURCE_ALLOW]
+    if reach is Reach.EXACT:
+        return ALLOWED
+    if reach is Reach.ACCOUNT and not (
+        root or identity_allows or request.principal_arn.endswith(":root")
+    ):
+        return _DENIED[Denial.NO_IDENTITY_ALLOW]
+    return ALLOWED if session_allows else _DENIED[Denial.NO_SESSION_ALLOW]

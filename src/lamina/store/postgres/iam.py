@@ -27,8 +27,15 @@ from lamina.model.iam import (
     Session,
     User,
 )
-from lamina.store.iam_documents import decode, encode, name_key
+from lamina.store.iam_documents import (
+    decode,
+    encode,
+    name_key,
+    open_credentials,
+    seal_credentials,
+)
 from lamina.store.postgres.database import PgDatabase
+from lamina.store.sealing import MasterKey
 
 IAM = "iam"
 """The change stamp of everything here but sessions."""
@@ -92,8 +99,10 @@ CREATE INDEX IF NOT EXISTS iam_sessions_expiry ON iam_sessions (expires);
 
 
 class PgIamStore:
-    def __init__(self, database: PgDatabase) -> None:
+    def __init__(self, database: PgDatabase, master: MasterKey | None = None) -> None:
+        """`master` seals access keys' secrets and sessions' credentials."""
         self._db = database
+        self._master = master
         database.migrate("iam", MIGRATIONS)
 
     def transaction(self) -> AbstractContextManager[Any]:
@@ -181,7 +190,7 @@ class PgIamStore:
                 "INSERT INTO iam_access_keys (access_key_id, user_key, doc) VALUES (%s, %s, %s) "
                 "ON CONFLICT (access_key_id) DO UPDATE SET "
                 "user_key = excluded.user_key, doc = excluded.doc",
-                (key.access_key_id, name_key(key.user_name), encode(key)),
+                (key.access_key_id, name_key(key.user_name), seal_credentials(key, self._master)),
             )
         )
 
@@ -189,14 +198,14 @@ class PgIamStore:
         raw = self._db.query_one(
             "SELECT doc FROM iam_access_keys WHERE access_key_id = %s", access_key_id
         )
-        return decode(AccessKey, raw) if raw else None
+        return open_credentials(AccessKey, raw, self._master) if raw else None
 
     def access_keys(self, user_name: str) -> list[AccessKey]:
         docs = self._docs(
             "SELECT doc FROM iam_access_keys WHERE user_key = %s ORDER BY seq",
             name_key(user_name),
         )
-        return [decode(AccessKey, raw) for raw in docs]
+        return [open_credentials(AccessKey, raw, self._master) for raw in docs]
 
     def delete_access_key(self, access_key_id: str) -> bool:
         sql = "DELETE FROM iam_access_keys WHERE access_key_id = %s"
@@ -343,7 +352,7 @@ class PgIamStore:
             "expires = excluded.expires, doc = excluded.doc",
             session.access_key_id,
             session.expires,
-            encode(session),
+            seal_credentials(session, self._master),
             stamp=None,
         )
 
@@ -351,7 +360,7 @@ class PgIamStore:
         raw = self._db.query_one(
             "SELECT doc FROM iam_sessions WHERE access_key_id = %s", access_key_id
         )
-        return decode(Session, raw) if raw else None
+        return open_credentials(Session, raw, self._master) if raw else None
 
     def delete_expired_sessions(self, now: float) -> int:
         return self._db.execute("DELETE FROM iam_sessions WHERE expires <= %s", now, stamp=None)

@@ -29,7 +29,14 @@ from lamina.model.iam import (
     Session,
     User,
 )
-from lamina.store.iam_documents import decode, encode, name_key
+from lamina.store.iam_documents import (
+    decode,
+    encode,
+    name_key,
+    open_credentials,
+    seal_credentials,
+)
+from lamina.store.sealing import MasterKey
 from lamina.store.sqlite.database import Database
 
 SCHEMA = """
@@ -97,8 +104,10 @@ _IN_ORDER = "ORDER BY rowid"
 
 
 class SqliteIamStore:
-    def __init__(self, database: Database) -> None:
+    def __init__(self, database: Database, master: MasterKey | None = None) -> None:
+        """`master` seals access keys' secrets and sessions' credentials."""
         self._db = database
+        self._master = master
         # The tables are this store's own; the statements are idempotent.
         database.connection().executescript(SCHEMA)
 
@@ -182,7 +191,7 @@ class SqliteIamStore:
                 "INSERT INTO iam_access_keys (access_key_id, user_key, doc) VALUES (?, ?, ?) "
                 "ON CONFLICT (access_key_id) DO UPDATE SET "
                 "user_key = excluded.user_key, doc = excluded.doc",
-                (key.access_key_id, name_key(key.user_name), encode(key)),
+                (key.access_key_id, name_key(key.user_name), seal_credentials(key, self._master)),
             )
         )
 
@@ -190,13 +199,13 @@ class SqliteIamStore:
         raw = self._db.query_one(
             "SELECT doc FROM iam_access_keys WHERE access_key_id = ?", access_key_id
         )
-        return decode(AccessKey, raw) if raw else None
+        return open_credentials(AccessKey, raw, self._master) if raw else None
 
     def access_keys(self, user_name: str) -> list[AccessKey]:
         docs = self._docs(
             f"SELECT doc FROM iam_access_keys WHERE user_key = ? {_IN_ORDER}", name_key(user_name)
         )
-        return [decode(AccessKey, raw) for raw in docs]
+        return [open_credentials(AccessKey, raw, self._master) for raw in docs]
 
     def delete_access_key(self, access_key_id: str) -> bool:
         sql = "DELETE FROM iam_access_keys WHERE access_key_id = ?"
@@ -338,14 +347,14 @@ class SqliteIamStore:
                 "INSERT INTO iam_sessions (access_key_id, expires, doc) VALUES (?, ?, ?) "
                 "ON CONFLICT (access_key_id) DO UPDATE SET "
                 "expires = excluded.expires, doc = excluded.doc",
-                (session.access_key_id, session.expires, encode(session)),
+                (session.access_key_id, session.expires, seal_credentials(session, self._master)),
             )
 
     def get_session(self, access_key_id: str) -> Session | None:
         raw = self._db.query_one(
             "SELECT doc FROM iam_sessions WHERE access_key_id = ?", access_key_id
         )
-        return decode(Session, raw) if raw else None
+        return open_credentials(Session, raw, self._master) if raw else None
 
     def delete_expired_sessions(self, now: float) -> int:
         with self._db.transaction() as connection:
