@@ -391,6 +391,9 @@ def main() -> None:
     env = {
         "LAMINA_WORKER_MEMORY_MB": str(ENVIRONMENTS_PER_WORKER * MEMORY_MB),
         "LAMINA_IDLE_TIMEOUT": "600",
+        # The probe reports to a ledger on this machine's loopback, which environments in
+        # network namespaces cannot reach; routing, not isolation, is measured here.
+        "LAMINA_NETWORK_ISOLATION": "off",
     }
     with (
         tempfile.TemporaryDirectory(prefix="lamina-bench-cluster-") as tmp,

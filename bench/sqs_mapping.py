@@ -28,13 +28,15 @@ import urllib.request
 import uuid
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from tests.support import netns
 from tests.support.peers import MotoServer
+from tests.support.reachable import elsewhere, http_server_in
 from tests.support.server import LaminaServer
 
 from bench.harness import ROLE, percentile
@@ -61,7 +63,8 @@ def handler(event, context):
 class Sink:
     """Collects what the reporting handler posts: (sent, started) pairs."""
 
-    def __init__(self) -> None:
+    def __init__(self, host: netns.Host) -> None:
+        """Served on `host`, another machine: functions do not reach this one's addresses."""
         self.samples: list[tuple[float, float]] = []
         self.arrived = threading.Event()
         sink = self
@@ -78,8 +81,8 @@ class Sink:
             def log_message(self, *args: object) -> None:
                 pass
 
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self._server.server_address[1]}/"
+        self._server = http_server_in(host, Handler)
+        self.url = f"http://{host.address}:{self._server.server_address[1]}/"
         threading.Thread(target=self._server.serve_forever, daemon=True).start()
 
     def close(self) -> None:
@@ -225,10 +228,13 @@ def latencies(lam: Any, sqs: Any, sink: Sink) -> list[float]:
 
 def main() -> None:
     count = int(sys.argv[1]) if len(sys.argv) > 1 else MESSAGES
-    with tempfile.TemporaryDirectory(prefix="lamina-bench-sqs-") as tmp:
+    with (
+        tempfile.TemporaryDirectory(prefix="lamina-bench-sqs-") as tmp,
+        elsewhere() as remote,
+    ):
         moto = MotoServer(Path(tmp)).start()
         server = LaminaServer(Path(tmp) / "data", env=moto.env).start()
-        sink = Sink()
+        sink = Sink(remote)
         sqs = moto.client("sqs")
         lam = server.client("lambda")
         try:

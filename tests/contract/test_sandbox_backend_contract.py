@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import json
 import os
 import resource
@@ -25,6 +26,7 @@ from lamina.sandbox.api import Sandbox, SandboxBackend, SandboxSpec
 from lamina.sandbox.cgroups import open_manager
 from lamina.sandbox.limits import MAX_FILES
 from lamina.sandbox.namespace import NamespaceBackend, probe
+from lamina.sandbox.network import NetworkOptions
 from lamina.sandbox.process import ProcessBackend
 from lamina.sandbox.runtime_files import PYTHON_BOOTSTRAP
 from lamina.sandbox.zygote import Templates, ZygoteBackend
@@ -96,6 +98,13 @@ elif scenario == "exit":
 elif scenario == "sleep":
     say("READY")
     time.sleep(120)
+elif scenario == "dial":
+    import socket
+    host, port = os.environ["AWS_LAMBDA_RUNTIME_API"].rsplit(":", 1)
+    with socket.create_connection((host, int(port)), timeout=10) as connection:
+        connection.sendall(b"hello")
+        say("DIALED", connection.recv(16).decode())
+    os._exit(0)  # before the bootstrap dials the same address for events
 """
 
 
@@ -116,7 +125,8 @@ async def open_backend(kind: str) -> AsyncIterator[SandboxBackend]:
     templates: Templates | None = None
     if kind.startswith("namespace"):
         cgroups, reason = open_manager()
-        namespace = NamespaceBackend(cgroups, reason)
+        # Network isolation as `lamina serve` has it, with a small pool.
+        namespace = NamespaceBackend(cgroups, reason, network=NetworkOptions(pool_size=2))
         if kind.endswith("+template"):
             templates = Templates(sandboxed=True)
             namespace.use_templates(templates)
@@ -358,6 +368,46 @@ def test_describe_names_what_the_backend_provides(kind: str) -> None:
         for feature, active, why in features
     )
     assert any(active for _, active, _ in features)
+
+
+def test_listen_gives_the_runtime_api_socket_the_runtime_reaches(
+    kind: str, task_root: Path
+) -> None:
+    async def scenario() -> tuple[tuple[str, int], bytes, Output]:
+        async with open_backend(kind) as backend:
+            spec = make_spec(task_root, "dial")
+            listener = await backend.listen(spec)
+            listener.setblocking(False)
+            address = listener.getsockname()[:2]
+            runtime_api = {
+                **spec.environment,
+                "AWS_LAMBDA_RUNTIME_API": f"{address[0]}:{address[1]}",
+            }
+            sandbox = await backend.start(dataclasses.replace(spec, environment=runtime_api))
+            output = Output(sandbox)
+            try:
+                loop = asyncio.get_running_loop()
+                connection, _ = await asyncio.wait_for(loop.sock_accept(listener), 20)
+                with connection:
+                    greeting = await loop.sock_recv(connection, 16)
+                    await loop.sock_sendall(connection, b"welcome")
+                    await output.expect(b"DIALED")
+                await asyncio.wait_for(sandbox.wait(), 20)
+            finally:
+                sandbox.kill()
+                output.stop()
+                sandbox.cleanup()
+                listener.close()
+            return address, greeting, output
+
+    address, greeting, output = asyncio.run(scenario())
+    assert greeting == b"hello"
+    assert output.field("DIALED") == "welcome"
+    if kind.startswith("namespace"):
+        # Inside the environment's own network namespace, where AWS has it.
+        assert address == ("127.0.0.1", 9001)
+    else:
+        assert address[0] == "127.0.0.1"
 
 
 # ----------------------------------------------------------------------------------- kill

@@ -16,12 +16,10 @@ everything happens in seconds; no check times the nodes, waits are generous.
 from __future__ import annotations
 
 import json
-import threading
 import time
 import urllib.request
 import uuid
 from collections.abc import Callable, Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import pytest
@@ -31,6 +29,7 @@ from tests.support.lambda_api import ROLE, invoke
 from tests.support.lamina_cli import run_lamina
 from tests.support.peers import MotoServer
 from tests.support.postgres import fresh_database
+from tests.support.reachable import Recorder, elsewhere
 from tests.support.server import LaminaServer
 from tests.support.waiting import wait_until
 
@@ -52,36 +51,11 @@ def handler(event, context):
 """
 
 
-class Sink:
+class Sink(Recorder):
     """What functions post: one document per invocation."""
 
-    def __init__(self) -> None:
-        self.posts: list[dict[str, Any]] = []
-        self._lock = threading.Lock()
-        sink = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:
-                body = self.rfile.read(int(self.headers["Content-Length"]))
-                with sink._lock:
-                    sink.posts.append(json.loads(body))
-                self.send_response(200)
-                self.send_header("Content-Length", "0")
-                self.end_headers()
-
-            def log_message(self, *args: object) -> None:
-                pass
-
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self._server.server_address[1]}/"
-        threading.Thread(target=self._server.serve_forever, daemon=True).start()
-
-    def close(self) -> None:
-        self._server.shutdown()
-        self._server.server_close()
-
     def of(self, function: str) -> list[dict[str, Any]]:
-        with self._lock:
+        with self.lock:
             return [post for post in self.posts if post["function"] == function]
 
 
@@ -93,9 +67,10 @@ def store_url() -> Iterator[str]:
 
 @pytest.fixture(scope="module")
 def sink() -> Iterator[Sink]:
-    instance = Sink()
-    yield instance
-    instance.close()
+    with elsewhere() as host:
+        instance = Sink(host)
+        yield instance
+        instance.close()
 
 
 @pytest.fixture(scope="module")

@@ -19,16 +19,18 @@ from typing import Any
 import pytest
 
 from lamina.runtimes.registry import RuntimeRegistry
+from tests.support import netns
 from tests.support.archives import make_zip
 from tests.support.function_urls import allow_public, url_id
+from tests.support.reachable import elsewhere, listen_in
 from tests.support.server import LaminaServer, server_log
 
 PYTHON = """
 import json, socket
 
 def wait_for_gate(event):
-    port = int(event["queryStringParameters"]["gate"])
-    with socket.create_connection(("127.0.0.1", port), timeout=50) as gate:
+    query = event["queryStringParameters"]
+    with socket.create_connection((query["host"], int(query["gate"])), timeout=50) as gate:
         gate.recv(1)
 
 def gated(event, context):
@@ -74,7 +76,8 @@ NODE = """
 const net = require('node:net');
 
 const waitForGate = (event) => new Promise((resolve, reject) => {
-  const socket = net.connect(Number(event.queryStringParameters.gate), '127.0.0.1');
+  const query = event.queryStringParameters;
+  const socket = net.connect(Number(query.gate), query.host);
   socket.once('data', () => { socket.destroy(); resolve(); });
   socket.once('error', reject);
 });
@@ -123,11 +126,24 @@ def streaming_url(lambda_client: Any, create_function: Callable[..., Any]) -> Ca
     return make
 
 
+@pytest.fixture(scope="module")
+def remote() -> Iterator[netns.Host]:
+    """Another machine for the gates: functions do not reach the host's own addresses."""
+    with elsewhere() as host:
+        yield host
+
+
 @contextmanager
-def gate() -> Iterator[socket.socket]:
-    with socket.create_server(("127.0.0.1", 0)) as listener:
+def gate(host: netns.Host) -> Iterator[socket.socket]:
+    with listen_in(host) as listener:
         listener.settimeout(60)
         yield listener
+
+
+def through(listener: socket.socket) -> str:
+    """The query telling a gated function where its gate is."""
+    address, port = listener.getsockname()[:2]
+    return f"?gate={port}&host={address}"
 
 
 def open_gate(listener: socket.socket) -> None:
@@ -158,12 +174,12 @@ def read_at_least(response: http.client.HTTPResponse, size: int) -> bytes:
 
 
 def test_python_chunks_arrive_before_the_function_finishes(
-    server: LaminaServer, streaming_url: Callable[..., str]
+    server: LaminaServer, streaming_url: Callable[..., str], remote: netns.Host
 ) -> None:
     function_url = streaming_url("gated")
     with (
-        gate() as listener,
-        stream(server, function_url, f"?gate={listener.getsockname()[1]}") as response,
+        gate(remote) as listener,
+        stream(server, function_url, through(listener)) as response,
     ):
         assert response.status == 200
         assert response.headers["content-type"] == "application/octet-stream"
@@ -177,12 +193,12 @@ def test_python_chunks_arrive_before_the_function_finishes(
 
 
 def test_a_prelude_sets_status_headers_and_cookies(
-    server: LaminaServer, streaming_url: Callable[..., str]
+    server: LaminaServer, streaming_url: Callable[..., str], remote: netns.Host
 ) -> None:
     function_url = streaming_url("with_prelude")
     with (
-        gate() as listener,
-        stream(server, function_url, f"?gate={listener.getsockname()[1]}") as response,
+        gate(remote) as listener,
+        stream(server, function_url, through(listener)) as response,
     ):
         assert response.status == 202
         assert response.headers["content-type"] == "text/plain"
@@ -264,13 +280,13 @@ def test_a_function_that_does_not_stream_is_sent_as_it_answered(
 
 @needs_node
 def test_node_http_response_stream_streams_with_its_prelude(
-    server: LaminaServer, streaming_url: Callable[..., str]
+    server: LaminaServer, streaming_url: Callable[..., str], remote: netns.Host
 ) -> None:
     assert NODE_RUNTIME is not None
     function_url = streaming_url("gated", NODE_RUNTIME)
     with (
-        gate() as listener,
-        stream(server, function_url, f"?gate={listener.getsockname()[1]}") as response,
+        gate(remote) as listener,
+        stream(server, function_url, through(listener)) as response,
     ):
         assert response.status == 201
         assert response.headers["content-type"] == "text/plain"

@@ -21,10 +21,12 @@ import pytest
 from aiormq import spec
 from botocore.exceptions import ClientError
 
+from tests.support import netns
 from tests.support.archives import make_zip
 from tests.support.lambda_api import ROLE
 from tests.support.peers import MotoServer
 from tests.support.rabbitmq import HANDLER, Collector, Rabbit
+from tests.support.reachable import elsewhere
 from tests.support.server import LaminaServer, free_port
 from tests.support.waiting import wait_until
 
@@ -90,9 +92,15 @@ def queue(rabbit: Rabbit) -> Iterator[str]:
     rabbit.delete(name)
 
 
+@pytest.fixture(scope="module")
+def remote() -> Iterator[netns.Host]:
+    with elsewhere() as host:
+        yield host
+
+
 @pytest.fixture
-def collector() -> Iterator[Collector]:
-    instance = Collector()
+def collector(remote: netns.Host) -> Iterator[Collector]:
+    instance = Collector(remote)
     yield instance
     instance.close()
 

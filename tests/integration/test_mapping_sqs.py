@@ -11,12 +11,10 @@ from __future__ import annotations
 
 import hashlib
 import json
-import threading
 import time
 import urllib.request
 import uuid
 from collections.abc import Callable, Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +27,7 @@ from lamina.metrics import POLLED_EVENT_COUNT as POLLED
 from tests.support.archives import make_zip
 from tests.support.lambda_api import ROLE
 from tests.support.peers import MotoServer
+from tests.support.reachable import Recorder, elsewhere
 from tests.support.server import LaminaServer
 from tests.support.waiting import wait_until
 
@@ -74,42 +73,17 @@ def handler(event, context):
 # ------------------------------------------------------------------ the sink
 
 
-class Sink:
+class Sink(Recorder):
     """What functions post: one document per invocation start and per success."""
-
-    def __init__(self) -> None:
-        self.posts: list[dict[str, Any]] = []
-        self._lock = threading.Lock()
-        sink = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:
-                body = self.rfile.read(int(self.headers["Content-Length"]))
-                with sink._lock:
-                    sink.posts.append(json.loads(body))
-                self.send_response(200)
-                self.send_header("Content-Length", "0")
-                self.end_headers()
-
-            def log_message(self, *args: object) -> None:
-                pass
-
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self._server.server_address[1]}/"
-        threading.Thread(target=self._server.serve_forever, daemon=True).start()
-
-    def close(self) -> None:
-        self._server.shutdown()
-        self._server.server_close()
 
     def invocations(self, function: str) -> list[dict[str, Any]]:
         """The events `function` was invoked with, in the order the invocations started."""
-        with self._lock:
+        with self.lock:
             return [post["event"] for post in self.posts if post.get("function") == function]
 
     def runs(self, function: str) -> list[tuple[dict[str, Any], bool]]:
         """`function`'s invocations in the order they started: (event, whether it returned)."""
-        with self._lock:
+        with self.lock:
             returned = {post["start"] for post in self.posts if "ok" in post}
             return [
                 (post["event"], post["start"] in returned)
@@ -121,11 +95,11 @@ class Sink:
         return [record for event in self.invocations(function) for record in event["Records"]]
 
     def succeeded(self) -> set[str]:
-        with self._lock:
+        with self.lock:
             return {message for post in self.posts for message in post.get("ok", [])}
 
     def spans(self) -> list[tuple[float, float]]:
-        with self._lock:
+        with self.lock:
             return [(post["start"], post["end"]) for post in self.posts if "end" in post]
 
 
@@ -134,9 +108,10 @@ class Sink:
 
 @pytest.fixture(scope="module")
 def sink() -> Iterator[Sink]:
-    instance = Sink()
-    yield instance
-    instance.close()
+    with elsewhere() as host:
+        instance = Sink(host)
+        yield instance
+        instance.close()
 
 
 @pytest.fixture(scope="module")

@@ -8,7 +8,7 @@ import threading
 import urllib.request
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import Any
 
@@ -20,9 +20,11 @@ from botocore.config import Config
 from botocore.exceptions import ClientError
 from prometheus_client.parser import text_string_to_metric_families
 
+from tests.support import netns
 from tests.support.archives import make_zip
 from tests.support.aws_cli import run_aws
 from tests.support.lambda_api import call
+from tests.support.reachable import elsewhere, http_server_in
 from tests.support.server import LaminaServer
 from tests.support.waiting import wait_until
 
@@ -197,7 +199,7 @@ def test_a_function_that_cannot_initialise_counts_as_an_error(
 class Barrier:
     """An HTTP barrier: each GET waits until `parties` requests have arrived."""
 
-    def __init__(self, parties: int) -> None:
+    def __init__(self, parties: int, host: netns.Host) -> None:
         barrier = threading.Barrier(parties, timeout=30)
 
         class Handler(BaseHTTPRequestHandler):
@@ -210,8 +212,9 @@ class Barrier:
             def log_message(self, *args: object) -> None:
                 pass
 
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self._server.server_address[1]}/"
+        # On another machine: functions do not reach the host's own addresses.
+        self._server = http_server_in(host, Handler)
+        self.url = f"http://{host.address}:{self._server.server_address[1]}/"
         threading.Thread(target=self._server.serve_forever, daemon=True).start()
 
     def close(self) -> None:
@@ -219,10 +222,16 @@ class Barrier:
         self._server.server_close()
 
 
+@pytest.fixture(scope="module")
+def remote() -> Iterator[netns.Host]:
+    with elsewhere() as host:
+        yield host
+
+
 def test_concurrent_executions_is_the_peak(
-    lambda_client: Any, cloudwatch: Any, function: str
+    lambda_client: Any, cloudwatch: Any, function: str, remote: netns.Host
 ) -> None:
-    barrier = Barrier(3)
+    barrier = Barrier(3, remote)
     errors: list[BaseException] = []
 
     def arrive() -> None:
@@ -246,7 +255,7 @@ def test_concurrent_executions_is_the_peak(
 
 
 def test_provisioned_concurrency_invocations_spillover_and_utilization(
-    server: LaminaServer, lambda_client: Any, cloudwatch: Any, function: str
+    server: LaminaServer, lambda_client: Any, cloudwatch: Any, function: str, remote: netns.Host
 ) -> None:
     version = lambda_client.publish_version(FunctionName=function)["Version"]
     lambda_client.put_provisioned_concurrency_config(
@@ -263,7 +272,7 @@ def test_provisioned_concurrency_invocations_spillover_and_utilization(
             timeout=60,
             message="provisioned concurrency never became READY",
         )
-        barrier = Barrier(2)
+        barrier = Barrier(2, remote)
         threads = [
             threading.Thread(
                 target=call,

@@ -12,11 +12,14 @@ import json
 import threading
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any, TypeVar
 
 import aiormq
 from aiormq import spec
+
+from tests.support import netns
+from tests.support.reachable import http_server_in
 
 AMQP_URL = "amqp://guest:guest@127.0.0.1:5672/"
 T = TypeVar("T")
@@ -101,7 +104,8 @@ class Collector:
     """Receives the events functions POST (HANDLER); answers "ok", or what `answers` holds
     first ("fail" makes the function raise). With `hold` cleared, requests wait for it."""
 
-    def __init__(self) -> None:
+    def __init__(self, host: netns.Host) -> None:
+        """Served on `host`, another machine: functions do not reach this one's addresses."""
         self.events: list[dict[str, Any]] = []
         self.answers: list[str] = []
         self.hold = threading.Event()
@@ -126,9 +130,9 @@ class Collector:
             def log_message(self, format: str, *args: Any) -> None:
                 return
 
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self._server = http_server_in(host, Handler)
         self._server.daemon_threads = True
-        self.url = f"http://127.0.0.1:{self._server.server_address[1]}/"
+        self.url = f"http://{host.address}:{self._server.server_address[1]}/"
         self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
         self._thread.start()
 

@@ -6,6 +6,7 @@ from typing import Any
 
 from lamina.api.code_links import CodeLinks
 from lamina.arns import Account
+from lamina.control.vpc import vpc_config_view
 from lamina.model.functions import Alias, FunctionConfig, LayerVersion
 
 
@@ -70,7 +71,7 @@ class Views:
                 {"Arn": layer.arn, "CodeSize": layer.code_size} for layer in config.layers
             ]
         if config.vpc_config is not None:
-            view["VpcConfig"] = config.vpc_config
+            view["VpcConfig"] = vpc_config_view(config.vpc_config)
         if config.file_system_configs:
             view["FileSystemConfigs"] = list(config.file_system_configs)
         if config.runtime:

@@ -15,7 +15,9 @@ from lamina.constants import (
 from lamina.control.activation import Activation
 from lamina.control.code import CodeArchive, CodeSource
 from lamina.control.context import Domain
+from lamina.control.function_networks import FunctionNetworks
 from lamina.control.kms import check_function_key
+from lamina.control.networks import NetworkCatalog
 from lamina.control.packages import Packages
 from lamina.control.paging import decode_marker, page_size, take_page
 from lamina.control.rules import check_config
@@ -125,8 +127,15 @@ def check_revision(expected: str | None, actual: str) -> None:
 class FunctionService:
     """Create, read, update, delete and publish functions."""
 
-    def __init__(self, domain: Domain, preparer: Preparer | None = None) -> None:
+    def __init__(
+        self,
+        domain: Domain,
+        preparer: Preparer | None = None,
+        networks: FunctionNetworks | None = None,
+    ) -> None:
         self._domain = domain
+        # The operator's networks file (VpcConfig, FileSystemConfigs); none: no VPC exists.
+        self.networks = networks or FunctionNetworks(NetworkCatalog(), domain.account)
         self._functions = domain.stores.functions
         self._account = domain.account
         self._packages = Packages(domain)
@@ -216,6 +225,7 @@ class FunctionService:
                 **settings,
             )
             check_config(config)
+            config = self.networks.checked(config, settings)
             check_function_key(self._domain.stores.kms, config.kms_key_arn)
             if archive is not None:
                 config = self._packages.with_code(config, archive)
@@ -245,6 +255,7 @@ class FunctionService:
                 settings["layers"] = layers
             config = record.latest.touched(**settings)
             check_config(config)
+            config = self.networks.checked(config, settings)
             if "kms_key_arn" in settings:
                 check_function_key(self._domain.stores.kms, config.kms_key_arn)
             self._packages.check_unzipped(config)

@@ -8,10 +8,13 @@ from __future__ import annotations
 
 import errno
 import os
+import socket
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
+
+from lamina.model.networks import FileSystemMount, NetworkPolicy
 
 if TYPE_CHECKING:
     from lamina.sandbox.runtime_api import RuntimeChannel
@@ -32,6 +35,10 @@ class SandboxSpec:
     # The environment's Runtime API, for backends that restrict who may connect to it or
     # change limits once init is over.
     runtime_api: RuntimeChannel | None = None
+    # The network the environment is placed in (None: the default egress policy) and the
+    # access points it mounts; backends without network or mount isolation ignore both.
+    network: NetworkPolicy | None = None
+    file_systems: tuple[FileSystemMount, ...] = ()
 
 
 class EntrypointError(Exception):
@@ -93,6 +100,12 @@ class SandboxBackend(Protocol):
     """Starts sandboxes; one per isolation technique."""
 
     name: str
+
+    async def listen(self, spec: SandboxSpec) -> socket.socket:
+        """The listening socket of the environment's Runtime API, made where its runtime
+        will reach it (in its network namespace, for backends that give it one). Called
+        before `start` with the same spec (the environment is `spec.scratch_root.name`)."""
+        ...
 
     async def start(self, spec: SandboxSpec) -> Sandbox: ...
 

@@ -41,7 +41,7 @@ from lamina.sandbox.lifecycle import (
 )
 from lamina.sandbox.log_sink import LogSink
 from lamina.sandbox.output import EnvironmentOutput
-from lamina.sandbox.runtime_api import Invocation, Outcome, RuntimeChannel, serve_runtime_api
+from lamina.sandbox.runtime_api import Invocation, Outcome, RuntimeApiProtocol, RuntimeChannel
 
 _READ_CHUNK = 64 * 1024
 _MIB = 1024 * 1024
@@ -150,10 +150,17 @@ class ExecutionEnvironment:
     async def start(self) -> None:
         """Start the runtime and wait (at most 10 s) until it asks for its first event."""
         loop = asyncio.get_running_loop()
-        self._channel = RuntimeChannel()
-        self._server = await serve_runtime_api(self._channel)
-        port = self._server.sockets[0].getsockname()[1]
-        spec_env = {**self._spec.environment, "AWS_LAMBDA_RUNTIME_API": f"127.0.0.1:{port}"}
+        channel = self._channel = RuntimeChannel()
+        listener = await self._backend.listen(self._spec)
+        try:
+            self._server = await loop.create_server(
+                lambda: RuntimeApiProtocol(channel), sock=listener
+            )
+        except BaseException:
+            listener.close()
+            raise
+        host, port = listener.getsockname()[:2]
+        spec_env = {**self._spec.environment, "AWS_LAMBDA_RUNTIME_API": f"{host}:{port}"}
         spec = SandboxSpec(
             **{**self._spec.__dict__, "environment": spec_env, "runtime_api": self._channel}
         )

@@ -17,6 +17,7 @@ from __future__ import annotations
 import ctypes
 import os
 import platform
+import signal
 import struct
 from dataclasses import dataclass
 
@@ -25,6 +26,7 @@ CLONE_NEWCGROUP = 0x02000000
 CLONE_NEWUTS = 0x04000000
 CLONE_NEWIPC = 0x08000000
 CLONE_NEWPID = 0x20000000
+CLONE_NEWUSER = 0x10000000
 
 MS_RDONLY = 0x1
 MS_NOSUID = 0x2
@@ -43,7 +45,16 @@ _AT_FDCWD = -100
 _AT_RECURSIVE = 0x8000
 _MOUNT_ATTR_RDONLY = 0x1
 _MOUNT_ATTR_NOSUID = 0x2
-_SYS_MOUNT_SETATTR = 442  # the same on every architecture (added after the numbering merge)
+# The same on every architecture (added after the system call numbering merge).
+_SYS_OPEN_TREE = 428
+_SYS_MOVE_MOUNT = 429
+_SYS_MOUNT_SETATTR = 442
+_OPEN_TREE_CLONE = 0x1
+_OPEN_TREE_CLOEXEC = os.O_CLOEXEC
+_AT_EMPTY_PATH = 0x1000
+_MOVE_MOUNT_F_EMPTY_PATH = 0x4
+_MOUNT_ATTR_NODEV = 0x4
+_MOUNT_ATTR_IDMAP = 0x00100000
 _SYS_PIVOT_ROOT = {"x86_64": 155, "aarch64": 41, "arm64": 41, "riscv64": 41}.get(platform.machine())
 
 # Host directories every runtime needs, read-only; symlinks (merged /usr) are copied as links.
@@ -73,6 +84,20 @@ _libc.prctl.argtypes = [
     ctypes.c_ulong,
 ]
 _libc.syscall.restype = ctypes.c_long
+_libc.clone.argtypes = [
+    ctypes.c_void_p,
+    ctypes.c_void_p,
+    ctypes.c_int,
+    ctypes.c_void_p,
+    ctypes.POINTER(ctypes.c_int),
+]
+_CLONE_VM = 0x100
+_CLONE_PIDFD = 0x1000
+# What the process holding a new user namespace runs (see `idmap_namespace`), on this stack
+# (made once, before any fork: a child only ever uses it for that process).
+_PAUSE = ctypes.cast(_libc.pause, ctypes.c_void_p)
+_CLONE_STACK = ctypes.create_string_buffer(64 * 1024)
+_CLONE_STACK_TOP = (ctypes.addressof(_CLONE_STACK) + len(_CLONE_STACK)) & ~15
 
 
 def _check(result: int, what: str) -> None:
@@ -169,6 +194,12 @@ class RootPlan:
     # The /etc/passwd the environment sees (the host's plus its own user), or "" for the
     # host's as it is.
     passwd: str = ""
+    # Access points mounted (see `share`): (host directory, mount path, uid, gid, mode the
+    # directory is created with, the environment's uid, read-only).
+    file_systems: tuple[tuple[str, str, int, int, int, int, bool], ...] = ()
+    # The /etc/resolv.conf the environment sees (its network's resolvers), or "" for the
+    # host's as it is.
+    resolv_conf: str = ""
 
 
 def system_layout(root: str = "/") -> tuple[tuple[str, str], ...]:
@@ -227,6 +258,146 @@ def _seal(target: str) -> None:
     mount(None, target, None, MS_BIND | MS_REMOUNT | MS_RDONLY | MS_NOSUID)
 
 
+def _mount_attributes(set_flags: int, userns_fd: int = 0) -> ctypes.Array[ctypes.c_char]:
+    attributes = struct.pack("QQQQ", set_flags, 0, 0, userns_fd)
+    return ctypes.create_string_buffer(attributes, len(attributes))
+
+
+def share(
+    host_path: str,
+    target: str,
+    uid: int,
+    gid: int,
+    mode: int,
+    environment_uid: int,
+    read_only: bool = False,
+) -> int:
+    """Mount an access point's directory at `target` (read-write unless `read_only`: a role
+    without ClientWrite), through an idmapped mount:
+    files `environment_uid` writes land on disk as `uid`/`gid` (and files of `uid`/`gid`
+    are the environment's own), as an EFS access point's POSIX user. (The environment's gid
+    is its uid.) The directory is created with `uid`, `gid` and `mode` if it does not exist
+    yet (an access point's creation info).
+    """
+    if os.path.basename(target) in {"", ".", ".."}:
+        # Over the root being built (or its /mnt), the host directory would become the root.
+        raise OSError(22, f"{target} does not name a directory of its own")
+    os.makedirs(target, exist_ok=True)
+    directory = open_access_point(host_path, uid, gid, mode)
+    userns = tree = -1
+    try:
+        userns, holder = idmap_namespace(uid, gid, environment_uid)
+        tree = _libc.syscall(
+            _SYS_OPEN_TREE,
+            ctypes.c_int(directory),
+            b"",
+            ctypes.c_uint(_OPEN_TREE_CLONE | _OPEN_TREE_CLOEXEC | _AT_EMPTY_PATH),
+        )
+        if tree < 0:
+            _check(-1, f"open_tree {host_path}")
+        flags = _MOUNT_ATTR_IDMAP | _MOUNT_ATTR_NOSUID | _MOUNT_ATTR_NODEV
+        attributes = _mount_attributes(flags | _MOUNT_ATTR_RDONLY if read_only else flags, userns)
+        result = _libc.syscall(
+            _SYS_MOUNT_SETATTR,
+            ctypes.c_int(tree),
+            b"",
+            ctypes.c_uint(_AT_EMPTY_PATH),
+            attributes,
+            ctypes.c_size_t(len(attributes)),
+        )
+        _check(result, f"mount_setattr (idmap) {host_path}")
+        result = _libc.syscall(
+            _SYS_MOVE_MOUNT,
+            ctypes.c_int(tree),
+            b"",
+            ctypes.c_int(_AT_FDCWD),
+            target.encode(),
+            ctypes.c_uint(_MOVE_MOUNT_F_EMPTY_PATH),
+        )
+        _check(result, f"move_mount {target}")
+    finally:
+        for descriptor in (directory, userns, tree):
+            if descriptor >= 0:
+                os.close(descriptor)
+    return holder
+
+
+def idmap_namespace(uid: int, gid: int, environment_uid: int) -> tuple[int, int]:
+    """A user namespace whose only mapping is `uid`/`gid` <-> `environment_uid`: an open
+    descriptor (which the idmapped mount then holds on to), and the pid of the process that
+    made it, killed already, for the caller to reap (its exit takes a few milliseconds,
+    which the caller spends building the rest of the root meanwhile).
+
+    A namespace gets its mapping from a process inside it, written by a privileged process
+    outside: this (root) process clones one into a new user namespace. It shares this
+    process's memory and only runs libc's pause() on a stack of its own, so the clone copies
+    no page tables (a fork of a large process would). Its pid under /proc (the host's, not
+    this PID namespace's) comes from its pidfd's fdinfo.
+    """
+    pidfd = ctypes.c_int(-1)
+    flags = _CLONE_VM | CLONE_NEWUSER | _CLONE_PIDFD | signal.SIGCHLD
+    pid = _libc.clone(_PAUSE, _CLONE_STACK_TOP, flags, None, ctypes.byref(pidfd))
+    if pid < 0:
+        _check(-1, "clone (user namespace)")
+    try:
+        host_pid = _fdinfo_pid(pidfd.value)
+        for name in ("uid_map", "gid_map"):
+            outside = uid if name == "uid_map" else gid
+            descriptor = os.open(f"/proc/{host_pid}/{name}", os.O_WRONLY | os.O_CLOEXEC)
+            try:
+                os.write(descriptor, f"{outside} {environment_uid} 1\n".encode())
+            finally:
+                os.close(descriptor)
+        userns = os.open(f"/proc/{host_pid}/ns/user", os.O_RDONLY | os.O_CLOEXEC)
+    except BaseException:
+        os.kill(pid, signal.SIGKILL)
+        os.waitpid(pid, 0)
+        raise
+    finally:
+        os.close(pidfd.value)
+    os.kill(pid, signal.SIGKILL)
+    return userns, pid
+
+
+def _fdinfo_pid(pidfd: int) -> str:
+    descriptor = os.open(f"/proc/self/fdinfo/{pidfd}", os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        info = os.read(descriptor, 4096).decode()
+    finally:
+        os.close(descriptor)
+    for line in info.splitlines():
+        if line.startswith("Pid:"):
+            return line.split()[1]
+    raise OSError(3, "no pid in a pidfd's fdinfo")
+
+
+def open_access_point(host_path: str, uid: int, gid: int, mode: int) -> int:
+    """Open (creating what is missing) `host_path` one component at a time, following no
+    symbolic link: a function may write links into a file system, and one of them must not
+    lead a later mount (made as root) outside it."""
+    names = [name for name in host_path.split("/") if name]
+    current = os.open("/", os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        for index, name in enumerate(names):
+            last = index == len(names) - 1
+            try:
+                os.mkdir(name, 0o700 if last else 0o755, dir_fd=current)
+                created = True
+            except FileExistsError:
+                created = False
+            flags = os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+            opened = os.open(name, flags | (os.O_RDONLY if last else os.O_PATH), dir_fd=current)
+            os.close(current)
+            current = opened
+            if last and created:
+                os.fchown(current, uid, gid)
+                os.fchmod(current, mode)
+    except BaseException:
+        os.close(current)
+        raise
+    return current
+
+
 def build_root(plan: RootPlan) -> None:
     """Enter new mount, IPC, UTS and cgroup namespaces and switch to the environment's root.
 
@@ -239,6 +410,10 @@ def build_root(plan: RootPlan) -> None:
     mount(None, "/", None, MS_REC | MS_PRIVATE)
     root = plan.staging
     _tmpfs(root, 1024 * 1024, "0755")
+    holders = [
+        share(host_path, root + mount_path, uid, gid, mode, environment_uid, read_only)
+        for host_path, mount_path, uid, gid, mode, environment_uid, read_only in plan.file_systems
+    ]
     for name, link in plan.system:
         if link:
             os.symlink(link, f"{root}/{name}")
@@ -283,8 +458,9 @@ def build_root(plan: RootPlan) -> None:
     os.chdir("/")
     _tmpfs("/tmp", plan.tmp_bytes, "1777")
     _tmpfs("/dev/shm", plan.dev_shm_bytes, "1777")
-    if plan.passwd:
-        _cover_file("/etc/passwd", plan.passwd)
+    for target, content in (("/etc/passwd", plan.passwd), ("/etc/resolv.conf", plan.resolv_conf)):
+        if content:
+            _cover_file(target, content)
     # Interpreters installed under the host's /tmp reappear, read-only, in the private one.
     for path in plan.expose:
         if path in in_tmp:
@@ -297,3 +473,5 @@ def build_root(plan: RootPlan) -> None:
     _seal("/")
     mount("proc", "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC)
     os.chdir(TASK_ROOT)
+    for holder in holders:
+        os.waitpid(holder, 0)

@@ -2,8 +2,11 @@
 
 An environment's runtime starts in new mount, PID, IPC, UTS and cgroup namespaces, on a root
 built from read-only binds (see `mounts`), as a uid no other environment uses, inside a cgroup
-that enforces MemorySize, a memory-proportional CPU share and 1,024 processes. It keeps the
-host's network, as functions need outbound access; its Runtime API admits only its own uid.
+that enforces MemorySize, a memory-proportional CPU share and 1,024 processes, and in a
+network namespace of its own taken from a prepared pool (see `network`): the host's loopback
+and addresses are out of reach, outbound traffic leaves through NAT, and its Runtime API
+listens inside that namespace at 127.0.0.1:9001, as on AWS. Without network isolation it keeps
+the host's network and its Runtime API admits only its own uid.
 
 The runtime is process 1 of its PID namespace and a direct child of the server: the server
 thread enters a fresh PID namespace for its children just around the fork, so no helper
@@ -16,10 +19,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import errno
 import fcntl
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
@@ -29,10 +34,18 @@ from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import IO
 
-from lamina.sandbox import limits, mounts
-from lamina.sandbox.api import SandboxSpec, exec_failure
+from lamina.sandbox import limits, mounts, shares
+from lamina.sandbox.api import EntrypointError, SandboxSpec, exec_failure
 from lamina.sandbox.cgroups import MAX_PIDS, CgroupManager, EnvironmentCgroup, Limits
-from lamina.sandbox.process import PeakMemory, child_pids
+from lamina.sandbox.network import (
+    NetworkIsolation,
+    NetworkOptions,
+    NetworkUnavailable,
+    Slot,
+)
+from lamina.sandbox.network.resolvers import namespace_resolv_conf
+from lamina.sandbox.network.slots import CLONE_NEWNET
+from lamina.sandbox.process import PeakMemory, child_pids, loopback_listener
 from lamina.sandbox.runtime_files import RUNTIMES_DIR
 from lamina.sandbox.zygote import TemplateChild, Templates
 
@@ -42,6 +55,7 @@ UID_BASE = 2_000_000_000
 UID_BLOCK = 4096
 _UID_BLOCKS = 256
 _CLEANUP_DELAYS = (0.005, 0.02, 0.05, 0.1, 0.25, 0.5, 1.0, 2.0)
+_LISTEN_ATTEMPTS = 3
 # The login name of the user a function runs as on AWS; each environment's own uid has it.
 USER_NAME = "sbx_user1051"
 
@@ -53,6 +67,7 @@ class UidPool:
         self._lock_dir = lock_dir
         self._locks: list[IO[str]] = []
         self._free: deque[int] = deque()
+        self._blocks: list[int] = []
 
     def _claim_block(self) -> None:
         self._lock_dir.mkdir(parents=True, exist_ok=True)
@@ -64,10 +79,19 @@ class UidPool:
                 handle.close()
                 continue
             self._locks.append(handle)
+            self._blocks.append(block)
             start = UID_BASE + block * UID_BLOCK
             self._free.extend(range(start, start + UID_BLOCK))
             return
         raise RuntimeError(f"every block of environment uids is in use ({self._lock_dir})")
+
+    @property
+    def block(self) -> int:
+        """The first block this server holds (claimed now if none yet): it also names the
+        server's network addresses, table and namespaces."""
+        if not self._blocks:
+            self._claim_block()
+        return self._blocks[0]
 
     def acquire(self) -> int:
         if not self._free:
@@ -100,6 +124,12 @@ def _resolver_paths() -> list[str]:
     return [os.path.dirname(target)]
 
 
+def _resolv_conf(spec: SandboxSpec, default: str) -> str:
+    """The resolvers of the environment's network, else `default` ("": the host's)."""
+    servers = spec.network.dns if spec.network is not None else ()
+    return "".join(f"nameserver {server}\n" for server in servers) or default
+
+
 def _translate(value: str, mapping: Sequence[tuple[str, str]]) -> str:
     for host, inside in mapping:
         if host in value:
@@ -120,8 +150,11 @@ class NamespaceSandbox:
         cgroup: EnvironmentCgroup | None,
         release: Callable[[NamespaceSandbox], None],
         staging: Path,
+        slot: Slot | None = None,
     ) -> None:
         self._process = process
+        # The network namespace it runs in, given back once its processes are all gone.
+        self.slot = slot
         self.pid = process.pid
         self.output_fd = output_fd
         self.uid = uid
@@ -227,6 +260,8 @@ class NamespaceBackend:
         cgroup_reason: str,
         hidden: Iterable[Path] = (),
         lock_dir: Path | None = None,
+        network: NetworkOptions | None = None,
+        network_reason: str = "not asked for",
     ) -> None:
         self._spawner = PidNamespaceSpawner()
         self._templates: Templates | None = None
@@ -239,12 +274,52 @@ class NamespaceBackend:
         self._live: set[NamespaceSandbox] = set()
         self._installs: dict[str, list[str]] = {}
         self._passwd = HostPasswd()
+        # What the gateway for function code reads (`network.gateway_address`); None when
+        # environments keep the host's network, for `network_reason`.
+        self.network: NetworkIsolation | None = None
+        self.network_reason = network_reason
+        if network is not None:
+            try:
+                self.network = NetworkIsolation.open(self._uids.block, network)
+            except NetworkUnavailable as error:
+                self.network_reason = f"unavailable: {error}"
+        # What replaces the host's resolv.conf when its resolvers are on its loopback.
+        self._namespace_resolvers = namespace_resolv_conf() if self.network else ""
+        # Slots taken for an environment's Runtime API (`listen`), until its `start`.
+        self._reserved: dict[str, Slot] = {}
 
     # ----------------------------------------------------------------------- start
 
+    async def listen(self, spec: SandboxSpec) -> socket.socket:
+        """The Runtime API's socket inside the network namespace the environment will run
+        in (taken from the pool now), or on the host's loopback without network isolation."""
+        if self.network is None:
+            return loopback_listener()
+        attempts = _LISTEN_ATTEMPTS
+        while True:
+            slot = await self.network.take(spec.network)
+            try:
+                listener = self.network.listen(slot)
+            except OSError as error:
+                self.network.discard(slot)
+                attempts -= 1
+                # A slot given back while its last environment's listener was still closing
+                # (event loops close sockets at the end of an iteration): take another.
+                if error.errno != errno.EADDRINUSE or not attempts:
+                    raise
+                continue
+            except BaseException:
+                self.network.discard(slot)
+                raise
+            self._reserved[spec.scratch_root.name] = slot
+            return listener
+
     async def start(self, spec: SandboxSpec) -> NamespaceSandbox:
-        uid = self._uids.acquire()
         environment_id = spec.scratch_root.name
+        slot = self._reserved.pop(environment_id, None)
+        if slot is None and self.network is not None:
+            slot = await self.network.take(spec.network)
+        uid = self._uids.acquire()
         cgroup: EnvironmentCgroup | None = None
         read_fd = write_fd = -1
         try:
@@ -258,8 +333,9 @@ class NamespaceBackend:
             plan = self._plan(spec, argv[0], uid)
             channel = spec.runtime_api
             if channel is not None:
-                # Set before anything runs as `uid`: the runtime may connect at once.
-                channel.peer_uid = uid
+                # Set before anything runs as `uid`: the runtime may connect at once. In a
+                # namespace of its own, only the environment can reach its Runtime API.
+                channel.peer_uid = uid if slot is None else None
                 if cgroup is not None:
                     channel.initialized.add_done_callback(_cap_after_init(cgroup, spec.memory_mb))
             read_fd, write_fd = os.pipe()
@@ -267,23 +343,13 @@ class NamespaceBackend:
             process: subprocess.Popen[bytes] | TemplateChild
             if self._templates is not None and Templates.serves(spec.command):
                 process = await self._fork_from_template(
-                    spec.command[0], environment, write_fd, plan, uid, cgroup, spec.memory_mb
+                    spec.command[0], environment, write_fd, plan, uid, cgroup, spec.memory_mb, slot
                 )
             else:
-                try:
-                    process = self._spawner.spawn(
-                        argv,
-                        environment,
-                        write_fd,
-                        enter_sandbox(
-                            plan, uid, cgroup.procs_files if cgroup else [], spec.memory_mb
-                        ),
-                    )
-                except OSError as error:
-                    failure = exec_failure(error, argv)
-                    if failure is None:
-                        raise
-                    raise failure from error
+                procs = cgroup.procs_files if cgroup else []
+                netns_fd = slot.fd if slot is not None else -1
+                enter = enter_sandbox(plan, uid, procs, spec.memory_mb, netns_fd)
+                process = self._spawn(argv, environment, write_fd, enter)
         except BaseException:
             if read_fd >= 0:
                 os.close(read_fd)
@@ -294,13 +360,42 @@ class NamespaceBackend:
             with contextlib.suppress(OSError):
                 spec.scratch_root.rmdir()
             self._uids.release(uid)
+            if slot is not None and self.network is not None:
+                self._return_slot(slot, sys.exc_info()[1])
             raise
         finally:
             if write_fd >= 0:
                 os.close(write_fd)
-        sandbox = NamespaceSandbox(process, read_fd, uid, cgroup, self._released, spec.scratch_root)
+        sandbox = NamespaceSandbox(
+            process, read_fd, uid, cgroup, self._released, spec.scratch_root, slot
+        )
         self._live.add(sandbox)
         return sandbox
+
+    def _return_slot(self, slot: Slot, error: BaseException | None) -> None:
+        """After a failed start: an executable that could not be exec'd left nothing
+        running in the namespace; any other failure (a template's child may have entered
+        it) retires the namespace."""
+        assert self.network is not None
+        if isinstance(error, EntrypointError):
+            self.network.give_back(slot)
+        else:
+            self.network.discard(slot)
+
+    def _spawn(
+        self,
+        argv: list[str],
+        environment: dict[str, str],
+        output_fd: int,
+        enter: Callable[[], None],
+    ) -> subprocess.Popen[bytes]:
+        try:
+            return self._spawner.spawn(argv, environment, output_fd, enter)
+        except OSError as error:
+            failure = exec_failure(error, argv)
+            if failure is None:
+                raise
+            raise failure from error
 
     def use_templates(self, templates: Templates) -> None:
         """Start Python environments by forking pre-initialised templates (see `zygote`)."""
@@ -315,6 +410,7 @@ class NamespaceBackend:
         uid: int,
         cgroup: EnvironmentCgroup | None,
         memory_mb: int,
+        slot: Slot | None,
     ) -> TemplateChild:
         """The same sandbox as `enter_sandbox` builds, entered by a child of the template."""
         assert self._templates is not None
@@ -324,6 +420,7 @@ class NamespaceBackend:
             "procs_files": cgroup.procs_files if cgroup else [],
             "plan": dataclasses.asdict(plan),
             "uid": uid,
+            "netns": slot.path if slot is not None else None,
         }
         pid, exited = await template.fork(
             environment, mounts.TASK_ROOT, rlimits, output_fd, sandbox
@@ -333,6 +430,8 @@ class NamespaceBackend:
     def _released(self, sandbox: NamespaceSandbox) -> None:
         self._live.discard(sandbox)
         self._uids.release(sandbox.uid)
+        if sandbox.slot is not None and self.network is not None:
+            self.network.give_back(sandbox.slot)
 
     def close(self) -> None:
         """Stop every environment still running and remove this server's cgroups."""
@@ -343,6 +442,11 @@ class NamespaceBackend:
             sandbox.release_now(deadline)
         if self._cgroups is not None:
             self._cgroups.close()
+        if self.network is not None:
+            for slot in self._reserved.values():
+                self.network.discard(slot)
+            self._reserved.clear()
+            self.network.close()
         self._uids.close()
         self._spawner.close()
         if self._templates is not None:
@@ -378,6 +482,8 @@ class NamespaceBackend:
             expose=tuple(dict.fromkeys(expose)),
             hide=tuple(dict.fromkeys(hidden)),
             passwd=self._passwd.with_user(uid),
+            file_systems=shares.plan_file_systems(spec.file_systems, uid),
+            resolv_conf=_resolv_conf(spec, self._namespace_resolvers),
         )
 
     # -------------------------------------------------------------------- describe
@@ -403,7 +509,12 @@ class NamespaceBackend:
             ("PID, IPC, UTS and cgroup namespaces", True, "the runtime is process 1"),
             ("private /tmp sized to EphemeralStorage", True, "tmpfs; counts towards memory"),
             (
-                f"one uid per environment, named {USER_NAME}; its Runtime API admits only that uid",
+                f"one uid per environment, named {USER_NAME}; its Runtime API "
+                + (
+                    "listens inside its network namespace"
+                    if self.network is not None
+                    else "admits only that uid"
+                ),
                 True,
                 f"uids from {UID_BASE}",
             ),
@@ -422,10 +533,13 @@ class NamespaceBackend:
                 True,
                 why("pids", version) if "pids" in active else "RLIMIT_NPROC of the uid",
             ),
-            (
-                "network namespace",
+            self.network.describe()
+            if self.network is not None
+            else (
+                "network namespace per environment",
                 False,
-                "functions keep the host network for outbound access",
+                f"{self.network_reason}; functions share the host's network and can reach "
+                "its loopback services",
             ),
         ]
 
@@ -477,7 +591,7 @@ def _cap_after_init(cgroup: EnvironmentCgroup, memory_mb: int) -> Callable[[obje
 
 
 def enter_sandbox(
-    plan: mounts.RootPlan, uid: int, procs_files: list[str], memory_mb: int
+    plan: mounts.RootPlan, uid: int, procs_files: list[str], memory_mb: int, netns_fd: int = -1
 ) -> Callable[[], None]:
     """What the child runs between fork and exec: it is process 1 of its PID namespace."""
     # AWS's limits exactly: the cgroup enforces memory (RLIMIT_DATA only stands in for a
@@ -493,6 +607,8 @@ def enter_sandbox(
             for name in procs_files:
                 with open(name, "w", encoding="ascii") as procs:
                     procs.write(str(os.getpid()))
+            if netns_fd >= 0:
+                mounts.setns(netns_fd, CLONE_NEWNET)
             mounts.build_root(plan)
             limits.apply(rlimits)
             os.setgroups([])

@@ -11,6 +11,7 @@ import contextlib
 import os
 import shutil
 import signal
+import socket
 import sys
 from pathlib import Path
 
@@ -94,10 +95,26 @@ class ProcessSandbox(ProcessGroupSandbox):
         return await self._process.wait()
 
 
+def loopback_listener() -> socket.socket:
+    """A Runtime API socket on the host's loopback, on a port of the kernel's choosing: for
+    backends whose environments share the host's network."""
+    listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    try:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(128)
+    except BaseException:
+        listener.close()
+        raise
+    return listener
+
+
 class ProcessBackend:
     """Process group + rlimits; no filesystem isolation."""
 
     name = "process"
+
+    async def listen(self, spec: SandboxSpec) -> socket.socket:
+        return loopback_listener()
 
     async def start(self, spec: SandboxSpec) -> ProcessSandbox:
         tmp_dir = spec.scratch_root / "tmp"
@@ -140,6 +157,12 @@ class ProcessBackend:
             ("process group + rlimits (memory, files, file size)", True, "portable fallback"),
             ("filesystem isolation", False, "the process backend cannot hide host files"),
             ("memory cgroup", False, f"not used by the process backend on {sys.platform}"),
+            (
+                "network isolation",
+                False,
+                "functions share the host's network: they can reach its loopback services "
+                "(databases, the Lamina API) and every address the host can",
+            ),
         ]
 
 

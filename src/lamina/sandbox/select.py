@@ -7,6 +7,7 @@ from collections.abc import Iterable
 from pathlib import Path
 
 from lamina.sandbox.api import SandboxBackend
+from lamina.sandbox.network.options import NetworkOptions
 from lamina.sandbox.process import ProcessBackend
 from lamina.sandbox.zygote import Templates, ZygoteBackend
 
@@ -17,8 +18,15 @@ class IsolationUnavailable(RuntimeError):
     """`isolation=namespace` was asked for on a host that cannot provide it."""
 
 
-def namespace_backend(hidden: Iterable[Path] = ()) -> tuple[SandboxBackend | None, str]:
-    """The namespace backend, or None and why this host cannot run it."""
+# Why environments keep the host's network when the operator said so.
+NETWORK_OFF = "turned off by LAMINA_NETWORK_ISOLATION=off"
+
+
+def namespace_backend(
+    hidden: Iterable[Path] = (), network: NetworkOptions | None = None
+) -> tuple[SandboxBackend | None, str]:
+    """The namespace backend, or None and why this host cannot run it; with `network`,
+    every environment gets a network namespace of its own where the host allows it."""
     # Lazy: only Linux hosts that use it pay for ctypes and the probe.
     from lamina.sandbox.cgroups import open_manager
     from lamina.sandbox.namespace import NamespaceBackend, probe
@@ -27,18 +35,25 @@ def namespace_backend(hidden: Iterable[Path] = ()) -> tuple[SandboxBackend | Non
     if why is not None:
         return None, why
     cgroups, cgroup_reason = open_manager()
-    return NamespaceBackend(cgroups, cgroup_reason, hidden), ""
+    backend = NamespaceBackend(
+        cgroups, cgroup_reason, hidden, network=network, network_reason=NETWORK_OFF
+    )
+    return backend, ""
 
 
 def select_backend(
-    isolation: str, hidden: Iterable[Path] = (), templates: bool = False
+    isolation: str,
+    hidden: Iterable[Path] = (),
+    templates: bool = False,
+    network: NetworkOptions | None = None,
 ) -> SandboxBackend:
     """The strongest backend the host allows, unless a weaker one is asked for; with
     `templates`, Python environments fork from pre-initialised templates.
 
-    `hidden` lists host directories functions must never see (the data directory).
+    `hidden` lists host directories functions must never see (the data directory);
+    `network` asks for a network namespace per environment (None: the host's network).
     """
-    backend = _isolation_backend(isolation, hidden)
+    backend = _isolation_backend(isolation, hidden, network)
     if not templates:
         return backend
     # Template children enter the same sandbox a fresh runtime would: the template makes
@@ -52,25 +67,30 @@ def select_backend(
     return backend
 
 
-def _isolation_backend(isolation: str, hidden: Iterable[Path]) -> SandboxBackend:
+def _isolation_backend(
+    isolation: str, hidden: Iterable[Path], network: NetworkOptions | None
+) -> SandboxBackend:
     if isolation == "process":
         log.warning(
             "isolation: process backend chosen by configuration; functions run as plain "
-            "processes with rlimits and can read the host's files"
+            "processes with rlimits, can read the host's files and share its network "
+            "(its loopback services included)"
         )
         return ProcessBackend()
-    backend, why = namespace_backend(hidden)
+    backend, why = namespace_backend(hidden, network)
     if backend is not None:
         log.info("isolation: namespace backend (namespaces, cgroups, a uid per environment)")
         for feature, active, detail in backend.describe():
             if not active:
-                log.info("isolation: %s not active (%s)", feature, detail)
+                # Sharing the host's network exposes the platform's own services: say it loud.
+                level = logging.WARNING if feature.startswith("network") else logging.INFO
+                log.log(level, "isolation: %s not active (%s)", feature, detail)
         return backend
     if isolation == "namespace":
         raise IsolationUnavailable(f"namespace isolation is not available: {why}")
     log.warning(
         "isolation: namespaces and cgroups are unavailable (%s); running functions as plain "
-        "processes with rlimits, without filesystem isolation",
+        "processes with rlimits, without filesystem or network isolation",
         why,
     )
     return ProcessBackend()

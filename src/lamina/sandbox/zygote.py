@@ -273,6 +273,9 @@ class ZygoteBackend:
         self.name = f"{fallback.name}+zygote"
         self._templates = Templates()
 
+    async def listen(self, spec: SandboxSpec) -> socket.socket:
+        return await self._fallback.listen(spec)
+
     async def start(self, spec: SandboxSpec) -> Sandbox:
         if not Templates.serves(spec.command):
             return await self._fallback.start(spec)

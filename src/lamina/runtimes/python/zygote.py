@@ -31,6 +31,7 @@ import traceback
 import bootstrap  # preloaded: this import is the point of the template
 
 _HEADER = struct.Struct(">I")
+_CLONE_NEWNET = 0x40000000
 
 
 def _send(control, message):
@@ -109,8 +110,8 @@ def _become_runtime(request, output_fd, control, wake_read, wake_write):
 def _enter_sandbox(request, output_fd):
     """Run the runtime isolated, as the platform's namespace backend does for a fresh process.
 
-    This process (C1) joins the environment's cgroup, then forks C2 as process 1 of a new PID
-    namespace; C2 builds the environment's root (new mount, IPC, UTS and cgroup namespaces),
+    This process (C1) joins the environment's cgroup and its network namespace (when it has
+    one), then forks C2 as process 1 of a new PID namespace; C2 builds the environment's root (new mount, IPC, UTS and cgroup namespaces),
     drops to the environment's uid and becomes the runtime. C1 waits and ends with C2's
     status, so the template reports what a direct child would have.
     """
@@ -120,12 +121,18 @@ def _enter_sandbox(request, output_fd):
     for name in sandbox["procs_files"]:
         with open(name, "w") as procs:
             procs.write(str(os.getpid()))
+    if sandbox.get("netns"):
+        netns = os.open(sandbox["netns"], os.O_RDONLY)
+        try:
+            mounts.setns(netns, _CLONE_NEWNET)
+        finally:
+            os.close(netns)
     mounts.unshare(mounts.CLONE_NEWPID)
     child = os.fork()
     if child == 0:
         mounts.prctl(mounts.PR_SET_PDEATHSIG, signal.SIGKILL)
         plan = sandbox["plan"]
-        for key in ("system", "expose", "hide"):
+        for key in ("system", "expose", "hide", "file_systems"):
             plan[key] = tuple(tuple(item) if isinstance(item, list) else item for item in plan[key])
         mounts.build_root(mounts.RootPlan(**plan))
         uid = sandbox["uid"]

@@ -1,0 +1,302 @@
+"""Network isolation for one server: its table, its gateway and pools of prepared slots.
+
+Slots are made in the background, a batch at a time, by one filler thread, so a cold start
+only takes one from a deque. The filler waits for a quiet moment (no slot taken for a
+while) before it refills, unless a pool runs low: making namespaces costs CPU (iproute2
+processes) that a burst of cold starts would otherwise share. A pool that runs dry makes a
+slot on the spot (slower, still correct).
+
+A slot comes back to its pool once every process of its environment is gone (the PID
+namespace killed, the cgroup removed): nothing of the function can then hold a socket in it,
+and its next environment finds it as new."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import socket
+import threading
+import time
+from collections import deque
+from collections.abc import Sequence
+
+from lamina.model.networks import DEFAULT_NETWORK, NetworkPolicy
+from lamina.sandbox.network import firewall
+from lamina.sandbox.network.addresses import (
+    MAX_SLOTS,
+    RUNTIME_API_HOST,
+    RUNTIME_API_PORT,
+    AddressPlan,
+)
+from lamina.sandbox.network.options import NetworkOptions, tools
+from lamina.sandbox.network.slots import (
+    InNamespace,
+    Slot,
+    SlotError,
+    make_slots,
+    remove_leftovers,
+    remove_slots,
+    run_ip,
+)
+
+log = logging.getLogger("lamina.sandbox")
+
+# A pool holds at most this many times its size; slots beyond are removed when given back.
+_KEEP_FACTOR = 4
+_RETRY_S = 1.0
+# Refill once no slot was taken for this long, or at once below half a pool.
+_QUIET_S = 0.2
+# The key of the default network's pool.
+_DEFAULT: NetworkPolicy | None = None
+
+
+class NetworkUnavailable(RuntimeError):
+    """The host cannot isolate environments' networks (tools missing, nft refused)."""
+
+
+class NetworkIsolation:
+    """A network namespace per environment, for the server holding `plan`'s block."""
+
+    def __init__(self, plan: AddressPlan, options: NetworkOptions, ip: str, nft: str) -> None:
+        self.plan = plan
+        self._options = options
+        self._ip = ip
+        self._nft = nft
+        self._inside = InNamespace()
+        self._ports: set[int] = set(options.gateway_ports)
+        self._ready = threading.Condition()
+        self._pools: dict[NetworkPolicy | None, deque[Slot]] = {_DEFAULT: deque()}
+        self._wanted: dict[NetworkPolicy | None, int] = {_DEFAULT: options.pool_size}
+        self._chains: dict[NetworkPolicy, str] = {}
+        self._chain_lock = threading.Lock()
+        self._doomed: list[Slot] = []
+        self._free: list[int] = []
+        self._next = 1
+        self._closing = False
+        self._filler: threading.Thread | None = None
+        self._last_take = 0.0
+        self.made = 0
+
+    # ------------------------------------------------------------------- open / close
+
+    @classmethod
+    def open(cls, block: int, options: NetworkOptions) -> NetworkIsolation:
+        """Claim the block's table, gateway and namespaces (removing a crashed server's
+        leftovers of the same block first), and start filling the pool."""
+        found, why = tools()
+        if found is None:
+            raise NetworkUnavailable(why)
+        ip, nft = found
+        isolation = cls(AddressPlan(block), options, ip, nft)
+        try:
+            isolation._claim()
+        except (OSError, SlotError, firewall.FirewallError, ValueError) as error:
+            isolation.close()
+            raise NetworkUnavailable(str(error)) from error
+        isolation._filler = threading.Thread(
+            target=isolation._fill, name=f"lamina-netns-{block}", daemon=True
+        )
+        isolation._filler.start()
+        return isolation
+
+    def _claim(self) -> None:
+        plan = self.plan
+        remove_leftovers(plan, self._ip)
+        firewall.delete_table(plan, self._nft)
+        with open("/proc/sys/net/ipv4/ip_forward", "w", encoding="ascii") as forwarding:
+            forwarding.write("1")
+        # On the host's loopback: a local address of the host (so the server can listen on
+        # it) that needs no device of its own (some kernels lack the dummy driver).
+        run_ip(f"addr replace {plan.gateway_address}/32 dev lo\n", self._ip)
+        options = self._options
+        script = firewall.table_script(
+            plan, options.platform_endpoints, self._ports, options.platform_ports
+        )
+        firewall.nft(script, self._nft)
+
+    def close(self) -> None:
+        """Remove every namespace, the table and the gateway (the server is stopping)."""
+        with self._ready:
+            self._closing = True
+            self._ready.notify_all()
+        if self._filler is not None:
+            self._filler.join(30)
+        with self._ready:
+            slots = [slot for pool in self._pools.values() for slot in pool] + self._doomed
+            self._pools.clear()
+            self._doomed = []
+        remove_slots(slots, self._ip)
+        remove_leftovers(self.plan, self._ip)
+        firewall.delete_table(self.plan, self._nft)
+        self._inside.close()
+
+    # ------------------------------------------------------------------------ gateway
+
+    @property
+    def gateway_address(self) -> str:
+        """The host address only this server's environments reach (and only on the
+        gateway ports): where the server listens for function code's AWS calls."""
+        return self.plan.gateway_address
+
+    def open_gateway_port(self, port: int) -> None:
+        """Let environments connect to the gateway address on `port` (TCP)."""
+        if port not in self._ports:
+            firewall.nft(firewall.open_port_script(self.plan, port), self._nft)
+            self._ports.add(port)
+
+    # -------------------------------------------------------------------------- slots
+
+    async def take(self, policy: NetworkPolicy | None) -> Slot:
+        """A prepared slot of `policy`'s network (None: the default network)."""
+        key = None if policy is None or policy == DEFAULT_NETWORK else policy
+        with self._ready:
+            pool = self._pools.get(key)
+            if pool is None:
+                # A named network's pool starts on first use, small.
+                pool = self._pools[key] = deque()
+                self._wanted[key] = self._options.named_pool_size
+            self._last_take = time.monotonic()
+            # The filler recomputes when to refill (see `_idle_for`).
+            self._ready.notify()
+            if pool:
+                return pool.popleft()
+        return await asyncio.get_running_loop().run_in_executor(None, self._make_one, key)
+
+    def listen(self, slot: Slot) -> socket.socket:
+        """The environment's Runtime API socket, listening at 127.0.0.1:9001 inside the slot.
+
+        Only socket() needs to run inside: a socket stays in the namespace it was made in.
+        The event loop's thread is inside for microseconds, with nothing else running.
+        """
+        with self._inside.entered(slot.fd):
+            listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        try:
+            # The previous environment's connections may linger in TIME_WAIT on the port.
+            listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            listener.bind((RUNTIME_API_HOST, RUNTIME_API_PORT))
+            listener.listen(128)
+        except BaseException:
+            listener.close()
+            raise
+        return listener
+
+    def give_back(self, slot: Slot) -> None:
+        """Return the slot of an environment whose processes are all gone."""
+        with self._ready:
+            pool = self._pools.get(slot.network)
+            limit = max(1, self._wanted.get(slot.network, 1)) * _KEEP_FACTOR
+            if self._closing or pool is None or len(pool) >= limit:
+                self._doomed.append(slot)
+            else:
+                pool.append(slot)
+            self._ready.notify()
+
+    def discard(self, slot: Slot) -> None:
+        """Remove a slot that may still hold something of its environment."""
+        with self._ready:
+            self._doomed.append(slot)
+            self._ready.notify()
+
+    def pooled(self, policy: NetworkPolicy | None = None) -> int:
+        """How many slots of `policy`'s network are ready (benchmarks and tests)."""
+        with self._ready:
+            return len(self._pools.get(policy, ()))
+
+    # ------------------------------------------------------------------------ filling
+
+    def _indices(self, count: int) -> list[int]:
+        taken: list[int] = []
+        with self._ready:
+            while len(taken) < count and self._free:
+                taken.append(self._free.pop())
+            while len(taken) < count and self._next <= MAX_SLOTS:
+                taken.append(self._next)
+                self._next += 1
+        if not taken:
+            raise SlotError(f"every address of {self.plan.subnet} is in use")
+        return taken
+
+    def _make(self, key: NetworkPolicy | None, count: int) -> list[Slot]:
+        indices = self._indices(count)
+        try:
+            chain = self._chain(key) if key is not None else None
+            slots = make_slots(self.plan, indices, key, self._ip, self._inside)
+            if key is not None and chain is not None:
+                interfaces = [slot.addresses.host_interface for slot in slots]
+                firewall.nft(
+                    firewall.join_script(self.plan, interfaces, chain, key.internet), self._nft
+                )
+        except BaseException:
+            with self._ready:
+                self._free.extend(indices)
+            raise
+        with self._ready:
+            self.made += len(slots)
+        return slots
+
+    def _chain(self, key: NetworkPolicy) -> str:
+        with self._chain_lock:
+            chain = self._chains.get(key)
+            if chain is None:
+                chain = f"network_{len(self._chains) + 1}"
+                firewall.nft(firewall.network_chain_script(self.plan, chain, key), self._nft)
+                self._chains[key] = chain
+            return chain
+
+    def _make_one(self, key: NetworkPolicy | None) -> Slot:
+        return self._make(key, 1)[0]
+
+    def _fill(self) -> None:
+        while True:
+            with self._ready:
+                while not self._closing and (wait := self._idle_for()) != 0.0:
+                    self._ready.wait(wait)
+                if self._closing:
+                    return
+                doomed, self._doomed = self._doomed, []
+                short = self._short()
+            self._remove(doomed)
+            for key, count in short:
+                try:
+                    slots = self._make(key, count)
+                except (OSError, SlotError, firewall.FirewallError) as error:
+                    log.warning("network: could not prepare namespaces: %s", error)
+                    with self._ready:
+                        self._ready.wait(_RETRY_S)
+                    continue
+                with self._ready:
+                    self._pools.setdefault(key, deque()).extend(slots)
+
+    def _idle_for(self) -> float | None:
+        """How long the filler may still wait (None: until woken; 0: work now)."""
+        short = self._short()
+        if not short and not self._doomed:
+            return None
+        if any(len(self._pools.get(key, ())) < self._wanted[key] // 2 for key, _ in short):
+            return 0.0
+        return max(0.0, self._last_take + _QUIET_S - time.monotonic())
+
+    def _short(self) -> list[tuple[NetworkPolicy | None, int]]:
+        return [
+            (key, wanted - len(self._pools.get(key, ())))
+            for key, wanted in self._wanted.items()
+            if len(self._pools.get(key, ())) < wanted
+        ]
+
+    def _remove(self, slots: Sequence[Slot]) -> None:
+        if not slots:
+            return
+        remove_slots(slots, self._ip)
+        with self._ready:
+            self._free.extend(slot.addresses.index for slot in slots)
+
+    # ----------------------------------------------------------------------- describe
+
+    def describe(self) -> tuple[str, bool, str]:
+        return (
+            "network namespace per environment: the host's loopback and addresses, the "
+            "platform's ports and other environments unreachable; outbound through NAT",
+            True,
+            f"pooled namespaces in {self.plan.subnet}, gateway {self.gateway_address}, "
+            f"nftables table inet {self.plan.table}",
+        )

@@ -1,0 +1,148 @@
+"""Network namespaces with their veth link, made and removed many at a time with iproute2.
+
+A slot is one prepared namespace: loopback up, IPv6 off, `eth0` holding the environment's end
+of a /31 whose host end routes it, a default route through the host. One `ip -batch` makes a
+batch's namespaces and veth pairs; each namespace's inside is configured from a thread that
+enters it (see `interfaces`). Slots are made ahead of time (see `pool`); a cold start only
+takes one.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import subprocess
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+
+from lamina.model.networks import NetworkPolicy
+from lamina.sandbox import mounts
+from lamina.sandbox.network.addresses import NETNS_DIR, AddressPlan, SlotAddresses
+from lamina.sandbox.network.interfaces import configure_inside
+
+CLONE_NEWNET = 0x40000000
+_NO_IPV6 = "/proc/sys/net/ipv6/conf/all/disable_ipv6"
+_NETMASK_31 = "255.255.255.254"
+
+
+class SlotError(RuntimeError):
+    """iproute2 could not make or remove namespaces."""
+
+
+@dataclass
+class Slot:
+    """One prepared network namespace and an open descriptor of it."""
+
+    addresses: SlotAddresses
+    # Which network's pool it belongs to (None: the default network).
+    network: NetworkPolicy | None
+    fd: int = -1
+
+    @property
+    def path(self) -> str:
+        return self.addresses.netns_path
+
+    def close(self) -> None:
+        if self.fd >= 0:
+            with contextlib.suppress(OSError):
+                os.close(self.fd)
+            self.fd = -1
+
+
+def run_ip(commands: str, ip_path: str, force: bool = False) -> None:
+    """Run `ip -batch` commands in the host's namespace (with `force`, past failing ones)."""
+    argv = [ip_path, *(["-force"] if force else []), "-batch", "-"]
+    result = subprocess.run(
+        argv, input=commands, capture_output=True, text=True, timeout=60, check=False
+    )
+    if result.returncode != 0 and not force:
+        raise SlotError(f"{' '.join(argv)}: {result.stderr.strip() or result.returncode}")
+
+
+class InNamespace:
+    """Run code of this thread inside another network namespace, then come back.
+
+    setns(CLONE_NEWNET) moves the calling thread only; sockets made meanwhile stay in the
+    namespace they were made in.
+    """
+
+    def __init__(self) -> None:
+        self._own = os.open("/proc/self/ns/net", os.O_RDONLY | os.O_CLOEXEC)
+
+    @contextlib.contextmanager
+    def entered(self, fd: int) -> Iterator[None]:
+        mounts.setns(fd, CLONE_NEWNET)
+        try:
+            yield
+        finally:
+            mounts.setns(self._own, CLONE_NEWNET)
+
+    def close(self) -> None:
+        with contextlib.suppress(OSError):
+            os.close(self._own)
+
+
+def make_slots(
+    plan: AddressPlan,
+    indices: Sequence[int],
+    network: NetworkPolicy | None,
+    ip_path: str,
+    inside: InNamespace,
+) -> list[Slot]:
+    """Make one slot per index; on failure nothing of them is left behind."""
+    links = [plan.slot(index) for index in indices]
+    host = "".join(
+        f"netns add {link.netns}\n"
+        f"link add {link.host_interface} type veth peer name eth0 netns {link.netns}\n"
+        f"addr add {link.host_address}/31 dev {link.host_interface}\n"
+        f"link set {link.host_interface} up\n"
+        for link in links
+    )
+    slots = [Slot(link, network) for link in links]
+    try:
+        run_ip(host, ip_path)
+        for slot in slots:
+            link = slot.addresses
+            slot.fd = os.open(slot.path, os.O_RDONLY | os.O_CLOEXEC)
+            with inside.entered(slot.fd):
+                # No IPv6 inside (before eth0 is up, so it gets no link-local address): the
+                # firewall's rules and the addresses are IPv4.
+                with open(_NO_IPV6, "w", encoding="ascii") as knob:
+                    knob.write("1")
+                configure_inside(link.environment_address, _NETMASK_31, link.host_address)
+    except BaseException:
+        remove_slots(slots, ip_path)
+        raise
+    return slots
+
+
+def remove_slots(slots: Sequence[Slot], ip_path: str) -> None:
+    """Delete the namespaces (their veth pairs go with them)."""
+    for slot in slots:
+        slot.close()
+    if slots:
+        commands = "".join(f"netns del {slot.addresses.netns}\n" for slot in slots)
+        commands += "".join(f"link del {slot.addresses.host_interface}\n" for slot in slots)
+        run_ip(commands, ip_path, force=True)
+
+
+def remove_leftovers(plan: AddressPlan, ip_path: str) -> None:
+    """Remove the namespaces and interfaces a crashed server of the same block left."""
+    commands = []
+    with contextlib.suppress(OSError):
+        for name in os.listdir(NETNS_DIR):
+            suffix = name[len(plan.netns_prefix) :]
+            if name.startswith(plan.netns_prefix) and suffix.isdigit():
+                commands.append(f"netns del {name}\n")
+    listing = subprocess.run(
+        [ip_path, "-o", "link", "show"], capture_output=True, text=True, timeout=30, check=False
+    ).stdout
+    for line in listing.splitlines():
+        parts = line.split(":")
+        if len(parts) < 2:
+            continue
+        name = parts[1].strip().split("@")[0]
+        if name.startswith(plan.interface_prefix):
+            commands.append(f"link del {name}\n")
+    commands.append(f"addr del {plan.gateway_address}/32 dev lo\n")
+    run_ip("".join(commands), ip_path, force=True)

@@ -1,0 +1,121 @@
+"""The pool of prepared network namespaces: taking, giving back, and cleaning up after a crash.
+
+These make real namespaces (root, iproute2 and nft); the block is claimed through the same
+lock file servers use, so a running server's namespaces are never touched.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from lamina.sandbox.namespace import UidPool, _lock_dir
+from lamina.sandbox.network import NetworkIsolation, NetworkOptions, tools
+from lamina.sandbox.network.addresses import AddressPlan
+
+pytestmark = pytest.mark.skipif(tools()[0] is None, reason=tools()[1] or "no tools")
+
+
+@pytest.fixture
+def block() -> Iterator[int]:
+    uids = UidPool(_lock_dir())
+    try:
+        yield uids.block
+    finally:
+        uids.close()
+
+
+def namespaces(plan: AddressPlan) -> set[str]:
+    return {name for name in os.listdir("/run/netns") if name.startswith(plan.netns_prefix)}
+
+
+def tables() -> str:
+    listing = subprocess.run(["nft", "list", "tables"], capture_output=True, text=True, check=True)
+    return listing.stdout
+
+
+def wait_pooled(isolation: NetworkIsolation, count: int) -> None:
+    deadline = time.monotonic() + 20
+    while isolation.pooled() < count:
+        assert time.monotonic() < deadline, "the pool was not filled"
+        time.sleep(0.01)
+
+
+def test_a_slot_is_taken_given_back_and_reused(block: int) -> None:
+    isolation = NetworkIsolation.open(block, NetworkOptions(pool_size=2))
+    try:
+        wait_pooled(isolation, 2)
+        slot = asyncio.run(isolation.take(None))
+        assert os.path.exists(slot.path) and slot.fd >= 0
+        listener = isolation.listen(slot)
+        assert listener.getsockname() == ("127.0.0.1", 9001)
+        listener.close()
+        isolation.give_back(slot)
+        # The namespace given back is in the pool (at most 3 long) and handed out again.
+        taken = [asyncio.run(isolation.take(None)) for _ in range(3)]
+        assert slot in taken
+    finally:
+        isolation.close()
+    assert namespaces(isolation.plan) == set()
+    assert f"lamina_{block} " not in tables() + " "
+
+
+def test_an_empty_pool_still_serves_at_once(block: int) -> None:
+    isolation = NetworkIsolation.open(block, NetworkOptions(pool_size=0, named_pool_size=0))
+    try:
+        slot = asyncio.run(isolation.take(None))
+        assert os.path.exists(slot.path)
+    finally:
+        isolation.close()
+
+
+CRASH = """
+import os, sys, time
+from lamina.sandbox.network import NetworkIsolation, NetworkOptions
+isolation = NetworkIsolation.open(int(sys.argv[1]), NetworkOptions(pool_size=3))
+while isolation.pooled() < 3:
+    time.sleep(0.01)
+os._exit(0)  # no close: a crash
+"""
+
+
+def test_a_crashed_servers_leftovers_go_when_its_block_is_claimed(
+    block: int, tmp_path: Path
+) -> None:
+    plan = AddressPlan(block)
+    subprocess.run([sys.executable, "-c", CRASH, str(block)], check=True, timeout=60)
+    left = namespaces(plan)
+    assert len(left) == 3
+    assert f"inet {plan.table}" in tables()
+    isolation = NetworkIsolation.open(block, NetworkOptions(pool_size=1))
+    try:
+        wait_pooled(isolation, 1)
+        # The crashed server's namespaces are gone; only the new pool's is there.
+        assert len(namespaces(plan)) == 1
+    finally:
+        isolation.close()
+    assert namespaces(plan) == set()
+    assert f"inet {plan.table}\n" not in tables()
+
+
+def test_the_pool_refills_after_slots_are_taken(block: int) -> None:
+    isolation = NetworkIsolation.open(block, NetworkOptions(pool_size=2))
+    try:
+        wait_pooled(isolation, 2)
+        asyncio.run(isolation.take(None))
+        # One taken leaves the pool above its low mark: refilled once takes pause.
+        wait_pooled(isolation, 2)
+        made = isolation.made
+        for _ in range(2):
+            asyncio.run(isolation.take(None))
+        wait_pooled(isolation, 2)
+        assert isolation.made == made + 2
+    finally:
+        isolation.close()
