@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install run cluster test lint format bench bench-components clean
+.PHONY: install run cluster test lint format bench bench-components clean chromium nftables
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -12,9 +12,36 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install --quiet -e '.[dev]'
 	touch $(STAMP)
 
-install: $(STAMP)
+# The AWS SDK for JavaScript v3 that the gateway tests ship inside a Node function.
+NODE_SDK := tests/fixtures/node_sdk
+$(NODE_SDK)/node_modules/.package-lock.json: $(NODE_SDK)/package-lock.json
+	cd $(NODE_SDK) && npm ci --no-audit --no-fund --loglevel=error
 
-run: $(STAMP)
+# The web console's browser libraries (htmx, uPlot) from npm, copied where it serves them.
+CONSOLE := src/lamina/console
+CONSOLE_VENDOR := $(CONSOLE)/static/vendor/.built
+$(CONSOLE_VENDOR): $(CONSOLE)/frontend/package-lock.json
+	cd $(CONSOLE)/frontend && npm ci --no-audit --no-fund --loglevel=error
+	mkdir -p $(CONSOLE)/static/vendor
+	cp $(CONSOLE)/frontend/node_modules/htmx.org/dist/htmx.min.js \
+	   $(CONSOLE)/frontend/node_modules/uplot/dist/uPlot.iife.min.js \
+	   $(CONSOLE)/frontend/node_modules/uplot/dist/uPlot.min.css $(CONSOLE)/static/vendor/
+	touch $@
+
+# The console's browser tests (tests/e2e) drive Debian's Chromium: installed when missing.
+chromium:
+	@command -v chromium >/dev/null || [ "$$(id -u)" != 0 ] || \
+	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium)
+
+# Environments' network namespaces are fenced with nftables: `nft`, installed when missing.
+nftables:
+	@command -v nft >/dev/null || [ -x /usr/sbin/nft ] || [ "$$(id -u)" != 0 ] || \
+	  ! command -v apt-get >/dev/null || \
+	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nftables)
+
+install: $(STAMP) $(NODE_SDK)/node_modules/.package-lock.json $(CONSOLE_VENDOR) chromium nftables
+
+run: $(STAMP) $(CONSOLE_VENDOR)
 	$(BIN)/lamina serve
 
 # Three nodes on this machine's PostgreSQL (database `lamina`) and Redis, ports 9001-9003,
@@ -22,7 +49,7 @@ run: $(STAMP)
 cluster: $(STAMP)
 	$(BIN)/python scripts/cluster.py
 
-test: $(STAMP)
+test: $(STAMP) $(NODE_SDK)/node_modules/.package-lock.json nftables $(CONSOLE_VENDOR) chromium
 	$(BIN)/pytest
 
 lint: $(STAMP)

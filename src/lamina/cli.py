@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import socket
 import sys
 import time
 from collections.abc import Sequence
@@ -15,6 +16,8 @@ from urllib.parse import urlsplit
 from lamina.commands import audit as audit_cli
 from lamina.commands import cluster as cluster_command
 from lamina.commands import cost as cost_command
+from lamina.commands import events_redrive
+from lamina.commands import init as init_command
 from lamina.commands import mappings as mappings_command
 from lamina.commands import schedules as schedules_cli
 from lamina.commands import top as top_command
@@ -29,6 +32,7 @@ from lamina.settings import Settings
 def _serve(args: argparse.Namespace, settings: Settings) -> int:
     import uvicorn  # Lazy: other subcommands should not pay for the server's import.
 
+    from lamina.control.networks import NetworksFileError
     from lamina.server import StoreUnavailable, build_server
 
     settings = replace(
@@ -52,7 +56,7 @@ def _serve(args: argparse.Namespace, settings: Settings) -> int:
     except IsolationUnavailable as error:
         print(f"lamina: {error} (see `lamina doctor`)", file=sys.stderr)
         return 2
-    except StoreUnavailable as error:
+    except (StoreUnavailable, NetworksFileError) as error:
         print(f"lamina: {error}", file=sys.stderr)
         return 2
     from lamina.api.http_protocol import CoalescingHttpToolsProtocol
@@ -69,9 +73,35 @@ def _serve(args: argparse.Namespace, settings: Settings) -> int:
     )
     server = uvicorn.Server(config)
     print(f"Lamina is serving the Lambda API at {settings.endpoint}", flush=True)
+    gateway = app.setup
+    if gateway is not None:
+        own = gateway.url == settings.endpoint
+        functions_see = "" if own else f"; functions reach it at {gateway.url}"
+        print(f"Service gateway (AWS_ENDPOINT_URL): {settings.endpoint}{functions_see}", flush=True)
     print(f"Mode: {serving_mode(settings)}", flush=True)
-    server.run()
+    loopback = settings.host in {"127.0.0.1", "::1", "localhost"}
+    if gateway is not None and not settings.authentication_enabled and not loopback:
+        print(
+            f"Warning: development mode on {settings.host}: anyone who reaches this port "
+            "acts on the service gateway's upstreams with this server's AWS credentials",
+            file=sys.stderr,
+            flush=True,
+        )
+    if gateway is not None and gateway.listen is not None:
+        # The gateway's address only environments reach: served by the same server.
+        server.run(sockets=[config.bind_socket(), _bound(gateway.listen)])
+    else:
+        server.run()
     return 0
+
+
+def _bound(address: tuple[str, int]) -> socket.socket:
+    """A socket bound to `address`, for uvicorn to listen on beside its own."""
+    sock = socket.socket(socket.AF_INET6 if ":" in address[0] else socket.AF_INET)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind(address)
+    sock.set_inheritable(True)
+    return sock
 
 
 def serving_mode(settings: Settings) -> str:
@@ -83,10 +113,13 @@ def serving_mode(settings: Settings) -> str:
 
 def _doctor(settings: Settings) -> int:
     """Print which isolation features this host gives functions, and why others are missing."""
+    from lamina.sandbox.network import network_options
     from lamina.sandbox.process import ProcessBackend
     from lamina.sandbox.select import namespace_backend
 
-    namespace, why = namespace_backend([settings.data_dir])
+    # With network options, the namespace backend really makes its table and namespaces:
+    # the line says whether that works here, not only whether the tools exist.
+    namespace, why = namespace_backend([settings.data_dir], network_options(settings))
     if namespace is not None and settings.isolation != "process":
         chosen: SandboxBackend = namespace
         print("Isolation: namespace backend (Linux namespaces, cgroups, a uid per environment)")
@@ -244,6 +277,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "events", help="show queued, in-flight, retrying and failed asynchronous events"
     )
     events.add_argument("function", nargs="?", help="a function name (default: a summary of all)")
+    events_redrive.configure(events)  # `lamina events redrive FUNCTION --id ID | --all`
     events_source = events.add_mutually_exclusive_group()
     events_source.add_argument(
         "--data-dir", help="where metadata and code live (default ./.lamina)"
@@ -280,6 +314,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             "mappings", help="event source mappings: state, last result, lag and errors"
         )
     )
+    init_command.configure(
+        commands.add_parser("init", help="start a function's directory from a blueprint")
+    )
     cluster_command.configure(
         commands.add_parser("cluster", help="a cluster's live nodes, their load, the queue's depth")
     )
@@ -294,8 +331,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _serve(args, settings)
     if args.command == "doctor":
         return _doctor(settings)
-    if args.command == "events":
-        return _events(args, settings)
+    if args.command == "events":  # `lamina events redrive FUNCTION ...` sends events back
+        return (events_redrive.run if events_redrive.wanted(args) else _events)(args, settings)
+    if args.command == "init":
+        return init_command.run(args, settings)
     if args.command == "dev":
         return dev_command.run(args, settings)
     if args.command == "audit":

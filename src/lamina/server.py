@@ -24,9 +24,9 @@ from urllib.parse import urlsplit, urlunsplit
 from starlette.routing import Route
 
 from lamina.api.app import Services, front_door
-from lamina.api.asgi import FrontDoor
 from lamina.api.cluster_status import cluster_status_route
 from lamina.api.code_links import CodeLinks
+from lamina.api.gateway import GatewaySetup, ServiceGateway
 from lamina.api.node_invoke import node_routes
 from lamina.arns import Account
 from lamina.audit.trail import AuditTrail
@@ -34,6 +34,7 @@ from lamina.aws.clients import ClientCache
 from lamina.aws.destinations import Boto3Destinations
 from lamina.aws.event_sources import Boto3EventSources
 from lamina.aws.s3 import Boto3S3Reader
+from lamina.aws.upstreams import UpstreamTable
 from lamina.cluster.auth import NodeAuth
 from lamina.cluster.gate import WorkerGate, default_capacity_mb
 from lamina.cluster.membership import Membership
@@ -43,10 +44,14 @@ from lamina.cluster.router import RoutedEngine
 from lamina.control.access import Authority
 from lamina.control.concurrency import ConcurrencyService
 from lamina.control.context import Domain
+from lamina.control.environment_keys import EnvironmentKeys
+from lamina.control.function_networks import FunctionNetworks
 from lamina.control.functions import FunctionService
 from lamina.control.iam import IamService
 from lamina.control.mappings import MappingService
+from lamina.control.networks import load_catalog, networks_path
 from lamina.control.policies import PolicyService
+from lamina.control.role_permissions import RolePermissions
 from lamina.function_urls.url_form import choose_form
 from lamina.identity.sigv4 import SigV4Verifier
 from lamina.invoke.asynchronous.dispatcher import build_dispatcher
@@ -65,10 +70,13 @@ from lamina.observability.tracing import traced_observer
 from lamina.pollers.context import PollerContext
 from lamina.pollers.invoking import BatchInvoker
 from lamina.pollers.kinds import factories as poller_factories
-from lamina.pollers.supervisor import PollerSupervisor
+from lamina.pollers.supervisor import AccessCheck, PollerSupervisor
 from lamina.runtimes.registry import RuntimeRegistry
+from lamina.sandbox.api import SandboxBackend
 from lamina.sandbox.artifacts import ArtifactCache
 from lamina.sandbox.log_sink import LogSink
+from lamina.sandbox.namespace import NamespaceBackend
+from lamina.sandbox.network import network_options
 from lamina.sandbox.process import ProcessBackend
 from lamina.sandbox.select import select_backend
 from lamina.schedules.bus import EventRouter
@@ -95,7 +103,7 @@ EngineBuilder = Callable[[ProvisionedPlacement | None], tuple[InvokeService, lis
 log = logging.getLogger("lamina.server")
 
 
-def build_server(settings: Settings, stores: Stores | None = None) -> FrontDoor:
+def build_server(settings: Settings, stores: Stores | None = None) -> ServiceGateway:
     """The ASGI application of one Lamina process; its lifespan starts and stops the parts."""
     # Sandboxes mount paths under the data directory from other working directories.
     settings = replace(settings, data_dir=settings.data_dir.absolute())
@@ -121,7 +129,12 @@ def build_server(settings: Settings, stores: Stores | None = None) -> FrontDoor:
     # cold starts then find ready.
     artifacts = ArtifactCache(settings.data_dir / "artifacts", stores.blobs)
     runtimes = RuntimeRegistry(dict(settings.runtime_overrides))
-    functions = FunctionService(domain, CodePreparation(artifacts, runtimes))
+    authority, roles = build_authority(settings, stores, domain.account)
+    functions = FunctionService(
+        domain,
+        CodePreparation(artifacts, runtimes),
+        open_networks(settings, domain.account, roles),
+    )
     logs = open_logs(settings, storage.logs)
     telemetry = Telemetry(storage.metrics, settings.account_concurrency, mappings=stores.mappings)
     engine, closers, node = build_data_plane(
@@ -137,6 +150,9 @@ def build_server(settings: Settings, stores: Stores | None = None) -> FrontDoor:
             artifacts,
             runtimes,
             storage.redis_prefix,
+            authority=authority,
+            # Where environments reach the service gateway: known once the backend is.
+            gateway=(gateway := GatewayAddress(settings.endpoint)),
         ),
         shared_secrets,
         node_id,
@@ -145,12 +161,6 @@ def build_server(settings: Settings, stores: Stores | None = None) -> FrontDoor:
     # After the backend: environments' last lines land first.
     closers += [logs.close, event_sources.close]
     destinations = Boto3Destinations(settings.region, settings.events_endpoint)
-    # Enforced mode: one decider of calls for the API and the dispatcher (one policy cache).
-    authority = (
-        Authority(IamService(stores.iam, domain.account), stores.functions)
-        if settings.authentication_enabled
-        else None
-    )
     dispatcher = build_dispatcher(settings, domain, functions, node.engine, destinations, authority)
     dispatcher.metrics.subscribe(telemetry.async_metric)
     # EventBridge's metrics are its own: only Lambda's feed the AWS/Lambda series.
@@ -158,7 +168,14 @@ def build_server(settings: Settings, stores: Stores | None = None) -> FrontDoor:
     scheduler, rules, router = build_scheduler(
         settings, domain, functions, events_metrics, dispatcher.metrics
     )
-    pollers = build_pollers(settings, domain, node.engine, telemetry, storage.leases)
+    pollers = build_pollers(
+        settings,
+        domain,
+        node.engine,
+        telemetry,
+        storage.leases,
+        roles.poller_refusal if roles else None,
+    )
     closers.append(pollers.context.clients.close)
     audit = AuditTrail.from_settings(settings, storage.audit) if settings.audit else None
     closers.extend(storage.closers)  # after everything that reads or writes the stores
@@ -209,8 +226,71 @@ def build_server(settings: Settings, stores: Stores | None = None) -> FrontDoor:
         pollers=pollers,
         node_routes=node.routes,
         authority=authority,
+        gateway=GatewaySetup(
+            UpstreamTable.of_this_process(own_urls(settings, gateway)),
+            gateway.url,
+            gateway.listen,
+            settings.region,
+        ),
     )
     return front_door(services, lifespan)
+
+
+@dataclass
+class GatewayAddress:
+    """Where function code's SDK calls go (their AWS_ENDPOINT_URL): Lamina's own endpoint,
+    or the address a backend with network isolation gives only its environments, where the
+    server then listens too (`listen`). Chosen by `build_engine` with the backend."""
+
+    url: str
+    listen: tuple[str, int] | None = None
+
+    def choose(self, settings: Settings, backend: SandboxBackend) -> str:
+        network = backend.network if isinstance(backend, NamespaceBackend) else None
+        if network is None:
+            return self.url
+        host = network.gateway_address
+        network.open_gateway_port(settings.port)
+        self.url = f"http://{host}:{settings.port}"
+        # A server listening on every address already listens on the gateway's.
+        if settings.host not in {host, "0.0.0.0", "::"}:
+            self.listen = (host, settings.port)
+        return self.url
+
+
+def own_urls(settings: Settings, gateway: GatewayAddress) -> list[str]:
+    """Lamina's own addresses: an upstream configured at one of them would loop back."""
+    advertised = [settings.advertise_url] if settings.advertise_url else []
+    return [settings.endpoint, gateway.url, *advertised]
+
+
+def build_authority(
+    settings: Settings, stores: Stores, account: Account
+) -> tuple[Authority | None, RolePermissions | None]:
+    """Enforced mode's one decider of calls (for the API, the dispatcher and the console) and
+    its view of execution roles (what Lambda does as a function's role: pollers, KMS keys,
+    file systems), with one policy cache; neither in development mode."""
+    if not settings.authentication_enabled:
+        return None, None
+    authority = Authority(IamService(stores.iam, account), stores.functions)
+    return authority, RolePermissions(authority, account)
+
+
+def open_networks(
+    settings: Settings, account: Account, roles: RolePermissions | None = None
+) -> FunctionNetworks:
+    """The operator's VPCs and file systems, read once (see `lamina.control.networks`);
+    NetworksFileError names what is wrong in the file and where. `roles`: enforced mode's
+    check of what a function's role lets it do with a file system at each cold start."""
+    catalog = load_catalog(networks_path(settings.networks_file, settings.data_dir))
+    if catalog.source is not None:
+        log.info(
+            "networks: %d VPCs, %d access points from %s",
+            len(catalog.vpcs),
+            len(catalog.access_points),
+            catalog.source,
+        )
+    return FunctionNetworks(catalog, account, roles)
 
 
 def finish_interrupted(domain: Domain, functions: FunctionService) -> None:
@@ -232,13 +312,18 @@ def build_engine(
     runtimes: RuntimeRegistry,
     redis_prefix: str = REDIS_PREFIX,
     placement: ProvisionedPlacement | None = None,
+    *,
+    authority: Authority | None = None,
+    gateway: GatewayAddress | None = None,
 ) -> tuple[InvokeService, list[Closer]]:
     """The data plane (pool, governor, sandbox backend, runtimes, logs) and its closers."""
     stores = domain.stores
     data_dir = settings.data_dir
     # An API-only node starts no environments: no template to keep warm for them.
     templates = settings.zygote and settings.worker
-    backend = select_backend(settings.isolation, hidden=[data_dir], templates=templates)
+    # `backend.network` (NamespaceBackend) holds the gateway address environments reach.
+    network = network_options(settings) if settings.worker else None
+    backend = select_backend(settings.isolation, [data_dir], templates, network)
     if settings.authentication_enabled and isinstance(backend, ProcessBackend):
         # Function code under the process backend can read the data directory and other
         # environments' variables: the IAM store's keys and every role's session with them.
@@ -267,8 +352,13 @@ def build_engine(
         tracing=Tracing(Sampler(settings.trace_sample_rate)),
         levels=telemetry,
         placement=placement,
-        endpoint=settings.endpoint,
+        endpoint=(gateway or GatewayAddress(settings.endpoint)).choose(settings, backend),
         iam=stores.iam,
+        environment_keys=EnvironmentKeys(
+            stores.kms, RolePermissions(authority, domain.account) if authority else None
+        ),
+        enforced=settings.authentication_enabled,
+        networks=functions.networks,
     )
     # After the backend: the last invocations are counted, then saved.
     closers.append(telemetry.close)
@@ -296,6 +386,7 @@ def build_pollers(
     engine: Engine,
     telemetry: Telemetry,
     leases: OwnershipLeases | None = None,
+    access: AccessCheck | None = None,
 ) -> PollerSupervisor:
     """The event source mapping pollers, reading their sources at the configured endpoints;
     their counters feed `telemetry`."""
@@ -320,7 +411,11 @@ def build_pollers(
         mq_brokers=dict(settings.mq_brokers),
     )
     return PollerSupervisor(
-        context, poller_factories(), interval_s=settings.poller_reconcile_s, leases=leases
+        context,
+        poller_factories(),
+        interval_s=settings.poller_reconcile_s,
+        leases=leases,
+        access=access,
     )
 
 

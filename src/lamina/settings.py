@@ -65,6 +65,9 @@ class Settings:
     idle_timeout_s: float = 600.0
     # "auto" picks the strongest isolation the host allows; "process" forces the fallback.
     isolation: str = "auto"
+    # A network namespace per environment under the namespace backend (off: environments
+    # share the host's network, loopback services included).
+    network_isolation: bool = True
     # Fork Python runtimes from a pre-initialised template process (see README).
     zygote: bool = True
     runtime_overrides: tuple[tuple[str, str], ...] = ()
@@ -147,6 +150,9 @@ class Settings:
     # database (LAMINA_MASTER_KEY_FILE); None: `data_dir/master-key`, made on first start.
     # Every node of a PostgreSQL store needs the same file.
     master_key_file: Path | None = None
+    # The operator's VPC-style networks and EFS-style file systems (LAMINA_NETWORKS_FILE);
+    # None: `data_dir/networks.toml` when that file exists (see `lamina.control.networks`).
+    networks_file: Path | None = None
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] = os.environ) -> Settings:
@@ -175,6 +181,7 @@ class Settings:
             function_url_form=(get("FUNCTION_URL_FORM") or base.function_url_form).lower(),
             idle_timeout_s=float(get("IDLE_TIMEOUT") or base.idle_timeout_s),
             isolation=get("ISOLATION") or base.isolation,
+            network_isolation=flag("NETWORK_ISOLATION", base.network_isolation),
             zygote=flag("ZYGOTE", base.zygote),
             runtime_overrides=tuple(sorted(overrides_from_env(environ).items())),
             schedule_time_scale=float(get("SCHEDULE_TIME_SCALE") or base.schedule_time_scale),
@@ -214,6 +221,7 @@ class Settings:
             heartbeat_s=float(get("HEARTBEAT_SECONDS") or base.heartbeat_s),
             node_expiry_s=float(get("NODE_EXPIRY_SECONDS") or base.node_expiry_s),
             master_key_file=Path(key_file) if (key_file := get("MASTER_KEY_FILE")) else None,
+            networks_file=Path(networks) if (networks := get("NETWORKS_FILE")) else None,
         )
 
     @property

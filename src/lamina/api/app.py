@@ -42,6 +42,7 @@ from lamina.api.code_links import CodeLinks
 from lamina.api.context import ApiContext, Handler
 from lamina.api.errors import error_response
 from lamina.api.function_urls import function_url_endpoint
+from lamina.api.gateway import GatewaySetup, ServiceGateway
 from lamina.api.identity import identity_query_services
 from lamina.api.json_service import JsonService
 from lamina.api.kms import TARGET_PREFIX as KMS_TARGET
@@ -49,10 +50,12 @@ from lamina.api.kms import build_kms_service
 from lamina.api.logs import TARGET_PREFIX as LOGS_TARGET
 from lamina.api.logs import build_logs_service
 from lamina.api.pipeline import verify_signature
+from lamina.api.redrive import redrive_route
 from lamina.api.rest_json import RestJsonService
 from lamina.api.telemetry import routes as telemetry_routes
 from lamina.api.views import Views
 from lamina.audit.trail import AuditTrail
+from lamina.console.app import console_for
 from lamina.control.access import Authority
 from lamina.control.context import Domain
 from lamina.control.functions import FunctionService
@@ -91,6 +94,9 @@ OPERATION_FAMILIES: tuple[Any, ...] = (
 )
 
 Lifespan = Callable[[object], AbstractAsyncContextManager[None]]
+# The signing names of the services mounted below; calls signed for any other service are
+# the gateway's to forward.
+LAMINA_SIGNING_NAMES = ("lambda", "events", "logs", "monitoring", "kms", "iam", "sts")
 
 
 @dataclass(frozen=True)
@@ -124,9 +130,11 @@ class Services:
     authority: Authority | None = None
     # A cluster node's own endpoints (routed invocations, the cluster's status).
     node_routes: Sequence[Route] = ()
+    # Where calls for services Lamina does not serve go (None: nowhere, they are refused).
+    gateway: GatewaySetup | None = None
 
 
-def front_door(services: Services, lifespan: Lifespan) -> FrontDoor:
+def front_door(services: Services, lifespan: Lifespan) -> ServiceGateway:
     """Every front over `services`, routed from one table (see `lamina.api.asgi`)."""
     verifier, audit = enforcing(services), services.audit
     session = botocore.session.get_session()
@@ -139,7 +147,17 @@ def front_door(services: Services, lifespan: Lifespan) -> FrontDoor:
     )
     logs = LogsService(services.logs.store, services.logs.sink, services.domain.account)
     logs_api = build_logs_service(logs, verifier, audit)
-    return FrontDoor(
+    # The web console calls these fronts in-process, signed as its signed-in person.
+    console = console_for(
+        services.settings,
+        services.domain,
+        services.dispatcher,
+        services.telemetry,
+        verifier,
+        services.authority,
+        services.pollers,
+    )
+    door = FrontDoor(
         Fronts(
             lambda_api=_lambda_api(services, verifier).handle,
             internal=Router(routes=_internal_routes(services), lifespan=lifespan),
@@ -159,7 +177,12 @@ def front_door(services: Services, lifespan: Lifespan) -> FrontDoor:
             function_urls=function_url_endpoint(
                 services.domain, services.functions, services.engine, verifier
             ),
+            console=console.router,
         )
+    )
+    console.bind(door)
+    return ServiceGateway(
+        door, services.gateway, LAMINA_SIGNING_NAMES, verifier, services.authority
     )
 
 
@@ -171,7 +194,13 @@ def enforcing(services: Services) -> SigV4Verifier | None:
         return None
     domain, authority = services.domain, services.authority
     assert authority is not None  # built with the verifier, by the composition root
-    authorizer = PolicyAuthorizer(authority, authority.iam, domain.account)
+    authorizer = PolicyAuthorizer(
+        authority,
+        authority.iam,
+        domain.account,
+        domain.stores.kms,
+        networks=services.functions.networks.catalog,
+    )
     return services.verifier.with_iam(domain.stores.iam, domain.account.account_id, authorizer)
 
 
@@ -242,6 +271,7 @@ def _internal_routes(services: Services) -> list[Route]:
         audit_route(services.audit_records, services.audit, services.verifier),
         *telemetry_routes(services.telemetry, snapshot, services.verifier, settings.metrics_token),
         _mappings_route(services),
+        redrive_route(services.dispatcher, services.verifier),
         *services.node_routes,
     ]
 

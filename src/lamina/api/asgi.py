@@ -2,7 +2,8 @@
 
 A request goes to the first front that claims it:
 1. a function URL: host `<url-id>.lambda-url.<region>.<anything>` or path `/lambda-url/<id>/`;
-2. Lamina's own endpoints under `/_lamina/`, `GET /metrics` (Prometheus) and the lifespan;
+2. the web console under `/console`; Lamina's own endpoints under `/_lamina/`,
+   `GET /metrics` (Prometheus) and the lifespan;
 3. the AWS JSON protocol: `POST` with `X-Amz-Target: <prefix>.<Operation>`, by prefix
    (EventBridge, CloudWatch Logs, CloudWatch);
 4. the AWS query protocol: a form `POST /`, by the service its signature names (CloudWatch);
@@ -31,6 +32,8 @@ from lamina.constants import HEADER_TARGET, URL_PATH_PREFIX
 Endpoint = Callable[[Request], Awaitable[Response]]
 
 INTERNAL_PREFIX = "/_lamina/"
+# The web console's pages (no Lambda API path starts so: they start with a date).
+CONSOLE_PREFIX = "/console"
 # Prometheus' conventional scrape path, served by the internal front too.
 METRICS_PATH = "/metrics"
 _URL_HOST_MARK = b".lambda-url."
@@ -50,6 +53,7 @@ class Fronts:
     query_services: Mapping[str, Endpoint] = field(default_factory=dict)
     cbor_services: Mapping[str, Endpoint] = field(default_factory=dict)
     function_urls: ASGIApp | None = None
+    console: ASGIApp | None = None  # the web console, under CONSOLE_PREFIX
 
 
 def is_function_url(scope: Scope) -> bool:
@@ -68,6 +72,7 @@ class FrontDoor:
         self._lambda = fronts.lambda_api
         self._internal = fronts.internal
         self._function_urls = fronts.function_urls
+        self._console = fronts.console
         # Keyed by bytes, to match raw header values and path segments without decoding.
         self._json = {prefix.encode(): end for prefix, end in fronts.json_targets.items()}
         self._query = {name.encode(): end for name, end in fronts.query_services.items()}
@@ -81,6 +86,9 @@ class FrontDoor:
             await self._function_urls(scope, receive, send)
             return
         path: str = scope["path"]
+        if self._console is not None and path.startswith(CONSOLE_PREFIX):
+            await self._console(scope, receive, send)
+            return
         if path.startswith(INTERNAL_PREFIX) or (path == METRICS_PATH and scope["method"] == "GET"):
             await self._internal(scope, receive, send)
             return

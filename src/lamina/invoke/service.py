@@ -22,7 +22,9 @@ import orjson
 
 from lamina.arns import Account, FunctionRef
 from lamina.control.concurrency import commitments
+from lamina.control.environment_keys import EnvironmentKeys
 from lamina.control.execution_role import ExecutionRoleSessions
+from lamina.control.function_networks import FunctionNetworks, Placement, refuse_unenforced
 from lamina.control.functions import FunctionService, Resolved
 from lamina.control.states import check_invocable
 from lamina.errors import InvalidRuntime, ResourceNotFound, TooManyRequests
@@ -197,13 +199,23 @@ class InvokeService:
         placement: ProvisionedPlacement | None = None,
         endpoint: str | None = None,
         iam: IamStore | None = None,
+        environment_keys: EnvironmentKeys | None = None,
+        enforced: bool = False,
+        networks: FunctionNetworks | None = None,
     ) -> None:
         """`endpoint`: where functions reach Lamina's APIs (their AWS_ENDPOINT_URL). `iam`:
         where execution-role sessions are kept; without it environments get credentials
-        that nothing accepts."""
+        that nothing accepts. `environment_keys`: Lambda's use of functions' KMS keys at
+        cold starts (see `lamina.control.environment_keys`). `enforced`: whether every call is
+        verified (execution-role sessions issued otherwise are not honoured once it is)."""
         self._account = account
         self._endpoint = endpoint
-        self._sessions = ExecutionRoleSessions(iam, account) if iam is not None else None
+        self._environment_keys = environment_keys
+        # The operator's VPCs and file systems (None: no function is in a VPC).
+        self._networks = networks
+        self._sessions = (
+            ExecutionRoleSessions(iam, account, enforced=enforced) if iam is not None else None
+        )
         max_age_s = self._sessions.environment_lifetime_s if self._sessions is not None else None
         if max_age_s is not None:
             pool.retire_after(max_age_s)
@@ -446,12 +458,25 @@ class InvokeService:
     async def _start(
         self, config: FunctionConfig, initialization_type: str = ON_DEMAND
     ) -> ExecutionEnvironment:
+        # First: a subnet or access point gone since the function named it fails the call
+        # before anything is set up.
+        placed = self._networks.placement(config) if self._networks else Placement()
+        if placed.network is not None or placed.file_systems:
+            # Only the namespace backend applies these, and networks only while it has
+            # network isolation (`network`: None when turned off or unavailable). Templates
+            # ("process+zygote") isolate as their backend does.
+            kind = self._backend.name.split("+", 1)[0]
+            namespaced = kind == "namespace"
+            isolates = namespaced and getattr(self._backend, "network", None) is not None
+            refuse_unenforced(placed, kind, isolates, namespaced)
         task_root = self._artifacts.code_dir(config.code_blob)
         opt_dir = self._artifacts.opt_dir([_blob_of(layer.code_sha256) for layer in config.layers])
         command = self._runtimes.command(config.runtime, task_root, opt_dir, config.memory_size)
         environment_id = uuid.uuid4().hex
         group = group_name(config.function_name, config.logging.log_group)
         stream = stream_name(config.version, environment_id)
+        if self._environment_keys is not None:
+            self._environment_keys.check(config)
         session = await self._issue_session(config)
         variables = self._variables(
             config,
@@ -471,6 +496,8 @@ class InvokeService:
             memory_mb=config.memory_size,
             ephemeral_mb=config.ephemeral_storage,
             scratch_root=self._scratch / environment_id,
+            network=placed.network,
+            file_systems=placed.file_systems,
         )
         sink, platform_lines = self._environment_logging(
             self._sink, config.logging, config.function_name, config.version, initialization_type

@@ -21,6 +21,7 @@ from lamina.control.role_permissions import RolePermissions
 from lamina.invoke.asynchronous.destinations import Deliverer, Destinations
 from lamina.invoke.asynchronous.feeder import Feeder
 from lamina.invoke.asynchronous.policy import RetryPolicy
+from lamina.invoke.asynchronous.redrive import redrive
 from lamina.invoke.asynchronous.runner import EventRunner, Invoker
 from lamina.invoke.asynchronous.settlement import Settlement
 from lamina.invoke.asynchronous.writer import QueueWriter
@@ -123,6 +124,14 @@ class AsyncDispatcher:
         for event in events:
             self.metrics.count(m.ASYNC_EVENTS_RECEIVED, event.function)
         self._feeder.wake()
+
+    async def redrive(self, function: str, event_id: str | None = None) -> list[str]:
+        """Send the function's failed events (or the one named) back for a fresh cycle of
+        attempts (see `lamina.invoke.asynchronous.redrive`); returns their ids."""
+        moved = await redrive(self._writer, self._clock, function, event_id)
+        if moved:
+            self._feeder.wake()
+        return moved
 
     def start(self) -> None:
         """Take back leases of crashed holders, then start delivering; needs a running loop."""

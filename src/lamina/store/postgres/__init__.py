@@ -22,6 +22,7 @@ from lamina.store.postgres.mappings import PgEventSourceMappingStore
 from lamina.store.postgres.metrics import PgMetricsStore
 from lamina.store.postgres.queue import PgAsyncQueue
 from lamina.store.postgres.rules import PgRuleStore
+from lamina.store.postgres.test_events import PgSavedEventStore
 from lamina.store.protocols import AuditStore, LogStore, MetricsStore, Stores
 from lamina.store.sealing import MASTER_KEY_FILE, MasterKey, open_master_key
 
@@ -45,8 +46,9 @@ def pg_stores(
         queue=PgAsyncQueue(database),
         rules=PgRuleStore(database),
         mappings=PgEventSourceMappingStore(database),
-        iam=PgIamStore(database),
+        iam=PgIamStore(database, master_key),
         kms=kms,
+        test_events=PgSavedEventStore(database),
     )
 
 

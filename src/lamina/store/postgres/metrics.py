@@ -8,13 +8,13 @@ written in key order, so two merges over the same rows lock them in one order.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 
 import orjson
 from psycopg import errors
 
 from lamina.store.postgres.database import PgDatabase
-from lamina.store.protocols.metrics import MetricDelta, UsageDelta, UsageTotal
+from lamina.store.protocols.metrics import MetricDelta, UsageDelta, UsageTotal, own_series
 
 MIGRATIONS = {
     1: """
@@ -137,6 +137,40 @@ class PgMetricsStore:
             first,
             last,
         )
+        return [
+            MetricDelta(
+                metric=row[0],
+                dims=row[1],
+                minute=row[2],
+                function=row[3],
+                samples=row[4],
+                total=row[5],
+                minimum=row[6],
+                maximum=row[7],
+                buckets=_load_buckets(row[8]) if row[8] is not None else None,
+            )
+            for row in rows
+        ]
+
+    def function_minutes(
+        self,
+        metrics: Sequence[str],
+        first: int,
+        last: int,
+        functions: Sequence[str] | None = None,
+    ) -> list[MetricDelta]:
+        sql = (
+            "SELECT metric, dims, minute, function, count, total, minimum, maximum, buckets "
+            "FROM metric_minutes WHERE metric = ANY(%s) AND minute BETWEEN %s AND %s AND "
+        )
+        if functions is not None:
+            sql += "dims = ANY(%s)"  # index lookups on (metric, dims, minute)
+            series: list[object] = [[own_series(function) for function in functions]]
+        else:
+            # A function's own series is told from its alias and version series by its key.
+            sql += "function != '' AND dims = '[[\"FunctionName\",\"' || function || '\"]]'"
+            series = []
+        rows = self._db.query(sql, list(metrics), first, last, *series)
         return [
             MetricDelta(
                 metric=row[0],

@@ -212,6 +212,21 @@ class PgAsyncQueue:
             result.setdefault(name, dict.fromkeys(EVENT_STATES, 0))[state] = count
         return result
 
+    def redrive(self, function: str, event_id: str | None, now: float) -> list[str]:
+        # A racing redrive waits for the row lock, then finds the row no longer failed
+        # (READ COMMITTED re-checks the WHERE on the new version) and leaves it.
+        sql = (
+            "UPDATE async_events SET state = 'queued', enqueued_at = %s, run_at = %s, "
+            "attempts = 0, requeues = 0, deliveries = NULL, last_error = NULL "
+            "WHERE function = %s AND state = 'failed'"
+        )
+        params: list[Any] = [now, now, function]
+        if event_id is not None:
+            sql += " AND event_id = %s"
+            params.append(event_id)
+        rows = self._db.query(sql + " RETURNING event_id", *params)
+        return sorted(row[0] for row in rows)
+
     def events(self, function: str, limit: int = 50) -> list[AsyncEvent]:
         rows = self._db.query(
             f"SELECT {_COLUMNS} FROM async_events WHERE function = %s "

@@ -16,6 +16,7 @@ from lamina.store.protocols.metrics import MetricsStore
 from lamina.store.protocols.nodes import NodeRegistry, NodeReport, NodesUnavailable
 from lamina.store.protocols.queue import EVENT_STATES, AsyncEvent, AsyncQueue
 from lamina.store.protocols.rules import RuleStore
+from lamina.store.protocols.test_events import SavedEvent, SavedEventStore
 from lamina.store.protocols.transactional import Transactional
 
 __all__ = [
@@ -37,6 +38,8 @@ __all__ = [
     "NodeReport",
     "NodesUnavailable",
     "RuleStore",
+    "SavedEvent",
+    "SavedEventStore",
     "Stores",
     "Transactional",
 ]
@@ -59,3 +62,5 @@ class Stores:
     mappings: EventSourceMappingStore
     iam: IamStore
     kms: KmsKeyStore
+    # The console's saved test events (they reference functions: same database).
+    test_events: SavedEventStore

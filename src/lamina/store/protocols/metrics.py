@@ -7,8 +7,10 @@ within the minute) adds to it instead of replacing it.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from typing import NamedTuple, Protocol
+
+import orjson
 
 
 class MetricDelta(NamedTuple):
@@ -23,6 +25,11 @@ class MetricDelta(NamedTuple):
     minimum: float
     maximum: float
     buckets: dict[int, int] | None  # histogram bucket -> count, merged bucket by bucket
+
+
+def own_series(function: str) -> str:
+    """The `dims` of a function's own series: FunctionName its one dimension."""
+    return orjson.dumps([["FunctionName", function]]).decode()
 
 
 class UsageDelta(NamedTuple):
@@ -57,6 +64,18 @@ class MetricsStore(Protocol):
 
     def series(self, metric: str, dims: str, first: int, last: int) -> list[MetricDelta]:
         """The rows of one series for minutes `first` to `last` inclusive, oldest first."""
+        ...
+
+    def function_minutes(
+        self,
+        metrics: Sequence[str],
+        first: int,
+        last: int,
+        functions: Sequence[str] | None = None,
+    ) -> list[MetricDelta]:
+        """The rows of functions' own series (FunctionName the one dimension) of these
+        metrics for minutes `first` to `last` inclusive, in one read: of the `functions`
+        named (index lookups), else of every function with data in those minutes."""
         ...
 
     def series_names(self, since_minute: int) -> list[tuple[str, str]]:

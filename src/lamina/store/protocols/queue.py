@@ -91,3 +91,10 @@ class AsyncQueue(Transactional, Protocol):
     def events(self, function: str, limit: int = 50) -> list[AsyncEvent]:
         """The function's events, failed ones first, then by when they are due."""
         ...
+
+    def redrive(self, function: str, event_id: str | None, now: float) -> list[str]:
+        """Put the function's failed events (all, or the one with `event_id`) back on the
+        queue as if accepted at `now`: due at once, no attempts used, nothing owed. Returns
+        the ids moved; an event no longer failed is left alone, so of two racing redrives
+        only one moves it."""
+        ...

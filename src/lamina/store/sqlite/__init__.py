@@ -24,6 +24,7 @@ from lamina.store.sqlite.mappings import SqliteEventSourceMappingStore
 from lamina.store.sqlite.metrics import SqliteMetricsStore
 from lamina.store.sqlite.queue import SqliteAsyncQueue
 from lamina.store.sqlite.rules import SqliteRuleStore
+from lamina.store.sqlite.test_events import SqliteSavedEventStore
 
 
 def open_stores(data_dir: Path, master_key: MasterKey | None = None) -> Stores:
@@ -42,8 +43,9 @@ def open_stores(data_dir: Path, master_key: MasterKey | None = None) -> Stores:
         queue=SqliteAsyncQueue(database),
         rules=SqliteRuleStore(database),
         mappings=SqliteEventSourceMappingStore(database),
-        iam=SqliteIamStore(database),
+        iam=SqliteIamStore(database, master_key),
         kms=kms,
+        test_events=SqliteSavedEventStore(database),
     )
 
 

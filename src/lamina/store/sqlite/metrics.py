@@ -9,13 +9,14 @@ from __future__ import annotations
 
 import sqlite3
 import threading
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import orjson
 
-from lamina.store.protocols.metrics import MetricDelta, UsageDelta, UsageTotal
+from lamina.store.protocols.metrics import MetricDelta, UsageDelta, UsageTotal, own_series
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS metric_minutes (
@@ -141,6 +142,51 @@ class SqliteMetricsStore:
                 row[6],
                 row[7],
                 _load_buckets(row[8]) if row[8] is not None else None,
+            )
+            for row in rows
+        ]
+
+    def function_minutes(
+        self,
+        metrics: Sequence[str],
+        first: int,
+        last: int,
+        functions: Sequence[str] | None = None,
+    ) -> list[MetricDelta]:
+        marks = ", ".join("?" * len(metrics))
+        sql = (
+            "SELECT metric, dims, minute, function, count, total, minimum, maximum, buckets "
+            "FROM metric_minutes WHERE "
+        )
+        if functions is not None:
+            # Straight to each series through the primary key (metric, dims, minute).
+            series = [own_series(function) for function in functions]
+            sql += (
+                f"metric IN ({marks}) AND dims IN ({', '.join('?' * len(series))}) "
+                "AND minute BETWEEN ? AND ?"
+            )
+            params: tuple[Any, ...] = (*metrics, *series, first, last)
+        else:
+            # The window's rows through the minute index (`+metric` keeps the planner off
+            # the primary key, which would read every retained minute of the metric); a
+            # function's own series is told from its alias and version series by its key.
+            sql += (
+                f"+metric IN ({marks}) AND minute BETWEEN ? AND ? AND function != '' "
+                "AND dims = '[[\"FunctionName\",\"' || function || '\"]]'"
+            )
+            params = (*metrics, first, last)
+        rows = self._connection().execute(sql, params).fetchall()
+        return [
+            MetricDelta(
+                metric=row[0],
+                dims=row[1],
+                minute=row[2],
+                function=row[3],
+                samples=row[4],
+                total=row[5],
+                minimum=row[6],
+                maximum=row[7],
+                buckets=_load_buckets(row[8]) if row[8] is not None else None,
             )
             for row in rows
         ]

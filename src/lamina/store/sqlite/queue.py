@@ -175,6 +175,21 @@ class SqliteAsyncQueue:
             result.setdefault(name, dict.fromkeys(EVENT_STATES, 0))[state] = count
         return result
 
+    def redrive(self, function: str, event_id: str | None, now: float) -> list[str]:
+        sql = (
+            "UPDATE async_events SET state = 'queued', enqueued_at = ?, next_attempt_at = ?, "
+            "attempts = 0, requeues = 0, deliveries = NULL, last_error = NULL "
+            "WHERE function = ? AND state = 'failed'"
+        )
+        params: list[Any] = [now, now, function]
+        if event_id is not None:
+            sql += " AND event_id = ?"
+            params.append(event_id)
+        connection = self._connection()
+        with self._db.transaction():
+            rows = connection.execute(sql + " RETURNING event_id", params).fetchall()
+        return sorted(row[0] for row in rows)
+
     def events(self, function: str, limit: int = 50) -> list[AsyncEvent]:
         rows = self._db.query(
             f"SELECT {_COLUMNS} FROM async_events WHERE function = ? "
