@@ -101,6 +101,14 @@ POOL_WAIT_SECONDS = 30.0
 _S3_BUCKET = re.compile(r"^[a-z0-9.-]{3,63}$")
 
 
+def _signed_for_lambda(headers: list[tuple[bytes, bytes]]) -> bool:
+    """Whether the request is signed for Lambda (a header-signed call's credential scope)."""
+    for name, value in headers:
+        if name == b"authorization":
+            return b"/lambda/aws4_request," in value
+    return False
+
+
 def signing_scope(scope: Scope, region: str = DEFAULT_REGION) -> tuple[str, str] | None:
     """(signing name, region) of a request's SigV4 credential scope; None if unsigned.
     S3's older presigned URLs name no service or region, SigV4a's no region: they are
@@ -173,6 +181,10 @@ class ServiceGateway:
             await self._app(scope, receive, send)
             return
         if scope["type"] == "http":
+            if _signed_for_lambda(scope["headers"]):
+                # Lambda's own calls (Invoke above all) skip the full scope parse.
+                await self._app(scope, receive, send)
+                return
             found = signing_scope(scope, self._region)
             # A function URL is the function's, whatever its caller signed for.
             if found is not None and found[0] not in self._served and not is_function_url(scope):

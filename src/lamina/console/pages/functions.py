@@ -12,6 +12,7 @@ from starlette.responses import Response
 from lamina import blueprints
 from lamina.console.api_calls import ApiError
 from lamina.console.authorization import READ_METRICS
+from lamina.console.pages.triggers import allow_public
 from lamina.console.web import Visit
 
 _PAGE = 50
@@ -136,15 +137,7 @@ async def _add_trigger(visit: Visit, function: dict[str, Any], trigger: Any) -> 
                 "lambda", "CreateFunctionUrlConfig", FunctionName=name, **trigger.settings
             )
             if trigger.settings.get("AuthType") == "NONE":
-                await visit.call(
-                    "lambda",
-                    "AddPermission",
-                    FunctionName=name,
-                    StatementId="FunctionURLAllowPublicAccess",
-                    Action="lambda:InvokeFunctionUrl",
-                    Principal="*",
-                    FunctionUrlAuthType="NONE",
-                )
+                await allow_public(visit, name)
             return f"Function URL: {url['FunctionUrl']}"
         if trigger.kind == "schedule":
             rule = await visit.call(

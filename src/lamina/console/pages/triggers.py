@@ -67,13 +67,13 @@ async def create_url(visit: Visit) -> Response:
             "lambda", "UpdateFunctionUrlConfig" if exists else "CreateFunctionUrlConfig", **params
         )
         if params["AuthType"] == "NONE" and not exists:
-            await _allow_public(visit, name)
+            await allow_public(visit, name)
     except ApiError as error:
         return await show(visit, error)
     return visit.redirect(f"/functions/{name}/triggers", "Saved the function URL.")
 
 
-async def _allow_public(visit: Visit, name: str) -> None:
+async def allow_public(visit: Visit, name: str) -> None:
     """AuthType NONE answers the public only with this statement, as AWS's console adds it."""
     try:
         await visit.call(
