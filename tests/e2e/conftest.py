@@ -31,8 +31,10 @@ PHONE = {"width": 390, "height": 844}
 os.environ.setdefault("PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD", "1")
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser() -> Iterator[Any]:
+    """Chromium for one module. Playwright's sync API runs an event loop in this thread
+    while it is open: stopped with the module, so that later tests can start their own."""
     if not Path(CHROMIUM).exists() or shutil.which("node") is None:
         pytest.skip("Debian's chromium is not installed (make install puts it there)")
     from playwright.sync_api import sync_playwright
