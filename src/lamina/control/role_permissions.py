@@ -84,6 +84,8 @@ _NETWORK_INTERFACE_ACTIONS = (
     "ec2:DescribeNetworkInterfaces",
     "ec2:DeleteNetworkInterface",
 )
+# Poller answers kept (one per mapping; cleared whole when more, deleted mappings' included).
+_REFUSALS_KEPT = 4096
 # What writing to a destination takes, by its kind.
 _DESTINATION_ACTIONS = {
     "sqs": "sqs:SendMessage",
@@ -100,6 +102,9 @@ class RolePermissions:
     def __init__(self, authority: Authority, account: Account) -> None:
         self._authority = authority
         self._account = account
+        # Mapping UUID -> (what the answer depends on, the answer): pollers ask at every
+        # reconcile (several times a second), and the answer moves only with the stores.
+        self._refusals: dict[str, tuple[tuple[int, int, object], str | None]] = {}
 
     def session(self, role_arn: str, function_name: str) -> Caller:
         """The principal Lambda acts as for `function_name`: its role's session."""
@@ -191,7 +196,23 @@ class RolePermissions:
         (the mapping's LastProcessingResult, `PROBLEM: ...`), or None when it may.
 
         AWS's poller acts with the role and starts failing once the role loses what it
-        needs; the sentence is the one AWS gives when the mapping is configured."""
+        needs; the sentence is the one AWS gives when the mapping is configured. Asked
+        again only once the function store, the IAM store or the mapping changed."""
+        depends = (
+            self._authority.functions.change_stamp(),
+            self._authority.iam.store.change_stamp(),
+            mapping.last_modified,
+        )
+        cached = self._refusals.get(mapping.uuid)
+        if cached is not None and cached[0] == depends:
+            return cached[1]
+        refusal = self._judge_poller(mapping)
+        if len(self._refusals) >= _REFUSALS_KEPT:
+            self._refusals.clear()
+        self._refusals[mapping.uuid] = (depends, refusal)
+        return refusal
+
+    def _judge_poller(self, mapping: EventSourceMapping) -> str | None:
         name = mapping.function_arn.split(":function:", 1)[-1].split(":", 1)[0]
         role = self._current_role(name, mapping.qualifier)
         if not role:
