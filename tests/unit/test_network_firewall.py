@@ -44,6 +44,11 @@ def test_the_table_fences_the_environments_of_its_block() -> None:
     # Through the host: never to another environment, nor to the platform's hosts.
     assert f"oifname {interfaces} reject with icmpx type admin-prohibited" in lines
     assert "ip daddr 100.64.0.0/10 reject with icmpx type admin-prohibited" in lines
+    # Nor to a cloud host's metadata service (link-local), whatever a network allows.
+    assert "ip daddr 169.254.0.0/16 reject with icmpx type admin-prohibited" in lines
+    assert lines.index("ip daddr 169.254.0.0/16 reject with icmpx type admin-prohibited") < (
+        lines.index("iifname vmap @allow")
+    )
     assert "elements = { 203.0.113.7 . 5432 }" in lines
     assert "elements = { 2001:db8::7 . 6379 }" in lines
     assert "ip daddr . tcp dport @platform4 reject with icmpx type admin-prohibited" in lines

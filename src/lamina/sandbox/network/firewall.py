@@ -31,6 +31,10 @@ from lamina.model.networks import EgressRule, NetworkPolicy
 from lamina.sandbox.network.addresses import CGNAT, AddressPlan
 
 _REFUSE = "reject with icmpx type admin-prohibited"
+# Link-local addresses: a cloud host's instance metadata service (169.254.169.254) hands out
+# the host's own credentials. Lambda's environments cannot reach it; neither can Lamina's,
+# whatever a network allows.
+LINK_LOCAL = "169.254.0.0/16"
 
 
 class FirewallError(RuntimeError):
@@ -119,6 +123,7 @@ oifname {interfaces} drop
 chain environment_out {{
 oifname {interfaces} {_REFUSE}
 ip daddr {CGNAT} {_REFUSE}
+ip daddr {LINK_LOCAL} {_REFUSE}
 ip daddr . tcp dport @platform4 {_REFUSE}
 ip6 daddr . tcp dport @platform6 {_REFUSE}
 ct state established,related accept
