@@ -97,10 +97,10 @@ class Authority:
         resource = question.resource_policy
         if resource is None and question.function is not None:
             resource = self.function_policy(*question.function)
-        context = dict(question.context)
-        if caller.role_arn is not None:
+        context = question.context
+        if caller.role_arn is not None and "aws:PrincipalArn" not in context:
             # The role's own ARN (with its path) is the session's aws:PrincipalArn.
-            context.setdefault("aws:PrincipalArn", caller.role_arn)
+            context = {**context, "aws:PrincipalArn": caller.role_arn}
         request = AuthRequest(
             principal_arn=caller.arn,
             principal_account=caller.account,

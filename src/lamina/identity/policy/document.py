@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import enum
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from lamina.identity.policy.conditions import ConditionTest, Context
 from lamina.identity.policy.principals import PrincipalSet
@@ -39,6 +39,13 @@ class Statement:
     principals: PrincipalSet | None  # None: no Principal element (identity policies)
     not_principal: bool
     conditions: tuple[ConditionTest, ...]
+    # Whether deciding it reads the request's condition keys (a Condition, or a policy
+    # variable in Resource); set from the two.
+    reads_keys: bool = field(init=False, default=False)
+
+    def __post_init__(self) -> None:
+        reads = bool(self.conditions) or isinstance(self.resources, TemplateMatcher)
+        object.__setattr__(self, "reads_keys", reads)
 
     def covers(self, action: str, resource: str, keys: Context) -> bool:
         """Whether the statement's Action/NotAction and Resource/NotResource take in the call."""

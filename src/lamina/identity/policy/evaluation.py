@@ -20,12 +20,14 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from functools import cached_property
 
 from lamina.identity.policy.conditions import Context
 from lamina.identity.policy.decision import ALLOWED, Decision, Denial
 from lamina.identity.policy.document import Policy
 from lamina.identity.policy.principals import Reach, is_service, role_of_session
 
+_NO_KEYS: Context = {}
 _DENIED = {denial: Decision(False, denial) for denial in Denial}
 
 
@@ -39,10 +41,12 @@ class AuthRequest:
     resource: str  # the resource ARN, or "*" for calls on no resource
     resource_account: str = ""  # "" means the caller's own account
     context: Mapping[str, str | Sequence[str]] = field(default_factory=dict)
-    keys: Context = field(init=False, repr=False, compare=False)
 
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "keys", _condition_keys(self))
+    @cached_property
+    def keys(self) -> Context:
+        """The condition keys, built on first use: most statements (no Condition, no policy
+        variable) never read them, and a warm authorised call skips the work."""
+        return _condition_keys(self)
 
     @property
     def service(self) -> bool:
@@ -80,11 +84,12 @@ def _identity_effects(
 ) -> tuple[bool, Policy | None]:
     """(some statement allows, the policy with a Deny that applies) over identity policies."""
     allows = False
-    action, resource, keys = request.action, request.resource, request.keys
+    action, resource = request.action, request.resource
     for policy in policies:
         for statement in policy.statements:
             if statement.allow and allows:
                 continue
+            keys = request.keys if statement.reads_keys else _NO_KEYS
             if not statement.covers(action, resource, keys):
                 continue
             if not all(test.holds(keys) for test in statement.conditions):
@@ -98,11 +103,12 @@ def _identity_effects(
 def _resource_effects(policy: Policy, request: AuthRequest) -> tuple[Reach, bool]:
     """(how closely an Allow names the caller, whether a Deny applies) for a resource policy."""
     reach = Reach.NONE
-    action, resource, keys = request.action, request.resource, request.keys
+    action, resource = request.action, request.resource
     arn, account = request.principal_arn, request.principal_account
     for statement in policy.statements:
         if statement.allow and reach is Reach.EXACT:
             continue
+        keys = request.keys if statement.reads_keys else _NO_KEYS
         if not statement.covers(action, resource, keys):
             continue
         principals = statement.principals
