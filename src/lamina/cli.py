@@ -73,7 +73,7 @@ def _serve(args: argparse.Namespace, settings: Settings) -> int:
     )
     server = uvicorn.Server(config)
     print(f"Lamina is serving the Lambda API at {settings.endpoint}", flush=True)
-    gateway = app.setup
+    gateway = app.gateway.setup if app.gateway is not None else None
     if gateway is not None:
         own = gateway.url == settings.endpoint
         functions_see = "" if own else f"; functions reach it at {gateway.url}"

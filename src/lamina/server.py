@@ -24,9 +24,10 @@ from urllib.parse import urlsplit, urlunsplit
 from starlette.routing import Route
 
 from lamina.api.app import Services, front_door
+from lamina.api.asgi import FrontDoor
 from lamina.api.cluster_status import cluster_status_route
 from lamina.api.code_links import CodeLinks
-from lamina.api.gateway import GatewaySetup, ServiceGateway
+from lamina.api.gateway import GatewaySetup
 from lamina.api.node_invoke import node_routes
 from lamina.arns import Account
 from lamina.audit.trail import AuditTrail
@@ -103,7 +104,7 @@ EngineBuilder = Callable[[ProvisionedPlacement | None], tuple[InvokeService, lis
 log = logging.getLogger("lamina.server")
 
 
-def build_server(settings: Settings, stores: Stores | None = None) -> ServiceGateway:
+def build_server(settings: Settings, stores: Stores | None = None) -> FrontDoor:
     """The ASGI application of one Lamina process; its lifespan starts and stops the parts."""
     # Sandboxes mount paths under the data directory from other working directories.
     settings = replace(settings, data_dir=settings.data_dir.absolute())

@@ -18,9 +18,11 @@ from botocore.auth import S3SigV4Auth, SigV4Auth
 from botocore.awsrequest import AWSRequest
 from botocore.credentials import Credentials
 
-from lamina.api.gateway import Forwarder, GatewaySetup, ServiceGateway, signing_scope
+from lamina.api.asgi import FrontDoor
+from lamina.api.gateway import Forwarder, GatewaySetup, signing_scope
 from lamina.aws.upstreams import UpstreamTable
 from lamina.identity.sigv4 import SigV4Verifier
+from tests.support.gateway import gateway_door
 
 ROOT = Credentials("AKIAGATEWAYROOT00000", "root-secret")
 UPSTREAM = Credentials("AKIAUPSTREAMKEY00000", "upstream-secret")
@@ -136,8 +138,8 @@ async def _not_lamina(scope: Any, receive: Any, send: Any) -> None:
     raise AssertionError("a call for another service reached Lamina's own fronts")
 
 
-def gateway(url: str, verifier: SigV4Verifier | None = None) -> ServiceGateway:
-    return ServiceGateway(_not_lamina, GatewaySetup(table(url), "http://gateway"), (), verifier)
+def gateway(url: str, verifier: SigV4Verifier | None = None) -> FrontDoor:
+    return gateway_door(_not_lamina, GatewaySetup(table(url), "http://gateway"), (), verifier)
 
 
 def call(app: Any, method: str, path: str, headers: dict[str, str], body: bytes = b"") -> Any:

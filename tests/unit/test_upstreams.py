@@ -19,7 +19,8 @@ from botocore.auth import S3SigV4Auth, SigV4Auth
 from botocore.awsrequest import AWSRequest
 from botocore.credentials import Credentials
 
-from lamina.api.gateway import GatewaySetup, ServiceGateway, signing_scope
+from lamina.api.asgi import FrontDoor
+from lamina.api.gateway import GatewaySetup, signing_scope
 from lamina.aws.upstreams import (
     Service,
     ServiceCatalog,
@@ -30,6 +31,7 @@ from lamina.aws.upstreams import (
     without_presigning,
 )
 from lamina.identity.sigv4 import SigV4Verifier
+from tests.support.gateway import gateway_door
 
 CALLER = Credentials("ASIACALLERKEY0000000", "caller-secret", "caller-session-token")
 UPSTREAM = Credentials("AKIAUPSTREAMKEY00000", "upstream-secret")
@@ -181,10 +183,10 @@ async def _not_lamina(scope: Any, receive: Any, send: Any) -> None:
     raise AssertionError("a call for another service reached Lamina's own fronts")
 
 
-def _gateway(upstream_url: str) -> ServiceGateway:
+def _gateway(upstream_url: str) -> FrontDoor:
     environ = {"AWS_ENDPOINT_URL_S3": upstream_url, "AWS_ENDPOINT_URL_DYNAMODB": upstream_url}
     setup = GatewaySetup(UpstreamTable(environ, lambda: UPSTREAM), "http://gateway")
-    return ServiceGateway(_not_lamina, setup, served=("lambda",), verifier=None)
+    return gateway_door(_not_lamina, setup, served=("lambda",), verifier=None)
 
 
 def _call(app: Any, method: str, path: str, headers: dict[str, str], body: bytes = b"") -> Any:
@@ -269,7 +271,7 @@ def test_calls_for_lamina_services_are_not_forwarded(
         await send({"type": "http.response.body", "body": b""})
 
     setup = GatewaySetup(UpstreamTable({"AWS_ENDPOINT_URL": url}, lambda: UPSTREAM), "x")
-    gateway = ServiceGateway(lamina, setup, served=("lambda",), verifier=None)
+    gateway = gateway_door(lamina, setup, served=("lambda",), verifier=None)
     request = AWSRequest(method="GET", url="http://gateway/2015-03-31/functions")
     headers = _signed_by_caller(request, "lambda")
     assert _call(gateway, "GET", "/2015-03-31/functions", headers).status_code == 204
@@ -285,7 +287,7 @@ def test_calls_for_lamina_services_are_not_forwarded(
 
 def test_an_unconfigured_service_gets_an_error_in_its_own_protocol() -> None:
     setup = GatewaySetup(UpstreamTable({}, lambda: None), "x")
-    gateway = ServiceGateway(_not_lamina, setup, served=(), verifier=None)
+    gateway = gateway_door(_not_lamina, setup, served=(), verifier=None)
     request = AWSRequest(method="GET", url="http://gateway/bucket?list-type=2")
     s3 = _call(gateway, "GET", "/bucket?list-type=2", _signed_by_caller(request, "s3"))
     request = AWSRequest(method="POST", url="http://gateway/", data=b"Action=ListTopics")
@@ -317,7 +319,7 @@ def test_a_virtual_host_call_reaches_the_upstream_path_style(
     upstreams = UpstreamTable(
         {"AWS_ENDPOINT_URL_S3": url}, lambda: UPSTREAM, own_urls=["http://localhost:9000"]
     )
-    gateway = ServiceGateway(_not_lamina, GatewaySetup(upstreams, "x"), (), verifier=None)
+    gateway = gateway_door(_not_lamina, GatewaySetup(upstreams, "x"), (), verifier=None)
     request = AWSRequest(method="GET", url="http://photos.localhost:9000/cat.jpg")
     headers = {**_signed_by_caller(request, "s3"), "Host": "photos.localhost:9000"}
     assert _call(gateway, "GET", "/cat.jpg", headers).status_code == 200

@@ -134,7 +134,7 @@ class Services:
     gateway: GatewaySetup | None = None
 
 
-def front_door(services: Services, lifespan: Lifespan) -> ServiceGateway:
+def front_door(services: Services, lifespan: Lifespan) -> FrontDoor:
     """Every front over `services`, routed from one table (see `lamina.api.asgi`)."""
     verifier, audit = enforcing(services), services.audit
     session = botocore.session.get_session()
@@ -157,6 +157,11 @@ def front_door(services: Services, lifespan: Lifespan) -> ServiceGateway:
         services.authority,
         services.pollers,
     )
+    gateway = (
+        ServiceGateway(services.gateway, LAMINA_SIGNING_NAMES, verifier, services.authority)
+        if services.gateway is not None
+        else None
+    )
     door = FrontDoor(
         Fronts(
             lambda_api=_lambda_api(services, verifier).handle,
@@ -178,12 +183,11 @@ def front_door(services: Services, lifespan: Lifespan) -> ServiceGateway:
                 services.domain, services.functions, services.engine, verifier
             ),
             console=console.router,
-        )
+        ),
+        gateway,
     )
     console.bind(door)
-    return ServiceGateway(
-        door, services.gateway, LAMINA_SIGNING_NAMES, verifier, services.authority
-    )
+    return door
 
 
 def enforcing(services: Services) -> SigV4Verifier | None:

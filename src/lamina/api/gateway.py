@@ -34,9 +34,8 @@ import cbor2
 import httpx
 from starlette.requests import Request
 from starlette.responses import Response
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from starlette.types import Message, Receive, Scope, Send
 
-from lamina.api.asgi import is_function_url
 from lamina.api.gateway_access import GatewayAccess
 from lamina.api.gateway_errors import (
     BAD_PATH,
@@ -101,14 +100,6 @@ POOL_WAIT_SECONDS = 30.0
 _S3_BUCKET = re.compile(r"^[a-z0-9.-]{3,63}$")
 
 
-def _signed_for_lambda(headers: list[tuple[bytes, bytes]]) -> bool:
-    """Whether the request is signed for Lambda (a header-signed call's credential scope)."""
-    for name, value in headers:
-        if name == b"authorization":
-            return b"/lambda/aws4_request," in value
-    return False
-
-
 def signing_scope(scope: Scope, region: str = DEFAULT_REGION) -> tuple[str, str] | None:
     """(signing name, region) of a request's SigV4 credential scope; None if unsigned.
     S3's older presigned URLs name no service or region, SigV4a's no region: they are
@@ -153,57 +144,48 @@ class GatewaySetup:
 
 
 class ServiceGateway:
-    """The ASGI application in front of Lamina's own: forwards what Lamina does not serve."""
+    """Forwards what Lamina does not serve: the front door asks it about each request
+    (`destination`) before any of Lamina's own fronts sees it."""
 
     def __init__(
         self,
-        app: ASGIApp,
-        setup: GatewaySetup | None,
+        setup: GatewaySetup,
         served: Iterable[str],
         verifier: SigV4Verifier | None,
         authority: Authority | None = None,
     ) -> None:
         """`authority` decides forwarded calls in enforced mode (with `verifier`)."""
-        self._app = app
         self.setup = setup
         if verifier is not None and verifier.enforcing and authority is None:
             raise ValueError("IAM keys may sign forwarded calls only where they are authorised")
         access = GatewayAccess(authority) if authority is not None else None
-        self._forwarder = (
-            Forwarder(setup.upstreams, verifier, access=access) if setup is not None else None
-        )
+        self._forwarder = Forwarder(setup.upstreams, verifier, access=access)
         self._served = frozenset(served)
-        self._region = setup.region if setup is not None else DEFAULT_REGION
+        self._region = setup.region
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+    def destination(self, scope: Scope) -> tuple[str, str] | None:
+        """(signing name, region) of a call to forward; None for Lamina's own (unsigned, or
+        signed for a service Lamina serves). Function URLs are the front door's to spot."""
+        found = signing_scope(scope, self._region)
+        if found is None or found[0] in self._served:
+            return None
+        return found
+
+    async def forward(
+        self, scope: Scope, receive: Receive, send: Send, destination: tuple[str, str]
+    ) -> None:
+        await self._forwarder.forward(scope, receive, send, *destination)
+
+    def closing(self, send: Send) -> Send:
+        """A lifespan's `send`, closing the upstream connections as the server stops."""
         forwarder = self._forwarder
-        if forwarder is None:
-            await self._app(scope, receive, send)
-            return
-        if scope["type"] == "http":
-            if _signed_for_lambda(scope["headers"]):
-                # Lambda's own calls (Invoke above all) skip the full scope parse.
-                await self._app(scope, receive, send)
-                return
-            found = signing_scope(scope, self._region)
-            # A function URL is the function's, whatever its caller signed for.
-            if found is not None and found[0] not in self._served and not is_function_url(scope):
-                await forwarder.forward(scope, receive, send, *found)
-                return
-        elif scope["type"] == "lifespan":
-            send = _closing_at_shutdown(send, forwarder)
-        await self._app(scope, receive, send)
 
+        async def closing(message: Message) -> None:
+            if message["type"] == "lifespan.shutdown.complete":
+                await forwarder.aclose()
+            await send(message)
 
-def _closing_at_shutdown(send: Send, forwarder: Forwarder) -> Send:
-    """`send`, closing the forwarder's connections as the server stops."""
-
-    async def closing(message: Message) -> None:
-        if message["type"] == "lifespan.shutdown.complete":
-            await forwarder.aclose()
-        await send(message)
-
-    return closing
+        return closing
 
 
 class Forwarder:
