@@ -285,6 +285,44 @@ def test_calls_for_lamina_services_are_not_forwarded(
     assert received == []
 
 
+def test_a_post_goes_upstream_only_when_signed_or_presigned_for_another_service(
+    recorder: tuple[str, list[tuple[str, str, dict[str, str], bytes]]],
+) -> None:
+    url, received = recorder
+    reached: list[str] = []
+
+    async def lamina(scope: Any, receive: Any, send: Any) -> None:
+        reached.append(scope["path"])
+        await send({"type": "http.response.start", "status": 204, "headers": []})
+        await send({"type": "http.response.body", "body": b""})
+
+    setup = GatewaySetup(UpstreamTable({"AWS_ENDPOINT_URL": url}, lambda: UPSTREAM), "x")
+    door = gateway_door(lamina, setup, served=("lambda",))
+    invocations = "/2015-03-31/functions/f/invocations"
+    request = AWSRequest(method="POST", url=f"http://gateway{invocations}", data=b"{}")
+    assert (
+        _call(door, "POST", invocations, _signed_by_caller(request, "lambda"), b"{}").status_code
+        == 204
+    )
+    # Unsigned (as a health probe or a test harness may call): Lamina's.
+    assert _call(door, "POST", invocations, {}, b"{}").status_code == 204
+    # The same path signed for S3 (a bucket may be named 2015-03-31) goes upstream.
+    request = AWSRequest(method="POST", url=f"http://gateway{invocations}", data=b"{}")
+    assert (
+        _call(door, "POST", invocations, _signed_by_caller(request, "s3"), b"{}").status_code == 200
+    )
+    # So does a call presigned in its query, with no Authorization header.
+    presigned = (
+        "/bucket/key?uploads&X-Amz-Algorithm=AWS4-HMAC-SHA256"
+        "&X-Amz-Credential=AKIAEXAMPLE%2F20261203%2Fus-east-1%2Fs3%2Faws4_request"
+    )
+    _call(door, "POST", presigned, {}, b"")
+    assert reached == [invocations, invocations]
+    (s3_method, s3_path, _, _), (_, presigned_path, _, _) = received
+    assert (s3_method, s3_path) == ("POST", invocations)
+    assert presigned_path.startswith("/bucket/key")
+
+
 def test_an_unconfigured_service_gets_an_error_in_its_own_protocol() -> None:
     setup = GatewaySetup(UpstreamTable({}, lambda: None), "x")
     gateway = gateway_door(_not_lamina, setup, served=(), verifier=None)

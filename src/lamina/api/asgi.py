@@ -120,7 +120,13 @@ class FrontDoor:
             endpoint, authorization = self._aws_front(scope, path)
         else:
             authorization = _authorization(scope)
-        if gateway is not None and (authorization is None or _LAMBDA_SCOPE not in authorization):
+        # Worth asking the gateway: presigned (in the query), or signed for another service.
+        signed_elsewhere = (
+            scope.get("query_string")
+            if authorization is None
+            else _LAMBDA_SCOPE not in authorization
+        )
+        if gateway is not None and signed_elsewhere:
             destination = gateway.destination(scope)
             if destination is not None:
                 await gateway.forward(scope, receive, send, destination)
