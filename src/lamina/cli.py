@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import logging
 import socket
@@ -63,7 +64,8 @@ def _serve(args: argparse.Namespace, settings: Settings) -> int:
 
     config = uvicorn.Config(
         app,
-        http=CoalescingHttpToolsProtocol,
+        # A partial, not a class: uvicorn builds each connection's protocol from it.
+        http=functools.partial(CoalescingHttpToolsProtocol, fast_invoke=app.fast_invoke),  # type: ignore[arg-type]
         host=settings.host,
         port=settings.port,
         log_level="warning",

@@ -88,6 +88,9 @@ class Settings:
     audit: bool = True
     # Invokes too (CloudTrail's "data events"): off by default, as on AWS.
     audit_invokes: bool = False
+    # Synchronous Invokes served from the parsed HTTP request (`lamina.api.fast_invoke`);
+    # off only to compare with the generic path (LAMINA_FAST_INVOKE=0).
+    fast_invoke: bool = True
     # The audit log's size budget; the oldest entries go first.
     audit_max_mb: int = 100
     # The log store's disk budget (LAMINA_LOG_STORE_MAX_MB); the oldest events go first.
@@ -191,6 +194,7 @@ class Settings:
             async_lease_s=float(get("ASYNC_LEASE_SECONDS") or base.async_lease_s),
             audit=flag("AUDIT", base.audit),
             audit_invokes=flag("AUDIT_INVOKES", base.audit_invokes),
+            fast_invoke=flag("FAST_INVOKE", base.fast_invoke),
             audit_max_mb=int(get("AUDIT_MAX_MB") or base.audit_max_mb),
             log_store_max_mb=int(get("LOG_STORE_MAX_MB") or base.log_store_max_mb),
             log_invocation_max_mb=int(get("LOG_INVOCATION_MAX_MB") or base.log_invocation_max_mb),

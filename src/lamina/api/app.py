@@ -41,6 +41,7 @@ from lamina.api.cloudwatch import CloudWatchApi
 from lamina.api.code_links import CodeLinks
 from lamina.api.context import ApiContext, Handler
 from lamina.api.errors import error_response
+from lamina.api.fast_invoke import InvokeFastPath
 from lamina.api.function_urls import function_url_endpoint
 from lamina.api.gateway import GatewaySetup, ServiceGateway
 from lamina.api.identity import identity_query_services
@@ -162,9 +163,23 @@ def front_door(services: Services, lifespan: Lifespan) -> FrontDoor:
         if services.gateway is not None
         else None
     )
+    lambda_api = _lambda_api(services, verifier)
+    fast_invoke = (
+        InvokeFastPath(
+            lambda_api.model.operation_model("Invoke"),
+            services.engine,
+            services.domain.account,
+            lambda_api.error_response,
+            verifier,
+            audit,
+            gateway=gateway is not None,
+        )
+        if services.settings.fast_invoke
+        else None
+    )
     door = FrontDoor(
         Fronts(
-            lambda_api=_lambda_api(services, verifier).handle,
+            lambda_api=lambda_api.handle,
             internal=Router(routes=_internal_routes(services), lifespan=lifespan),
             json_targets={
                 "AWSEvents": events_api.handle,
@@ -185,6 +200,7 @@ def front_door(services: Services, lifespan: Lifespan) -> FrontDoor:
             console=console.router,
         ),
         gateway,
+        fast_invoke,
     )
     console.bind(door)
     return door

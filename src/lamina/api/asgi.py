@@ -35,6 +35,7 @@ from lamina.api.rpcv2_cbor import PATH_PREFIX as CBOR_PREFIX
 from lamina.constants import HEADER_TARGET, URL_PATH_PREFIX
 
 if TYPE_CHECKING:
+    from lamina.api.fast_invoke import InvokeFastPath
     from lamina.api.gateway import GatewaySetup
 
 Endpoint = Callable[[Request], Awaitable[Response]]
@@ -92,8 +93,16 @@ def is_function_url(scope: Scope) -> bool:
 class FrontDoor:
     """The ASGI application: routes each request to its front (see the module's list)."""
 
-    def __init__(self, fronts: Fronts, gateway: Gateway | None = None) -> None:
+    def __init__(
+        self,
+        fronts: Fronts,
+        gateway: Gateway | None = None,
+        fast_invoke: InvokeFastPath | None = None,
+    ) -> None:
+        """`fast_invoke` is for the HTTP protocol to offer requests to, before they become
+        ASGI requests (see `lamina.api.http_protocol`)."""
         self.gateway = gateway
+        self.fast_invoke = fast_invoke
         self._lambda = fronts.lambda_api
         self._internal = fronts.internal
         self._function_urls = fronts.function_urls

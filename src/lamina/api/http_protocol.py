@@ -1,4 +1,5 @@
-"""uvicorn's httptools protocol, with a response's writes leaving the process together.
+"""uvicorn's httptools protocol, with a response's writes leaving the process together, and
+synchronous Invokes handed to their fast path.
 
 uvicorn writes a response's status line and headers when the app starts the response and
 the body when it sends it: two `send` system calls, and for a keep-alive client two
@@ -6,6 +7,11 @@ wake-ups, per response. On the invoke hot path that second write costs as much a
 of the platform's HTTP handling, so writes made during one step of the event loop are held
 and written once, at the end of that step. Nothing waits longer: the flush is the next
 callback the loop runs.
+
+A request `lamina.api.fast_invoke` claims once its headers are parsed never becomes an ASGI
+request: its body is gathered here and its whole response written in one piece. uvicorn's
+per-request state (`cycle`) holds a stand-in meanwhile, so that a lost connection, a
+shutdown and a pipelined next request are handled as for any other request.
 """
 
 from __future__ import annotations
@@ -14,6 +20,8 @@ import asyncio
 from typing import Any
 
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+
+from lamina.api.fast_invoke import FastCall, InvokeFastPath, http_response
 
 
 class _CoalescingTransport:
@@ -44,7 +52,85 @@ class _CoalescingTransport:
         return getattr(self._transport, name)
 
 
+class _Unwaited:
+    """uvicorn sets a cycle's message event on disconnect; nothing waits on this one."""
+
+    def set(self) -> None:
+        pass
+
+
+_UNWAITED = _Unwaited()
+
+
+class _FastExchange:
+    """What uvicorn's protocol reads of a request cycle, for a request the fast path serves."""
+
+    __slots__ = ("body", "call", "disconnected", "keep_alive", "message_event", "response_complete")
+
+    def __init__(self, call: FastCall) -> None:
+        self.call = call
+        self.body: list[bytes] = []
+        self.response_complete = False
+        self.disconnected = False
+        self.keep_alive = True  # uvicorn clears it to close the connection after the response
+        self.message_event = _UNWAITED
+
+
 class CoalescingHttpToolsProtocol(HttpToolsProtocol):
+    def __init__(self, *args: Any, fast_invoke: InvokeFastPath | None = None, **kwargs: Any):
+        super().__init__(*args, **kwargs)
+        self._fast_invoke = fast_invoke
+        self._exchange: _FastExchange | None = None
+
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         loop = asyncio.get_running_loop()
         super().connection_made(_CoalescingTransport(transport, loop))  # type: ignore[arg-type]
+
+    def on_headers_complete(self) -> None:
+        self._exchange = None
+        fast = self._fast_invoke
+        if (
+            fast is not None
+            and (self.cycle is None or self.cycle.response_complete)
+            and not self.expect_100_continue
+            and self.limit_concurrency is None
+            and not self.access_log
+            and self.parser.get_http_version() == "1.1"
+            and self.parser.should_keep_alive()
+            and not self.parser.should_upgrade()
+        ):
+            call = fast.claim(self.parser.get_method(), self.url, self.headers)
+            if call is not None:
+                self._exchange = _FastExchange(call)
+                self.cycle = self._exchange  # type: ignore[assignment]
+                return
+        super().on_headers_complete()
+
+    def on_body(self, body: bytes) -> None:
+        if self._exchange is not None:
+            self._exchange.body.append(body)
+            return
+        super().on_body(body)
+
+    def on_message_complete(self) -> None:
+        exchange = self._exchange
+        if exchange is None:
+            super().on_message_complete()
+            return
+        task = self.loop.create_task(self._answer(exchange))
+        task.add_done_callback(self.tasks.discard)
+        self.tasks.add(task)
+
+    async def _answer(self, exchange: _FastExchange) -> None:
+        assert self._fast_invoke is not None
+        body = b"".join(exchange.body)
+        client = self.client[0] if self.client else None
+        status, headers, payload = await self._fast_invoke.respond(exchange.call, body, client)
+        if exchange.disconnected or self.transport.is_closing():
+            return
+        headers = [*self.server_state.default_headers, *headers]
+        self.transport.write(http_response(status, headers, payload, not exchange.keep_alive))
+        exchange.response_complete = True
+        if not exchange.keep_alive:
+            self.transport.close()
+        self.on_response_complete()

@@ -4,23 +4,24 @@ from __future__ import annotations
 
 import base64
 import binascii
-import uuid
 from typing import Any
 
 import orjson
 from starlette.responses import StreamingResponse
 
 from lamina.api.context import ApiContext, Handler, current_request_id, current_trace_header
+from lamina.arns import FunctionRef
 from lamina.constants import ASYNC_PAYLOAD_MAX_BYTES, FUNCTION_ERROR_UNHANDLED
 from lamina.control.states import check_invocable
 from lamina.errors import InvalidParameterValue, InvalidRequestContent, RequestTooLarge
 from lamina.invoke.asynchronous.dispatcher import AsyncDispatcher
 from lamina.invoke.engine import Engine
-from lamina.invoke.service import InvokeRequest
+from lamina.invoke.service import InvokeRequest, InvokeResult
 from lamina.invoke.streaming import EVENT_STREAM_CONTENT_TYPE, ResponseStream
+from lamina.request_ids import new_request_id
 
 _CLIENT_CONTEXT_MAX_BYTES = 3583
-_SYNC_REQUEST_MAX_BYTES = 6 * 1024 * 1024
+SYNC_REQUEST_MAX_BYTES = 6 * 1024 * 1024
 
 
 def check_payload(payload: bytes, limit: int, operation: str) -> bytes:
@@ -55,6 +56,41 @@ def decode_client_context(value: str | None) -> str | None:
     return decoded.decode()
 
 
+def sync_request(
+    ref: FunctionRef,
+    qualifier: str | None,
+    payload: bytes,
+    client_context: str | None,
+    trace_header: str | None,
+    request_id: str,
+    operation: str,
+) -> InvokeRequest:
+    """A synchronous invocation as the API received it, checked as AWS checks it."""
+    return InvokeRequest(
+        ref=ref,
+        qualifier=qualifier,
+        payload=check_payload(payload, SYNC_REQUEST_MAX_BYTES, operation),
+        client_context=decode_client_context(client_context),
+        trace_id=trace_header,
+        request_id=request_id,
+    )
+
+
+def invoke_response(result: InvokeResult, tail: bool) -> dict[str, Any]:
+    """Invoke's output members for a synchronous invocation's result."""
+    outcome = result.outcome
+    response: dict[str, Any] = {
+        "StatusCode": 200,
+        "ExecutedVersion": result.executed_version,
+        "Payload": outcome.payload,
+    }
+    if outcome.function_error:
+        response["FunctionError"] = FUNCTION_ERROR_UNHANDLED
+    if tail:
+        response["LogResult"] = outcome.log_result
+    return response
+
+
 def operations(ctx: ApiContext, invoker: Engine, dispatcher: AsyncDispatcher) -> dict[str, Handler]:
     async def enqueue(params: dict[str, Any], payload_member: str, operation: str) -> None:
         """Queue an asynchronous invocation; returns once the event is durable."""
@@ -69,7 +105,7 @@ def operations(ctx: ApiContext, invoker: Engine, dispatcher: AsyncDispatcher) ->
             resolved.record.name,
             resolved.qualifier,
             payload,
-            current_request_id.get() or str(uuid.uuid4()),
+            current_request_id.get() or new_request_id(),
             current_trace_header.get(),
         )
 
@@ -86,13 +122,14 @@ def operations(ctx: ApiContext, invoker: Engine, dispatcher: AsyncDispatcher) ->
                 f"Unsupported invocation type {invocation_type} for {operation}: "
                 "use RequestResponse or DryRun"
             )
-        return InvokeRequest(
-            ref=ref,
-            qualifier=qualifier,
-            payload=check_payload(params.get("Payload") or b"", _SYNC_REQUEST_MAX_BYTES, operation),
-            client_context=decode_client_context(params.get("ClientContext")),
-            trace_id=current_trace_header.get(),
-            request_id=current_request_id.get() or str(uuid.uuid4()),
+        return sync_request(
+            ref,
+            qualifier,
+            params.get("Payload") or b"",
+            params.get("ClientContext"),
+            current_trace_header.get(),
+            current_request_id.get() or new_request_id(),
+            operation,
         )
 
     async def invoke(params: dict[str, Any]) -> dict[str, Any]:
@@ -105,17 +142,7 @@ def operations(ctx: ApiContext, invoker: Engine, dispatcher: AsyncDispatcher) ->
         if request is None:
             return {"StatusCode": 204}
         result = await invoker.invoke(request)
-        outcome = result.outcome
-        response: dict[str, Any] = {
-            "StatusCode": 200,
-            "ExecutedVersion": result.executed_version,
-            "Payload": outcome.payload,
-        }
-        if outcome.function_error:
-            response["FunctionError"] = FUNCTION_ERROR_UNHANDLED
-        if params.get("LogType") == "Tail":
-            response["LogResult"] = outcome.log_result
-        return response
+        return invoke_response(result, params.get("LogType") == "Tail")
 
     async def invoke_with_response_stream(
         params: dict[str, Any],

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import inspect
 import logging
-import uuid
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any, cast
 
@@ -38,6 +37,7 @@ from lamina.errors import (
     UnknownOperation,
 )
 from lamina.identity.sigv4 import Signer, SigV4Verifier
+from lamina.request_ids import new_request_id
 
 log = logging.getLogger("lamina.api")
 
@@ -148,7 +148,7 @@ class ModelService:
         self._audit = audit
 
     async def handle(self, request: Request) -> Response:
-        request_id = str(uuid.uuid4())
+        request_id = new_request_id()
         current_request_id.set(request_id)
         call = ApiCall(self.model.endpoint_prefix)
         try:
@@ -234,6 +234,10 @@ class ModelService:
         self, operation: OperationModel, result: dict[str, Any], request_id: str
     ) -> Response:
         raise NotImplementedError
+
+    def error_response(self, error: LaminaError, request_id: str) -> Response:
+        """The front's answer to `error`, as `handle` gives it."""
+        return self._error(error, request_id)
 
     def _error(self, error: LaminaError, request_id: str) -> Response:
         raise NotImplementedError

@@ -52,12 +52,35 @@ class AuditTrail:
         if call.operation in self._skipped:
             return
         client = request.client
+        self.record_call(
+            call,
+            client.host if client else None,
+            request.headers.get("user-agent"),
+            request_id,
+            status,
+        )
+
+    def records(self, operation: str) -> bool:
+        """Whether calls of `operation` are recorded (invokes only when asked for)."""
+        return operation not in self._skipped
+
+    def record_call(
+        self,
+        call: ApiCall,
+        source_ip: str | None,
+        user_agent: str | None,
+        request_id: str,
+        status: int,
+    ) -> None:
+        """`record` for a caller that holds the request's parts rather than the request."""
+        if call.operation in self._skipped:
+            return
         self._queue.put(
             entry(
                 call,
                 (call.caller or self._caller) if call.verified else ANONYMOUS,
-                client.host if client else None,
-                request.headers.get("user-agent"),
+                source_ip,
+                user_agent,
                 request_id,
                 status,
             )
