@@ -70,7 +70,13 @@ def create(client: Any) -> str:
         InvokedViaFunctionUrl=True,
     )
     url = client.create_function_url_config(FunctionName="url-bench", AuthType="NONE")
-    url_id = url["FunctionUrl"].split("//", 1)[1].split(".", 1)[0]
+    # Either form Lamina hands out: http://<id>.lambda-url.<region>.localhost:<port>/, or
+    # http://127.0.0.1:<port>/lambda-url/<id>/ where *.localhost does not resolve.
+    address = url["FunctionUrl"].split("//", 1)[1]
+    if "/lambda-url/" in address:
+        url_id = address.split("/lambda-url/", 1)[1].split("/", 1)[0]
+    else:
+        url_id = address.split(".", 1)[0]
     return f"/lambda-url/{url_id}/"
 
 

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import logging
 import time
-import uuid
 
 from starlette.types import Receive, Scope, Send
 
@@ -42,6 +41,7 @@ from lamina.identity.sigv4 import SigV4Verifier
 from lamina.invoke.engine import Engine
 from lamina.invoke.service import InvokeRequest
 from lamina.invoke.tracing import upstream_or_new
+from lamina.request_ids import new_request_id
 
 log = logging.getLogger("lamina.function_urls")
 
@@ -83,8 +83,12 @@ class FunctionUrlEndpoint:
         self._engine = engine
         self._account = account
 
+    def target(self, url_id: str) -> UrlTarget | None:
+        """The URL with this id, None if there is none."""
+        return self._directory.find(url_id)
+
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        request_id = str(uuid.uuid4())
+        request_id = new_request_id()
         ids = [(_REQUEST_ID, request_id.encode())]
         address = locate(scope)
         target = self._directory.find(address.url_id) if address is not None else None
