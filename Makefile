@@ -72,6 +72,8 @@ bench: $(STAMP)
 bench-components: $(STAMP)
 	$(BIN)/python -m bench.control_plane
 	$(BIN)/python -m bench.invoke
+	$(BIN)/python -m bench.fast_path
+	$(BIN)/python -m bench.front_door
 	$(BIN)/python -m bench.url
 	$(BIN)/python -m bench.async
 	$(BIN)/python -m bench.logs

@@ -65,9 +65,7 @@ def _serve(args: argparse.Namespace, settings: Settings) -> int:
     config = uvicorn.Config(
         app,
         # A partial, not a class: uvicorn builds each connection's protocol from it.
-        http=functools.partial(  # type: ignore[arg-type]
-            CoalescingHttpToolsProtocol, fast_invoke=app.fast_invoke, fast_urls=app.fast_urls
-        ),
+        http=functools.partial(CoalescingHttpToolsProtocol, fast_invoke=app.fast_invoke),  # type: ignore[arg-type]
         host=settings.host,
         port=settings.port,
         log_level="warning",

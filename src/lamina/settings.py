@@ -88,9 +88,8 @@ class Settings:
     audit: bool = True
     # Invokes too (CloudTrail's "data events"): off by default, as on AWS.
     audit_invokes: bool = False
-    # Synchronous Invokes and buffered function URL requests served from the parsed HTTP
-    # request (`lamina.api.fast_invoke`, `lamina.api.fast_urls`); off only to compare with
-    # the ASGI path (LAMINA_FAST_INVOKE=0).
+    # Synchronous Invokes served from the parsed HTTP request (`lamina.api.fast_invoke`);
+    # off only to compare with the generic path (LAMINA_FAST_INVOKE=0).
     fast_invoke: bool = True
     # The audit log's size budget; the oldest entries go first.
     audit_max_mb: int = 100

@@ -42,7 +42,6 @@ from lamina.api.code_links import CodeLinks
 from lamina.api.context import ApiContext, Handler
 from lamina.api.errors import error_response
 from lamina.api.fast_invoke import InvokeFastPath
-from lamina.api.fast_urls import UrlFastPath
 from lamina.api.function_urls import function_url_endpoint
 from lamina.api.gateway import GatewaySetup, ServiceGateway
 from lamina.api.identity import identity_query_services
@@ -178,9 +177,6 @@ def front_door(services: Services, lifespan: Lifespan) -> FrontDoor:
         if services.settings.fast_invoke
         else None
     )
-    function_urls = function_url_endpoint(
-        services.domain, services.functions, services.engine, verifier
-    )
     door = FrontDoor(
         Fronts(
             lambda_api=lambda_api.handle,
@@ -198,12 +194,13 @@ def front_door(services: Services, lifespan: Lifespan) -> FrontDoor:
                 **identity_query_services(services.domain, verifier, audit),
             },
             cbor_services={cloudwatch.target_prefix: cloudwatch.cbor.handle},
-            function_urls=function_urls,
+            function_urls=function_url_endpoint(
+                services.domain, services.functions, services.engine, verifier
+            ),
             console=console.router,
         ),
         gateway,
         fast_invoke,
-        UrlFastPath(function_urls) if services.settings.fast_invoke else None,
     )
     console.bind(door)
     return door

@@ -36,7 +36,6 @@ from lamina.constants import HEADER_TARGET, URL_PATH_PREFIX
 
 if TYPE_CHECKING:
     from lamina.api.fast_invoke import InvokeFastPath
-    from lamina.api.fast_urls import UrlFastPath
     from lamina.api.gateway import GatewaySetup
 
 Endpoint = Callable[[Request], Awaitable[Response]]
@@ -99,13 +98,11 @@ class FrontDoor:
         fronts: Fronts,
         gateway: Gateway | None = None,
         fast_invoke: InvokeFastPath | None = None,
-        fast_urls: UrlFastPath | None = None,
     ) -> None:
-        """`fast_invoke` and `fast_urls` are for the HTTP protocol to offer requests to,
-        before they become ASGI requests (see `lamina.api.http_protocol`)."""
+        """`fast_invoke` is for the HTTP protocol to offer requests to, before they become
+        ASGI requests (see `lamina.api.http_protocol`)."""
         self.gateway = gateway
         self.fast_invoke = fast_invoke
-        self.fast_urls = fast_urls
         self._lambda = fronts.lambda_api
         self._internal = fronts.internal
         self._function_urls = fronts.function_urls

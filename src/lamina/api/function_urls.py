@@ -83,10 +83,6 @@ class FunctionUrlEndpoint:
         self._engine = engine
         self._account = account
 
-    def target(self, url_id: str) -> UrlTarget | None:
-        """The URL with this id, None if there is none."""
-        return self._directory.find(url_id)
-
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         request_id = new_request_id()
         ids = [(_REQUEST_ID, request_id.encode())]

@@ -8,29 +8,20 @@ of the platform's HTTP handling, so writes made during one step of the event loo
 and written once, at the end of that step. Nothing waits longer: the flush is the next
 callback the loop runs.
 
-A request a fast path claims once its headers are parsed (a synchronous Invoke:
-`lamina.api.fast_invoke`; a buffered function URL request: `lamina.api.fast_urls`) never
-becomes an ASGI request: its body is gathered here and its whole response written in one
-piece. uvicorn's per-request state (`cycle`) holds a stand-in meanwhile, so that a lost
-connection, a shutdown and a pipelined next request are handled as for any other request.
+A request `lamina.api.fast_invoke` claims once its headers are parsed never becomes an ASGI
+request: its body is gathered here and its whole response written in one piece. uvicorn's
+per-request state (`cycle`) holds a stand-in meanwhile, so that a lost connection, a
+shutdown and a pipelined next request are handled as for any other request.
 """
 
 from __future__ import annotations
 
 import asyncio
-import urllib.parse
-from collections.abc import Awaitable, Callable
 from typing import Any
 
-import httptools
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
-from lamina.api.fast_invoke import InvokeFastPath, http_response
-from lamina.api.fast_urls import UrlFastPath
-
-Answer = tuple[int, list[tuple[bytes, bytes]], bytes]
-_URL_HOST_MARK = b".lambda-url."
-_URL_PATH_PREFIX = b"/lambda-url/"
+from lamina.api.fast_invoke import FastCall, InvokeFastPath, http_response
 
 
 class _CoalescingTransport:
@@ -74,17 +65,10 @@ _UNWAITED = _Unwaited()
 class _FastExchange:
     """What uvicorn's protocol reads of a request cycle, for a request the fast path serves."""
 
-    __slots__ = (
-        "body",
-        "disconnected",
-        "keep_alive",
-        "message_event",
-        "response_complete",
-        "serve",
-    )
+    __slots__ = ("body", "call", "disconnected", "keep_alive", "message_event", "response_complete")
 
-    def __init__(self, serve: Callable[[bytes], Awaitable[Answer]]) -> None:
-        self.serve = serve  # the answer to the request, given its body
+    def __init__(self, call: FastCall) -> None:
+        self.call = call
         self.body: list[bytes] = []
         self.response_complete = False
         self.disconnected = False
@@ -93,16 +77,9 @@ class _FastExchange:
 
 
 class CoalescingHttpToolsProtocol(HttpToolsProtocol):
-    def __init__(
-        self,
-        *args: Any,
-        fast_invoke: InvokeFastPath | None = None,
-        fast_urls: UrlFastPath | None = None,
-        **kwargs: Any,
-    ):
+    def __init__(self, *args: Any, fast_invoke: InvokeFastPath | None = None, **kwargs: Any):
         super().__init__(*args, **kwargs)
         self._fast_invoke = fast_invoke
-        self._fast_urls = fast_urls
         self._exchange: _FastExchange | None = None
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
@@ -111,8 +88,10 @@ class CoalescingHttpToolsProtocol(HttpToolsProtocol):
 
     def on_headers_complete(self) -> None:
         self._exchange = None
+        fast = self._fast_invoke
         if (
-            (self.cycle is None or self.cycle.response_complete)
+            fast is not None
+            and (self.cycle is None or self.cycle.response_complete)
             and not self.expect_100_continue
             and self.limit_concurrency is None
             and not self.access_log
@@ -120,49 +99,12 @@ class CoalescingHttpToolsProtocol(HttpToolsProtocol):
             and self.parser.should_keep_alive()
             and not self.parser.should_upgrade()
         ):
-            self._exchange = self._fast_exchange()
-            if self._exchange is not None:
+            call = fast.claim(self.parser.get_method(), self.url, self.headers)
+            if call is not None:
+                self._exchange = _FastExchange(call)
                 self.cycle = self._exchange  # type: ignore[assignment]
                 return
         super().on_headers_complete()
-
-    def _fast_exchange(self) -> _FastExchange | None:
-        """The exchange of a request a fast path claims, None for the ASGI path."""
-        method = self.parser.get_method()
-        fast_invoke = self._fast_invoke
-        if fast_invoke is not None:
-            call = fast_invoke.claim(method, self.url, self.headers)
-            if call is not None:
-                client = self.client[0] if self.client else None
-                return _FastExchange(lambda body: fast_invoke.respond(call, body, client))
-        fast_urls = self._fast_urls
-        if fast_urls is not None and self._names_function_url():
-            scope = self._complete_scope(method)
-            if fast_urls.claim(scope):
-                return _FastExchange(lambda body: fast_urls.respond(scope, body))
-        return None
-
-    def _names_function_url(self) -> bool:
-        if self.url.startswith(_URL_PATH_PREFIX):
-            return True
-        for name, value in self.headers:
-            if name == b"host":
-                return _URL_HOST_MARK in value
-        return False
-
-    def _complete_scope(self, method: bytes) -> Any:
-        """The request's ASGI scope, as uvicorn completes it once the headers are in."""
-        scope = self.scope
-        scope["method"] = method.decode("ascii")
-        parsed = httptools.parse_url(self.url)
-        raw_path: bytes = parsed.path
-        path = raw_path.decode("ascii")
-        if "%" in path:
-            path = urllib.parse.unquote(path)
-        scope["path"] = self.root_path + path
-        scope["raw_path"] = self.root_path.encode("ascii") + raw_path
-        scope["query_string"] = parsed.query or b""
-        return scope
 
     def on_body(self, body: bytes) -> None:
         if self._exchange is not None:
@@ -180,7 +122,10 @@ class CoalescingHttpToolsProtocol(HttpToolsProtocol):
         self.tasks.add(task)
 
     async def _answer(self, exchange: _FastExchange) -> None:
-        status, headers, payload = await exchange.serve(b"".join(exchange.body))
+        assert self._fast_invoke is not None
+        body = b"".join(exchange.body)
+        client = self.client[0] if self.client else None
+        status, headers, payload = await self._fast_invoke.respond(exchange.call, body, client)
         if exchange.disconnected or self.transport.is_closing():
             return
         headers = [*self.server_state.default_headers, *headers]

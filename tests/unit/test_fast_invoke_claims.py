@@ -1,7 +1,8 @@
-"""Which requests the fast paths take, and which they leave to the ASGI path.
+"""Which requests Invoke's fast path takes, and which it leaves to the generic pipeline.
 
-tests/integration/test_fast_paths.py shows both paths answer alike; this one shows the fast
-paths really serve the common calls, and stay away from what they do not decode themselves.
+The integration test (tests/integration/test_fast_invoke.py) shows both paths answer alike;
+this one shows the fast path really serves the common calls, and stays away from what it
+does not decode itself.
 """
 
 from __future__ import annotations
@@ -11,7 +12,6 @@ import pytest
 from starlette.responses import Response
 
 from lamina.api.fast_invoke import FastCall, InvokeFastPath, http_response
-from lamina.api.fast_urls import UrlFastPath
 from lamina.arns import Account
 from lamina.errors import LaminaError
 
@@ -138,44 +138,3 @@ def test_a_response_is_written_as_uvicorn_writes_one() -> None:
     assert written == b"HTTP/1.1 200 OK\r\ndate: today\r\ncontent-length: 2\r\n\r\n{}"
     closing = http_response(429, [], b"", True)
     assert closing == b"HTTP/1.1 429 Too Many Requests\r\nconnection: close\r\n\r\n"
-
-
-class _NoUrls:
-    """An endpoint that knows no URL: the claim then only weighs the request itself."""
-
-    def target(self, url_id: str) -> None:
-        return None
-
-
-def url_scope(method: str = "POST", **headers: str) -> dict[str, object]:
-    listed = [(b"host", b"127.0.0.1:9000")]
-    listed += [(name.replace("_", "-").encode(), value.encode()) for name, value in headers.items()]
-    return {
-        "type": "http",
-        "method": method,
-        "path": "/lambda-url/abc/",
-        "raw_path": b"/lambda-url/abc/",
-        "query_string": b"",
-        "headers": listed,
-    }
-
-
-def test_a_buffered_function_url_request_is_taken() -> None:
-    urls = UrlFastPath(_NoUrls())  # type: ignore[arg-type]
-    assert urls.claim(url_scope(content_length="5"))
-    assert urls.claim(url_scope("GET"))
-
-
-@pytest.mark.parametrize(
-    "scope",
-    [
-        url_scope("HEAD"),
-        url_scope(transfer_encoding="chunked"),
-        url_scope(content_length=str(6 * 1024 * 1024 + 1)),
-        url_scope(content_length="many"),
-        url_scope(x_forwarded_for="10.0.0.1"),
-        url_scope(expect="100-continue"),
-    ],
-)
-def test_function_url_requests_the_fast_path_leaves_to_asgi(scope: dict[str, object]) -> None:
-    assert not UrlFastPath(_NoUrls()).claim(scope)  # type: ignore[arg-type]
