@@ -3,7 +3,9 @@ policy, AWS's evaluation, and AWS's refusal.
 
 Compiled policies are cached: a caller's identity policies while the IAM store's change
 stamp stands still, a function's resource policy while the function store's does. So an
-authorised call costs a dictionary lookup or two and the evaluation itself.
+authorised call costs a dictionary lookup or two and the evaluation itself; and when no
+policy involved reads a condition key, the decision itself is remembered under both stamps
+(it then depends only on who asks what on which resource).
 """
 
 from __future__ import annotations
@@ -36,6 +38,7 @@ from lamina.store.protocols.functions import FunctionStore
 log = logging.getLogger("lamina.access")
 
 _CACHE_MAX = 4096
+_DecisionKey = tuple[Caller, str, str, tuple[str, str | None] | None]
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,6 +68,8 @@ class Authority:
         # (functions stamp, the resource policy).
         self._identities: dict[tuple[str, str], tuple[int, tuple[Policy, ...]]] = {}
         self._resources: dict[tuple[str, str | None], tuple[int, Policy | None]] = {}
+        # (caller, action, resource, function) -> ((IAM stamp, functions stamp), decision).
+        self._decisions: dict[_DecisionKey, tuple[tuple[int, int], Decision]] = {}
         self._lock = threading.Lock()
 
     def check(self, caller: Caller, question: Question) -> None:
@@ -88,7 +93,15 @@ class Authority:
         return self._functions
 
     def decide(self, caller: Caller, question: Question) -> Decision:
-        identity = self.identity_policies(caller)
+        remembered = question.resource_policy is None and question.key_policy is None
+        stamp = self._store.change_stamp()
+        if remembered:
+            stamps = (stamp, self._functions.change_stamp())
+            key = (caller, question.action, question.resource, question.function)
+            found = self._decisions.get(key)
+            if found is not None and found[0] == stamps:
+                return found[1]
+        identity = self.identity_policies(caller, stamp)
         session = (
             self._compiled.get(caller.session_policy, PolicyKind.IDENTITY)
             if caller.session_policy is not None
@@ -97,6 +110,24 @@ class Authority:
         resource = question.resource_policy
         if resource is None and question.function is not None:
             resource = self.function_policy(*question.function)
+        decision = self._evaluate(caller, question, identity, resource, session)
+        if remembered and not any(
+            policy.reads_keys for policy in (*identity, resource, session) if policy is not None
+        ):
+            with self._lock:
+                if len(self._decisions) >= _CACHE_MAX:
+                    self._decisions.clear()
+                self._decisions[key] = (stamps, decision)
+        return decision
+
+    def _evaluate(
+        self,
+        caller: Caller,
+        question: Question,
+        identity: tuple[Policy, ...],
+        resource: Policy | None,
+        session: Policy | None,
+    ) -> Decision:
         context = question.context
         if caller.role_arn is not None and "aws:PrincipalArn" not in context:
             # The role's own ARN (with its path) is the session's aws:PrincipalArn.
@@ -115,11 +146,14 @@ class Authority:
             )
         return evaluate(request, identity, resource, session, root=caller.is_root)
 
-    def identity_policies(self, caller: Caller) -> tuple[Policy, ...]:
+    def identity_policies(self, caller: Caller, stamp: int | None = None) -> tuple[Policy, ...]:
+        """The caller's compiled identity policies; `stamp` is the IAM store's change stamp
+        when the caller has just read it."""
         if caller.kind is CallerKind.ROOT:
             return ()
         owner = (ROLE if caller.kind is CallerKind.ASSUMED_ROLE else USER, caller.name)
-        stamp = self._store.change_stamp()
+        if stamp is None:
+            stamp = self._store.change_stamp()
         cached = self._identities.get(owner)
         if cached is not None and cached[0] == stamp:
             return cached[1]

@@ -67,6 +67,13 @@ class Policy:
     # The managed policy's ARN, when the caller knows it: AWS names the policy that
     # explicitly denies a same-account request in its AccessDenied sentence.
     arn: str | None = None
+    # Whether any statement reads the request's condition keys: if none does, a decision
+    # under this policy depends only on who asks what on which resource.
+    reads_keys: bool = field(init=False, default=False, compare=False, repr=False)
+
+    def __post_init__(self) -> None:
+        reads = any(statement.reads_keys for statement in self.statements)
+        object.__setattr__(self, "reads_keys", reads)
 
     def named_principals(self) -> frozenset[str]:
         """The user, role and session ARNs the Principal/NotPrincipal elements name.
