@@ -10,4 +10,4 @@ from pathlib import Path
 
 RUNTIMES_DIR = Path(__file__).resolve().parent.parent / "runtimes"
 PYTHON_BOOTSTRAP = RUNTIMES_DIR / "python" / "bootstrap.py"
-NODE_BOOTSTRAP = RUNTIMES_DIR / "node" / "bootstrap.mjs"
+NODE_BOOTSTRAP = RUNTIMES_DIR / "node" / "bootstrap.cjs"

@@ -5,16 +5,23 @@
 // handlers with callbackWaitsForEmptyEventLoop, the context object, console output in AWS's
 // format, error payloads ({errorType, errorMessage, trace}) and response streaming through
 // the `awslambda.streamifyResponse` global.
+//
+// CommonJS on purpose: an ES module entry point loads Node's ES module loader before the
+// first line runs, which cost a cold start 12-15 ms (of ~45) once V8 flags are given, since
+// those flags make V8 reject the code cache of Node's built-in modules. ES module handlers are
+// still loaded, through import().
 
-import fs from 'node:fs';
-import http from 'node:http';
-import { createRequire } from 'node:module';
-import path from 'node:path';
-import { Writable } from 'node:stream';
-import { pathToFileURL } from 'node:url';
-import util from 'node:util';
+'use strict';
 
-const require = createRequire(import.meta.url);
+const fs = require('node:fs');
+const net = require('node:net');
+const path = require('node:path');
+const { Writable } = require('node:stream');
+const util = require('node:util');
+
+// As under an ES module entry point (AWS's runtime is one): no CommonJS main module, so a
+// handler's `require.main` is undefined.
+process.mainModule = undefined;
 
 const RUNTIME_PATH = '/2018-06-01/runtime';
 const HEADER_REQUEST_ID = 'lambda-runtime-aws-request-id';
@@ -166,80 +173,205 @@ function logError(label, error) {
 
 // ------------------------------------------------------------------- runtime API client
 
+const CRLF_CRLF = Buffer.from('\r\n\r\n');
+// A header value AWS's Runtime API accepts as it is; anything else is left out (the error
+// body names the type too, and the Runtime API reads it from there).
+const PLAIN_HEADER_VALUE = /^[\t\x20-\x7e]*$/;
+
+/**
+ * The Runtime API over one kept-alive socket, with HTTP written and read by hand.
+ *
+ * Requests go out in order and their replies come back in order (HTTP/1.1 pipelining). An
+ * invocation's answer is not sent on its own: it is held and written together with the next
+ * GET /next, in one write, so answering an event and asking for the next one costs one round
+ * trip, as in Lamina's Python runtime (the Runtime API then sends its 202 with the event).
+ * The socket is unref'd while no reply is awaited, so a waiting runtime does not keep the
+ * event loop busy while a handler runs (callbackWaitsForEmptyEventLoop).
+ */
 class RuntimeClient {
   constructor(address) {
     const separator = address.lastIndexOf(':');
     this.host = address.slice(0, separator);
     this.port = Number(address.slice(separator + 1));
-    // One kept-alive connection; idle sockets of an Agent are unref'd, so a waiting runtime
-    // does not keep the event loop busy while a handler runs (callbackWaitsForEmptyEventLoop).
-    this.agent = new http.Agent({ keepAlive: true, maxSockets: 1 });
+    this.hostHeader = `Host: ${address}\r\n`;
+    this.socket = null;
+    // What arrived of the replies (the head of the first one parsed once, into `reply`).
+    this.chunks = [];
+    this.size = 0;
+    this.reply = null;
+    // Replies still to come, oldest first: {resolve, reject}.
+    this.waiting = [];
+    // An answer to an event, sent with the next request (see `next`).
+    this.held = '';
   }
 
-  request(method, urlPath, headers, body) {
-    return new Promise((resolve, reject) => {
-      const request = http.request(
-        { host: this.host, port: this.port, method, path: urlPath, headers, agent: this.agent },
-        (response) => {
-          const chunks = [];
-          response.on('data', (chunk) => chunks.push(chunk));
-          response.on('end', () =>
-            resolve({
-              status: response.statusCode,
-              headers: response.headers,
-              body: chunks.length === 1 ? chunks[0] : Buffer.concat(chunks),
-            }),
-          );
-          response.on('error', reject);
-        },
-      );
-      request.on('error', reject);
-      request.end(body);
+  connect() {
+    const socket = net.connect({ host: this.host, port: this.port, noDelay: true });
+    socket.on('data', (data) => this.received(data));
+    socket.on('error', () => {});
+    socket.on('close', () => {
+      if (this.socket === socket) this.socket = null;
+      this.chunks = [];
+      this.size = 0;
+      this.reply = null;
+      const waiting = this.waiting;
+      this.waiting = [];
+      for (const { reject } of waiting) reject(new Error('the Runtime API closed the connection'));
     });
+    this.socket = socket;
+    return socket;
+  }
+
+  /** Write `data` (a string or a list of strings and buffers) and await `replies` replies. */
+  send(data, replies = 1) {
+    const socket = this.socket ?? this.connect();
+    const promises = [];
+    for (let count = 0; count < replies; count += 1) {
+      promises.push(new Promise((resolve, reject) => this.waiting.push({ resolve, reject })));
+    }
+    socket.ref();
+    if (typeof data === 'string') {
+      socket.write(data);
+    } else {
+      socket.cork();
+      for (const part of data) socket.write(part);
+      socket.uncork();
+    }
+    return promises[promises.length - 1];
+  }
+
+  received(data) {
+    this.chunks.push(data);
+    this.size += data.length;
+    while (this.waiting.length > 0) {
+      const reply = this.parse();
+      if (reply === null) break;
+      this.waiting.shift().resolve(reply);
+    }
+    if (this.waiting.length === 0 && this.socket !== null) this.socket.unref();
+  }
+
+  /** What has arrived, as one buffer (joined only when a head or a whole body is there). */
+  joined() {
+    if (this.chunks.length > 1) this.chunks = [Buffer.concat(this.chunks, this.size)];
+    return this.chunks[0];
+  }
+
+  /** One complete reply from the front of what arrived, or null while it is incomplete. */
+  parse() {
+    if (this.size === 0) return null;
+    if (this.reply === null) {
+      const buffer = this.joined();
+      const end = buffer.indexOf(CRLF_CRLF);
+      if (end < 0) return null;
+      const lines = buffer.toString('latin1', 0, end).split('\r\n');
+      const headers = {};
+      for (let index = 1; index < lines.length; index += 1) {
+        const line = lines[index];
+        const colon = line.indexOf(':');
+        if (colon > 0) {
+          headers[line.slice(0, colon).trim().toLowerCase()] = line.slice(colon + 1).trim();
+        }
+      }
+      // Lamina's Runtime API always sends Content-Length.
+      this.reply = {
+        status: Number(lines[0].split(' ', 2)[1]),
+        headers,
+        start: end + 4,
+        length: Number(headers['content-length']) || 0,
+      };
+    }
+    const { status, headers, start, length } = this.reply;
+    // A large event arrives in many reads: they are joined once, when it is complete.
+    if (this.size < start + length) return null;
+    const buffer = this.joined();
+    this.reply = null;
+    this.size -= start + length;
+    this.chunks = this.size > 0 ? [buffer.subarray(start + length)] : [];
+    return { status, headers, body: buffer.subarray(start, start + length) };
+  }
+
+  head(method, urlPath, headers) {
+    let text = `${method} ${urlPath} HTTP/1.1\r\n${this.hostHeader}`;
+    for (const name in headers) text += `${name}: ${headers[name]}\r\n`;
+    return `${text}\r\n`;
   }
 
   async next() {
-    const response = await this.request('GET', `${RUNTIME_PATH}/invocation/next`);
+    const held = this.held;
+    this.held = '';
+    const request = this.head('GET', `${RUNTIME_PATH}/invocation/next`, {});
+    // The held answer's reply (202) comes first; only the event's matters here.
+    const response = await this.send(held + request, held ? 2 : 1);
     if (response.status !== 200) {
       throw new Error(`Runtime API answered ${response.status} to /invocation/next`);
     }
     return response;
   }
 
+  /** Answer an event; the POST goes out with the next GET /next. */
   respond(requestId, body) {
-    return this.post(`${RUNTIME_PATH}/invocation/${encodeURIComponent(requestId)}/response`, body);
+    this.hold(`${RUNTIME_PATH}/invocation/${encodeURIComponent(requestId)}/response`, body);
   }
 
-  fail(where, payload) {
-    return this.post(`${RUNTIME_PATH}${where}`, JSON.stringify(payload), {
-      [HEADER_ERROR_TYPE]: payload.errorType,
-    });
+  /** Report an invocation's error; like an answer, it goes out with the next GET /next. */
+  failInvocation(requestId, payload) {
+    const urlPath = `${RUNTIME_PATH}/invocation/${encodeURIComponent(requestId)}/error`;
+    this.hold(urlPath, JSON.stringify(payload), errorTypeHeader(payload));
   }
 
-  post(urlPath, body, extra) {
+  /** Report a failed init, at once: the runtime exits next. */
+  failInit(payload) {
+    const body = JSON.stringify(payload);
+    const headers = {
+      'Content-Type': 'application/json',
+      'Content-Length': Buffer.byteLength(body),
+      ...errorTypeHeader(payload),
+    };
+    return this.send(this.head('POST', `${RUNTIME_PATH}/init/error`, headers) + body);
+  }
+
+  hold(urlPath, body, extra) {
     const headers = {
       'Content-Type': 'application/json',
       'Content-Length': Buffer.byteLength(body),
       ...extra,
     };
-    return this.request('POST', urlPath, headers, body);
+    this.held = this.head('POST', urlPath, headers) + body;
   }
 
-  streamRequest(requestId, contentType) {
-    return http.request({
-      host: this.host,
-      port: this.port,
-      method: 'POST',
-      path: `${RUNTIME_PATH}/invocation/${encodeURIComponent(requestId)}/response`,
-      agent: this.agent,
-      headers: {
+  /** Write more of a request already begun (a streamed answer's chunks). */
+  sendRaw(parts, callback) {
+    const socket = this.socket;
+    if (socket === null) return;
+    socket.cork();
+    const last = parts.length - 1;
+    for (let index = 0; index < last; index += 1) socket.write(parts[index]);
+    socket.write(parts[last], callback);
+    socket.uncork();
+  }
+
+  /** Open a streamed answer (chunked); its reply settles the returned promise. */
+  openStream(requestId, contentType) {
+    const head = this.head(
+      'POST',
+      `${RUNTIME_PATH}/invocation/${encodeURIComponent(requestId)}/response`,
+      {
         [HEADER_RESPONSE_MODE]: 'streaming',
-        'Content-Type': contentType,
+        'Content-Type': PLAIN_HEADER_VALUE.test(contentType)
+          ? contentType
+          : 'application/octet-stream',
         'Transfer-Encoding': 'chunked',
         Trailer: `${HEADER_ERROR_TYPE}, ${HEADER_ERROR_BODY}`,
       },
-    });
+    );
+    return this.send(head);
   }
+}
+
+function errorTypeHeader(payload) {
+  const type = payload.errorType === undefined ? '' : String(payload.errorType);
+  return type && PLAIN_HEADER_VALUE.test(type) ? { [HEADER_ERROR_TYPE]: type } : {};
 }
 
 // --------------------------------------------------------------------- handler loading
@@ -284,6 +416,8 @@ function isModuleTypePackage(folder) {
 }
 
 async function importFile(file) {
+  // Loaded only for ES module handlers.
+  const { pathToFileURL } = require('node:url');
   return import(pathToFileURL(file).href);
 }
 
@@ -544,7 +678,8 @@ class Invocation {
       this.fail(error);
       return;
     }
-    this.finish(this.runtime.client.respond(this.requestId, body));
+    this.runtime.client.respond(this.requestId, body);
+    this.finish();
   }
 
   fail(error, { logged = false } = {}) {
@@ -557,9 +692,8 @@ class Invocation {
       this.stream.abort(payload).then(() => this.runtime.scheduleNext());
       return;
     }
-    this.finish(
-      this.runtime.client.fail(`/invocation/${encodeURIComponent(this.requestId)}/error`, payload),
-    );
+    this.runtime.client.failInvocation(this.requestId, payload);
+    this.finish();
   }
 
   finishStreamed() {
@@ -570,16 +704,11 @@ class Invocation {
     else this.runtime.scheduleNext();
   }
 
-  finish(posted) {
+  /** The answer is held by the client; it goes out with the next GET /next. */
+  finish() {
     this.finished = true;
     onEmptyLoop = null;
-    posted.then(
-      () => this.runtime.scheduleNext(),
-      (error) => {
-        process.stderr.write(`Lamina runtime: ${error?.stack || error}\n`);
-        process.exit(1);
-      },
-    );
+    this.runtime.scheduleNext();
   }
 }
 
@@ -596,19 +725,17 @@ class ResponseStream extends Writable {
     this.client = client;
     this.requestId = requestId;
     this.contentType = 'application/octet-stream';
-    this.request = null;
+    this.started = false;
+    this.ended = false;
     this.failed = false;
     // HttpResponseStream.from sets this to write its prelude before the first byte.
     this._onBeforeFirstWrite = null;
+    // Settled once the Runtime API has answered the POST (after its last chunk).
     this.done = new Promise((resolve) => (this.settle = resolve));
   }
 
-  get started() {
-    return this.request !== null;
-  }
-
   setContentType(value) {
-    if (this.request) {
+    if (this.started) {
       throw new RuntimeError('InvalidStreamingOperation', 'Cannot set content-type, too late.');
     }
     this.contentType = value;
@@ -625,44 +752,64 @@ class ResponseStream extends Writable {
     return super.end(chunk, encoding, callback);
   }
 
-  _write(chunk, encoding, callback) {
-    this.open().write(chunk, encoding, callback);
+  _write(chunk, _encoding, callback) {
+    this.open();
+    this.writeChunk(chunk, callback);
   }
 
   _final(callback) {
-    if (this.failed) callback();
-    else this.open().end(() => callback());
+    if (!this.failed) {
+      this.open();
+      this.close('');
+    }
+    callback();
   }
 
+  /** Begin the POST (its head, then any prelude); idempotent. */
   open() {
-    if (this.request) return this.request;
-    const request = this.client.streamRequest(this.requestId, this.contentType);
-    this.request = request;
-    request.on('response', (response) => {
-      response.resume();
-      response.on('end', () => this.settle());
-    });
-    request.on('error', (error) => {
-      process.stderr.write(`Lamina runtime: ${error?.stack || error}\n`);
-      process.exit(1);
-    });
+    if (this.started) return;
+    this.started = true;
+    this.client.openStream(this.requestId, this.contentType).then(
+      () => this.settle(),
+      (error) => {
+        process.stderr.write(`Lamina runtime: ${error?.stack || error}\n`);
+        process.exit(1);
+      },
+    );
     if (typeof this._onBeforeFirstWrite === 'function') {
-      this._onBeforeFirstWrite((chunk) => request.write(chunk));
+      this._onBeforeFirstWrite((chunk) => this.writeChunk(chunk));
     }
-    return request;
+  }
+
+  writeChunk(chunk, callback) {
+    // After an error ended the response (see `abort`), what the handler still writes, or
+    // had queued, is dropped: the connection carries the next request by then.
+    if (this.ended) {
+      if (callback) process.nextTick(callback);
+      return;
+    }
+    const size = typeof chunk === 'string' ? Buffer.byteLength(chunk) : chunk.length;
+    // An empty chunk would end the chunked body.
+    if (size === 0) {
+      if (callback) process.nextTick(callback);
+      return;
+    }
+    this.client.sendRaw([`${size.toString(16)}\r\n`, chunk, '\r\n'], callback);
+  }
+
+  close(trailers) {
+    if (this.ended) return;
+    this.ended = true;
+    this.client.sendRaw([`0\r\n${trailers}\r\n`]);
   }
 
   /** End the response with an error: it travels in the trailers, as AWS's runtime sends it. */
   abort(payload) {
     this.failed = true;
-    const request = this.open();
-    if (!request.writableEnded) {
-      request.addTrailers({
-        [HEADER_ERROR_TYPE]: payload.errorType,
-        [HEADER_ERROR_BODY]: Buffer.from(JSON.stringify(payload)).toString('base64'),
-      });
-      request.end();
-    }
+    this.open();
+    const type = String(payload.errorType).replace(/[^\t\x20-\x7e]/g, '') || 'Unknown';
+    const body = Buffer.from(JSON.stringify(payload)).toString('base64');
+    this.close(`${HEADER_ERROR_TYPE}: ${type}\r\n${HEADER_ERROR_BODY}: ${body}\r\n`);
     return this.done;
   }
 }
@@ -676,7 +823,7 @@ async function main() {
   const taskRoot = process.env.LAMBDA_TASK_ROOT || process.cwd();
   let runtime = null;
   const initFailed = async (error) => {
-    await client.fail('/init/error', errorPayload(error)).catch(() => {});
+    await client.failInit(errorPayload(error)).catch(() => {});
     process.exit(129);
   };
   const crashed = (label, error) => {
@@ -702,4 +849,7 @@ async function main() {
   runtime.start();
 }
 
-await main();
+main().catch((error) => {
+  process.stderr.write(`Lamina runtime: ${error?.stack || error}\n`);
+  process.exit(1);
+});
