@@ -90,6 +90,20 @@ class ResourceConflict(ClientError):
     status = 409
 
 
+class SnapStartNotReady(ClientError):
+    """A SnapStart version whose snapshot is not ready (yet, or any more) on this node."""
+
+    code = "SnapStartNotReadyException"
+    status = 409
+
+
+class SnapStartTimeout(ClientError):
+    """A SnapStart environment's restore (after-restore hooks included) took too long."""
+
+    code = "SnapStartTimeoutException"
+    status = 408
+
+
 class ResourceInUse(ClientError):
     """Lambda's refusal to change an event source mapping while it is in transition."""
 

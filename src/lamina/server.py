@@ -298,9 +298,17 @@ def finish_interrupted(domain: Domain, functions: FunctionService) -> None:
     """Finish what a stop interrupted."""
     # Functions left Pending or InProgress finish in the background: one reading a slow S3
     # object must not hold the server's start.
-    threading.Thread(target=functions.finish_changes, name="lamina-activation", daemon=True).start()
+    threading.Thread(
+        target=_finish_activations, args=(functions,), name="lamina-activation", daemon=True
+    ).start()
     # Event source mappings a stop left Creating, Updating or Deleting settle now.
     MappingService(domain, functions).finish_transitions()
+
+
+def _finish_activations(functions: FunctionService) -> None:
+    functions.finish_changes()
+    # SnapStart versions whose snapshot a stop interrupted are snapshotted again.
+    functions.finish_snapshots()
 
 
 def build_engine(
@@ -361,6 +369,8 @@ def build_engine(
         enforced=settings.authentication_enabled,
         networks=functions.networks,
     )
+    # SnapStart: published versions' snapshots are made by this data plane.
+    engine.snapstart.serve(functions)
     # After the backend: the last invocations are counted, then saved.
     closers.append(telemetry.close)
     closers.append(close_tracing)  # sends the spans still queued, then stops exporting

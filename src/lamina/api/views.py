@@ -6,6 +6,7 @@ from typing import Any
 
 from lamina.api.code_links import CodeLinks
 from lamina.arns import Account
+from lamina.control.states import snap_started
 from lamina.control.vpc import vpc_config_view
 from lamina.model.functions import Alias, FunctionConfig, LayerVersion
 
@@ -42,7 +43,10 @@ class Views:
             "PackageType": config.package_type,
             "Architectures": list(config.architectures),
             "EphemeralStorage": {"Size": config.ephemeral_storage},
-            "SnapStart": {"ApplyOn": config.snap_start, "OptimizationStatus": "Off"},
+            "SnapStart": {
+                "ApplyOn": config.snap_start,
+                "OptimizationStatus": "On" if snap_started(config) else "Off",
+            },
             "LoggingConfig": {
                 "LogFormat": logging.log_format,
                 "ApplicationLogLevel": logging.application_log_level,

@@ -12,22 +12,34 @@ from __future__ import annotations
 
 import logging
 from dataclasses import replace
+from typing import Protocol
 
 from lamina.control.code import CodeArchive, CodeSource, S3Reader, inspect_archive
 from lamina.control.states import (
     INTERNAL_ERROR,
     INVALID_ZIP,
+    PENDING,
     ActivationFailed,
     Preparer,
+    creating,
     creation_failed,
     settled,
+    snap_started,
     update_failed,
 )
 from lamina.errors import LaminaError
-from lamina.model.functions import FunctionRecord, PendingChange
+from lamina.model.functions import FunctionConfig, FunctionRecord, PendingChange
 from lamina.store.protocols import FunctionStore
 
 log = logging.getLogger("lamina.control")
+
+
+class Snapshotter(Protocol):
+    """Makes SnapStart versions' snapshots (the data plane); ends each with `snapshot_made`."""
+
+    def requested(self, config: FunctionConfig) -> None:
+        """Start making `config`'s snapshot (thread-safe; returns at once)."""
+        ...
 
 
 class Activation:
@@ -37,6 +49,32 @@ class Activation:
         self._functions = functions
         self._s3 = s3
         self._preparer = preparer
+        # Set by the data plane when it runs here; without one a SnapStart version is
+        # Active at once, as any other (it then runs without a snapshot).
+        self.snapshotter: Snapshotter | None = None
+
+    def published(self, version: FunctionConfig) -> FunctionConfig:
+        """A version about to be stored as published: a SnapStart version stays Pending
+        while its snapshot is made (requested once stored), the rest as they are."""
+        if self.snapshotter is None or not snap_started(version):
+            return version
+        return creating(version)
+
+    def request_snapshot(self, version: FunctionConfig) -> None:
+        if self.snapshotter is not None and snap_started(version) and version.state == PENDING:
+            self.snapshotter.requested(version)
+
+    def snapshot_made(
+        self, name: str, version: str, revision_id: str, failure: ActivationFailed | None
+    ) -> None:
+        """End a SnapStart version's Pending state: Active, or Failed with its init's error."""
+        with self._functions.transaction():
+            config = self._functions.get_version(name, int(version))
+            if config is None or config.revision_id != revision_id or config.state != PENDING:
+                return  # deleted or re-created meanwhile
+            self._functions.put_version(
+                settled(config) if failure is None else creation_failed(config, failure)
+            )
 
     def unsettled(self, name: str, revision_id: str) -> FunctionRecord | None:
         """The function while the change accepted as `revision_id` is still unsettled."""
@@ -77,9 +115,13 @@ class Activation:
             self._functions.put(replace(record, latest=latest, change=None))
             version = self._functions.get_version(name, change.version) if change.version else None
             if version is not None:
-                self._functions.put_version(
-                    settled(version) if failure is None else creation_failed(version, failure)
-                )
+                if failure is not None:
+                    self._functions.put_version(creation_failed(version, failure))
+                elif self.snapshotter is not None and snap_started(version):
+                    # Its code is in: now its snapshot, which ends its Pending state.
+                    self.request_snapshot(version)
+                else:
+                    self._functions.put_version(settled(version))
 
     def withdraw(self, name: str, revision_id: str) -> None:
         """Undo a change refused while its code was read: a create is gone, an update undone."""

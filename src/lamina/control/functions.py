@@ -12,7 +12,7 @@ from lamina.arns import FunctionRef
 from lamina.constants import (
     LATEST,
 )
-from lamina.control.activation import Activation
+from lamina.control.activation import Activation, Snapshotter
 from lamina.control.code import CodeArchive, CodeSource
 from lamina.control.context import Domain
 from lamina.control.function_networks import FunctionNetworks
@@ -24,6 +24,7 @@ from lamina.control.rules import check_config
 from lamina.control.states import (
     ACTIVE,
     INTERNAL_ERROR,
+    PENDING,
     ActivationFailed,
     NoPreparation,
     Preparer,
@@ -31,6 +32,7 @@ from lamina.control.states import (
     creating,
     runnable,
     settled,
+    snap_started,
     updating,
 )
 from lamina.control.tags import check_tags
@@ -449,9 +451,40 @@ class FunctionService:
             version = creating(version)
         elif version.state == ACTIVE:
             version = settled(version)  # no update behind it, even if $LATEST's last one failed
+            # SnapStart: Pending until its snapshot is made (its init runs now, once).
+            version = self._activation.published(version)
         self._functions.put_version(version)
         self._functions.put(replace(record, last_published=number))
+        if record.change is None:
+            self._activation.request_snapshot(version)
         return version
+
+    # -------------------------------------------------------------- SnapStart
+
+    def use_snapshotter(self, snapshotter: Snapshotter) -> None:
+        """Make published SnapStart versions' snapshots with `snapshotter` (the data plane)."""
+        self._activation.snapshotter = snapshotter
+
+    def snapshot_made(
+        self, name: str, version: str, revision_id: str, failure: ActivationFailed | None
+    ) -> None:
+        self._activation.snapshot_made(name, version, revision_id, failure)
+
+    def finish_snapshots(self) -> int:
+        """Make again the snapshots a stop interrupted (versions left Pending by SnapStart
+        alone, at start); how many there were."""
+        if self._activation.snapshotter is None:
+            return 0
+        pending = [
+            config
+            for _, number, config in self._all_versions(None, None)
+            if number and config.state == PENDING and snap_started(config)
+        ]
+        for config in pending:
+            record = self._functions.get(config.function_name)
+            if record is not None and record.change is None:
+                self._activation.request_snapshot(config)
+        return len(pending)
 
     # -------------------------------------------------------------- activation
 

@@ -14,7 +14,7 @@ from dataclasses import replace
 from typing import Protocol
 
 from lamina.constants import LATEST
-from lamina.errors import ResourceConflict
+from lamina.errors import ResourceConflict, SnapStartNotReady
 from lamina.model.functions import FunctionConfig, FunctionRecord, new_revision_id
 
 PENDING = "Pending"
@@ -149,8 +149,24 @@ def check_modifiable(record: FunctionRecord, function_arn: str) -> None:
     raise ResourceConflict(update_in_progress(function_arn))
 
 
+# AWS's answer to an invocation of a SnapStart version whose snapshot is not ready.
+SNAPSTART_NOT_READY = (
+    "Lambda is initializing your function. It will be ready to invoke once your function "
+    "state becomes ACTIVE."
+)
+SNAPSTART_APPLY_ON = "PublishedVersions"
+
+
+def snap_started(config: FunctionConfig) -> bool:
+    """Whether `config` runs from a snapshot: a published version with SnapStart on."""
+    return config.snap_start == SNAPSTART_APPLY_ON and config.version != LATEST
+
+
 def check_invocable(config: FunctionConfig) -> None:
-    """Invocations need an Active configuration: Pending and Failed ones are refused."""
+    """Invocations need an Active configuration: Pending and Failed ones are refused (a
+    SnapStart version still being snapshotted with SnapStartNotReadyException)."""
+    if config.state == PENDING and snap_started(config):
+        raise SnapStartNotReady(SNAPSTART_NOT_READY)
     if config.state in (PENDING, FAILED):
         raise ResourceConflict(not_now(config.state))
 

@@ -27,7 +27,12 @@ from lamina.control.execution_role import ExecutionRoleSessions
 from lamina.control.function_networks import FunctionNetworks, Placement, refuse_unenforced
 from lamina.control.functions import FunctionService, Resolved
 from lamina.control.states import check_invocable
-from lamina.errors import InvalidRuntime, ResourceNotFound, TooManyRequests
+from lamina.errors import (
+    InvalidRuntime,
+    ResourceNotFound,
+    SnapStartTimeout,
+    TooManyRequests,
+)
 from lamina.invoke.events import (
     EnvironmentLogging,
     InvocationObserver,
@@ -44,10 +49,11 @@ from lamina.invoke.provisioned import (
     Share,
     ShareReadiness,
 )
+from lamina.invoke.snapstart import SNAP_START, SNAPSTART_TIMEOUT, SnapStart
 from lamina.invoke.tracing import Trace, Tracing
 from lamina.model.functions import FunctionConfig
 from lamina.model.iam import Session
-from lamina.runtimes.registry import RuntimeRegistry
+from lamina.runtimes.registry import RuntimeCommand, RuntimeRegistry
 from lamina.sandbox.api import SandboxBackend, SandboxSpec
 from lamina.sandbox.artifacts import ArtifactCache
 from lamina.sandbox.environment import (
@@ -55,7 +61,13 @@ from lamina.sandbox.environment import (
     InvokeOutcome,
     unstarted_invocation,
 )
-from lamina.sandbox.lifecycle import EnvironmentEvent, EnvironmentListener, InitStarted, ShutDown
+from lamina.sandbox.lifecycle import (
+    EnvironmentEvent,
+    EnvironmentListener,
+    InitStarted,
+    RestoreStarted,
+    ShutDown,
+)
 from lamina.sandbox.log_sink import LogSink, group_name, stream_name
 from lamina.sandbox.output import EnvironmentOutput
 from lamina.sandbox.runtime_api import Invocation
@@ -231,6 +243,8 @@ class InvokeService:
         self._sink = log_sink
         self._environment_logging = environment_logging
         self._scratch = scratch_root
+        # SnapStart versions' snapshots (made at publish) and their environments' backends.
+        self.snapstart = SnapStart(self, backend, log_sink, environment_logging, scratch_root)
         self._provisioned = (
             ProvisionedPool(
                 provisioned_configs,
@@ -443,6 +457,12 @@ class InvokeService:
             )
         )
 
+    def _current_version(self, name: str, version: str) -> FunctionConfig | None:
+        try:
+            return self._resolver.version(name, version)
+        except ResourceNotFound:
+            return None
+
     def _pick_version(self, resolved: Resolved) -> FunctionConfig:
         """The configuration this call runs, by the alias's weights; refused (AWS's 409)
         unless it is Active."""
@@ -458,6 +478,52 @@ class InvokeService:
     async def _start(
         self, config: FunctionConfig, initialization_type: str = ON_DEMAND
     ) -> ExecutionEnvironment:
+        backend = self._backend
+        restored = self.snapstart.applies(config)
+        if restored:
+            # A SnapStart version: its environments are forks of its snapshot.
+            backend = self.snapstart.backend(config)
+            initialization_type = SNAP_START
+        spec, command, group, stream = await self.sandbox_spec(config, initialization_type)
+        counted = initialization_type in (ON_DEMAND, SNAP_START)
+        sink, platform_lines = self._environment_logging(
+            self._sink, config.logging, config.function_name, config.version, initialization_type
+        )
+        environment = ExecutionEnvironment(
+            backend,
+            spec,
+            config.memory_size,
+            config.version,
+            sink,
+            group,
+            stream,
+            spec.scratch_root.name,
+            # Pre-initialised environments never bill or report their init to an invocation.
+            report_init=counted,
+            listener=(
+                _CountedEnvironment(platform_lines, self._levels, config.function_name)
+                if counted
+                else platform_lines
+            ),
+            restored=restored,
+        )
+        environment.log_init_start(config.runtime or "", command.interpreter)
+        try:
+            await environment.start()
+        except BaseException:
+            # A backend that could not start the sandbox: release what was set up, and
+            # end the environment's lifecycle so its listeners see it stop.
+            environment.destroy()
+            raise
+        if environment.restore_timed_out:
+            # AWS answers the call itself with an error, not a function error.
+            raise SnapStartTimeout(SNAPSTART_TIMEOUT)
+        return environment
+
+    async def sandbox_spec(
+        self, config: FunctionConfig, initialization_type: str
+    ) -> tuple[SandboxSpec, RuntimeCommand, str, str]:
+        """What a new environment of `config` runs, and its log group and stream."""
         # First: a subnet or access point gone since the function named it fails the call
         # before anything is set up.
         placed = self._networks.placement(config) if self._networks else Placement()
@@ -499,35 +565,7 @@ class InvokeService:
             network=placed.network,
             file_systems=placed.file_systems,
         )
-        sink, platform_lines = self._environment_logging(
-            self._sink, config.logging, config.function_name, config.version, initialization_type
-        )
-        environment = ExecutionEnvironment(
-            self._backend,
-            spec,
-            config.memory_size,
-            config.version,
-            sink,
-            group,
-            stream,
-            environment_id,
-            # Pre-initialised environments never bill or report their init to an invocation.
-            report_init=initialization_type == ON_DEMAND,
-            listener=(
-                _CountedEnvironment(platform_lines, self._levels, config.function_name)
-                if initialization_type == ON_DEMAND
-                else platform_lines
-            ),
-        )
-        environment.log_init_start(config.runtime or "", command.interpreter)
-        try:
-            await environment.start()
-        except BaseException:
-            # A backend that could not start the sandbox: release what was set up, and
-            # end the environment's lifecycle so its listeners see it stop.
-            environment.destroy()
-            raise
-        return environment
+        return spec, command, group, stream
 
     async def _issue_session(self, config: FunctionConfig) -> Session | None:
         """The new environment's execution-role session (cold starts only: an environment
@@ -592,6 +630,7 @@ class InvokeService:
     def start(self) -> None:
         """Start reaping idle environments and provisioning; call with the loop running."""
         self._housekeeper = asyncio.ensure_future(self._housekeeping())
+        self.snapstart.start()
         if self._provisioned is not None:
             self._provisioned.start()
 
@@ -601,6 +640,7 @@ class InvokeService:
         if self._provisioned is not None:
             self._provisioned.close()
         self._pool.close()
+        self.snapstart.close()
 
     async def _housekeeping(self) -> None:
         """Reap idle (and aged) environments; drop idle ones whose configuration changed;
@@ -627,6 +667,10 @@ class InvokeService:
                     self._pool.discard_stale(self._resolver.is_current)
                 except Exception:
                     log.exception("discarding environments of changed functions failed")
+                try:
+                    self.snapstart.sweep(self._current_version)
+                except Exception:
+                    log.exception("stopping snapshots of deleted versions failed")
 
 
 def _credentials(session: Session | None) -> dict[str, str]:
@@ -660,7 +704,7 @@ class _CountedEnvironment:
 
     def environment_event(self, event: EnvironmentEvent, output: EnvironmentOutput) -> None:
         self._inner.environment_event(event, output)
-        if isinstance(event, InitStarted):
+        if isinstance(event, (InitStarted, RestoreStarted)):
             self._levels.environment_started(self._function)
         elif isinstance(event, ShutDown):
             self._levels.environment_stopped(self._function)

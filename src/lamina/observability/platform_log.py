@@ -21,7 +21,15 @@ import orjson
 
 from lamina.constants import HEADER_TRACE_ID
 from lamina.model.functions import LoggingConfig
-from lamina.sandbox.lifecycle import EnvironmentEvent, InitStarted, InvokeEnded, InvokeStarted
+from lamina.sandbox.lifecycle import (
+    EnvironmentEvent,
+    InitReported,
+    InitStarted,
+    InvokeEnded,
+    InvokeStarted,
+    RestoreReported,
+    RestoreStarted,
+)
 from lamina.sandbox.log_sink import LogSink
 from lamina.sandbox.output import EnvironmentOutput
 
@@ -48,6 +56,16 @@ class PlatformLog(Protocol):
         self, runtime_version: str, runtime_arn: str, interpreter: str
     ) -> str | None: ...
 
+    def init_report(
+        self, init_ms: float, status: str | None, error_type: str | None
+    ) -> str | None: ...
+
+    def restore_start(
+        self, runtime_version: str, runtime_arn: str, interpreter: str
+    ) -> str | None: ...
+
+    def restore_report(self, restore_ms: float) -> str | None: ...
+
     def start(self, request_id: str, version: str) -> str | None: ...
 
     def end(self, request_id: str, status: str | None, duration_ms: float) -> str | None: ...
@@ -63,6 +81,8 @@ class PlatformLog(Protocol):
         status: str | None = None,
         error_type: str | None = None,
         xray: tuple[str, str] | None = None,
+        restore_ms: float | None = None,
+        billed_restore_ms: int | None = None,
     ) -> str | None: ...
 
 
@@ -74,6 +94,24 @@ class TextPlatformLog:
             f"INIT_START Runtime Version: {runtime_version}\tRuntime Version ARN: "
             f"{runtime_arn}\tInterpreter: {interpreter}"
         )
+
+    def init_report(self, init_ms: float, status: str | None, error_type: str | None) -> str:
+        """A SnapStart version's init, at publish (where its REPORT would carry it)."""
+        line = f"INIT_REPORT Init Duration: {init_ms:.2f} ms"
+        if status:
+            line += f"\tPhase: init\tStatus: {status}"
+        if error_type:
+            line += f"\tError Type: {error_type}"
+        return line
+
+    def restore_start(self, runtime_version: str, runtime_arn: str, interpreter: str) -> str:
+        return (
+            f"RESTORE_START Runtime Version: {runtime_version}\tRuntime Version ARN: "
+            f"{runtime_arn}\tInterpreter: {interpreter}"
+        )
+
+    def restore_report(self, restore_ms: float) -> str:
+        return f"RESTORE_REPORT Restore Duration: {restore_ms:.2f} ms"
 
     def start(self, request_id: str, version: str) -> str:
         return f"START RequestId: {request_id} Version: {version}"
@@ -92,6 +130,8 @@ class TextPlatformLog:
         status: str | None = None,
         error_type: str | None = None,
         xray: tuple[str, str] | None = None,
+        restore_ms: float | None = None,
+        billed_restore_ms: int | None = None,
     ) -> str:
         line = (
             f"REPORT RequestId: {request_id}\tDuration: {duration_ms:.2f} ms\t"
@@ -100,6 +140,11 @@ class TextPlatformLog:
         )
         if init_ms is not None:
             line += f"Init Duration: {init_ms:.2f} ms\t"
+        if restore_ms is not None:
+            line += (
+                f"Restore Duration: {restore_ms:.2f} ms\t"
+                f"Billed Restore Duration: {billed_restore_ms or 0} ms\t"
+            )
         if status:
             line += f"Status: {status}\t"
         if error_type:
@@ -155,6 +200,36 @@ class JsonPlatformLog:
             },
         )
 
+    def init_report(self, init_ms: float, status: str | None, error_type: str | None) -> str | None:
+        record: dict[str, Any] = {
+            "initializationType": self._initialization_type,
+            "phase": "init",
+            "status": status or "success",
+            "metrics": {"durationMs": round(init_ms, 3)},
+        }
+        if error_type:
+            record["errorType"] = error_type
+        return self._record(_INFO if status is None else _WARN, "platform.initReport", record)
+
+    def restore_start(self, runtime_version: str, runtime_arn: str, interpreter: str) -> str | None:
+        return self._record(
+            _INFO,
+            "platform.restoreStart",
+            {
+                "runtimeVersion": runtime_version,
+                "runtimeVersionArn": runtime_arn,
+                "functionName": self._function,
+                "functionVersion": self._version,
+            },
+        )
+
+    def restore_report(self, restore_ms: float) -> str | None:
+        return self._record(
+            _INFO,
+            "platform.restoreReport",
+            {"status": "success", "metrics": {"durationMs": round(restore_ms, 3)}},
+        )
+
     def start(self, request_id: str, version: str) -> str | None:
         return self._record(_INFO, "platform.start", {"requestId": request_id, "version": version})
 
@@ -181,6 +256,8 @@ class JsonPlatformLog:
         status: str | None = None,
         error_type: str | None = None,
         xray: tuple[str, str] | None = None,
+        restore_ms: float | None = None,
+        billed_restore_ms: int | None = None,
     ) -> str | None:
         metrics: dict[str, Any] = {
             "durationMs": round(duration_ms, 3),
@@ -190,6 +267,9 @@ class JsonPlatformLog:
         }
         if init_ms is not None:
             metrics["initDurationMs"] = round(init_ms, 3)
+        if restore_ms is not None:
+            metrics["restoreDurationMs"] = round(restore_ms, 3)
+            metrics["billedRestoreDurationMs"] = billed_restore_ms or 0
         record: dict[str, Any] = {
             "requestId": request_id,
             "metrics": metrics,
@@ -268,19 +348,27 @@ class PlatformLines:
                     event.status,
                     event.error_type,
                     event.xray,
+                    event.restore_ms,
+                    event.billed_restore_ms,
                 )
             )
         elif isinstance(event, InitStarted):
-            runtime = event.runtime
-            family, _, version = runtime.partition("python")
-            label = f"python:{version}" if not family else runtime.replace("nodejs", "nodejs:")
-            output.platform(
-                platform.init_start(
-                    f"{label}.lamina",
-                    f"arn:aws:lambda:::runtime:lamina-{runtime}",
-                    event.interpreter,
-                )
-            )
+            label, arn = runtime_version(event.runtime)
+            output.platform(platform.init_start(label, arn, event.interpreter))
+        elif isinstance(event, RestoreStarted):
+            label, arn = runtime_version(event.runtime)
+            output.platform(platform.restore_start(label, arn, event.interpreter))
+        elif isinstance(event, RestoreReported):
+            output.platform(platform.restore_report(event.restore_ms))
+        elif isinstance(event, InitReported):
+            output.platform(platform.init_report(event.init_ms, event.status, event.error_type))
+
+
+def runtime_version(runtime: str) -> tuple[str, str]:
+    """The runtime version and its ARN, as INIT_START and RESTORE_START name them."""
+    family, _, version = runtime.partition("python")
+    label = f"python:{version}" if not family else runtime.replace("nodejs", "nodejs:")
+    return f"{label}.lamina", f"arn:aws:lambda:::runtime:lamina-{runtime}"
 
 
 TEXT_PLATFORM_LINES = PlatformLines(TEXT_PLATFORM_LOG)

@@ -25,7 +25,17 @@ from lamina.settings import Settings
 
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
 _SINCE = re.compile(r"^(\d+)([smhdw])$")
-_PLATFORM = ("START ", "END ", "REPORT ", "INIT_START ", "INIT_REPORT ", "XRAY ", '{"time"')
+_PLATFORM = (
+    "START ",
+    "END ",
+    "REPORT ",
+    "INIT_START ",
+    "INIT_REPORT ",
+    "RESTORE_START ",
+    "RESTORE_REPORT ",
+    "XRAY ",
+    '{"time"',
+)
 _ERROR = re.compile(
     r"\[ERROR\]|\[CRITICAL\]|\bERROR\b|\bFATAL\b|Traceback|Task timed out|"
     r"\"level\":\s*\"(ERROR|FATAL|CRITICAL)\"|Status: (timeout|error)|"

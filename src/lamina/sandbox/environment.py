@@ -36,6 +36,8 @@ from lamina.sandbox.lifecycle import (
     InitStarted,
     InvokeEnded,
     InvokeStarted,
+    RestoreReported,
+    RestoreStarted,
     ShutDown,
     Unheard,
 )
@@ -122,6 +124,7 @@ class ExecutionEnvironment:
         environment_id: str | None = None,
         report_init: bool = True,
         listener: EnvironmentListener | None = None,
+        restored: bool = False,
     ) -> None:
         self.id = environment_id or uuid.uuid4().hex
         self.state = State.NEW
@@ -144,6 +147,9 @@ class ExecutionEnvironment:
         self._init_status = "error"
         self._init_error_type: str | None = None
         self._peak_bytes = 0
+        # Forked from its version's snapshot (SnapStart): its start is a restore, reported
+        # as RESTORE_REPORT and in the first REPORT's `Restore Duration`, not as an init.
+        self.restored = restored
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -190,6 +196,8 @@ class ExecutionEnvironment:
         self._max_memory_mb()
         if init in done and init.result() is None:
             self.state = State.IDLE
+            if self.restored:
+                self._emit(RestoreReported(self._init_ms))
             return
         init.cancel()
         self._drain_output()
@@ -291,8 +299,19 @@ class ExecutionEnvironment:
         )
 
     def log_init_start(self, runtime: str, interpreter: str) -> None:
-        """Report that `runtime` is starting on `interpreter` (INIT_START), before `start`."""
-        self._emit(InitStarted(runtime, interpreter))
+        """Report that `runtime` is starting on `interpreter` (INIT_START, or RESTORE_START
+        for an environment restored from a snapshot), before `start`."""
+        self._emit(
+            RestoreStarted(runtime, interpreter)
+            if self.restored
+            else InitStarted(runtime, interpreter)
+        )
+
+    @property
+    def restore_timed_out(self) -> bool:
+        """A restored environment whose runtime and after-restore hooks took longer than
+        the restore may (10 s on AWS, as the init here)."""
+        return self.restored and self.init_error is not None and self._init_status == "timeout"
 
     @property
     def init_ms(self) -> float | None:
@@ -356,7 +375,13 @@ class ExecutionEnvironment:
         else:
             self.state = State.IDLE
         self.last_used = time.monotonic()
-        billed = math.ceil(duration_ms + (init_ms or 0))
+        restore_ms = billed_restore = None
+        if self.restored and init_ms is not None:
+            # AWS bills the restore (loading the runtime, the after-restore hooks) with the
+            # first invocation; here the whole restore is that work.
+            restore_ms, init_ms = init_ms, None
+            billed_restore = math.ceil(restore_ms)
+        billed = math.ceil(duration_ms + (init_ms or 0) + (billed_restore or 0))
         self._emit(
             InvokeEnded(
                 invocation.request_id,
@@ -368,6 +393,8 @@ class ExecutionEnvironment:
                 status,
                 error_type if status else None,
                 xray,
+                restore_ms,
+                billed_restore,
             )
         )
         if status is not None:

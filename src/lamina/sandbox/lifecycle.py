@@ -24,6 +24,31 @@ class InitStarted:
 
 
 @dataclass(frozen=True, slots=True)
+class InitReported:
+    """A SnapStart version's init is over (at publish): INIT_REPORT in its snapshot's stream."""
+
+    init_ms: float
+    # "error" or "timeout" when the init failed, with the error type.
+    status: str | None = None
+    error_type: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class RestoreStarted:
+    """An environment is being restored from its version's snapshot (SnapStart)."""
+
+    runtime: str
+    interpreter: str
+
+
+@dataclass(frozen=True, slots=True)
+class RestoreReported:
+    """The restore is over: the runtime is loaded and the after-restore hooks have run."""
+
+    restore_ms: float
+
+
+@dataclass(frozen=True, slots=True)
 class InvokeStarted:
     request_id: str
     version: str
@@ -45,6 +70,10 @@ class InvokeEnded:
     error_type: str | None
     # (trace id, segment id) of an invocation the platform traces.
     xray: tuple[str, str] | None
+    # Only on the first invocation of an environment restored from a snapshot (SnapStart):
+    # REPORT's `Restore Duration` and `Billed Restore Duration`.
+    restore_ms: float | None = None
+    billed_restore_ms: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,7 +83,15 @@ class ShutDown:
     environment_id: str
 
 
-EnvironmentEvent = InitStarted | InvokeStarted | InvokeEnded | ShutDown
+EnvironmentEvent = (
+    InitStarted
+    | InitReported
+    | RestoreStarted
+    | RestoreReported
+    | InvokeStarted
+    | InvokeEnded
+    | ShutDown
+)
 
 
 class EnvironmentListener(Protocol):

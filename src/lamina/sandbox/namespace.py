@@ -47,6 +47,7 @@ from lamina.sandbox.network.resolvers import namespace_resolv_conf
 from lamina.sandbox.network.slots import CLONE_NEWNET
 from lamina.sandbox.process import PeakMemory, child_pids, loopback_listener
 from lamina.sandbox.runtime_files import RUNTIMES_DIR
+from lamina.sandbox.snapshots import SnapshotIsolation, spawn_snapshot
 from lamina.sandbox.zygote import TemplateChild, Templates
 
 # Environments run as uids from here on, in blocks claimed per server through a lock file,
@@ -426,6 +427,58 @@ class NamespaceBackend:
             environment, mounts.TASK_ROOT, rlimits, output_fd, sandbox
         )
         return TemplateChild(pid, exited)
+
+    # ------------------------------------------------------------------- SnapStart
+
+    async def start_snapshot(
+        self, spec: SandboxSpec, script: Path, control_fd: int, output_fd: int, forks: int
+    ) -> tuple[subprocess.Popen[bytes], SnapshotIsolation, list[tuple[str, str]]]:
+        """Start a SnapStart snapshot process (see `lamina.sandbox.snapshots`): isolated as a
+        fresh environment is, as a uid of its own, with `forks` more uids for the user
+        namespace it then makes; returns it, what it holds, and the host-to-inside paths."""
+        slot = await self.network.take(spec.network) if self.network is not None else None
+        uids = [self._uids.acquire() for _ in range(forks + 1)]
+        cgroup: EnvironmentCgroup | None = None
+
+        def release() -> None:
+            if cgroup is not None:
+                cgroup.kill()
+                with contextlib.suppress(OSError):
+                    cgroup.remove()
+            for uid in uids:
+                self._uids.release(uid)
+            if slot is not None and self.network is not None:
+                self.network.discard(slot)
+            with contextlib.suppress(OSError):
+                spec.scratch_root.rmdir()
+
+        try:
+            if self._cgroups is not None:
+                limits_wanted = Limits(spec.memory_mb * 1024 * 1024, spec.memory_mb)
+                cgroup = self._cgroups.create(f"snap-{spec.scratch_root.name}", limits_wanted)
+            spec.scratch_root.mkdir(parents=True, exist_ok=True)
+            mapping = self._mapping(spec)
+            interpreter = spec.command[0]
+            argv = [interpreter, "-u", _translate(str(script), mapping), str(control_fd)]
+            argv.append("--userns")
+            environment = {key: _translate(v, mapping) for key, v in spec.environment.items()}
+            plan = self._plan(spec, interpreter, uids[0])
+            procs = cgroup.procs_files if cgroup else []
+            enter = enter_sandbox(
+                plan, uids[0], procs, spec.memory_mb, slot.fd if slot is not None else -1
+            )
+            process = spawn_snapshot(argv, environment, output_fd, control_fd, enter)
+        except BaseException:
+            release()
+            raise
+        isolation = SnapshotIsolation(uids, cgroup, release, free=list(range(forks, 0, -1)))
+        return process, isolation, mapping
+
+    def restored_cgroup(self, environment_id: str, memory_mb: int) -> EnvironmentCgroup | None:
+        """The cgroup of an environment restored from a snapshot (None without cgroups)."""
+        if self._cgroups is None:
+            return None
+        return self._cgroups.create(environment_id, Limits(memory_mb * 1024 * 1024, memory_mb))
 
     def _released(self, sandbox: NamespaceSandbox) -> None:
         self._live.discard(sandbox)

@@ -47,6 +47,19 @@ async def _writable(loop: asyncio.AbstractEventLoop, sock: socket.socket) -> Non
         loop.remove_writer(sock.fileno())
 
 
+def split_frames(buffer: bytes) -> tuple[list[dict[str, Any]], bytes]:
+    """The whole messages at the start of what a control socket gave (a 4-byte big-endian
+    length, then JSON), and the bytes of the next one not yet complete."""
+    messages = []
+    while len(buffer) >= _HEADER.size:
+        size = _HEADER.unpack_from(buffer)[0]
+        if len(buffer) < _HEADER.size + size:
+            break
+        messages.append(orjson.loads(buffer[_HEADER.size : _HEADER.size + size]))
+        buffer = buffer[_HEADER.size + size :]
+    return messages, buffer
+
+
 class ZygoteSandbox(ProcessGroupSandbox):
     """A runtime forked from a template; its exit status arrives over the control socket."""
 
@@ -146,13 +159,8 @@ class Template:
         if not data:
             self._closed()
             return
-        self._buffer += data
-        while len(self._buffer) >= _HEADER.size:
-            size = _HEADER.unpack_from(self._buffer)[0]
-            if len(self._buffer) < _HEADER.size + size:
-                return
-            message = orjson.loads(self._buffer[_HEADER.size : _HEADER.size + size])
-            self._buffer = self._buffer[_HEADER.size + size :]
+        messages, self._buffer = split_frames(self._buffer + data)
+        for message in messages:
             self._dispatch(message)
 
     def _dispatch(self, message: dict[str, Any]) -> None:

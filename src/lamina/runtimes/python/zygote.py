@@ -16,51 +16,19 @@ namespace sandbox, the directory holding the `lamina` package (its sandbox code 
   {"exit": pid, "status": code} when a child ends (negative code: killed by that signal).
 """
 
-import array
 import gc
-import json
 import os
 import resource
 import select
 import signal
 import socket
-import struct
 import sys
 import traceback
 
 import bootstrap  # preloaded: this import is the point of the template
+from control_channel import receive, send
 
-_HEADER = struct.Struct(">I")
 _CLONE_NEWNET = 0x40000000
-
-
-def _send(control, message):
-    data = json.dumps(message).encode()
-    control.sendall(_HEADER.pack(len(data)) + data)
-
-
-def _receive(control):
-    """One request and the descriptor passed with it, or None when the platform is gone."""
-    fds = array.array("i")
-    header = b""
-    while len(header) < _HEADER.size:
-        data, ancdata, _, _ = control.recvmsg(
-            _HEADER.size - len(header), socket.CMSG_SPACE(fds.itemsize)
-        )
-        if not data:
-            return None, None
-        header += data
-        for level, kind, payload in ancdata:
-            if level == socket.SOL_SOCKET and kind == socket.SCM_RIGHTS:
-                fds.frombytes(payload[: len(payload) - len(payload) % fds.itemsize])
-    size = _HEADER.unpack(header)[0]
-    body = b""
-    while len(body) < size:
-        chunk = control.recv(size - len(body))
-        if not chunk:
-            return None, None
-        body += chunk
-    return json.loads(body), (fds[0] if fds else None)
 
 
 def _become_runtime(request, output_fd, control, wake_read, wake_write):
@@ -135,6 +103,7 @@ def _enter_sandbox(request, output_fd):
         for key in ("system", "expose", "hide", "file_systems"):
             plan[key] = tuple(tuple(item) if isinstance(item, list) else item for item in plan[key])
         mounts.build_root(mounts.RootPlan(**plan))
+        _runtime_dir_inside(plan["runtime_dir"], mounts.RUNTIME_DIR)
         uid = sandbox["uid"]
         os.setgroups([])
         os.setresgid(uid, uid, uid)
@@ -149,6 +118,15 @@ def _enter_sandbox(request, output_fd):
             signal.signal(number, signal.SIG_DFL)
         os.kill(os.getpid(), number)
     os._exit(os.WEXITSTATUS(status) if os.WIFEXITED(status) else 1)
+
+
+def _runtime_dir_inside(host_dir, inside_dir):
+    """The runtime's directory on sys.path as the sandbox shows it: function code imports
+    the runtime's modules from there (`snapshot_restore_py`), as a fresh runtime would."""
+    host_dir = host_dir.rstrip("/")
+    for index, entry in enumerate(sys.path):
+        if entry == host_dir or entry.startswith(host_dir + "/"):
+            sys.path[index] = inside_dir + entry[len(host_dir) :]
 
 
 def mounts_prctl_no_new_privs():
@@ -185,7 +163,7 @@ def _reap(control):
         if pid == 0:
             return
         code = -os.WTERMSIG(status) if os.WIFSIGNALED(status) else os.WEXITSTATUS(status)
-        _send(control, {"exit": pid, "status": code})
+        send(control, {"exit": pid, "status": code})
 
 
 _PR_SET_CHILD_SUBREAPER = 36
@@ -216,7 +194,7 @@ def main():
     signal.set_wakeup_fd(wake_write)
     # A handler (not SIG_IGN) keeps exit statuses available to waitpid.
     signal.signal(signal.SIGCHLD, lambda signum, frame: None)
-    _send(control, {"ready": os.getpid()})
+    send(control, {"ready": os.getpid()})
     try:
         _serve_forks(control, wake_read, wake_write)
     except ConnectionError:
@@ -230,14 +208,15 @@ def _serve_forks(control, wake_read, wake_write):
             os.read(wake_read, 512)
             _reap(control)
         if control in readable:
-            request, output_fd = _receive(control)
+            request, fds = receive(control)
             if request is None:
                 return
+            output_fd = fds[0]
             pid = os.fork()
             if pid == 0:
                 _become_runtime(request, output_fd, control, wake_read, wake_write)
             os.close(output_fd)
-            _send(control, {"pid": pid})
+            send(control, {"pid": pid})
 
 
 if __name__ == "__main__":

@@ -14,7 +14,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import socket
+import subprocess
 import threading
 import time
 from collections import deque
@@ -28,6 +30,7 @@ from lamina.sandbox.network.addresses import (
     RUNTIME_API_PORT,
     AddressPlan,
 )
+from lamina.sandbox.network.interfaces import configure_inside
 from lamina.sandbox.network.options import NetworkOptions, tools
 from lamina.sandbox.network.slots import (
     InNamespace,
@@ -179,6 +182,28 @@ class NetworkIsolation:
             listener.close()
             raise
         return listener
+
+    def lend(self, slot: Slot, pid: int) -> None:
+        """Move the slot's `eth0` into the network namespace process `pid` made for itself
+        (a SnapStart environment: see `lamina.sandbox.snapshots`), configured as in the slot.
+        The slot is then spent: `discard` it once that process is gone."""
+        netns = f"/proc/{pid}/ns/net"
+        argv = [self._ip, "-n", slot.addresses.netns, "link", "set", "eth0", "netns", str(pid)]
+        result = subprocess.run(argv, capture_output=True, text=True, timeout=30, check=False)
+        if result.returncode != 0:
+            raise SlotError(f"{' '.join(argv)}: {result.stderr.strip() or result.returncode}")
+        fd = os.open(netns, os.O_RDONLY | os.O_CLOEXEC)
+        try:
+            with self._inside.entered(fd):
+                # IPv4 only, as in the slot (see `make_slots`); before eth0 is up.
+                with open(
+                    "/proc/sys/net/ipv6/conf/all/disable_ipv6", "w", encoding="ascii"
+                ) as knob:
+                    knob.write("1")
+                link = slot.addresses
+                configure_inside(link.environment_address, "255.255.255.254", link.host_address)
+        finally:
+            os.close(fd)
 
     def give_back(self, slot: Slot) -> None:
         """Return the slot of an environment whose processes are all gone."""

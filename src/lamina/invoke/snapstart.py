@@ -1,0 +1,312 @@
+"""SnapStart for Python: a published version's init runs once, its environments are forks.
+
+When a version with `SnapStart.ApplyOn=PublishedVersions` is published it stays Pending while
+its snapshot is made here: the snapshot process (`lamina.sandbox.snapshots`) imports the
+handler's module and runs the before-snapshot hooks, writing INIT_START, the init's output
+and INIT_REPORT to a log stream of the version. The version then turns Active (or Failed,
+with the init's error). Its environments are restored from that process: RESTORE_START and
+RESTORE_REPORT, `AWS_LAMBDA_INITIALIZATION_TYPE=snap-start`, and the first REPORT carries
+`Restore Duration` and `Billed Restore Duration`. `$LATEST` and versions without the setting
+never run from a snapshot.
+
+Snapshots live in this process: after a restart (or on another node of a cluster) a version's
+first invocation answers SnapStartNotReadyException while its snapshot is made again, as
+Lambda answers for a version whose snapshot it dropped.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import socket
+import subprocess
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from lamina.control.states import (
+    INTERNAL_ERROR,
+    SNAPSTART_NOT_READY,
+    ActivationFailed,
+    snap_started,
+)
+from lamina.errors import SnapStartNotReady
+from lamina.invoke.events import EnvironmentLogging
+from lamina.model.functions import FunctionConfig
+from lamina.sandbox.api import SandboxBackend, SandboxSpec
+from lamina.sandbox.lifecycle import InitReported, InitStarted
+from lamina.sandbox.log_sink import LogSink
+from lamina.sandbox.output import EnvironmentOutput
+from lamina.sandbox.snapshots import (
+    ENVIRONMENTS_PER_SNAPSHOT,
+    HIDDEN_VARIABLES,
+    SNAPSHOT_SCRIPT,
+    InitFailed,
+    PathMapping,
+    RestoredBackend,
+    RuntimeSockets,
+    Snapshot,
+    SnapshotIsolation,
+    spawn_snapshot,
+)
+
+if TYPE_CHECKING:
+    from lamina.control.functions import FunctionService
+    from lamina.invoke.service import InvokeService
+
+log = logging.getLogger("lamina.invoke")
+
+SNAP_START = "snap-start"
+# AWS: the init of a SnapStart version may run for 130 seconds or the function's timeout,
+# whichever is longer (at most 15 minutes).
+MIN_INIT_TIMEOUT_S = 130.0
+# AWS's words for a restore that took longer than its 10 seconds (SnapStartTimeoutException).
+SNAPSTART_TIMEOUT = "Lambda couldn't restore the snapshot within the timeout limit."
+# The reason code of a version whose snapshot's init failed.
+FUNCTION_ERROR = "FunctionError"
+
+
+def _identity(config: FunctionConfig) -> tuple[str, str]:
+    """What tells one published version from another of the same number (a function deleted
+    and created again): settling it changes its RevisionId, not these."""
+    return config.code_sha256, config.last_modified
+
+
+@dataclass
+class _Made:
+    identity: tuple[str, str]
+    snapshot: Snapshot
+    backend: RestoredBackend
+    output_fd: int
+
+
+class SnapStart:
+    """The snapshots of this node's SnapStart versions, made on request (`requested`)."""
+
+    def __init__(
+        self,
+        service: InvokeService,
+        backend: SandboxBackend,
+        sink: LogSink,
+        environment_logging: EnvironmentLogging,
+        scratch_root: Path,
+    ) -> None:
+        self._service = service
+        self._backend = backend
+        self._sink = sink
+        self._environment_logging = environment_logging
+        self._scratch = scratch_root
+        self._functions: FunctionService | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._made: dict[tuple[str, str], _Made] = {}
+        self._making: dict[tuple[str, str], asyncio.Task[None]] = {}
+        self._sockets: RuntimeSockets | None = None
+
+    def start(self) -> None:
+        """Note the event loop requests from other threads are handed to."""
+        self._loop = asyncio.get_running_loop()
+
+    def serve(self, functions: FunctionService) -> None:
+        """Make the snapshots of the versions `functions` publishes, and tell it when done."""
+        self._functions = functions
+        functions.use_snapshotter(self)
+
+    def applies(self, config: FunctionConfig) -> bool:
+        """Whether `config`'s environments are restored from a snapshot."""
+        return (
+            self._functions is not None
+            and snap_started(config)
+            and (config.runtime or "").startswith("python")
+        )
+
+    # ------------------------------------------------------------------ requests
+
+    def requested(self, config: FunctionConfig) -> None:
+        """A SnapStart version was published (Pending): make its snapshot, then settle it."""
+        loop = self._loop
+        if loop is None:
+            try:
+                loop = self._loop = asyncio.get_running_loop()
+            except RuntimeError:
+                log.error("no event loop to make the snapshot of %s", config.function_name)
+                return
+        try:
+            running = asyncio.get_running_loop()
+        except RuntimeError:
+            running = None
+        if running is loop:
+            self._begin(config, settle=True)
+        else:
+            loop.call_soon_threadsafe(self._begin, config, True)
+
+    def backend(self, config: FunctionConfig) -> RestoredBackend:
+        """The backend restoring `config`'s environments, or SnapStartNotReadyException while
+        its snapshot is (made again) on this node."""
+        self._loop = self._loop or asyncio.get_running_loop()
+        made = self._made.get((config.function_name, config.version))
+        if made is not None and made.identity == _identity(config) and made.snapshot.alive:
+            return made.backend
+        self._begin(config, settle=False)
+        raise SnapStartNotReady(SNAPSTART_NOT_READY)
+
+    def _begin(self, config: FunctionConfig, settle: bool) -> None:
+        key = (config.function_name, config.version)
+        if key in self._making:
+            return
+        task = asyncio.ensure_future(self._make(config, settle))
+        self._making[key] = task
+        task.add_done_callback(lambda _: self._making.pop(key, None))
+
+    async def _make(self, config: FunctionConfig, settle: bool) -> None:
+        key = (config.function_name, config.version)
+        failure: ActivationFailed | None = None
+        try:
+            made = await self._snapshot(config)
+        except InitFailed as error:
+            payload = error.payload
+            failure = ActivationFailed(
+                FUNCTION_ERROR,
+                f"{payload.get('errorType', 'Runtime.Unknown')}: "
+                f"{payload.get('errorMessage', '')}".strip(),
+            )
+        except Exception as error:
+            log.exception("making the snapshot of %s:%s failed", *key)
+            failure = ActivationFailed(INTERNAL_ERROR, f"Lamina could not snapshot it: {error}")
+        else:
+            previous = self._made.pop(key, None)
+            if previous is not None:
+                self._discard(previous)
+            self._made[key] = made
+        if settle and self._functions is not None:
+            await asyncio.to_thread(
+                self._functions.snapshot_made,
+                config.function_name,
+                config.version,
+                config.revision_id,
+                failure,
+            )
+
+    # ------------------------------------------------------------------ snapshots
+
+    async def _snapshot(self, config: FunctionConfig) -> _Made:
+        """Start the version's snapshot process and wait for its init."""
+        spec, command, group, stream = await self._service.sandbox_spec(config, SNAP_START)
+        sink, lines = self._environment_logging(
+            self._sink, config.logging, config.function_name, config.version, SNAP_START
+        )
+        output = EnvironmentOutput(sink, group, stream)
+        lines.environment_event(InitStarted(config.runtime or "", command.interpreter), output)
+        loop = asyncio.get_running_loop()
+        ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+        read_fd, write_fd = os.pipe()
+        os.set_blocking(read_fd, False)
+        loop.add_reader(read_fd, _drain, read_fd, output)
+        started = time.perf_counter()
+        try:
+            process, isolation, mapping = await self._spawn(spec, theirs.fileno(), write_fd)
+        except BaseException:
+            _stop_reading(loop, read_fd)
+            ours.close()
+            raise
+        finally:
+            os.close(write_fd)
+            theirs.close()
+        snapshot = Snapshot(process, ours, isolation)
+        try:
+            await snapshot.ready(max(MIN_INIT_TIMEOUT_S, float(config.timeout)))
+        except InitFailed as failure:
+            snapshot.close()
+            _drain(read_fd, output)
+            _stop_reading(loop, read_fd)
+            error_type = str(failure.payload.get("errorType") or "")
+            if not error_type.startswith(("Runtime.", "Function.", "Sandbox.")):
+                error_type = "Runtime.Unknown"
+            elapsed = (time.perf_counter() - started) * 1000
+            lines.environment_event(InitReported(elapsed, failure.status, error_type), output)
+            raise
+        _drain(read_fd, output)
+        lines.environment_event(InitReported((time.perf_counter() - started) * 1000), output)
+        if self._sockets is None:
+            self._sockets = RuntimeSockets()
+        namespaced = isolation is not None
+        backend = RestoredBackend(
+            snapshot,
+            self._sockets,
+            self._backend.restored_cgroup if namespaced else _no_cgroup,  # type: ignore[attr-defined]
+            mapping,
+            self._backend.name,
+            getattr(self._backend, "network", None) if namespaced else None,
+        )
+        backend.prepare(spec.network)
+        return _Made(_identity(config), snapshot, backend, read_fd)
+
+    async def _spawn(
+        self, spec: SandboxSpec, control_fd: int, output_fd: int
+    ) -> tuple[subprocess.Popen[bytes], SnapshotIsolation | None, PathMapping]:
+        """The snapshot process, isolated as the backend isolates environments."""
+        variables = {k: v for k, v in spec.environment.items() if k not in HIDDEN_VARIABLES}
+        if self._backend.name.split("+", 1)[0] == "namespace":
+            return await self._backend.start_snapshot(  # type: ignore[attr-defined,no-any-return]
+                replace(spec, environment=variables),
+                SNAPSHOT_SCRIPT,
+                control_fd,
+                output_fd,
+                ENVIRONMENTS_PER_SNAPSHOT,
+            )
+        argv = [spec.command[0], "-u", str(SNAPSHOT_SCRIPT), str(control_fd)]
+        variables["LAMBDA_TASK_ROOT"] = str(spec.task_root)
+        return spawn_snapshot(argv, variables, output_fd, control_fd, None), None, []
+
+    def sweep(self, current: Callable[[str, str], FunctionConfig | None]) -> None:
+        """Stop the snapshots of versions deleted (or replaced) since they were made;
+        `current` gives a version's configuration, None once it is gone."""
+        for key, made in list(self._made.items()):
+            config = current(*key)
+            if config is None or _identity(config) != made.identity:
+                del self._made[key]
+                self._discard(made)
+
+    def _discard(self, made: _Made) -> None:
+        made.backend.close()
+        made.snapshot.close()
+        with contextlib.suppress(RuntimeError):
+            _stop_reading(asyncio.get_running_loop(), made.output_fd)
+
+    def close(self) -> None:
+        """Stop every snapshot (the server is stopping)."""
+        for task in self._making.values():
+            task.cancel()
+        for made in self._made.values():
+            made.backend.close()
+            made.snapshot.close()
+            with contextlib.suppress(OSError):
+                os.close(made.output_fd)
+        self._made.clear()
+        if self._sockets is not None:
+            self._sockets.close()
+
+
+def _no_cgroup(environment_id: str, memory_mb: int) -> None:
+    return None
+
+
+def _drain(fd: int, output: EnvironmentOutput) -> None:
+    while True:
+        try:
+            chunk = os.read(fd, 65536)
+        except OSError:
+            return
+        if not chunk:
+            return
+        output.take(chunk)
+
+
+def _stop_reading(loop: asyncio.AbstractEventLoop, fd: int) -> None:
+    with contextlib.suppress(ValueError, RuntimeError, OSError):
+        loop.remove_reader(fd)
+    with contextlib.suppress(OSError):
+        os.close(fd)

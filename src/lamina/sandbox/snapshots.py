@@ -1,0 +1,716 @@
+"""SnapStart: a version's initialised process, and environments forked from it.
+
+`Snapshot` runs `runtimes/python/snapshot.py` once per published version: the function's
+init (and its before-snapshot hooks) runs there, once. `RestoredBackend` is the sandbox
+backend of that version's environments: each one is a fork of the snapshot, which runs the
+after-restore hooks and serves with the module imported before the fork.
+
+Isolation under the namespace backend (root). The snapshot runs user code, so it is started
+exactly as a fresh environment is (`namespace.enter_sandbox`: its own PID, mount, IPC, UTS and
+cgroup namespaces, the read-only root, a cgroup, a network namespace from the pool, an
+unprivileged host uid, no_new_privs), then enters a user namespace of its own. The platform
+maps that namespace's uid 0 to the snapshot's host uid and uids 1..n to n host uids taken
+from the same pool as every environment's. The snapshot holds capabilities only inside that
+user namespace, which owns nothing of the host's. Each fork, before any user code runs:
+waits until the platform has moved it into a cgroup of its own (memory, pids and CPU limits
+and measurements, as any environment); unshares its own mount, IPC, UTS, cgroup and network
+namespaces; mounts a fresh tmpfs over /tmp sized to EphemeralStorage; brings its loopback up
+and waits while the platform moves the `eth0` of a slot from the pool into its network
+namespace (configured as in the slot: the firewall, NAT and the gateway apply as to any
+environment); then takes its own uid (k, a host uid no other environment has), which clears
+every capability, and only then runs the hooks and the handler. Its Runtime API is a
+connected socket the platform hands it, never a listening port.
+
+What is relaxed, exactly, compared to an environment started fresh (and why):
+- the environments of one version share the snapshot's PID namespace (a fork cannot leave
+  it): each sees the others' processes in /proc, names and pids, but not their memory,
+  environment or files, since the uids differ and no capability is left;
+- their uid inside is k (1..n), mapped to the host uid, and /etc/passwd names the
+  snapshot's uid; /tmp starts empty (what the init wrote to /tmp is not in the snapshot);
+- at most `ENVIRONMENTS_PER_SNAPSHOT` of a version's environments run at once.
+Other functions, other versions and the host stay as far out of reach as from any
+environment. Under the process backend (not root) children fork without any of this, as
+that backend's environments run anyway (TMPDIR and rlimits of their own).
+"""
+
+from __future__ import annotations
+
+import array
+import asyncio
+import contextlib
+import logging
+import os
+import signal
+import socket
+import struct
+import subprocess
+import tempfile
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from lamina.model.networks import NetworkPolicy
+from lamina.sandbox import limits
+from lamina.sandbox.api import SandboxSpec
+from lamina.sandbox.cgroups import EnvironmentCgroup
+from lamina.sandbox.network import NetworkIsolation, Slot
+from lamina.sandbox.process import ProcessGroupSandbox
+from lamina.sandbox.runtime_files import PYTHON_BOOTSTRAP
+from lamina.sandbox.zygote import split_frames
+
+log = logging.getLogger("lamina.sandbox")
+
+SNAPSHOT_SCRIPT = PYTHON_BOOTSTRAP.parent / "snapshot.py"
+_HEADER = struct.Struct(">I")
+# The uids a snapshot's user namespace maps for its environments: at most this many of a
+# version's environments run at once.
+ENVIRONMENTS_PER_SNAPSHOT = 256
+# AWS: "The AWS_LAMBDA_LOG_GROUP_NAME and AWS_LAMBDA_LOG_STREAM_NAME environment variables
+# are not available in Lambda SnapStart functions."
+HIDDEN_VARIABLES = ("AWS_LAMBDA_LOG_GROUP_NAME", "AWS_LAMBDA_LOG_STREAM_NAME")
+# What a restored runtime reads as its Runtime API (it uses the socket it was given).
+RUNTIME_API_ADDRESS = "127.0.0.1:9001"
+
+
+class InitFailed(Exception):
+    """The snapshot's init failed: the runtime's error payload, or its exit, or a timeout."""
+
+    def __init__(self, status: str, payload: dict[str, Any]) -> None:
+        super().__init__(payload.get("errorMessage", ""))
+        self.status = status  # "error" or "timeout"
+        self.payload = payload
+
+
+@dataclass
+class SnapshotIsolation:
+    """What the namespace backend set up for one snapshot, released with it."""
+
+    uids: list[int]  # host uid of inside uid k = uids[k]; uids[0] is the snapshot's own
+    cgroup: EnvironmentCgroup | None
+    release: Callable[[], None]
+    # inside uids 1..n not in use by an environment
+    free: list[int] = field(default_factory=list)
+
+    def uid_map(self) -> str:
+        """Consecutive host uids collapse into one line (the kernel takes a few hundred)."""
+        lines: list[list[int]] = []
+        for inside, host in enumerate(self.uids):
+            last = lines[-1] if lines else None
+            if last is not None and last[1] + last[2] == host and last[0] + last[2] == inside:
+                last[2] += 1
+            else:
+                lines.append([inside, host, 1])
+        return "".join(f"{inside} {host} {count}\n" for inside, host, count in lines)
+
+
+class Snapshot:
+    """One initialised process and its control socket."""
+
+    def __init__(
+        self,
+        process: subprocess.Popen[bytes],
+        control: socket.socket,
+        isolation: SnapshotIsolation | None,
+    ) -> None:
+        self.process = process
+        self.isolation = isolation
+        self.init_ms = 0.0
+        self._control = control
+        self._buffer = b""
+        self._ready: asyncio.Future[float] = asyncio.get_running_loop().create_future()
+        self._pending: list[asyncio.Future[int]] = []
+        self._exits: dict[int, asyncio.Future[int]] = {}
+        self._lock = asyncio.Lock()
+        control.setblocking(False)
+        asyncio.get_running_loop().add_reader(control.fileno(), self._on_readable)
+
+    @property
+    def alive(self) -> bool:
+        return self.process.poll() is None
+
+    async def ready(self, timeout_s: float) -> float:
+        """Wait for the init to end; its duration in ms, or InitFailed."""
+        try:
+            return await asyncio.wait_for(asyncio.shield(self._ready), timeout_s)
+        except TimeoutError:
+            self.close()
+            raise InitFailed(
+                "timeout",
+                {
+                    "errorType": "Sandbox.Timedout",
+                    "errorMessage": f"Init phase timed out after {timeout_s:.2f} seconds",
+                },
+            ) from None
+
+    async def fork(
+        self, request: dict[str, Any], fds: list[int]
+    ) -> tuple[int, asyncio.Future[int]]:
+        """Fork one environment; its pid (in the snapshot's PID namespace) and exit status."""
+        loop = asyncio.get_running_loop()
+        body = orjson.dumps(request)
+        header = _HEADER.pack(len(body))
+        reply: asyncio.Future[int] = loop.create_future()
+        async with self._lock:
+            # A short control message: the socket buffer takes it whole.
+            self._control.setblocking(True)
+            try:
+                sent = self._control.sendmsg(
+                    [header], [(socket.SOL_SOCKET, socket.SCM_RIGHTS, array.array("i", fds))]
+                )
+                self._control.sendall(header[sent:] + body)
+            finally:
+                self._control.setblocking(False)
+            self._pending.append(reply)
+        pid = await reply
+        exited: asyncio.Future[int] = loop.create_future()
+        self._exits[pid] = exited
+        return pid, exited
+
+    def host_pid(self, inner_pid: int) -> int:
+        """The host's pid of a child known by its pid in the snapshot's PID namespace."""
+        if self.isolation is None:
+            return inner_pid
+        own = self.process.pid
+        with open(f"/proc/{own}/task/{own}/children", encoding="ascii") as listing:
+            children = [int(pid) for pid in listing.read().split()]
+        for child in children:
+            with contextlib.suppress(OSError):
+                status = Path(f"/proc/{child}/status").read_text(encoding="ascii")
+                for line in status.splitlines():
+                    if line.startswith("NSpid:") and int(line.split()[-1]) == inner_pid:
+                        return child
+        raise RuntimeError(f"the snapshot's child {inner_pid} is gone")
+
+    def _send(self, message: dict[str, Any]) -> None:
+        data = orjson.dumps(message)
+        self._control.setblocking(True)
+        try:
+            self._control.sendall(_HEADER.pack(len(data)) + data)
+        finally:
+            self._control.setblocking(False)
+
+    def _on_readable(self) -> None:
+        try:
+            data = self._control.recv(65536)
+        except BlockingIOError:
+            return
+        except OSError:
+            data = b""
+        if not data:
+            self._closed()
+            return
+        messages, self._buffer = split_frames(self._buffer + data)
+        for message in messages:
+            self._dispatch(message)
+
+    def _dispatch(self, message: dict[str, Any]) -> None:
+        if "userns" in message:
+            self._map_user_namespace()
+        elif "ready" in message:
+            self.init_ms = float(message.get("init_ms") or 0.0)
+            if not self._ready.done():
+                self._ready.set_result(self.init_ms)
+        elif "init_error" in message:
+            if not self._ready.done():
+                self._ready.set_exception(InitFailed("error", message["init_error"]))
+        elif "pid" in message and self._pending:
+            self._pending.pop(0).set_result(int(message["pid"]))
+        elif "exit" in message:
+            exited = self._exits.pop(int(message["exit"]), None)
+            if exited is not None and not exited.done():
+                exited.set_result(int(message["status"]))
+
+    def _map_user_namespace(self) -> None:
+        """The snapshot made its user namespace: map its uids (written by root, here)."""
+        assert self.isolation is not None
+        pid = self.process.pid
+        with open(f"/proc/{pid}/uid_map", "w", encoding="ascii") as uid_map:
+            uid_map.write(self.isolation.uid_map())
+        with open(f"/proc/{pid}/setgroups", "w", encoding="ascii") as setgroups:
+            setgroups.write("deny")
+        with open(f"/proc/{pid}/gid_map", "w", encoding="ascii") as gid_map:
+            gid_map.write(self.isolation.uid_map())
+        self._send({"mapped": True})
+
+    def _closed(self) -> None:
+        """The snapshot ended: its environments cannot report any more; treat them as gone."""
+        with contextlib.suppress(ValueError, RuntimeError, OSError):
+            asyncio.get_running_loop().remove_reader(self._control.fileno())
+        if not self._ready.done():
+            status = self.process.poll()
+            self._ready.set_exception(
+                InitFailed(
+                    "error",
+                    {
+                        "errorType": "Runtime.ExitError",
+                        "errorMessage": "RequestId:  Error: Runtime exited with error: "
+                        + (f"exit status {status}" if status is not None else "signal: killed"),
+                    },
+                )
+            )
+        for waiter in self._pending:
+            if not waiter.done():
+                waiter.set_exception(RuntimeError("the snapshot process exited"))
+        self._pending.clear()
+        for exited in self._exits.values():
+            if not exited.done():
+                exited.set_result(-signal.SIGKILL)
+        self._exits.clear()
+
+    def close(self) -> None:
+        """Kill the snapshot (its environments, in its PID namespace, go with it)."""
+        with contextlib.suppress(ValueError, RuntimeError, OSError):
+            asyncio.get_running_loop().remove_reader(self._control.fileno())
+        with contextlib.suppress(OSError):
+            self._control.close()
+        if self.process.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(self.process.pid, signal.SIGKILL)
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                self.process.wait(5)
+        if self.isolation is not None:
+            if self.isolation.cgroup is not None:
+                self.isolation.cgroup.kill()
+            self.isolation.release()
+            self.isolation = None
+
+
+@dataclass
+class _HeldNetwork:
+    """A child of the snapshot holding a network namespace with a slot's interface in it."""
+
+    inner_pid: int  # in the snapshot's PID namespace: what the environment joins by
+    host_pid: int
+    slot: Slot
+
+    def stop(self) -> None:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(self.host_pid, signal.SIGKILL)
+
+
+class RestoredSandbox(ProcessGroupSandbox):
+    """One environment forked from a snapshot."""
+
+    def __init__(
+        self,
+        pid: int,
+        output_fd: int,
+        tmp_dir: Path,
+        exited: asyncio.Future[int],
+        cgroup: EnvironmentCgroup | None,
+        release: Callable[[], None],
+    ) -> None:
+        super().__init__(pid, output_fd, tmp_dir)
+        self._exited = exited
+        self.cgroup = cgroup
+        self._release = release
+        self._released = False
+
+    async def wait(self) -> int:
+        return await asyncio.shield(self._exited)
+
+    def kill(self) -> None:
+        super().kill()
+        if self.cgroup is not None:
+            self.cgroup.kill()
+
+    def max_memory_bytes(self) -> int | None:
+        measured = super().max_memory_bytes()
+        group = self.cgroup.peak_bytes() if self.cgroup is not None else None
+        return max(filter(None, (measured, group)), default=None)
+
+    def oom_killed(self) -> bool:
+        return self.cgroup is not None and self.cgroup.oom_kills() > 0
+
+    def cleanup(self) -> None:
+        super().cleanup()
+        if self._released:
+            return
+        self._released = True
+        if self.cgroup is None:
+            self._release()
+            return
+        with contextlib.suppress(RuntimeError):
+            asyncio.get_running_loop().create_task(self._remove_group())
+
+    async def _remove_group(self) -> None:
+        assert self.cgroup is not None
+        with contextlib.suppress(asyncio.TimeoutError):
+            await asyncio.wait_for(asyncio.shield(self._exited), 5)
+        for delay in (0.005, 0.02, 0.1, 0.5, 1.0, 2.0):
+            if self.cgroup.remove():
+                break
+            self.cgroup.kill()
+            await asyncio.sleep(delay)
+        self._release()
+
+
+class RuntimeSockets:
+    """Where restored environments' Runtime APIs listen for the one connection the platform
+    makes and hands to the runtime: a root-only directory; each path is unlinked once used."""
+
+    def __init__(self) -> None:
+        self.directory = Path(tempfile.mkdtemp(prefix="lamina-snap-"))
+
+    def listener(self, environment_id: str) -> socket.socket:
+        path = self.directory / f"{environment_id[:16]}.sock"
+        listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        listener.bind(str(path))
+        listener.listen(1)
+        listener.setblocking(False)
+        return listener
+
+    def connect(self, environment_id: str) -> socket.socket:
+        path = self.directory / f"{environment_id[:16]}.sock"
+        client = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        try:
+            client.connect(str(path))
+        finally:
+            with contextlib.suppress(OSError):
+                path.unlink()
+        return client
+
+    def close(self) -> None:
+        for path in self.directory.glob("*.sock"):
+            with contextlib.suppress(OSError):
+                path.unlink()
+        with contextlib.suppress(OSError):
+            self.directory.rmdir()
+
+
+PathMapping = list[tuple[str, str]]
+
+
+def translate(value: str, mapping: PathMapping) -> str:
+    for host, inside in mapping:
+        if host in value:
+            value = value.replace(host, inside)
+    return value
+
+
+class RestoredBackend:
+    """The sandbox backend of one SnapStart version's environments: forks of its snapshot."""
+
+    def __init__(
+        self,
+        snapshot: Snapshot,
+        sockets: RuntimeSockets,
+        cgroups: Callable[[str, int], EnvironmentCgroup | None],
+        mapping: PathMapping,
+        name: str,
+        network: NetworkIsolation | None = None,
+    ) -> None:
+        self.name = f"{name}+snapstart"
+        self.snapshot = snapshot
+        self._sockets = sockets
+        self._cgroups = cgroups
+        self._mapping = mapping
+        # Each environment's own network namespace gets the interface of one of its slots.
+        self._network = network
+        # Network namespaces made ahead by the snapshot, each holding a slot's interface
+        # already: moving an interface costs ~20 ms of the kernel's time, off the cold path.
+        self._held: deque[_HeldNetwork] = deque()
+        self._holding: asyncio.Task[None] | None = None
+        self._policy: NetworkPolicy | None = None
+        self._closed = False
+
+    async def listen(self, spec: SandboxSpec) -> socket.socket:
+        return self._sockets.listener(spec.scratch_root.name)
+
+    async def start(self, spec: SandboxSpec) -> RestoredSandbox:
+        environment = {
+            key: translate(value, self._mapping)
+            for key, value in spec.environment.items()
+            if key not in HIDDEN_VARIABLES
+        }
+        environment["AWS_LAMBDA_RUNTIME_API"] = RUNTIME_API_ADDRESS
+        spec.scratch_root.mkdir(parents=True, exist_ok=True)
+        runtime = self._sockets.connect(spec.scratch_root.name)
+        read_fd, write_fd = os.pipe()
+        os.set_blocking(read_fd, False)
+        try:
+            if self.snapshot.isolation is None:
+                return await self._fork_plain(spec, environment, read_fd, write_fd, runtime)
+            return await self._fork_isolated(spec, environment, read_fd, write_fd, runtime)
+        except BaseException:
+            os.close(read_fd)
+            raise
+        finally:
+            os.close(write_fd)
+            runtime.close()
+
+    async def _fork_plain(
+        self,
+        spec: SandboxSpec,
+        environment: dict[str, str],
+        read_fd: int,
+        write_fd: int,
+        runtime: socket.socket,
+    ) -> RestoredSandbox:
+        """Under the process backend: a fork with its own TMPDIR and rlimits, no more."""
+        tmp_dir = spec.scratch_root / "tmp"
+        tmp_dir.mkdir(mode=0o700, exist_ok=True)
+        environment["TMPDIR"] = environment["LAMINA_TMP_DIR"] = str(tmp_dir)
+        chosen = limits.process_limits(spec.memory_mb, spec.ephemeral_mb)
+        request = {"env": environment, "cwd": str(spec.task_root), "limits": chosen}
+        inner, exited = await self.snapshot.fork(request, [write_fd, runtime.fileno()])
+        return RestoredSandbox(inner, read_fd, tmp_dir, exited, None, lambda: None)
+
+    async def _fork_isolated(
+        self,
+        spec: SandboxSpec,
+        environment: dict[str, str],
+        read_fd: int,
+        write_fd: int,
+        runtime: socket.socket,
+    ) -> RestoredSandbox:
+        """Under the namespace backend: see the module's docstring for what the child does;
+        here, its cgroup, and the interface of its own network namespace."""
+        isolation = self.snapshot.isolation
+        assert isolation is not None
+        if not isolation.free:
+            raise RuntimeError(
+                f"all {ENVIRONMENTS_PER_SNAPSHOT} environments of the snapshot are in use"
+            )
+        network = self._network
+        held, slot = await self._network_for(spec)
+        inside_uid = isolation.free.pop()
+        cgroup: EnvironmentCgroup | None = None
+        pipes: list[int] = []
+        pid = -1
+
+        def release() -> None:
+            isolation.free.append(inside_uid)
+            if slot is not None and network is not None:
+                network.discard(slot)  # its interface went with the environment
+
+        try:
+            cgroup = self._cgroups(spec.scratch_root.name, spec.memory_mb)
+            request = {
+                "env": environment,
+                "cwd": "/var/task",
+                "limits": limits.namespace_limits(None if cgroup else spec.memory_mb),
+                "isolation": _isolation(spec, inside_uid, slot, held),
+            }
+            go_read, go_write = os.pipe()
+            ready_read, ready_write = os.pipe()
+            pipes += [go_read, go_write, ready_read, ready_write]
+            fds = [write_fd, runtime.fileno(), go_read, ready_write]
+            inner, exited = await self.snapshot.fork(request, fds)
+            pid = self.snapshot.host_pid(inner)
+            os.close(ready_write)
+            pipes.remove(ready_write)
+            await self._admit(spec, pid, cgroup, None if held is not None else slot, ready_read)
+            os.write(go_write, b"g")
+        except BaseException:
+            if held is not None:
+                held.stop()
+            if pid > 0:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGKILL)
+            if cgroup is not None:
+                cgroup.kill()
+                with contextlib.suppress(OSError):
+                    cgroup.remove()
+            release()
+            raise
+        finally:
+            for fd in pipes:
+                os.close(fd)
+        if held is not None:
+            held.stop()  # the environment is in its namespace: the holder's job is done
+        return RestoredSandbox(pid, read_fd, spec.scratch_root / "tmp", exited, cgroup, release)
+
+    def _hold_ahead(self) -> None:
+        """Keep one network namespace made ahead, filling it in the background."""
+        if self._network is None or self._closed or self._held:
+            return
+        if self._holding is None or self._holding.done():
+            self._holding = asyncio.ensure_future(self._hold_one())
+
+    async def _hold_one(self) -> None:
+        network = self._network
+        assert network is not None
+        slot = await network.take(self._policy)
+        ready_read, ready_write = os.pipe()
+        host_pid = -1
+        try:
+            inner, _ = await self.snapshot.fork({"hold": True}, [ready_write])
+            os.close(ready_write)
+            ready_write = -1
+            host_pid = self.snapshot.host_pid(inner)
+            await _readable(ready_read, 10.0)
+            await asyncio.to_thread(network.lend, slot, host_pid)
+        except BaseException as error:
+            if host_pid > 0:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(host_pid, signal.SIGKILL)
+            network.discard(slot)
+            if not isinstance(error, Exception):
+                raise  # cancelled: the backend is closing
+            log.exception("preparing a network namespace for a SnapStart environment failed")
+            return
+        finally:
+            os.close(ready_read)
+            if ready_write >= 0:
+                os.close(ready_write)
+        held = _HeldNetwork(inner, host_pid, slot)
+        if self._closed:
+            held.stop()
+            network.discard(slot)
+            return
+        self._held.append(held)
+
+    def prepare(self, policy: NetworkPolicy | None) -> None:
+        """Start making what the first environment will use: a network namespace of the
+        network `policy` names (the version's placement; None: the default network)."""
+        self._policy = policy
+        self._hold_ahead()
+
+    def _drop_held(self) -> None:
+        while self._held:
+            held = self._held.popleft()
+            held.stop()
+            if self._network is not None:
+                self._network.discard(held.slot)
+
+    async def _network_for(self, spec: SandboxSpec) -> tuple[_HeldNetwork | None, Slot | None]:
+        """A network namespace made ahead and its slot, else a slot to move in now."""
+        if spec.network != self._policy:
+            # Made ahead for another network (the version's placement changed): not usable.
+            self._policy = spec.network
+            self._drop_held()
+        held = self._held.popleft() if self._held else None
+        self._hold_ahead()
+        if held is not None:
+            return held, held.slot
+        if self._network is None:
+            return None, None
+        return None, await self._network.take(spec.network)
+
+    async def _admit(
+        self,
+        spec: SandboxSpec,
+        pid: int,
+        cgroup: EnvironmentCgroup | None,
+        slot: Slot | None,
+        ready_read: int,
+    ) -> None:
+        """Move the new child into its cgroup and, once its namespaces exist, `slot`'s
+        interface into its network namespace. Both wait on the kernel (RCU grace periods,
+        tens of ms on cgroup v1 and for a moved interface), not on the CPU: they overlap,
+        off the event loop's thread."""
+        await asyncio.gather(
+            asyncio.to_thread(_join, cgroup, pid) if cgroup is not None else _done(),
+            self._attach(slot, pid, ready_read),
+        )
+        channel = spec.runtime_api
+        if cgroup is not None and channel is not None:
+            # Init runs at full speed; invocations get their CPU share (as elsewhere).
+            memory_mb = spec.memory_mb
+            channel.initialized.add_done_callback(lambda _: _cap_cpu(cgroup, memory_mb))
+
+    async def _attach(self, slot: Slot | None, pid: int, ready_read: int) -> None:
+        """Once the child's namespaces exist: the slot's interface into its own."""
+        await _readable(ready_read, 10.0)
+        if slot is not None and self._network is not None:
+            await asyncio.to_thread(self._network.lend, slot, pid)
+
+    def describe(self) -> list[tuple[str, bool, str]]:
+        return [("SnapStart: environments forked from an initialised snapshot", True, "")]
+
+    def close(self) -> None:
+        """Give back what was made ahead (the snapshot's owner closes the snapshot)."""
+        self._closed = True
+        if self._holding is not None:
+            self._holding.cancel()
+        self._drop_held()
+
+
+def _isolation(
+    spec: SandboxSpec, uid: int, slot: Slot | None, held: _HeldNetwork | None
+) -> dict[str, Any]:
+    """What a restored child makes its own (see `runtimes/python/snapshot.py`)."""
+    return {
+        "uid": uid,
+        "tmp_bytes": spec.ephemeral_mb << 20,
+        # A namespace of its own with a slot's interface moved in now, or one made ahead.
+        "own_network": slot is not None and held is None,
+        "netns_holder": held.inner_pid if held is not None else None,
+    }
+
+
+async def _done() -> None:
+    return None
+
+
+async def _readable(fd: int, timeout_s: float) -> None:
+    loop = asyncio.get_running_loop()
+    ready: asyncio.Future[None] = loop.create_future()
+
+    def wake() -> None:
+        if not ready.done():
+            ready.set_result(None)
+
+    loop.add_reader(fd, wake)
+    try:
+        await asyncio.wait_for(ready, timeout_s)
+    finally:
+        loop.remove_reader(fd)
+    if os.read(fd, 1) != b"r":
+        raise RuntimeError("the restored environment ended before its network was set up")
+
+
+def _join(cgroup: EnvironmentCgroup, pid: int) -> None:
+    """Move `pid` into its environment's cgroup."""
+    for procs in cgroup.procs_files:
+        with open(procs, "w", encoding="ascii") as joined:
+            joined.write(str(pid))
+
+
+def _cap_cpu(cgroup: EnvironmentCgroup, memory_mb: int) -> None:
+    with contextlib.suppress(OSError):
+        cgroup.cap_cpu(memory_mb)
+
+
+def spawn_snapshot(
+    argv: list[str],
+    environment: dict[str, str],
+    output_fd: int,
+    control_fd: int,
+    enter: Callable[[], None] | None,
+) -> subprocess.Popen[bytes]:
+    """Start the snapshot process; with `enter`, as process 1 of a new PID namespace that
+    `enter` isolates between fork and exec (see `namespace.enter_sandbox`)."""
+    from lamina.sandbox import mounts
+
+    own = -1
+    if enter is not None:
+        own = os.open("/proc/self/ns/pid", os.O_RDONLY | os.O_CLOEXEC)
+        mounts.unshare(mounts.CLONE_NEWPID)
+    try:
+        return subprocess.Popen(
+            argv,
+            env=environment,
+            stdin=subprocess.DEVNULL,
+            stdout=output_fd,
+            stderr=output_fd,
+            pass_fds=(control_fd,),
+            start_new_session=enter is None,
+            cwd=None if enter is not None else environment.get("LAMBDA_TASK_ROOT"),
+            # The child runs only system calls before exec (see `enter_sandbox`).
+            preexec_fn=enter,  # noqa: PLW1509
+        )
+    finally:
+        if own >= 0:
+            mounts.setns(own, mounts.CLONE_NEWPID)
+            os.close(own)
+
+
+def elapsed_ms(started: float) -> float:
+    return (time.perf_counter() - started) * 1000

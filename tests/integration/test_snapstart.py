@@ -1,0 +1,370 @@
+"""SnapStart for Python over HTTP: init once at publish, environments restored by forking.
+
+Runs under both isolation backends; the isolation checks need the namespace backend (root).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import pytest
+from botocore.exceptions import ClientError
+
+from tests.support.archives import make_zip
+from tests.support.lambda_api import ROLE, call, error_of, invoke
+from tests.support.server import LaminaServer
+from tests.support.waiting import wait_until
+
+SOURCE = """
+import os, random, time
+from snapshot_restore_py import register_after_restore, register_before_snapshot
+
+TOKEN = random.random()  # drawn once, at init: every restored environment shows it
+ORDER = []
+RESTORED = []
+
+@register_before_snapshot
+def first_before():
+    ORDER.append("first")
+
+@register_before_snapshot
+def second_before():
+    ORDER.append("second")
+    print("BEFORE-SNAPSHOT", ORDER)
+
+@register_after_restore
+def after():
+    RESTORED.append("after")
+
+register_after_restore(RESTORED.append, "second-after")
+
+print("INIT-RAN", TOKEN)
+
+def handler(event, context):
+    time.sleep(event.get("sleep", 0))
+    # /tmp under the namespace backend; a directory of its own under the process backend.
+    tmp = os.environ.get("TMPDIR", "/tmp")
+    if event.get("write"):
+        with open(os.path.join(tmp, event["write"]), "w") as mine:
+            mine.write("x")
+    return {
+        "token": TOKEN,
+        "order": ORDER,
+        "restored": RESTORED,
+        "type": os.environ.get("AWS_LAMBDA_INITIALIZATION_TYPE"),
+        "stream": os.environ.get("AWS_LAMBDA_LOG_STREAM_NAME"),
+        "uid": os.getuid(),
+        "namespaces": [os.readlink("/proc/self/ns/" + kind) for kind in ("mnt", "net")],
+        "tmp": sorted(os.listdir(tmp)),
+        "pid": os.getpid(),
+    }
+"""
+
+SLOW_INIT = """
+import time
+time.sleep(2)
+
+def handler(event, context):
+    return "ok"
+"""
+
+FAILING_INIT = """
+raise ValueError("no database")
+
+def handler(event, context):
+    return "never"
+"""
+
+
+@pytest.fixture(scope="module", params=["process", "namespace"])
+def server(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[LaminaServer]:
+    env = {"LAMINA_ISOLATION": request.param}
+    running = LaminaServer(tmp_path_factory.mktemp("snapstart") / "data", env=env).start()
+    yield running
+    running.stop()
+
+
+def create(client: Any, name: str, source: str = SOURCE, snap: bool = True) -> None:
+    extra = {"SnapStart": {"ApplyOn": "PublishedVersions"}} if snap else {}
+    client.create_function(
+        FunctionName=name,
+        Runtime="python3.12",
+        Role=ROLE,
+        Handler="app.handler",
+        Code={"ZipFile": make_zip({"app.py": source})},
+        Timeout=30,
+        **extra,
+    )
+    wait_until(lambda: client.get_function_configuration(FunctionName=name)["State"] == "Active")
+
+
+def settled(client: Any, name: str, version: str) -> dict[str, Any]:
+    def done() -> dict[str, Any] | None:
+        config = client.get_function_configuration(FunctionName=name, Qualifier=version)
+        return config if config["State"] != "Pending" else None
+
+    return wait_until(done, timeout=60)
+
+
+def messages(server: LaminaServer, name: str) -> list[tuple[str, str]]:
+    """(log stream, message) of every line the function logged so far."""
+    logs = server.client("logs")
+    found: list[tuple[str, str]] = []
+    kwargs: dict[str, Any] = {"logGroupName": f"/aws/lambda/{name}"}
+    while True:
+        page = logs.filter_log_events(**kwargs)
+        found += [(event["logStreamName"], event["message"]) for event in page["events"]]
+        if not page.get("nextToken"):
+            return found
+        kwargs["nextToken"] = page["nextToken"]
+
+
+def test_publish_runs_the_init_once_and_turns_active(server: LaminaServer) -> None:
+    client = server.client()
+    create(client, "snap-publish")
+    published = client.publish_version(FunctionName="snap-publish")
+    assert published["Version"] == "1"
+    assert published["SnapStart"] == {"ApplyOn": "PublishedVersions", "OptimizationStatus": "On"}
+    assert published["State"] == "Pending"
+    assert published["StateReasonCode"] == "Creating"
+    config = settled(client, "snap-publish", "1")
+    assert config["State"] == "Active"
+    assert config["LastUpdateStatus"] == "Successful"
+    assert config["SnapStart"] == {"ApplyOn": "PublishedVersions", "OptimizationStatus": "On"}
+    latest = client.get_function_configuration(FunctionName="snap-publish")
+    assert latest["SnapStart"] == {"ApplyOn": "PublishedVersions", "OptimizationStatus": "Off"}
+    lines = messages(server, "snap-publish")
+    init_stream = {stream for stream, message in lines if message.startswith("INIT-RAN")}
+    assert len(init_stream) == 1
+    (stream,) = init_stream
+    assert stream.split("/")[3].startswith("[1]")
+    in_stream = [message for where, message in lines if where == stream]
+    assert in_stream[0].startswith("INIT_START Runtime Version: python:3.12")
+    assert any(message.startswith("BEFORE-SNAPSHOT") for message in in_stream)
+    assert in_stream[-1].startswith("INIT_REPORT Init Duration: ")
+
+
+def test_environments_are_restored_from_the_snapshot(server: LaminaServer) -> None:
+    client = server.client()
+    create(client, "snap-restore")
+    client.publish_version(FunctionName="snap-restore")
+    settled(client, "snap-restore", "1")
+    with ThreadPoolExecutor(2) as pool:
+        results = list(
+            pool.map(
+                lambda _: invoke(client, "snap-restore", {"sleep": 1.0}, Qualifier="1"),
+                range(2),
+            )
+        )
+    first, second = results
+    assert first["pid"] != second["pid"]  # two environments
+    assert first["token"] == second["token"]  # one init, before both
+    for result in results:
+        # Before the snapshot: reverse order of registration, once; after: in order.
+        assert result["order"] == ["second", "first"]
+        assert result["restored"] == ["after", "second-after"]
+        assert result["type"] == "snap-start"
+        assert result["stream"] is None  # not set in SnapStart functions (AWS)
+    # Warm: the same environment again, its hooks not rerun.
+    again = invoke(client, "snap-restore", Qualifier="1")
+    assert again["restored"] == ["after", "second-after"]
+    lines = messages(server, "snap-restore")
+    assert sum(message.startswith("INIT-RAN") for _, message in lines) == 1
+    restores = [m for _, m in lines if m.startswith("RESTORE_START Runtime Version: python:3.12")]
+    assert len(restores) == 2
+    assert sum(m.startswith("RESTORE_REPORT Restore Duration: ") for _, m in lines) == 2
+    reports = [message for _, message in lines if message.startswith("REPORT ")]
+    assert len(reports) == 3
+    restored_reports = [report for report in reports if "Restore Duration:" in report]
+    assert len(restored_reports) == 2
+    for report in reports:
+        assert "Init Duration" not in report
+    for report in restored_reports:
+        fields = dict(
+            field.split(": ", 1) for field in report.removeprefix("REPORT ").split("\t") if field
+        )
+        assert fields["Restore Duration"].endswith(" ms")
+        billed_restore = int(fields["Billed Restore Duration"].removesuffix(" ms"))
+        duration = float(fields["Duration"].removesuffix(" ms"))
+        billed = int(fields["Billed Duration"].removesuffix(" ms"))
+        assert billed >= duration + billed_restore - 1
+
+
+def test_latest_and_functions_without_the_setting_never_restore(server: LaminaServer) -> None:
+    client = server.client()
+    create(client, "snap-latest")
+    client.publish_version(FunctionName="snap-latest")
+    settled(client, "snap-latest", "1")
+    version = invoke(client, "snap-latest", Qualifier="1")
+    latest = invoke(client, "snap-latest")
+    assert latest["type"] == "on-demand"
+    assert latest["restored"] == []  # never restored: the hooks do not run
+    assert latest["order"] == []
+    assert latest["token"] != version["token"]
+    create(client, "snap-off", snap=False)
+    plain = client.publish_version(FunctionName="snap-off")
+    assert plain["State"] == "Active"
+    assert plain["SnapStart"] == {"ApplyOn": "None", "OptimizationStatus": "Off"}
+    result = invoke(client, "snap-off", Qualifier="1")
+    assert result["type"] == "on-demand"
+    assert result["restored"] == []
+
+
+def test_a_version_not_ready_refuses_invocations(server: LaminaServer) -> None:
+    client = server.client()
+    create(client, "snap-slow", SLOW_INIT)
+    client.publish_version(FunctionName="snap-slow")
+    with pytest.raises(ClientError) as refused:
+        client.invoke(FunctionName="snap-slow", Qualifier="1", Payload=b"{}")
+    assert error_of(refused) == (
+        "SnapStartNotReadyException",
+        "Lambda is initializing your function. It will be ready to invoke once your "
+        "function state becomes ACTIVE.",
+        409,
+    )
+    assert settled(client, "snap-slow", "1")["State"] == "Active"
+    assert invoke(client, "snap-slow", Qualifier="1") == "ok"
+
+
+def test_a_failed_init_at_publish_fails_the_version(server: LaminaServer) -> None:
+    client = server.client()
+    create(client, "snap-broken", FAILING_INIT)
+    client.publish_version(FunctionName="snap-broken")
+    config = settled(client, "snap-broken", "1")
+    assert config["State"] == "Failed"
+    assert config["StateReasonCode"] == "FunctionError"
+    assert "no database" in config["StateReason"]
+    with pytest.raises(ClientError) as refused:
+        client.invoke(FunctionName="snap-broken", Qualifier="1", Payload=b"{}")
+    code, message, status = error_of(refused)
+    assert (code, status) == ("ResourceConflictException", 409)
+    assert message.endswith("in the following state: Failed")
+    lines = [message for _, message in messages(server, "snap-broken")]
+    report = next(line for line in lines if line.startswith("INIT_REPORT"))
+    assert "Status: error" in report
+    assert any("no database" in line for line in lines)
+
+
+def test_restored_environments_are_isolated(server: LaminaServer) -> None:
+    """Under the namespace backend: a uid and a /tmp of its own for each environment."""
+    client = server.client()
+    create(client, "snap-iso")
+    client.publish_version(FunctionName="snap-iso")
+    settled(client, "snap-iso", "1")
+    with ThreadPoolExecutor(2) as pool:
+        first, second = pool.map(
+            lambda secret: invoke(
+                client, "snap-iso", {"sleep": 1.0, "write": secret}, Qualifier="1"
+            ),
+            ["one", "two"],
+        )
+    assert first["pid"] != second["pid"]
+    assert first["tmp"] == ["one"] or first["tmp"] == ["two"]
+    assert second["tmp"] == sorted({"one", "two"} - set(first["tmp"]))
+    if server.env.get("LAMINA_ISOLATION") == "namespace":
+        assert first["uid"] != second["uid"]
+        assert 0 not in (first["uid"], second["uid"])
+        # A mount and a network namespace each: neither is the other's.
+        assert not set(first["namespaces"]) & set(second["namespaces"])
+
+
+def test_payload_errors_still_answer_from_a_restored_environment(server: LaminaServer) -> None:
+    client = server.client()
+    create(client, "snap-json")
+    client.publish_version(FunctionName="snap-json")
+    settled(client, "snap-json", "1")
+    response, result = call(client, "snap-json", {"sleep": 0}, Qualifier="1")
+    assert "FunctionError" not in response
+    assert json.loads(json.dumps(result))["type"] == "snap-start"
+
+
+def test_a_version_published_with_the_create_is_snapshotted(server: LaminaServer) -> None:
+    client = server.client()
+    created = client.create_function(
+        FunctionName="snap-created",
+        Runtime="python3.12",
+        Role=ROLE,
+        Handler="app.handler",
+        Code={"ZipFile": make_zip({"app.py": SOURCE})},
+        SnapStart={"ApplyOn": "PublishedVersions"},
+        Publish=True,
+        LoggingConfig={"LogFormat": "JSON"},
+    )
+    assert created["Version"] == "1"
+    assert settled(client, "snap-created", "1")["State"] == "Active"
+    result = invoke(client, "snap-created", Qualifier="1")
+    assert result["type"] == "snap-start"
+    assert result["restored"] == ["after", "second-after"]
+    records = [
+        json.loads(message)
+        for _, message in messages(server, "snap-created")
+        if message.startswith('{"time"')
+    ]
+    kinds = [record["type"] for record in records]
+    assert "platform.initReport" in kinds
+    assert "platform.restoreStart" in kinds
+    assert "platform.restoreReport" in kinds
+    report = next(record for record in records if record["type"] == "platform.report")
+    assert "restoreDurationMs" in report["record"]["metrics"]
+    assert "initDurationMs" not in report["record"]["metrics"]
+
+
+SLOW_RESTORE = """
+import time
+from snapshot_restore_py import register_after_restore
+
+register_after_restore(time.sleep, 11)
+
+def handler(event, context):
+    return "late"
+"""
+
+
+def test_a_restore_longer_than_ten_seconds_is_refused(server: LaminaServer) -> None:
+    client = server.client()
+    create(client, "snap-late", SLOW_RESTORE)
+    client.publish_version(FunctionName="snap-late")
+    settled(client, "snap-late", "1")
+    with pytest.raises(ClientError) as refused:
+        client.invoke(FunctionName="snap-late", Qualifier="1", Payload=b"{}")
+    assert error_of(refused) == (
+        "SnapStartTimeoutException",
+        "Lambda couldn't restore the snapshot within the timeout limit.",
+        408,
+    )
+
+
+def test_after_a_restart_the_snapshot_is_made_again(tmp_path: Path) -> None:
+    """Snapshots live in the server's processes: the first call after a restart is refused
+    as not ready (as Lambda refuses a version whose snapshot it dropped) while it is remade."""
+    data = tmp_path / "data"
+    env = {"LAMINA_ISOLATION": "process"}
+    first = LaminaServer(data, env=env).start()
+    try:
+        client = first.client()
+        create(client, "snap-restart")
+        client.publish_version(FunctionName="snap-restart")
+        settled(client, "snap-restart", "1")
+        token = invoke(client, "snap-restart", Qualifier="1")["token"]
+    finally:
+        first.stop()
+    second = LaminaServer(data, env=env).start()
+    try:
+        client = second.client()
+        with pytest.raises(ClientError) as refused:
+            client.invoke(FunctionName="snap-restart", Qualifier="1", Payload=b"{}")
+        assert error_of(refused)[0] == "SnapStartNotReadyException"
+        again = wait_until(
+            lambda: invoke(client, "snap-restart", Qualifier="1"),
+            ignoring=(ClientError,),
+        )
+        assert again["type"] == "snap-start"
+        assert again["token"] != token  # a new init: the old snapshot is gone
+    finally:
+        second.stop()
