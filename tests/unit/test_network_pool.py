@@ -7,6 +7,7 @@ lock file servers use, so a running server's namespaces are never touched.
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import os
 import subprocess
 import sys
@@ -19,6 +20,7 @@ import pytest
 from lamina.sandbox.namespace import UidPool, _lock_dir
 from lamina.sandbox.network import NetworkIsolation, NetworkOptions, tools
 from lamina.sandbox.network.addresses import AddressPlan
+from lamina.sandbox.network.slots import Slot
 
 pytestmark = pytest.mark.skipif(tools()[0] is None, reason=tools()[1] or "no tools")
 
@@ -119,3 +121,39 @@ def test_the_pool_refills_after_slots_are_taken(block: int) -> None:
         assert isolation.made == made + 2
     finally:
         isolation.close()
+
+
+def test_takers_of_a_dry_pool_each_get_their_own_new_slot(block: int) -> None:
+    """Many cold starts at once find the pool empty: the slots made for them on the spot
+    (a batch for those waiting together) are distinct, working namespaces."""
+    isolation = NetworkIsolation.open(block, NetworkOptions(pool_size=0, named_pool_size=0))
+
+    async def burst() -> list[Slot]:
+        return list(await asyncio.gather(*(isolation.take(None) for _ in range(12))))
+
+    try:
+        taken = asyncio.run(burst())
+        assert len({slot.path for slot in taken}) == 12
+        assert len({slot.addresses.environment_address for slot in taken}) == 12
+        for slot in taken:
+            listener = isolation.listen(slot)
+            assert listener.getsockname() == ("127.0.0.1", 9001)
+            listener.close()
+        assert isolation.made == 12
+    finally:
+        isolation.close()
+    assert namespaces(isolation.plan) == set()
+
+
+def test_a_slot_made_for_a_taker_that_gave_up_goes_to_the_pool(block: int) -> None:
+    isolation = NetworkIsolation.open(block, NetworkOptions(pool_size=0, named_pool_size=0))
+    try:
+        slot = asyncio.run(isolation.take(None))
+        gone: concurrent.futures.Future[Slot] = concurrent.futures.Future()
+        gone.cancel()  # what a cancelled cold start leaves of its wait
+        isolation._hand(gone, slot)
+        assert isolation.pooled() == 1
+        assert asyncio.run(isolation.take(None)) is slot
+    finally:
+        isolation.close()
+    assert namespaces(isolation.plan) == set()

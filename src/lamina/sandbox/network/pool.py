@@ -3,8 +3,10 @@
 Slots are made in the background, a batch at a time, by one filler thread, so a cold start
 only takes one from a deque. The filler waits for a quiet moment (no slot taken for a
 while) before it refills, unless a pool runs low: making namespaces costs CPU (iproute2
-processes) that a burst of cold starts would otherwise share. A pool that runs dry makes a
-slot on the spot (slower, still correct).
+processes) that a burst of cold starts would otherwise share. A pool that runs dry makes
+slots on the spot (slower, still correct), for the cold starts waiting, a batch at a time:
+one iproute2 process for all the takers that arrived meanwhile rather than one each, with at
+most `_ON_DEMAND_BATCHES` batches under way.
 
 A slot comes back to its pool once every process of its environment is gone (the PID
 namespace killed, the cgroup removed): nothing of the function can then hold a socket in it,
@@ -13,6 +15,8 @@ and its next environment finds it as new."""
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
+import contextlib
 import logging
 import os
 import socket
@@ -51,6 +55,12 @@ _RETRY_S = 1.0
 _QUIET_S = 0.2
 # The key of the default network's pool.
 _DEFAULT: NetworkPolicy | None = None
+# Slots made on the spot for takers a dry pool keeps waiting: batches under way at once (one
+# per core), and the most one batch makes.
+_ON_DEMAND_BATCHES = 2
+_ON_DEMAND_MAX = 32
+
+Waiter = concurrent.futures.Future[Slot]
 
 
 class NetworkUnavailable(RuntimeError):
@@ -78,6 +88,9 @@ class NetworkIsolation:
         self._closing = False
         self._filler: threading.Thread | None = None
         self._last_take = 0.0
+        # Takers a dry pool keeps waiting, by pool, and the batches making slots for them.
+        self._waiting: dict[NetworkPolicy | None, deque[Waiter]] = {}
+        self._making = 0
         self.made = 0
 
     # ------------------------------------------------------------------- open / close
@@ -163,7 +176,14 @@ class NetworkIsolation:
             self._ready.notify()
             if pool:
                 return pool.popleft()
-        return await asyncio.get_running_loop().run_in_executor(None, self._make_one, key)
+            waiter: Waiter = concurrent.futures.Future()
+            self._waiting.setdefault(key, deque()).append(waiter)
+            start = self._making < _ON_DEMAND_BATCHES
+            if start:
+                self._making += 1
+        if start:
+            asyncio.get_running_loop().run_in_executor(None, self._make_for_waiting)
+        return await asyncio.wrap_future(waiter)
 
     def listen(self, slot: Slot) -> socket.socket:
         """The environment's Runtime API socket, listening at 127.0.0.1:9001 inside the slot.
@@ -268,8 +288,52 @@ class NetworkIsolation:
                 self._chains[key] = chain
             return chain
 
-    def _make_one(self, key: NetworkPolicy | None) -> Slot:
-        return self._make(key, 1)[0]
+    def _make_for_waiting(self) -> None:
+        """Make slots for the takers waiting, a batch per pool, until none waits."""
+        try:
+            while True:
+                with self._ready:
+                    key, batch = self._next_waiting()
+                    if not batch:
+                        self._making -= 1
+                        return
+                try:
+                    slots = self._make(key, len(batch))
+                except BaseException as error:
+                    for waiter in batch:
+                        with contextlib.suppress(concurrent.futures.InvalidStateError):
+                            waiter.set_exception(error)
+                    if not isinstance(error, Exception):
+                        raise
+                    continue
+                for waiter, slot in zip(batch, slots, strict=False):
+                    self._hand(waiter, slot)
+                if len(slots) < len(batch):
+                    with self._ready:  # fewer addresses were free: the rest wait again
+                        self._waiting[key].extendleft(reversed(batch[len(slots) :]))
+        except BaseException:
+            with self._ready:
+                self._making -= 1
+            raise
+
+    def _next_waiting(self) -> tuple[NetworkPolicy | None, list[Waiter]]:
+        """(pool, its waiting takers up to a batch) for the first pool anyone waits on."""
+        for key, waiting in self._waiting.items():
+            batch: list[Waiter] = []
+            while waiting and len(batch) < _ON_DEMAND_MAX:
+                waiter = waiting.popleft()
+                if not waiter.cancelled():
+                    batch.append(waiter)
+            if batch:
+                return key, batch
+        return None, []
+
+    def _hand(self, waiter: Waiter, slot: Slot) -> None:
+        """`slot` to its taker, or to the pool if the taker gave up meanwhile."""
+        try:
+            waiter.set_result(slot)
+        except concurrent.futures.InvalidStateError:
+            self.give_back(slot)
 
     def _fill(self) -> None:
         while True:
