@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import os
+import socket
 import subprocess
 import sys
 import time
@@ -20,7 +21,9 @@ import pytest
 from lamina.sandbox.namespace import UidPool, _lock_dir
 from lamina.sandbox.network import NetworkIsolation, NetworkOptions, tools
 from lamina.sandbox.network.addresses import AddressPlan
-from lamina.sandbox.network.slots import Slot
+from lamina.sandbox.network.slots import InNamespace, Slot
+from tests.support import netns
+from tests.support.reachable import elsewhere
 
 pytestmark = pytest.mark.skipif(tools()[0] is None, reason=tools()[1] or "no tools")
 
@@ -157,3 +160,45 @@ def test_a_slot_made_for_a_taker_that_gave_up_goes_to_the_pool(block: int) -> No
     finally:
         isolation.close()
     assert namespaces(isolation.plan) == set()
+
+
+def test_only_the_environments_own_address_gets_out(block: int) -> None:
+    """A privileged process in a slot's namespace (root here; SnapStart init code could be)
+    may add any address to eth0: datagrams from any but the slot's own are dropped on the
+    host, instead of leaving it un-NATed with a forged source."""
+    isolation = NetworkIsolation.open(block, NetworkOptions(pool_size=0, named_pool_size=0))
+    inside = InNamespace()
+    try:
+        slot = asyncio.run(isolation.take(None))
+        with elsewhere() as outside:
+            target = os.open(f"/run/netns/{outside.namespace}", os.O_RDONLY | os.O_CLOEXEC)
+            try:
+                with inside.entered(target):
+                    receiver = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+            finally:
+                os.close(target)
+            receiver.bind((outside.address, 0))
+            receiver.settimeout(1.0)
+            forged = "192.0.2.77"  # TEST-NET-1: nobody's, and not NATed
+            netns.ip("-n", slot.addresses.netns, "addr", "add", f"{forged}/32", "dev", "eth0")
+
+            def arrives(source: str) -> bool:
+                with inside.entered(slot.fd):
+                    sender = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+                try:
+                    sender.bind((source, 0))
+                    sender.sendto(source.encode(), receiver.getsockname())
+                    try:
+                        data, _ = receiver.recvfrom(100)
+                    except TimeoutError:
+                        return False
+                    return data == source.encode()
+                finally:
+                    sender.close()
+
+            assert arrives(slot.addresses.environment_address)
+            assert not arrives(forged)
+            receiver.close()
+    finally:
+        inside.close()
+        isolation.close()

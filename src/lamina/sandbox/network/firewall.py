@@ -13,6 +13,10 @@ it stops. Traffic from an environment's interface:
 - elsewhere: the default network reaches whatever the host can reach, masqueraded behind the
   host's address; a named network only what its rules allow, plus the outside when it has
   `internet`.
+Before any of that, a packet from an environment's interface must carry that environment's
+own address as its source (the `sources` set, one element per slot made): a function that
+gained privileges in its namespace (SnapStart's init code can) cannot send spoofed or
+un-NATed packets, nor pass for another environment; and no IPv6 leaves an environment.
 Refusals answer at once (ICMP administratively prohibited, TCP reset on the host) so a
 function fails fast rather than waiting for a timeout. Named networks are chain pairs (all
 their rules for traffic through the host, their host rules for traffic to it), and a slot
@@ -101,6 +105,18 @@ type ifname : verdict
 }}
 set sealed {{
 type ifname
+}}
+set sources {{
+type ifname . ipv4_addr
+}}
+chain prerouting {{
+type filter hook prerouting priority -300; policy accept;
+iifname {interfaces} jump environment_source
+}}
+chain environment_source {{
+meta nfproto ipv6 drop
+iifname . ip saddr @sources return
+drop
 }}
 chain input {{
 type filter hook input priority -10; policy accept;
@@ -191,3 +207,10 @@ def delete_table(plan: AddressPlan, nft_path: str = "nft") -> None:
         timeout=30,
         check=False,
     )
+
+
+def sources_script(plan: AddressPlan, slots: Iterable[tuple[str, str]]) -> str:
+    """Let each (host interface, environment address) of new slots send from that address
+    (see `sources`): without its element, nothing of a slot's gets past prerouting."""
+    elements = ", ".join(f'"{interface}" . {address}' for interface, address in slots)
+    return f"add element inet {plan.table} sources {{ {elements} }}\n" if elements else ""

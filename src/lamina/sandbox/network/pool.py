@@ -266,6 +266,15 @@ class NetworkIsolation:
         try:
             chain = self._chain(key) if key is not None else None
             slots = make_slots(self.plan, indices, key, self._ip, self._inside)
+            try:
+                pairs = [
+                    (slot.addresses.host_interface, slot.addresses.environment_address)
+                    for slot in slots
+                ]
+                firewall.nft(firewall.sources_script(self.plan, pairs), self._nft)
+            except BaseException:
+                remove_slots(slots, self._ip)
+                raise
             if key is not None and chain is not None:
                 interfaces = [slot.addresses.host_interface for slot in slots]
                 firewall.nft(
