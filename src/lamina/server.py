@@ -369,8 +369,10 @@ def build_engine(
         enforced=settings.authentication_enabled,
         networks=functions.networks,
     )
-    # SnapStart: published versions' snapshots are made by this data plane.
-    engine.snapstart.serve(functions)
+    # SnapStart: published versions' snapshots are made by this data plane, when the
+    # operator turned it on; otherwise SnapStart versions run as any other.
+    if settings.snapstart:
+        engine.snapstart.serve(functions)
     # After the backend: the last invocations are counted, then saved.
     closers.append(telemetry.close)
     closers.append(close_tracing)  # sends the spans still queued, then stops exporting

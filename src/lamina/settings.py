@@ -91,6 +91,11 @@ class Settings:
     # Synchronous Invokes served from the parsed HTTP request (`lamina.api.fast_invoke`);
     # off only to compare with the generic path (LAMINA_FAST_INVOKE=0).
     fast_invoke: bool = True
+    # SnapStart (`SnapStart.ApplyOn=PublishedVersions` on Python functions): published
+    # versions are snapshotted and their environments restored from the snapshot. Off until
+    # the operator opts in (LAMINA_SNAPSTART=on): see the README's SnapStart section for what
+    # a restored environment shares with its version's others.
+    snapstart: bool = False
     # The audit log's size budget; the oldest entries go first.
     audit_max_mb: int = 100
     # The log store's disk budget (LAMINA_LOG_STORE_MAX_MB); the oldest events go first.
@@ -195,6 +200,7 @@ class Settings:
             audit=flag("AUDIT", base.audit),
             audit_invokes=flag("AUDIT_INVOKES", base.audit_invokes),
             fast_invoke=flag("FAST_INVOKE", base.fast_invoke),
+            snapstart=flag("SNAPSTART", base.snapstart),
             audit_max_mb=int(get("AUDIT_MAX_MB") or base.audit_max_mb),
             log_store_max_mb=int(get("LOG_STORE_MAX_MB") or base.log_store_max_mb),
             log_invocation_max_mb=int(get("LOG_INVOCATION_MAX_MB") or base.log_invocation_max_mb),

@@ -6,6 +6,7 @@ Runs under both isolation backends; the isolation checks need the namespace back
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -84,7 +85,7 @@ def handler(event, context):
 def server(
     request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[LaminaServer]:
-    env = {"LAMINA_ISOLATION": request.param}
+    env = {"LAMINA_ISOLATION": request.param, "LAMINA_SNAPSTART": "on"}
     running = LaminaServer(tmp_path_factory.mktemp("snapstart") / "data", env=env).start()
     yield running
     running.stop()
@@ -344,7 +345,7 @@ def test_after_a_restart_the_snapshot_is_made_again(tmp_path: Path) -> None:
     """Snapshots live in the server's processes: the first call after a restart is refused
     as not ready (as Lambda refuses a version whose snapshot it dropped) while it is remade."""
     data = tmp_path / "data"
-    env = {"LAMINA_ISOLATION": "process"}
+    env = {"LAMINA_ISOLATION": "process", "LAMINA_SNAPSTART": "on"}
     first = LaminaServer(data, env=env).start()
     try:
         client = first.client()
@@ -368,3 +369,92 @@ def test_after_a_restart_the_snapshot_is_made_again(tmp_path: Path) -> None:
         assert again["token"] != token  # a new init: the old snapshot is gone
     finally:
         second.stop()
+
+
+def test_without_the_operators_setting_versions_run_without_a_snapshot(tmp_path: Path) -> None:
+    """LAMINA_SNAPSTART is off by default: a SnapStart version is published Active at once,
+    reports OptimizationStatus Off, and its environments start as any other's."""
+    plain = LaminaServer(tmp_path / "data", env={"LAMINA_ISOLATION": "process"}).start()
+    try:
+        client = plain.client()
+        create(client, "snap-unserved")
+        published = client.publish_version(FunctionName="snap-unserved")
+        assert published["State"] == "Active"
+        assert published["SnapStart"] == {
+            "ApplyOn": "PublishedVersions",
+            "OptimizationStatus": "Off",
+        }
+        first = invoke(client, "snap-unserved", Qualifier="1")
+        assert first["type"] == "on-demand"
+        assert first["restored"] == []  # the after-restore hooks never ran
+    finally:
+        plain.stop()
+
+
+def test_snapstart_applies_to_python_only(server: LaminaServer) -> None:
+    """Java and .NET accept the setting on AWS; Lamina runs neither, so their versions are
+    published Active and not optimised, rather than left waiting for a snapshot."""
+    client = server.client()
+    client.create_function(
+        FunctionName="snap-java",
+        Runtime="java21",
+        Role=ROLE,
+        Handler="example.Handler::handleRequest",
+        Code={"ZipFile": make_zip({"Handler.class": "not really"})},
+        SnapStart={"ApplyOn": "PublishedVersions"},
+    )
+    wait_until(
+        lambda: client.get_function_configuration(FunctionName="snap-java")["State"] == "Active"
+    )
+    published = client.publish_version(FunctionName="snap-java")
+    assert published["State"] == "Active"
+    assert published["SnapStart"]["OptimizationStatus"] == "Off"
+
+
+OVERSIZED_FRAME = """
+import os, struct, sys
+# The snapshot's control socket is its first argument: claim a 2 GiB message on it.
+os.write(int(sys.argv[1]), struct.pack(">I", 2**31) + b"x" * 4096)
+
+def handler(event, context):
+    return "never"
+"""
+
+SILENT_SNAPSHOT = """
+import time, __main__
+# Replace the snapshot's reader of fork requests with one that never answers.
+__main__.receive = lambda control, max_fds=4: time.sleep(3600)
+
+def handler(event, context):
+    return "never"
+"""
+
+
+def test_a_snapshot_that_breaks_its_control_protocol_is_killed(server: LaminaServer) -> None:
+    """Init code runs in the snapshot and can write on its control socket: an oversized
+    message kills the snapshot (the version fails) and costs the server nothing."""
+    client = server.client()
+    create(client, "snap-oversized", OVERSIZED_FRAME)
+    client.publish_version(FunctionName="snap-oversized")
+    assert settled(client, "snap-oversized", "1")["State"] == "Failed"
+    client.list_functions()  # the server answers as before
+
+
+def test_a_snapshot_that_stops_answering_cannot_stall_the_server(server: LaminaServer) -> None:
+    client = server.client()
+    create(client, "snap-silent", SILENT_SNAPSHOT)
+    client.publish_version(FunctionName="snap-silent")
+    assert settled(client, "snap-silent", "1")["State"] == "Active"
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        calls = [pool.submit(call, client, "snap-silent", {}, Qualifier="1") for _ in range(3)]
+        # While the forks wait for answers that never come, everything else is served.
+        started = time.monotonic()
+        client.list_functions()
+        assert time.monotonic() - started < 2.0
+        with pytest.raises(ClientError) as refused:
+            calls[0].result(timeout=60)
+    # The snapshot was killed: the call ends in an error, or finds the snapshot being remade.
+    assert refused.value.response["Error"]["Code"] in {
+        "ServiceException",
+        "SnapStartNotReadyException",
+    }

@@ -229,7 +229,7 @@ def _lambda_api(services: Services, verifier: SigV4Verifier | None) -> RestJsonS
         settings=services.settings,
         domain=services.domain,
         functions=services.functions,
-        views=Views(services.domain.account, services.links),
+        views=Views(services.domain.account, services.links, services.settings.snapstart),
         url_form=services.url_form,
         role_permissions=_role_permissions(services),
     )

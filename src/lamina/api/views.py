@@ -12,9 +12,12 @@ from lamina.model.functions import Alias, FunctionConfig, LayerVersion
 
 
 class Views:
-    def __init__(self, account: Account, links: CodeLinks) -> None:
+    def __init__(self, account: Account, links: CodeLinks, snapstart: bool = False) -> None:
+        """`snapstart`: whether this server snapshots SnapStart versions (LAMINA_SNAPSTART);
+        without it their OptimizationStatus is Off, as they run without a snapshot."""
         self.account = account
         self.links = links
+        self.snapstart = snapstart
 
     def function_configuration(
         self, config: FunctionConfig, qualifier: str | None = None
@@ -45,7 +48,7 @@ class Views:
             "EphemeralStorage": {"Size": config.ephemeral_storage},
             "SnapStart": {
                 "ApplyOn": config.snap_start,
-                "OptimizationStatus": "On" if snap_started(config) else "Off",
+                "OptimizationStatus": "On" if self.snapstart and snap_started(config) else "Off",
             },
             "LoggingConfig": {
                 "LogFormat": logging.log_format,

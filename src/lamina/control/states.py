@@ -158,8 +158,14 @@ SNAPSTART_APPLY_ON = "PublishedVersions"
 
 
 def snap_started(config: FunctionConfig) -> bool:
-    """Whether `config` runs from a snapshot: a published version with SnapStart on."""
-    return config.snap_start == SNAPSTART_APPLY_ON and config.version != LATEST
+    """Whether `config` runs from a snapshot: a published version of a Python function with
+    SnapStart on. (AWS also offers it for Java and .NET, which Lamina does not run: their
+    versions are published Active, as without the setting.)"""
+    return (
+        config.snap_start == SNAPSTART_APPLY_ON
+        and config.version != LATEST
+        and (config.runtime or "").startswith("python")
+    )
 
 
 def check_invocable(config: FunctionConfig) -> None:

@@ -117,11 +117,7 @@ class SnapStart:
 
     def applies(self, config: FunctionConfig) -> bool:
         """Whether `config`'s environments are restored from a snapshot."""
-        return (
-            self._functions is not None
-            and snap_started(config)
-            and (config.runtime or "").startswith("python")
-        )
+        return self._functions is not None and snap_started(config)
 
     # ------------------------------------------------------------------ requests
 

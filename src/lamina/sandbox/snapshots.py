@@ -21,6 +21,19 @@ environment); then takes its own uid (k, a host uid no other environment has), w
 every capability, and only then runs the hooks and the handler. Its Runtime API is a
 connected socket the platform hands it, never a listening port.
 
+A version is one security domain. Its init code runs in the snapshot, with capabilities in
+the snapshot's user namespace, and every environment is a fork of that interpreter: code
+that init left behind (patched functions, at-fork hooks, threads) runs in each fork before
+the uid drop, and can keep privileges over the version's own namespaces. What it can reach
+is the version's own: its environments (their processes, their Runtime API sockets, which
+pass through the snapshot), its network namespaces and their interfaces. Not the host, other
+functions or other versions: the namespaces are owned by the snapshot's user namespace,
+whose uids map to host uids no one else has, and the host's firewall admits from each
+environment's interface only that environment's own address (no forged or un-NATed
+packets, no IPv6). The snapshot's side of the control socket is untrusted: its messages
+are bounded and checked, and a snapshot that stops reading or answering is killed.
+This is why SnapStart is off until the operator turns it on (LAMINA_SNAPSTART).
+
 What is relaxed, exactly, compared to an environment started fresh (and why):
 - the environments of one version share the snapshot's PID namespace (a fork cannot leave
   it): each sees the others' processes in /proc, names and pids, but not their memory,
@@ -61,7 +74,7 @@ from lamina.sandbox.cgroups import EnvironmentCgroup
 from lamina.sandbox.network import NetworkIsolation, Slot
 from lamina.sandbox.process import ProcessGroupSandbox
 from lamina.sandbox.runtime_files import PYTHON_BOOTSTRAP
-from lamina.sandbox.zygote import split_frames
+from lamina.sandbox.zygote import FrameTooLarge, split_frames, writable
 
 log = logging.getLogger("lamina.sandbox")
 
@@ -108,6 +121,18 @@ class SnapshotIsolation:
         return "".join(f"{inside} {host} {count}\n" for inside, host, count in lines)
 
 
+# The snapshot runs user code, so its side of the control socket is untrusted: its messages
+# are bounded and checked, and it must read and answer within this long, or it is killed.
+CONTROL_FRAME_MAX = 64 * 1024
+CONTROL_TIMEOUT_S = 10.0
+# Exit reports of children not yet known (their pid's reply still on its way) kept at most.
+_EARLY_EXITS_MAX = 1024
+
+
+class ControlViolation(RuntimeError):
+    """The snapshot broke its side of the control protocol (it has been killed)."""
+
+
 class Snapshot:
     """One initialised process and its control socket."""
 
@@ -125,6 +150,8 @@ class Snapshot:
         self._ready: asyncio.Future[float] = asyncio.get_running_loop().create_future()
         self._pending: list[asyncio.Future[int]] = []
         self._exits: dict[int, asyncio.Future[int]] = {}
+        self._early_exits: dict[int, int] = {}
+        self._mapped = False
         self._lock = asyncio.Lock()
         control.setblocking(False)
         asyncio.get_running_loop().add_reader(control.fileno(), self._on_readable)
@@ -150,26 +177,50 @@ class Snapshot:
     async def fork(
         self, request: dict[str, Any], fds: list[int]
     ) -> tuple[int, asyncio.Future[int]]:
-        """Fork one environment; its pid (in the snapshot's PID namespace) and exit status."""
+        """Fork one environment; its pid (in the snapshot's PID namespace) and exit status.
+        Never blocks the event loop: a snapshot that stops reading or answering is killed
+        after CONTROL_TIMEOUT_S (ControlViolation)."""
         loop = asyncio.get_running_loop()
         body = orjson.dumps(request)
         header = _HEADER.pack(len(body))
         reply: asyncio.Future[int] = loop.create_future()
         async with self._lock:
-            # A short control message: the socket buffer takes it whole.
-            self._control.setblocking(True)
+            # Waiting before the request goes out: its reply may be read before the send
+            # returns. Replies come in request order, which the lock keeps.
+            self._pending.append(reply)
+            try:
+                await asyncio.wait_for(self._send_with(header, body, fds), CONTROL_TIMEOUT_S)
+            except TimeoutError:
+                raise self._violated("it stopped reading its control socket") from None
+            except BaseException:
+                if reply in self._pending:
+                    self._pending.remove(reply)
+                reply.cancel()
+                raise
+        try:
+            pid = await asyncio.wait_for(reply, CONTROL_TIMEOUT_S)
+        except TimeoutError:
+            raise self._violated("it did not answer a fork request") from None
+        exited: asyncio.Future[int] = loop.create_future()
+        early = self._early_exits.pop(pid, None)
+        if early is not None:
+            exited.set_result(early)
+        else:
+            self._exits[pid] = exited
+        return pid, exited
+
+    async def _send_with(self, header: bytes, body: bytes, fds: list[int]) -> None:
+        """The header with `fds` (SCM_RIGHTS), then the body, without blocking."""
+        loop = asyncio.get_running_loop()
+        while True:
             try:
                 sent = self._control.sendmsg(
                     [header], [(socket.SOL_SOCKET, socket.SCM_RIGHTS, array.array("i", fds))]
                 )
-                self._control.sendall(header[sent:] + body)
-            finally:
-                self._control.setblocking(False)
-            self._pending.append(reply)
-        pid = await reply
-        exited: asyncio.Future[int] = loop.create_future()
-        self._exits[pid] = exited
-        return pid, exited
+                break
+            except BlockingIOError:
+                await writable(loop, self._control)
+        await loop.sock_sendall(self._control, header[sent:] + body)
 
     def host_pid(self, inner_pid: int) -> int:
         """The host's pid of a child known by its pid in the snapshot's PID namespace."""
@@ -187,12 +238,17 @@ class Snapshot:
         raise RuntimeError(f"the snapshot's child {inner_pid} is gone")
 
     def _send(self, message: dict[str, Any]) -> None:
-        data = orjson.dumps(message)
-        self._control.setblocking(True)
+        """A short reply, sent from the reader callback: it must go out whole at once (the
+        socket's buffer is empty while the snapshot waits for it), else the snapshot is
+        not following the protocol."""
+        body = orjson.dumps(message)
+        data = _HEADER.pack(len(body)) + body
         try:
-            self._control.sendall(_HEADER.pack(len(data)) + data)
-        finally:
-            self._control.setblocking(False)
+            sent = self._control.send(data)
+        except BlockingIOError:
+            sent = 0
+        if sent != len(data):
+            self._violated("its control socket would not take a reply")
 
     def _on_readable(self) -> None:
         try:
@@ -204,12 +260,27 @@ class Snapshot:
         if not data:
             self._closed()
             return
-        messages, self._buffer = split_frames(self._buffer + data)
-        for message in messages:
-            self._dispatch(message)
+        try:
+            messages, self._buffer = split_frames(self._buffer + data, CONTROL_FRAME_MAX)
+            for message in messages:
+                self._dispatch(message)
+        except (FrameTooLarge, ValueError, TypeError, KeyError, OSError) as error:
+            self._violated(f"a malformed control message ({error})")
+
+    def _violated(self, why: str) -> ControlViolation:
+        """Kill a snapshot that broke the protocol; the error to raise where one is due."""
+        log.warning("SnapStart snapshot %s killed: %s", self.process.pid, why)
+        self.close()
+        return ControlViolation(f"the snapshot was stopped: {why}")
 
     def _dispatch(self, message: dict[str, Any]) -> None:
+        if not isinstance(message, dict):
+            raise TypeError("not an object")
         if "userns" in message:
+            # Once, before the init: the map is written by root on the snapshot's word.
+            if self._mapped or self._ready.done():
+                raise ValueError("a second user namespace")
+            self._mapped = True
             self._map_user_namespace()
         elif "ready" in message:
             self.init_ms = float(message.get("init_ms") or 0.0)
@@ -221,9 +292,15 @@ class Snapshot:
         elif "pid" in message and self._pending:
             self._pending.pop(0).set_result(int(message["pid"]))
         elif "exit" in message:
-            exited = self._exits.pop(int(message["exit"]), None)
-            if exited is not None and not exited.done():
-                exited.set_result(int(message["status"]))
+            pid, status = int(message["exit"]), int(message["status"])
+            exited = self._exits.pop(pid, None)
+            if exited is None:
+                # Its pid's reply may be in the same read, not yet seen by `fork`.
+                if len(self._early_exits) >= _EARLY_EXITS_MAX:
+                    self._early_exits.pop(next(iter(self._early_exits)))
+                self._early_exits[pid] = status
+            elif not exited.done():
+                exited.set_result(status)
 
     def _map_user_namespace(self) -> None:
         """The snapshot made its user namespace: map its uids (written by root, here)."""
@@ -266,6 +343,7 @@ class Snapshot:
         """Kill the snapshot (its environments, in its PID namespace, go with it)."""
         with contextlib.suppress(ValueError, RuntimeError, OSError):
             asyncio.get_running_loop().remove_reader(self._control.fileno())
+        self._closed()  # whoever waits on it hears it is gone
         with contextlib.suppress(OSError):
             self._control.close()
         if self.process.poll() is None:

@@ -33,7 +33,7 @@ _HEADER = struct.Struct(">I")
 TEMPLATE = PYTHON_BOOTSTRAP.parent / "zygote.py"
 
 
-async def _writable(loop: asyncio.AbstractEventLoop, sock: socket.socket) -> None:
+async def writable(loop: asyncio.AbstractEventLoop, sock: socket.socket) -> None:
     ready: asyncio.Future[None] = loop.create_future()
 
     def wake() -> None:
@@ -47,12 +47,19 @@ async def _writable(loop: asyncio.AbstractEventLoop, sock: socket.socket) -> Non
         loop.remove_writer(sock.fileno())
 
 
-def split_frames(buffer: bytes) -> tuple[list[dict[str, Any]], bytes]:
+class FrameTooLarge(ValueError):
+    """A control message longer than its reader accepts."""
+
+
+def split_frames(buffer: bytes, max_frame: int | None = None) -> tuple[list[dict[str, Any]], bytes]:
     """The whole messages at the start of what a control socket gave (a 4-byte big-endian
-    length, then JSON), and the bytes of the next one not yet complete."""
+    length, then JSON), and the bytes of the next one not yet complete. `max_frame` bounds a
+    message's length for a reader whose peer runs user code (FrameTooLarge beyond)."""
     messages = []
     while len(buffer) >= _HEADER.size:
         size = _HEADER.unpack_from(buffer)[0]
+        if max_frame is not None and size > max_frame:
+            raise FrameTooLarge(f"a control message of {size} bytes")
         if len(buffer) < _HEADER.size + size:
             break
         messages.append(orjson.loads(buffer[_HEADER.size : _HEADER.size + size]))
@@ -141,7 +148,7 @@ class Template:
                     )
                     break
                 except BlockingIOError:
-                    await _writable(loop, self._socket)
+                    await writable(loop, self._socket)
             await loop.sock_sendall(self._socket, header[sent:] + body)
             # Replies come in request order, so the waiter joins only once its request is out.
             self._pending.append(reply)

@@ -133,13 +133,23 @@ def _isolate(isolation):
         _lo_up()
 
 
+_PR_SET_SECUREBITS = 28
+_CAPABILITY_SETS = ("CapInh:", "CapPrm:", "CapEff:", "CapAmb:")
+
+
 def _drop_to(uid):
+    """Take the environment's own uid with no capability left in any set. Securebits are
+    cleared first: init code may have set SECBIT_KEEP_CAPS (or locked them, which makes this
+    fail and the environment with it), and a kept permitted set could be raised again.
+    This hardens the common path only: init code shares this interpreter, and the version
+    is one security domain (see lamina.sandbox.snapshots)."""
+    _check(_libc.prctl(_PR_SET_SECUREBITS, 0, 0, 0, 0))
     os.setresgid(uid, uid, uid)
     os.setresuid(uid, uid, uid)
     with open("/proc/self/status") as status:
         for line in status:
-            if line.startswith("CapEff:") and int(line.split()[1], 16) != 0:
-                raise RuntimeError("capabilities left after the uid drop")
+            if line.startswith(_CAPABILITY_SETS) and int(line.split()[1], 16) != 0:
+                raise RuntimeError("capabilities left after the uid drop: " + line.strip())
 
 
 def _hold_network(fds, closing):
