@@ -30,6 +30,18 @@ def fresh_server(*args: str, env: dict[str, str] | None = None) -> Iterator[Lami
             server.stop()
 
 
+def url_path(function_url: str) -> str:
+    """The path form of a `FunctionUrl` Lamina handed out, in either form:
+    `http://<id>.lambda-url.<region>.localhost:<port>/`, or `http://127.0.0.1:<port>/lambda-url/<id>/`
+    where `*.localhost` does not resolve on the machine."""
+    address = function_url.split("//", 1)[1]
+    if "/lambda-url/" in address:
+        url_id = address.split("/lambda-url/", 1)[1].split("/", 1)[0]
+    else:
+        url_id = address.split(".", 1)[0]
+    return f"/lambda-url/{url_id}/"
+
+
 def percentile(samples: list[float], fraction: float) -> float:
     ordered = sorted(samples)
     index = min(len(ordered) - 1, max(0, round(fraction * (len(ordered) - 1))))

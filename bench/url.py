@@ -18,7 +18,15 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.harness import ROLE, KeepAlive, fresh_server, loadgen, percentile, time_calls
+from bench.harness import (
+    ROLE,
+    KeepAlive,
+    fresh_server,
+    loadgen,
+    percentile,
+    time_calls,
+    url_path,
+)
 from bench.invoke import package
 
 HANDLER = "def handler(event, context):\n    return {'ok': True, 'n': 1}\n"
@@ -70,14 +78,7 @@ def create(client: Any) -> str:
         InvokedViaFunctionUrl=True,
     )
     url = client.create_function_url_config(FunctionName="url-bench", AuthType="NONE")
-    # Either form Lamina hands out: http://<id>.lambda-url.<region>.localhost:<port>/, or
-    # http://127.0.0.1:<port>/lambda-url/<id>/ where *.localhost does not resolve.
-    address = url["FunctionUrl"].split("//", 1)[1]
-    if "/lambda-url/" in address:
-        url_id = address.split("/lambda-url/", 1)[1].split("/", 1)[0]
-    else:
-        url_id = address.split(".", 1)[0]
-    return f"/lambda-url/{url_id}/"
+    return url_path(url["FunctionUrl"])
 
 
 def main() -> None:

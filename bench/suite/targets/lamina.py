@@ -14,7 +14,7 @@ from typing import Any
 
 from tests.support.server import LaminaServer
 
-from bench.harness import ROLE
+from bench.harness import ROLE, url_path
 from bench.suite.client import LoadResult, load
 from bench.suite.handlers import FunctionSpec
 from bench.suite.targets.base import Capability, HttpSession, Session, Target
@@ -65,8 +65,7 @@ class LaminaSession(HttpSession):
             InvokedViaFunctionUrl=True,
         )
         url = self._client.create_function_url_config(FunctionName=name, AuthType="NONE")
-        url_id = url["FunctionUrl"].split("//", 1)[1].split(".", 1)[0]
-        return f"/lambda-url/{url_id}/"
+        return url_path(url["FunctionUrl"])
 
     def url_load(self, name: str, concurrency: int, total: int) -> LoadResult:
         return load(self.port, self._url_paths[name], concurrency, total)
