@@ -138,3 +138,9 @@ def test_a_response_is_written_as_uvicorn_writes_one() -> None:
     assert written == b"HTTP/1.1 200 OK\r\ndate: today\r\ncontent-length: 2\r\n\r\n{}"
     closing = http_response(429, [], b"", True)
     assert closing == b"HTTP/1.1 429 Too Many Requests\r\nconnection: close\r\n\r\n"
+
+
+def test_a_fragment_is_left_out_as_the_generic_path_leaves_it_out() -> None:
+    found = claim(PATH + b"?Qualifier=live#section")
+    assert found is not None
+    assert (found.members["Qualifier"], found.query) == ("live", "Qualifier=live")

@@ -110,7 +110,8 @@ class InvokeFastPath:
         """The call, when this path serves the request; None sends it the generic way."""
         if method != b"POST":
             return None
-        raw_path, _, query = url.partition(b"?")
+        # A fragment is the client's own (httptools drops it for the generic path).
+        raw_path, _, query = url.partition(b"#")[0].partition(b"?")
         found = _INVOKE_PATH.match(raw_path)
         if found is None:
             return None

@@ -122,10 +122,21 @@ class CoalescingHttpToolsProtocol(HttpToolsProtocol):
         self.tasks.add(task)
 
     async def _answer(self, exchange: _FastExchange) -> None:
+        try:
+            await self._answer_now(exchange)
+        except BaseException:
+            # As uvicorn does for an app that fails: no half answer on a kept-alive connection.
+            self.transport.close()
+            raise
+
+    async def _answer_now(self, exchange: _FastExchange) -> None:
         assert self._fast_invoke is not None
         body = b"".join(exchange.body)
         client = self.client[0] if self.client else None
         status, headers, payload = await self._fast_invoke.respond(exchange.call, body, client)
+        if self.flow.write_paused and not exchange.disconnected:
+            # A client not reading its answers holds up the next, as on the ASGI path.
+            await self.flow.drain()
         if exchange.disconnected or self.transport.is_closing():
             return
         headers = [*self.server_state.default_headers, *headers]
