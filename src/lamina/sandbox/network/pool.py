@@ -183,7 +183,13 @@ class NetworkIsolation:
                 self._making += 1
         if start:
             asyncio.get_running_loop().run_in_executor(None, self._make_for_waiting)
-        return await asyncio.wrap_future(waiter)
+        try:
+            return await asyncio.wrap_future(waiter)
+        except asyncio.CancelledError:
+            # A slot handed over just as the taker gave up would otherwise be lost.
+            if not waiter.cancel() and not waiter.cancelled() and waiter.exception() is None:
+                self.give_back(waiter.result())
+            raise
 
     def listen(self, slot: Slot) -> socket.socket:
         """The environment's Runtime API socket, listening at 127.0.0.1:9001 inside the slot.
@@ -272,14 +278,15 @@ class NetworkIsolation:
                     for slot in slots
                 ]
                 firewall.nft(firewall.sources_script(self.plan, pairs), self._nft)
+                if key is not None and chain is not None:
+                    interfaces = [slot.addresses.host_interface for slot in slots]
+                    firewall.nft(
+                        firewall.join_script(self.plan, interfaces, chain, key.internet),
+                        self._nft,
+                    )
             except BaseException:
                 remove_slots(slots, self._ip)
                 raise
-            if key is not None and chain is not None:
-                interfaces = [slot.addresses.host_interface for slot in slots]
-                firewall.nft(
-                    firewall.join_script(self.plan, interfaces, chain, key.internet), self._nft
-                )
         except BaseException:
             with self._ready:
                 self._free.extend(indices)
@@ -327,13 +334,15 @@ class NetworkIsolation:
 
     def _next_waiting(self) -> tuple[NetworkPolicy | None, list[Waiter]]:
         """(pool, its waiting takers up to a batch) for the first pool anyone waits on."""
-        for key, waiting in self._waiting.items():
+        for key, waiting in list(self._waiting.items()):
             batch: list[Waiter] = []
             while waiting and len(batch) < _ON_DEMAND_MAX:
                 waiter = waiting.popleft()
                 if not waiter.cancelled():
                     batch.append(waiter)
             if batch:
+                # Served last next time: every network's takers get their turn.
+                self._waiting[key] = self._waiting.pop(key)
                 return key, batch
         return None, []
 
