@@ -278,5 +278,12 @@ def test_printing_100_mb_keeps_the_server_memory_flat(
     after = rss_kib(bad_server.process.pid)
     assert (payload, error) == ("done", None)
     assert len(tail.encode()) <= 4096
-    assert after - before < 48 * 1024, (before, after)
+    # The first 100 MB raise the server to the high-water mark of its bounded log buffers and
+    # of the allocator's arenas: 35-52 MB measured, more when the log writer lags behind on a
+    # loaded machine. Flat means what follows: another 100 MB add next to nothing, where a
+    # buffer growing with the output would add as much again.
+    assert after - before < 64 * 1024, (before, after)
+    assert outcome(client, name, do="chatter", lines=100 * 1024)[:2] == ("done", None)
+    again = rss_kib(bad_server.process.pid)
+    assert again - after < 16 * 1024, (before, after, again)
     still_serves(client, name)
