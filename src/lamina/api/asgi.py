@@ -45,12 +45,13 @@ INTERNAL_PREFIX = "/_lamina/"
 CONSOLE_PREFIX = "/console"
 # Prometheus' conventional scrape path, served by the internal front too.
 METRICS_PATH = "/metrics"
-_URL_HOST_MARK = b".lambda-url."
+URL_HOST_MARK = b".lambda-url."
 _FORM = FORM_CONTENT_TYPE.encode()
 _TARGET = HEADER_TARGET.lower().encode()
 # The signing name in a SigV4 credential scope: `Credential=<key>/<date>/<region>/<name>/...`.
 _SIGNING_NAME = re.compile(rb"Credential=[^/]*/\d{8}/[^/]*/([^/]+)/")
-_LAMBDA_SCOPE = b"/lambda/aws4_request,"
+# What a Lambda-signed request's Authorization header holds (the end of its credential scope).
+LAMBDA_SCOPE = b"/lambda/aws4_request,"
 
 
 class Gateway(Protocol):
@@ -86,7 +87,7 @@ def is_function_url(scope: Scope) -> bool:
         return True
     for name, value in scope["headers"]:
         if name == b"host":
-            return _URL_HOST_MARK in value
+            return URL_HOST_MARK in value
     return False
 
 
@@ -133,7 +134,7 @@ class FrontDoor:
         signed_elsewhere = (
             scope.get("query_string")
             if authorization is None
-            else _LAMBDA_SCOPE not in authorization
+            else LAMBDA_SCOPE not in authorization
         )
         if gateway is not None and signed_elsewhere:
             destination = gateway.destination(scope)
@@ -158,8 +159,8 @@ class FrontDoor:
                 target = value
             elif name == b"content-type":
                 content_type = value
-            elif name == b"authorization":
-                authorization = value
+            elif name == b"authorization" and authorization is None:
+                authorization = value  # the first, as for other methods (`_authorization`)
         if target is not None:
             return self._json.get(target.partition(b".")[0]), authorization
         if path == "/" and content_type is not None and content_type.startswith(_FORM):

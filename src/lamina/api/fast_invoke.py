@@ -21,13 +21,13 @@ import logging
 import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from http import HTTPStatus
 from typing import Any
 from urllib.parse import parse_qs, unquote
 
 from botocore.model import OperationModel
 from starlette.responses import Response
 
+from lamina.api.asgi import LAMBDA_SCOPE, URL_HOST_MARK
 from lamina.api.invoke import SYNC_REQUEST_MAX_BYTES, invoke_response, sync_request
 from lamina.api.validation import validate
 from lamina.arns import Account, parse_function_ref
@@ -43,8 +43,6 @@ log = logging.getLogger("lamina.api")
 OPERATION = "Invoke"
 # The model's requestUri, as the rest-json router compiles it (one label, no slash in it).
 _INVOKE_PATH = re.compile(rb"^/2015-03-31/functions/([^/]+)/invocations/?$")
-_URL_HOST_MARK = b".lambda-url."
-_LAMBDA_SCOPE = b"/lambda/aws4_request,"
 # Request headers this path reads; any other `x-amz-*` one is a member it does not decode
 # (X-Amz-Tenant-Id, X-Amz-Durable-Execution-Name...) and goes the generic way.
 _MEMBER_HEADERS = {
@@ -78,7 +76,6 @@ class FastCall:
     members: dict[str, str]
     trace_header: str | None
     user_agent: str | None
-    content_length: int
     headers: Sequence[tuple[bytes, bytes]]
 
 
@@ -138,7 +135,7 @@ class InvokeFastPath:
             elif name == b"user-agent":
                 agent = value.decode("latin-1")
             elif name == b"host":
-                if _URL_HOST_MARK in value:
+                if URL_HOST_MARK in value:
                     return None  # a function URL's host
             elif name in _GENERIC_ONLY or name.startswith(b"x-amz-"):
                 return None
@@ -146,7 +143,7 @@ class InvokeFastPath:
             return None
         if members.get("InvocationType", "RequestResponse") != "RequestResponse":
             return None
-        if self._gateway and authorization is not None and _LAMBDA_SCOPE not in authorization:
+        if self._gateway and authorization is not None and LAMBDA_SCOPE not in authorization:
             return None  # signed for another service: the gateway's, or refused
         text_query = query.decode("latin-1")
         if text_query:
@@ -161,7 +158,6 @@ class InvokeFastPath:
             members=members,
             trace_header=trace,
             user_agent=agent,
-            content_length=length,
             headers=headers,
         )
 
@@ -200,13 +196,12 @@ class InvokeFastPath:
             record.operation, record.params = OPERATION, dict(params)
         signer = None
         if self._verifier is not None:
+            # As the generic path reads them: by lower-case name, the last of a repeated one.
+            signed = {
+                name.decode("latin-1"): value.decode("latin-1") for name, value in call.headers
+            }
             signer = self._verifier.authenticate(
-                "POST",
-                _header(call.headers, b"host"),
-                call.raw_path,
-                call.query,
-                {name.decode("latin-1"): value.decode("latin-1") for name, value in call.headers},
-                body,
+                "POST", signed.get("host", ""), call.raw_path, call.query, signed, body
             )
             if record is not None:
                 record.verified, record.caller = True, signer.caller.access_key_id
@@ -263,35 +258,3 @@ class InvokeFastPath:
             record.error = error.code
         response = self._error_response(error, request_id)
         return response.status_code, list(response.raw_headers), bytes(response.body)
-
-
-def _header(headers: Sequence[tuple[bytes, bytes]], wanted: bytes) -> str:
-    value = ""
-    for name, found in headers:
-        if name == wanted:
-            value = found.decode("latin-1")  # the last one, as a dict of them keeps
-    return value
-
-
-def _status_line(status: int) -> bytes:
-    try:
-        phrase = HTTPStatus(status).phrase
-    except ValueError:
-        phrase = ""
-    return f"HTTP/1.1 {status} {phrase}\r\n".encode()
-
-
-_STATUS_LINES = {status: _status_line(status) for status in range(100, 600)}
-
-
-def http_response(
-    status: int, headers: Sequence[tuple[bytes, bytes]], body: bytes, closing: bool
-) -> bytes:
-    """The response's bytes, as uvicorn writes a response with a Content-Length."""
-    parts = [_STATUS_LINES[status]]
-    for name, value in headers:
-        parts += (name, b": ", value, b"\r\n")
-    if closing:
-        parts.append(b"connection: close\r\n")
-    parts += (b"\r\n", body)
-    return b"".join(parts)

@@ -17,11 +17,12 @@ shutdown and a pipelined next request are handled as for any other request.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Sequence
 from typing import Any
 
-from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+from uvicorn.protocols.http.httptools_impl import STATUS_LINE, HttpToolsProtocol
 
-from lamina.api.fast_invoke import FastCall, InvokeFastPath, http_response
+from lamina.api.fast_invoke import FastCall, InvokeFastPath
 
 
 class _CoalescingTransport:
@@ -145,3 +146,16 @@ class CoalescingHttpToolsProtocol(HttpToolsProtocol):
         if not exchange.keep_alive:
             self.transport.close()
         self.on_response_complete()
+
+
+def http_response(
+    status: int, headers: Sequence[tuple[bytes, bytes]], body: bytes, closing: bool
+) -> bytes:
+    """The response's bytes, as uvicorn writes a response with a Content-Length."""
+    parts = [STATUS_LINE[status]]
+    for name, value in headers:
+        parts += (name, b": ", value, b"\r\n")
+    if closing:
+        parts.append(b"connection: close\r\n")
+    parts += (b"\r\n", body)
+    return b"".join(parts)

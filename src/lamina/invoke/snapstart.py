@@ -40,13 +40,13 @@ from lamina.model.functions import FunctionConfig
 from lamina.sandbox.api import SandboxBackend, SandboxSpec
 from lamina.sandbox.lifecycle import InitReported, InitStarted
 from lamina.sandbox.log_sink import LogSink
+from lamina.sandbox.mounts import PathMapping
 from lamina.sandbox.output import EnvironmentOutput
 from lamina.sandbox.snapshots import (
     ENVIRONMENTS_PER_SNAPSHOT,
     HIDDEN_VARIABLES,
     SNAPSHOT_SCRIPT,
     InitFailed,
-    PathMapping,
     RestoredBackend,
     RuntimeSockets,
     Snapshot,

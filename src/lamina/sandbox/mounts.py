@@ -475,3 +475,16 @@ def build_root(plan: RootPlan) -> None:
     os.chdir(TASK_ROOT)
     for holder in holders:
         os.waitpid(holder, 0)
+
+
+# (host path, the path it has inside the sandbox), longest host path first.
+PathMapping = list[tuple[str, str]]
+
+
+def inside_paths(value: str, mapping: PathMapping) -> str:
+    """`value` (an argument, an environment variable) with host paths replaced by the paths
+    the sandbox sees them at."""
+    for host, inside in mapping:
+        if host in value:
+            value = value.replace(host, inside)
+    return value

@@ -131,13 +131,6 @@ def _resolv_conf(spec: SandboxSpec, default: str) -> str:
     return "".join(f"nameserver {server}\n" for server in servers) or default
 
 
-def _translate(value: str, mapping: Sequence[tuple[str, str]]) -> str:
-    for host, inside in mapping:
-        if host in value:
-            value = value.replace(host, inside)
-    return value
-
-
 class NamespaceSandbox:
     """One environment's process tree, uid and cgroup."""
 
@@ -329,8 +322,10 @@ class NamespaceBackend:
                 cgroup = self._cgroups.create(environment_id, wanted)
             spec.scratch_root.mkdir(parents=True, exist_ok=True)
             mapping = self._mapping(spec)
-            argv = [_translate(arg, mapping) for arg in spec.command]
-            environment = {key: _translate(v, mapping) for key, v in spec.environment.items()}
+            argv = [mounts.inside_paths(arg, mapping) for arg in spec.command]
+            environment = {
+                key: mounts.inside_paths(v, mapping) for key, v in spec.environment.items()
+            }
             plan = self._plan(spec, argv[0], uid)
             channel = spec.runtime_api
             if channel is not None:
@@ -459,9 +454,11 @@ class NamespaceBackend:
             spec.scratch_root.mkdir(parents=True, exist_ok=True)
             mapping = self._mapping(spec)
             interpreter = spec.command[0]
-            argv = [interpreter, "-u", _translate(str(script), mapping), str(control_fd)]
+            argv = [interpreter, "-u", mounts.inside_paths(str(script), mapping), str(control_fd)]
             argv.append("--userns")
-            environment = {key: _translate(v, mapping) for key, v in spec.environment.items()}
+            environment = {
+                key: mounts.inside_paths(v, mapping) for key, v in spec.environment.items()
+            }
             plan = self._plan(spec, interpreter, uids[0])
             procs = cgroup.procs_files if cgroup else []
             enter = enter_sandbox(

@@ -68,9 +68,10 @@ from typing import Any
 import orjson
 
 from lamina.model.networks import NetworkPolicy
-from lamina.sandbox import limits
+from lamina.sandbox import limits, mounts
 from lamina.sandbox.api import SandboxSpec
 from lamina.sandbox.cgroups import EnvironmentCgroup
+from lamina.sandbox.mounts import PathMapping
 from lamina.sandbox.network import NetworkIsolation, Slot
 from lamina.sandbox.process import ProcessGroupSandbox
 from lamina.sandbox.runtime_files import PYTHON_BOOTSTRAP
@@ -461,16 +462,6 @@ class RuntimeSockets:
             self.directory.rmdir()
 
 
-PathMapping = list[tuple[str, str]]
-
-
-def translate(value: str, mapping: PathMapping) -> str:
-    for host, inside in mapping:
-        if host in value:
-            value = value.replace(host, inside)
-    return value
-
-
 class RestoredBackend:
     """The sandbox backend of one SnapStart version's environments: forks of its snapshot."""
 
@@ -502,7 +493,7 @@ class RestoredBackend:
 
     async def start(self, spec: SandboxSpec) -> RestoredSandbox:
         environment = {
-            key: translate(value, self._mapping)
+            key: mounts.inside_paths(value, self._mapping)
             for key, value in spec.environment.items()
             if key not in HIDDEN_VARIABLES
         }
@@ -765,8 +756,6 @@ def spawn_snapshot(
 ) -> subprocess.Popen[bytes]:
     """Start the snapshot process; with `enter`, as process 1 of a new PID namespace that
     `enter` isolates between fork and exec (see `namespace.enter_sandbox`)."""
-    from lamina.sandbox import mounts
-
     own = -1
     if enter is not None:
         own = os.open("/proc/self/ns/pid", os.O_RDONLY | os.O_CLOEXEC)

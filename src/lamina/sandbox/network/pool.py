@@ -34,12 +34,12 @@ from lamina.sandbox.network.addresses import (
     RUNTIME_API_PORT,
     AddressPlan,
 )
-from lamina.sandbox.network.interfaces import configure_inside
 from lamina.sandbox.network.options import NetworkOptions, tools
 from lamina.sandbox.network.slots import (
     InNamespace,
     Slot,
     SlotError,
+    configure_environment_side,
     make_slots,
     remove_leftovers,
     remove_slots,
@@ -221,13 +221,7 @@ class NetworkIsolation:
         fd = os.open(netns, os.O_RDONLY | os.O_CLOEXEC)
         try:
             with self._inside.entered(fd):
-                # IPv4 only, as in the slot (see `make_slots`); before eth0 is up.
-                with open(
-                    "/proc/sys/net/ipv6/conf/all/disable_ipv6", "w", encoding="ascii"
-                ) as knob:
-                    knob.write("1")
-                link = slot.addresses
-                configure_inside(link.environment_address, "255.255.255.254", link.host_address)
+                configure_environment_side(slot.addresses)
         finally:
             os.close(fd)
 

@@ -105,15 +105,20 @@ def make_slots(
             link = slot.addresses
             slot.fd = os.open(slot.path, os.O_RDONLY | os.O_CLOEXEC)
             with inside.entered(slot.fd):
-                # No IPv6 inside (before eth0 is up, so it gets no link-local address): the
-                # firewall's rules and the addresses are IPv4.
-                with open(_NO_IPV6, "w", encoding="ascii") as knob:
-                    knob.write("1")
-                configure_inside(link.environment_address, _NETMASK_31, link.host_address)
+                configure_environment_side(link)
     except BaseException:
         remove_slots(slots, ip_path)
         raise
     return slots
+
+
+def configure_environment_side(link: SlotAddresses) -> None:
+    """In the calling thread's network namespace: the slot's eth0 addressed and up, routed
+    through the host's end. No IPv6 (set before eth0 is up, so it gets no link-local
+    address): the firewall's rules and the addresses are IPv4."""
+    with open(_NO_IPV6, "w", encoding="ascii") as knob:
+        knob.write("1")
+    configure_inside(link.environment_address, _NETMASK_31, link.host_address)
 
 
 def remove_slots(slots: Sequence[Slot], ip_path: str) -> None:
