@@ -332,7 +332,9 @@ def build_engine(
     templates = settings.zygote and settings.worker
     # `backend.network` (NamespaceBackend) holds the gateway address environments reach.
     network = network_options(settings) if settings.worker else None
-    backend = select_backend(settings.isolation, [data_dir], templates, network)
+    backend = select_backend(
+        settings.isolation, [data_dir], templates, network, settings.cgroup_fast_moves
+    )
     if settings.authentication_enabled and isinstance(backend, ProcessBackend):
         # Function code under the process backend can read the data directory and other
         # environments' variables: the IAM store's keys and every role's session with them.

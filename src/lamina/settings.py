@@ -68,6 +68,10 @@ class Settings:
     # A network namespace per environment under the namespace backend (off: environments
     # share the host's network, loopback services included).
     network_isolation: bool = True
+    # Let the namespace backend set the kernel's cgroup2 `favordynmods` flag, which makes
+    # moving a cold start's runtime into its cgroup ~30x cheaper (`lamina.sandbox.
+    # cgroup_moves`); off (LAMINA_CGROUP_FAST_MOVES=off) leaves the host's flags alone.
+    cgroup_fast_moves: bool = True
     # Fork Python runtimes from a pre-initialised template process (see README).
     zygote: bool = True
     runtime_overrides: tuple[tuple[str, str], ...] = ()
@@ -200,6 +204,7 @@ class Settings:
             audit=flag("AUDIT", base.audit),
             audit_invokes=flag("AUDIT_INVOKES", base.audit_invokes),
             fast_invoke=flag("FAST_INVOKE", base.fast_invoke),
+            cgroup_fast_moves=flag("CGROUP_FAST_MOVES", base.cgroup_fast_moves),
             snapstart=flag("SNAPSTART", base.snapstart),
             audit_max_mb=int(get("AUDIT_MAX_MB") or base.audit_max_mb),
             log_store_max_mb=int(get("LOG_STORE_MAX_MB") or base.log_store_max_mb),

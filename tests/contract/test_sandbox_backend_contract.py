@@ -30,7 +30,7 @@ from lamina.sandbox.network import NetworkOptions
 from lamina.sandbox.process import ProcessBackend
 from lamina.sandbox.runtime_files import PYTHON_BOOTSTRAP
 from lamina.sandbox.zygote import Templates, ZygoteBackend
-from tests.support.sandboxes import eventually
+from tests.support.sandboxes import eventually, probe_task_root
 
 KINDS = ["process", "process+template", "namespace", "namespace+template"]
 # The process group is all the process backends can kill (see test_kill_reaches_a_child_...).
@@ -152,11 +152,7 @@ def kind(request: pytest.FixtureRequest) -> str:
 
 @pytest.fixture
 def task_root(tmp_path: Path) -> Path:
-    # Laid out as the artifact cache lays code out: the namespace backend hides the parents.
-    root = tmp_path / "artifacts" / "code" / "probe"
-    root.mkdir(parents=True)
-    (root / "probe.py").write_text(PROBE)
-    return root
+    return probe_task_root(tmp_path, PROBE)
 
 
 def make_spec(

@@ -49,3 +49,12 @@ def process_gone(pid: int) -> bool:
     except OSError:
         return True
     return state == "Z"
+
+
+def probe_task_root(tmp_path: Path, probe: str) -> Path:
+    """Function code laid out as the artifact cache lays it out (the namespace backend hides
+    the parents): `probe.py` holding `probe`."""
+    root = tmp_path / "artifacts" / "code" / "probe"
+    root.mkdir(parents=True)
+    (root / "probe.py").write_text(probe)
+    return root

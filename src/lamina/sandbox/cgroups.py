@@ -9,10 +9,15 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import logging
 import os
 import signal
 from dataclasses import dataclass
 from pathlib import Path
+
+from lamina.sandbox import cgroup_moves
+
+log = logging.getLogger("lamina.sandbox")
 
 # 1,769 MB of memory buys one vCPU, as on AWS Lambda.
 MB_PER_VCPU = 1769
@@ -23,6 +28,8 @@ CPU_PERIOD_US = 20_000
 # Lambda's limit on processes and threads per environment.
 MAX_PIDS = 1024
 CONTROLLERS = ("memory", "cpu", "pids")
+# The setting that leaves the kernel's cgroup2 flags as the host set them.
+FAST_MOVES_OFF = "LAMINA_CGROUP_FAST_MOVES=off"
 
 
 def cpu_quota_us(memory_mb: int, period_us: int = CPU_PERIOD_US) -> int:
@@ -270,6 +277,8 @@ class CgroupManager:
         self._parents: dict[str, Path] = {}
         # controller -> why it is not used (absent when active)
         self.unavailable: dict[str, str] = {}
+        # Whether moving a runtime into its cgroup is fast (`cgroup_moves`), and why.
+        self.moves = (False, f"turned off by {FAST_MOVES_OFF}")
         if hierarchy.version == 1:
             self._prepare_v1(hierarchy)
         else:
@@ -368,8 +377,11 @@ def reap_stale(base: Path) -> None:
                 entry.rmdir()
 
 
-def open_manager(name: str | None = None) -> tuple[CgroupManager | None, str]:
-    """The manager for this host, or None and why not."""
+def open_manager(
+    name: str | None = None, fast_moves: bool = True
+) -> tuple[CgroupManager | None, str]:
+    """The manager for this host, or None and why not; `fast_moves` sets the kernel's
+    cgroup2 `favordynmods` flag (see `cgroup_moves`) unless the operator turned it off."""
     try:
         mountinfo = Path("/proc/self/mountinfo").read_text()
         self_cgroup = Path("/proc/self/cgroup").read_text()
@@ -381,4 +393,8 @@ def open_manager(name: str | None = None) -> tuple[CgroupManager | None, str]:
     manager = CgroupManager(hierarchy, name or f"lamina-{os.getpid()}")
     if not manager.active:
         return None, "; ".join(sorted(set(manager.unavailable.values())))
+    if fast_moves:
+        manager.moves = cgroup_moves.favour_moves(mountinfo)
+        if manager.moves[0]:
+            log.info("cgroups: fast moves into environment cgroups (%s)", manager.moves[1])
     return manager, why

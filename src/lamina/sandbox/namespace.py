@@ -579,6 +579,12 @@ class NamespaceBackend:
                 why("cpu", version),
             ),
             (
+                "cold starts move their runtime into its cgroup without waiting for the "
+                "kernel's RCU grace period",
+                bool(cgroups and cgroups.moves[0]),
+                cgroups.moves[1] if cgroups else self._cgroup_reason,
+            ),
+            (
                 f"{MAX_PIDS} processes and threads",
                 True,
                 why("pids", version) if "pids" in active else "RLIMIT_NPROC of the uid",

@@ -23,10 +23,13 @@ NETWORK_OFF = "turned off by LAMINA_NETWORK_ISOLATION=off"
 
 
 def namespace_backend(
-    hidden: Iterable[Path] = (), network: NetworkOptions | None = None
+    hidden: Iterable[Path] = (),
+    network: NetworkOptions | None = None,
+    fast_cgroup_moves: bool = True,
 ) -> tuple[SandboxBackend | None, str]:
     """The namespace backend, or None and why this host cannot run it; with `network`,
-    every environment gets a network namespace of its own where the host allows it."""
+    every environment gets a network namespace of its own where the host allows it;
+    `fast_cgroup_moves` sets the kernel flag that makes cold starts' cgroup moves cheap."""
     # Lazy: only Linux hosts that use it pay for ctypes and the probe.
     from lamina.sandbox.cgroups import open_manager
     from lamina.sandbox.namespace import NamespaceBackend, probe
@@ -34,7 +37,7 @@ def namespace_backend(
     why = probe()
     if why is not None:
         return None, why
-    cgroups, cgroup_reason = open_manager()
+    cgroups, cgroup_reason = open_manager(fast_moves=fast_cgroup_moves)
     backend = NamespaceBackend(
         cgroups, cgroup_reason, hidden, network=network, network_reason=NETWORK_OFF
     )
@@ -46,14 +49,16 @@ def select_backend(
     hidden: Iterable[Path] = (),
     templates: bool = False,
     network: NetworkOptions | None = None,
+    fast_cgroup_moves: bool = True,
 ) -> SandboxBackend:
     """The strongest backend the host allows, unless a weaker one is asked for; with
     `templates`, Python environments fork from pre-initialised templates.
 
     `hidden` lists host directories functions must never see (the data directory);
-    `network` asks for a network namespace per environment (None: the host's network).
+    `network` asks for a network namespace per environment (None: the host's network);
+    `fast_cgroup_moves` lets the namespace backend set cgroup2 `favordynmods`.
     """
-    backend = _isolation_backend(isolation, hidden, network)
+    backend = _isolation_backend(isolation, hidden, network, fast_cgroup_moves)
     if not templates:
         return backend
     # Template children enter the same sandbox a fresh runtime would: the template makes
@@ -68,7 +73,7 @@ def select_backend(
 
 
 def _isolation_backend(
-    isolation: str, hidden: Iterable[Path], network: NetworkOptions | None
+    isolation: str, hidden: Iterable[Path], network: NetworkOptions | None, fast_moves: bool
 ) -> SandboxBackend:
     if isolation == "process":
         log.warning(
@@ -77,7 +82,7 @@ def _isolation_backend(
             "(its loopback services included)"
         )
         return ProcessBackend()
-    backend, why = namespace_backend(hidden, network)
+    backend, why = namespace_backend(hidden, network, fast_moves)
     if backend is not None:
         log.info("isolation: namespace backend (namespaces, cgroups, a uid per environment)")
         for feature, active, detail in backend.describe():

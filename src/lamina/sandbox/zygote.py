@@ -78,6 +78,11 @@ class ZygoteSandbox(ProcessGroupSandbox):
         return await asyncio.shield(self._exited)
 
 
+# How many children a sandboxed template keeps forked and waiting in a PID namespace of
+# their own, for the next cold starts: each saves two forks (~3 ms) for the price of two
+# mostly shared processes.
+READY_CHILDREN = 4
+
 # Where the `lamina` package lives, so a template can preload the sandbox code its children
 # run (importing it in each child after the fork cost a namespace cold start ~15 ms).
 LAMINA_PATH = str(Path(__file__).resolve().parents[2])
@@ -102,7 +107,7 @@ class Template:
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
         command = [self.interpreter, "-u", str(TEMPLATE), str(theirs.fileno())]
         if self._sandboxed:
-            command.append(LAMINA_PATH)
+            command += [LAMINA_PATH, str(READY_CHILDREN)]
         self._process = subprocess.Popen(
             command,
             pass_fds=(theirs.fileno(),),
@@ -117,6 +122,10 @@ class Template:
         self._ready = loop.create_future()
         loop.add_reader(ours.fileno(), self._on_readable)
         await asyncio.wait_for(asyncio.shield(self._ready), timeout=30)
+
+    @property
+    def pid(self) -> int | None:
+        return self._process.pid if self._process is not None else None
 
     @property
     def alive(self) -> bool:

@@ -10,9 +10,16 @@ import struct
 HEADER = struct.Struct(">I")
 
 
-def send(control, message):
-    data = json.dumps(message).encode()
-    control.sendall(HEADER.pack(len(data)) + data)
+def send(control, message, fds=()):
+    body = json.dumps(message).encode()
+    data = HEADER.pack(len(body)) + body
+    if fds:
+        # The descriptors travel with the first bytes. Nothing more is sent once all is
+        # out: a reader that took the message may have closed its end already.
+        rights = [(socket.SOL_SOCKET, socket.SCM_RIGHTS, array.array("i", fds))]
+        data = data[control.sendmsg([data], rights) :]
+    if data:
+        control.sendall(data)
 
 
 def receive(control, max_fds=1):

@@ -1,0 +1,64 @@
+"""Moving a process into its environment's cgroup in well under a millisecond.
+
+Every cold start moves its runtime into a new cgroup. By default the kernel keeps the lock
+that guards such moves cheap for forks and exits and makes each move wait for an RCU grace
+period: 7 to 14 ms measured here, most of a cold start when they are spaced out. The cgroup v2
+root flag `favordynmods` (Linux 6.0+) trades the other way, which is the right trade for a
+host whose work is starting environments: moves then cost about 0.3 ms.
+
+The flag belongs to the kernel's one v2 hierarchy and is applied by every mount of it, so it
+is set by mounting that hierarchy once more, on a private directory, with the options the
+host's own mount has plus `favordynmods`, and unmounting it again: the host's mount and its
+per-mount flags stay as they are. On Linux 6.18 and later the kernel keeps the faster moves
+until reboot once the flag has been set.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import tempfile
+
+from lamina.sandbox import mounts
+
+FLAG = "favordynmods"
+
+
+def cgroup2_options(mountinfo: str, mount_point: str | None = None) -> set[str] | None:
+    """The super options of a cgroup v2 mount (the first, or the one at `mount_point`);
+    None when there is none."""
+    for line in mountinfo.splitlines():
+        left, _, right = line.partition(" - ")
+        point, fields = left.split()[4:5], right.split()
+        if len(fields) < 3 or fields[0] != "cgroup2":
+            continue
+        if mount_point is None or point == [mount_point]:
+            return set(fields[2].split(","))
+    return None
+
+
+def favour_moves(mountinfo: str) -> tuple[bool, str]:
+    """Set `favordynmods` on the cgroup v2 root; whether moves are fast now, and how."""
+    current = cgroup2_options(mountinfo)
+    if current is not None and FLAG in current:
+        return True, f"cgroup2 {FLAG} already set"
+    # Options the kernel reports that are not cgroup2 parameters.
+    keep = sorted((current or set()) - {"rw", "ro", FLAG})
+    directory = tempfile.mkdtemp(prefix="lamina-cgroup2-")
+    try:
+        mounts.mount("cgroup2", directory, "cgroup2", 0, ",".join([*keep, FLAG]))
+    except OSError as error:
+        os.rmdir(directory)
+        # EINVAL: a kernel before 6.0, which has no such flag.
+        return False, f"cannot set cgroup2 {FLAG}: {error.strerror}"
+    try:
+        with open("/proc/self/mountinfo") as table:
+            applied = FLAG in (cgroup2_options(table.read(), directory) or set())
+    finally:
+        with contextlib.suppress(OSError):
+            mounts.umount(directory, mounts.MNT_DETACH)
+        os.rmdir(directory)
+    if not applied:
+        # Outside the initial cgroup namespace the kernel takes the mount, not the flag.
+        return False, f"the kernel did not apply cgroup2 {FLAG} (a cgroup namespace?)"
+    return True, f"cgroup2 {FLAG} set by Lamina"
