@@ -114,7 +114,11 @@ async def ready_children(template: Template) -> list[int]:
     def full() -> bool:
         nonlocal found
         found = children(template.pid or 0)
-        return len(found) == READY_CHILDREN and all(children(child) for child in found)
+        return (
+            len(found) == READY_CHILDREN
+            and all(children(child) for child in found)
+            and sorted(template.ready_children) == sorted(found)
+        )
 
     assert await eventually(full, timeout=20), found
     return found
@@ -193,10 +197,8 @@ def test_ready_children_that_died_are_passed_over(task_root: Path) -> None:
             ready = await ready_children(template)
             for pid in ready:
                 os.kill(pid, signal.SIGKILL)
-            # Once the template has reaped them, none may be handed an environment.
-            assert await eventually(
-                lambda: not set(ready) & set(children(template.pid or 0)), timeout=10
-            )
+            # Once their exits are reported, none may be handed an environment.
+            assert await eventually(lambda: not set(ready) & set(template.ready_children), 10)
             pid, status, report, _ = await run(backend, spec(task_root, "after"))
             assert report["tag"] == "after"
             return ready, pid, status

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import array
 import asyncio
+import collections
 import contextlib
 import logging
 import os
@@ -17,6 +18,7 @@ import socket
 import struct
 import subprocess
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -45,6 +47,27 @@ async def writable(loop: asyncio.AbstractEventLoop, sock: socket.socket) -> None
         await ready
     finally:
         loop.remove_writer(sock.fileno())
+
+
+async def send_message(sock: socket.socket, body: bytes, fd: int | None = None) -> None:
+    """A control message (length, then `body`) on a non-blocking socket, `fd` travelling
+    with its first bytes; in one write where the socket takes it all (the reader would
+    otherwise wait for the rest), waiting while it is full (a burst of cold starts)."""
+    loop = asyncio.get_running_loop()
+    message = _HEADER.pack(len(body)) + body
+    rights = [] if fd is None else [(socket.SOL_SOCKET, socket.SCM_RIGHTS, array.array("i", [fd]))]
+    while True:
+        try:
+            sent = sock.sendmsg([message], rights)
+            break
+        except BlockingIOError:
+            await writable(loop, sock)
+    if sent < len(message):
+        await loop.sock_sendall(sock, message[sent:])
+
+
+# Room for the descriptors one read of the template's socket may bring.
+_RIGHTS_SPACE = socket.CMSG_SPACE(16 * array.array("i").itemsize)
 
 
 class FrameTooLarge(ValueError):
@@ -99,7 +122,11 @@ class Template:
         self._pending: list[asyncio.Future[int]] = []
         self._exits: dict[int, asyncio.Future[int]] = {}
         self._buffer = b""
-        self._ready: asyncio.Future[None] | None = None
+        # Descriptors the template sent, in order, until the message they came with is read.
+        self._received_fds: collections.deque[int] = collections.deque()
+        # Ready children (pid, the socket that assigns them an environment), oldest first.
+        self._ready_children: collections.deque[tuple[int, socket.socket]] = collections.deque()
+        self._up: asyncio.Future[None] | None = None
         self._lock = asyncio.Lock()
 
     async def start(self) -> None:
@@ -107,7 +134,7 @@ class Template:
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
         command = [self.interpreter, "-u", str(TEMPLATE), str(theirs.fileno())]
         if self._sandboxed:
-            command += [LAMINA_PATH, str(READY_CHILDREN)]
+            command.append(LAMINA_PATH)
         self._process = subprocess.Popen(
             command,
             pass_fds=(theirs.fileno(),),
@@ -119,9 +146,16 @@ class Template:
         theirs.close()
         ours.setblocking(False)
         self._socket = ours
-        self._ready = loop.create_future()
+        self._up = loop.create_future()
         loop.add_reader(ours.fileno(), self._on_readable)
-        await asyncio.wait_for(asyncio.shield(self._ready), timeout=30)
+        await asyncio.wait_for(asyncio.shield(self._up), timeout=30)
+        if self._sandboxed:
+            await self._send({"make_ready": READY_CHILDREN})
+
+    @property
+    def ready_children(self) -> list[int]:
+        """The pids of the ready children this side holds, oldest first."""
+        return [pid for pid, _ in self._ready_children]
 
     @property
     def pid(self) -> int | None:
@@ -139,39 +173,63 @@ class Template:
         output_fd: int,
         sandbox: dict[str, Any] | None = None,
     ) -> tuple[int, asyncio.Future[int]]:
-        """Fork a runtime; `sandbox` asks the child to enter the namespace sandbox first."""
+        """Fork a runtime; `sandbox` asks the child to enter the namespace sandbox first
+        (a ready child takes it where there is one)."""
         assert self._socket is not None
         loop = asyncio.get_running_loop()
         request = {"env": environment, "cwd": cwd, "limits": rlimits, "sandbox": sandbox}
         body = orjson.dumps(request)
-        reply: asyncio.Future[int] = loop.create_future()
-        async with self._lock:
-            fds = array.array("i", [output_fd])
-            header = _HEADER.pack(len(body))
-            # The descriptor travels with the first bytes; the rest is plain data. The socket
-            # is non-blocking and may be full under a burst of cold starts: wait, don't fail.
-            while True:
-                try:
-                    sent = self._socket.sendmsg(
-                        [header], [(socket.SOL_SOCKET, socket.SCM_RIGHTS, fds)]
-                    )
-                    break
-                except BlockingIOError:
-                    await writable(loop, self._socket)
-            await loop.sock_sendall(self._socket, header[sent:] + body)
-            # Replies come in request order, so the waiter joins only once its request is out.
-            self._pending.append(reply)
-        pid = await reply
+        pid = await self._assign(body, output_fd) if sandbox is not None else None
+        if pid is not None:
+            await self._send({"make_ready": 1})
+        else:
+            reply: asyncio.Future[int] = loop.create_future()
+            # Replies come in request order, so the waiter joins once its request is out.
+            await self._send(body, output_fd, then=lambda: self._pending.append(reply))
+            pid = await reply
         exited: asyncio.Future[int] = loop.create_future()
         self._exits[pid] = exited
         return pid, exited
 
+    async def _send(
+        self,
+        message: dict[str, Any] | bytes,
+        fd: int | None = None,
+        then: Callable[[], None] | None = None,
+    ) -> None:
+        """One message to the template, `fd` with its first bytes, and `then` once it is out."""
+        assert self._socket is not None
+        body = message if isinstance(message, bytes) else orjson.dumps(message)
+        async with self._lock:
+            await send_message(self._socket, body, fd)
+            if then is not None:
+                then()
+
+    async def _assign(self, body: bytes, output_fd: int) -> int | None:
+        """Hand the request straight to the oldest ready child; its pid, or None when none
+        took it (none ready, or all of them gone)."""
+        while self._ready_children:
+            pid, assignments = self._ready_children.popleft()
+            try:
+                await send_message(assignments, body, output_fd)
+                return pid
+            except OSError:
+                continue  # it died meanwhile; the template reports its exit to nobody
+            finally:
+                assignments.close()
+        return None
+
     def _on_readable(self) -> None:
         assert self._socket is not None
         try:
-            data = self._socket.recv(65536)
+            data, ancillary, _, _ = self._socket.recvmsg(65536, _RIGHTS_SPACE)
         except BlockingIOError:
             return
+        for level, kind, payload in ancillary:
+            if level == socket.SOL_SOCKET and kind == socket.SCM_RIGHTS:
+                fds = array.array("i")
+                fds.frombytes(payload[: len(payload) - len(payload) % fds.itemsize])
+                self._received_fds.extend(fds)
         if not data:
             self._closed()
             return
@@ -180,14 +238,37 @@ class Template:
             self._dispatch(message)
 
     def _dispatch(self, message: dict[str, Any]) -> None:
-        if "ready" in message and self._ready is not None and not self._ready.done():
-            self._ready.set_result(None)
+        if "ready" in message and self._up is not None and not self._up.done():
+            self._up.set_result(None)
         elif "pid" in message and self._pending:
             self._pending.pop(0).set_result(int(message["pid"]))
+        elif "ready_child" in message and self._received_fds:
+            assignments = socket.socket(fileno=self._received_fds.popleft())
+            assignments.setblocking(False)
+            self._ready_children.append((int(message["ready_child"]), assignments))
         elif "exit" in message:
-            exited = self._exits.pop(int(message["exit"]), None)
+            pid = int(message["exit"])
+            exited = self._exits.pop(pid, None)
             if exited is not None and not exited.done():
                 exited.set_result(int(message["status"]))
+            self._drop_ready_child(pid)
+
+    def _drop_ready_child(self, pid: int) -> None:
+        """A ready child that ended before it was assigned (killed, or out of memory)."""
+        for entry in self._ready_children:
+            if entry[0] == pid:
+                self._ready_children.remove(entry)
+                entry[1].close()
+                return
+
+    def _close_ready_children(self) -> None:
+        """Each closed socket ends its child, which was waiting on it."""
+        for _, assignments in self._ready_children:
+            assignments.close()
+        self._ready_children.clear()
+        for fd in self._received_fds:
+            os.close(fd)
+        self._received_fds.clear()
 
     def _closed(self) -> None:
         """The template died: every child it had can no longer report, so treat them as gone."""
@@ -204,8 +285,10 @@ class Template:
                 exited.set_result(-signal.SIGKILL)
         self._pending.clear()
         self._exits.clear()
+        self._close_ready_children()
 
     def close(self) -> None:
+        self._close_ready_children()
         if self._socket is not None:
             with contextlib.suppress(ValueError, RuntimeError):
                 asyncio.get_running_loop().remove_reader(self._socket.fileno())

@@ -6,20 +6,21 @@ environment's runtime. That skips interpreter start-up and those imports on ever
 
 Wire protocol on the control socket (a Unix stream socket from the platform):
 Arguments: the control socket's descriptor, then, for templates whose children enter the
-namespace sandbox, the directory holding the `lamina` package (its sandbox code is preloaded)
-and how many ready children to keep.
+namespace sandbox, the directory holding the `lamina` package (its sandbox code is preloaded).
 
 - request: 4-byte big-endian length + JSON {"env", "cwd", "limits", "sandbox"} with one file
   descriptor (the environment's output pipe) passed as SCM_RIGHTS; "limits" maps rlimit names
   to [soft, hard]; "sandbox", when present, asks for the namespace sandbox (see
   `_join_cgroup_and_network`);
 - replies: 4-byte length + JSON {"pid": n} for each request, in order, and
-  {"exit": pid, "status": code} when a child ends (negative code: killed by that signal).
+  {"exit": pid, "status": code} when a child ends (negative code: killed by that signal);
+- {"make_ready": n} asks for n more ready children; each is announced, once made, as
+  {"ready_child": pid} with the descriptor of the socket that assigns it its environment.
 
-Ready children: while no request waits, a sandboxed template forks children that go as far
-into the sandbox as they can without knowing their environment (a relay, and the runtime as
-process 1 of a new PID namespace), then wait; a request is handed to the oldest, which
-saves the cold start two forks of this process. The platform sees no difference.
+Ready children go as far into the sandbox as they can without knowing their environment (a
+relay, and the runtime as process 1 of a new PID namespace), then wait. The platform sends a
+request straight to one (the same message as to the template): a cold start saves two forks
+of this process and a hop through it. They are made only while no request waits.
 """
 
 import gc
@@ -56,6 +57,10 @@ def _become_ready(assignments, control, wake_read, wake_write):
     _leave_template(control, wake_read, wake_write)
     _mounts().prctl(_mounts().PR_SET_PDEATHSIG, signal.SIGKILL)
     _split_pid_namespace(assignments.fileno())
+    # What does not depend on the environment, done while nobody waits (it also copies the
+    # pages it touches now rather than during a cold start).
+    _forget_platform_modules()
+    os.environ.clear()
     request, fds = receive(assignments)
     assignments.close()
     if request is None:
@@ -68,15 +73,13 @@ def _become_ready(assignments, control, wake_read, wake_write):
 
 def _leave_template(control, wake_read, wake_write):
     """What a child must not keep of the template: its session, its signal handling, and
-    every socket through which the template forks or assigns runtimes (running as root)."""
+    its control socket (which forks runtimes as root). The template keeps no ready child's
+    socket past announcing it, so no child inherits another's."""
     os.setsid()
     signal.signal(signal.SIGCHLD, signal.SIG_DFL)
     signal.set_wakeup_fd(-1)
     for fd in (control.fileno(), wake_read, wake_write):
         os.close(fd)
-    for _, assignments in _ready:
-        assignments.close()
-    _ready.clear()
 
 
 def _run_bootstrap(request, output_fd):
@@ -215,14 +218,7 @@ def _reap(control):
         if pid == 0:
             return
         code = -os.WTERMSIG(status) if os.WIFSIGNALED(status) else os.WEXITSTATUS(status)
-        for entry in _ready:
-            if entry[0] == pid:
-                # A ready child that died before it was assigned: the platform never knew it.
-                _ready.remove(entry)
-                entry[1].close()
-                break
-        else:
-            send(control, {"exit": pid, "status": code})
+        send(control, {"exit": pid, "status": code})
 
 
 _PR_SET_CHILD_SUBREAPER = 36
@@ -243,7 +239,6 @@ def _adopt_orphans():
 def main():
     if len(sys.argv) > 2:
         _preload_sandbox(sys.argv[2])
-    ready_wanted = int(sys.argv[3]) if len(sys.argv) > 3 else 0
     # Everything imported so far is shared with every child: keep the collector from
     # walking (and so copying, page by page) those objects in each child after the fork.
     gc.freeze()
@@ -256,20 +251,16 @@ def main():
     signal.signal(signal.SIGCHLD, lambda signum, frame: None)
     send(control, {"ready": os.getpid()})
     try:
-        _serve_forks(control, wake_read, wake_write, ready_wanted)
+        _serve_forks(control, wake_read, wake_write)
     except ConnectionError:
         pass  # the platform closed the control socket (it stopped): so does the template
 
 
-# Ready children of a sandboxed template, oldest first: (pid, the socket that assigns it).
-_ready = []
-
-
-def _serve_forks(control, wake_read, wake_write, ready_wanted):
+def _serve_forks(control, wake_read, wake_write):
+    owed = 0  # ready children asked for and not made yet
     while True:
         # Requests first; ready children are made only while none is waiting.
-        idle = 0 if len(_ready) < ready_wanted else None
-        readable, _, _ = select.select([control, wake_read], [], [], idle)
+        readable, _, _ = select.select([control, wake_read], [], [], 0 if owed else None)
         if wake_read in readable:
             os.read(wake_read, 512)
             _reap(control)
@@ -277,15 +268,17 @@ def _serve_forks(control, wake_read, wake_write, ready_wanted):
             request, fds = receive(control)
             if request is None:
                 return
+            if "make_ready" in request:
+                owed += int(request["make_ready"])
+                continue
             output_fd = fds[0]
-            pid = _assign(request, output_fd) if request.get("sandbox") else None
-            if pid is None:
-                pid = os.fork()
-                if pid == 0:
-                    _become_runtime(request, output_fd, control, wake_read, wake_write)
+            pid = os.fork()
+            if pid == 0:
+                _become_runtime(request, output_fd, control, wake_read, wake_write)
             os.close(output_fd)
             send(control, {"pid": pid})
-        elif not readable and idle == 0:
+        elif not readable and owed:
+            owed -= 1
             _make_ready(control, wake_read, wake_write)
 
 
@@ -296,21 +289,8 @@ def _make_ready(control, wake_read, wake_write):
         ours.close()
         _become_ready(theirs, control, wake_read, wake_write)
     theirs.close()
-    _ready.append((pid, ours))
-
-
-def _assign(request, output_fd):
-    """Hand the request to the oldest ready child; its pid, or None when none took it."""
-    while _ready:
-        pid, assignments = _ready.pop(0)
-        try:
-            send(assignments, request, [output_fd])
-            return pid
-        except OSError:
-            continue  # it died meanwhile: its exit is reaped and dropped
-        finally:
-            assignments.close()
-    return None
+    send(control, {"ready_child": pid}, [ours.fileno()])
+    ours.close()
 
 
 if __name__ == "__main__":
