@@ -63,6 +63,8 @@ DEVICES = ("null", "zero", "full", "random", "urandom", "tty")
 TASK_ROOT = "/var/task"
 OPT_ROOT = "/opt"
 RUNTIME_DIR = "/var/runtime"
+# What an environment's hostname reads inside its UTS namespace.
+HOSTNAME = "localhost"
 
 _libc = ctypes.CDLL(None, use_errno=True)
 _libc.mount.argtypes = [
@@ -183,7 +185,7 @@ class RootPlan:
     opt_dir: str | None
     runtime_dir: str
     tmp_bytes: int
-    hostname: str = "localhost"
+    hostname: str = HOSTNAME
     # (name, symlink target or "") for the system directories present on the host.
     system: tuple[tuple[str, str], ...] = ()
     # Host paths kept at the same path (interpreter installations, resolv.conf's directory).
@@ -402,19 +404,23 @@ def build_root(plan: RootPlan) -> None:
     """Enter new mount, IPC, UTS and cgroup namespaces and switch to the environment's root.
 
     The caller is process 1 of a new PID namespace already (see `namespace`): /proc shows
-    that namespace.
+    that namespace, and it is in the environment's cgroup.
     """
-    unshare(CLONE_NEWNS | CLONE_NEWIPC | CLONE_NEWUTS | CLONE_NEWCGROUP)
-    sethostname(plan.hostname)
+    prepare_root(plan.staging, plan.system, plan.hostname)
+    finish_root(plan, plan.staging)
+
+
+def prepare_root(staging: str, system: tuple[tuple[str, str], ...], hostname: str) -> None:
+    """The part of the root that is the same for every environment: new mount, IPC and UTS
+    namespaces, a tmpfs on `staging` with the host's system directories, /dev and /sys.
+    A template's ready child does this before it knows its environment."""
+    unshare(CLONE_NEWNS | CLONE_NEWIPC | CLONE_NEWUTS)
+    sethostname(hostname)
     # Nothing mounted from here on may propagate back to the host.
     mount(None, "/", None, MS_REC | MS_PRIVATE)
-    root = plan.staging
+    root = staging
     _tmpfs(root, 1024 * 1024, "0755")
-    holders = [
-        share(host_path, root + mount_path, uid, gid, mode, environment_uid, read_only)
-        for host_path, mount_path, uid, gid, mode, environment_uid, read_only in plan.file_systems
-    ]
-    for name, link in plan.system:
+    for name, link in system:
         if link:
             os.symlink(link, f"{root}/{name}")
         else:
@@ -433,6 +439,18 @@ def build_root(plan: RootPlan) -> None:
     _seal(f"{root}/dev")
     os.mkdir(f"{root}/proc")
     _bind("/sys", f"{root}/sys", recursive=False)
+
+
+def finish_root(plan: RootPlan, staging: str) -> None:
+    """The environment's own part of the root, on `prepare_root`'s staging tmpfs, and the
+    switch to it. The cgroup namespace is entered here: its root is the cgroup the caller
+    is in now, which must be the environment's."""
+    unshare(CLONE_NEWCGROUP)
+    root = staging
+    holders = [
+        share(host_path, root + mount_path, uid, gid, mode, environment_uid, read_only)
+        for host_path, mount_path, uid, gid, mode, environment_uid, read_only in plan.file_systems
+    ]
     _bind(plan.task_root, root + TASK_ROOT)
     _bind(plan.runtime_dir, root + RUNTIME_DIR)
     if plan.opt_dir:

@@ -48,7 +48,7 @@ from lamina.sandbox.network.slots import CLONE_NEWNET
 from lamina.sandbox.process import PeakMemory, child_pids, loopback_listener
 from lamina.sandbox.runtime_files import RUNTIMES_DIR
 from lamina.sandbox.snapshots import SnapshotIsolation, spawn_snapshot
-from lamina.sandbox.zygote import TemplateChild, Templates
+from lamina.sandbox.zygote import ReadyRoot, TemplateChild, Templates
 
 # Environments run as uids from here on, in blocks claimed per server through a lock file,
 # far above any account a host would create.
@@ -259,6 +259,7 @@ class NamespaceBackend:
     ) -> None:
         self._spawner = PidNamespaceSpawner()
         self._templates: Templates | None = None
+        self._ready_staging = ""
         self._cgroups = cgroups
         self._cgroup_reason = cgroup_reason
         self._hidden = [str(path.resolve()) for path in hidden]
@@ -394,8 +395,12 @@ class NamespaceBackend:
             raise failure from error
 
     def use_templates(self, templates: Templates) -> None:
-        """Start Python environments by forking pre-initialised templates (see `zygote`)."""
+        """Start Python environments by forking pre-initialised templates (see `zygote`);
+        their ready children build the common part of the root on a directory of their own
+        (private to each child's mount namespace, so one directory serves them all)."""
         self._templates = templates
+        self._ready_staging = tempfile.mkdtemp(prefix="lamina-ready-root-")
+        templates.ready_root = ReadyRoot(self._ready_staging, self._system, mounts.HOSTNAME)
 
     async def _fork_from_template(
         self,
@@ -416,10 +421,14 @@ class NamespaceBackend:
             "procs_files": cgroup.procs_files if cgroup else [],
             "plan": dataclasses.asdict(plan),
             "uid": uid,
-            "netns": slot.path if slot is not None else None,
         }
         pid, exited = await template.fork(
-            environment, mounts.TASK_ROOT, rlimits, output_fd, sandbox
+            environment,
+            mounts.TASK_ROOT,
+            rlimits,
+            output_fd,
+            sandbox,
+            slot.fd if slot is not None else None,
         )
         return TemplateChild(pid, exited)
 
@@ -501,6 +510,8 @@ class NamespaceBackend:
         self._spawner.close()
         if self._templates is not None:
             self._templates.close()  # after the sandboxes: their children are gone by now
+            with contextlib.suppress(OSError):
+                os.rmdir(self._ready_staging)
 
     @staticmethod
     def _mapping(spec: SandboxSpec) -> list[tuple[str, str]]:

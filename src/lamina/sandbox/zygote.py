@@ -18,7 +18,8 @@ import socket
 import struct
 import subprocess
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -49,13 +50,13 @@ async def writable(loop: asyncio.AbstractEventLoop, sock: socket.socket) -> None
         loop.remove_writer(sock.fileno())
 
 
-async def send_message(sock: socket.socket, body: bytes, fd: int | None = None) -> None:
-    """A control message (length, then `body`) on a non-blocking socket, `fd` travelling
+async def send_message(sock: socket.socket, body: bytes, fds: Sequence[int] = ()) -> None:
+    """A control message (length, then `body`) on a non-blocking socket, `fds` travelling
     with its first bytes; in one write where the socket takes it all (the reader would
     otherwise wait for the rest), waiting while it is full (a burst of cold starts)."""
     loop = asyncio.get_running_loop()
     message = _HEADER.pack(len(body)) + body
-    rights = [] if fd is None else [(socket.SOL_SOCKET, socket.SCM_RIGHTS, array.array("i", [fd]))]
+    rights = [(socket.SOL_SOCKET, socket.SCM_RIGHTS, array.array("i", fds))] if fds else []
     while True:
         try:
             sent = sock.sendmsg([message], rights)
@@ -111,12 +112,35 @@ READY_CHILDREN = 4
 LAMINA_PATH = str(Path(__file__).resolve().parents[2])
 
 
+@dataclass(frozen=True)
+class ReadyRoot:
+    """What a sandboxed template's ready children prepare of an environment's root ahead
+    (`mounts.prepare_root`): the same for every environment of their namespace backend."""
+
+    staging: str
+    system: tuple[tuple[str, str], ...]
+    hostname: str
+
+    def message(self) -> dict[str, Any]:
+        return {"staging": self.staging, "system": self.system, "hostname": self.hostname}
+
+    def fits(self, sandbox: dict[str, Any] | None) -> bool:
+        """Whether an environment's sandbox has the root a ready child prepared."""
+        if sandbox is None:
+            return False
+        plan = sandbox["plan"]
+        return bool(plan["system"] == self.system and plan["hostname"] == self.hostname)
+
+
 class Template:
     """One running template process and its control socket."""
 
-    def __init__(self, interpreter: str, sandboxed: bool = False) -> None:
+    def __init__(
+        self, interpreter: str, sandboxed: bool = False, ready_root: ReadyRoot | None = None
+    ) -> None:
         self.interpreter = interpreter
         self._sandboxed = sandboxed
+        self._ready_root = ready_root
         self._socket: socket.socket | None = None
         self._process: subprocess.Popen[bytes] | None = None
         self._pending: list[asyncio.Future[int]] = []
@@ -149,8 +173,8 @@ class Template:
         self._up = loop.create_future()
         loop.add_reader(ours.fileno(), self._on_readable)
         await asyncio.wait_for(asyncio.shield(self._up), timeout=30)
-        if self._sandboxed:
-            await self._send({"make_ready": READY_CHILDREN})
+        if self._sandboxed and self._ready_root is not None:
+            await self._send({"make_ready": READY_CHILDREN, "root": self._ready_root.message()})
 
     @property
     def ready_children(self) -> list[int]:
@@ -172,20 +196,23 @@ class Template:
         rlimits: limits.Limits,
         output_fd: int,
         sandbox: dict[str, Any] | None = None,
+        netns_fd: int | None = None,
     ) -> tuple[int, asyncio.Future[int]]:
         """Fork a runtime; `sandbox` asks the child to enter the namespace sandbox first
-        (a ready child takes it where there is one)."""
+        (a ready child takes it where there is one), and the network namespace `netns_fd`."""
         assert self._socket is not None
         loop = asyncio.get_running_loop()
         request = {"env": environment, "cwd": cwd, "limits": rlimits, "sandbox": sandbox}
         body = orjson.dumps(request)
-        pid = await self._assign(body, output_fd) if sandbox is not None else None
+        ready = self._ready_root is not None and self._ready_root.fits(sandbox)
+        fds = [output_fd] if netns_fd is None else [output_fd, netns_fd]
+        pid = await self._assign(body, fds) if ready else None
         if pid is not None:
             await self._send({"make_ready": 1})
         else:
             reply: asyncio.Future[int] = loop.create_future()
             # Replies come in request order, so the waiter joins once its request is out.
-            await self._send(body, output_fd, then=lambda: self._pending.append(reply))
+            await self._send(body, fds, then=lambda: self._pending.append(reply))
             pid = await reply
         exited: asyncio.Future[int] = loop.create_future()
         self._exits[pid] = exited
@@ -194,24 +221,24 @@ class Template:
     async def _send(
         self,
         message: dict[str, Any] | bytes,
-        fd: int | None = None,
+        fds: Sequence[int] = (),
         then: Callable[[], None] | None = None,
     ) -> None:
-        """One message to the template, `fd` with its first bytes, and `then` once it is out."""
+        """One message to the template, `fds` with its first bytes, and `then` once out."""
         assert self._socket is not None
         body = message if isinstance(message, bytes) else orjson.dumps(message)
         async with self._lock:
-            await send_message(self._socket, body, fd)
+            await send_message(self._socket, body, fds)
             if then is not None:
                 then()
 
-    async def _assign(self, body: bytes, output_fd: int) -> int | None:
+    async def _assign(self, body: bytes, fds: Sequence[int]) -> int | None:
         """Hand the request straight to the oldest ready child; its pid, or None when none
         took it (none ready, or all of them gone)."""
         while self._ready_children:
             pid, assignments = self._ready_children.popleft()
             try:
-                await send_message(assignments, body, output_fd)
+                await send_message(assignments, body, fds)
                 return pid
             except OSError:
                 continue  # it died meanwhile; the template reports its exit to nobody
@@ -339,6 +366,8 @@ class Templates:
 
     def __init__(self, sandboxed: bool = False) -> None:
         self._sandboxed = sandboxed
+        # Set by the namespace backend: what ready children prepare ahead (none without it).
+        self.ready_root: ReadyRoot | None = None
         self._templates: dict[str, Template] = {}
         self._starting: dict[str, asyncio.Task[Template]] = {}
 
@@ -361,7 +390,7 @@ class Templates:
             self._starting.pop(interpreter, None)
 
     async def _start(self, interpreter: str) -> Template:
-        template = Template(interpreter, self._sandboxed)
+        template = Template(interpreter, self._sandboxed, self.ready_root)
         await template.start()
         self._templates[interpreter] = template
         return template

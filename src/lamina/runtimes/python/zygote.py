@@ -8,14 +8,17 @@ Wire protocol on the control socket (a Unix stream socket from the platform):
 Arguments: the control socket's descriptor, then, for templates whose children enter the
 namespace sandbox, the directory holding the `lamina` package (its sandbox code is preloaded).
 
-- request: 4-byte big-endian length + JSON {"env", "cwd", "limits", "sandbox"} with one file
-  descriptor (the environment's output pipe) passed as SCM_RIGHTS; "limits" maps rlimit names
+- request: 4-byte big-endian length + JSON {"env", "cwd", "limits", "sandbox"} with file
+  descriptors passed as SCM_RIGHTS: the environment's output pipe, then, for a sandbox with
+  a network namespace, that namespace; "limits" maps rlimit names
   to [soft, hard]; "sandbox", when present, asks for the namespace sandbox (see
   `_join_cgroup_and_network`);
 - replies: 4-byte length + JSON {"pid": n} for each request, in order, and
   {"exit": pid, "status": code} when a child ends (negative code: killed by that signal);
-- {"make_ready": n} asks for n more ready children; each is announced, once made, as
-  {"ready_child": pid} with the descriptor of the socket that assigns it its environment.
+- {"make_ready": n, "root": {"staging", "system", "hostname"}} asks for n more ready
+  children, which prepare that much of the root (`mounts.prepare_root`); each is announced,
+  once made, as {"ready_child": pid} with the descriptor of the socket that assigns it its
+  environment.
 
 Ready children go as far into the sandbox as they can without knowing their environment (a
 relay, and the runtime as process 1 of a new PID namespace), then wait. The platform sends a
@@ -38,36 +41,40 @@ from control_channel import receive, send
 _CLONE_NEWNET = 0x40000000
 
 
-def _become_runtime(request, output_fd, control, wake_read, wake_write):
+def _become_runtime(request, fds, control, wake_read, wake_write):
     """In a freshly forked child: take the environment's identity, then run the bootstrap."""
     _leave_template(control, wake_read, wake_write)
     sandbox = request.get("sandbox")
     if sandbox:
         _mounts().prctl(_mounts().PR_SET_PDEATHSIG, signal.SIGKILL)
         # Joined here, so that the relay (C1) and the runtime (C2) are both inside.
-        _join_cgroup_and_network(sandbox, str(os.getpid()))
-        _split_pid_namespace(output_fd)
+        _join_cgroup_and_network(sandbox, str(os.getpid()), fds[1:])
+        _split_pid_namespace(fds[0])
         _build_sandbox(request)
-    _run_bootstrap(request, output_fd)
+    _run_bootstrap(request, fds[0])
 
 
-def _become_ready(assignments, control, wake_read, wake_write):
-    """In a ready child: split off the runtime (C2) in its own PID namespace now, and let
-    it wait for its environment; the rest of the sandbox is entered once assigned."""
+def _become_ready(assignments, root, control, wake_read, wake_write):
+    """In a ready child: split off the runtime (C2) in its own PID namespace and build the
+    part of the root every environment shares, now; then wait for an environment, and
+    enter the rest of its sandbox once assigned."""
     _leave_template(control, wake_read, wake_write)
-    _mounts().prctl(_mounts().PR_SET_PDEATHSIG, signal.SIGKILL)
+    mounts = _mounts()
+    mounts.prctl(mounts.PR_SET_PDEATHSIG, signal.SIGKILL)
     _split_pid_namespace(assignments.fileno())
+    system = tuple(tuple(entry) for entry in root["system"])
+    mounts.prepare_root(root["staging"], system, root["hostname"])
     # What does not depend on the environment, done while nobody waits (it also copies the
     # pages it touches now rather than during a cold start).
     _forget_platform_modules()
     os.environ.clear()
-    request, fds = receive(assignments)
+    request, fds = receive(assignments, max_fds=2)
     assignments.close()
     if request is None:
         os._exit(0)  # the template ended, or discarded this child
     # Process 1 of its PID namespace: "0" is the writer itself, in any namespace.
-    _join_cgroup_and_network(request["sandbox"], "0")
-    _build_sandbox(request)
+    _join_cgroup_and_network(request["sandbox"], "0", fds[1:])
+    _build_sandbox(request, root["staging"])
     _run_bootstrap(request, fds[0])
 
 
@@ -125,16 +132,15 @@ def _run_bootstrap(request, output_fd):
 # template reports what a direct child would have.
 
 
-def _join_cgroup_and_network(sandbox, pid):
+def _join_cgroup_and_network(sandbox, pid, netns):
+    """`netns`: the descriptor of the environment's network namespace, when it has one
+    (sent with the request: a ready child's mount namespace predates the namespace's name)."""
     for name in sandbox["procs_files"]:
         with open(name, "w") as procs:
             procs.write(pid)
-    if sandbox.get("netns"):
-        netns = os.open(sandbox["netns"], os.O_RDONLY)
-        try:
-            _mounts().setns(netns, _CLONE_NEWNET)
-        finally:
-            os.close(netns)
+    for fd in netns:
+        _mounts().setns(fd, _CLONE_NEWNET)
+        os.close(fd)
 
 
 def _split_pid_namespace(runtime_fd):
@@ -157,13 +163,18 @@ def _split_pid_namespace(runtime_fd):
     os._exit(os.WEXITSTATUS(status) if os.WIFEXITED(status) else 1)
 
 
-def _build_sandbox(request):
+def _build_sandbox(request, prepared=None):
+    """The environment's root (finished on the staging directory of a ready child that
+    `prepared` its common part), its group and, for `_run_bootstrap`, its uid."""
     mounts = _mounts()
     sandbox = request["sandbox"]
     plan = sandbox["plan"]
     for key in ("system", "expose", "hide", "file_systems"):
         plan[key] = tuple(tuple(item) if isinstance(item, list) else item for item in plan[key])
-    mounts.build_root(mounts.RootPlan(**plan))
+    if prepared is None:
+        mounts.build_root(mounts.RootPlan(**plan))
+    else:
+        mounts.finish_root(mounts.RootPlan(**plan), prepared)
     _runtime_dir_inside(plan["runtime_dir"], mounts.RUNTIME_DIR)
     uid = sandbox["uid"]
     os.setgroups([])
@@ -258,6 +269,7 @@ def main():
 
 def _serve_forks(control, wake_read, wake_write):
     owed = 0  # ready children asked for and not made yet
+    root = None  # what they prepare of the root (`mounts.prepare_root`)
     while True:
         # Requests first; ready children are made only while none is waiting.
         readable, _, _ = select.select([control, wake_read], [], [], 0 if owed else None)
@@ -265,29 +277,30 @@ def _serve_forks(control, wake_read, wake_write):
             os.read(wake_read, 512)
             _reap(control)
         if control in readable:
-            request, fds = receive(control)
+            request, fds = receive(control, max_fds=2)
             if request is None:
                 return
             if "make_ready" in request:
                 owed += int(request["make_ready"])
+                root = request.get("root") or root
                 continue
-            output_fd = fds[0]
             pid = os.fork()
             if pid == 0:
-                _become_runtime(request, output_fd, control, wake_read, wake_write)
-            os.close(output_fd)
+                _become_runtime(request, fds, control, wake_read, wake_write)
+            for fd in fds:
+                os.close(fd)
             send(control, {"pid": pid})
         elif not readable and owed:
             owed -= 1
-            _make_ready(control, wake_read, wake_write)
+            _make_ready(root, control, wake_read, wake_write)
 
 
-def _make_ready(control, wake_read, wake_write):
+def _make_ready(root, control, wake_read, wake_write):
     ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
     pid = os.fork()
     if pid == 0:
         ours.close()
-        _become_ready(theirs, control, wake_read, wake_write)
+        _become_ready(theirs, root, control, wake_read, wake_write)
     theirs.close()
     send(control, {"ready_child": pid}, [ours.fileno()])
     ours.close()
