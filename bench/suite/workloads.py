@@ -158,20 +158,24 @@ def idle_memory(ctx: Context) -> Figures:
     """Memory that `idle_environments` more warm, idle environments cost.
 
     Each call sleeps, so that many concurrent calls need that many environments. Counted:
-    the new processes' proportional set size plus the server process's own growth (where
-    environments are threads, as serverless-offline's Node workers, that is all of it).
-    Other processes are left out on purpose: idle runtimes elsewhere in the tree shrink
-    their heaps meanwhile and would make the figure noise.
+    the new processes' proportional set size plus what the processes already there grew by
+    (the server's own growth: where environments are threads, as serverless-offline's Node
+    workers, that is all of it; a template's ready children that became environments).
+    Processes that shrank count nothing: idle runtimes elsewhere in the tree shrink their
+    heaps meanwhile and would make the figure noise.
     """
     root, count = ctx.session.root_pid, ctx.config.idle_environments
     assert root is not None
-    existing, root_before = set(proctree.tree(root)), proctree.pss_mib([root])
+    before = {pid: proctree.pss_mib([pid]) for pid in proctree.tree(root)}
     result = ctx.session.load(f"idle-{ctx.runtime}", count, count, b'{"seconds": 0.5}')
     if result.errors:
         raise AssertionError(f"idle: {result.errors}")
     time.sleep(1.0)  # let them settle into idleness
-    new = set(proctree.tree(root)) - existing
-    grown = proctree.pss_mib(new) + proctree.pss_mib([root]) - root_before
+    after = {pid: proctree.pss_mib([pid]) for pid in proctree.tree(root)}
+    new = set(after) - set(before)
+    grown = sum(after[pid] for pid in new) + sum(
+        max(0.0, after[pid] - before[pid]) for pid in set(after) & set(before)
+    )
     per_environment = grown / count
     return {
         "idle.env_mib": per_environment,

@@ -106,8 +106,17 @@ def children(pid: int) -> list[int]:
     return [int(child) for child in text.split()]
 
 
+def namespace_pids(pid: int) -> list[int]:
+    """A process's pid in each PID namespace it is in, outermost first."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("NSpid:"):
+            return [int(value) for value in line.split()[1:]]
+    return []
+
+
 async def ready_children(template: Template) -> list[int]:
-    """The template's children once it holds READY_CHILDREN, each with its runtime forked."""
+    """The template's children once it holds READY_CHILDREN, each process 1 of a PID
+    namespace of its own."""
     assert template.pid is not None
     found: list[int] = []
 
@@ -116,7 +125,7 @@ async def ready_children(template: Template) -> list[int]:
         found = children(template.pid or 0)
         return (
             len(found) == READY_CHILDREN
-            and all(children(child) for child in found)
+            and all(namespace_pids(child)[-1] == 1 for child in found)
             and sorted(template.ready_children) == sorted(found)
         )
 

@@ -45,7 +45,7 @@ from lamina.sandbox.network import (
 )
 from lamina.sandbox.network.resolvers import namespace_resolv_conf
 from lamina.sandbox.network.slots import CLONE_NEWNET
-from lamina.sandbox.process import PeakMemory, child_pids, loopback_listener
+from lamina.sandbox.process import PeakMemory, loopback_listener
 from lamina.sandbox.runtime_files import RUNTIMES_DIR
 from lamina.sandbox.snapshots import SnapshotIsolation, spawn_snapshot
 from lamina.sandbox.zygote import ReadyRoot, TemplateChild, Templates
@@ -155,9 +155,7 @@ class NamespaceSandbox:
         self.cgroup = cgroup
         self._release = release
         self._staging = staging
-        # A template's child only relays the status of the runtime it forks (see the
-        # template's `_enter_sandbox`); the runtime's own high-water mark is found later.
-        self._peak = None if isinstance(process, TemplateChild) else PeakMemory(self.pid)
+        self._peak = PeakMemory(self.pid)
         self._runtime_peak: int | None = None
         self._group_seen: int | None = None
         self._released = False
@@ -180,10 +178,6 @@ class NamespaceSandbox:
         fresh process would count them), or the cgroup's peak where that is higher: it also
         counts processes the function started. A template's child is charged to the cgroup
         only for the pages it did not share, so the cgroup alone would read a few MB."""
-        if self._peak is None:
-            children = child_pids(self.pid)
-            if children:
-                self._peak = PeakMemory(children[0])
         group = self.cgroup.peak_bytes() if self.cgroup is not None else None
         # The status file costs more than the rest of a REPORT: read it again only when
         # the cgroup's peak moved, since the function's own new pages are charged there
@@ -191,7 +185,7 @@ class NamespaceSandbox:
         # next private growth.)
         if group is None or group != self._group_seen or self._runtime_peak is None:
             self._group_seen = group
-            self._runtime_peak = self._peak.bytes() if self._peak is not None else None
+            self._runtime_peak = self._peak.bytes()
         runtime = self._runtime_peak
         if runtime is None or group is None:
             return runtime if group is None else group
@@ -201,8 +195,7 @@ class NamespaceSandbox:
         return self.cgroup is not None and self.cgroup.oom_kills() > 0
 
     def cleanup(self) -> None:
-        if self._peak is not None:
-            self._peak.close()
+        self._peak.close()
         with contextlib.suppress(OSError):
             os.close(self.output_fd)
         if self._try_release():

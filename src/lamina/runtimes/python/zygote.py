@@ -20,10 +20,11 @@ namespace sandbox, the directory holding the `lamina` package (its sandbox code 
   once made, as {"ready_child": pid} with the descriptor of the socket that assigns it its
   environment.
 
-Ready children go as far into the sandbox as they can without knowing their environment (a
-relay, and the runtime as process 1 of a new PID namespace), then wait. The platform sends a
-request straight to one (the same message as to the template): a cold start saves two forks
-of this process and a hop through it. They are made only while no request waits.
+Ready children go as far into the sandbox as they can without knowing their environment
+(process 1 of a new PID namespace, the common part of the root), then wait. The platform
+sends a request straight to one (the same message as to the template): a cold start saves a
+fork of this process, a hop through it and part of its root. They are made only while no
+request waits.
 """
 
 import gc
@@ -42,26 +43,24 @@ _CLONE_NEWNET = 0x40000000
 
 
 def _become_runtime(request, fds, control, wake_read, wake_write):
-    """In a freshly forked child: take the environment's identity, then run the bootstrap."""
+    """In a freshly forked child: take the environment's identity, then run the bootstrap.
+    A sandboxed child is process 1 of a PID namespace of its own already."""
     _leave_template(control, wake_read, wake_write)
     sandbox = request.get("sandbox")
     if sandbox:
         _mounts().prctl(_mounts().PR_SET_PDEATHSIG, signal.SIGKILL)
-        # Joined here, so that the relay (C1) and the runtime (C2) are both inside.
-        _join_cgroup_and_network(sandbox, str(os.getpid()), fds[1:])
-        _split_pid_namespace(fds[0])
+        _join_cgroup_and_network(sandbox, fds[1:])
         _build_sandbox(request)
     _run_bootstrap(request, fds[0])
 
 
 def _become_ready(assignments, root, control, wake_read, wake_write):
-    """In a ready child: split off the runtime (C2) in its own PID namespace and build the
-    part of the root every environment shares, now; then wait for an environment, and
-    enter the rest of its sandbox once assigned."""
+    """In a ready child (process 1 of a PID namespace of its own): build the part of the
+    root every environment shares, now; then wait for an environment, and enter the rest
+    of its sandbox once assigned."""
     _leave_template(control, wake_read, wake_write)
     mounts = _mounts()
     mounts.prctl(mounts.PR_SET_PDEATHSIG, signal.SIGKILL)
-    _split_pid_namespace(assignments.fileno())
     system = tuple(tuple(entry) for entry in root["system"])
     mounts.prepare_root(root["staging"], system, root["hostname"])
     # What does not depend on the environment, done while nobody waits (it also copies the
@@ -72,8 +71,7 @@ def _become_ready(assignments, root, control, wake_read, wake_write):
     assignments.close()
     if request is None:
         os._exit(0)  # the template ended, or discarded this child
-    # Process 1 of its PID namespace: "0" is the writer itself, in any namespace.
-    _join_cgroup_and_network(request["sandbox"], "0", fds[1:])
+    _join_cgroup_and_network(request["sandbox"], fds[1:])
     _build_sandbox(request, root["staging"])
     _run_bootstrap(request, fds[0])
 
@@ -85,7 +83,7 @@ def _leave_template(control, wake_read, wake_write):
     os.setsid()
     signal.signal(signal.SIGCHLD, signal.SIG_DFL)
     signal.set_wakeup_fd(-1)
-    for fd in (control.fileno(), wake_read, wake_write):
+    for fd in (control.fileno(), wake_read, wake_write, *_own_pid_namespace):
         os.close(fd)
 
 
@@ -126,41 +124,40 @@ def _run_bootstrap(request, output_fd):
 
 
 # The namespace sandbox, as the platform's namespace backend builds it for a fresh process:
-# the relay (C1) forks the runtime (C2) as process 1 of a new PID namespace; C2 builds the
-# environment's root (new mount, IPC, UTS and cgroup namespaces), drops to the
-# environment's uid and becomes the runtime; C1 waits and ends with C2's status, so the
-# template reports what a direct child would have.
+# the template forks the runtime as process 1 of a new PID namespace; it joins the
+# environment's cgroup and network namespace, builds the environment's root (new mount, IPC,
+# UTS and cgroup namespaces), drops to the environment's uid and runs the bootstrap. Being
+# the template's own child, its exit status reaches the template directly.
+
+# The template's own PID namespace (sandboxed templates), to return to after each fork.
+_own_pid_namespace = []
 
 
-def _join_cgroup_and_network(sandbox, pid, netns):
+def _fork_as_namespace_init():
+    """os.fork(), the child being process 1 of a new PID namespace. unshare(CLONE_NEWPID)
+    changes the namespace of the caller's next children only: the template enters a fresh
+    one for this fork and returns to its own right after, in the parent alone."""
+    mounts = _mounts()
+    mounts.unshare(mounts.CLONE_NEWPID)
+    pid = -1
+    try:
+        pid = os.fork()
+    finally:
+        if pid != 0:
+            mounts.setns(_own_pid_namespace[0], mounts.CLONE_NEWPID)
+    return pid
+
+
+def _join_cgroup_and_network(sandbox, netns):
     """`netns`: the descriptor of the environment's network namespace, when it has one
     (sent with the request: a ready child's mount namespace predates the namespace's name)."""
     for name in sandbox["procs_files"]:
         with open(name, "w") as procs:
-            procs.write(pid)
+            # "0" is the writer itself, in whatever PID namespace it is.
+            procs.write("0")
     for fd in netns:
         _mounts().setns(fd, _CLONE_NEWNET)
         os.close(fd)
-
-
-def _split_pid_namespace(runtime_fd):
-    """Returns in C2; C1 closes `runtime_fd` (C2's alone from now), waits for C2 and ends
-    as it did."""
-    mounts = _mounts()
-    mounts.unshare(mounts.CLONE_NEWPID)
-    child = os.fork()
-    if child == 0:
-        mounts.prctl(mounts.PR_SET_PDEATHSIG, signal.SIGKILL)
-        return
-    os.close(runtime_fd)
-    _, status = os.waitpid(child, 0)
-    if os.WIFSIGNALED(status):
-        # Die by the same signal, so the status reads as the runtime's own.
-        number = os.WTERMSIG(status)
-        if number not in (signal.SIGKILL, signal.SIGSTOP):
-            signal.signal(number, signal.SIG_DFL)
-        os.kill(os.getpid(), number)
-    os._exit(os.WEXITSTATUS(status) if os.WIFEXITED(status) else 1)
 
 
 def _build_sandbox(request, prepared=None):
@@ -212,6 +209,7 @@ def _preload_sandbox(lamina_path):
     finally:
         sys.path.pop(0)
     _preloaded["mounts"] = mounts
+    _own_pid_namespace.append(os.open("/proc/self/ns/pid", os.O_RDONLY))
 
 
 def _forget_platform_modules():
@@ -236,9 +234,9 @@ _PR_SET_CHILD_SUBREAPER = 36
 
 
 def _adopt_orphans():
-    """Become the reaper of our descendants: when a sandboxed runtime outlives the process
-    that relayed its status, it comes back here to be reaped rather than lingering as a
-    zombie under a host init that may never reap it (and keeping its PID namespace alive)."""
+    """Become the reaper of our descendants: a process a runtime started that outlives it
+    (outside a PID namespace) comes back here to be reaped rather than lingering as a
+    zombie under a host init that may never reap it."""
     try:
         import ctypes
 
@@ -284,7 +282,7 @@ def _serve_forks(control, wake_read, wake_write):
                 owed += int(request["make_ready"])
                 root = request.get("root") or root
                 continue
-            pid = os.fork()
+            pid = _fork_as_namespace_init() if request.get("sandbox") else os.fork()
             if pid == 0:
                 _become_runtime(request, fds, control, wake_read, wake_write)
             for fd in fds:
@@ -297,7 +295,7 @@ def _serve_forks(control, wake_read, wake_write):
 
 def _make_ready(root, control, wake_read, wake_write):
     ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
-    pid = os.fork()
+    pid = _fork_as_namespace_init()
     if pid == 0:
         ours.close()
         _become_ready(theirs, root, control, wake_read, wake_write)
