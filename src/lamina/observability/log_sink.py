@@ -104,15 +104,18 @@ class StoreLogSink:
             self._queued += added
         self._nudge()
 
-    def write_platform(self, group: str, stream: str, timestamp: int, message: str | None) -> None:
+    def write_platform(
+        self, group: str, stream: str, timestamp: int, *messages: str | None
+    ) -> None:
         key = (group, stream)
+        kept = [(timestamp, message) for message in messages if message is not None]
         with self._lock:
             self._remember(key, 0)
-            if message is not None:
-                self._pending.setdefault(key, []).append((timestamp, message))
-                self._pending_bytes += len(message) + _LINE_OVERHEAD
-                self._queued += 1
-        if message is not None:
+            if kept:
+                self._pending.setdefault(key, []).extend(kept)
+                self._pending_bytes += sum(len(message) + _LINE_OVERHEAD for _, message in kept)
+                self._queued += len(kept)
+        if kept:
             self._nudge()
 
     def _nudge(self) -> None:

@@ -318,8 +318,10 @@ class ApplicationLevelFilter:
         if kept:
             self._sink.write_many(group, stream, kept)
 
-    def write_platform(self, group: str, stream: str, timestamp: int, message: str | None) -> None:
-        self._sink.write_platform(group, stream, timestamp, message)
+    def write_platform(
+        self, group: str, stream: str, timestamp: int, *messages: str | None
+    ) -> None:
+        self._sink.write_platform(group, stream, timestamp, *messages)
 
     def close(self) -> None:
         """The wrapped sink is shared by every environment; closing it is not ours to do."""
@@ -336,8 +338,8 @@ class PlatformLines:
         if isinstance(event, InvokeStarted):
             output.platform(platform.start(event.request_id, event.version))
         elif isinstance(event, InvokeEnded):
-            output.platform(platform.end(event.request_id, event.status, event.duration_ms))
             output.platform(
+                platform.end(event.request_id, event.status, event.duration_ms),
                 platform.report(
                     event.request_id,
                     event.duration_ms,
@@ -350,7 +352,7 @@ class PlatformLines:
                     event.xray,
                     event.restore_ms,
                     event.billed_restore_ms,
-                )
+                ),
             )
         elif isinstance(event, InitStarted):
             label, arn = runtime_version(event.runtime)

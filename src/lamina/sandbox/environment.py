@@ -87,6 +87,32 @@ def _reported_error_type(error_type: str | None) -> str:
     return "Runtime.Unknown"
 
 
+async def _first_of(
+    first: asyncio.Future[Any], second: asyncio.Future[Any], timeout_s: float
+) -> None:
+    """Until either future is done or `timeout_s` has passed: what asyncio.wait does for
+    FIRST_COMPLETED, for two futures, without its sets and per-future waiters (it sits on
+    every invocation)."""
+    if first.done() or second.done():
+        return
+    loop = asyncio.get_running_loop()
+    settled = loop.create_future()
+
+    def settle(_: object = None) -> None:
+        if not settled.done():
+            settled.set_result(None)
+
+    first.add_done_callback(settle)
+    second.add_done_callback(settle)
+    timer = loop.call_later(timeout_s, settle)
+    try:
+        await settled
+    finally:
+        timer.cancel()
+        first.remove_done_callback(settle)
+        second.remove_done_callback(settle)
+
+
 def unstarted_invocation(
     listener: EnvironmentListener,
     output: EnvironmentOutput,
@@ -339,20 +365,17 @@ class ExecutionEnvironment:
         self._emit(InvokeStarted(invocation.request_id, self.version))
         started = time.perf_counter()
         self._channel.deliver(invocation)
-        waiters: set[asyncio.Future[Any]] = {invocation.outcome, self._exited}
-        done, _ = await asyncio.wait(
-            waiters, timeout=timeout_s, return_when=asyncio.FIRST_COMPLETED
-        )
+        await _first_of(invocation.outcome, self._exited, timeout_s)
         duration_ms = (time.perf_counter() - started) * 1000
         # Everything the function printed before answering is in the pipe by now.
         self._drain_output()
         status = error_type = None
-        if invocation.outcome in done:
+        if invocation.outcome.done():
             outcome = invocation.outcome.result()
             payload, failed = self._payload_of(outcome)
             if outcome.oversize is not None:
                 error_type = FUNCTION_RESPONSE_SIZE_TOO_LARGE
-        elif self._exited in done:
+        elif self._exited.done():
             failed, status = True, "error"
             oom = self._sandbox.oom_killed()
             error_type = RUNTIME_OUT_OF_MEMORY if oom else RUNTIME_EXIT_ERROR

@@ -27,11 +27,14 @@ class LogSink(Protocol):
         """Append the function's own output, `(timestamp_ms, message)` entries, in order."""
         ...
 
-    def write_platform(self, group: str, stream: str, timestamp: int, message: str | None) -> None:
-        """Append a platform line (INIT_START, START, END, REPORT or its JSON record).
+    def write_platform(
+        self, group: str, stream: str, timestamp: int, *messages: str | None
+    ) -> None:
+        """Append platform lines (INIT_START, START, END, REPORT or their JSON records),
+        in order: an invocation's END and REPORT come in one call.
 
         A platform line also marks an invocation boundary, which resets the per-invocation
-        output budget; `message` is None when the function's system log level filters the
+        output budget; a message is None when the function's system log level filters the
         line out but the boundary still counts.
         """
         ...
@@ -56,9 +59,12 @@ class MemoryLogSink:
         for stamp, message in entries:
             self.lines.append((group, stream, stamp, message))
 
-    def write_platform(self, group: str, stream: str, timestamp: int, message: str | None) -> None:
-        if message is not None:
-            self.lines.append((group, stream, timestamp, message))
+    def write_platform(
+        self, group: str, stream: str, timestamp: int, *messages: str | None
+    ) -> None:
+        for message in messages:
+            if message is not None:
+                self.lines.append((group, stream, timestamp, message))
 
     def close(self) -> None:
         self.lines.clear()

@@ -50,12 +50,13 @@ class EnvironmentOutput:
             entries.append((now, line.decode("utf-8", "replace")))
         self._sink.write_many(self.group, self.stream, entries)
 
-    def platform(self, message: str | None) -> None:
-        """A platform line; None when the system log level filters it (JSON format) but the
-        invocation boundary it marks still counts for the sink."""
-        if message is not None:
-            self._append_tail(message.encode() + b"\n")
-        self._sink.write_platform(self.group, self.stream, int(time.time() * 1000), message)
+    def platform(self, *messages: str | None) -> None:
+        """Platform lines, in order; None for one the system log level filters (JSON
+        format) while the invocation boundary it marks still counts for the sink."""
+        for message in messages:
+            if message is not None:
+                self._append_tail(message.encode() + b"\n")
+        self._sink.write_platform(self.group, self.stream, int(time.time() * 1000), *messages)
 
     def reset_tail(self) -> None:
         self._tail.clear()
