@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import dataclasses
 import errno
 import fcntl
 import os
@@ -412,7 +411,9 @@ class NamespaceBackend:
         rlimits = limits.namespace_limits(None if cgroup else memory_mb)
         sandbox = {
             "procs_files": cgroup.procs_files if cgroup else [],
-            "plan": dataclasses.asdict(plan),
+            # orjson writes the dataclass as an object itself (asdict's deep copy cost a
+            # cold start ~0.3 ms).
+            "plan": plan,
             "uid": uid,
         }
         pid, exited = await template.fork(

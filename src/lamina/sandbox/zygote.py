@@ -129,7 +129,7 @@ class ReadyRoot:
         if sandbox is None:
             return False
         plan = sandbox["plan"]
-        return bool(plan["system"] == self.system and plan["hostname"] == self.hostname)
+        return bool(plan.system == self.system and plan.hostname == self.hostname)
 
 
 class Template:

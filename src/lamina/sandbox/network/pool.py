@@ -91,6 +91,11 @@ class NetworkIsolation:
         # Takers a dry pool keeps waiting, by pool, and the batches making slots for them.
         self._waiting: dict[NetworkPolicy | None, deque[Waiter]] = {}
         self._making = 0
+        # Threads of their own for those batches: in a burst, the default executor's queue
+        # holds every cold start's credential write, which the batch would wait behind.
+        self._makers = concurrent.futures.ThreadPoolExecutor(
+            _ON_DEMAND_BATCHES, thread_name_prefix="lamina-netns-now"
+        )
         self.made = 0
 
     # ------------------------------------------------------------------- open / close
@@ -137,6 +142,7 @@ class NetworkIsolation:
             self._ready.notify_all()
         if self._filler is not None:
             self._filler.join(30)
+        self._makers.shutdown(wait=True)
         with self._ready:
             slots = [slot for pool in self._pools.values() for slot in pool] + self._doomed
             self._pools.clear()
@@ -182,7 +188,7 @@ class NetworkIsolation:
             if start:
                 self._making += 1
         if start:
-            asyncio.get_running_loop().run_in_executor(None, self._make_for_waiting)
+            asyncio.get_running_loop().run_in_executor(self._makers, self._make_for_waiting)
         try:
             return await asyncio.wrap_future(waiter)
         except asyncio.CancelledError:
@@ -304,7 +310,10 @@ class NetworkIsolation:
             while True:
                 with self._ready:
                     key, batch = self._next_waiting()
-                    if not batch:
+                    if not batch or self._closing:
+                        # Closing: the server stops, and `close` waits for this thread.
+                        for waiter in batch:
+                            waiter.cancel()
                         self._making -= 1
                         return
                 try:
