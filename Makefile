@@ -84,6 +84,10 @@ bench-components: $(STAMP)
 	$(BIN)/python -m bench.redis_governor
 	$(BIN)/python -m bench.authorization
 	$(BIN)/python -m bench.cluster
+	$(BIN)/python -m bench.network
+	$(BIN)/python -m bench.snapstart
+	$(BIN)/python -m bench.node_runtime
+	$(BIN)/python -m bench.cold_path
 
 clean:
 	rm -rf $(VENV) .lamina .pytest_cache .mypy_cache .ruff_cache
