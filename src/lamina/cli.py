@@ -121,9 +121,9 @@ def _doctor(settings: Settings) -> int:
 
     # With network options, the namespace backend really makes its table and namespaces:
     # the line says whether that works here, not only whether the tools exist.
-    namespace, why = namespace_backend(
-        [settings.data_dir], network_options(settings), settings.cgroup_fast_moves
-    )
+    # None: report the kernel's cgroup flag as it is; a diagnosis changes nothing.
+    fast_moves = None if settings.cgroup_fast_moves else False
+    namespace, why = namespace_backend([settings.data_dir], network_options(settings), fast_moves)
     if namespace is not None and settings.isolation != "process":
         chosen: SandboxBackend = namespace
         print("Isolation: namespace backend (Linux namespaces, cgroups, a uid per environment)")

@@ -15,6 +15,7 @@ import pytest
 
 from lamina.sandbox import cgroup_moves, mounts
 from tests.support.lamina_cli import run_lamina
+from tests.support.server import LaminaServer
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="cgroup mounts need root")
 
@@ -87,18 +88,45 @@ def test_the_flag_is_set_without_touching_the_hosts_mount() -> None:
 
 
 def doctor(**env: str) -> str:
+    """`lamina doctor`'s line about the flag."""
     result = run_lamina("doctor", env={"LAMINA_NETWORK_ISOLATION": "off", **env}, timeout=60)
     assert result.returncode == 0, result.stderr
-    return result.stdout
+    return next(line for line in result.stdout.splitlines() if "RCU" in line)
+
+
+def flag_set() -> bool:
+    return cgroup_moves.FLAG in (cgroup_moves.cgroup2_options(mountinfo()) or set())
 
 
 @pytest.mark.usefixtures("flag_cleared")
-def test_the_operator_can_leave_the_flag_alone() -> None:
-    line = next(
-        line for line in doctor(LAMINA_CGROUP_FAST_MOVES="off").splitlines() if "RCU" in line
-    )
-    assert line.startswith("  [no ]") and "turned off by LAMINA_CGROUP_FAST_MOVES=off" in line
-    assert cgroup_moves.FLAG not in (cgroup_moves.cgroup2_options(mountinfo()) or set())
-    line = next(line for line in doctor().splitlines() if "RCU" in line)
-    assert line.startswith("  [yes]") and line.endswith("cgroup2 favordynmods set by Lamina")
-    assert cgroup_moves.FLAG in (cgroup_moves.cgroup2_options(mountinfo()) or set())
+def test_doctor_reports_the_flag_and_changes_nothing() -> None:
+    line = doctor()
+    assert line.startswith("  [no ]"), line
+    assert line.endswith("cgroup2 favordynmods not set; `lamina serve` sets it at start-up")
+    assert not flag_set()
+
+
+@pytest.mark.usefixtures("flag_cleared")
+def test_the_server_sets_the_flag_unless_the_operator_says_not_to(tmp_path: Path) -> None:
+    env = {"LAMINA_NETWORK_ISOLATION": "off", "LAMINA_ISOLATION": "namespace"}
+    server = LaminaServer(tmp_path / "off", env={**env, "LAMINA_CGROUP_FAST_MOVES": "off"})
+    server.start()
+    try:
+        assert not flag_set()
+        line = doctor(LAMINA_CGROUP_FAST_MOVES="off")
+        assert line.startswith("  [no ]") and "turned off by LAMINA_CGROUP_FAST_MOVES=off" in line
+    finally:
+        server.stop()
+    server = LaminaServer(tmp_path / "on", env=env).start()
+    try:
+        assert flag_set()
+        line = doctor()
+        assert line.startswith("  [yes]") and line.endswith("cgroup2 favordynmods set"), line
+    finally:
+        server.stop()
+
+
+def test_a_host_without_a_cgroup2_mount_is_left_alone() -> None:
+    table = "35 25 0:30 / /sys/fs/cgroup/memory rw,relatime - cgroup cgroup rw,memory\n"
+    assert cgroup_moves.favour_moves(table) == (False, "the host has no cgroup v2 mount")
+    assert cgroup_moves.moves_state(table) == (False, "the host has no cgroup v2 mount")

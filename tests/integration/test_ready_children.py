@@ -21,6 +21,7 @@ from typing import Any
 
 import pytest
 
+from lamina.sandbox import zygote
 from lamina.sandbox.api import SandboxSpec
 from lamina.sandbox.cgroups import open_manager
 from lamina.sandbox.namespace import NamespaceBackend, probe
@@ -215,3 +216,22 @@ def test_ready_children_that_died_are_passed_over(task_root: Path) -> None:
     ready, pid, status = asyncio.run(scenario())
     assert status == 5
     assert pid not in ready
+
+
+def test_ready_children_too_old_are_replaced_not_used(
+    task_root: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    async def scenario() -> tuple[list[int], int, int, list[int]]:
+        async with sandboxed() as (backend, template):
+            ready = await ready_children(template)
+            monkeypatch.setattr(zygote, "READY_MAX_AGE_S", 0.0)
+            pid, status, _, _ = await run(backend, spec(task_root, "fresh"))
+            monkeypatch.undo()
+            # Each stale child ends once its socket is closed; new ones take their place.
+            assert await eventually(lambda: not set(ready) & set(children(template.pid or 0)), 10)
+            return ready, pid, status, await ready_children(template)
+
+    ready, pid, status, replaced = asyncio.run(scenario())
+    assert status == 5
+    assert pid not in ready
+    assert not set(replaced) & set(ready)

@@ -378,10 +378,11 @@ def reap_stale(base: Path) -> None:
 
 
 def open_manager(
-    name: str | None = None, fast_moves: bool = True
+    name: str | None = None, fast_moves: bool | None = True
 ) -> tuple[CgroupManager | None, str]:
-    """The manager for this host, or None and why not; `fast_moves` sets the kernel's
-    cgroup2 `favordynmods` flag (see `cgroup_moves`) unless the operator turned it off."""
+    """The manager for this host, or None and why not. `fast_moves` sets the kernel's
+    cgroup2 `favordynmods` flag (see `cgroup_moves`); False leaves it as the operator
+    asked; None only reports whether it is set (`lamina doctor` changes nothing)."""
     try:
         mountinfo = Path("/proc/self/mountinfo").read_text()
         self_cgroup = Path("/proc/self/cgroup").read_text()
@@ -393,7 +394,9 @@ def open_manager(
     manager = CgroupManager(hierarchy, name or f"lamina-{os.getpid()}")
     if not manager.active:
         return None, "; ".join(sorted(set(manager.unavailable.values())))
-    if fast_moves:
+    if fast_moves is None:
+        manager.moves = cgroup_moves.moves_state(mountinfo)
+    elif fast_moves:
         manager.moves = cgroup_moves.favour_moves(mountinfo)
         if manager.moves[0]:
             log.info("cgroups: fast moves into environment cgroups (%s)", manager.moves[1])

@@ -36,6 +36,7 @@ MS_REMOUNT = 0x20
 MS_BIND = 0x1000
 MS_REC = 0x4000
 MS_PRIVATE = 0x40000
+MS_SLAVE = 0x80000
 MNT_DETACH = 0x2
 
 PR_SET_PDEATHSIG = 1
@@ -416,8 +417,10 @@ def prepare_root(staging: str, system: tuple[tuple[str, str], ...], hostname: st
     A template's ready child does this before it knows its environment."""
     unshare(CLONE_NEWNS | CLONE_NEWIPC | CLONE_NEWUTS)
     sethostname(hostname)
-    # Nothing mounted from here on may propagate back to the host.
-    mount(None, "/", None, MS_REC | MS_PRIVATE)
+    # Nothing mounted from here on may propagate back to the host; the host's mounts and
+    # unmounts still reach this copy (where the host shares them) until `finish_root`, so
+    # a ready child waiting here neither pins what the host unmounts nor misses its mounts.
+    mount(None, "/", None, MS_REC | MS_SLAVE)
     root = staging
     _tmpfs(root, 1024 * 1024, "0755")
     for name, link in system:
@@ -446,6 +449,8 @@ def finish_root(plan: RootPlan, staging: str) -> None:
     switch to it. The cgroup namespace is entered here: its root is the cgroup the caller
     is in now, which must be the environment's."""
     unshare(CLONE_NEWCGROUP)
+    # From here on, the environment's root is its own: nothing of the host propagates in.
+    mount(None, "/", None, MS_REC | MS_PRIVATE)
     root = staging
     holders = [
         share(host_path, root + mount_path, uid, gid, mode, environment_uid, read_only)

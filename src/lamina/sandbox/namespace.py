@@ -20,6 +20,7 @@ import asyncio
 import contextlib
 import errno
 import fcntl
+import functools
 import os
 import shutil
 import signal
@@ -122,6 +123,22 @@ def _resolver_paths() -> list[str]:
     if target.startswith("/etc/") or not os.path.exists(target):
         return []
     return [os.path.dirname(target)]
+
+
+def _remove_stale_staging(lock_dir: Path) -> None:
+    """The ready children's staging directories of servers that are gone (a crash)."""
+    for entry in lock_dir.glob("ready-root-*"):
+        owner = entry.name.removeprefix("ready-root-").split("-", 1)[0]
+        if owner.isdigit() and not Path(f"/proc/{owner}").exists():
+            with contextlib.suppress(OSError):
+                entry.rmdir()
+
+
+@functools.lru_cache(maxsize=64)
+def _resolved(directory: Path) -> str:
+    """Where a directory of the server's own layout (the code cache's root, the scratch
+    root) really is: fixed for the server's life, so resolved once rather than per start."""
+    return str(directory.resolve())
 
 
 def _resolv_conf(spec: SandboxSpec, default: str) -> str:
@@ -255,7 +272,8 @@ class NamespaceBackend:
         self._cgroups = cgroups
         self._cgroup_reason = cgroup_reason
         self._hidden = [str(path.resolve()) for path in hidden]
-        self._uids = UidPool(lock_dir or _lock_dir())
+        self._lock_dir = lock_dir or _lock_dir()
+        self._uids = UidPool(self._lock_dir)
         self._system = mounts.system_layout()
         self._resolver = _resolver_paths()
         self._live: set[NamespaceSandbox] = set()
@@ -391,7 +409,13 @@ class NamespaceBackend:
         their ready children build the common part of the root on a directory of their own
         (private to each child's mount namespace, so one directory serves them all)."""
         self._templates = templates
-        self._ready_staging = tempfile.mkdtemp(prefix="lamina-ready-root-")
+        # In the lock directory (/run/lamina): not aged away as an empty /tmp directory
+        # may be, which would take the mount on it from every ready child.
+        self._lock_dir.mkdir(parents=True, exist_ok=True)
+        _remove_stale_staging(self._lock_dir)
+        self._ready_staging = tempfile.mkdtemp(
+            prefix=f"ready-root-{os.getpid()}-", dir=self._lock_dir
+        )
         templates.ready_root = ReadyRoot(self._ready_staging, self._system, mounts.HOSTNAME)
 
     async def _fork_from_template(
@@ -415,6 +439,8 @@ class NamespaceBackend:
             # cold start ~0.3 ms).
             "plan": plan,
             "uid": uid,
+            # Its descriptor travels with the request; the child checks that it arrived.
+            "netns": slot is not None,
         }
         pid, exited = await template.fork(
             environment,
@@ -524,8 +550,8 @@ class NamespaceBackend:
             expose += self._installs[executable]
         hidden = [
             *self._hidden,
-            str(spec.task_root.resolve().parent.parent),
-            str(spec.scratch_root.resolve().parent),
+            _resolved(spec.task_root.parent.parent),
+            _resolved(spec.scratch_root.parent),
         ]
         return mounts.RootPlan(
             staging=str(spec.scratch_root),

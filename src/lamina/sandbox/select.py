@@ -25,11 +25,12 @@ NETWORK_OFF = "turned off by LAMINA_NETWORK_ISOLATION=off"
 def namespace_backend(
     hidden: Iterable[Path] = (),
     network: NetworkOptions | None = None,
-    fast_cgroup_moves: bool = True,
+    fast_cgroup_moves: bool | None = True,
 ) -> tuple[SandboxBackend | None, str]:
     """The namespace backend, or None and why this host cannot run it; with `network`,
     every environment gets a network namespace of its own where the host allows it;
-    `fast_cgroup_moves` sets the kernel flag that makes cold starts' cgroup moves cheap."""
+    `fast_cgroup_moves` sets the kernel flag that makes cold starts' cgroup moves cheap
+    (None: only reports whether it is set)."""
     # Lazy: only Linux hosts that use it pay for ctypes and the probe.
     from lamina.sandbox.cgroups import open_manager
     from lamina.sandbox.namespace import NamespaceBackend, probe

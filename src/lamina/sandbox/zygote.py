@@ -106,6 +106,9 @@ class ZygoteSandbox(ProcessGroupSandbox):
 # their own, for the next cold starts: each saves two forks (~3 ms) for the price of two
 # mostly shared processes.
 READY_CHILDREN = 4
+# A ready child keeps the copy of the host's mounts its namespace was made with (new host
+# mounts reach it only where they propagate): one older than this is replaced, not used.
+READY_MAX_AGE_S = 60.0
 
 # Where the `lamina` package lives, so a template can preload the sandbox code its children
 # run (importing it in each child after the fork cost a namespace cold start ~15 ms).
@@ -132,6 +135,15 @@ class ReadyRoot:
         return bool(plan.system == self.system and plan.hostname == self.hostname)
 
 
+@dataclass(frozen=True)
+class ReadyChild:
+    """A template's child waiting for an environment, and the socket that assigns it one."""
+
+    pid: int
+    assignments: socket.socket
+    since: float  # when it was announced (monotonic)
+
+
 class Template:
     """One running template process and its control socket."""
 
@@ -143,13 +155,17 @@ class Template:
         self._ready_root = ready_root
         self._socket: socket.socket | None = None
         self._process: subprocess.Popen[bytes] | None = None
-        self._pending: list[asyncio.Future[int]] = []
+        # Fork requests the template has not answered yet, in order: each answer comes with
+        # the future of that child's exit, registered before anything else can be read.
+        self._pending: list[asyncio.Future[tuple[int, asyncio.Future[int]]]] = []
         self._exits: dict[int, asyncio.Future[int]] = {}
         self._buffer = b""
         # Descriptors the template sent, in order, until the message they came with is read.
         self._received_fds: collections.deque[int] = collections.deque()
-        # Ready children (pid, the socket that assigns them an environment), oldest first.
-        self._ready_children: collections.deque[tuple[int, socket.socket]] = collections.deque()
+        # Ready children, oldest first.
+        self._ready_children: collections.deque[ReadyChild] = collections.deque()
+        # Requests for more ready children under way (kept: a task must not be collected).
+        self._asking: set[asyncio.Task[None]] = set()
         self._up: asyncio.Future[None] | None = None
         self._lock = asyncio.Lock()
 
@@ -179,7 +195,7 @@ class Template:
     @property
     def ready_children(self) -> list[int]:
         """The pids of the ready children this side holds, oldest first."""
-        return [pid for pid, _ in self._ready_children]
+        return [child.pid for child in self._ready_children]
 
     @property
     def pid(self) -> int | None:
@@ -206,17 +222,13 @@ class Template:
         body = orjson.dumps(request)
         ready = self._ready_root is not None and self._ready_root.fits(sandbox)
         fds = [output_fd] if netns_fd is None else [output_fd, netns_fd]
-        pid = await self._assign(body, fds) if ready else None
-        if pid is not None:
-            await self._send({"make_ready": 1})
-        else:
-            reply: asyncio.Future[int] = loop.create_future()
-            # Replies come in request order, so the waiter joins once its request is out.
-            await self._send(body, fds, then=lambda: self._pending.append(reply))
-            pid = await reply
-        exited: asyncio.Future[int] = loop.create_future()
-        self._exits[pid] = exited
-        return pid, exited
+        assigned = await self._assign(body, fds) if ready else None
+        if assigned is not None:
+            return assigned
+        reply: asyncio.Future[tuple[int, asyncio.Future[int]]] = loop.create_future()
+        # Replies come in request order, so the waiter joins once its request is out.
+        await self._send(body, fds, then=lambda: self._pending.append(reply))
+        return await reply
 
     async def _send(
         self,
@@ -232,24 +244,54 @@ class Template:
             if then is not None:
                 then()
 
-    async def _assign(self, body: bytes, fds: Sequence[int]) -> int | None:
-        """Hand the request straight to the oldest ready child; its pid, or None when none
-        took it (none ready, or all of them gone)."""
+    async def _assign(
+        self, body: bytes, fds: Sequence[int]
+    ) -> tuple[int, asyncio.Future[int]] | None:
+        """Hand the request straight to the oldest ready child that is young enough; its pid
+        and exit, or None when none took it (none ready, or all of them gone or stale)."""
+        loop = asyncio.get_running_loop()
+        now = time.monotonic()
         while self._ready_children:
-            pid, assignments = self._ready_children.popleft()
+            child = self._ready_children.popleft()
+            if now - child.since > READY_MAX_AGE_S:
+                # Its copy of the host's mounts is that old: let it go (closing its socket
+                # ends it) and have a new one made.
+                child.assignments.close()
+                self._ask_for_ready(1)
+                continue
+            # Registered first: a child that fails at once reports its exit to this future.
+            exited: asyncio.Future[int] = loop.create_future()
+            self._exits[child.pid] = exited
             try:
-                await send_message(assignments, body, fds)
-                return pid
+                await send_message(child.assignments, body, fds)
             except OSError:
-                continue  # it died meanwhile; the template reports its exit to nobody
+                del self._exits[child.pid]  # it died meanwhile
+                continue
             finally:
-                assignments.close()
+                child.assignments.close()
+            self._ask_for_ready(1)
+            return child.pid, exited
         return None
+
+    def _ask_for_ready(self, count: int) -> None:
+        """Ask the template for more ready children, without waiting for the answer."""
+
+        async def ask() -> None:
+            with contextlib.suppress(OSError, RuntimeError):
+                await self._send({"make_ready": count})
+
+        task = asyncio.ensure_future(ask())
+        self._asking.add(task)
+        task.add_done_callback(self._asking.discard)
 
     def _on_readable(self) -> None:
         assert self._socket is not None
         try:
-            data, ancillary, _, _ = self._socket.recvmsg(65536, _RIGHTS_SPACE)
+            # Close-on-exec: a socket that assigns a root process its environment must never
+            # reach a process the server starts.
+            data, ancillary, _, _ = self._socket.recvmsg(
+                65536, _RIGHTS_SPACE, socket.MSG_CMSG_CLOEXEC
+            )
         except BlockingIOError:
             return
         for level, kind, payload in ancillary:
@@ -268,11 +310,26 @@ class Template:
         if "ready" in message and self._up is not None and not self._up.done():
             self._up.set_result(None)
         elif "pid" in message and self._pending:
-            self._pending.pop(0).set_result(int(message["pid"]))
-        elif "ready_child" in message and self._received_fds:
+            forked = int(message["pid"])
+            ended: asyncio.Future[int] = asyncio.get_running_loop().create_future()
+            self._exits[forked] = ended
+            self._pending.pop(0).set_result((forked, ended))
+        elif "error" in message and self._pending:
+            # The template could not fork for this request (and lives on).
+            self._pending.pop(0).set_exception(RuntimeError(str(message["error"])))
+        elif "ready_child" in message:
+            if not self._received_fds:
+                log.warning(
+                    "template %s announced ready child %s without its socket",
+                    self.pid,
+                    message["ready_child"],
+                )
+                return
             assignments = socket.socket(fileno=self._received_fds.popleft())
             assignments.setblocking(False)
-            self._ready_children.append((int(message["ready_child"]), assignments))
+            self._ready_children.append(
+                ReadyChild(int(message["ready_child"]), assignments, time.monotonic())
+            )
         elif "exit" in message:
             pid = int(message["exit"])
             exited = self._exits.pop(pid, None)
@@ -281,17 +338,21 @@ class Template:
             self._drop_ready_child(pid)
 
     def _drop_ready_child(self, pid: int) -> None:
-        """A ready child that ended before it was assigned (killed, or out of memory)."""
-        for entry in self._ready_children:
-            if entry[0] == pid:
-                self._ready_children.remove(entry)
-                entry[1].close()
+        """A ready child that ended before it was assigned (killed, or out of memory): one
+        that had lived a while is replaced; one that failed at once is not, so that a
+        template whose children cannot start does not fork them in a loop."""
+        for child in self._ready_children:
+            if child.pid == pid:
+                self._ready_children.remove(child)
+                child.assignments.close()
+                if time.monotonic() - child.since >= 1.0:
+                    self._ask_for_ready(1)
                 return
 
     def _close_ready_children(self) -> None:
         """Each closed socket ends its child, which was waiting on it."""
-        for _, assignments in self._ready_children:
-            assignments.close()
+        for child in self._ready_children:
+            child.assignments.close()
         self._ready_children.clear()
         for fd in self._received_fds:
             os.close(fd)

@@ -155,6 +155,9 @@ def _join_cgroup_and_network(sandbox, netns):
         with open(name, "w") as procs:
             # "0" is the writer itself, in whatever PID namespace it is.
             procs.write("0")
+    if sandbox.get("netns") and not netns:
+        # Never run in the host's network for want of a descriptor.
+        raise RuntimeError("the environment's network namespace did not arrive")
     for fd in netns:
         _mounts().setns(fd, _CLONE_NEWNET)
         os.close(fd)
@@ -282,23 +285,49 @@ def _serve_forks(control, wake_read, wake_write):
                 owed += int(request["make_ready"])
                 root = request.get("root") or root
                 continue
-            pid = _fork_as_namespace_init() if request.get("sandbox") else os.fork()
+            try:
+                pid = _fork_as_namespace_init() if request.get("sandbox") else os.fork()
+            except OSError as error:
+                # This request fails (the platform raises for it); the template goes on.
+                pid, reply = -1, {"error": "the template could not fork: %s" % error}
+            else:
+                reply = {"pid": pid}
             if pid == 0:
-                _become_runtime(request, fds, control, wake_read, wake_write)
+                _in_child(_become_runtime, request, fds, control, wake_read, wake_write)
             for fd in fds:
                 os.close(fd)
-            send(control, {"pid": pid})
+            send(control, reply)
         elif not readable and owed:
             owed -= 1
-            _make_ready(root, control, wake_read, wake_write)
+            try:
+                _make_ready(root, control, wake_read, wake_write)
+            except OSError as error:
+                # Cold starts fork afresh meanwhile; the next request asks again.
+                sys.stderr.write("lamina template: no ready child: %s\n" % error)
+
+
+def _in_child(become, *args):
+    """Run a forked child's part; it ends the process and never returns into the
+    template's loop, even when setting up its sandbox fails."""
+    try:
+        become(*args)
+    except BaseException:
+        traceback.print_exc()
+    finally:
+        os._exit(1)
 
 
 def _make_ready(root, control, wake_read, wake_write):
     ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
-    pid = _fork_as_namespace_init()
+    try:
+        pid = _fork_as_namespace_init()
+    except OSError:
+        ours.close()
+        theirs.close()
+        raise
     if pid == 0:
         ours.close()
-        _become_ready(theirs, root, control, wake_read, wake_write)
+        _in_child(_become_ready, theirs, root, control, wake_read, wake_write)
     theirs.close()
     send(control, {"ready_child": pid}, [ours.fileno()])
     ours.close()
