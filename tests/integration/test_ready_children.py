@@ -21,10 +21,10 @@ from typing import Any
 
 import pytest
 
-from lamina.sandbox import zygote
+from lamina.sandbox import mounts, zygote
 from lamina.sandbox.api import SandboxSpec
 from lamina.sandbox.cgroups import open_manager
-from lamina.sandbox.namespace import NamespaceBackend, probe
+from lamina.sandbox.namespace import UID_BASE, NamespaceBackend, probe
 from lamina.sandbox.network import NetworkOptions
 from lamina.sandbox.runtime_files import PYTHON_BOOTSTRAP
 from lamina.sandbox.zygote import READY_CHILDREN, Template, Templates
@@ -137,7 +137,7 @@ async def ready_children(template: Template) -> list[int]:
 async def run(
     backend: NamespaceBackend, sandbox_spec: SandboxSpec
 ) -> tuple[int, int, dict[str, Any], bool]:
-    """Start and collect the probe's report and exit status: (relay pid, status, report,
+    """Start and collect the probe's report and exit status: (runtime pid, status, report,
     whether the cgroup saw an OOM kill)."""
     sandbox = await backend.start(sandbox_spec)
     output = b""
@@ -235,3 +235,43 @@ def test_ready_children_too_old_are_replaced_not_used(
     assert status == 5
     assert pid not in ready
     assert not set(replaced) & set(ready)
+
+
+def test_a_child_never_runs_without_the_network_namespace_it_was_given(
+    tmp_path: Path, capfd: pytest.CaptureFixture[str]
+) -> None:
+    """A request that names a network namespace whose descriptor did not arrive ends the
+    child before it builds anything, on the ready path and on the fresh one alike (the
+    template's own stderr, which this test's process lends it, says why)."""
+
+    async def scenario() -> list[tuple[int, bytes]]:
+        async with sandboxed() as (_, template):
+            ready = await ready_children(template)
+            results = []
+            for _ in range(len(ready) + 1):  # the ready children, then a fresh fork
+                read_fd, write_fd = os.pipe()
+                plan = mounts.RootPlan(
+                    staging=str(tmp_path),
+                    task_root=str(tmp_path),
+                    opt_dir=None,
+                    runtime_dir=str(tmp_path),
+                    tmp_bytes=1 << 20,
+                    system=mounts.system_layout(),
+                )
+                sandbox = {"procs_files": [], "plan": plan, "uid": UID_BASE - 2, "netns": True}
+                try:
+                    _, exited = await template.fork({}, "/", {}, write_fd, sandbox)
+                finally:
+                    os.close(write_fd)
+                status = await asyncio.wait_for(exited, 20)
+                with os.fdopen(read_fd, "rb") as output:
+                    results.append((status, output.read()))
+            return results
+
+    results = asyncio.run(scenario())
+    assert [status for status, _ in results] == [1] * (READY_CHILDREN + 1)
+    # Nothing reached the environment's output: the child ended before it was set up.
+    assert [output for _, output in results] == [b""] * (READY_CHILDREN + 1)
+    stderr = capfd.readouterr().err
+    refusals = stderr.count("RuntimeError: the environment's network namespace did not arrive")
+    assert refusals == READY_CHILDREN + 1
