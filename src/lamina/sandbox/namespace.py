@@ -406,8 +406,9 @@ class NamespaceBackend:
 
     def use_templates(self, templates: Templates) -> None:
         """Start Python environments by forking pre-initialised templates (see `zygote`);
-        their ready children build the common part of the root on a directory of their own
-        (private to each child's mount namespace, so one directory serves them all)."""
+        their ready children build the common part of the root on one staging directory of
+        this backend's (each mounts on it in a mount namespace of its own, so one serves
+        them all)."""
         self._templates = templates
         # In the lock directory (/run/lamina): not aged away as an empty /tmp directory
         # may be, which would take the mount on it from every ready child.
