@@ -21,6 +21,7 @@ import os
 import tempfile
 
 from lamina.sandbox import mounts
+from lamina.sandbox.cgroup_mounts import cgroup_mounts
 
 FLAG = "favordynmods"
 NO_CGROUP2 = "the host has no cgroup v2 mount"
@@ -29,13 +30,9 @@ NO_CGROUP2 = "the host has no cgroup v2 mount"
 def cgroup2_options(mountinfo: str, mount_point: str | None = None) -> set[str] | None:
     """The super options of a cgroup v2 mount (the first, or the one at `mount_point`);
     None when there is none."""
-    for line in mountinfo.splitlines():
-        left, _, right = line.partition(" - ")
-        point, fields = left.split()[4:5], right.split()
-        if len(fields) < 3 or fields[0] != "cgroup2":
-            continue
-        if mount_point is None or point == [mount_point]:
-            return set(fields[2].split(","))
+    for _, point, fstype, options in cgroup_mounts(mountinfo):
+        if fstype == "cgroup2" and mount_point in (None, point):
+            return options
     return None
 
 

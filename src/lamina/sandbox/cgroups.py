@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from lamina.sandbox import cgroup_moves
+from lamina.sandbox.cgroup_mounts import cgroup_mounts
 
 log = logging.getLogger("lamina.sandbox")
 
@@ -218,19 +219,6 @@ class Hierarchy:
     bases: dict[str, Path]
 
 
-def _mounts(mountinfo: str) -> list[tuple[str, str, str, set[str]]]:
-    """(mount root, mount point, fs type, super options) of every cgroup mount."""
-    found = []
-    for line in mountinfo.splitlines():
-        left, _, right = line.partition(" - ")
-        fields, tail = left.split(), right.split()
-        if len(fields) < 5 or len(tail) < 3 or not tail[0].startswith("cgroup"):
-            continue
-        options = set(tail[2].split(","))
-        found.append((fields[3], fields[4].replace("\\040", " "), tail[0], options))
-    return found
-
-
 def _own_paths(self_cgroup: str) -> dict[str, str]:
     """controller (or "" for v2) -> this process's cgroup path."""
     paths = {}
@@ -250,7 +238,7 @@ def _join(mount_point: str, mount_root: str, own: str) -> Path:
 
 def locate(mountinfo: str, self_cgroup: str) -> tuple[Hierarchy | None, str]:
     """Find the hierarchy to use; prefers v1 controllers when the host has them mounted."""
-    mounts = _mounts(mountinfo)
+    mounts = cgroup_mounts(mountinfo)
     own = _own_paths(self_cgroup)
     v1: dict[str, Path] = {}
     for root, point, fstype, options in mounts:
