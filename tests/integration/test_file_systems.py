@@ -14,7 +14,7 @@ from botocore.exceptions import ClientError
 
 from tests.support.archives import make_package, make_zip
 from tests.support.lambda_api import ROLE, error_of, invoke
-from tests.support.server import LaminaServer
+from tests.support.server import LaminaServer, lambda_client_of
 
 SUBNET = "subnet-0a1b2c3d4e5f60718"
 GROUP = "sg-0a1b2c3d4e5f60718"
@@ -105,9 +105,7 @@ def server(tmp_path_factory: pytest.TempPathFactory, efs_root: Path) -> Iterator
 
 @pytest.fixture(scope="module")
 def client(server: LaminaServer) -> Iterator[Any]:
-    lambda_client = server.client("lambda")
-    yield lambda_client
-    lambda_client.close()
+    yield from lambda_client_of(server)
 
 
 @pytest.fixture

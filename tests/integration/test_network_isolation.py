@@ -37,7 +37,7 @@ from lamina.sandbox.zygote import Templates
 from tests.support import netns
 from tests.support.archives import make_zip
 from tests.support.lambda_api import ROLE, invoke
-from tests.support.server import LaminaServer
+from tests.support.server import LaminaServer, lambda_client_of
 
 PYTHON = r'''
 import errno, os, socket, threading
@@ -220,9 +220,7 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LaminaServer]:
 
 @pytest.fixture(scope="module")
 def client(server: LaminaServer) -> Iterator[Any]:
-    lambda_client = server.client("lambda")
-    yield lambda_client
-    lambda_client.close()
+    yield from lambda_client_of(server)
 
 
 @pytest.fixture

@@ -17,7 +17,7 @@ from botocore.exceptions import ClientError
 
 from tests.support.archives import make_zip
 from tests.support.lambda_api import ROLE, error_of, invoke
-from tests.support.server import LaminaServer
+from tests.support.server import LaminaServer, lambda_client_of
 
 SUBNET_A = "subnet-0a1b2c3d4e5f60718"
 SUBNET_B = "subnet-0a1b2c3d4e5f60719"
@@ -137,9 +137,7 @@ def server(tmp_path_factory: pytest.TempPathFactory, database_rule: str) -> Iter
 
 @pytest.fixture(scope="module")
 def client(server: LaminaServer) -> Iterator[Any]:
-    lambda_client = server.client("lambda")
-    yield lambda_client
-    lambda_client.close()
+    yield from lambda_client_of(server)
 
 
 @pytest.fixture

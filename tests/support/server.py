@@ -9,6 +9,7 @@ import socket
 import subprocess
 import sys
 import urllib.request
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -123,3 +124,12 @@ def metrics(server: LaminaServer) -> dict[str, Any]:
 def server_log(server: LaminaServer) -> str:
     """Everything the server has written to its log so far."""
     return server.log_path.read_text(errors="replace")
+
+
+def lambda_client_of(server: LaminaServer) -> Iterator[Any]:
+    """A client fixture's body: the server's Lambda client, closed once the fixture ends."""
+    client = server.client("lambda")
+    try:
+        yield client
+    finally:
+        client.close()

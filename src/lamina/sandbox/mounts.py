@@ -37,6 +37,7 @@ MS_BIND = 0x1000
 MS_REC = 0x4000
 MS_PRIVATE = 0x40000
 MS_SLAVE = 0x80000
+MS_SHARED = 0x100000
 MNT_DETACH = 0x2
 
 PR_SET_PDEATHSIG = 1
@@ -203,6 +204,10 @@ class RootPlan:
     # The /etc/resolv.conf the environment sees (its network's resolvers), or "" for the
     # host's as it is.
     resolv_conf: str = ""
+    # A runtime started before its function was known (see `prestarted`): /var/task and
+    # /opt keep receiving the host's mounts on `task_root` and `opt_dir`, where the code
+    # arrives later; every other mount of the root is private, as always.
+    code_follows_host: bool = False
 
 
 def system_layout(root: str = "/") -> tuple[tuple[str, str], ...]:
@@ -300,24 +305,7 @@ def share(
             _check(-1, f"open_tree {host_path}")
         flags = _MOUNT_ATTR_IDMAP | _MOUNT_ATTR_NOSUID | _MOUNT_ATTR_NODEV
         attributes = _mount_attributes(flags | _MOUNT_ATTR_RDONLY if read_only else flags, userns)
-        result = _libc.syscall(
-            _SYS_MOUNT_SETATTR,
-            ctypes.c_int(tree),
-            b"",
-            ctypes.c_uint(_AT_EMPTY_PATH),
-            attributes,
-            ctypes.c_size_t(len(attributes)),
-        )
-        _check(result, f"mount_setattr (idmap) {host_path}")
-        result = _libc.syscall(
-            _SYS_MOVE_MOUNT,
-            ctypes.c_int(tree),
-            b"",
-            ctypes.c_int(_AT_FDCWD),
-            target.encode(),
-            ctypes.c_uint(_MOVE_MOUNT_F_EMPTY_PATH),
-        )
-        _check(result, f"move_mount {target}")
+        _attach_tree(tree, attributes, 0, target, f"(idmap) {host_path}")
     finally:
         for descriptor in (directory, userns, tree):
             if descriptor >= 0:
@@ -449,8 +437,9 @@ def finish_root(plan: RootPlan, staging: str) -> None:
     switch to it. The cgroup namespace is entered here: its root is the cgroup the caller
     is in now, which must be the environment's."""
     unshare(CLONE_NEWCGROUP)
-    # From here on, the environment's root is its own: nothing of the host propagates in.
-    mount(None, "/", None, MS_REC | MS_PRIVATE)
+    if not plan.code_follows_host:
+        # From here on, the environment's root is its own: nothing of the host propagates in.
+        mount(None, "/", None, MS_REC | MS_PRIVATE)
     root = staging
     holders = [
         share(host_path, root + mount_path, uid, gid, mode, environment_uid, read_only)
@@ -495,9 +484,73 @@ def finish_root(plan: RootPlan, staging: str) -> None:
     os.rmdir("/.old")
     _seal("/")
     mount("proc", "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC)
+    if plan.code_follows_host:
+        # Now that the host's tree is gone from this namespace, only the root's own mounts
+        # are left to make private: all but the two the code will arrive on.
+        _make_private_except((TASK_ROOT, OPT_ROOT))
     os.chdir(TASK_ROOT)
     for holder in holders:
         os.waitpid(holder, 0)
+
+
+def _make_private_except(kept: tuple[str, ...]) -> None:
+    with open("/proc/self/mountinfo", encoding="utf-8") as mountinfo:
+        points = [_unescape(line.split()[4]) for line in mountinfo]
+    for point in dict.fromkeys(points):
+        if point not in kept:
+            mount(None, point, None, MS_PRIVATE)
+
+
+def _unescape(field: str) -> str:
+    """A mountinfo path: space, tab, newline and backslash are written as octal escapes."""
+    parts = field.split("\\")
+    # (No `re` here: this runs between fork and exec; see the module's docstring.)
+    return parts[0] + "".join(chr(int(part[:3], 8)) + part[3:] for part in parts[1:])
+
+
+def attach_read_only(source: str, target: str) -> None:
+    """Mount `source` (and what is mounted below it) on `target`, read-only, nosuid and
+    nodev from the first instant: the copy is made detached, its attributes set, and only
+    then attached. Mounts that propagate from `target` carry the same attributes (a bind
+    made and then remounted read-only would propagate writable)."""
+    tree = _libc.syscall(
+        _SYS_OPEN_TREE,
+        ctypes.c_int(_AT_FDCWD),
+        source.encode(),
+        ctypes.c_uint(_OPEN_TREE_CLONE | _OPEN_TREE_CLOEXEC | _AT_RECURSIVE),
+    )
+    if tree < 0:
+        _check(-1, f"open_tree {source}")
+    try:
+        attributes = _mount_attributes(_MOUNT_ATTR_RDONLY | _MOUNT_ATTR_NOSUID | _MOUNT_ATTR_NODEV)
+        _attach_tree(tree, attributes, _AT_RECURSIVE, target, source)
+    finally:
+        os.close(tree)
+
+
+def _attach_tree(
+    tree: int, attributes: ctypes.Array[ctypes.c_char], flags: int, target: str, what: str
+) -> None:
+    """Set a detached mount tree's attributes (`flags`: _AT_RECURSIVE for every mount of
+    it), then attach it on `target`."""
+    result = _libc.syscall(
+        _SYS_MOUNT_SETATTR,
+        ctypes.c_int(tree),
+        b"",
+        ctypes.c_uint(_AT_EMPTY_PATH | flags),
+        attributes,
+        ctypes.c_size_t(len(attributes)),
+    )
+    _check(result, f"mount_setattr {what}")
+    result = _libc.syscall(
+        _SYS_MOVE_MOUNT,
+        ctypes.c_int(tree),
+        b"",
+        ctypes.c_int(_AT_FDCWD),
+        target.encode(),
+        ctypes.c_uint(_MOVE_MOUNT_F_EMPTY_PATH),
+    )
+    _check(result, f"move_mount {target}")
 
 
 # (host path, the path it has inside the sandbox), longest host path first.

@@ -21,6 +21,7 @@ import contextlib
 import errno
 import fcntl
 import functools
+import logging
 import os
 import shutil
 import signal
@@ -31,10 +32,11 @@ import tempfile
 import time
 from collections import deque
 from collections.abc import Callable, Iterable, Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import IO
 
-from lamina.sandbox import limits, mounts, shares
+from lamina.sandbox import limits, mounts, prestarted, shares
 from lamina.sandbox.api import EntrypointError, SandboxSpec, exec_failure
 from lamina.sandbox.cgroups import MAX_PIDS, CgroupManager, EnvironmentCgroup, Limits
 from lamina.sandbox.network import (
@@ -45,10 +47,13 @@ from lamina.sandbox.network import (
 )
 from lamina.sandbox.network.resolvers import namespace_resolv_conf
 from lamina.sandbox.network.slots import CLONE_NEWNET
+from lamina.sandbox.prestarted import Prestarted, PrestartKey, PrestartPool
 from lamina.sandbox.process import PeakMemory, loopback_listener
-from lamina.sandbox.runtime_files import RUNTIMES_DIR
+from lamina.sandbox.runtime_files import NODE_BOOTSTRAP, RUNTIMES_DIR
 from lamina.sandbox.snapshots import SnapshotIsolation, spawn_snapshot
 from lamina.sandbox.zygote import ReadyRoot, TemplateChild, Templates
+
+log = logging.getLogger(__name__)
 
 # Environments run as uids from here on, in blocks claimed per server through a lock file,
 # far above any account a host would create.
@@ -161,8 +166,11 @@ class NamespaceSandbox:
         release: Callable[[NamespaceSandbox], None],
         staging: Path,
         slot: Slot | None = None,
+        code_points: Path | None = None,
     ) -> None:
         self._process = process
+        # A runtime started ahead: the host mount points its code arrived on.
+        self.code_points = code_points
         # The network namespace it runs in, given back once its processes are all gone.
         self.slot = slot
         self.pid = process.pid
@@ -292,12 +300,29 @@ class NamespaceBackend:
         self._namespace_resolvers = namespace_resolv_conf() if self.network else ""
         # Slots taken for an environment's Runtime API (`listen`), until its `start`.
         self._reserved: dict[str, Slot] = {}
+        # Node runtimes started ahead (`use_templates`), and those taken by `listen`.
+        self._prestarted: PrestartPool | None = None
+        self._assigned: dict[str, Prestarted] = {}
+        self._code_points = self._lock_dir / f"prestarted-{os.getpid()}"
+        self._prestarts = 0
 
     # ----------------------------------------------------------------------- start
 
     async def listen(self, spec: SandboxSpec) -> socket.socket:
         """The Runtime API's socket inside the network namespace the environment will run
         in (taken from the pool now), or on the host's loopback without network isolation."""
+        entry = self._take_prestarted(spec)
+        if entry is not None:
+            try:
+                if entry.slot is None or self.network is None:
+                    listener = loopback_listener()
+                else:
+                    listener = self.network.listen(entry.slot)
+            except BaseException:
+                self._discard_prestarted(entry)
+                raise
+            self._assigned[spec.scratch_root.name] = entry
+            return listener
         if self.network is None:
             return loopback_listener()
         attempts = _LISTEN_ATTEMPTS
@@ -320,6 +345,14 @@ class NamespaceBackend:
             return listener
 
     async def start(self, spec: SandboxSpec) -> NamespaceSandbox:
+        entry = self._assigned.pop(spec.scratch_root.name, None)
+        if entry is not None:
+            assigned = self._assign(entry, spec)
+            if assigned is not None:
+                return assigned
+        return await self._start_afresh(spec)
+
+    async def _start_afresh(self, spec: SandboxSpec) -> NamespaceSandbox:
         environment_id = spec.scratch_root.name
         slot = self._reserved.pop(environment_id, None)
         if slot is None and self.network is not None:
@@ -379,6 +412,155 @@ class NamespaceBackend:
         self._live.add(sandbox)
         return sandbox
 
+    # ------------------------------------------------------ Node runtimes started ahead
+
+    def _prestart_key(self, spec: SandboxSpec) -> PrestartKey | None:
+        """The kind of a Node environment, or None for one no runtime is started ahead for
+        (another runtime, or access points, whose mounts are made as the root is built)."""
+        if (
+            self._prestarted is None
+            or spec.file_systems
+            or not spec.command
+            or spec.command[-1] != str(NODE_BOOTSTRAP)
+        ):
+            return None
+        mapping = self._mapping(spec)
+        argv = tuple(mounts.inside_paths(arg, mapping) for arg in spec.command)
+        inside = {name: mounts.inside_paths(v, mapping) for name, v in spec.environment.items()}
+        return PrestartKey(
+            argv,
+            prestarted.startup_variables(inside),
+            spec.memory_mb,
+            spec.ephemeral_mb,
+            spec.network,
+        )
+
+    def _take_prestarted(self, spec: SandboxSpec) -> Prestarted | None:
+        key = self._prestart_key(spec)
+        if key is None or self._prestarted is None:
+            return None
+        return self._prestarted.take(key, spec)
+
+    async def _make_prestarted(self, key: PrestartKey, template: SandboxSpec) -> Prestarted:
+        """A Node runtime in a sandbox of `key`'s kind, blocked reading its assignment.
+
+        `template` is the kind's first environment, with only its start-up variables: its
+        code's location tells which of the server's directories to hide, as for any root.
+        """
+        slot = await self.network.take(key.network) if self.network is not None else None
+        uid = self._uids.acquire()
+        self._prestarts += 1
+        name = f"node-{self._prestarts}"
+        cgroup: EnvironmentCgroup | None = None
+        code_points: Path | None = None
+        staging = template.scratch_root.parent / name
+        fds: list[int] = []
+        try:
+            if self._cgroups is not None:
+                wanted = Limits(key.memory_mb * 1024 * 1024, key.memory_mb)
+                cgroup = self._cgroups.create(f"prestarted-{name}", wanted)
+            code_points = prestarted.make_code_points(self._code_points / name)
+            staging.mkdir(parents=True)
+            plan = replace(
+                self._plan(replace(template, scratch_root=staging), key.argv[0], uid),
+                task_root=str(code_points / "task"),
+                opt_dir=str(code_points / "opt"),
+                code_follows_host=True,
+            )
+            output_read, output_write = os.pipe()
+            fds += [output_read, output_write]
+            assignment_read, assignment_write = os.pipe()
+            fds += [assignment_read, assignment_write]
+            environment = {
+                **dict(key.startup),
+                prestarted.ASSIGNMENT_VARIABLE: str(assignment_read),
+            }
+            procs = cgroup.procs_files if cgroup else []
+            enter = enter_sandbox(plan, uid, procs, key.memory_mb, slot.fd if slot else -1)
+            process = await asyncio.get_running_loop().run_in_executor(
+                None,
+                functools.partial(
+                    self._spawner.spawn,
+                    list(key.argv),
+                    environment,
+                    output_write,
+                    enter,
+                    (assignment_read,),
+                ),
+            )
+        except BaseException:
+            for descriptor in fds:
+                os.close(descriptor)
+            if cgroup is not None:
+                cgroup.kill()
+                with contextlib.suppress(OSError):
+                    cgroup.remove()
+            if code_points is not None:
+                prestarted.remove_code_points(code_points)
+            with contextlib.suppress(OSError):
+                staging.rmdir()
+            self._uids.release(uid)
+            if slot is not None and self.network is not None:
+                self.network.discard(slot)
+            raise
+        os.close(output_write)
+        os.close(assignment_read)
+        os.set_blocking(output_read, False)
+        return Prestarted(
+            key, process, output_read, assignment_write, uid, cgroup, slot, staging, code_points
+        )
+
+    def _assign(self, entry: Prestarted, spec: SandboxSpec) -> NamespaceSandbox | None:
+        """The environment `entry` becomes once it has the function, or None if it could
+        not take it: `entry` is discarded, and its network slot, where the environment's
+        Runtime API listens already, is kept for a fresh start."""
+        mapping = self._mapping(spec)
+        environment = {
+            name: mounts.inside_paths(value, mapping) for name, value in spec.environment.items()
+        }
+        try:
+            entry.assign(spec.task_root, spec.opt_dir, environment)
+        except OSError:
+            log.warning("a Node runtime started ahead could not take its function", exc_info=True)
+            if entry.slot is not None:
+                self._reserved[spec.scratch_root.name] = entry.slot
+            entry.slot = None
+            self._discard_prestarted(entry)
+            return None
+        channel = spec.runtime_api
+        pool = self._prestarted
+        assert pool is not None
+        if channel is None:
+            pool.refill_soon(entry.key)
+        else:
+            channel.peer_uid = entry.uid if entry.slot is None else None
+            if entry.cgroup is not None:
+                channel.initialized.add_done_callback(_cap_after_init(entry.cgroup, spec.memory_mb))
+            channel.initialized.add_done_callback(lambda _: pool.refill_soon(entry.key))
+        return self._adopt(entry)
+
+    def _adopt(self, entry: Prestarted) -> NamespaceSandbox:
+        sandbox = NamespaceSandbox(
+            entry.process,
+            entry.output_fd,
+            entry.uid,
+            entry.cgroup,
+            self._released,
+            entry.staging,
+            entry.slot,
+            entry.code_points,
+        )
+        self._live.add(sandbox)
+        return sandbox
+
+    def _discard_prestarted(self, entry: Prestarted) -> None:
+        """End a runtime started ahead that will not be used; what it holds is released
+        once it is gone, as an environment's is."""
+        entry.close_assignment()
+        sandbox = self._adopt(entry)
+        sandbox.kill()
+        sandbox.cleanup()
+
     def _return_slot(self, slot: Slot, error: BaseException | None) -> None:
         """After a failed start: an executable that could not be exec'd left nothing
         running in the namespace; any other failure (a template's child may have entered
@@ -405,10 +587,11 @@ class NamespaceBackend:
             raise failure from error
 
     def use_templates(self, templates: Templates) -> None:
-        """Start Python environments by forking pre-initialised templates (see `zygote`);
-        their ready children build the common part of the root on one staging directory of
-        this backend's (each mounts on it in a mount namespace of its own, so one serves
-        them all)."""
+        """Start Python environments by forking pre-initialised templates (see `zygote`),
+        and keep Node runtimes started ahead (see `prestarted`). The templates' ready
+        children build the common part of the root on one staging directory of this
+        backend's (each mounts on it in a mount namespace of its own, so one serves them
+        all)."""
         self._templates = templates
         # In the lock directory (/run/lamina): not aged away as an empty /tmp directory
         # may be, which would take the mount on it from every ready child.
@@ -418,6 +601,14 @@ class NamespaceBackend:
             prefix=f"ready-root-{os.getpid()}-", dir=self._lock_dir
         )
         templates.ready_root = ReadyRoot(self._ready_staging, self._system, mounts.HOSTNAME)
+        # Node cannot fork an initialised runtime: its runtimes are started ahead instead.
+        prestarted.remove_stale_code_points(self._lock_dir, self._code_points)
+        try:
+            prestarted.prepare_code_parent(self._code_points)
+        except OSError as error:
+            log.warning("Node runtimes are not started ahead: %s", error)
+            return
+        self._prestarted = PrestartPool(self._make_prestarted, self._discard_prestarted)
 
     async def _fork_from_template(
         self,
@@ -509,6 +700,8 @@ class NamespaceBackend:
 
     def _released(self, sandbox: NamespaceSandbox) -> None:
         self._live.discard(sandbox)
+        if sandbox.code_points is not None:
+            prestarted.remove_code_points(sandbox.code_points)
         self._uids.release(sandbox.uid)
         if sandbox.slot is not None and self.network is not None:
             self.network.give_back(sandbox.slot)
@@ -516,6 +709,11 @@ class NamespaceBackend:
     def close(self) -> None:
         """Stop every environment still running and remove this server's cgroups."""
         deadline = time.monotonic() + 5
+        if self._prestarted is not None:
+            self._prestarted.close()
+        for entry in self._assigned.values():
+            self._discard_prestarted(entry)
+        self._assigned.clear()
         for sandbox in list(self._live):
             sandbox.kill()
         for sandbox in list(self._live):
@@ -533,6 +731,10 @@ class NamespaceBackend:
             self._templates.close()  # after the sandboxes: their children are gone by now
             with contextlib.suppress(OSError):
                 os.rmdir(self._ready_staging)
+            with contextlib.suppress(OSError):
+                mounts.umount(str(self._code_points), mounts.MNT_DETACH)
+            with contextlib.suppress(OSError):
+                self._code_points.rmdir()
 
     @staticmethod
     def _mapping(spec: SandboxSpec) -> list[tuple[str, str]]:
@@ -726,6 +928,7 @@ class PidNamespaceSpawner:
         environment: dict[str, str],
         output_fd: int,
         enter: Callable[[], None],
+        pass_fds: Sequence[int] = (),
     ) -> subprocess.Popen[bytes]:
         mounts.unshare(mounts.CLONE_NEWPID)
         try:
@@ -735,6 +938,7 @@ class PidNamespaceSpawner:
                 stdin=subprocess.DEVNULL,
                 stdout=output_fd,
                 stderr=output_fd,
+                pass_fds=pass_fds,
                 # The child runs only system calls and no locks the fork could have copied held.
                 preexec_fn=enter,  # noqa: PLW1509
             )

@@ -105,7 +105,9 @@ function formattedError(error) {
 
 const LEVELS = { TRACE: 1, DEBUG: 2, INFO: 3, WARN: 4, ERROR: 5, FATAL: 6 };
 let currentRequestId;
-const jsonLogs = (process.env.AWS_LAMBDA_LOG_FORMAT || '').toUpperCase() === 'JSON';
+// Set by `patchConsole`, from the function's variables (a runtime started ahead has them
+// only once assigned).
+let jsonLogs = false;
 
 function textLine(level, args) {
   // One record per call: newlines become carriage returns, as AWS's runtime writes them.
@@ -149,6 +151,7 @@ function jsonLine(level, args) {
 }
 
 function patchConsole() {
+  jsonLogs = (process.env.AWS_LAMBDA_LOG_FORMAT || '').toUpperCase() === 'JSON';
   const format = jsonLogs ? jsonLine : textLine;
   const wanted = (process.env.AWS_LAMBDA_LOG_LEVEL || '').toUpperCase();
   // Lambda's ApplicationLogLevel defaults to INFO once the format is JSON.
@@ -816,7 +819,63 @@ class ResponseStream extends Writable {
 
 // ----------------------------------------------------------------------------- main
 
+/**
+ * A runtime started before its function was known (Lamina's `prestarted`) waits here, with
+ * the bootstrap loaded, until its assignment arrives: the function's variables, which become
+ * its whole environment. Its code is mounted on /var/task by then, over the empty directory
+ * it started in. A pipe closed without an assignment ends it.
+ */
+async function awaitAssignment() {
+  const descriptor = process.env.LAMINA_ASSIGNMENT_FD;
+  if (descriptor === undefined) return;
+  // Only a head start: a runtime that could not warm up still serves its function.
+  await warmUp().catch(() => {});
+  const fd = Number(descriptor);
+  const chunks = [];
+  const buffer = Buffer.allocUnsafe(64 * 1024);
+  for (let read; (read = fs.readSync(fd, buffer)) > 0; ) {
+    chunks.push(Buffer.from(buffer.subarray(0, read)));
+  }
+  fs.closeSync(fd);
+  if (!chunks.length) process.exit(0);
+  takeEnvironment(JSON.parse(Buffer.concat(chunks).toString('utf8')).environment);
+  process.chdir(process.env.LAMBDA_TASK_ROOT || '/var/task');
+}
+
+function takeEnvironment(environment) {
+  for (const name of Object.keys(process.env)) delete process.env[name];
+  Object.assign(process.env, environment);
+  // NODE_PATH was read at start-up; the function's own may differ.
+  require('node:module')._initPaths();
+}
+
+/**
+ * Runs once, while waiting, what a cold start runs next (V8 compiles each function the first
+ * time it runs): taking an environment, loading a handler (a no-op of Lamina's), and a
+ * request and its reply over a Runtime API client, against a listener of its own on the
+ * loopback, closed again.
+ */
+async function warmUp() {
+  takeEnvironment(JSON.parse(JSON.stringify(process.env)));
+  await loadHandler(__dirname, 'warm-up.handler');
+  const listener = net.createServer((socket) =>
+    socket.once('data', () => socket.end('HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\n{}')),
+  );
+  await new Promise((resolve, reject) => {
+    listener.once('error', reject);
+    listener.listen(0, '127.0.0.1', resolve);
+  });
+  const client = new RuntimeClient(`127.0.0.1:${listener.address().port}`);
+  try {
+    await client.next();
+  } finally {
+    client.socket?.destroy();
+    await new Promise((resolve) => listener.close(resolve));
+  }
+}
+
 async function main() {
+  await awaitAssignment();
   patchConsole();
   globalThis.awslambda = awslambda;
   const client = new RuntimeClient(process.env.AWS_LAMBDA_RUNTIME_API);

@@ -1,0 +1,287 @@
+"""Node cold starts served by runtimes started ahead (`lamina.sandbox.prestarted`), over HTTP.
+
+A runtime started before its function was known must end up exactly where a freshly started
+one is: its own uid and PID namespace, its code read-only at /var/task (and layers at /opt),
+the function's variables and nothing else, its memory limit, and every mount but those two
+private. Which runtime served a call is seen from the host: the waiting runtimes are the
+server's children whose start-up environment names an assignment pipe.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from lamina.runtimes.registry import RuntimeRegistry
+from lamina.sandbox.namespace import UID_BASE, probe
+from lamina.sandbox.prestarted import ASSIGNMENT_VARIABLE, PER_KIND
+from tests.support.archives import make_zip
+from tests.support.lambda_api import ROLE, call, log_tail
+from tests.support.server import LaminaServer, lambda_client_of
+from tests.support.waiting import wait_until
+
+_REGISTRY = RuntimeRegistry()
+RUNTIME = next(
+    (name for name in ("nodejs20.x", "nodejs22.x", "nodejs18.x") if _REGISTRY.interpreter(name)),
+    None,
+)
+pytestmark = [
+    pytest.mark.skipif(RUNTIME is None, reason="no Node.js 18, 20 or 22 on this host"),
+    pytest.mark.skipif(
+        os.geteuid() != 0 or probe() is not None, reason="the namespace backend needs root"
+    ),
+]
+
+PROBE = r"""
+const fs = require('node:fs');
+const attempt = (act) => {
+  try {
+    return act();
+  } catch (error) {
+    return error.code;
+  }
+};
+exports.probe = async () => ({
+  pid: process.pid,
+  uid: process.getuid(),
+  cwd: process.cwd(),
+  task: fs.readdirSync('.').sort(),
+  data: fs.readFileSync('data.txt', 'utf8'),
+  taskWrite: attempt(() => fs.writeFileSync('/var/task/new.txt', 'x') ?? 'written'),
+  opt: fs.readdirSync('/opt').sort(),
+  optWrite: attempt(() => fs.writeFileSync('/opt/new.txt', 'x') ?? 'written'),
+  env: process.env,
+  // What each descriptor is (a pipe, a socket, ...), without inode numbers.
+  fds: fs
+    .readdirSync('/proc/self/fd')
+    .map((fd) => attempt(() => fs.readlinkSync(`/proc/self/fd/${fd}`).replace(/\[\d+\]/, ''))),
+  mounts: fs.readFileSync('/proc/self/mountinfo', 'utf8').trim().split('\n'),
+  headerSize: require('node:http').maxHeaderSize,
+  shared: attempt(() => require('shared').where),
+});
+exports.eat = async () => {
+  const blocks = [];
+  for (let index = 0; index < 64; index += 1) blocks.push(Buffer.alloc(16 * 1024 * 1024, 1));
+  return blocks.length;
+};
+"""
+
+
+SHARED_MODULE = "exports.where = 1;"
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LaminaServer]:
+    instance = LaminaServer(tmp_path_factory.mktemp("prestarted") / "data").start()
+    yield instance
+    instance.stop()
+
+
+@pytest.fixture(scope="module")
+def client(server: LaminaServer) -> Iterator[Any]:
+    yield from lambda_client_of(server)
+
+
+def unassigned_runtimes(server: LaminaServer) -> dict[int, bool]:
+    """The server's children that are runtimes started ahead and not yet given a function
+    (they still hold their assignment pipe), and whether each is blocked reading it (else it
+    is still starting). Their start-up environment, which /proc shows, names the pipe."""
+    assert server.process is not None
+    found = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+            environ = (entry / "environ").read_bytes().split(b"\0")
+            waits_on = (entry / "wchan").read_text()
+        except OSError:
+            continue
+        parent = int(stat.rsplit(")", 1)[1].split()[1])
+        prefix = f"{ASSIGNMENT_VARIABLE}=".encode()
+        pipe = [item.removeprefix(prefix).decode() for item in environ if item.startswith(prefix)]
+        if parent != server.process.pid or not pipe:
+            continue
+        try:
+            holds_pipe = os.readlink(entry / "fd" / pipe[0]).startswith("pipe:")
+        except OSError:
+            holds_pipe = False
+        if holds_pipe:
+            found[int(entry.name)] = waits_on.endswith("pipe_read")  # anon_pipe_read: 6.16+
+    return found
+
+
+def waiting_runtimes(server: LaminaServer) -> set[int]:
+    """The runtimes started ahead that wait for a function, once none is still starting
+    (else empty): then the next cold start of their kind takes one of these."""
+    runtimes = unassigned_runtimes(server)
+    return set(runtimes) if all(runtimes.values()) else set()
+
+
+def host_pid_of_uid(uid: int) -> int:
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                if entry.stat().st_uid == uid:
+                    return int(entry.name)
+            except OSError:
+                continue
+    raise AssertionError(f"no process of uid {uid}")
+
+
+def create(client: Any, name: str, handler: str = "index.probe", **overrides: Any) -> str:
+    client.create_function(
+        FunctionName=name,
+        Runtime=RUNTIME,
+        Role=ROLE,
+        Handler=handler,
+        Code={"ZipFile": make_zip({"index.js": PROBE, "data.txt": name})},
+        **overrides,
+    )
+    return name
+
+
+def probe_of(client: Any, name: str) -> dict[str, Any]:
+    response, result = call(client, name, {})
+    assert "FunctionError" not in response, result
+    assert isinstance(result, dict)
+    return result
+
+
+def ready_after(server: LaminaServer, client: Any, first: str) -> set[int]:
+    """Cold-start `first`, and wait until its kind has all its runtimes started ahead
+    behind it; returns the runtimes waiting then (of every kind)."""
+    before = set(unassigned_runtimes(server))
+    probe_of(client, first)
+    return wait_until(
+        lambda: found if len((found := waiting_runtimes(server)) - before) >= 1 else None,
+        timeout=30,
+        message="no Node runtime was started ahead",
+    )
+
+
+def served_by_runtime_started_ahead(waiting: set[int], report: dict[str, Any]) -> bool:
+    return host_pid_of_uid(int(report["uid"])) in waiting
+
+
+def test_a_runtime_started_ahead_is_sandboxed_as_a_fresh_one(
+    server: LaminaServer, client: Any
+) -> None:
+    fresh = probe_of(client, create(client, "fresh"))
+    waiting = ready_after(server, client, create(client, "fills"))
+    name = create(client, "ahead")
+    report = probe_of(client, name)
+    assert served_by_runtime_started_ahead(waiting, report)
+    assert not served_by_runtime_started_ahead(waiting, fresh)
+    # Its own uid, process 1 of its PID namespace, in its code's directory.
+    assert report["pid"] == 1
+    assert report["uid"] >= UID_BASE
+    assert report["uid"] != fresh["uid"]
+    assert report["cwd"] == "/var/task"
+    # The function's code, read through relative paths, read-only; /opt empty and read-only.
+    assert report["task"] == ["data.txt", "index.js"]
+    assert report["data"] == name
+    assert report["taskWrite"] == "EROFS"
+    assert report["opt"] == []
+    assert report["optWrite"] == fresh["optWrite"] == "EROFS"
+    # The function's variables only: none of the runtime's start-up, none of another's.
+    assert ASSIGNMENT_VARIABLE not in report["env"]
+    assert report["env"]["AWS_LAMBDA_FUNCTION_NAME"] == name
+    assert set(report["env"]) == set(fresh["env"])
+    assert report["env"]["AWS_LAMBDA_RUNTIME_API"] == fresh["env"]["AWS_LAMBDA_RUNTIME_API"]
+    # The assignment pipe is closed: the runtime holds what a fresh one holds.
+    assert sorted(report["fds"]) == sorted(fresh["fds"])
+    # Every mount private (as a fresh root's), but the code's two, which follow the host's.
+    following = [line for line in report["mounts"] if "master:" in line or "shared:" in line]
+    assert following
+    assert all(line.split()[4] in {"/var/task", "/opt"} for line in following), following
+    assert not any("shared:" in line for line in report["mounts"])
+    code = [line for line in report["mounts"] if line.split()[4] == "/var/task"][-1]
+    assert code.split()[5].startswith("ro,")
+    assert "nosuid" in code.split()[5]
+
+
+def test_start_up_variables_make_a_kind_of_their_own(server: LaminaServer, client: Any) -> None:
+    options: dict[str, Any] = {
+        "Environment": {"Variables": {"NODE_OPTIONS": "--max-http-header-size=12345"}}
+    }
+    waiting = ready_after(server, client, create(client, "options-first", **options))
+    report = probe_of(client, create(client, "options-second", **options))
+    assert served_by_runtime_started_ahead(waiting, report)
+    assert report["headerSize"] == 12345
+    # A runtime of the default kind never had the option.
+    default = probe_of(client, create(client, "options-none"))
+    assert default["headerSize"] != 12345
+
+
+def test_layers_reach_a_runtime_started_ahead(server: LaminaServer, client: Any) -> None:
+    layer = client.publish_layer_version(
+        LayerName="shared-modules",
+        Content={
+            "ZipFile": make_zip({"nodejs/node_modules/shared/index.js": "exports.where = 1;"})
+        },
+    )
+    waiting = ready_after(server, client, create(client, "layers-first"))
+    report = probe_of(client, create(client, "layers-second", Layers=[layer["LayerVersionArn"]]))
+    assert served_by_runtime_started_ahead(waiting, report)
+    assert report["opt"] == ["nodejs"]
+    assert report["shared"] == 1
+    assert report["optWrite"] == "EROFS"
+
+
+def test_a_runtime_started_ahead_is_held_to_its_memory(server: LaminaServer, client: Any) -> None:
+    waiting = ready_after(server, client, create(client, "memory-first"))
+    name = create(client, "memory-second", handler="index.eat", Timeout=60)
+    response, _ = call(client, name, {}, LogType="Tail")
+    assert response["FunctionError"] == "Unhandled"
+    assert "Error Type: Runtime.OutOfMemory" in log_tail(response)
+    # The runtime killed was one of those waiting (no longer there).
+    assert waiting - set(unassigned_runtimes(server))
+
+
+def test_a_runtime_that_died_waiting_is_passed_over(server: LaminaServer, client: Any) -> None:
+    waiting = ready_after(server, client, create(client, "killed-first"))
+    for pid in waiting:
+        os.kill(pid, signal.SIGKILL)
+    report = probe_of(client, create(client, "killed-second"))
+    assert not served_by_runtime_started_ahead(waiting, report)
+    assert report["data"] == "killed-second"
+    # The kind fills again.
+    wait_until(lambda: len(waiting_runtimes(server) - waiting) >= PER_KIND, timeout=30)
+
+
+def code_parents() -> list[str]:
+    mountinfo = Path("/proc/self/mountinfo").read_text().splitlines()
+    return [line.split()[4] for line in mountinfo if "/prestarted-" in line.split()[4]]
+
+
+def test_nothing_is_left_once_the_server_stops_or_after_a_crash(tmp_path: Path) -> None:
+    crashed = LaminaServer(tmp_path / "crashed").start()
+    try:
+        lambda_client = crashed.client("lambda")
+        ready_after(crashed, lambda_client, create(lambda_client, "crash-first"))
+        lambda_client.close()
+        assert crashed.process is not None
+        own = f"/prestarted-{crashed.process.pid}"
+        assert any(own in point for point in code_parents())
+    finally:
+        crashed.kill()
+    # A crash leaves the mounts behind; the next server removes them.
+    assert any(own in point for point in code_parents())
+    following = LaminaServer(tmp_path / "following").start()
+    try:
+        assert not any(own in point for point in code_parents())
+        lambda_client = following.client("lambda")
+        runtimes = ready_after(following, lambda_client, create(lambda_client, "stop-first"))
+        lambda_client.close()
+        assert following.process is not None
+        own = f"/prestarted-{following.process.pid}"
+    finally:
+        following.stop()
+    assert not any(own in point for point in code_parents())
+    assert not any(Path(f"/proc/{pid}").exists() for pid in runtimes)

@@ -1,0 +1,159 @@
+"""`PrestartPool`'s bookkeeping: which kinds keep runtimes started ahead, and for how long.
+
+The runtimes here are stand-ins that only know whether they are alive and how old they are;
+the real ones, in their sandboxes, are tested over HTTP in test_prestarted_node.py.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from lamina.sandbox import prestarted
+from lamina.sandbox.api import SandboxSpec
+from lamina.sandbox.prestarted import PER_KIND, PrestartKey, PrestartPool
+
+
+class Runtime:
+    def __init__(self, key: PrestartKey) -> None:
+        self.key = key
+        self.alive = True
+        self.born = time.monotonic()
+
+    def usable(self, now: float) -> bool:
+        return self.alive and now - self.born < prestarted.MAX_AGE_S
+
+
+class Pool:
+    """A pool whose runtimes are made at once and remembered when discarded."""
+
+    def __init__(self) -> None:
+        self.made: list[Runtime] = []
+        self.discarded: list[Runtime] = []
+        self.pool = PrestartPool(self._make, self.discarded.append)  # type: ignore[arg-type]
+
+    async def _make(self, key: PrestartKey, template: SandboxSpec) -> Any:
+        # Only what every environment of the kind shares reaches the runtimes.
+        assert template.environment == dict(key.startup)
+        runtime = Runtime(key)
+        self.made.append(runtime)
+        return runtime
+
+
+def kind(memory_mb: int = 128) -> PrestartKey:
+    return PrestartKey(("node", "bootstrap.cjs"), (("TZ", ":UTC"),), memory_mb, 512, None)
+
+
+def spec() -> SandboxSpec:
+    return SandboxSpec(
+        command=("node", "bootstrap.cjs"),
+        environment={"TZ": ":UTC", "AWS_SECRET_ACCESS_KEY": "secret"},
+        task_root=Path("/code"),
+        opt_dir=None,
+        memory_mb=128,
+        ephemeral_mb=512,
+        scratch_root=Path("/scratch/env"),
+    )
+
+
+async def settle() -> None:
+    for _ in range(5):
+        await asyncio.sleep(0)
+
+
+@pytest.fixture(autouse=True)
+def quick(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(prestarted, "REFILL_DELAY_S", 0.0)
+
+
+def test_a_kind_fills_after_its_first_cold_start_and_refills_after_each_take() -> None:
+    async def scenario() -> None:
+        pools = Pool()
+        assert pools.pool.take(kind(), spec()) is None  # the first starts afresh
+        await settle()
+        assert pools.pool.ready(kind()) == PER_KIND
+        taken = pools.pool.take(kind(), spec())
+        assert taken is pools.made[0]  # type: ignore[comparison-overlap]
+        assert pools.pool.ready(kind()) == PER_KIND - 1
+        pools.pool.refill_soon(kind())
+        await asyncio.sleep(0.01)
+        await settle()
+        assert pools.pool.ready(kind()) == PER_KIND
+        pools.pool.close()
+        assert len(pools.discarded) == PER_KIND
+
+    asyncio.run(scenario())
+
+
+def test_dead_and_old_runtimes_are_discarded_not_used() -> None:
+    async def scenario() -> None:
+        pools = Pool()
+        pools.pool.take(kind(), spec())
+        await settle()
+        dead, old = pools.made
+        dead.alive = False
+        old.born -= prestarted.MAX_AGE_S
+        assert pools.pool.take(kind(), spec()) is None
+        assert pools.discarded == [dead, old]
+        await settle()
+        assert pools.pool.ready(kind()) == PER_KIND
+        pools.pool.close()
+
+    asyncio.run(scenario())
+
+
+def test_kinds_are_bounded_and_let_go_when_unused(monkeypatch: pytest.MonkeyPatch) -> None:
+    async def scenario() -> None:
+        pools = Pool()
+        for memory in range(prestarted.MAX_KINDS + 1):
+            assert pools.pool.take(kind(128 + memory), spec()) is None
+        await settle()
+        assert pools.pool.ready(kind(128 + prestarted.MAX_KINDS)) == 0
+        assert len(pools.made) == prestarted.MAX_KINDS * PER_KIND
+        # Past MAX_AGE_S without a cold start, every kind is let go at the next sweep.
+        kept = prestarted.MAX_AGE_S
+        monkeypatch.setattr(prestarted, "MAX_AGE_S", 0.0)
+        pools.pool._sweep()
+        assert sorted(map(id, pools.discarded)) == sorted(map(id, pools.made))
+        monkeypatch.setattr(prestarted, "MAX_AGE_S", kept)
+        assert pools.pool.take(kind(128 + prestarted.MAX_KINDS), spec()) is None
+        await settle()
+        assert pools.pool.ready(kind(128 + prestarted.MAX_KINDS)) == PER_KIND
+        pools.pool.close()
+
+    asyncio.run(scenario())
+
+
+def test_a_runtime_finished_after_close_is_discarded() -> None:
+    async def scenario() -> None:
+        pools = Pool()
+        pools.pool.take(kind(), spec())
+        pools.pool.close()  # before the runtimes being made are there
+        await settle()
+        assert len(pools.made) == PER_KIND
+        assert pools.discarded == pools.made
+        assert pools.pool.take(kind(), spec()) is None
+
+    asyncio.run(scenario())
+
+
+def test_start_up_variables_are_those_read_at_start() -> None:
+    environment = {
+        "NODE_OPTIONS": "--enable-source-maps",
+        "LD_LIBRARY_PATH": "/var/task/lib",
+        "TZ": ":UTC",
+        "LANG": "en_US.UTF-8",
+        "AWS_SECRET_ACCESS_KEY": "secret",
+        "_HANDLER": "index.handler",
+        "PATH": "/usr/bin",
+    }
+    assert prestarted.startup_variables(environment) == (
+        ("LANG", "en_US.UTF-8"),
+        ("LD_LIBRARY_PATH", "/var/task/lib"),
+        ("NODE_OPTIONS", "--enable-source-maps"),
+        ("TZ", ":UTC"),
+    )
