@@ -8,7 +8,9 @@ Each round starts a fresh server (default isolation and templates), then measure
   memory back once it has been idle 8 s), and, after 1 s, the mean over
   the environments the cold starts made, after their one call each (they share the pages of
   the node executable, so this is closer to what one more environment costs);
-- cold: the first invoke of new functions, timed at the client.
+- cold: the first invoke of new functions, timed at the client: one at a time, 250 ms apart
+  (runtimes started ahead are ready again by the next), and back to back (as many as the
+  machine starts: each needs a whole Node start-up, ahead or not).
 Figures are medians over the rounds (the machine is shared: single runs are noisy).
 
 Run: `.venv/bin/python -m bench.node_runtime` (BENCH_ROUNDS, BENCH_MEMORY_MB to change).
@@ -35,6 +37,7 @@ ROUNDS = int(os.environ.get("BENCH_ROUNDS", "3"))
 WARM_CALLS = int(os.environ.get("BENCH_WARM_CALLS", "2000"))
 COLD_STARTS = int(os.environ.get("BENCH_COLD_STARTS", "20"))
 IDLE_SETTLE_S = float(os.environ.get("BENCH_IDLE_SETTLE_S", "15"))
+COLD_GAP_S = 0.25
 
 
 def create(client: object, name: str) -> None:
@@ -62,15 +65,23 @@ def pss_anon_mib(pids: list[int]) -> float:
     return total / 1024
 
 
-def runtime_pids(root: int, before: set[int]) -> list[int]:
-    """The node processes that appeared under the server since `before`."""
+def runtime_pids(root: int, before: set[int], waiting: bool = False) -> list[int]:
+    """The node processes that appeared under the server since `before`: environments, or
+    with `waiting`, the runtimes started ahead that wait for a function (blocked reading
+    their assignment)."""
     found = []
     for pid in set(proctree.tree(root)) - before:
         try:
             executable = os.readlink(f"/proc/{pid}/exe")
+            with open(f"/proc/{pid}/wchan") as wchan:
+                blocked_on_pipe = wchan.read().endswith("pipe_read")
+            with open(f"/proc/{pid}/environ", "rb") as environ:
+                started_ahead = b"LAMINA_ASSIGNMENT_FD=" in environ.read()
         except OSError:
             continue
-        if os.path.basename(executable).startswith("node"):
+        if os.path.basename(executable).startswith("node") and waiting == (
+            started_ahead and blocked_on_pipe
+        ):
             found.append(pid)
     return found
 
@@ -110,21 +121,27 @@ def one_round(index: int) -> dict[str, float]:
         figures["settled_pss_mib"] = proctree.pss_mib(pids) if pids else float("nan")
         figures["settled_anon_mib"] = pss_anon_mib(pids) if pids else float("nan")
 
-        cold = []
         before = set(proctree.tree(root))
-        for number in range(COLD_STARTS):
-            name = f"cold-{index}-{number}"
-            create(client, name)
-            connection = KeepAlive(server.port)
-            started = time.perf_counter()
-            connection.request("POST", f"/2015-03-31/functions/{name}/invocations", b"{}")
-            cold.append((time.perf_counter() - started) * 1000)
-            connection.close()
-        figures["cold_p50_ms"] = percentile(cold, 0.5)
+        for figure, gap in (("cold_p50_ms", COLD_GAP_S), ("cold_back_to_back_p50_ms", 0.0)):
+            names = [f"{figure}-{index}-{number}" for number in range(COLD_STARTS)]
+            for name in names:
+                create(client, name)
+            cold = []
+            for name in names:
+                time.sleep(gap)
+                connection = KeepAlive(server.port)
+                started = time.perf_counter()
+                connection.request("POST", f"/2015-03-31/functions/{name}/invocations", b"{}")
+                cold.append((time.perf_counter() - started) * 1000)
+                connection.close()
+            figures[figure] = percentile(cold, 0.5)
         time.sleep(1.0)
         pids = runtime_pids(root, before)
         figures["fresh_idle_pss_mib"] = proctree.pss_mib(pids) / len(pids) if pids else float("nan")
         figures["fresh_idle_anon_mib"] = pss_anon_mib(pids) / len(pids) if pids else float("nan")
+        waiting = runtime_pids(root, set(), waiting=True)
+        figures["waiting_runtimes"] = len(waiting)
+        figures["waiting_pss_mib"] = proctree.pss_mib(waiting) if waiting else 0.0
         return figures
 
 
@@ -140,17 +157,20 @@ def main() -> None:
         rounds.append(figures)
         print(f"round {index + 1}: " + "  ".join(f"{k} {v:.3f}" for k, v in figures.items()))
     labels = {
-        "cold_p50_ms": "cold start p50 (new environment)",
+        "cold_p50_ms": "cold start p50 (new environment), 250 ms apart",
+        "cold_back_to_back_p50_ms": "cold start p50, back to back",
         "warm_p50_ms": "warm no-op latency p50",
         "cpu_ms_per_warm": "server CPU per warm invoke",
         "idle_pss_mib": "idle PSS, warm environment, after 1 s",
         "idle_anon_mib": "  of which anonymous",
         "settled_pss_mib": f"idle PSS, warm environment, {1 + IDLE_SETTLE_S:.0f} s",
         "settled_anon_mib": "  of which anonymous",
-        "fresh_idle_pss_mib": f"idle PSS, mean of {COLD_STARTS} after 1 call",
+        "fresh_idle_pss_mib": f"idle PSS, mean of the {2 * COLD_STARTS} after 1 call",
         "fresh_idle_anon_mib": "  of which anonymous",
+        "waiting_runtimes": "runtimes started ahead, waiting",
+        "waiting_pss_mib": "  their PSS, all together",
     }
-    units = {key: "MiB" for key in labels if "_mib" in key}
+    units = {key: "MiB" for key in labels if "_mib" in key} | {"waiting_runtimes": ""}
     for key, label in labels.items():
         values = [figures[key] for figures in rounds]
         print(

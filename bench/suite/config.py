@@ -18,6 +18,9 @@ class SuiteConfig:
     # a neighbour's burst of load hits every target alike; figures are medians over rounds.
     rounds: int = 3
     cold_starts: int = 8  # per cold workload (no-op, 200 ms init)
+    # Between two cold starts, as first calls after a deploy arrive (the burst workload
+    # measures many at once): time for what a target prepares ahead to be ready again.
+    cold_gap_s: float = 0.25
     # Enough for a p99.9, and for the server CPU per call: /proc counts CPU in 10 ms ticks,
     # each counter (utime, stime, per process) truncated, so a window must hold far more
     # than a tick of CPU. The floor spends ~0.2 ms per no-op call: 100 calls can read as

@@ -57,10 +57,11 @@ def cold_starts(ctx: Context) -> Figures:
     figures: Figures = {}
     for workload in ("noop", "init200"):
         started_cpu = ctx.session.cpu_seconds()
-        samples = [
-            ctx.session.call(f"cold-{workload}-{ctx.runtime}-{index}", fresh=True)[0]
-            for index in range(ctx.config.cold_starts)
-        ]
+        samples = []
+        for index in range(ctx.config.cold_starts):
+            time.sleep(ctx.config.cold_gap_s)
+            name = f"cold-{workload}-{ctx.runtime}-{index}"
+            samples.append(ctx.session.call(name, fresh=True)[0])
         figures |= latency_figures(samples, f"cold.{workload}", tail=False)
         figures[f"cpu_ms.cold.{workload}"] = ctx.cpu_ms_per_call(started_cpu, len(samples))
     return figures
