@@ -10,7 +10,9 @@ server's children whose start-up environment names an assignment pipe.
 from __future__ import annotations
 
 import os
+import shutil
 import signal
+import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -65,6 +67,7 @@ exports.probe = async () => ({
   shared: attempt(() => require('shared').where),
 });
 exports.eat = async () => {
+  console.log(`uid ${process.getuid()}`);
   const blocks = [];
   for (let index = 0; index < 64; index += 1) blocks.push(Buffer.alloc(16 * 1024 * 1024, 1));
   return blocks.length;
@@ -73,6 +76,7 @@ exports.eat = async () => {
 
 
 SHARED_MODULE = "exports.where = 1;"
+HEADER_SIZE_OPTION = "--max-http-header-size=12345"
 
 
 @pytest.fixture(scope="module")
@@ -87,10 +91,11 @@ def client(server: LaminaServer) -> Iterator[Any]:
     yield from lambda_client_of(server)
 
 
-def unassigned_runtimes(server: LaminaServer) -> dict[int, bool]:
+def unassigned_runtimes(server: LaminaServer, options: str | None = None) -> dict[int, bool]:
     """The server's children that are runtimes started ahead and not yet given a function
     (they still hold their assignment pipe), and whether each is blocked reading it (else it
-    is still starting). Their start-up environment, which /proc shows, names the pipe."""
+    is still starting). Their start-up environment, which /proc shows, names the pipe, and
+    tells their kind: here, the NODE_OPTIONS they started with (`options`; None: none)."""
     assert server.process is not None
     found = {}
     for entry in Path("/proc").iterdir():
@@ -105,7 +110,9 @@ def unassigned_runtimes(server: LaminaServer) -> dict[int, bool]:
         parent = int(stat.rsplit(")", 1)[1].split()[1])
         prefix = f"{ASSIGNMENT_VARIABLE}=".encode()
         pipe = [item.removeprefix(prefix).decode() for item in environ if item.startswith(prefix)]
-        if parent != server.process.pid or not pipe:
+        started_with = [item for item in environ if item.startswith(b"NODE_OPTIONS=")]
+        wanted = [f"NODE_OPTIONS={options}".encode()] if options is not None else []
+        if parent != server.process.pid or not pipe or started_with != wanted:
             continue
         try:
             holds_pipe = os.readlink(entry / "fd" / pipe[0]).startswith("pipe:")
@@ -116,11 +123,25 @@ def unassigned_runtimes(server: LaminaServer) -> dict[int, bool]:
     return found
 
 
-def waiting_runtimes(server: LaminaServer) -> set[int]:
-    """The runtimes started ahead that wait for a function, once none is still starting
-    (else empty): then the next cold start of their kind takes one of these."""
-    runtimes = unassigned_runtimes(server)
+def waiting_runtimes(server: LaminaServer, options: str | None = None) -> set[int]:
+    """The runtimes started ahead of a kind that wait for a function, once none is still
+    starting (else empty): then the next cold start of that kind takes one of these."""
+    runtimes = unassigned_runtimes(server, options)
     return set(runtimes) if all(runtimes.values()) else set()
+
+
+def uid_of(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("Uid:"):
+            return int(line.split()[1])
+    raise AssertionError(f"no Uid line for {pid}")
+
+
+def state_of(pid: int) -> str | None:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return None
 
 
 def host_pid_of_uid(uid: int) -> int:
@@ -153,13 +174,14 @@ def probe_of(client: Any, name: str) -> dict[str, Any]:
     return result
 
 
-def ready_after(server: LaminaServer, client: Any, first: str) -> set[int]:
-    """Cold-start `first`, and wait until its kind has all its runtimes started ahead
-    behind it; returns the runtimes waiting then (of every kind)."""
-    before = set(unassigned_runtimes(server))
+def ready_after(
+    server: LaminaServer, client: Any, first: str, options: str | None = None
+) -> set[int]:
+    """Cold-start `first` (of the kind started with NODE_OPTIONS `options`), and wait until
+    that kind has all its runtimes started ahead, waiting; returns them."""
     probe_of(client, first)
     return wait_until(
-        lambda: found if len((found := waiting_runtimes(server)) - before) >= 1 else None,
+        lambda: found if len(found := waiting_runtimes(server, options)) >= PER_KIND else None,
         timeout=30,
         message="no Node runtime was started ahead",
     )
@@ -207,10 +229,10 @@ def test_a_runtime_started_ahead_is_sandboxed_as_a_fresh_one(
 
 
 def test_start_up_variables_make_a_kind_of_their_own(server: LaminaServer, client: Any) -> None:
-    options: dict[str, Any] = {
-        "Environment": {"Variables": {"NODE_OPTIONS": "--max-http-header-size=12345"}}
-    }
-    waiting = ready_after(server, client, create(client, "options-first", **options))
+    options: dict[str, Any] = {"Environment": {"Variables": {"NODE_OPTIONS": HEADER_SIZE_OPTION}}}
+    waiting = ready_after(
+        server, client, create(client, "options-first", **options), HEADER_SIZE_OPTION
+    )
     report = probe_of(client, create(client, "options-second", **options))
     assert served_by_runtime_started_ahead(waiting, report)
     assert report["headerSize"] == 12345
@@ -236,18 +258,23 @@ def test_layers_reach_a_runtime_started_ahead(server: LaminaServer, client: Any)
 
 def test_a_runtime_started_ahead_is_held_to_its_memory(server: LaminaServer, client: Any) -> None:
     waiting = ready_after(server, client, create(client, "memory-first"))
+    uids = {uid_of(pid) for pid in waiting}
     name = create(client, "memory-second", handler="index.eat", Timeout=60)
     response, _ = call(client, name, {}, LogType="Tail")
     assert response["FunctionError"] == "Unhandled"
-    assert "Error Type: Runtime.OutOfMemory" in log_tail(response)
-    # The runtime killed was one of those waiting (no longer there).
-    assert waiting - set(unassigned_runtimes(server))
+    tail = log_tail(response)
+    assert "Error Type: Runtime.OutOfMemory" in tail
+    # The runtime killed was one of those waiting: it printed its uid before eating.
+    assert any(f"uid {uid}" in tail for uid in uids), (uids, tail)
 
 
 def test_a_runtime_that_died_waiting_is_passed_over(server: LaminaServer, client: Any) -> None:
     waiting = ready_after(server, client, create(client, "killed-first"))
     for pid in waiting:
         os.kill(pid, signal.SIGKILL)
+    # Dead, not dying: a runtime killed as its function is handed over fails that start, as
+    # a fresh one killed during its init would.
+    wait_until(lambda: all(state_of(pid) in {"Z", None} for pid in waiting), timeout=10)
     report = probe_of(client, create(client, "killed-second"))
     assert not served_by_runtime_started_ahead(waiting, report)
     assert report["data"] == "killed-second"
@@ -255,9 +282,11 @@ def test_a_runtime_that_died_waiting_is_passed_over(server: LaminaServer, client
     wait_until(lambda: len(waiting_runtimes(server) - waiting) >= PER_KIND, timeout=30)
 
 
-def code_parents() -> list[str]:
+def code_points() -> list[str]:
+    """Mounts under the directory the servers' code points are made in (the directory's
+    own mount, made once, is not among them)."""
     mountinfo = Path("/proc/self/mountinfo").read_text().splitlines()
-    return [line.split()[4] for line in mountinfo if "/prestarted-" in line.split()[4]]
+    return [line.split()[4] for line in mountinfo if "/prestarted/" in line.split()[4]]
 
 
 def test_nothing_is_left_once_the_server_stops_or_after_a_crash(tmp_path: Path) -> None:
@@ -267,21 +296,102 @@ def test_nothing_is_left_once_the_server_stops_or_after_a_crash(tmp_path: Path) 
         ready_after(crashed, lambda_client, create(lambda_client, "crash-first"))
         lambda_client.close()
         assert crashed.process is not None
-        own = f"/prestarted-{crashed.process.pid}"
-        assert any(own in point for point in code_parents())
+        own = f"/prestarted/{crashed.process.pid}/"
+        assert any(own in point for point in code_points())
     finally:
         crashed.kill()
     # A crash leaves the mounts behind; the next server removes them.
-    assert any(own in point for point in code_parents())
+    assert any(own in point for point in code_points())
     following = LaminaServer(tmp_path / "following").start()
     try:
-        assert not any(own in point for point in code_parents())
+        assert not any(own in point for point in code_points())
         lambda_client = following.client("lambda")
         runtimes = ready_after(following, lambda_client, create(lambda_client, "stop-first"))
         lambda_client.close()
         assert following.process is not None
-        own = f"/prestarted-{following.process.pid}"
+        own = f"/prestarted/{following.process.pid}/"
     finally:
         following.stop()
-    assert not any(own in point for point in code_parents())
+    assert not any(own in point for point in code_points())
     assert not any(Path(f"/proc/{pid}").exists() for pid in runtimes)
+
+
+NEEDED_C = "int lamina_needed(void) { return 42; }\n"
+# A shared object that needs libneeded.so: loading it proves the loader found that library
+# on LD_LIBRARY_PATH (it is no Node addon, so Node then says it did not self-register).
+ADDON_C = "int lamina_needed(void);\nint lamina_addon(void) { return lamina_needed(); }\n"
+
+
+def compiled(tmp_path: Path) -> tuple[bytes, bytes]:
+    compiler = shutil.which("cc") or shutil.which("gcc")
+    if compiler is None:
+        pytest.skip("no C compiler to build a shared library")
+    (tmp_path / "needed.c").write_text(NEEDED_C)
+    (tmp_path / "addon.c").write_text(ADDON_C)
+    needed, addon = tmp_path / "libneeded.so", tmp_path / "addon.node"
+    subprocess.run([compiler, "-shared", "-fPIC", "-o", needed, tmp_path / "needed.c"], check=True)
+    link = [f"-L{tmp_path}", "-lneeded"]
+    subprocess.run(
+        [compiler, "-shared", "-fPIC", "-o", addon, tmp_path / "addon.c", *link], check=True
+    )
+    return needed.read_bytes(), addon.read_bytes()
+
+
+LOADER = """
+exports.handler = async () => {
+  try {
+    process.dlopen({ exports: {} }, '/var/task/addon.node');
+    return { uid: process.getuid(), loaded: 'loaded' };
+  } catch (error) {
+    return { uid: process.getuid(), loaded: error.message };
+  }
+};
+"""
+
+
+def test_libraries_in_layers_are_found_by_a_runtime_started_ahead(
+    server: LaminaServer, client: Any, tmp_path: Path
+) -> None:
+    # LD_LIBRARY_PATH names /opt/lib and /var/task/lib; the loader reads it as the runtime
+    # starts, when neither has arrived yet, and must still search them once they have.
+    needed, addon = compiled(tmp_path)
+    layer = client.publish_layer_version(
+        LayerName="native", Content={"ZipFile": make_zip({"lib/libneeded.so": needed})}
+    )
+    waiting = ready_after(server, client, create(client, "native-filler"))
+    client.create_function(
+        FunctionName="native",
+        Runtime=RUNTIME,
+        Role=ROLE,
+        Handler="index.handler",
+        Code={"ZipFile": make_zip({"index.js": LOADER, "addon.node": addon})},
+        Layers=[layer["LayerVersionArn"]],
+    )
+    report = probe_of(client, "native")
+    assert served_by_runtime_started_ahead(waiting, report)
+    assert "did not self-register" in report["loaded"], report
+
+
+PRELOAD = "globalThis.preloadedFor = process.env.AWS_LAMBDA_FUNCTION_NAME;\n"
+PRELOADED = "exports.handler = async () => globalThis.preloadedFor ?? 'not preloaded';\n"
+
+
+def test_a_preload_in_node_options_runs_with_its_function(
+    server: LaminaServer, client: Any
+) -> None:
+    # Code NODE_OPTIONS loads at start-up (--require) is the function's own: a runtime
+    # started ahead could not have it, and must not run it without the function's variables.
+    variables = {"NODE_OPTIONS": "--require /var/task/preload.js"}
+    code = {"ZipFile": make_zip({"index.js": PRELOADED, "preload.js": PRELOAD})}
+    for name in ("preload-first", "preload-second", "preload-third"):
+        client.create_function(
+            FunctionName=name,
+            Runtime=RUNTIME,
+            Role=ROLE,
+            Handler="index.handler",
+            Code=code,
+            Environment={"Variables": variables},
+        )
+        response, answer = call(client, name, {})
+        assert "FunctionError" not in response, answer
+        assert answer == name

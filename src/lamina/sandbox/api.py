@@ -109,6 +109,10 @@ class SandboxBackend(Protocol):
 
     async def start(self, spec: SandboxSpec) -> Sandbox: ...
 
+    def abandon(self, spec: SandboxSpec) -> None:
+        """Give back what `listen` took for an environment whose `start` will not come."""
+        ...
+
     def describe(self) -> list[tuple[str, bool, str]]:
         """(feature, active, why) lines for `lamina doctor` and the start-up banner."""
         ...

@@ -190,6 +190,7 @@ class ExecutionEnvironment:
             )
         except BaseException:
             listener.close()
+            self._backend.abandon(self._spec)
             raise
         host, port = listener.getsockname()[:2]
         spec_env = {**self._spec.environment, "AWS_LAMBDA_RUNTIME_API": f"{host}:{port}"}

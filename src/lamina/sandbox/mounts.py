@@ -495,13 +495,13 @@ def finish_root(plan: RootPlan, staging: str) -> None:
 
 def _make_private_except(kept: tuple[str, ...]) -> None:
     with open("/proc/self/mountinfo", encoding="utf-8") as mountinfo:
-        points = [_unescape(line.split()[4]) for line in mountinfo]
+        points = [unescape(line.split()[4]) for line in mountinfo]
     for point in dict.fromkeys(points):
         if point not in kept:
             mount(None, point, None, MS_PRIVATE)
 
 
-def _unescape(field: str) -> str:
+def unescape(field: str) -> str:
     """A mountinfo path: space, tab, newline and backslash are written as octal escapes."""
     parts = field.split("\\")
     # (No `re` here: this runs between fork and exec; see the module's docstring.)

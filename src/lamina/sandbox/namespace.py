@@ -32,7 +32,8 @@ import tempfile
 import time
 from collections import deque
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import replace
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import IO
 
@@ -303,7 +304,8 @@ class NamespaceBackend:
         # Node runtimes started ahead (`use_templates`), and those taken by `listen`.
         self._prestarted: PrestartPool | None = None
         self._assigned: dict[str, Prestarted] = {}
-        self._code_points = self._lock_dir / f"prestarted-{os.getpid()}"
+        self._code_points = Path()
+        self._prestart_thread: ThreadPoolExecutor | None = None
         self._prestarts = 0
 
     # ----------------------------------------------------------------------- start
@@ -318,11 +320,13 @@ class NamespaceBackend:
                     listener = loopback_listener()
                 else:
                     listener = self.network.listen(entry.slot)
-            except BaseException:
+            except OSError:
+                # As for a slot's listener that fails: start afresh, in a slot of its own.
+                log.warning("no Runtime API for a Node runtime started ahead", exc_info=True)
                 self._discard_prestarted(entry)
-                raise
-            self._assigned[spec.scratch_root.name] = entry
-            return listener
+            else:
+                self._assigned[spec.scratch_root.name] = entry
+                return listener
         if self.network is None:
             return loopback_listener()
         attempts = _LISTEN_ATTEMPTS
@@ -343,6 +347,15 @@ class NamespaceBackend:
                 raise
             self._reserved[spec.scratch_root.name] = slot
             return listener
+
+    def abandon(self, spec: SandboxSpec) -> None:
+        """What `listen` took for an environment that will not start after all."""
+        entry = self._assigned.pop(spec.scratch_root.name, None)
+        if entry is not None:
+            self._discard_prestarted(entry)
+        slot = self._reserved.pop(spec.scratch_root.name, None)
+        if slot is not None and self.network is not None:
+            self.network.give_back(slot)
 
     async def start(self, spec: SandboxSpec) -> NamespaceSandbox:
         entry = self._assigned.pop(spec.scratch_root.name, None)
@@ -442,73 +455,99 @@ class NamespaceBackend:
         return self._prestarted.take(key, spec)
 
     async def _make_prestarted(self, key: PrestartKey, template: SandboxSpec) -> Prestarted:
-        """A Node runtime in a sandbox of `key`'s kind, blocked reading its assignment.
+        """A Node runtime in a sandbox of `key`'s kind, once it waits for its assignment.
 
         `template` is the kind's first environment, with only its start-up variables: its
         code's location tells which of the server's directories to hide, as for any root.
         """
         slot = await self.network.take(key.network) if self.network is not None else None
-        uid = self._uids.acquire()
         self._prestarts += 1
         name = f"node-{self._prestarts}"
-        cgroup: EnvironmentCgroup | None = None
-        code_points: Path | None = None
-        staging = template.scratch_root.parent / name
-        fds: list[int] = []
+        held = _Held(slot, template.scratch_root.parent / name)
         try:
+            held.uid = self._uids.acquire()
             if self._cgroups is not None:
                 wanted = Limits(key.memory_mb * 1024 * 1024, key.memory_mb)
-                cgroup = self._cgroups.create(f"prestarted-{name}", wanted)
-            code_points = prestarted.make_code_points(self._code_points / name)
-            staging.mkdir(parents=True)
+                held.cgroup = self._cgroups.create(f"prestarted-{os.getpid()}-{name}", wanted)
+            placeholders = prestarted.library_directories(key.startup)
+            held.code_points = prestarted.make_code_points(self._code_points / name, placeholders)
+            held.staging.mkdir(parents=True, exist_ok=True)
             plan = replace(
-                self._plan(replace(template, scratch_root=staging), key.argv[0], uid),
-                task_root=str(code_points / "task"),
-                opt_dir=str(code_points / "opt"),
+                self._plan(replace(template, scratch_root=held.staging), key.argv[0], held.uid),
+                task_root=str(held.code_points / "task"),
+                opt_dir=str(held.code_points / "opt"),
                 code_follows_host=True,
             )
-            output_read, output_write = os.pipe()
-            fds += [output_read, output_write]
-            assignment_read, assignment_write = os.pipe()
-            fds += [assignment_read, assignment_write]
-            environment = {
-                **dict(key.startup),
-                prestarted.ASSIGNMENT_VARIABLE: str(assignment_read),
-            }
-            procs = cgroup.procs_files if cgroup else []
-            enter = enter_sandbox(plan, uid, procs, key.memory_mb, slot.fd if slot else -1)
-            process = await asyncio.get_running_loop().run_in_executor(
-                None,
-                functools.partial(
-                    self._spawner.spawn,
-                    list(key.argv),
-                    environment,
-                    output_write,
-                    enter,
-                    (assignment_read,),
-                ),
-            )
+            spawn = self._prestart_spawn(key, plan, held)
+            spawning = asyncio.get_running_loop().run_in_executor(self._prestart_thread, spawn)
         except BaseException:
-            for descriptor in fds:
-                os.close(descriptor)
-            if cgroup is not None:
-                cgroup.kill()
-                with contextlib.suppress(OSError):
-                    cgroup.remove()
-            if code_points is not None:
-                prestarted.remove_code_points(code_points)
-            with contextlib.suppress(OSError):
-                staging.rmdir()
-            self._uids.release(uid)
-            if slot is not None and self.network is not None:
-                self.network.discard(slot)
+            self._release_held(held)
             raise
-        os.close(output_write)
-        os.close(assignment_read)
-        os.set_blocking(output_read, False)
-        return Prestarted(
-            key, process, output_read, assignment_write, uid, cgroup, slot, staging, code_points
+        try:
+            process = await asyncio.shield(spawning)
+        except asyncio.CancelledError:
+            # The descriptors stay open until the fork is over; what it started is ended.
+            spawning.add_done_callback(lambda done: self._spawned_too_late(done, held))
+            raise
+        except BaseException:
+            self._release_held(held)
+            raise
+        entry = held.entry(key, process)
+        try:
+            await _until_waiting(held.waiting_read)
+        except BaseException:
+            self._discard_prestarted(entry)
+            raise
+        return entry
+
+    def _prestart_spawn(
+        self, key: PrestartKey, plan: mounts.RootPlan, held: _Held
+    ) -> Callable[[], subprocess.Popen[bytes]]:
+        """The fork of a runtime started ahead (run on `_prestart_thread`), with its pipes:
+        output, assignment, and the one it says it waits on."""
+        held.pipes()
+        environment = {
+            **dict(key.startup),
+            prestarted.ASSIGNMENT_VARIABLE: str(held.assignment_read),
+            prestarted.WAITING_VARIABLE: str(held.waiting_write),
+        }
+        procs = held.cgroup.procs_files if held.cgroup else []
+        netns = held.slot.fd if held.slot else -1
+        enter = enter_sandbox(plan, held.uid, procs, key.memory_mb, netns)
+        return functools.partial(
+            self._spawner.spawn,
+            list(key.argv),
+            environment,
+            held.output_write,
+            enter,
+            (held.assignment_read, held.waiting_write),
         )
+
+    def _spawned_too_late(self, done: asyncio.Future[subprocess.Popen[bytes]], held: _Held) -> None:
+        if done.cancelled() or done.exception() is not None:
+            self._release_held(held)
+            return
+        process = done.result()
+        with contextlib.suppress(ProcessLookupError):
+            process.kill()
+        process.wait()
+        self._release_held(held)
+
+    def _release_held(self, held: _Held) -> None:
+        """What a runtime started ahead held, when it never became one (none runs there)."""
+        held.close_pipes()
+        if held.cgroup is not None:
+            held.cgroup.kill()
+            with contextlib.suppress(OSError):
+                held.cgroup.remove()
+        if held.code_points is not None:
+            prestarted.remove_code_points(held.code_points)
+        with contextlib.suppress(OSError):
+            held.staging.rmdir()
+        if held.uid >= 0:
+            self._uids.release(held.uid)
+        if held.slot is not None and self.network is not None:
+            self.network.discard(held.slot)
 
     def _assign(self, entry: Prestarted, spec: SandboxSpec) -> NamespaceSandbox | None:
         """The environment `entry` becomes once it has the function, or None if it could
@@ -602,12 +641,16 @@ class NamespaceBackend:
         )
         templates.ready_root = ReadyRoot(self._ready_staging, self._system, mounts.HOSTNAME)
         # Node cannot fork an initialised runtime: its runtimes are started ahead instead.
-        prestarted.remove_stale_code_points(self._lock_dir, self._code_points)
+        code_parent = self._lock_dir / "prestarted"
         try:
-            prestarted.prepare_code_parent(self._code_points)
+            prestarted.remove_stale_code_points(code_parent)
+            self._code_points = prestarted.prepare_code_parent(code_parent)
         except OSError as error:
             log.warning("Node runtimes are not started ahead: %s", error)
             return
+        # One thread forks them: a runtime's parent-death signal follows the thread that
+        # forked it, which lives as long as this backend.
+        self._prestart_thread = ThreadPoolExecutor(1, thread_name_prefix="lamina-prestart")
         self._prestarted = PrestartPool(self._make_prestarted, self._discard_prestarted)
 
     async def _fork_from_template(
@@ -711,6 +754,10 @@ class NamespaceBackend:
         deadline = time.monotonic() + 5
         if self._prestarted is not None:
             self._prestarted.close()
+        if self._prestart_thread is not None:
+            # A fork under way finishes; what it started ends with the thread (its
+            # parent-death signal), and what it held is reclaimed at the next start.
+            self._prestart_thread.shutdown(wait=True)
         for entry in self._assigned.values():
             self._discard_prestarted(entry)
         self._assigned.clear()
@@ -731,8 +778,6 @@ class NamespaceBackend:
             self._templates.close()  # after the sandboxes: their children are gone by now
             with contextlib.suppress(OSError):
                 os.rmdir(self._ready_staging)
-            with contextlib.suppress(OSError):
-                mounts.umount(str(self._code_points), mounts.MNT_DETACH)
             with contextlib.suppress(OSError):
                 self._code_points.rmdir()
 
@@ -878,6 +923,85 @@ def _cap_after_init(cgroup: EnvironmentCgroup, memory_mb: int) -> Callable[[obje
             cgroup.cap_cpu(memory_mb)
 
     return cap
+
+
+@dataclass(eq=False)
+class _Held:
+    """What a runtime being started ahead holds, until it is a `Prestarted`."""
+
+    slot: Slot | None
+    staging: Path
+    uid: int = -1
+    cgroup: EnvironmentCgroup | None = None
+    code_points: Path | None = None
+    output_read: int = -1
+    output_write: int = -1
+    assignment_read: int = -1
+    assignment_write: int = -1
+    waiting_read: int = -1
+    waiting_write: int = -1
+
+    def pipes(self) -> None:
+        self.output_read, self.output_write = os.pipe()
+        self.assignment_read, self.assignment_write = os.pipe()
+        self.waiting_read, self.waiting_write = os.pipe()
+
+    def close_pipes(self) -> None:
+        for name in (
+            "output_read",
+            "output_write",
+            "assignment_read",
+            "assignment_write",
+            "waiting_read",
+            "waiting_write",
+        ):
+            descriptor = getattr(self, name)
+            if descriptor >= 0:
+                with contextlib.suppress(OSError):
+                    os.close(descriptor)
+                setattr(self, name, -1)
+
+    def entry(self, key: PrestartKey, process: subprocess.Popen[bytes]) -> Prestarted:
+        """The runtime, once forked: the child's ends of its pipes are closed here."""
+        for name in ("output_write", "assignment_read", "waiting_write"):
+            os.close(getattr(self, name))
+            setattr(self, name, -1)
+        os.set_blocking(self.output_read, False)
+        assert self.code_points is not None
+        return Prestarted(
+            key,
+            process,
+            self.output_read,
+            self.assignment_write,
+            self.uid,
+            self.cgroup,
+            self.slot,
+            self.staging,
+            self.code_points,
+        )
+
+
+async def _until_waiting(waiting_fd: int) -> None:
+    """Until a runtime started ahead says it waits for its assignment (its bootstrap loaded
+    and warmed up); raises if it ends first, or takes longer than START_TIMEOUT_S."""
+    loop = asyncio.get_running_loop()
+    said: asyncio.Future[bytes] = loop.create_future()
+
+    def readable() -> None:
+        if not said.done():
+            try:
+                said.set_result(os.read(waiting_fd, 64))
+            except OSError as error:
+                said.set_exception(error)
+
+    loop.add_reader(waiting_fd, readable)
+    try:
+        word = await asyncio.wait_for(said, prestarted.START_TIMEOUT_S)
+    finally:
+        loop.remove_reader(waiting_fd)
+        os.close(waiting_fd)
+    if word != b"waiting":
+        raise OSError("a Node runtime started ahead ended before it waited for a function")
 
 
 def enter_sandbox(

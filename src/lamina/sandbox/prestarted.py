@@ -28,7 +28,7 @@ import subprocess
 import time
 from collections import deque
 from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import orjson
@@ -48,16 +48,26 @@ REFILL_DELAY_S = 0.05
 # A kind not started for this long is let go, and a runtime this old is replaced rather than
 # used: its copy of the host's mounts is at most this old, as a warm environment's may be.
 MAX_AGE_S = 300.0
-# Kinds kept at once (each holds PER_KIND idle runtimes, ~40 MB each).
+# Kinds kept at once (each holds PER_KIND idle runtimes, 7 to 8 MiB of PSS each).
 MAX_KINDS = 4
-# The bootstrap reads its assignment from this variable's descriptor.
+# A kind whose runtime could not be started ahead is started afresh for this long.
+FAILED_KIND_S = 60.0
+# The bootstrap reads its assignment from this variable's descriptor, and says it waits for
+# one by writing to (and closing) the next's.
 ASSIGNMENT_VARIABLE = "LAMINA_ASSIGNMENT_FD"
+WAITING_VARIABLE = "LAMINA_WAITING_FD"
+# How long a runtime may take to start and say it waits.
+START_TIMEOUT_S = 10.0
 # An assignment must fit the pipe's buffer: it is written whole, without waiting.
 MAX_ASSIGNMENT_BYTES = 60_000
 # Variables read when the process starts (by Node, libuv, OpenSSL, ICU or the C library),
 # which a runtime started ahead cannot take later.
 _STARTUP_PREFIXES = ("NODE_", "UV_", "LD_", "LC_", "OPENSSL_", "SSL_CERT_", "MALLOC_", "GLIBC_")
 _STARTUP_NAMES = frozenset({"LANG", "LANGUAGE", "TZ"})
+# Where the function's code and layers arrive, after the runtime has started.
+_ARRIVING = ("/var/task", "/opt")
+# Node options that load code as Node starts: the function's, which is not there yet.
+_PRELOADS = ("-r", "--require", "--import", "--loader", "--experimental-loader")
 
 
 @dataclass(frozen=True)
@@ -79,6 +89,46 @@ def startup_variables(environment: Mapping[str, str]) -> tuple[tuple[str, str], 
             if name in _STARTUP_NAMES or name.startswith(_STARTUP_PREFIXES)
         )
     )
+
+
+def can_start_ahead(startup: tuple[tuple[str, str], ...]) -> bool:
+    """Whether runtimes of a kind can start before their code is there: not when a start-up
+    variable loads code (a preload in NODE_OPTIONS, LD_PRELOAD) or names a file of the code
+    or layers (NODE_EXTRA_CA_CERTS=/var/task/...). Search paths may name their directories:
+    NODE_PATH is read again once assigned, and LD_LIBRARY_PATH's get placeholders (see
+    `library_directories`)."""
+    for name, value in startup:
+        if name == "NODE_OPTIONS" and any(
+            option == preload or option.startswith(preload + "=")
+            for option in value.split()
+            for preload in _PRELOADS
+        ):
+            return False
+        if name.startswith("LD_PRELOAD") or name == "LD_AUDIT":
+            return False
+        if name not in {"NODE_PATH", "LD_LIBRARY_PATH"} and any(
+            place in value for place in _ARRIVING
+        ):
+            return False
+    return True
+
+
+def library_directories(startup: tuple[tuple[str, str], ...]) -> list[str]:
+    """The directories under /var/task and /opt that LD_LIBRARY_PATH names, relative to the
+    code points (`task/lib`, `opt/lib`). The C library's loader looks for each directory
+    of the path once, when the runtime starts, and never again in one it did not find:
+    each must exist by then, as an empty placeholder under where the code will arrive."""
+    found = []
+    for name, value in startup:
+        if name != "LD_LIBRARY_PATH":
+            continue
+        for entry in value.split(":"):
+            for place, point in (("/var/task", "task"), ("/opt", "opt")):
+                if entry == place or entry.startswith(place + "/"):
+                    relative = os.path.normpath(point + entry[len(place) :])
+                    if relative == point or relative.startswith(point + "/"):
+                        found.append(relative)
+    return found
 
 
 @dataclass(eq=False)
@@ -108,8 +158,10 @@ class Prestarted:
         if len(assignment) > MAX_ASSIGNMENT_BYTES:
             raise OSError(7, "the environment is too large for an assignment")  # E2BIG
         mounts.attach_read_only(str(task_root), str(self.code_points / "task"))
-        if opt_dir is not None:
-            mounts.attach_read_only(str(opt_dir), str(self.code_points / "opt"))
+        # Without layers, /opt is an empty directory, as in a fresh environment (not the
+        # point with its placeholders).
+        layers = opt_dir if opt_dir is not None else self.code_points.parent.parent / "empty"
+        mounts.attach_read_only(str(layers), str(self.code_points / "opt"))
         try:
             os.write(self.assignment_fd, assignment)
         finally:
@@ -123,19 +175,29 @@ class Prestarted:
             self.assignment_fd = -1
 
 
-def prepare_code_parent(parent: Path) -> None:
-    """The directory every runtime's code points are made in: a private mount of its own,
-    so what is mounted on them reaches no other mount namespace of the host (/run usually
-    shares its mounts with every namespace copied from the host's)."""
+def prepare_code_parent(parent: Path) -> Path:
+    """`parent`/<this server's pid>, where its runtimes' code points are made.
+
+    `parent` is a private mount of its own (made once, and kept for every later server), so
+    what is mounted on code points reaches no other mount namespace of the host: /run
+    usually shares its mounts with every namespace copied from the host's. It also holds
+    `empty`, the read-only /opt of a function without layers.
+    """
     parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-    mounts.mount(str(parent), str(parent), None, mounts.MS_BIND)
-    mounts.mount(None, str(parent), None, mounts.MS_PRIVATE)
+    if not _is_mount_point(parent):
+        mounts.mount(str(parent), str(parent), None, mounts.MS_BIND)
+        mounts.mount(None, str(parent), None, mounts.MS_PRIVATE)
+    (parent / "empty").mkdir(mode=0o755, exist_ok=True)
+    own = parent / str(os.getpid())
+    own.mkdir(mode=0o700, exist_ok=True)
+    return own
 
 
-def make_code_points(directory: Path) -> Path:
+def make_code_points(directory: Path, placeholders: list[str]) -> Path:
     """`directory`/task and /opt, each a shared mount of its own: what is later mounted on
     them propagates to the sandbox's /var/task and /opt (and nowhere else: see
-    `prepare_code_parent`)."""
+    `prepare_code_parent`). `placeholders` are directories made below them, hidden once
+    the code arrives (see `library_directories`)."""
     directory.mkdir(mode=0o700)
     try:
         for name in ("task", "opt"):
@@ -143,6 +205,8 @@ def make_code_points(directory: Path) -> Path:
             os.mkdir(point, 0o755)
             mounts.mount(point, point, None, mounts.MS_BIND)
             mounts.mount(None, point, None, mounts.MS_SHARED)
+        for placeholder in placeholders:
+            (directory / placeholder).mkdir(mode=0o755, parents=True, exist_ok=True)
     except BaseException:
         remove_code_points(directory)
         raise
@@ -153,34 +217,61 @@ def remove_code_points(directory: Path) -> None:
     """Unmount what `make_code_points` and assignments mounted, and remove the directory
     (once the sandbox that followed them is gone)."""
     for name in ("task", "opt"):
-        point = str(directory / name)
+        point = directory / name
         # The code (if any), then the point's own bind.
         for _ in range(2):
             try:
-                mounts.umount(point, mounts.MNT_DETACH)
+                mounts.umount(str(point), mounts.MNT_DETACH)
             except OSError:
                 break
-        with contextlib.suppress(OSError):
-            os.rmdir(point)
+        _remove_tree(point)
     with contextlib.suppress(OSError):
-        os.rmdir(directory)
+        directory.rmdir()
 
 
-def remove_stale_code_points(parent: Path, own: Path) -> None:
-    """The code points of servers that are gone (a crash): `parent`/prestarted-<pid>."""
-    for entry in parent.glob("prestarted-*"):
-        owner = entry.name.removeprefix("prestarted-")
-        if entry == own or not owner.isdigit() or Path(f"/proc/{owner}").exists():
-            continue
-        for directory in list(entry.iterdir()) if entry.is_dir() else []:
-            remove_code_points(directory)
+def _remove_tree(directory: Path) -> None:
+    """Remove the placeholders (empty directories) and `directory`, once nothing is
+    mounted there."""
+    for path in sorted(directory.glob("**/*"), key=lambda path: -len(path.parts)):
         with contextlib.suppress(OSError):
-            mounts.umount(str(entry), mounts.MNT_DETACH)
+            path.rmdir()
+    with contextlib.suppress(OSError):
+        directory.rmdir()
+
+
+def remove_stale_code_points(parent: Path) -> None:
+    """The code points of servers that are gone (a crash): `parent`/<pid>/node-N."""
+    if not parent.is_dir():
+        return
+    for entry in parent.iterdir():
+        if not entry.name.isdigit() or Path(f"/proc/{entry.name}").exists():
+            continue
+        for directory in list(entry.iterdir()):
+            remove_code_points(directory)
         with contextlib.suppress(OSError):
             entry.rmdir()
 
 
+def _is_mount_point(path: Path) -> bool:
+    target = str(path)
+    with open("/proc/self/mountinfo", encoding="utf-8") as mountinfo:
+        return any(mounts.unescape(line.split()[4]) == target for line in mountinfo)
+
+
 Make = Callable[[PrestartKey, SandboxSpec], Awaitable[Prestarted]]
+
+
+@dataclass(eq=False)
+class _Kind:
+    """One kind's runtimes and bookkeeping."""
+
+    # The spec runtimes of the kind are made from: its first environment's, with only the
+    # start-up variables (no function's credentials) and no Runtime API.
+    template: SandboxSpec
+    used: float
+    ready: deque[Prestarted] = field(default_factory=deque)
+    making: int = 0
+    failed_until: float = 0.0
 
 
 class PrestartPool:
@@ -188,16 +279,14 @@ class PrestartPool:
 
     A kind is wanted from its first cold start (which starts fresh, and has the pool filled
     behind it) until MAX_AGE_S pass without one. `make` starts a runtime of a kind from the
-    spec it was first seen with; `discard` ends one that will not be used.
+    spec it was first seen with, and returns once the runtime waits for its function;
+    `discard` ends one that will not be used.
     """
 
     def __init__(self, make: Make, discard: Callable[[Prestarted], None]) -> None:
         self._make = make
         self._discard = discard
-        self._ready: dict[PrestartKey, deque[Prestarted]] = {}
-        self._templates: dict[PrestartKey, SandboxSpec] = {}
-        self._used: dict[PrestartKey, float] = {}
-        self._making: dict[PrestartKey, int] = {}
+        self._kinds: dict[PrestartKey, _Kind] = {}
         self._tasks: set[asyncio.Task[None]] = set()
         self._sweeper: asyncio.TimerHandle | None = None
         self._closed = False
@@ -207,90 +296,91 @@ class PrestartPool:
         if self._closed:
             return None
         now = time.monotonic()
-        if key not in self._used:
-            if len(self._used) >= MAX_KINDS:
+        kind = self._kinds.get(key)
+        if kind is None:
+            if len(self._kinds) >= MAX_KINDS or not can_start_ahead(key.startup):
                 return None
-            # Only what every environment of the kind shares: no function's credentials.
             startup = dict(key.startup)
-            self._templates[key] = SandboxSpec(**{**spec.__dict__, "environment": startup})
-            self._ready[key] = deque()
-            self._making[key] = 0
-        self._used[key] = now
-        ready = self._ready[key]
-        while ready:
-            entry = ready.popleft()
+            template = replace(spec, environment=startup, runtime_api=None)
+            kind = self._kinds[key] = _Kind(template, now)
+        kind.used = now
+        while kind.ready:
+            entry = kind.ready.popleft()
             if entry.usable(now):
                 # Replaced once the environment is initialised (`refill_soon`): starting
                 # another runtime now would take the CPU, and the server's loop, from it.
                 return entry
             self._discard(entry)
-        self._fill(key)
+        self.refill_soon(key)
         return None
 
     def refill_soon(self, key: PrestartKey) -> None:
         """Start runtimes of `key`'s kind until PER_KIND wait or are starting, once the
-        environment just initialised has likely answered its first call: making one costs
-        the server's loop ~2 ms (a cgroup, mounts, a fork), which that call would wait on."""
+        environment just started has likely answered its first call: making one costs the
+        server's loop ~2 ms (a cgroup, mounts, a fork), which that call would wait on."""
         asyncio.get_running_loop().call_later(REFILL_DELAY_S, self._refill, key)
-
-    def _refill(self, key: PrestartKey) -> None:
-        if not self._closed and key in self._ready:
-            self._fill(key)
 
     def ready(self, key: PrestartKey) -> int:
         """How many runtimes of `key`'s kind wait (tests and benchmarks)."""
-        return len(self._ready.get(key, ()))
+        kind = self._kinds.get(key)
+        return len(kind.ready) if kind is not None else 0
 
-    def _fill(self, key: PrestartKey) -> None:
-        missing = PER_KIND - len(self._ready[key]) - self._making[key]
+    def _refill(self, key: PrestartKey) -> None:
+        kind = self._kinds.get(key)
+        if self._closed or kind is None or time.monotonic() < kind.failed_until:
+            return
         loop = asyncio.get_running_loop()
-        for _ in range(missing):
-            self._making[key] += 1
-            task = loop.create_task(self._make_one(key))
+        for _ in range(PER_KIND - len(kind.ready) - kind.making):
+            kind.making += 1
+            task = loop.create_task(self._make_one(key, kind))
             self._tasks.add(task)
             task.add_done_callback(self._tasks.discard)
         if self._sweeper is None:
             self._sweeper = loop.call_later(MAX_AGE_S / 4, self._sweep)
 
-    async def _make_one(self, key: PrestartKey) -> None:
+    async def _make_one(self, key: PrestartKey, kind: _Kind) -> None:
         try:
-            entry = await self._make(key, self._templates[key])
+            entry = await self._make(key, kind.template)
         except Exception:
-            # The next cold start of the kind starts afresh, and tries again behind it.
+            # The kind's cold starts start afresh for a while, rather than each paying
+            # for runtimes that fail again (a start-up variable Node refuses, say).
+            kind.failed_until = time.monotonic() + FAILED_KIND_S
             log.warning("a Node runtime could not be started ahead", exc_info=True)
             return
         finally:
-            if key in self._making:
-                self._making[key] -= 1
-        if self._closed or key not in self._ready:
+            kind.making -= 1
+        if self._closed or self._kinds.get(key) is not kind:
             self._discard(entry)
         else:
-            self._ready[key].append(entry)
+            kind.ready.append(entry)
 
     def _sweep(self) -> None:
         """Let go of kinds no longer started, and replace runtimes grown too old."""
         self._sweeper = None
         now = time.monotonic()
-        for key in list(self._used):
-            stale = [entry for entry in self._ready[key] if not entry.usable(now)]
+        for key, kind in list(self._kinds.items()):
+            stale = [entry for entry in kind.ready if not entry.usable(now)]
             for entry in stale:
-                self._ready[key].remove(entry)
+                kind.ready.remove(entry)
                 self._discard(entry)
-            if now - self._used[key] >= MAX_AGE_S:
-                for entry in self._ready.pop(key):
-                    self._discard(entry)
-                del self._used[key], self._templates[key], self._making[key]
+            if now - kind.used >= MAX_AGE_S:
+                del self._kinds[key]
+                while kind.ready:
+                    self._discard(kind.ready.popleft())
             elif stale:
-                self._fill(key)
-        if self._used and not self._closed:
+                self._refill(key)
+        if self._kinds and not self._closed:
             self._sweeper = asyncio.get_running_loop().call_later(MAX_AGE_S / 4, self._sweep)
 
     def close(self) -> None:
-        """Discard every waiting runtime; those still starting are discarded when they are."""
+        """Discard every waiting runtime, and stop making more (one being made is discarded
+        by its maker, which the caller stops)."""
         self._closed = True
         if self._sweeper is not None:
             self._sweeper.cancel()
             self._sweeper = None
-        for ready in self._ready.values():
-            while ready:
-                self._discard(ready.popleft())
+        for task in self._tasks:
+            task.cancel()
+        for kind in self._kinds.values():
+            while kind.ready:
+                self._discard(kind.ready.popleft())

@@ -116,6 +116,9 @@ class ProcessBackend:
     async def listen(self, spec: SandboxSpec) -> socket.socket:
         return loopback_listener()
 
+    def abandon(self, spec: SandboxSpec) -> None:
+        """Nothing to give back: the listener was all `listen` made."""
+
     async def start(self, spec: SandboxSpec) -> ProcessSandbox:
         tmp_dir = spec.scratch_root / "tmp"
         tmp_dir.mkdir(parents=True, mode=0o700, exist_ok=True)

@@ -491,6 +491,9 @@ class RestoredBackend:
     async def listen(self, spec: SandboxSpec) -> socket.socket:
         return self._sockets.listener(spec.scratch_root.name)
 
+    def abandon(self, spec: SandboxSpec) -> None:
+        """Nothing to give back: the listener was all `listen` made."""
+
     async def start(self, spec: SandboxSpec) -> RestoredSandbox:
         environment = {
             key: mounts.inside_paths(value, self._mapping)

@@ -474,6 +474,9 @@ class ZygoteBackend:
     async def listen(self, spec: SandboxSpec) -> socket.socket:
         return await self._fallback.listen(spec)
 
+    def abandon(self, spec: SandboxSpec) -> None:
+        self._fallback.abandon(spec)
+
     async def start(self, spec: SandboxSpec) -> Sandbox:
         if not Templates.serves(spec.command):
             return await self._fallback.start(spec)

@@ -828,8 +828,13 @@ class ResponseStream extends Writable {
 async function awaitAssignment() {
   const descriptor = process.env.LAMINA_ASSIGNMENT_FD;
   if (descriptor === undefined) return;
-  // Only a head start: a runtime that could not warm up still serves its function.
-  await warmUp().catch(() => {});
+  // Only a head start: a runtime that could not warm up still serves its function. (Not
+  // with NODE_DEBUG, whose lines about it would reach the function's logs.)
+  if (!process.env.NODE_DEBUG) await warmUp().catch(() => {});
+  // Lamina hands out only runtimes that said they wait.
+  const waiting = Number(process.env.LAMINA_WAITING_FD);
+  fs.writeSync(waiting, 'waiting');
+  fs.closeSync(waiting);
   const fd = Number(descriptor);
   const chunks = [];
   const buffer = Buffer.allocUnsafe(64 * 1024);
@@ -846,7 +851,8 @@ function takeEnvironment(environment) {
   for (const name of Object.keys(process.env)) delete process.env[name];
   Object.assign(process.env, environment);
   // NODE_PATH was read at start-up; the function's own may differ.
-  require('node:module')._initPaths();
+  const Module = require('node:module');
+  if (typeof Module._initPaths === 'function') Module._initPaths();
 }
 
 /**
