@@ -7,8 +7,9 @@ idle memory, for this tree or for two trees side by side.
    an RCU grace period; with cgroup2 `favordynmods` (`lamina.sandbox.cgroup_moves`) it does
    not. Printed with the flag as the host has it now.
 2. Cold starts (a new function's first call, timed at the client), on a server per source
-   tree, alternating between them and 0.3 s apart (a template's ready children are replaced
-   in that time, so neither server's background work falls on the other's measurement).
+   tree, alternating between them and 0.3 s apart (a template's ready children and Node's
+   runtimes started ahead are replaced in that time, so neither server's background work
+   falls on the other's measurement): Python, then Node where the host has it.
 3. Idle environments: what the server's whole process tree grows by (PSS) when 24 more
    Python environments sit idle.
 
@@ -30,8 +31,9 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.harness import ROLE, KeepAlive, fresh_server, percentile
-from bench.network import cold_start, package
+from bench.network import ColdRuntime, cold_start, package
 from bench.suite import proctree
+from lamina.runtimes.registry import RuntimeRegistry
 from lamina.sandbox import cgroup_moves
 from lamina.sandbox.cgroups import Limits, open_manager
 
@@ -40,6 +42,7 @@ COLD_STARTS = 10 if QUICK else 40
 IDLE = 8 if QUICK else 24
 MOVES = 5 if QUICK else 15
 NOOP = "def handler(event, context):\n    return {}\n"
+NODE_NOOP = "exports.handler = async () => ({});\n"
 SLEEP = "import time\ndef handler(event, context):\n    time.sleep(event.get('seconds', 0))\n"
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -71,9 +74,7 @@ def cgroup_moves_ms() -> list[float]:
     return taken
 
 
-def paired_cold_starts(trees: list[Path]) -> dict[Path, list[float]]:
-    code = package({"index.py": NOOP})
-    runtime = ("python", "python3.12", "index.handler", code)
+def paired_cold_starts(trees: list[Path], runtime: ColdRuntime) -> dict[Path, list[float]]:
     samples: dict[Path, list[float]] = {tree: [] for tree in trees}
     with contextlib.ExitStack() as stack:
         servers = {}
@@ -85,7 +86,8 @@ def paired_cold_starts(trees: list[Path]) -> dict[Path, list[float]]:
             order = trees if index % 2 else list(reversed(trees))
             for tree in order:
                 elapsed = cold_start(*servers[tree], f"cold-{index}", runtime)
-                if index:  # the first is a warm-up: the template starts
+                # The first is a warm-up: the template starts, Node's kind is first seen.
+                if index:
                     samples[tree].append(elapsed)
                 time.sleep(0.3)
     return samples
@@ -131,11 +133,19 @@ def main() -> None:
         f"{'set' if flag else 'not set'}): p50 {statistics.median(moves):.2f} ms, "
         f"max {max(moves):.2f} ms"
     )
-    for tree, taken in paired_cold_starts(trees).items():
-        print(
-            f"{tree}: cold start p50 {statistics.median(taken):.2f} ms, "
-            f"p90 {percentile(taken, 0.9):.2f} ms (n={len(taken)})"
-        )
+    runtimes: list[ColdRuntime] = [
+        ("python", "python3.12", "index.handler", package({"index.py": NOOP}))
+    ]
+    node = RuntimeRegistry().interpreter("nodejs20.x")
+    if node is not None:
+        runtimes.append(("node", "nodejs20.x", "index.handler", package({"index.js": NODE_NOOP})))
+    for runtime in runtimes:
+        for tree, taken in paired_cold_starts(trees, runtime).items():
+            print(
+                f"{tree}: {runtime[0]} cold start p10 {percentile(taken, 0.1):.2f} ms, "
+                f"p50 {statistics.median(taken):.2f} ms, p90 {percentile(taken, 0.9):.2f} ms "
+                f"(n={len(taken)})"
+            )
     for tree in trees:
         print(f"{tree}: {idle_mib(tree):.2f} MiB PSS per idle Python environment")
 

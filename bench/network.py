@@ -58,7 +58,11 @@ def runtimes() -> list[tuple[str, str, str, dict[str, str]]]:
     return found
 
 
-def cold_start(server: LaminaServer, client: Any, name: str, runtime: tuple[str, ...]) -> float:
+# (label, runtime, handler, zipped code) of a function to cold-start.
+ColdRuntime = tuple[str, str, str, bytes]
+
+
+def cold_start(server: LaminaServer, client: Any, name: str, runtime: ColdRuntime) -> float:
     """A new function's first invocation, in ms at the client."""
     _, name_runtime, handler, code = runtime
     client.create_function(
@@ -88,8 +92,8 @@ def paired_cold_starts() -> None:
             env = {"LAMINA_ISOLATION": "namespace", "LAMINA_NETWORK_ISOLATION": network}
             server = stack.enter_context(fresh_server(env=env))
             servers[network] = (server, server.client())
-        for label, *rest in runtimes():
-            runtime = (label, rest[0], rest[1], package(rest[2]))
+        for label, name, handler, files in runtimes():
+            runtime = (label, name, handler, package(files))
             samples: dict[str, list[float]] = {"on": [], "off": []}
             differences = []
             for index in range(SAMPLES + 1):
