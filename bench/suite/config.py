@@ -73,6 +73,7 @@ class SuiteConfig:
             quick=True,
             rounds=1,
             cold_starts=2,
+            cold_gap_s=0.05,
             echo_calls=3,
             cpu_calls=2,
             throttled_cpu_calls=1,
