@@ -9,10 +9,12 @@ server's children whose start-up environment names an assignment pipe.
 
 from __future__ import annotations
 
+import asyncio
 import os
 import shutil
 import signal
 import subprocess
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -20,10 +22,15 @@ from typing import Any
 import pytest
 
 from lamina.runtimes.registry import RuntimeRegistry
-from lamina.sandbox.namespace import UID_BASE, probe
+from lamina.sandbox.api import SandboxSpec
+from lamina.sandbox.cgroups import open_manager
+from lamina.sandbox.namespace import UID_BASE, NamespaceBackend, probe
 from lamina.sandbox.prestarted import ASSIGNMENT_VARIABLE, PER_KIND
+from lamina.sandbox.runtime_files import NODE_BOOTSTRAP
+from lamina.sandbox.zygote import Templates
 from tests.support.archives import make_zip
 from tests.support.lambda_api import ROLE, call, log_tail
+from tests.support.sandboxes import eventually, process_gone
 from tests.support.server import LaminaServer, lambda_client_of
 from tests.support.waiting import wait_until
 
@@ -395,3 +402,78 @@ def test_a_preload_in_node_options_runs_with_its_function(
         response, answer = call(client, name, {})
         assert "FunctionError" not in response, answer
         assert answer == name
+
+
+def node_spec(tmp_path: Path) -> SandboxSpec:
+    """A Node environment as the invoke service asks for one (the code laid out as the
+    artifact cache lays it out), for the backend on its own."""
+    task_root = tmp_path / "artifacts" / "code" / "node"
+    task_root.mkdir(parents=True, exist_ok=True)
+    (task_root / "index.js").write_text("exports.handler = async () => null;\n")
+    interpreter = _REGISTRY.interpreter(RUNTIME or "")
+    assert interpreter is not None
+    return SandboxSpec(
+        command=(interpreter, str(NODE_BOOTSTRAP)),
+        environment={"LAMBDA_TASK_ROOT": str(task_root), "_HANDLER": "index.handler"},
+        task_root=task_root,
+        opt_dir=None,
+        memory_mb=128,
+        ephemeral_mb=64,
+        scratch_root=tmp_path / "environments" / uuid.uuid4().hex,
+    )
+
+
+def test_a_runtime_taken_for_an_environment_that_never_starts_is_given_back(
+    tmp_path: Path,
+) -> None:
+    async def scenario() -> tuple[set[int], set[int]]:
+        cgroups, reason = open_manager()
+        backend = NamespaceBackend(cgroups, reason)
+        backend.use_templates(Templates(sandboxed=True))
+        try:
+            # The kind's first environment starts nothing ahead of itself; it never starts.
+            first = node_spec(tmp_path)
+            (await backend.listen(first)).close()
+            backend.abandon(first)
+            waiting: set[int] = set()
+
+            def filled() -> bool:
+                nonlocal waiting
+                waiting = {pid for pid, blocked in own_runtimes().items() if blocked}
+                return len(waiting) == PER_KIND
+
+            assert await eventually(filled, timeout=30), waiting
+            # The next takes one of them for its Runtime API, then never starts either:
+            # that one ends (and what it held is released as an environment's is).
+            second = node_spec(tmp_path)
+            (await backend.listen(second)).close()
+            backend.abandon(second)
+            gone: set[int] = set()
+
+            def one_ended() -> bool:
+                nonlocal gone
+                gone = {pid for pid in waiting if process_gone(pid)}
+                return bool(gone)
+
+            assert await eventually(one_ended, timeout=10)
+            return waiting, gone
+        finally:
+            backend.close()
+
+    waiting, gone = asyncio.run(scenario())
+    assert len(gone) == 1, (waiting, gone)
+
+
+def own_runtimes() -> dict[int, bool]:
+    """This process's children that are runtimes started ahead, and whether each waits."""
+    found = {}
+    for child in Path(f"/proc/{os.getpid()}/task").glob("*/children"):
+        for pid in map(int, child.read_text().split()):
+            try:
+                environ = Path(f"/proc/{pid}/environ").read_bytes()
+                waits_on = Path(f"/proc/{pid}/wchan").read_text()
+            except OSError:
+                continue
+            if f"{ASSIGNMENT_VARIABLE}=".encode() in environ:
+                found[pid] = waits_on.endswith("pipe_read")
+    return found

@@ -169,10 +169,8 @@ def make_read_only(path: str) -> None:
         return
     if ctypes.get_errno() != 38:  # ENOSYS: a kernel before 5.12; remount one by one
         _check(-1, f"mount_setattr {path}")
-    with open("/proc/self/mountinfo", encoding="utf-8") as mountinfo:
-        points = [line.split()[4] for line in mountinfo]
     prefix = path.rstrip("/") + "/"
-    for point in points:
+    for point in mount_points():
         if point == path or point.startswith(prefix):
             mount(None, point, None, MS_BIND | MS_REMOUNT | MS_RDONLY | MS_NOSUID)
 
@@ -494,11 +492,15 @@ def finish_root(plan: RootPlan, staging: str) -> None:
 
 
 def _make_private_except(kept: tuple[str, ...]) -> None:
-    with open("/proc/self/mountinfo", encoding="utf-8") as mountinfo:
-        points = [unescape(line.split()[4]) for line in mountinfo]
-    for point in dict.fromkeys(points):
+    for point in dict.fromkeys(mount_points()):
         if point not in kept:
             mount(None, point, None, MS_PRIVATE)
+
+
+def mount_points() -> list[str]:
+    """Every mount point of this process's mount namespace, in mount order."""
+    with open("/proc/self/mountinfo", encoding="utf-8") as mountinfo:
+        return [unescape(line.split()[4]) for line in mountinfo]
 
 
 def unescape(field: str) -> str:

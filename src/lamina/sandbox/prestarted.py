@@ -184,7 +184,7 @@ def prepare_code_parent(parent: Path) -> Path:
     `empty`, the read-only /opt of a function without layers.
     """
     parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-    if not _is_mount_point(parent):
+    if str(parent) not in mounts.mount_points():
         mounts.mount(str(parent), str(parent), None, mounts.MS_BIND)
         mounts.mount(None, str(parent), None, mounts.MS_PRIVATE)
     (parent / "empty").mkdir(mode=0o755, exist_ok=True)
@@ -250,12 +250,6 @@ def remove_stale_code_points(parent: Path) -> None:
             remove_code_points(directory)
         with contextlib.suppress(OSError):
             entry.rmdir()
-
-
-def _is_mount_point(path: Path) -> bool:
-    target = str(path)
-    with open("/proc/self/mountinfo", encoding="utf-8") as mountinfo:
-        return any(mounts.unescape(line.split()[4]) == target for line in mountinfo)
 
 
 Make = Callable[[PrestartKey, SandboxSpec], Awaitable[Prestarted]]
