@@ -307,6 +307,7 @@ class NamespaceBackend:
         self._code_points = Path()
         self._prestart_thread: ThreadPoolExecutor | None = None
         self._prestarts = 0
+        self._closed = False
 
     # ----------------------------------------------------------------------- start
 
@@ -598,7 +599,12 @@ class NamespaceBackend:
         entry.close_assignment()
         sandbox = self._adopt(entry)
         sandbox.kill()
-        sandbox.cleanup()
+        if self._closed:
+            # One whose making ended as the backend closed: the loop that would release it
+            # later is stopping, so it is released now.
+            sandbox.release_now(time.monotonic() + 5)
+        else:
+            sandbox.cleanup()
 
     def _return_slot(self, slot: Slot, error: BaseException | None) -> None:
         """After a failed start: an executable that could not be exec'd left nothing
@@ -751,6 +757,7 @@ class NamespaceBackend:
 
     def close(self) -> None:
         """Stop every environment still running and remove this server's cgroups."""
+        self._closed = True
         deadline = time.monotonic() + 5
         if self._prestarted is not None:
             self._prestarted.close()
