@@ -23,14 +23,21 @@ import pytest
 
 from lamina.runtimes.registry import RuntimeRegistry
 from lamina.sandbox.api import SandboxSpec
-from lamina.sandbox.cgroups import open_manager
-from lamina.sandbox.namespace import UID_BASE, NamespaceBackend, probe
+from lamina.sandbox.namespace import UID_BASE, probe
 from lamina.sandbox.prestarted import ASSIGNMENT_VARIABLE, PER_KIND
 from lamina.sandbox.runtime_files import NODE_BOOTSTRAP
-from lamina.sandbox.zygote import Templates
 from tests.support.archives import make_zip
-from tests.support.lambda_api import ROLE, call, log_tail
-from tests.support.sandboxes import eventually, process_gone
+from tests.support.lambda_api import ROLE, call
+from tests.support.prestarting import (
+    assert_killed_at_its_memory,
+    assert_only_code_follows_host,
+    one_taken_and_abandoned,
+    probe_of,
+    ready_after,
+    served_by,
+    state_of,
+    uid_of,
+)
 from tests.support.server import LaminaServer, lambda_client_of
 from tests.support.waiting import wait_until
 
@@ -137,31 +144,6 @@ def waiting_runtimes(server: LaminaServer, options: str | None = None) -> set[in
     return set(runtimes) if all(runtimes.values()) else set()
 
 
-def uid_of(pid: int) -> int:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("Uid:"):
-            return int(line.split()[1])
-    raise AssertionError(f"no Uid line for {pid}")
-
-
-def state_of(pid: int) -> str | None:
-    try:
-        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-    except OSError:
-        return None
-
-
-def host_pid_of_uid(uid: int) -> int:
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                if entry.stat().st_uid == uid:
-                    return int(entry.name)
-            except OSError:
-                continue
-    raise AssertionError(f"no process of uid {uid}")
-
-
 def create(client: Any, name: str, handler: str = "index.probe", **overrides: Any) -> str:
     client.create_function(
         FunctionName=name,
@@ -174,39 +156,15 @@ def create(client: Any, name: str, handler: str = "index.probe", **overrides: An
     return name
 
 
-def probe_of(client: Any, name: str) -> dict[str, Any]:
-    response, result = call(client, name, {})
-    assert "FunctionError" not in response, result
-    assert isinstance(result, dict)
-    return result
-
-
-def ready_after(
-    server: LaminaServer, client: Any, first: str, options: str | None = None
-) -> set[int]:
-    """Cold-start `first` (of the kind started with NODE_OPTIONS `options`), and wait until
-    that kind has all its runtimes started ahead, waiting; returns them."""
-    probe_of(client, first)
-    return wait_until(
-        lambda: found if len(found := waiting_runtimes(server, options)) >= PER_KIND else None,
-        timeout=30,
-        message="no Node runtime was started ahead",
-    )
-
-
-def served_by_runtime_started_ahead(waiting: set[int], report: dict[str, Any]) -> bool:
-    return host_pid_of_uid(int(report["uid"])) in waiting
-
-
 def test_a_runtime_started_ahead_is_sandboxed_as_a_fresh_one(
     server: LaminaServer, client: Any
 ) -> None:
     fresh = probe_of(client, create(client, "fresh"))
-    waiting = ready_after(server, client, create(client, "fills"))
+    waiting = ready_after(client, create(client, "fills"), lambda: waiting_runtimes(server))
     name = create(client, "ahead")
     report = probe_of(client, name)
-    assert served_by_runtime_started_ahead(waiting, report)
-    assert not served_by_runtime_started_ahead(waiting, fresh)
+    assert served_by(waiting, report)
+    assert not served_by(waiting, fresh)
     # Its own uid, process 1 of its PID namespace, in its code's directory.
     assert report["pid"] == 1
     assert report["uid"] >= UID_BASE
@@ -225,23 +183,18 @@ def test_a_runtime_started_ahead_is_sandboxed_as_a_fresh_one(
     assert report["env"]["AWS_LAMBDA_RUNTIME_API"] == fresh["env"]["AWS_LAMBDA_RUNTIME_API"]
     # The assignment pipe is closed: the runtime holds what a fresh one holds.
     assert sorted(report["fds"]) == sorted(fresh["fds"])
-    # Every mount private (as a fresh root's), but the code's two, which follow the host's.
-    following = [line for line in report["mounts"] if "master:" in line or "shared:" in line]
-    assert following
-    assert all(line.split()[4] in {"/var/task", "/opt"} for line in following), following
-    assert not any("shared:" in line for line in report["mounts"])
-    code = [line for line in report["mounts"] if line.split()[4] == "/var/task"][-1]
-    assert code.split()[5].startswith("ro,")
-    assert "nosuid" in code.split()[5]
+    assert_only_code_follows_host(report["mounts"])
 
 
 def test_start_up_variables_make_a_kind_of_their_own(server: LaminaServer, client: Any) -> None:
     options: dict[str, Any] = {"Environment": {"Variables": {"NODE_OPTIONS": HEADER_SIZE_OPTION}}}
     waiting = ready_after(
-        server, client, create(client, "options-first", **options), HEADER_SIZE_OPTION
+        client,
+        create(client, "options-first", **options),
+        lambda: waiting_runtimes(server, HEADER_SIZE_OPTION),
     )
     report = probe_of(client, create(client, "options-second", **options))
-    assert served_by_runtime_started_ahead(waiting, report)
+    assert served_by(waiting, report)
     assert report["headerSize"] == 12345
     # A runtime of the default kind never had the option.
     default = probe_of(client, create(client, "options-none"))
@@ -255,35 +208,30 @@ def test_layers_reach_a_runtime_started_ahead(server: LaminaServer, client: Any)
             "ZipFile": make_zip({"nodejs/node_modules/shared/index.js": "exports.where = 1;"})
         },
     )
-    waiting = ready_after(server, client, create(client, "layers-first"))
+    waiting = ready_after(client, create(client, "layers-first"), lambda: waiting_runtimes(server))
     report = probe_of(client, create(client, "layers-second", Layers=[layer["LayerVersionArn"]]))
-    assert served_by_runtime_started_ahead(waiting, report)
+    assert served_by(waiting, report)
     assert report["opt"] == ["nodejs"]
     assert report["shared"] == 1
     assert report["optWrite"] == "EROFS"
 
 
 def test_a_runtime_started_ahead_is_held_to_its_memory(server: LaminaServer, client: Any) -> None:
-    waiting = ready_after(server, client, create(client, "memory-first"))
+    waiting = ready_after(client, create(client, "memory-first"), lambda: waiting_runtimes(server))
     uids = {uid_of(pid) for pid in waiting}
     name = create(client, "memory-second", handler="index.eat", Timeout=60)
-    response, _ = call(client, name, {}, LogType="Tail")
-    assert response["FunctionError"] == "Unhandled"
-    tail = log_tail(response)
-    assert "Error Type: Runtime.OutOfMemory" in tail
-    # The runtime killed was one of those waiting: it printed its uid before eating.
-    assert any(f"uid {uid}" in tail for uid in uids), (uids, tail)
+    assert_killed_at_its_memory(client, name, uids)
 
 
 def test_a_runtime_that_died_waiting_is_passed_over(server: LaminaServer, client: Any) -> None:
-    waiting = ready_after(server, client, create(client, "killed-first"))
+    waiting = ready_after(client, create(client, "killed-first"), lambda: waiting_runtimes(server))
     for pid in waiting:
         os.kill(pid, signal.SIGKILL)
     # Dead, not dying: a runtime killed as its function is handed over fails that start, as
     # a fresh one killed during its init would.
     wait_until(lambda: all(state_of(pid) in {"Z", None} for pid in waiting), timeout=10)
     report = probe_of(client, create(client, "killed-second"))
-    assert not served_by_runtime_started_ahead(waiting, report)
+    assert not served_by(waiting, report)
     assert report["data"] == "killed-second"
     # The kind fills again.
     wait_until(lambda: len(waiting_runtimes(server) - waiting) >= PER_KIND, timeout=30)
@@ -300,7 +248,9 @@ def test_nothing_is_left_once_the_server_stops_or_after_a_crash(tmp_path: Path) 
     crashed = LaminaServer(tmp_path / "crashed").start()
     try:
         lambda_client = crashed.client("lambda")
-        ready_after(crashed, lambda_client, create(lambda_client, "crash-first"))
+        ready_after(
+            lambda_client, create(lambda_client, "crash-first"), lambda: waiting_runtimes(crashed)
+        )
         lambda_client.close()
         assert crashed.process is not None
         own = f"/prestarted/{crashed.process.pid}/"
@@ -313,7 +263,9 @@ def test_nothing_is_left_once_the_server_stops_or_after_a_crash(tmp_path: Path) 
     try:
         assert not any(own in point for point in code_points())
         lambda_client = following.client("lambda")
-        runtimes = ready_after(following, lambda_client, create(lambda_client, "stop-first"))
+        runtimes = ready_after(
+            lambda_client, create(lambda_client, "stop-first"), lambda: waiting_runtimes(following)
+        )
         lambda_client.close()
         assert following.process is not None
         own = f"/prestarted/{following.process.pid}/"
@@ -365,7 +317,7 @@ def test_libraries_in_layers_are_found_by_a_runtime_started_ahead(
     layer = client.publish_layer_version(
         LayerName="native", Content={"ZipFile": make_zip({"lib/libneeded.so": needed})}
     )
-    waiting = ready_after(server, client, create(client, "native-filler"))
+    waiting = ready_after(client, create(client, "native-filler"), lambda: waiting_runtimes(server))
     client.create_function(
         FunctionName="native",
         Runtime=RUNTIME,
@@ -375,7 +327,7 @@ def test_libraries_in_layers_are_found_by_a_runtime_started_ahead(
         Layers=[layer["LayerVersionArn"]],
     )
     report = probe_of(client, "native")
-    assert served_by_runtime_started_ahead(waiting, report)
+    assert served_by(waiting, report)
     assert "did not self-register" in report["loaded"], report
 
 
@@ -426,42 +378,13 @@ def node_spec(tmp_path: Path) -> SandboxSpec:
 def test_a_runtime_taken_for_an_environment_that_never_starts_is_given_back(
     tmp_path: Path,
 ) -> None:
-    async def scenario() -> tuple[set[int], set[int]]:
-        cgroups, reason = open_manager()
-        backend = NamespaceBackend(cgroups, reason)
-        backend.use_templates(Templates(sandboxed=True))
-        try:
-            # The kind's first environment starts nothing ahead of itself; it never starts.
-            first = node_spec(tmp_path)
-            (await backend.listen(first)).close()
-            backend.abandon(first)
-            waiting: set[int] = set()
+    def waiting() -> set[int]:
+        return {pid for pid, blocked in own_runtimes().items() if blocked}
 
-            def filled() -> bool:
-                nonlocal waiting
-                waiting = {pid for pid, blocked in own_runtimes().items() if blocked}
-                return len(waiting) == PER_KIND
-
-            assert await eventually(filled, timeout=30), waiting
-            # The next takes one of them for its Runtime API, then never starts either:
-            # that one ends (and what it held is released as an environment's is).
-            second = node_spec(tmp_path)
-            (await backend.listen(second)).close()
-            backend.abandon(second)
-            gone: set[int] = set()
-
-            def one_ended() -> bool:
-                nonlocal gone
-                gone = {pid for pid in waiting if process_gone(pid)}
-                return bool(gone)
-
-            assert await eventually(one_ended, timeout=10)
-            return waiting, gone
-        finally:
-            backend.close()
-
-    waiting, gone = asyncio.run(scenario())
-    assert len(gone) == 1, (waiting, gone)
+    scenario = one_taken_and_abandoned(lambda: node_spec(tmp_path), waiting)
+    waited, gone = asyncio.run(scenario)
+    # That one ends (and what it held is released as an environment's is).
+    assert len(gone) == 1, (waited, gone)
 
 
 def own_runtimes() -> dict[int, bool]:

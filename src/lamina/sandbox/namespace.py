@@ -49,6 +49,7 @@ from lamina.sandbox.network import (
 from lamina.sandbox.network.resolvers import namespace_resolv_conf
 from lamina.sandbox.network.slots import CLONE_NEWNET
 from lamina.sandbox.prestarted import Prestarted, PrestartKey, PrestartPool
+from lamina.sandbox.prestarted import RuntimeProcess as Process
 from lamina.sandbox.process import PeakMemory, loopback_listener
 from lamina.sandbox.runtime_files import NODE_BOOTSTRAP, RUNTIMES_DIR
 from lamina.sandbox.snapshots import SnapshotIsolation, spawn_snapshot
@@ -301,7 +302,7 @@ class NamespaceBackend:
         self._namespace_resolvers = namespace_resolv_conf() if self.network else ""
         # Slots taken for an environment's Runtime API (`listen`), until its `start`.
         self._reserved: dict[str, Slot] = {}
-        # Node runtimes started ahead (`use_templates`), and those taken by `listen`.
+        # Runtimes started ahead (`use_templates`), and those taken by `listen`.
         self._prestarted: PrestartPool | None = None
         self._assigned: dict[str, Prestarted] = {}
         self._code_points = Path()
@@ -323,7 +324,7 @@ class NamespaceBackend:
                     listener = self.network.listen(entry.slot)
             except OSError:
                 # As for a slot's listener that fails: start afresh, in a slot of its own.
-                log.warning("no Runtime API for a Node runtime started ahead", exc_info=True)
+                log.warning("no Runtime API for a runtime started ahead", exc_info=True)
                 self._discard_prestarted(entry)
             else:
                 self._assigned[spec.scratch_root.name] = entry
@@ -426,28 +427,25 @@ class NamespaceBackend:
         self._live.add(sandbox)
         return sandbox
 
-    # ------------------------------------------------------ Node runtimes started ahead
+    # ----------------------------------------------------------- runtimes started ahead
 
     def _prestart_key(self, spec: SandboxSpec) -> PrestartKey | None:
-        """The kind of a Node environment, or None for one no runtime is started ahead for
-        (another runtime, or access points, whose mounts are made as the root is built)."""
-        if (
-            self._prestarted is None
-            or spec.file_systems
-            or not spec.command
-            or spec.command[-1] != str(NODE_BOOTSTRAP)
-        ):
+        """The kind of a Node or templated Python environment, or None for one no runtime is
+        started ahead for (another runtime, or access points, whose mounts are made as the
+        root is built)."""
+        if self._prestarted is None or spec.file_systems or not spec.command:
+            return None
+        if Templates.serves(spec.command):
+            # Forked from the interpreter's template (the command as the host names it),
+            # which started with variables of its own: the function's are all read later.
+            return PrestartKey(spec.command, (), spec.memory_mb, spec.ephemeral_mb, spec.network)
+        if spec.command[-1] != str(NODE_BOOTSTRAP):
             return None
         mapping = self._mapping(spec)
         argv = tuple(mounts.inside_paths(arg, mapping) for arg in spec.command)
         inside = {name: mounts.inside_paths(v, mapping) for name, v in spec.environment.items()}
-        return PrestartKey(
-            argv,
-            prestarted.startup_variables(inside),
-            spec.memory_mb,
-            spec.ephemeral_mb,
-            spec.network,
-        )
+        startup = prestarted.startup_variables(inside)
+        return PrestartKey(argv, startup, spec.memory_mb, spec.ephemeral_mb, spec.network)
 
     def _take_prestarted(self, spec: SandboxSpec) -> Prestarted | None:
         key = self._prestart_key(spec)
@@ -456,14 +454,15 @@ class NamespaceBackend:
         return self._prestarted.take(key, spec)
 
     async def _make_prestarted(self, key: PrestartKey, template: SandboxSpec) -> Prestarted:
-        """A Node runtime in a sandbox of `key`'s kind, once it waits for its assignment.
+        """A runtime in a sandbox of `key`'s kind, once it waits for its assignment: Node
+        started afresh, or Python forked from its template.
 
         `template` is the kind's first environment, with only its start-up variables: its
         code's location tells which of the server's directories to hide, as for any root.
         """
         slot = await self.network.take(key.network) if self.network is not None else None
         self._prestarts += 1
-        name = f"node-{self._prestarts}"
+        name = f"ahead-{self._prestarts}"
         held = _Held(slot, template.scratch_root.parent / name)
         try:
             held.uid = self._uids.acquire()
@@ -479,16 +478,20 @@ class NamespaceBackend:
                 opt_dir=str(held.code_points / "opt"),
                 code_follows_host=True,
             )
-            spawn = self._prestart_spawn(key, plan, held)
-            spawning = asyncio.get_running_loop().run_in_executor(self._prestart_thread, spawn)
+            spawning = await self._prestart_fork(key, plan, held)
         except BaseException:
             self._release_held(held)
             raise
         try:
             process = await asyncio.shield(spawning)
         except asyncio.CancelledError:
-            # The descriptors stay open until the fork is over; what it started is ended.
-            spawning.add_done_callback(lambda done: self._spawned_too_late(done, held))
+            if self._closed and Templates.serves(key.argv):
+                # The template is gone with the backend, and so is its answer: what it
+                # may have forked ends with it (its parent-death signal), or in the cgroup.
+                self._release_held(held)
+            else:
+                # The descriptors stay open until the fork is over; what it started is ended.
+                spawning.add_done_callback(lambda done: self._spawned_too_late(done, held))
             raise
         except BaseException:
             self._release_held(held)
@@ -501,12 +504,52 @@ class NamespaceBackend:
             raise
         return entry
 
+    async def _prestart_fork(
+        self, key: PrestartKey, plan: mounts.RootPlan, held: _Held
+    ) -> asyncio.Future[Process]:
+        """The fork of a runtime started ahead, under way, with its pipes: output,
+        assignment, and the one it says it waits on."""
+        held.pipes()
+        if Templates.serves(key.argv):
+            assert self._templates is not None
+            template = await self._templates.get(key.argv[0])
+            sandbox = {
+                "procs_files": held.cgroup.procs_files if held.cgroup else [],
+                "plan": plan,
+                "uid": held.uid,
+                "netns": held.slot is not None,
+            }
+            forking = await template.request_fork(
+                {},
+                mounts.TASK_ROOT,
+                limits.namespace_limits(None if held.cgroup else key.memory_mb),
+                held.output_write,
+                sandbox,
+                held.slot.fd if held.slot is not None else None,
+                (held.assignment_read, held.waiting_write),
+            )
+            loop = asyncio.get_running_loop()
+            forked: asyncio.Future[Process] = loop.create_future()
+
+            def child(done: asyncio.Future[tuple[int, asyncio.Future[int]]]) -> None:
+                if forked.done():
+                    return
+                if done.cancelled():
+                    forked.cancel()
+                elif (error := done.exception()) is not None:
+                    forked.set_exception(error)
+                else:
+                    forked.set_result(TemplateChild(*done.result()))
+
+            forking.add_done_callback(child)
+            return forked
+        spawn = self._prestart_spawn(key, plan, held)
+        return asyncio.get_running_loop().run_in_executor(self._prestart_thread, spawn)
+
     def _prestart_spawn(
         self, key: PrestartKey, plan: mounts.RootPlan, held: _Held
     ) -> Callable[[], subprocess.Popen[bytes]]:
-        """The fork of a runtime started ahead (run on `_prestart_thread`), with its pipes:
-        output, assignment, and the one it says it waits on."""
-        held.pipes()
+        """The spawn of a Node runtime started ahead (run on `_prestart_thread`)."""
         environment = {
             **dict(key.startup),
             prestarted.ASSIGNMENT_VARIABLE: str(held.assignment_read),
@@ -524,13 +567,13 @@ class NamespaceBackend:
             (held.assignment_read, held.waiting_write),
         )
 
-    def _spawned_too_late(self, done: asyncio.Future[subprocess.Popen[bytes]], held: _Held) -> None:
+    def _spawned_too_late(self, done: asyncio.Future[Process], held: _Held) -> None:
         if done.cancelled() or done.exception() is not None:
             self._release_held(held)
             return
         process = done.result()
-        with contextlib.suppress(ProcessLookupError):
-            process.kill()
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.kill(process.pid, signal.SIGKILL)
         process.wait()
         self._release_held(held)
 
@@ -549,6 +592,14 @@ class NamespaceBackend:
             self._uids.release(held.uid)
         if held.slot is not None and self.network is not None:
             self.network.discard(held.slot)
+        self._remove_code_parent_once_closed()
+
+    def _remove_code_parent_once_closed(self) -> None:
+        """This server's directory of code points, once the backend is closed and its last
+        runtime started ahead is released (some are released after `close`)."""
+        if self._closed and self._templates is not None:
+            with contextlib.suppress(OSError):
+                self._code_points.rmdir()
 
     def _assign(self, entry: Prestarted, spec: SandboxSpec) -> NamespaceSandbox | None:
         """The environment `entry` becomes once it has the function, or None if it could
@@ -561,7 +612,7 @@ class NamespaceBackend:
         try:
             entry.assign(spec.task_root, spec.opt_dir, environment)
         except OSError:
-            log.warning("a Node runtime started ahead could not take its function", exc_info=True)
+            log.warning("a runtime started ahead could not take its function", exc_info=True)
             if entry.slot is not None:
                 self._reserved[spec.scratch_root.name] = entry.slot
             entry.slot = None
@@ -633,7 +684,7 @@ class NamespaceBackend:
 
     def use_templates(self, templates: Templates) -> None:
         """Start Python environments by forking pre-initialised templates (see `zygote`),
-        and keep Node runtimes started ahead (see `prestarted`). The templates' ready
+        and keep Python and Node runtimes started ahead (see `prestarted`). The templates' ready
         children build the common part of the root on one staging directory of this
         backend's (each mounts on it in a mount namespace of its own, so one serves them
         all)."""
@@ -646,13 +697,13 @@ class NamespaceBackend:
             prefix=f"ready-root-{os.getpid()}-", dir=self._lock_dir
         )
         templates.ready_root = ReadyRoot(self._ready_staging, self._system, mounts.HOSTNAME)
-        # Node cannot fork an initialised runtime: its runtimes are started ahead instead.
+        # Runtimes fully in their sandbox before their function is known.
         code_parent = self._lock_dir / "prestarted"
         try:
             prestarted.remove_stale_code_points(code_parent)
             self._code_points = prestarted.prepare_code_parent(code_parent)
         except OSError as error:
-            log.warning("Node runtimes are not started ahead: %s", error)
+            log.warning("runtimes are not started ahead: %s", error)
             return
         # One thread forks them: a runtime's parent-death signal follows the thread that
         # forked it, which lives as long as this backend.
@@ -751,6 +802,7 @@ class NamespaceBackend:
         self._live.discard(sandbox)
         if sandbox.code_points is not None:
             prestarted.remove_code_points(sandbox.code_points)
+            self._remove_code_parent_once_closed()
         self._uids.release(sandbox.uid)
         if sandbox.slot is not None and self.network is not None:
             self.network.give_back(sandbox.slot)
@@ -968,7 +1020,7 @@ class _Held:
                     os.close(descriptor)
                 setattr(self, name, -1)
 
-    def entry(self, key: PrestartKey, process: subprocess.Popen[bytes]) -> Prestarted:
+    def entry(self, key: PrestartKey, process: Process) -> Prestarted:
         """The runtime, once forked: the child's ends of its pipes are closed here."""
         for name in ("output_write", "assignment_read", "waiting_write"):
             os.close(getattr(self, name))
@@ -1008,7 +1060,7 @@ async def _until_waiting(waiting_fd: int) -> None:
         loop.remove_reader(waiting_fd)
         os.close(waiting_fd)
     if word != b"waiting":
-        raise OSError("a Node runtime started ahead ended before it waited for a function")
+        raise OSError("a runtime started ahead ended before it waited for a function")
 
 
 def enter_sandbox(

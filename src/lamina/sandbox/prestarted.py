@@ -1,12 +1,14 @@
-"""Node runtimes started before their function is known.
+"""Runtimes started before their function is known.
 
 Most of a Node cold start is the interpreter's own start-up (V8, ICU, the built-in modules:
 50 to 90 ms here before the bootstrap runs a line), and Node cannot fork an initialised
-process as Python's templates do. So the namespace backend keeps a few Node runtimes started
-ahead for each kind of environment it has recently started (`PrestartKey`). Each one is fully
-in its sandbox already: its namespaces, uid, cgroup, limits and network, its root built, and
-its bootstrap loaded and blocked reading its assignment pipe. A cold start of that kind then
-only:
+process as Python's templates do. Most of what is left of a templated Python cold start is
+the sandbox itself: joining a cgroup and a network namespace, building the root, dropping to
+a uid. So the namespace backend keeps a few runtimes started ahead for each kind of
+environment it has recently started (`PrestartKey`): Node runtimes started afresh, Python ones
+forked from their interpreter's template. Each one is fully in its sandbox already: its
+namespaces, uid, cgroup, limits and network, its root built, and its bootstrap loaded and
+blocked reading its assignment pipe. A cold start of that kind then only:
 
 - mounts the function's code and layers on two host directories of the runtime's own, which
   its /var/task and /opt follow (read-only from the first instant: `mounts.attach_read_only`);
@@ -14,8 +16,9 @@ only:
 
 The bootstrap takes those variables as its whole environment, moves into /var/task and starts
 as a freshly started one would. Whatever is fixed when the interpreter starts is part of the
-kind: its argv (the heap is sized from the memory), the variables Node, libuv, OpenSSL or the
-C library read at start-up, the memory and /tmp sizes, and the network.
+kind: its argv (Node's heap is sized from the memory), the variables Node, libuv, OpenSSL or
+the C library read at start-up (none for Python: its template started with its own), the
+memory and /tmp sizes, and the network.
 """
 
 from __future__ import annotations
@@ -38,6 +41,7 @@ from lamina.sandbox import mounts
 from lamina.sandbox.api import SandboxSpec
 from lamina.sandbox.cgroups import EnvironmentCgroup
 from lamina.sandbox.network import Slot
+from lamina.sandbox.zygote import TemplateChild
 
 log = logging.getLogger(__name__)
 
@@ -48,8 +52,9 @@ REFILL_DELAY_S = 0.05
 # A kind not started for this long is let go, and a runtime this old is replaced rather than
 # used: its copy of the host's mounts is at most this old, as a warm environment's may be.
 MAX_AGE_S = 300.0
-# Kinds kept at once (each holds PER_KIND idle runtimes, 7 to 8 MiB of PSS each).
-MAX_KINDS = 4
+# Kinds kept at once (each holds PER_KIND idle runtimes: 7 to 8 MiB of PSS each for Node,
+# about 3 for Python).
+MAX_KINDS = 6
 # A kind whose runtime could not be started ahead is started afresh for this long.
 FAILED_KIND_S = 60.0
 # The bootstrap reads its assignment from this variable's descriptor, and says it waits for
@@ -131,12 +136,16 @@ def library_directories(startup: tuple[tuple[str, str], ...]) -> list[str]:
     return found
 
 
+# A Node runtime is the server's child; a Python one, its template's.
+RuntimeProcess = subprocess.Popen[bytes] | TemplateChild
+
+
 @dataclass(eq=False)
 class Prestarted:
     """One runtime waiting for its function, and what it holds on the host."""
 
     key: PrestartKey
-    process: subprocess.Popen[bytes]
+    process: RuntimeProcess
     # Read end of its stdout and stderr; write end of its assignment pipe.
     output_fd: int
     assignment_fd: int
@@ -339,7 +348,7 @@ class PrestartPool:
             # The kind's cold starts start afresh for a while, rather than each paying
             # for runtimes that fail again (a start-up variable Node refuses, say).
             kind.failed_until = time.monotonic() + FAILED_KIND_S
-            log.warning("a Node runtime could not be started ahead", exc_info=True)
+            log.warning("a runtime could not be started ahead", exc_info=True)
             return
         finally:
             kind.making -= 1

@@ -189,9 +189,15 @@ class Template:
         self._socket = ours
         self._up = loop.create_future()
         loop.add_reader(ours.fileno(), self._on_readable)
-        await asyncio.wait_for(asyncio.shield(self._up), timeout=30)
-        if self._sandboxed and self._ready_root is not None:
-            await self._send({"make_ready": READY_CHILDREN, "root": self._ready_root.message()})
+        try:
+            await asyncio.wait_for(asyncio.shield(self._up), timeout=30)
+            if self._sandboxed and self._ready_root is not None:
+                message = {"make_ready": READY_CHILDREN, "root": self._ready_root.message()}
+                await self._send(message)
+        except BaseException:
+            # Cancelled (its backend closing) or never up: no template is left running.
+            self.close()
+            raise
 
     @property
     def ready_children(self) -> list[int]:
@@ -217,19 +223,48 @@ class Template:
     ) -> tuple[int, asyncio.Future[int]]:
         """Fork a runtime; `sandbox` asks the child to enter the namespace sandbox first
         (a ready child takes it where there is one), and the network namespace `netns_fd`."""
+        forked = await self.request_fork(environment, cwd, rlimits, output_fd, sandbox, netns_fd)
+        return await forked
+
+    async def request_fork(
+        self,
+        environment: dict[str, str],
+        cwd: str,
+        rlimits: limits.Limits,
+        output_fd: int,
+        sandbox: dict[str, Any] | None = None,
+        netns_fd: int | None = None,
+        ahead: tuple[int, int] | None = None,
+    ) -> asyncio.Future[tuple[int, asyncio.Future[int]]]:
+        """`fork`'s request, once sent: the future of the child's pid and exit (a plain
+        future, which a caller that stops waiting can still follow to its end).
+
+        `ahead` (a runtime started ahead: its assignment pipe's read end and its waiting
+        pipe's write end) goes to the template itself, never to a ready child: a ready
+        child's copy of the host's mounts predates the mount points its code arrives on.
+        """
         assert self._socket is not None
         loop = asyncio.get_running_loop()
-        request = {"env": environment, "cwd": cwd, "limits": rlimits, "sandbox": sandbox}
+        request = {
+            "env": environment,
+            "cwd": cwd,
+            "limits": rlimits,
+            "sandbox": sandbox,
+            "ahead": ahead is not None,
+        }
         body = orjson.dumps(request)
-        ready = self._ready_root is not None and self._ready_root.fits(sandbox)
-        fds = [output_fd] if netns_fd is None else [output_fd, netns_fd]
-        assigned = await self._assign(body, fds) if ready else None
-        if assigned is not None:
-            return assigned
+        fds = [output_fd, *(ahead or ())]
+        if netns_fd is not None:
+            fds.append(netns_fd)
         reply: asyncio.Future[tuple[int, asyncio.Future[int]]] = loop.create_future()
+        if ahead is None and self._ready_root is not None and self._ready_root.fits(sandbox):
+            assigned = await self._assign(body, fds)
+            if assigned is not None:
+                reply.set_result(assigned)
+                return reply
         # Replies come in request order, so the waiter joins once its request is out.
         await self._send(body, fds, then=lambda: self._pending.append(reply))
-        return await reply
+        return reply
 
     async def _send(
         self,
@@ -314,10 +349,14 @@ class Template:
             forked = int(message["pid"])
             ended: asyncio.Future[int] = asyncio.get_running_loop().create_future()
             self._exits[forked] = ended
-            self._pending.pop(0).set_result((forked, ended))
+            waiter = self._pending.pop(0)
+            if not waiter.done():
+                waiter.set_result((forked, ended))
         elif "error" in message and self._pending:
             # The template could not fork for this request (and lives on).
-            self._pending.pop(0).set_exception(RuntimeError(str(message["error"])))
+            waiter = self._pending.pop(0)
+            if not waiter.done():
+                waiter.set_exception(RuntimeError(str(message["error"])))
         elif "ready_child" in message:
             if not self._received_fds:
                 log.warning(
@@ -432,6 +471,7 @@ class Templates:
         self.ready_root: ReadyRoot | None = None
         self._templates: dict[str, Template] = {}
         self._starting: dict[str, asyncio.Task[Template]] = {}
+        self._closed = False
 
     @staticmethod
     def serves(command: tuple[str, ...]) -> bool:
@@ -439,6 +479,8 @@ class Templates:
         return len(command) == 3 and command[1:] == ("-u", str(PYTHON_BOOTSTRAP))
 
     async def get(self, interpreter: str) -> Template:
+        if self._closed:
+            raise RuntimeError("the templates are closed")
         template = self._templates.get(interpreter)
         if template is not None and template.alive:
             return template
@@ -454,13 +496,20 @@ class Templates:
     async def _start(self, interpreter: str) -> Template:
         template = Template(interpreter, self._sandboxed, self.ready_root)
         await template.start()
+        if self._closed:
+            template.close()
+            raise RuntimeError("the templates are closed")
         self._templates[interpreter] = template
         return template
 
     def close(self) -> None:
+        """Stop every template, and any still starting (each stops itself once cancelled)."""
+        self._closed = True
         for template in self._templates.values():
             template.close()
         self._templates.clear()
+        for starting in self._starting.values():
+            starting.cancel()
 
 
 class ZygoteBackend:

@@ -8,11 +8,11 @@ Wire protocol on the control socket (a Unix stream socket from the platform):
 Arguments: the control socket's descriptor, then, for templates whose children enter the
 namespace sandbox, the directory holding the `lamina` package (its sandbox code is preloaded).
 
-- request: 4-byte big-endian length + JSON {"env", "cwd", "limits", "sandbox"} with file
-  descriptors passed as SCM_RIGHTS: the environment's output pipe, then, for a sandbox with
-  a network namespace, that namespace; "limits" maps rlimit names
-  to [soft, hard]; "sandbox", when present, asks for the namespace sandbox (see
-  `_join_cgroup_and_network`);
+- request: 4-byte big-endian length + JSON {"env", "cwd", "limits", "sandbox", "ahead"} with
+  file descriptors passed as SCM_RIGHTS: the environment's output pipe, then, for a runtime
+  started "ahead", its assignment and waiting pipes, then, for a sandbox with a network
+  namespace, that namespace; "limits" maps rlimit names to [soft, hard]; "sandbox", when
+  present, asks for the namespace sandbox (see `_join_cgroup_and_network`);
 - replies: 4-byte length + JSON {"pid": n} for each request, in order, and
   {"exit": pid, "status": code} when a child ends (negative code: killed by that signal);
 - {"make_ready": n, "root": {"staging", "system", "hostname"}} asks for n more ready
@@ -25,9 +25,17 @@ Ready children go as far into the sandbox as they can without knowing their envi
 sends a request straight to one (the same message as to the template): a cold start saves a
 fork of this process, a hop through it and part of its root. They are made only while no
 request waits.
+
+A runtime started "ahead" goes further: it enters its whole sandbox (uid, cgroup, network,
+a root whose /var/task and /opt follow host mount points the function's code arrives on
+later), says so by writing "waiting" to its waiting pipe, and blocks reading its assignment
+pipe: JSON {"environment"}, the function's variables, written whole and then closed. Only
+then does it take those variables, move into its code and run the bootstrap (see the
+platform's `lamina.sandbox.prestarted`).
 """
 
 import gc
+import json
 import os
 import resource
 import select
@@ -46,12 +54,13 @@ def _become_runtime(request, fds, control, wake_read, wake_write):
     """In a freshly forked child: take the environment's identity, then run the bootstrap.
     A sandboxed child is process 1 of a PID namespace of its own already."""
     _leave_template(control, wake_read, wake_write)
+    output, pipes, netns = _split_descriptors(request, fds)
     sandbox = request.get("sandbox")
     if sandbox:
         _mounts().prctl(_mounts().PR_SET_PDEATHSIG, signal.SIGKILL)
-        _join_cgroup_and_network(sandbox, fds[1:])
+        _join_cgroup_and_network(sandbox, netns)
         _build_sandbox(request)
-    _run_bootstrap(request, fds[0])
+    _run_bootstrap(request, output, pipes)
 
 
 def _become_ready(assignments, root, control, wake_read, wake_write):
@@ -67,13 +76,43 @@ def _become_ready(assignments, root, control, wake_read, wake_write):
     # pages it touches now rather than during a cold start).
     _forget_platform_modules()
     os.environ.clear()
-    request, fds = receive(assignments, max_fds=2)
+    request, fds = receive(assignments, max_fds=_MAX_FDS)
     assignments.close()
     if request is None:
         os._exit(0)  # the template ended, or discarded this child
-    _join_cgroup_and_network(request["sandbox"], fds[1:])
+    output, pipes, netns = _split_descriptors(request, fds)
+    _join_cgroup_and_network(request["sandbox"], netns)
     _build_sandbox(request, root["staging"])
-    _run_bootstrap(request, fds[0])
+    _run_bootstrap(request, output, pipes)
+
+
+# At most: output, assignment and waiting pipes, network namespace.
+_MAX_FDS = 4
+
+
+def _split_descriptors(request, fds):
+    """A request's descriptors: the output pipe, the (assignment, waiting) pipes of a
+    runtime started ahead (else None), and the network namespace's, if sent."""
+    if request.get("ahead"):
+        return fds[0], (fds[1], fds[2]), fds[3:]
+    return fds[0], None, fds[1:]
+
+
+def _await_assignment(assignment_fd, waiting_fd):
+    """Say this runtime waits, then read its function's variables (the platform writes them
+    whole and closes the pipe); end quietly when the pipe closes without them."""
+    os.write(waiting_fd, b"waiting")
+    os.close(waiting_fd)
+    chunks = []
+    while True:
+        chunk = os.read(assignment_fd, 65536)
+        if not chunk:
+            break
+        chunks.append(chunk)
+    os.close(assignment_fd)
+    if not chunks:
+        os._exit(0)  # discarded before it was given a function
+    return json.loads(b"".join(chunks))["environment"]
 
 
 def _leave_template(control, wake_read, wake_write):
@@ -87,7 +126,9 @@ def _leave_template(control, wake_read, wake_write):
         os.close(fd)
 
 
-def _run_bootstrap(request, output_fd):
+def _run_bootstrap(request, output_fd, pipes=None):
+    """Become the environment's runtime; one started ahead (`pipes`) waits for its
+    function's variables once nothing is left to do without them."""
     os.dup2(output_fd, 1)
     os.dup2(output_fd, 2)
     os.close(output_fd)
@@ -102,7 +143,9 @@ def _run_bootstrap(request, output_fd):
         mounts_prctl_no_new_privs()
     _forget_platform_modules()
     os.environ.clear()
-    os.environ.update(request["env"])
+    os.environ.update(request["env"] if pipes is None else _await_assignment(*pipes))
+    # Not before the assignment: a runtime started ahead would stay on the empty directory
+    # its code is mounted over.
     os.chdir(request["cwd"])
     sys.argv = [bootstrap.__file__]
     status = 0
@@ -278,7 +321,7 @@ def _serve_forks(control, wake_read, wake_write):
             os.read(wake_read, 512)
             _reap(control)
         if control in readable:
-            request, fds = receive(control, max_fds=2)
+            request, fds = receive(control, max_fds=_MAX_FDS)
             if request is None:
                 return
             if "make_ready" in request:
