@@ -179,6 +179,24 @@ def test_total_code_size_counts_latest_and_every_version(functions: FunctionStor
     assert functions.total_code_size() == 142
 
 
+def test_reservations_are_the_functions_with_reserved_concurrency(
+    functions: FunctionStore,
+) -> None:
+    assert functions.reservations() == {}
+    functions.put(record("none"))
+    functions.put(record("zero", reserved_concurrency=0))
+    functions.put(record("some", reserved_concurrency=25))
+    # Read the same with a sealed environment in the record.
+    sealed = FunctionRecord(
+        latest=replace(config("sealed"), environment={"SECRET": "x"}), reserved_concurrency=7
+    )
+    functions.put(sealed)
+    assert functions.reservations() == {"zero": 0, "some": 25, "sealed": 7}
+    functions.put(record("some"))
+    functions.delete("zero")
+    assert functions.reservations() == {"sealed": 7}
+
+
 def test_the_change_stamp_moves_on_every_write(functions: FunctionStore) -> None:
     stamps = [functions.change_stamp()]
     writes = [

@@ -369,15 +369,13 @@ def commitments(store: FunctionStore, excluding: str | None = None) -> Commitmen
     provisioned: dict[str, int] = defaultdict(int)
     for name, _, doc in store.list_children_of_kind(PROVISIONED_KIND):
         provisioned[name] += ProvisionedConcurrency.from_doc(doc).requested
-    reserved = unreserved_provisioned = 0
-    after: str | None = None
-    while batch := store.page(after, 1000):
-        for record in batch:
-            if record.name == excluding:
-                continue
-            if record.reserved_concurrency is not None:
-                reserved += record.reserved_concurrency
-            else:
-                unreserved_provisioned += provisioned.get(record.name, 0)
-        after = batch[-1].name
+    # A function's provisioned concurrency is inside its reservation, where it has one.
+    # (Child documents go with their function: every name here is a function's.)
+    reservations = store.reservations()
+    reserved = sum(count for name, count in reservations.items() if name != excluding)
+    unreserved_provisioned = sum(
+        count
+        for name, count in provisioned.items()
+        if name != excluding and name not in reservations
+    )
     return Commitments(reserved, unreserved_provisioned)

@@ -92,6 +92,14 @@ class PgFunctionStore:
     def count(self) -> int:
         return int(self._db.query_one("SELECT count(*) FROM functions"))
 
+    def reservations(self) -> dict[str, int]:
+        rows = self._db.query(
+            "SELECT name, reserved FROM (SELECT name, "
+            "(convert_from(doc, 'UTF8')::jsonb ->> 'reserved_concurrency')::integer AS reserved "
+            "FROM functions) AS records WHERE reserved IS NOT NULL"
+        )
+        return {name: int(reserved) for name, reserved in rows}
+
     def names(self) -> Iterator[str]:
         for row in self._db.query("SELECT name FROM functions ORDER BY name"):
             yield row[0]

@@ -9,7 +9,7 @@ from typing import Any
 
 from lamina.model.functions import Alias, FunctionConfig, FunctionRecord
 from lamina.store.environment_sealing import EnvironmentSealer
-from lamina.store.sqlite.database import Database, dumps, loads
+from lamina.store.sqlite.database import RESERVED, Database, dumps, loads
 
 
 class SqliteFunctionStore:
@@ -55,6 +55,13 @@ class SqliteFunctionStore:
 
     def count(self) -> int:
         return int(self._db.query_one("SELECT count(*) FROM functions"))
+
+    def reservations(self) -> dict[str, int]:
+        # Through the partial index of the schema: only functions with a reservation.
+        rows = self._db.query(
+            f"SELECT name, {RESERVED} FROM functions WHERE {RESERVED} IS NOT NULL"
+        )
+        return {name: int(reserved) for name, reserved in rows}
 
     def names(self) -> Iterator[str]:
         for row in self._db.query("SELECT name FROM functions ORDER BY name"):
