@@ -56,6 +56,10 @@ PROBE = r"""
 import json, os, sys
 AT_IMPORT = os.environ.get("AWS_LAMBDA_FUNCTION_NAME")
 CWD_AT_IMPORT = os.getcwd()
+TMP_AT_IMPORT = sorted(os.listdir("/tmp"))
+MODULES_AT_IMPORT = sorted(sys.modules)
+PATH_AT_IMPORT = list(sys.path)
+CACHED_AT_IMPORT = sorted(sys.path_importer_cache)
 
 
 def attempt(act):
@@ -92,6 +96,10 @@ def probe(event, context):
         "cwd": os.getcwd(),
         "atImport": AT_IMPORT,
         "cwdAtImport": CWD_AT_IMPORT,
+        "tmpAtImport": TMP_AT_IMPORT,
+        "modulesAtImport": MODULES_AT_IMPORT,
+        "pathAtImport": PATH_AT_IMPORT,
+        "cachedAtImport": CACHED_AT_IMPORT,
         "task": sorted(os.listdir(".")),
         "data": open("data.txt").read(),
         "taskWrite": attempt(lambda: write("/var/task/new.txt")),
@@ -204,6 +212,12 @@ def test_a_python_runtime_started_ahead_is_sandboxed_as_a_fresh_one(
     assert report["optWrite"] == fresh["optWrite"]
     assert report["opt"] == fresh["opt"] == []
     assert report["tmpWrite"] == fresh["tmpWrite"] == "written"
+    # Nothing is left of its rehearsal: /tmp is empty, the modules, import path and path
+    # finders are a fresh runtime's.
+    assert report["tmpAtImport"] == fresh["tmpAtImport"] == []
+    assert report["modulesAtImport"] == fresh["modulesAtImport"]
+    assert report["pathAtImport"] == fresh["pathAtImport"]
+    assert report["cachedAtImport"] == fresh["cachedAtImport"]
     # The runtime's modules where a fresh runtime finds them.
     assert report["hooks"] == fresh["hooks"]
     assert report["hooks"].startswith("/var/runtime/")
