@@ -191,7 +191,10 @@ def test_reservations_are_the_functions_with_reserved_concurrency(
         latest=replace(config("sealed"), environment={"SECRET": "x"}), reserved_concurrency=7
     )
     functions.put(sealed)
-    assert functions.reservations() == {"zero": 0, "some": 25, "sealed": 7}
+    # A NUL in a record (PostgreSQL's jsonb refuses it) is no obstacle.
+    functions.put(record("nul", reserved_concurrency=3, tags={"note": "a\x00b"}))
+    assert functions.reservations() == {"zero": 0, "some": 25, "sealed": 7, "nul": 3}
+    functions.delete("nul")
     functions.put(record("some"))
     functions.delete("zero")
     assert functions.reservations() == {"sealed": 7}

@@ -8,12 +8,15 @@ import hashlib
 import threading
 import time
 from collections.abc import Callable, Iterator
+from dataclasses import replace
 from pathlib import Path
 
+import orjson
 import psycopg
 import pytest
 
 from lamina.model.functions import FunctionConfig, FunctionRecord
+from lamina.store.postgres import functions as functions_schema
 from lamina.store.postgres import pg_stores
 from lamina.store.postgres.database import PgDatabase
 from lamina.store.protocols import Stores
@@ -233,3 +236,17 @@ def test_every_table_lives_in_the_backends_schema(backend: Postgres) -> None:
             )
         }
     assert schemas == {backend.schema}
+
+
+def test_reservations_stored_before_their_column_existed_are_read(backend: Postgres) -> None:
+    """Migration 2 of the function store fills the reserved column from the documents."""
+    database = backend.database()
+    database.migrate("functions", {1: functions_schema.MIGRATIONS[1]})
+    for name, reserved, note in (("kept", 5, "a\x00b"), ("open", None, "plain")):
+        stored = replace(record(name), reserved_concurrency=reserved, tags={"note": note})
+        database.execute(
+            "INSERT INTO functions (name, doc, code_size) VALUES (%s, %s, 1)",
+            name,
+            orjson.dumps(stored.to_doc()),
+        )
+    assert node(backend).functions.reservations() == {"kept": 5}

@@ -12,7 +12,7 @@ from lamina.store.environment_sealing import EnvironmentSealer
 from lamina.store.postgres.database import CONTROL, PgDatabase, dumps, loads
 
 # code_size is kept beside each document so total_code_size sums a column rather than
-# decoding every document.
+# decoding every document; so is a function's reserved concurrency, for `reservations`.
 MIGRATIONS = {
     1: """
     CREATE TABLE IF NOT EXISTS functions (
@@ -43,6 +43,17 @@ MIGRATIONS = {
     CREATE INDEX IF NOT EXISTS function_children_kind
         ON function_children (kind, function, key);
     """,
+    # Read from the stored documents once. PostgreSQL's JSON refuses the escaped NUL a
+    # description or tag may hold, so each becomes U+FFFD first (both escapes are six
+    # characters, so the document stays well formed).
+    2: """
+    ALTER TABLE functions ADD COLUMN IF NOT EXISTS reserved INTEGER;
+    UPDATE functions SET reserved = (
+        replace(convert_from(doc, 'UTF8'), '\\u0000', '\\ufffd')::json ->> 'reserved_concurrency'
+    )::integer;
+    CREATE INDEX IF NOT EXISTS functions_reserved
+        ON functions (name, reserved) WHERE reserved IS NOT NULL;
+    """,
 }
 
 
@@ -70,11 +81,13 @@ class PgFunctionStore:
 
     def put(self, record: FunctionRecord) -> None:
         self._db.execute(
-            "INSERT INTO functions (name, doc, code_size) VALUES (%s, %s, %s) "
-            "ON CONFLICT (name) DO UPDATE SET doc = excluded.doc, code_size = excluded.code_size",
+            "INSERT INTO functions (name, doc, code_size, reserved) VALUES (%s, %s, %s, %s) "
+            "ON CONFLICT (name) DO UPDATE SET doc = excluded.doc, code_size = excluded.code_size, "
+            "reserved = excluded.reserved",
             record.name,
             dumps(self._sealer.seal_record(record.to_doc())),
             record.latest.code_size,
+            record.reserved_concurrency,
         )
 
     def delete(self, name: str) -> None:
@@ -93,11 +106,7 @@ class PgFunctionStore:
         return int(self._db.query_one("SELECT count(*) FROM functions"))
 
     def reservations(self) -> dict[str, int]:
-        rows = self._db.query(
-            "SELECT name, reserved FROM (SELECT name, "
-            "(convert_from(doc, 'UTF8')::jsonb ->> 'reserved_concurrency')::integer AS reserved "
-            "FROM functions) AS records WHERE reserved IS NOT NULL"
-        )
+        rows = self._db.query("SELECT name, reserved FROM functions WHERE reserved IS NOT NULL")
         return {name: int(reserved) for name, reserved in rows}
 
     def names(self) -> Iterator[str]:

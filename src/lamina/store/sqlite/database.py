@@ -12,7 +12,8 @@ from typing import Any
 import orjson
 
 # A function's reserved concurrency, as its record holds it: indexed for the few that have one.
-RESERVED = "json_extract(doc, '$.reserved_concurrency')"
+# (As text: SQLite 3.45 reads a BLOB argument of its JSON functions as its own binary JSON.)
+RESERVED = "json_extract(CAST(doc AS TEXT), '$.reserved_concurrency')"
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS functions (
