@@ -25,6 +25,7 @@ import pytest
 
 from lamina.sandbox.api import SandboxSpec
 from lamina.sandbox.namespace import UID_BASE, probe
+from lamina.sandbox.network.addresses import NETNS_DIR
 from lamina.sandbox.prestarted import PER_KIND, REFILL_DELAY_S
 from lamina.sandbox.runtime_files import PYTHON_BOOTSTRAP
 from tests.support.archives import make_zip
@@ -112,6 +113,28 @@ def probe(event, context):
         "hooks": snapshot_restore_py.__file__,
         "shared": where,
         "functionName": context.function_name,
+        **carried(),
+    }
+
+
+def carried():
+    import resource, signal
+    mask = os.umask(0o022)
+    os.umask(mask)
+    limits = {
+        name: resource.getrlimit(getattr(resource, name))
+        for name in ("RLIMIT_NOFILE", "RLIMIT_NPROC", "RLIMIT_CORE", "RLIMIT_STACK", "RLIMIT_FSIZE")
+    }
+    signals = {
+        name: str(signal.getsignal(getattr(signal, name)))
+        for name in ("SIGINT", "SIGTERM", "SIGPIPE", "SIGCHLD", "SIGHUP", "SIGUSR1")
+    }
+    return {
+        "umask": mask,
+        "limits": limits,
+        "signals": signals,
+        "writesBytecode": not sys.dont_write_bytecode,
+        "flags": str(sys.flags),
     }
 
 
@@ -154,10 +177,11 @@ def templates(server: LaminaServer) -> set[int]:
     return found
 
 
-def waiting_runtimes(server: LaminaServer) -> set[int]:
-    """Python runtimes started ahead that wait for a function: the templates' children
-    that run as an environment's uid (ready children are still root) and are blocked
-    reading a pipe (an environment waits on its Runtime API's socket)."""
+def waiting_runtimes(server: LaminaServer, memory_mb: int = 128) -> set[int]:
+    """Python runtimes started ahead, of the kind with `memory_mb`, that wait for a function:
+    the templates' children that run as an environment's uid (ready children are still root),
+    are blocked reading a pipe (an environment waits on its Runtime API's socket), and are
+    in a cgroup limited to that memory."""
     parents = templates(server)
     found = set()
     for entry in Path("/proc").iterdir():
@@ -167,11 +191,23 @@ def waiting_runtimes(server: LaminaServer) -> set[int]:
         try:
             if _parent_of(pid) not in parents or uid_of(pid) < UID_BASE:
                 continue
-            if (entry / "wchan").read_text().endswith("pipe_read"):  # anon_pipe_read: 6.16+
+            blocked = (entry / "wchan").read_text().endswith("pipe_read")  # anon_pipe_read: 6.16+
+            if blocked and _memory_limit_mb(pid) == memory_mb:
                 found.add(pid)
         except OSError:
             continue
     return found
+
+
+def _memory_limit_mb(pid: int) -> int | None:
+    for line in Path(f"/proc/{pid}/cgroup").read_text().splitlines():
+        hierarchy, controllers, path = line.split(":", 2)
+        if hierarchy == "0" or "memory" in controllers.split(","):
+            root = "/sys/fs/cgroup" if hierarchy == "0" else "/sys/fs/cgroup/memory"
+            name = "memory.max" if hierarchy == "0" else "memory.limit_in_bytes"
+            limit = (Path(root + path) / name).read_text().strip()
+            return None if limit == "max" else int(limit) // (1024 * 1024)
+    return None
 
 
 def create(client: Any, name: str, handler: str = "index.probe", **overrides: Any) -> str:
@@ -189,7 +225,9 @@ def create(client: Any, name: str, handler: str = "index.probe", **overrides: An
 def test_a_python_runtime_started_ahead_is_sandboxed_as_a_fresh_one(
     server: LaminaServer, client: Any
 ) -> None:
-    fresh = probe_of(client, create(client, "fresh"))
+    # A kind of its own (nothing else runs at 256 MB here): its first cold start is fresh,
+    # whatever ran before it in this module.
+    fresh = probe_of(client, create(client, "fresh", MemorySize=256))
     waiting = ready_after(client, create(client, "fills"), lambda: waiting_runtimes(server))
     name = create(client, "ahead", Environment={"Variables": {"GREETING": "hello"}})
     report = probe_of(client, name)
@@ -200,10 +238,14 @@ def test_a_python_runtime_started_ahead_is_sandboxed_as_a_fresh_one(
     assert report["uid"] >= UID_BASE
     assert report["uid"] != fresh["uid"]
     assert report["cwd"] == report["cwdAtImport"] == "/var/task"
+    # What the process carries from its template: the same as a fresh runtime's.
+    for carried in ("umask", "limits", "signals", "writesBytecode", "flags"):
+        assert report[carried] == fresh[carried], carried
     # The function's variables from its module's first line, and only its own.
     assert report["atImport"] == report["functionName"] == name
     assert report["env"]["GREETING"] == "hello"
     assert set(report["env"]) - {"GREETING"} == set(fresh["env"])
+    assert report["env"]["AWS_LAMBDA_FUNCTION_MEMORY_SIZE"] == "128"
     assert report["env"]["AWS_LAMBDA_RUNTIME_API"] == fresh["env"]["AWS_LAMBDA_RUNTIME_API"]
     # Its code, through relative paths, read-only; /opt empty and read-only; /tmp its own.
     assert report["task"] == ["data.txt", "index.py"]
@@ -221,8 +263,10 @@ def test_a_python_runtime_started_ahead_is_sandboxed_as_a_fresh_one(
     # The runtime's modules where a fresh runtime finds them.
     assert report["hooks"] == fresh["hooks"]
     assert report["hooks"].startswith("/var/runtime/")
-    # Its assignment and waiting pipes are closed: it holds what a fresh one holds.
+    # Its assignment and waiting pipes are closed: it holds what a fresh one holds, and
+    # nothing of its template's (its pidfd, say).
     assert report["fds"] == fresh["fds"]
+    assert "anon_inode:" not in report["fds"]
     assert_only_code_follows_host(report["mounts"])
 
 
@@ -253,7 +297,9 @@ def test_a_python_runtime_that_died_waiting_is_passed_over(
     waiting = ready_after(client, create(client, "killed-first"), lambda: waiting_runtimes(server))
     for pid in waiting:
         os.kill(pid, signal.SIGKILL)
-    wait_until(lambda: not (waiting & waiting_runtimes(server)), timeout=10)
+    # Dead, not dying: a runtime killed as its function is handed over fails that start, as
+    # a fresh one killed during its init would.
+    wait_until(lambda: all(state_of(pid) in {"Z", None} for pid in waiting), timeout=10)
     report = probe_of(client, create(client, "killed-second"))
     assert not served_by(waiting, report)
     assert report["data"] == "killed-second"
@@ -341,22 +387,30 @@ def test_a_python_runtime_taken_for_an_environment_that_never_starts_is_given_ba
     assert not code_points_of_this_process().exists()
 
 
+@pytest.mark.parametrize("network", [False, True], ids=["host-network", "own-network"])
 @pytest.mark.parametrize("after_s", [REFILL_DELAY_S, REFILL_DELAY_S + 0.002, 0.5])
 def test_a_backend_closed_while_python_runtimes_start_ahead_leaves_nothing(
-    tmp_path: Path, after_s: float
+    tmp_path: Path, after_s: float, network: bool
 ) -> None:
-    """Closed before, while or after the template forks the kind's runtimes: no process,
-    code point, cgroup or pending task is left (a task left pending fails the test)."""
+    """Closed around the moment the kind's runtimes start being made (the refill is due
+    REFILL_DELAY_S after the first environment), or once they wait: no process, code point,
+    cgroup or network namespace is left, nor an unclosed descriptor or an unwaited process
+    (the warnings pytest turns into errors)."""
     forked: list[int] = []
+    prefixes: list[str] = []
 
     async def scenario() -> None:
-        async with templated_backend() as backend:
+        async with templated_backend(network) as backend:
+            if backend.network is not None:
+                prefixes.append(backend.network.plan.netns_prefix)
             await listen_and_abandon(backend, python_spec(tmp_path))
             await asyncio.sleep(after_s)
             forked.extend(pid for template in own_templates() for pid in _children(template))
 
     asyncio.run(scenario())
     assert not code_points_of_this_process().exists()
+    for prefix in prefixes:
+        assert not [name for name in os.listdir(NETNS_DIR) if name.startswith(prefix)]
     # Killed, or told to end by their closed sockets: each ends within moments.
     wait_until(
         lambda: all(process_gone(pid) or state_of(pid) == "Z" for pid in forked),

@@ -184,6 +184,8 @@ def test_a_cold_start_takes_a_ready_child_into_the_full_sandbox(task_root: Path)
         # The ready children made after others held those others' assignment sockets, and
         # every one held the template's: none of them may reach function code.
         assert not [fd for fd, link in report["fds"].items() if link.startswith("socket:")]
+        # Nor the template's pidfd, which they watch until their parent-death signal is set.
+        assert not [fd for fd, link in report["fds"].items() if "pidfd" in link]
     uids = {report["uid"][0] for _, _, report, _ in results}
     assert len(uids) == READY_CHILDREN
 

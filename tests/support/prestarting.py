@@ -11,6 +11,7 @@ from typing import Any
 from lamina.sandbox.api import SandboxSpec
 from lamina.sandbox.cgroups import open_manager
 from lamina.sandbox.namespace import NamespaceBackend
+from lamina.sandbox.network import NetworkOptions
 from lamina.sandbox.prestarted import PER_KIND
 from lamina.sandbox.zygote import Templates
 from tests.support.lambda_api import call, log_tail
@@ -19,10 +20,12 @@ from tests.support.waiting import wait_until
 
 
 @contextlib.asynccontextmanager
-async def templated_backend() -> AsyncIterator[NamespaceBackend]:
-    """A namespace backend with templates (and so runtimes started ahead), closed after."""
+async def templated_backend(network: bool = False) -> AsyncIterator[NamespaceBackend]:
+    """A namespace backend with templates (and so runtimes started ahead), and network
+    namespaces if asked; closed after."""
     cgroups, reason = open_manager()
-    backend = NamespaceBackend(cgroups, reason)
+    options = NetworkOptions(pool_size=2) if network else None
+    backend = NamespaceBackend(cgroups, reason, network=options)
     backend.use_templates(Templates(sandboxed=True))
     try:
         yield backend
@@ -82,7 +85,7 @@ def state_of(pid: int) -> str | None:
         return None
 
 
-def host_pid_of_uid(uid: int) -> int | None:
+def host_pid_of_uid(uid: int) -> int:
     for entry in Path("/proc").iterdir():
         if entry.name.isdigit():
             try:
@@ -90,7 +93,7 @@ def host_pid_of_uid(uid: int) -> int | None:
                     return int(entry.name)
             except OSError:
                 continue
-    return None
+    raise AssertionError(f"no process of uid {uid}")
 
 
 def probe_of(client: Any, name: str) -> dict[str, Any]:

@@ -308,6 +308,8 @@ class NamespaceBackend:
         self._code_points = Path()
         self._prestart_thread: ThreadPoolExecutor | None = None
         self._prestarts = 0
+        # Runtimes being started ahead, until the pool has them (or they are given up).
+        self._making: set[_Held] = set()
         self._closed = False
 
     # ----------------------------------------------------------------------- start
@@ -464,6 +466,7 @@ class NamespaceBackend:
         self._prestarts += 1
         name = f"ahead-{self._prestarts}"
         held = _Held(slot, template.scratch_root.parent / name)
+        self._making.add(held)
         try:
             held.uid = self._uids.acquire()
             if self._cgroups is not None:
@@ -502,6 +505,8 @@ class NamespaceBackend:
         except BaseException:
             self._discard_prestarted(entry)
             raise
+        finally:
+            self._making.discard(held)
         return entry
 
     async def _prestart_fork(
@@ -558,27 +563,41 @@ class NamespaceBackend:
         procs = held.cgroup.procs_files if held.cgroup else []
         netns = held.slot.fd if held.slot else -1
         enter = enter_sandbox(plan, held.uid, procs, key.memory_mb, netns)
-        return functools.partial(
-            self._spawner.spawn,
+        argv, output, kept = (
             list(key.argv),
-            environment,
             held.output_write,
-            enter,
             (held.assignment_read, held.waiting_write),
         )
 
+        def spawn() -> subprocess.Popen[bytes]:
+            # Kept on `held` too: a backend that closes ends it (see `_give_up_making`).
+            held.process = self._spawner.spawn(argv, environment, output, enter, kept)
+            return held.process
+
+        return spawn
+
     def _spawned_too_late(self, done: asyncio.Future[Process], held: _Held) -> None:
+        if held.released:
+            return  # by `close`, which ended what was started
         if done.cancelled() or done.exception() is not None:
             self._release_held(held)
             return
         process = done.result()
         with contextlib.suppress(ProcessLookupError, PermissionError):
             os.kill(process.pid, signal.SIGKILL)
-        process.wait()
-        self._release_held(held)
+        if isinstance(process, TemplateChild):
+            # Its template reports its end; the loop does not wait for it.
+            process.exited.add_done_callback(lambda _: self._release_held(held))
+        else:
+            process.wait()
+            self._release_held(held)
 
     def _release_held(self, held: _Held) -> None:
         """What a runtime started ahead held, when it never became one (none runs there)."""
+        if held.released:
+            return
+        held.released = True
+        self._making.discard(held)
         held.close_pipes()
         if held.cgroup is not None:
             held.cgroup.kill()
@@ -644,9 +663,27 @@ class NamespaceBackend:
         self._live.add(sandbox)
         return sandbox
 
+    def _give_up_making(self, held: _Held) -> None:
+        """A runtime still being started ahead as the backend closes: ended, and what it
+        holds released now, while the network, cgroups and uids are still open (its maker,
+        cancelled, only sees that later)."""
+        self._making.discard(held)
+        if held.made is not None:
+            self._discard_prestarted(held.made)
+            return
+        if held.process is not None:
+            held.process.kill()
+            held.process.wait()
+        # A Python runtime the template is forking joins a cgroup that is killed here, or
+        # ends with its template (its parent-death signal).
+        self._release_held(held)
+
     def _discard_prestarted(self, entry: Prestarted) -> None:
         """End a runtime started ahead that will not be used; what it holds is released
         once it is gone, as an environment's is."""
+        if entry.discarded:
+            return  # by `close`, before its maker saw it cancelled
+        entry.discarded = True
         entry.close_assignment()
         sandbox = self._adopt(entry)
         sandbox.kill()
@@ -814,9 +851,10 @@ class NamespaceBackend:
         if self._prestarted is not None:
             self._prestarted.close()
         if self._prestart_thread is not None:
-            # A fork under way finishes; what it started ends with the thread (its
-            # parent-death signal), and what it held is reclaimed at the next start.
+            # A spawn under way finishes first.
             self._prestart_thread.shutdown(wait=True)
+        for held in list(self._making):
+            self._give_up_making(held)
         for entry in self._assigned.values():
             self._discard_prestarted(entry)
         self._assigned.clear()
@@ -999,6 +1037,11 @@ class _Held:
     assignment_write: int = -1
     waiting_read: int = -1
     waiting_write: int = -1
+    # A Node runtime's process, once spawned (set on the spawning thread).
+    process: subprocess.Popen[bytes] | None = None
+    # What it became, once forked; or whether it was given up before.
+    made: Prestarted | None = None
+    released: bool = False
 
     def pipes(self) -> None:
         self.output_read, self.output_write = os.pipe()
@@ -1027,7 +1070,7 @@ class _Held:
             setattr(self, name, -1)
         os.set_blocking(self.output_read, False)
         assert self.code_points is not None
-        return Prestarted(
+        self.made = Prestarted(
             key,
             process,
             self.output_read,
@@ -1038,6 +1081,7 @@ class _Held:
             self.staging,
             self.code_points,
         )
+        return self.made
 
 
 async def _until_waiting(waiting_fd: int) -> None:

@@ -157,13 +157,16 @@ class Prestarted:
     staging: Path
     code_points: Path
     born: float = field(default_factory=time.monotonic)
+    # Ended and being released (`NamespaceBackend._discard_prestarted`), once.
+    discarded: bool = False
 
     def usable(self, now: float) -> bool:
         return self.process.poll() is None and now - self.born < MAX_AGE_S
 
     def assign(self, task_root: Path, opt_dir: Path | None, environment: dict[str, str]) -> None:
         """Give the runtime its function: code, layers, then variables (which start it)."""
-        assignment = orjson.dumps({"environment": environment})
+        # One line (JSON escapes any newline in a value): the runtime reads up to its end.
+        assignment = orjson.dumps({"environment": environment}) + b"\n"
         if len(assignment) > MAX_ASSIGNMENT_BYTES:
             raise OSError(7, "the environment is too large for an assignment")  # E2BIG
         mounts.attach_read_only(str(task_root), str(self.code_points / "task"))

@@ -352,6 +352,10 @@ class Template:
             waiter = self._pending.pop(0)
             if not waiter.done():
                 waiter.set_result((forked, ended))
+            else:
+                # Its start was cancelled (and what it held released): nothing may run there.
+                with contextlib.suppress(ProcessLookupError, PermissionError):
+                    os.kill(forked, signal.SIGKILL)
         elif "error" in message and self._pending:
             # The template could not fork for this request (and lives on).
             waiter = self._pending.pop(0)

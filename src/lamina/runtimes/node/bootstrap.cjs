@@ -838,8 +838,11 @@ async function awaitAssignment() {
   const fd = Number(descriptor);
   const chunks = [];
   const buffer = Buffer.allocUnsafe(64 * 1024);
+  // The assignment ends with a newline: the pipe's end may come later (a copy of its write
+  // end can linger a moment in a process the server is starting).
   for (let read; (read = fs.readSync(fd, buffer)) > 0; ) {
     chunks.push(Buffer.from(buffer.subarray(0, read)));
+    if (buffer[read - 1] === 0x0a) break;
   }
   fs.closeSync(fd);
   if (!chunks.length) process.exit(0);

@@ -29,9 +29,9 @@ request waits.
 A runtime started "ahead" goes further: it enters its whole sandbox (uid, cgroup, network,
 a root whose /var/task and /opt follow host mount points the function's code arrives on
 later), says so by writing "waiting" to its waiting pipe, and blocks reading its assignment
-pipe: JSON {"environment"}, the function's variables, written whole and then closed. Only
-then does it take those variables, move into its code and run the bootstrap (see the
-platform's `lamina.sandbox.prestarted`).
+pipe: JSON {"environment"} and a newline, the function's variables, written whole and then
+closed. Only then does it take those variables, move into its code and run the bootstrap
+(see the platform's `lamina.sandbox.prestarted`).
 """
 
 import gc
@@ -54,11 +54,10 @@ _CLONE_NEWNET = 0x40000000
 def _become_runtime(request, fds, control, wake_read, wake_write):
     """In a freshly forked child: take the environment's identity, then run the bootstrap.
     A sandboxed child is process 1 of a PID namespace of its own already."""
-    _leave_template(control, wake_read, wake_write)
-    output, pipes, netns = _split_descriptors(request, fds)
     sandbox = request.get("sandbox")
+    _leave_template(control, wake_read, wake_write, dies_with_template=bool(sandbox))
+    output, pipes, netns = _split_descriptors(request, fds)
     if sandbox:
-        _mounts().prctl(_mounts().PR_SET_PDEATHSIG, signal.SIGKILL)
         _join_cgroup_and_network(sandbox, netns)
         _build_sandbox(request)
     _run_bootstrap(request, output, pipes)
@@ -68,9 +67,8 @@ def _become_ready(assignments, root, control, wake_read, wake_write):
     """In a ready child (process 1 of a PID namespace of its own): build the part of the
     root every environment shares, now; then wait for an environment, and enter the rest
     of its sandbox once assigned."""
-    _leave_template(control, wake_read, wake_write)
+    _leave_template(control, wake_read, wake_write, dies_with_template=True)
     mounts = _mounts()
-    mounts.prctl(mounts.PR_SET_PDEATHSIG, signal.SIGKILL)
     system = tuple(tuple(entry) for entry in root["system"])
     mounts.prepare_root(root["staging"], system, root["hostname"])
     # What does not depend on the environment, done while nobody waits (it also copies the
@@ -111,6 +109,10 @@ def _await_assignment(assignment_fd, waiting_fd):
         if not chunk:
             break
         chunks.append(chunk)
+        # The assignment ends with a newline: the pipe's end may come later (a copy of its
+        # write end can linger a moment in a process the server is starting).
+        if chunk.endswith(b"\n"):
+            break
     os.close(assignment_fd)
     if not chunks:
         os._exit(0)  # discarded before it was given a function
@@ -153,14 +155,21 @@ def _rehearse():
         os.rmdir(directory)
 
 
-def _leave_template(control, wake_read, wake_write):
+def _leave_template(control, wake_read, wake_write, dies_with_template):
     """What a child must not keep of the template: its session, its signal handling, and
     its control socket (which forks runtimes as root). The template keeps no ready child's
-    socket past announcing it, so no child inherits another's."""
+    socket past announcing it, so no child inherits another's. A sandboxed child is killed
+    when the template ends (`dies_with_template`), and ends now if it already has."""
     os.setsid()
     signal.signal(signal.SIGCHLD, signal.SIG_DFL)
     signal.set_wakeup_fd(-1)
-    for fd in (control.fileno(), wake_read, wake_write, *_own_pid_namespace):
+    if dies_with_template:
+        _mounts().prctl(_mounts().PR_SET_PDEATHSIG, signal.SIGKILL)
+        # Between the fork and that call, the template may have ended already: its pidfd
+        # is readable then.
+        if _template_pidfd and select.select(_template_pidfd, [], [], 0)[0]:
+            os._exit(1)
+    for fd in (control.fileno(), wake_read, wake_write, *_own_pid_namespace, *_template_pidfd):
         os.close(fd)
 
 
@@ -212,6 +221,9 @@ def _run_bootstrap(request, output_fd, pipes=None):
 
 # The template's own PID namespace (sandboxed templates), to return to after each fork.
 _own_pid_namespace = []
+# A pidfd of the template itself (sandboxed templates, where the kernel has them), which its
+# children watch until their parent-death signal is set.
+_template_pidfd = []
 
 
 def _fork_as_namespace_init():
@@ -294,6 +306,10 @@ def _preload_sandbox(lamina_path):
         sys.path.pop(0)
     _preloaded["mounts"] = mounts
     _own_pid_namespace.append(os.open("/proc/self/ns/pid", os.O_RDONLY))
+    try:
+        _template_pidfd.append(os.pidfd_open(os.getpid()))
+    except (AttributeError, OSError):
+        pass  # before Linux 5.3: the parent-death signal alone
 
 
 def _forget_platform_modules():
