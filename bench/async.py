@@ -17,7 +17,9 @@ import os
 import subprocess
 import sys
 import tempfile
+import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -95,22 +97,41 @@ def counts(data_dir: Path, name: str) -> dict[str, int]:
     return open_stores(data_dir).queue.counts(name).get(name, {})
 
 
-def drain_rate(data_dir: Path, name: str, timeout: float = 300.0) -> tuple[float, int]:
+def drain_rate(
+    data_dir: Path, name: str, start: Callable[[], LaminaServer], timeout: float = 300.0
+) -> tuple[float, int, LaminaServer]:
     """Events per second while the queue drains from 90% to 10% of what it held (steady
-    state: no cold starts, no tail); and how many were left if it had not drained."""
+    state: no cold starts, no tail), how many were left if it had not drained, and the
+    server `start` started to drain it. The queue is watched from before that server
+    starts: a server whose environments start in milliseconds drains a short queue before
+    its start has returned."""
     total = sum(counts(data_dir, name).values())
     marks: dict[float, float] = {}
-    deadline = time.monotonic() + timeout
-    left = total
-    while left and time.monotonic() < deadline:
-        left = sum(counts(data_dir, name).values())
-        for fraction in (0.9, 0.1):
-            if left <= total * fraction and fraction not in marks:
-                marks[fraction] = time.perf_counter()
-        time.sleep(0.01)
-    if len(marks) < 2:
-        return 0.0, left
-    return total * 0.8 / (marks[0.1] - marks[0.9]), left
+    left = [total]
+
+    stopping = threading.Event()
+
+    def watch() -> None:
+        deadline = time.monotonic() + timeout
+        while left[0] and not stopping.is_set() and time.monotonic() < deadline:
+            left[0] = sum(counts(data_dir, name).values())
+            for fraction in (0.9, 0.1):
+                if left[0] <= total * fraction and fraction not in marks:
+                    marks[fraction] = time.perf_counter()
+            time.sleep(0.002)
+
+    watcher = threading.Thread(target=watch, name="drain-watcher")
+    watcher.start()
+    try:
+        server = start()
+    except BaseException:
+        stopping.set()
+        watcher.join()
+        raise
+    watcher.join(timeout + 1)
+    if len(marks) < 2 or marks[0.1] <= marks[0.9]:
+        return 0.0, left[0], server
+    return total * 0.8 / (marks[0.1] - marks[0.9]), left[0], server
 
 
 def bench_concurrency(concurrency: int) -> None:
@@ -139,11 +160,9 @@ def bench_concurrency(concurrency: int) -> None:
             server.stop()
         # 2. Draining: restart with `concurrency` workers on the full queue.
         queued = sum(counts(data_dir, name).values())
-        server = LaminaServer(data_dir, env={"LAMINA_ASYNC_WORKERS": str(concurrency)}).start()
-        try:
-            drain, left = drain_rate(data_dir, name)
-        finally:
-            server.stop()
+        draining = LaminaServer(data_dir, env={"LAMINA_ASYNC_WORKERS": str(concurrency)})
+        drain, left, server = drain_rate(data_dir, name, draining.start)
+        server.stop()
     print(
         f"concurrency {concurrency:>3}: accepted {load['accepted'] / load['seconds']:6.0f} "
         f"events/s   drain {drain:6.0f} events/s (of {queued})   "

@@ -47,11 +47,9 @@ def accept_and_drain(target: LaminaTarget, runtime: str, events: int) -> tuple[f
         finally:
             server.stop()  # a clean stop hands every queued or running event back
         workers = {"LAMINA_ASYNC_WORKERS": str(CONCURRENCY)}
-        server = LaminaServer(data_dir, env={**target.env, **workers}).start()
-        try:
-            drain, left = async_bench.drain_rate(data_dir, function.name)
-        finally:
-            server.stop()
+        draining = LaminaServer(data_dir, env={**target.env, **workers})
+        drain, left, server = async_bench.drain_rate(data_dir, function.name, draining.start)
+        server.stop()
     if accepted["errors"] or left:
         raise AssertionError(f"errors {accepted['errors']}, {left} events not drained")
     return accepted["accepted"] / accepted["seconds"], drain
