@@ -35,7 +35,7 @@ from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import IO
+from typing import IO, Any
 
 from lamina.sandbox import limits, mounts, prestarted, shares
 from lamina.sandbox.api import EntrypointError, SandboxSpec, exec_failure
@@ -518,18 +518,12 @@ class NamespaceBackend:
         if Templates.serves(key.argv):
             assert self._templates is not None
             template = await self._templates.get(key.argv[0])
-            sandbox = {
-                "procs_files": held.cgroup.procs_files if held.cgroup else [],
-                "plan": plan,
-                "uid": held.uid,
-                "netns": held.slot is not None,
-            }
             forking = await template.request_fork(
                 {},
                 mounts.TASK_ROOT,
                 limits.namespace_limits(None if held.cgroup else key.memory_mb),
                 held.output_write,
-                sandbox,
+                _template_sandbox(plan, held.uid, held.cgroup, held.slot),
                 held.slot.fd if held.slot is not None else None,
                 (held.assignment_read, held.waiting_write),
             )
@@ -761,22 +755,12 @@ class NamespaceBackend:
         """The same sandbox as `enter_sandbox` builds, entered by a child of the template."""
         assert self._templates is not None
         template = await self._templates.get(interpreter)
-        rlimits = limits.namespace_limits(None if cgroup else memory_mb)
-        sandbox = {
-            "procs_files": cgroup.procs_files if cgroup else [],
-            # orjson writes the dataclass as an object itself (asdict's deep copy cost a
-            # cold start ~0.3 ms).
-            "plan": plan,
-            "uid": uid,
-            # Its descriptor travels with the request; the child checks that it arrived.
-            "netns": slot is not None,
-        }
         pid, exited = await template.fork(
             environment,
             mounts.TASK_ROOT,
-            rlimits,
+            limits.namespace_limits(None if cgroup else memory_mb),
             output_fd,
-            sandbox,
+            _template_sandbox(plan, uid, cgroup, slot),
             slot.fd if slot is not None else None,
         )
         return TemplateChild(pid, exited)
@@ -1010,6 +994,21 @@ class HostPasswd:
         # A host account of the same name would shadow the environment's.
         kept = [line for line in lines if not line.startswith(USER_NAME + ":")]
         self._stamp, self._lines = stamp, "".join(line + "\n" for line in kept)
+
+
+def _template_sandbox(
+    plan: mounts.RootPlan, uid: int, cgroup: EnvironmentCgroup | None, slot: Slot | None
+) -> dict[str, Any]:
+    """What a template's child needs to enter the sandbox `enter_sandbox` builds."""
+    return {
+        "procs_files": cgroup.procs_files if cgroup else [],
+        # orjson writes the dataclass as an object itself (asdict's deep copy cost a cold
+        # start ~0.3 ms).
+        "plan": plan,
+        "uid": uid,
+        # Its descriptor travels with the request; the child checks that it arrived.
+        "netns": slot is not None,
+    }
 
 
 def _cap_after_init(cgroup: EnvironmentCgroup, memory_mb: int) -> Callable[[object], None]:
