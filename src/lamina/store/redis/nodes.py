@@ -29,13 +29,15 @@ DEFAULT_PREFIX = "lamina:"
 
 # KEYS: epoch counter, index, node. ARGV: node id, report JSON, ttl (ms).
 # A counter that is missing (a Redis restarted empty: it need keep nothing on disk) starts
-# again from Redis's clock in milliseconds, above every epoch given before unless joins
-# outpaced a thousand a second: epochs must keep growing, or fencing would take a new
-# registration for an old one.
+# again from Redis's clock in microseconds, above every epoch given before unless joins had
+# outpaced a million a second: epochs must keep growing, or fencing would take a new
+# registration for an old one. Milliseconds were not enough: a node that joined, saw Redis
+# lose everything and joined again within one millisecond got its old epoch back.
+# Microseconds since 1970 stay below 2^53, exact in Lua's numbers.
 _JOIN = """
 if redis.call('EXISTS', KEYS[1]) == 0 then
     local t = redis.call('TIME')
-    local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+    local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
     redis.call('SET', KEYS[1], string.format('%d', now))
 end
 local epoch = redis.call('INCR', KEYS[1])
