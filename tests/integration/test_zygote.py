@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -26,6 +27,12 @@ def describe(event, context):
 
 def leave(event, context):
     sys.exit(event["status"])
+
+def counts(event, context):
+    import json
+    mine = {"made": "here"}
+    return {"template_module": sys.getrefcount(json), "own_dict": sys.getrefcount(mine),
+            "environ": sys.getrefcount(os.environ)}
 """
 
 
@@ -81,6 +88,30 @@ def test_exit_status_of_a_forked_runtime(zygote_server: LaminaServer, status: in
     assert response["FunctionError"] == "Unhandled"
     assert result["errorType"] == "Runtime.ExitError"
     assert f"exit status {status}" in result["errorMessage"]
+    client.close()
+
+
+IMMORTAL = 0xFFFFFFFF
+
+
+def test_environments_forked_once_the_template_settled_share_its_objects_for_good(
+    zygote_server: LaminaServer,
+) -> None:
+    """The template makes its objects immortal once it has forked its first runtime: their
+    counts are never written again, so their pages stay shared. The runtime's own objects,
+    and the template's instances, are counted as ever."""
+    client = zygote_server.client()
+    # Each call is a new function's first, so a new environment; the template settles at
+    # its first idle moment, and every environment forked after that sees it.
+    deadline = time.monotonic() + 10
+    for attempt in range(1000):
+        create(client, f"z-counts-{attempt}", "counts")
+        seen = invoke(client, f"z-counts-{attempt}")
+        if seen["template_module"] >= IMMORTAL or time.monotonic() > deadline:
+            break
+    assert seen["template_module"] >= IMMORTAL, seen
+    assert seen["own_dict"] == 2, seen
+    assert seen["environ"] < 100, seen
     client.close()
 
 

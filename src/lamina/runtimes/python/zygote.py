@@ -3,6 +3,8 @@
 Runs on the function's interpreter (3.9+, stdlib only). It imports Lamina's bootstrap and what
 the bootstrap needs once; each request over the control socket forks a child that becomes one
 environment's runtime. That skips interpreter start-up and those imports on every cold start.
+Once it has forked its first runtime, the template settles: it makes what it loaded immortal
+(`immortal`), so its children share those pages rather than copying each one they touch.
 
 Wire protocol on the control socket (a Unix stream socket from the platform):
 Arguments: the control socket's descriptor, then, for templates whose children enter the
@@ -43,6 +45,7 @@ import select
 import signal
 import socket
 import sys
+import time
 import traceback
 
 import bootstrap  # preloaded: this import is the point of the template
@@ -368,9 +371,17 @@ def main():
 def _serve_forks(control, wake_read, wake_write):
     owed = 0  # ready children asked for and not made yet
     root = None  # what they prepare of the root (`mounts.prepare_root`)
+    # When the template settles (`_settle`), None once it has: after its first fork, or
+    # after a moment with none.
+    settle_at = time.monotonic() + _SETTLE_WITHIN_S
     while True:
-        # Requests first; ready children are made only while none is waiting.
-        readable, _, _ = select.select([control, wake_read], [], [], 0 if owed else None)
+        # Requests first; the template settles, then makes ready children, only while none
+        # is waiting.
+        if settle_at is not None:
+            timeout = max(0.0, settle_at - time.monotonic())
+        else:
+            timeout = 0 if owed else None
+        readable, _, _ = select.select([control, wake_read], [], [], timeout)
         if wake_read in readable:
             os.read(wake_read, 512)
             _reap(control)
@@ -382,6 +393,11 @@ def _serve_forks(control, wake_read, wake_write):
                 owed += int(request["make_ready"])
                 root = request.get("root") or root
                 continue
+            if request.get("ahead") and settle_at is not None:
+                # Nothing waits on a runtime started ahead, and one forked before the
+                # template settles copies every page the settling writes.
+                _settle()
+                settle_at = None
             try:
                 pid = _fork_as_namespace_init() if request.get("sandbox") else os.fork()
             except OSError as error:
@@ -394,6 +410,12 @@ def _serve_forks(control, wake_read, wake_write):
             for fd in fds:
                 os.close(fd)
             send(control, reply)
+            if settle_at is not None:
+                settle_at = 0.0  # at the next idle moment: this cold start did not wait
+        elif not readable and settle_at is not None:
+            if time.monotonic() >= settle_at:
+                _settle()
+                settle_at = None
         elif not readable and owed:
             owed -= 1
             try:
@@ -401,6 +423,26 @@ def _serve_forks(control, wake_read, wake_write):
             except OSError as error:
                 # Cold starts fork afresh meanwhile; the next request asks again.
                 sys.stderr.write("lamina template: no ready child: %s\n" % error)
+
+
+# How long a template that forked nothing yet waits before it settles anyway.
+_SETTLE_WITHIN_S = 0.1
+
+
+def _settle():
+    """Make what the template has loaded immortal (`immortal`), so that its children share
+    those pages for good rather than copying each one they touch. It takes tens of
+    milliseconds, so it waits until the template's first cold start is forked, which is
+    usually what started it: children forked before it copy more, nothing else differs.
+    Ready children are made after it."""
+    import immortal
+
+    # Function code importing a module of that name must not find this one.
+    del sys.modules["immortal"]
+    gc.unfreeze()
+    gc.collect()  # garbage made immortal would never be freed
+    immortal.make_immortal()
+    gc.freeze()
 
 
 def _in_child(become, *args):
