@@ -29,7 +29,7 @@ from lamina.sandbox.namespace import NamespaceBackend, probe
 from lamina.sandbox.network import NetworkOptions
 from lamina.sandbox.process import ProcessBackend
 from lamina.sandbox.runtime_files import PYTHON_BOOTSTRAP
-from lamina.sandbox.zygote import Templates, ZygoteBackend
+from lamina.sandbox.zygote import TEMPLATE_LIBRARY_PATH, Templates, ZygoteBackend
 from tests.support.sandboxes import eventually, probe_task_root
 
 KINDS = ["process", "process+template", "namespace", "namespace+template"]
@@ -165,6 +165,8 @@ def make_spec(
     environment = {
         "PATH": "/usr/bin:/bin",
         "LANG": "C.UTF-8",
+        # As the invoke service sets it: a template forks such a runtime.
+        "LD_LIBRARY_PATH": TEMPLATE_LIBRARY_PATH,
         "STAGE": "contract",
         "SCENARIO": scenario,
         "_HANDLER": "probe.handler",

@@ -33,7 +33,7 @@ from lamina.sandbox.cgroups import open_manager
 from lamina.sandbox.namespace import NamespaceBackend
 from lamina.sandbox.network import NetworkOptions
 from lamina.sandbox.runtime_files import PYTHON_BOOTSTRAP
-from lamina.sandbox.zygote import Templates
+from lamina.sandbox.zygote import TEMPLATE_LIBRARY_PATH, Templates
 from tests.support import netns
 from tests.support.archives import make_zip
 from tests.support.lambda_api import ROLE, invoke
@@ -423,6 +423,8 @@ async def probe_from(
         command=(sys.executable, "-u", str(PYTHON_BOOTSTRAP)),
         environment={
             "PATH": "/usr/bin:/bin",
+            # As the invoke service sets it: a template forks such a runtime.
+            "LD_LIBRARY_PATH": TEMPLATE_LIBRARY_PATH,
             "TARGETS": ",".join(targets),
             "_HANDLER": "probe.handler",
             "LAMBDA_TASK_ROOT": str(task_root),

@@ -28,6 +28,7 @@ from lamina.sandbox.namespace import UID_BASE, probe
 from lamina.sandbox.network.addresses import NETNS_DIR
 from lamina.sandbox.prestarted import PER_KIND, REFILL_DELAY_S
 from lamina.sandbox.runtime_files import PYTHON_BOOTSTRAP
+from lamina.sandbox.zygote import TEMPLATE_LIBRARY_PATH
 from tests.support.archives import make_zip
 from tests.support.lambda_api import ROLE
 from tests.support.prestarting import (
@@ -332,7 +333,12 @@ def python_spec(tmp_path: Path) -> SandboxSpec:
     (task_root / "index.py").write_text("def handler(event, context):\n    return None\n")
     return SandboxSpec(
         command=(sys.executable, "-u", str(PYTHON_BOOTSTRAP)),
-        environment={"LAMBDA_TASK_ROOT": str(task_root), "_HANDLER": "index.handler"},
+        environment={
+            "LAMBDA_TASK_ROOT": str(task_root),
+            "_HANDLER": "index.handler",
+            # As the invoke service sets it: a template forks such a runtime.
+            "LD_LIBRARY_PATH": TEMPLATE_LIBRARY_PATH,
+        },
         task_root=task_root,
         opt_dir=None,
         memory_mb=128,

@@ -28,6 +28,24 @@ def describe(event, context):
 def leave(event, context):
     sys.exit(event["status"])
 
+def loads(event, context):
+    import ctypes, time
+    found = {}
+    for name in event["libraries"]:
+        try:
+            ctypes.CDLL(name)
+            found[name] = True
+        except OSError:
+            found[name] = False
+    try:
+        import extra_module
+        extra = extra_module.WHERE
+    except ImportError:
+        extra = None
+    with open("/proc/self/cmdline", "rb") as cmdline:
+        forked = b"zygote.py" in cmdline.read()
+    return {"libraries": found, "extra": extra, "timezone": time.timezone, "forked": forked}
+
 def counts(event, context):
     import json
     mine = {"made": "here"}
@@ -92,6 +110,60 @@ def test_exit_status_of_a_forked_runtime(zygote_server: LaminaServer, status: in
 
 
 IMMORTAL = 0xFFFFFFFF
+LIBZ = Path("/usr/lib/x86_64-linux-gnu/libz.so.1")
+
+
+def test_what_an_interpreter_reads_at_start_is_the_functions_own(
+    zygote_server: LaminaServer,
+) -> None:
+    """A template starts long before the function, with variables of its own. What a
+    process reads only as it starts is the function's all the same: libraries its layers
+    and code bring, found by name through LD_LIBRARY_PATH (such a function starts a fresh
+    interpreter, as does one setting PYTHONPATH), and its time zone (read again after the
+    fork)."""
+    if not LIBZ.exists():
+        pytest.skip("needs zlib at a known path to ship as a layer's library")
+    client = zygote_server.client()
+    library = LIBZ.read_bytes()
+    layer = client.publish_layer_version(
+        LayerName="z-native", Content={"ZipFile": make_zip({"lib/liblaminalayer.so": library})}
+    )["LayerVersionArn"]
+    cases: dict[str, dict[str, Any]] = {
+        "layer-library": {"Layers": [layer]},
+        "code-library": {"files": {"liblaminacode.so": library}},
+        "python-path": {"variables": {"PYTHONPATH": "extra"}},
+        "time-zone": {"variables": {"TZ": "Asia/Tokyo"}},
+    }
+    seen = {}
+    for case, setup in cases.items():
+        files = {"app.py": SOURCE, "extra/extra_module.py": "WHERE = 'extra'\n"}
+        client.create_function(
+            FunctionName=f"z-{case}",
+            Runtime="python3.12",
+            Role=ROLE,
+            Handler="app.loads",
+            Code={"ZipFile": make_zip({**files, **setup.get("files", {})})},
+            Layers=setup.get("Layers", []),
+            Environment={"Variables": setup.get("variables", {})},
+        )
+        event = {"libraries": ["liblaminalayer.so", "liblaminacode.so"]}
+        seen[case] = invoke(client, f"z-{case}", event)
+    assert seen["layer-library"]["libraries"]["liblaminalayer.so"], seen
+    assert seen["code-library"]["libraries"]["liblaminacode.so"], seen
+    assert not seen["time-zone"]["libraries"]["liblaminacode.so"], seen
+    assert seen["python-path"]["extra"] == "extra", seen
+    assert seen["time-zone"]["extra"] is None, seen
+    assert seen["time-zone"]["timezone"] == -9 * 3600, seen
+    assert seen["python-path"]["timezone"] == 0, seen
+    # Only what needs it starts afresh.
+    forked = {case: report["forked"] for case, report in seen.items()}
+    assert forked == {
+        "layer-library": False,
+        "code-library": False,
+        "python-path": False,
+        "time-zone": True,
+    }
+    client.close()
 
 
 def test_environments_forked_once_the_template_settled_share_its_objects_for_good(

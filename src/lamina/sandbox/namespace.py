@@ -398,7 +398,7 @@ class NamespaceBackend:
             read_fd, write_fd = os.pipe()
             os.set_blocking(read_fd, False)
             process: subprocess.Popen[bytes] | TemplateChild
-            if self._templates is not None and Templates.serves(spec.command):
+            if self._templates is not None and Templates.forks(spec):
                 process = await self._fork_from_template(
                     spec.command[0], environment, write_fd, plan, uid, cgroup, spec.memory_mb, slot
                 )
@@ -438,6 +438,8 @@ class NamespaceBackend:
         if self._prestarted is None or spec.file_systems or not spec.command:
             return None
         if Templates.serves(spec.command):
+            if not Templates.forks(spec):
+                return None  # started afresh (see `Templates.forks`)
             # Forked from the interpreter's template (the command as the host names it),
             # which started with variables of its own: the function's are all read later.
             return PrestartKey(spec.command, (), spec.memory_mb, spec.ephemeral_mb, spec.network)

@@ -145,6 +145,47 @@ class ReadyChild:
     since: float  # when it was announced (monotonic)
 
 
+# The library path a template's loader starts with: the part every function's
+# LD_LIBRARY_PATH begins with (`InvokeService._variables`). The loader reads the variable
+# once, as the process starts; the rest of a function's (its code and its layers'
+# directories) is searched only for libraries loaded by name, see `starts_alike`.
+TEMPLATE_LIBRARY_PATH = "/var/lang/lib:/lib64:/usr/lib64"
+
+# Variables the loader, the C library's allocator or the interpreter read once, as the
+# process starts, and a forked runtime would therefore not honour (LD_LIBRARY_PATH aside).
+_READ_AT_START_PREFIXES = ("LD_", "MALLOC_", "PYTHON")
+_READ_AT_START = frozenset({"GLIBC_TUNABLES"})
+
+
+def starts_alike(spec: SandboxSpec) -> bool:
+    """Whether a runtime forked from a template, with `spec`'s variables set after the fork,
+    behaves as a fresh process started with them: no variable read only at start-up is set,
+    and the library path is the template's, followed only by directories with nothing a
+    library loaded by name could be (no name holding ".so"). A function whose code or
+    layers bring such libraries starts a fresh interpreter, whose loader searches them."""
+    environment = spec.environment
+    for name in environment:
+        if name != "LD_LIBRARY_PATH" and (
+            name.startswith(_READ_AT_START_PREFIXES) or name in _READ_AT_START
+        ):
+            return False
+    entries = environment.get("LD_LIBRARY_PATH", "").split(":")
+    inherited = TEMPLATE_LIBRARY_PATH.split(":")
+    if entries[: len(inherited)] != inherited:
+        return False
+    return not any(_holds_libraries(directory) for directory in entries[len(inherited) :])
+
+
+def _holds_libraries(directory: str) -> bool:
+    try:
+        with os.scandir(directory or ".") as found:
+            return any(".so" in entry.name for entry in found)
+    except (FileNotFoundError, NotADirectoryError):
+        return False
+    except OSError:
+        return True  # unreadable here: a fresh start decides nothing wrongly
+
+
 class Template:
     """One running template process and its control socket."""
 
@@ -182,7 +223,11 @@ class Template:
             stdin=subprocess.DEVNULL,
             start_new_session=True,
             cwd="/",
-            env={"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "LANG": "C.UTF-8"},
+            env={
+                "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+                "LANG": "C.UTF-8",
+                "LD_LIBRARY_PATH": TEMPLATE_LIBRARY_PATH,
+            },
         )
         theirs.close()
         ours.setblocking(False)
@@ -482,6 +527,12 @@ class Templates:
         """Whether `command` is Lamina's Python bootstrap, which a template can fork."""
         return len(command) == 3 and command[1:] == ("-u", str(PYTHON_BOOTSTRAP))
 
+    @staticmethod
+    def forks(spec: SandboxSpec) -> bool:
+        """Whether `spec`'s runtime is forked from a template: Lamina's Python bootstrap,
+        unless what a process reads once as it starts would differ from a fresh one's."""
+        return Templates.serves(spec.command) and starts_alike(spec)
+
     async def get(self, interpreter: str) -> Template:
         if self._closed:
             raise RuntimeError("the templates are closed")
@@ -531,7 +582,7 @@ class ZygoteBackend:
         self._fallback.abandon(spec)
 
     async def start(self, spec: SandboxSpec) -> Sandbox:
-        if not Templates.serves(spec.command):
+        if not Templates.forks(spec):
             return await self._fallback.start(spec)
         template = await self._templates.get(spec.command[0])
         tmp_dir = spec.scratch_root / "tmp"

@@ -194,6 +194,9 @@ def _run_bootstrap(request, output_fd, pipes=None):
     _forget_platform_modules()
     os.environ.clear()
     os.environ.update(request["env"] if pipes is None else _await_assignment(*pipes))
+    # The time module read the template's zone as it was imported; a fresh interpreter
+    # reads the function's TZ.
+    time.tzset()
     # Not before the assignment: a runtime started ahead would stay on the empty directory
     # its code is mounted over.
     os.chdir(request["cwd"])

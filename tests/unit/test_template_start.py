@@ -1,0 +1,76 @@
+"""Which Python environments a template forks, and which start a fresh interpreter because
+their process would read something differently at start-up."""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+import pytest
+
+from lamina.sandbox.api import SandboxSpec
+from lamina.sandbox.runtime_files import PYTHON_BOOTSTRAP
+from lamina.sandbox.zygote import TEMPLATE_LIBRARY_PATH, Templates, starts_alike
+
+
+def spec(tmp_path: Path, **variables: str) -> SandboxSpec:
+    task, opt = tmp_path / "task", tmp_path / "opt"
+    task.mkdir(exist_ok=True)
+    (task / "app.py").write_text("def handler(event, context):\n    return 1\n")
+    library_path = f"{TEMPLATE_LIBRARY_PATH}:{task}:{task}/lib:{opt}/lib"
+    return SandboxSpec(
+        command=("/usr/bin/python3.12", "-u", str(PYTHON_BOOTSTRAP)),
+        environment={"LD_LIBRARY_PATH": library_path, "TZ": ":UTC", **variables},
+        task_root=task,
+        opt_dir=opt,
+        memory_mb=128,
+        ephemeral_mb=512,
+        scratch_root=tmp_path / "scratch",
+    )
+
+
+def test_a_plain_function_is_forked(tmp_path: Path) -> None:
+    plain = spec(tmp_path, PATH="/usr/bin", LANG="en_US.UTF-8", TZ="Asia/Tokyo")
+    assert starts_alike(plain)
+    assert Templates.forks(plain)
+    # Directories on the path that exist but hold no library change nothing.
+    (tmp_path / "opt" / "lib").mkdir(parents=True)
+    (tmp_path / "opt" / "lib" / "README").write_text("no libraries here")
+    assert Templates.forks(plain)
+
+
+@pytest.mark.parametrize(
+    "variable",
+    ["LD_PRELOAD", "LD_BIND_NOW", "MALLOC_ARENA_MAX", "GLIBC_TUNABLES", "PYTHONPATH"],
+)
+def test_a_variable_read_at_start_asks_for_a_fresh_interpreter(
+    tmp_path: Path, variable: str
+) -> None:
+    assert not Templates.forks(spec(tmp_path, **{variable: "1"}))
+
+
+@pytest.mark.parametrize(
+    "library_path",
+    ["", "/opt/mine", f"/opt/mine:{TEMPLATE_LIBRARY_PATH}", TEMPLATE_LIBRARY_PATH.split(":")[0]],
+)
+def test_a_library_path_of_the_functions_own_asks_for_a_fresh_interpreter(
+    tmp_path: Path, library_path: str
+) -> None:
+    assert not Templates.forks(spec(tmp_path, LD_LIBRARY_PATH=library_path))
+
+
+@pytest.mark.parametrize("where", ["task/libthing.so", "task/lib/libthing.so.1", "opt/lib/x.so"])
+def test_libraries_on_the_functions_path_ask_for_a_fresh_interpreter(
+    tmp_path: Path, where: str
+) -> None:
+    built = spec(tmp_path)
+    library = tmp_path / where
+    library.parent.mkdir(parents=True, exist_ok=True)
+    library.write_bytes(b"\x7fELF")
+    assert not Templates.forks(built)
+
+
+def test_only_the_python_bootstrap_is_forked(tmp_path: Path) -> None:
+    node = dataclasses.replace(spec(tmp_path), command=("/usr/bin/node", "/runtime/index.mjs"))
+    assert starts_alike(node)
+    assert not Templates.forks(node)
