@@ -29,7 +29,7 @@ from lamina.sandbox.namespace import NamespaceBackend, probe
 from lamina.sandbox.network import NetworkOptions
 from lamina.sandbox.process import ProcessBackend
 from lamina.sandbox.runtime_files import PYTHON_BOOTSTRAP
-from lamina.sandbox.zygote import TEMPLATE_LIBRARY_PATH, Templates, ZygoteBackend
+from lamina.sandbox.zygote import Templates, ZygoteBackend, library_path
 from tests.support.sandboxes import eventually, probe_task_root
 
 KINDS = ["process", "process+template", "namespace", "namespace+template"]
@@ -166,7 +166,7 @@ def make_spec(
         "PATH": "/usr/bin:/bin",
         "LANG": "C.UTF-8",
         # As the invoke service sets it: a template forks such a runtime.
-        "LD_LIBRARY_PATH": TEMPLATE_LIBRARY_PATH,
+        "LD_LIBRARY_PATH": library_path(str(task_root), "/opt"),
         "STAGE": "contract",
         "SCENARIO": scenario,
         "_HANDLER": "probe.handler",
@@ -284,8 +284,10 @@ def test_start_runs_the_command_with_the_spec_environment_and_cwd(
     assert status == 7, output.data
     seen = json.loads(output.field("ENV"))
     # Paths may be translated to where the sandbox shows them; other values arrive as given.
-    plain = {key: value for key, value in spec.environment.items() if key != "LAMBDA_TASK_ROOT"}
+    translated = {"LAMBDA_TASK_ROOT", "LD_LIBRARY_PATH"}
+    plain = {key: value for key, value in spec.environment.items() if key not in translated}
     assert {key: seen.get(key) for key in plain} == plain
+    assert seen["LD_LIBRARY_PATH"] == library_path(seen["LAMBDA_TASK_ROOT"], "/opt")
     # Nothing of the server's own environment; only the private temp dir may be added.
     assert set(seen) - set(spec.environment) <= {"TMPDIR", "LAMINA_TMP_DIR"}
     cwd, listing = output.field("CWD").split(" ", 1)

@@ -33,7 +33,7 @@ from lamina.sandbox.cgroups import open_manager
 from lamina.sandbox.namespace import NamespaceBackend
 from lamina.sandbox.network import NetworkOptions
 from lamina.sandbox.runtime_files import PYTHON_BOOTSTRAP
-from lamina.sandbox.zygote import TEMPLATE_LIBRARY_PATH, Templates
+from lamina.sandbox.zygote import Templates, library_path
 from tests.support import netns
 from tests.support.archives import make_zip
 from tests.support.lambda_api import ROLE, invoke
@@ -424,7 +424,7 @@ async def probe_from(
         environment={
             "PATH": "/usr/bin:/bin",
             # As the invoke service sets it: a template forks such a runtime.
-            "LD_LIBRARY_PATH": TEMPLATE_LIBRARY_PATH,
+            "LD_LIBRARY_PATH": library_path(str(task_root), "/opt"),
             "TARGETS": ",".join(targets),
             "_HANDLER": "probe.handler",
             "LAMBDA_TASK_ROOT": str(task_root),

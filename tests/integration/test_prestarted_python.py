@@ -28,7 +28,7 @@ from lamina.sandbox.namespace import UID_BASE, probe
 from lamina.sandbox.network.addresses import NETNS_DIR
 from lamina.sandbox.prestarted import PER_KIND, REFILL_DELAY_S
 from lamina.sandbox.runtime_files import PYTHON_BOOTSTRAP
-from lamina.sandbox.zygote import TEMPLATE_LIBRARY_PATH
+from lamina.sandbox.zygote import library_path
 from tests.support.archives import make_zip
 from tests.support.lambda_api import ROLE
 from tests.support.prestarting import (
@@ -337,7 +337,7 @@ def python_spec(tmp_path: Path) -> SandboxSpec:
             "LAMBDA_TASK_ROOT": str(task_root),
             "_HANDLER": "index.handler",
             # As the invoke service sets it: a template forks such a runtime.
-            "LD_LIBRARY_PATH": TEMPLATE_LIBRARY_PATH,
+            "LD_LIBRARY_PATH": library_path(str(task_root), "/opt"),
         },
         task_root=task_root,
         opt_dir=None,

@@ -27,7 +27,7 @@ from lamina.sandbox.cgroups import open_manager
 from lamina.sandbox.namespace import UID_BASE, NamespaceBackend, probe
 from lamina.sandbox.network import NetworkOptions
 from lamina.sandbox.runtime_files import PYTHON_BOOTSTRAP
-from lamina.sandbox.zygote import READY_CHILDREN, TEMPLATE_LIBRARY_PATH, Template, Templates
+from lamina.sandbox.zygote import READY_CHILDREN, Template, Templates, library_path
 from tests.support.sandboxes import eventually, probe_task_root
 
 pytestmark = pytest.mark.skipif(
@@ -76,7 +76,7 @@ def spec(task_root: Path, tag: str, memory_mb: int = 128, **extra: str) -> Sandb
         environment={
             "PATH": "/usr/bin:/bin",
             # As the invoke service sets it: a template forks such a runtime.
-            "LD_LIBRARY_PATH": TEMPLATE_LIBRARY_PATH,
+            "LD_LIBRARY_PATH": library_path(str(task_root), "/opt"),
             "TAG": tag,
             "_HANDLER": "probe.handler",
             "LAMBDA_TASK_ROOT": str(task_root),

@@ -44,7 +44,24 @@ def loads(event, context):
         extra = None
     with open("/proc/self/cmdline", "rb") as cmdline:
         forked = b"zygote.py" in cmdline.read()
-    return {"libraries": found, "extra": extra, "timezone": time.timezone, "forked": forked}
+    return {"libraries": found, "extra": extra, "timezone": time.timezone, "forked": forked,
+            "no_bytecode": sys.dont_write_bytecode}
+
+def finds(event, context):
+    import gc
+    gc.unfreeze()
+    # Dicts holding only strings are not the collector's to list: look one step further.
+    found = [
+        key
+        for thing in gc.get_objects()
+        for held in [thing, *gc.get_referents(thing)]
+        if type(held) is dict
+        for key, value in list(held.items())
+        if value == event["secret"]
+    ]
+    with open("/proc/self/cmdline") as cmdline:
+        forked = "zygote.py" in cmdline.read()
+    return {"found": found, "forked": forked}
 
 def counts(event, context):
     import json
@@ -119,8 +136,8 @@ def test_what_an_interpreter_reads_at_start_is_the_functions_own(
     """A template starts long before the function, with variables of its own. What a
     process reads only as it starts is the function's all the same: libraries its layers
     and code bring, found by name through LD_LIBRARY_PATH (such a function starts a fresh
-    interpreter, as does one setting PYTHONPATH), and its time zone (read again after the
-    fork)."""
+    interpreter, as does one setting PYTHONPATH), its time zone and whether it writes
+    bytecode (both read again after the fork)."""
     if not LIBZ.exists():
         pytest.skip("needs zlib at a known path to ship as a layer's library")
     client = zygote_server.client()
@@ -133,6 +150,7 @@ def test_what_an_interpreter_reads_at_start_is_the_functions_own(
         "code-library": {"files": {"liblaminacode.so": library}},
         "python-path": {"variables": {"PYTHONPATH": "extra"}},
         "time-zone": {"variables": {"TZ": "Asia/Tokyo"}},
+        "no-bytecode": {"variables": {"PYTHONDONTWRITEBYTECODE": "1"}},
     }
     seen = {}
     for case, setup in cases.items():
@@ -155,6 +173,8 @@ def test_what_an_interpreter_reads_at_start_is_the_functions_own(
     assert seen["time-zone"]["extra"] is None, seen
     assert seen["time-zone"]["timezone"] == -9 * 3600, seen
     assert seen["python-path"]["timezone"] == 0, seen
+    assert seen["no-bytecode"]["no_bytecode"], seen
+    assert not seen["time-zone"]["no_bytecode"], seen
     # Only what needs it starts afresh.
     forked = {case: report["forked"] for case, report in seen.items()}
     assert forked == {
@@ -162,6 +182,7 @@ def test_what_an_interpreter_reads_at_start_is_the_functions_own(
         "code-library": False,
         "python-path": False,
         "time-zone": True,
+        "no-bytecode": True,
     }
     client.close()
 
@@ -185,6 +206,30 @@ def test_environments_forked_once_the_template_settled_share_its_objects_for_goo
     assert seen["own_dict"] == 2, seen
     assert seen["environ"] < 100, seen
     client.close()
+
+
+@pytest.mark.parametrize("isolation", ["process", "namespace"])
+def test_a_runtime_holds_nothing_of_the_function_forked_before_it(
+    isolation: str, tmp_path: Path
+) -> None:
+    """The cold start that starts a template is the request it serves just before it
+    settles: none of that function's variables (its credentials among them) may outlive
+    the request in the runtimes forked afterwards."""
+    env = {"LAMINA_ISOLATION": isolation, "LAMINA_ZYGOTE": "on"}
+    server = LaminaServer(tmp_path / "data", env=env).start()
+    try:
+        client = server.client()
+        secret = "first-function-secret-0f3a9c"
+        create(client, "z-first", "describe", Environment={"Variables": {"TOKEN": secret}})
+        assert invoke(client, "z-first")["stage"] is None
+        # Settled by now (its first idle moment); every later runtime is forked after it.
+        time.sleep(0.5)
+        create(client, "z-later", "finds")
+        seen = invoke(client, "z-later", {"secret": secret})
+        assert seen == {"found": [], "forked": True}
+        client.close()
+    finally:
+        server.stop()
 
 
 def test_a_relative_data_directory_serves_python_functions(tmp_path: Path) -> None:

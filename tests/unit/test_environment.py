@@ -27,7 +27,7 @@ from lamina.sandbox.log_sink import MemoryLogSink
 from lamina.sandbox.output import EnvironmentOutput
 from lamina.sandbox.runtime_api import Invocation
 from lamina.sandbox.runtime_files import PYTHON_BOOTSTRAP
-from lamina.sandbox.zygote import TEMPLATE_LIBRARY_PATH
+from lamina.sandbox.zygote import library_path
 from tests.support.sandboxes import TrackedBackend, eventually, process_gone
 
 GROUP = "/aws/lambda/unit"
@@ -128,7 +128,7 @@ class Harness:
                 "PATH": "/usr/bin:/bin",
                 "LANG": "C.UTF-8",
                 # As the invoke service sets it: a template forks such a runtime.
-                "LD_LIBRARY_PATH": TEMPLATE_LIBRARY_PATH,
+                "LD_LIBRARY_PATH": library_path(str(self.task_root), "/opt"),
                 "_HANDLER": handler,
                 "LAMBDA_TASK_ROOT": str(self.task_root),
             },

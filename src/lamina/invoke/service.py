@@ -71,6 +71,7 @@ from lamina.sandbox.lifecycle import (
 from lamina.sandbox.log_sink import LogSink, group_name, stream_name
 from lamina.sandbox.output import EnvironmentOutput
 from lamina.sandbox.runtime_api import Invocation
+from lamina.sandbox.zygote import library_path
 from lamina.store.protocols import FunctionStore
 from lamina.store.protocols.iam import IamStore
 from lamina.store.stamped import StampedCache
@@ -593,9 +594,7 @@ class InvokeService:
             "LANG": "en_US.UTF-8",
             "TZ": ":UTC",
             "PATH": f"{_PATH}:{opt}/bin",
-            "LD_LIBRARY_PATH": (
-                f"/var/lang/lib:/lib64:/usr/lib64:{task_root}:{task_root}/lib:{opt}/lib"
-            ),
+            "LD_LIBRARY_PATH": library_path(str(task_root), opt),
             "NODE_PATH": f"{opt}/nodejs/node_modules:/var/runtime/node_modules",
             **endpoint,
             **(config.environment or {}),

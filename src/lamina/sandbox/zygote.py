@@ -145,41 +145,74 @@ class ReadyChild:
     since: float  # when it was announced (monotonic)
 
 
-# The library path a template's loader starts with: the part every function's
-# LD_LIBRARY_PATH begins with (`InvokeService._variables`). The loader reads the variable
-# once, as the process starts; the rest of a function's (its code and its layers'
-# directories) is searched only for libraries loaded by name, see `starts_alike`.
+# The library path a template's loader starts with: the part every function's begins with
+# (`library_path`). The loader reads the variable once, as the process starts.
 TEMPLATE_LIBRARY_PATH = "/var/lang/lib:/lib64:/usr/lib64"
 
-# Variables the loader, the C library's allocator or the interpreter read once, as the
-# process starts, and a forked runtime would therefore not honour (LD_LIBRARY_PATH aside).
+
+def library_path(task_root: str, opt: str) -> str:
+    """The LD_LIBRARY_PATH a function gets, as on Lambda: the runtime's and the system's
+    directories, then its code's and its layers' (`opt`: where its layers are)."""
+    return f"{TEMPLATE_LIBRARY_PATH}:{task_root}:{task_root}/lib:{opt}/lib"
+
+
+# Variables the loader, the C library or the interpreter read once, as the process starts,
+# which a forked runtime would therefore not honour; LD_LIBRARY_PATH is compared whole.
 _READ_AT_START_PREFIXES = ("LD_", "MALLOC_", "PYTHON")
 _READ_AT_START = frozenset({"GLIBC_TUNABLES"})
+# ... but for these: `-u` already makes output unbuffered, and a forked runtime sets
+# `sys.dont_write_bytecode` from PYTHONDONTWRITEBYTECODE itself.
+_HONOURED_AFTER_FORK = frozenset({"LD_LIBRARY_PATH", "PYTHONUNBUFFERED", "PYTHONDONTWRITEBYTECODE"})
+# The interpreter takes its encodings from the locale as it starts; the template's is UTF-8,
+# as Lamina's default LANG is.
+_LOCALE = frozenset({"LC_ALL", "LC_CTYPE", "LANG"})
 
 
 def starts_alike(spec: SandboxSpec) -> bool:
     """Whether a runtime forked from a template, with `spec`'s variables set after the fork,
-    behaves as a fresh process started with them: no variable read only at start-up is set,
-    and the library path is the template's, followed only by directories with nothing a
-    library loaded by name could be (no name holding ".so"). A function whose code or
-    layers bring such libraries starts a fresh interpreter, whose loader searches them."""
+    behaves as a fresh process started with them: no variable read only at start-up is set
+    (a locale, if any, is UTF-8), the library path is the one Lamina gives, and the
+    directories it adds to the template's hold nothing a library loaded by name could be.
+    A function whose code or layers bring such libraries starts a fresh interpreter, whose
+    loader searches them."""
     environment = spec.environment
-    for name in environment:
-        if name != "LD_LIBRARY_PATH" and (
-            name.startswith(_READ_AT_START_PREFIXES) or name in _READ_AT_START
-        ):
+    for name, value in environment.items():
+        if name in _HONOURED_AFTER_FORK:
+            continue
+        if name.startswith(_READ_AT_START_PREFIXES) or name in _READ_AT_START:
             return False
-    entries = environment.get("LD_LIBRARY_PATH", "").split(":")
-    inherited = TEMPLATE_LIBRARY_PATH.split(":")
-    if entries[: len(inherited)] != inherited:
+        if name in _LOCALE and value and not _is_utf8(value):
+            return False
+    task_root = str(spec.task_root)
+    opt = str(spec.opt_dir) if spec.opt_dir else "/opt"
+    if environment.get("LD_LIBRARY_PATH") != library_path(task_root, opt):
         return False
-    return not any(_holds_libraries(directory) for directory in entries[len(inherited) :])
+    # The code's top directory holds the handler and, packaged with it, Python extension
+    # modules, which are loaded by their full path; other shared objects there count.
+    return not (
+        _holds_libraries(task_root, _is_library_among_code)
+        or _holds_libraries(f"{task_root}/lib", _is_library)
+        or _holds_libraries(f"{opt}/lib", _is_library)
+    )
 
 
-def _holds_libraries(directory: str) -> bool:
+def _is_utf8(locale: str) -> bool:
+    return locale.lower().replace("-", "").endswith((".utf8", ".utf8@euro"))
+
+
+def _is_library(name: str) -> bool:
+    return ".so" in name
+
+
+def _is_library_among_code(name: str) -> bool:
+    extension_module = ".cpython-" in name or ".abi3." in name
+    return _is_library(name) and not extension_module
+
+
+def _holds_libraries(directory: str, is_library: Callable[[str], bool]) -> bool:
     try:
-        with os.scandir(directory or ".") as found:
-            return any(".so" in entry.name for entry in found)
+        with os.scandir(directory) as found:
+            return any(is_library(entry.name) for entry in found)
     except (FileNotFoundError, NotADirectoryError):
         return False
     except OSError:

@@ -7,9 +7,11 @@ counts of the modules, functions and strings the template had loaded. CPython 3.
 some objects immortal (PEP 683): their count is never changed, so their pages stay shared.
 This gives the template's own objects that count too.
 
-Only objects whose end has no effect are made immortal: containers, strings and numbers,
-code, functions, modules and classes. Files, sockets, generators and instances of classes
-(which may have `__del__` or weak references with callbacks) end as before. An immortal
+What is made immortal is what the loaded modules hold, and only objects whose end has no
+effect: containers, strings and numbers, code, functions, modules and classes, reached
+through one another from the modules. Instances (which may have `__del__` or weak
+references with callbacks), and their state, are neither changed nor walked through; nor is
+anything no module reaches, such as the request the template was serving. An immortal
 object is never freed, nor is what it holds until it lets go: a runtime closes what it
 inherits explicitly, and what the template has loaded lives as long as it anyway.
 
@@ -68,29 +70,34 @@ def supported() -> bool:
         and sys.version_info[:2] in ((3, 12), (3, 13))
         and sys.maxsize > 2**32
         and not hasattr(sys, "getobjects")  # a Py_TRACE_REFS build: other header fields
+        and not hasattr(sys, "gettotalrefcount")  # a debug build: counts checked, traced
         and "t" not in getattr(sys, "abiflags", "")  # a free-threaded build: other fields
     )
 
 
+def _endless(item: object) -> bool:
+    return type(item) in _ENDLESS_TYPES or isinstance(item, type)
+
+
 def make_immortal() -> int:
-    """Make every object reachable from the collector's lists immortal where its type is one
-    of `_ENDLESS_TYPES` or a class; return how many were. Call it with nothing frozen
-    (`gc.freeze` hides objects from the lists this walks) and on one thread."""
+    """Make what the loaded modules hold immortal: each module and, through them, every
+    object of `_ENDLESS_TYPES` or class reached through such objects alone. Return how
+    many were. What a module reaches only through an instance (its state), and what no
+    module reaches (a request being served, this walk's own bookkeeping), is left as it
+    is: it would otherwise outlive its use in every runtime forked afterwards. Call it on
+    one thread."""
     if not supported():
         return 0
     made = 0
     seen = set()
-    pending = gc.get_objects()
+    pending = list(sys.modules.values())
     while pending:
         item = pending.pop()
         address = id(item)
-        if address in seen:
+        if address in seen or not _endless(item):
             continue
         seen.add(address)
-        # Everything is walked, so that the strings and numbers an instance holds (which
-        # the collector does not list) are found; only what may live for ever is changed.
         pending.extend(gc.get_referents(item))
-        if type(item) in _ENDLESS_TYPES or isinstance(item, type):
-            ctypes.c_ssize_t.from_address(address).value = _IMMORTAL_REFCNT
-            made += 1
+        ctypes.c_ssize_t.from_address(address).value = _IMMORTAL_REFCNT
+        made += 1
     return made

@@ -195,8 +195,11 @@ def _run_bootstrap(request, output_fd, pipes=None):
     os.environ.clear()
     os.environ.update(request["env"] if pipes is None else _await_assignment(*pipes))
     # The time module read the template's zone as it was imported; a fresh interpreter
-    # reads the function's TZ.
+    # reads the function's TZ. So it does PYTHONDONTWRITEBYTECODE (the platform starts
+    # functions setting other PYTHON* variables afresh).
     time.tzset()
+    if os.environ.get("PYTHONDONTWRITEBYTECODE"):
+        sys.dont_write_bytecode = True
     # Not before the assignment: a runtime started ahead would stay on the empty directory
     # its code is mounted over.
     os.chdir(request["cwd"])
@@ -436,21 +439,18 @@ def _settle():
     """Make what the template has loaded immortal (`immortal`), so that its children share
     those pages for good rather than copying each one they touch. It takes tens of
     milliseconds, so it waits until the template's first cold start is forked, which is
-    usually what started it. A child forked before it keeps its own copy of each page it
-    writes (about 5 MiB more for that one environment); nothing else differs. Ready
-    children and runtimes started ahead are made after it."""
-    import immortal
-
-    # Function code importing a module of that name must not find this one.
-    del sys.modules["immortal"]
-    gc.unfreeze()
-    gc.collect()  # garbage made immortal would never be freed
+    usually what started it, and for a moment with no request. A child forked before it
+    keeps its own copy of each page it writes (about 5 MiB more for that one environment);
+    nothing else differs. Ready children and runtimes started ahead are made after it."""
     try:
+        import immortal
+
+        # Function code importing a module of that name must not find this one.
+        del sys.modules["immortal"]
         immortal.make_immortal()
     except Exception:
         # Only memory is at stake: the template goes on forking as it did.
         traceback.print_exc()
-    gc.freeze()
 
 
 def _in_child(become, *args):
