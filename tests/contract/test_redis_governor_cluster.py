@@ -145,6 +145,50 @@ def test_a_release_that_failed_is_retried_before_the_next_admission() -> None:
         delete_prefix(prefix)
 
 
+# Keeps Redis busy (one script at a time) for `ARGV[1]` milliseconds.
+_STALL = """
+local function now()
+    local t = redis.call('TIME')
+    return tonumber(t[1]) * 1000 + tonumber(t[2]) / 1000
+end
+local finish = now() + tonumber(ARGV[1])
+while now() < finish do end
+return 0
+"""
+
+
+def test_a_take_redis_answered_too_late_leaves_no_slot_taken() -> None:
+    """Redis stalls; a take's answer comes after the node stopped waiting, but Redis ran
+    it: the call was refused, and the lease it entered must not hold a slot of the
+    reservation until its ttl (the function's timeout plus a minute)."""
+    prefix = unique_prefix()
+    client = redis.Redis.from_url(REDIS_URL, socket_timeout=0.1)
+    leases = RedisLeases(client, prefix)
+    governor = ClusterGovernor(leases, 1000)
+    try:
+        # The node's connection is open and Redis knows its scripts, as in a running node:
+        # the take is sent at once and waits in Redis behind the stall.
+        governor.release(governor.acquire("g", reserved=None, committed=1))
+        with redis.Redis.from_url(REDIS_URL) as admin:
+            stall = threading.Thread(target=admin.eval, args=(_STALL, 0, 600))
+            stall.start()
+            time.sleep(0.05)  # the stall runs: the take below waits behind it
+            with pytest.raises(TooManyRequests):
+                governor.acquire("f", reserved=1, committed=1)
+            stall.join()
+        # Redis ran the late take once the stall ended.
+        assert wait_until(lambda: governor.in_flight("f") == 1, timeout=5)
+        # The next admission, once the node tries Redis again, gives it back first.
+        time.sleep(0.6)
+        lease = governor.acquire("f", reserved=1, committed=1)
+        assert governor.in_flight("f") == 1
+        governor.release(lease)
+        assert governor.in_flight("f") == 0
+    finally:
+        client.close()
+        delete_prefix(prefix)
+
+
 def test_leases_lost_with_redis_are_entered_again_before_anyone_admits() -> None:
     """A Redis restarted empty forgets the calls still running. Nothing is admitted until
     every node has entered again the leases it holds, so a reservation still holds."""

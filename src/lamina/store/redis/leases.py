@@ -181,6 +181,10 @@ class RedisLeases:
                 )
             except redis.RedisError as error:
                 self._down_until = time.monotonic() + RETRY_AFTER_S
+                # A Redis too slow to answer in time may still have run the script: the
+                # lease it entered would hold a slot nobody uses until its ttl (the
+                # function's timeout plus a minute). Given back with the next take.
+                self._unreleased.append((keys, token))
                 raise LeasesUnavailable(f"Redis: {error}") from error
             self._down_until = 0.0
             code = int(code)
