@@ -48,6 +48,9 @@ def test_a_plain_function_is_forked(tmp_path: Path) -> None:
     (tmp_path / "opt" / "lib" / "README").write_text("no libraries here")
     for module in ("_cffi_backend.cpython-312-x86_64-linux-gnu.so", "_speedups.abi3.so"):
         (tmp_path / "task" / module).write_bytes(b"\x7fELF")
+    # Nor do names that only hold ".so" somewhere.
+    for other in ("app.sock", "data.sorted.json"):
+        (tmp_path / "task" / other).write_text("not a library")
     assert Templates.forks(plain)
 
 

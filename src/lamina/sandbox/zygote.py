@@ -201,7 +201,8 @@ def _is_utf8(locale: str) -> bool:
 
 
 def _is_library(name: str) -> bool:
-    return ".so" in name
+    """A shared object's name: `*.so`, or `*.so.*` with its version (`libz.so.1`)."""
+    return name.endswith(".so") or ".so." in name
 
 
 def _is_library_among_code(name: str) -> bool:
