@@ -458,3 +458,47 @@ def test_a_snapshot_that_stops_answering_cannot_stall_the_server(server: LaminaS
         "ServiceException",
         "SnapStartNotReadyException",
     }
+
+
+def test_provisioned_concurrency_is_refused_on_snapstart_versions(server: LaminaServer) -> None:
+    """AWS: SnapStart and provisioned concurrency cannot apply to the same version, whether the
+    configuration names the version or an alias that points (or would move) to it."""
+    client = server.client()
+    create(client, "snap-provisioned", SLOW_INIT.replace("time.sleep(2)", ""))
+    client.publish_version(FunctionName="snap-provisioned")
+    settled(client, "snap-provisioned", "1")
+    client.update_function_configuration(
+        FunctionName="snap-provisioned", SnapStart={"ApplyOn": "None"}
+    )
+    wait_until(
+        lambda: (
+            client.get_function_configuration(FunctionName="snap-provisioned")["LastUpdateStatus"]
+            == "Successful"
+        )
+    )
+    assert client.publish_version(FunctionName="snap-provisioned")["Version"] == "2"
+    client.create_alias(FunctionName="snap-provisioned", Name="snap", FunctionVersion="1")
+    client.create_alias(FunctionName="snap-provisioned", Name="live", FunctionVersion="2")
+    expected = (
+        "Provisioned Concurrency Configs cannot be applied to function versions with "
+        "SnapStart enabled."
+    )
+    for qualifier in ("1", "snap"):
+        with pytest.raises(ClientError) as refused:
+            client.put_provisioned_concurrency_config(
+                FunctionName="snap-provisioned",
+                Qualifier=qualifier,
+                ProvisionedConcurrentExecutions=1,
+            )
+        assert error_of(refused) == ("InvalidParameterValueException", expected, 400)
+    client.put_provisioned_concurrency_config(
+        FunctionName="snap-provisioned", Qualifier="live", ProvisionedConcurrentExecutions=1
+    )
+    weighted = {"RoutingConfig": {"AdditionalVersionWeights": {"1": 0.5}}}
+    for moves in ({"FunctionVersion": "1"}, weighted):
+        with pytest.raises(ClientError) as refused:
+            client.update_alias(FunctionName="snap-provisioned", Name="live", **moves)
+        assert error_of(refused) == ("InvalidParameterValueException", expected, 400)
+    assert client.get_alias(FunctionName="snap-provisioned", Name="live")["FunctionVersion"] == "2"
+    client.delete_provisioned_concurrency_config(FunctionName="snap-provisioned", Qualifier="live")
+    client.update_alias(FunctionName="snap-provisioned", Name="live", FunctionVersion="1")

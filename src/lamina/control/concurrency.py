@@ -28,6 +28,7 @@ from lamina.control.functions import (
     merge_qualifier,
 )
 from lamina.control.paging import decode_marker, page_size, take_page
+from lamina.control.states import SNAPSTART_APPLY_ON, SNAPSTART_PROVISIONED
 from lamina.errors import (
     InvalidParameterValue,
     ProvisionedConcurrencyConfigNotFound,
@@ -292,6 +293,8 @@ class ConcurrencyService:
         resolved = self._resolve(ref, qualifier)
         if resolved.config.version == LATEST:
             raise InvalidParameterValue(_UNPUBLISHED)
+        if resolved.config.snap_start == SNAPSTART_APPLY_ON:
+            raise InvalidParameterValue(SNAPSTART_PROVISIONED)
         return resolved.record, qualifier
 
     def _existing_target(self, ref: FunctionRef, qualifier: str | None) -> tuple[str, str]:

@@ -155,6 +155,12 @@ SNAPSTART_NOT_READY = (
     "state becomes ACTIVE."
 )
 SNAPSTART_APPLY_ON = "PublishedVersions"
+# AWS: "You cannot use both SnapStart and provisioned concurrency on the same function
+# version." Its error text for trying is not published; this one follows the wording of
+# "Provisioned Concurrency Configs cannot be applied to unpublished function versions."
+SNAPSTART_PROVISIONED = (
+    "Provisioned Concurrency Configs cannot be applied to function versions with SnapStart enabled."
+)
 
 
 def snap_started(config: FunctionConfig) -> bool:
