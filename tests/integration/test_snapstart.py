@@ -15,6 +15,7 @@ from typing import Any
 import pytest
 from botocore.exceptions import ClientError
 
+from lamina.sandbox.cgroups import CPU_PERIOD_US, cpu_quota_us, locate
 from tests.support.archives import make_zip
 from tests.support.lambda_api import ROLE, call, error_of, invoke
 from tests.support.server import LaminaServer
@@ -273,6 +274,52 @@ def test_restored_environments_are_isolated(server: LaminaServer) -> None:
         assert 0 not in (first["uid"], second["uid"])
         # A mount and a network namespace each: neither is the other's.
         assert not set(first["namespaces"]) & set(second["namespaces"])
+
+
+def snapshot_pid(name: str) -> int:
+    """The host pid of the snapshot process of function `name` (process 1 of its PID
+    namespace; its forks share its command line and start-up variables)."""
+    for entry in Path("/proc").iterdir():
+        try:
+            if not entry.name.isdigit() or b"snapshot.py" not in (entry / "cmdline").read_bytes():
+                continue
+            variables = (entry / "environ").read_bytes().split(b"\0")
+            nspid = next(
+                line for line in (entry / "status").read_text().splitlines() if line[:6] == "NSpid:"
+            )
+        except OSError:
+            continue  # it ended while we looked
+        if f"AWS_LAMBDA_FUNCTION_NAME={name}".encode() in variables and nspid.split()[-1] == "1":
+            return int(entry.name)
+    raise AssertionError(f"no snapshot process for {name}")
+
+
+def test_the_snapshot_gets_one_environments_cpu_after_its_init(server: LaminaServer) -> None:
+    """Init runs at full speed; afterwards whatever stays in the snapshot's cgroup (threads the
+    init left running, say) is capped as one environment of its memory size is."""
+    if server.env.get("LAMINA_ISOLATION") != "namespace":
+        pytest.skip("the process backend makes no cgroups")
+    client = server.client()
+    create(client, "snap-cpu")
+    client.update_function_configuration(FunctionName="snap-cpu", MemorySize=256)
+    wait_until(
+        lambda: (
+            client.get_function_configuration(FunctionName="snap-cpu")["LastUpdateStatus"]
+            == "Successful"
+        )
+    )
+    client.publish_version(FunctionName="snap-cpu")
+    assert settled(client, "snap-cpu", "1")["State"] == "Active"
+    hierarchy, _ = locate(
+        Path("/proc/self/mountinfo").read_text(),
+        Path(f"/proc/{snapshot_pid('snap-cpu')}/cgroup").read_text(),
+    )
+    assert hierarchy is not None
+    cpu = hierarchy.bases["cpu"]
+    if hierarchy.version == 1:
+        assert (cpu / "cpu.cfs_quota_us").read_text().strip() == str(cpu_quota_us(256))
+    else:
+        assert (cpu / "cpu.max").read_text().strip() == f"{cpu_quota_us(256)} {CPU_PERIOD_US}"
 
 
 def test_payload_errors_still_answer_from_a_restored_environment(server: LaminaServer) -> None:

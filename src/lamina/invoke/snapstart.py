@@ -226,6 +226,11 @@ class SnapStart:
             raise
         _drain(read_fd, output)
         lines.environment_event(InitReported((time.perf_counter() - started) * 1000), output)
+        if isolation is not None and isolation.cgroup is not None:
+            # The init ran at full speed, as any environment's. What stays in the snapshot's
+            # group from now on (threads init left, held namespaces, children that never
+            # reached their own group) gets no more CPU than one environment.
+            isolation.cgroup.cap_cpu(spec.memory_mb)
         if self._sockets is None:
             self._sockets = RuntimeSockets()
         namespaced = isolation is not None
