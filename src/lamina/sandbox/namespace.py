@@ -106,6 +106,14 @@ class UidPool:
             self._claim_block()
         return self._free.popleft()
 
+    def acquire_run(self, count: int) -> list[int]:
+        """`count` consecutive uids: a user namespace's uid map is written in one page and
+        holds a few hundred lines at most, so a snapshot's uids must collapse into one."""
+        while (start := _run_start(self._free, count)) is None:
+            self._claim_block()
+        self._free = deque(uid for uid in self._free if not start <= uid < start + count)
+        return list(range(start, start + count))
+
     def release(self, uid: int) -> None:
         self._free.append(uid)
 
@@ -113,6 +121,16 @@ class UidPool:
         for handle in self._locks:
             handle.close()
         self._locks.clear()
+
+
+def _run_start(free: deque[int], count: int) -> int | None:
+    """The first of `count` consecutive uids all in `free`, if there are such."""
+    start, length = -1, 0
+    for uid in sorted(free):
+        start, length = (start, length + 1) if uid == start + length else (uid, 1)
+        if length == count:
+            return start
+    return None
 
 
 def _installations(executable: str) -> list[str]:
@@ -776,7 +794,7 @@ class NamespaceBackend:
         fresh environment is, as a uid of its own, with `forks` more uids for the user
         namespace it then makes; returns it, what it holds, and the host-to-inside paths."""
         slot = await self.network.take(spec.network) if self.network is not None else None
-        uids = [self._uids.acquire() for _ in range(forks + 1)]
+        uids = self._uids.acquire_run(forks + 1)
         cgroup: EnvironmentCgroup | None = None
 
         def release() -> None:
