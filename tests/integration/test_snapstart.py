@@ -92,7 +92,9 @@ def server(
     running.stop()
 
 
-def create(client: Any, name: str, source: str = SOURCE, snap: bool = True) -> None:
+def create(
+    client: Any, name: str, source: str = SOURCE, snap: bool = True, memory: int = 128
+) -> None:
     extra = {"SnapStart": {"ApplyOn": "PublishedVersions"}} if snap else {}
     client.create_function(
         FunctionName=name,
@@ -101,6 +103,7 @@ def create(client: Any, name: str, source: str = SOURCE, snap: bool = True) -> N
         Handler="app.handler",
         Code={"ZipFile": make_zip({"app.py": source})},
         Timeout=30,
+        MemorySize=memory,
         **extra,
     )
     wait_until(lambda: client.get_function_configuration(FunctionName=name)["State"] == "Active")
@@ -300,14 +303,7 @@ def test_the_snapshot_gets_one_environments_cpu_after_its_init(server: LaminaSer
     if server.env.get("LAMINA_ISOLATION") != "namespace":
         pytest.skip("the process backend makes no cgroups")
     client = server.client()
-    create(client, "snap-cpu")
-    client.update_function_configuration(FunctionName="snap-cpu", MemorySize=256)
-    wait_until(
-        lambda: (
-            client.get_function_configuration(FunctionName="snap-cpu")["LastUpdateStatus"]
-            == "Successful"
-        )
-    )
+    create(client, "snap-cpu", memory=256)
     client.publish_version(FunctionName="snap-cpu")
     assert settled(client, "snap-cpu", "1")["State"] == "Active"
     hierarchy, _ = locate(
@@ -320,6 +316,73 @@ def test_the_snapshot_gets_one_environments_cpu_after_its_init(server: LaminaSer
         assert (cpu / "cpu.cfs_quota_us").read_text().strip() == str(cpu_quota_us(256))
     else:
         assert (cpu / "cpu.max").read_text().strip() == f"{cpu_quota_us(256)} {CPU_PERIOD_US}"
+
+
+def restored_host_pid(name: str, inner_pid: int) -> int:
+    """The host pid of the restored environment of `name` that sees itself as `inner_pid`."""
+    snapshot = snapshot_pid(name)
+    children = Path(f"/proc/{snapshot}/task/{snapshot}/children").read_text().split()
+    for pid in children:
+        status = Path(f"/proc/{pid}/status").read_text().splitlines()
+        if next(line for line in status if line[:6] == "NSpid:").split()[-1] == str(inner_pid):
+            return int(pid)
+    raise AssertionError(f"no environment {inner_pid} of {name}")
+
+
+def test_a_restored_environment_is_in_a_cgroup_of_its_own(server: LaminaServer) -> None:
+    """The fork joins its environment's cgroup itself, through files the platform opened for
+    it (no pid number is written that the snapshot could have recycled): its memory limit is
+    its function's, and its group is not the snapshot's."""
+    if server.env.get("LAMINA_ISOLATION") != "namespace":
+        pytest.skip("the process backend makes no cgroups")
+    client = server.client()
+    create(client, "snap-group", memory=192)
+    client.publish_version(FunctionName="snap-group")
+    settled(client, "snap-group", "1")
+    inner = invoke(client, "snap-group", Qualifier="1")["pid"]
+    mountinfo = Path("/proc/self/mountinfo").read_text()
+    own, _ = locate(
+        mountinfo, Path(f"/proc/{restored_host_pid('snap-group', inner)}/cgroup").read_text()
+    )
+    snapshot, _ = locate(mountinfo, Path(f"/proc/{snapshot_pid('snap-group')}/cgroup").read_text())
+    assert own is not None and snapshot is not None
+    assert own.bases["memory"] != snapshot.bases["memory"]
+    limit = "memory.limit_in_bytes" if own.version == 1 else "memory.max"
+    assert (own.bases["memory"] / limit).read_text().strip() == str(192 << 20)
+
+
+FORKS_DIE = """
+import os
+# Init code leaves an at-fork hook behind: every environment forked later ends at once, so
+# the platform must notice before it moves anything into that pid's namespaces.
+os.register_at_fork(after_in_child=lambda: os._exit(0))
+
+def handler(event, context):
+    return "never"
+"""
+
+
+def test_an_environment_that_ends_before_its_admission_fails_as_its_runtime_exited(
+    server: LaminaServer,
+) -> None:
+    """A fork that ends before the platform moved it into its namespaces is seen ending (by
+    its pidfd, never by a pid number that could be another process's by then) and reported
+    as any runtime that exits during its init; the snapshot goes on serving."""
+    client = server.client()
+    create(client, "snap-vanish", FORKS_DIE)
+    client.publish_version(FunctionName="snap-vanish")
+    assert settled(client, "snap-vanish", "1")["State"] == "Active"
+    for _ in range(3):
+        response, payload = call(client, "snap-vanish", {}, Qualifier="1")
+        assert response["FunctionError"] == "Unhandled"
+        assert payload == {
+            "errorType": "Runtime.ExitError",
+            "errorMessage": "Runtime exited with error: exit status 0",
+        }
+    assert (
+        client.get_function_configuration(FunctionName="snap-vanish", Qualifier="1")["State"]
+        == "Active"
+    )
 
 
 def test_payload_errors_still_answer_from_a_restored_environment(server: LaminaServer) -> None:

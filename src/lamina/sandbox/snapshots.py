@@ -10,14 +10,15 @@ exactly as a fresh environment is (`namespace.enter_sandbox`: its own PID, mount
 cgroup namespaces, the read-only root, a cgroup, a network namespace from the pool, an
 unprivileged host uid, no_new_privs), then enters a user namespace of its own. The platform
 maps that namespace's uid 0 to the snapshot's host uid and uids 1..n to n host uids taken
-from the same pool as every environment's. The snapshot holds capabilities only inside that
-user namespace, which owns nothing of the host's. Each fork, before any user code runs:
-waits until the platform has moved it into a cgroup of its own (memory, pids and CPU limits
-and measurements, as any environment); unshares its own mount, IPC, UTS, cgroup and network
-namespaces; mounts a fresh tmpfs over /tmp sized to EphemeralStorage; brings its loopback up
-and waits while the platform moves the `eth0` of a slot from the pool into its network
-namespace (configured as in the slot: the firewall, NAT and the gateway apply as to any
-environment); then takes its own uid (k, a host uid no other environment has), which clears
+from the same pool as every environment's, one consecutive run. The snapshot holds
+capabilities only inside that user namespace, which owns nothing of the host's. Each fork,
+before any user code runs: joins a cgroup of its own (memory, pids and CPU limits and
+measurements, as any environment) through its `cgroup.procs` files, which the platform
+opened and passed to it; unshares its own mount, IPC, UTS, cgroup and network namespaces;
+mounts a fresh tmpfs over /tmp sized to EphemeralStorage; brings its loopback up and waits
+while the platform moves the `eth0` of a slot from the pool into its network namespace
+(configured as in the slot: the firewall, NAT and the gateway apply as to any environment);
+then takes its own uid (k, a host uid no other environment has), which clears
 every capability, and only then runs the hooks and the handler. Its Runtime API is a
 connected socket the platform hands it, never a listening port.
 
@@ -32,6 +33,12 @@ whose uids map to host uids no one else has, and the host's firewall admits from
 environment's interface only that environment's own address (no forged or un-NATed
 packets, no IPv6). The snapshot's side of the control socket is untrusted: its messages
 are bounded and checked, and a snapshot that stops reading or answering is killed.
+The platform never acts on a bare pid number of the snapshot's: the snapshot reaps its own
+children, and could let a pid go to another process (anyone's) before the platform uses it.
+Its children are held by pidfds checked once open; an interface is moved into a namespace
+named by a descriptor opened while its process lived; forks join their cgroups themselves.
+After its init, the snapshot's own cgroup (what stays in it: threads, held namespaces, a fork
+that never joined its group) gets the CPU of one environment.
 This is why SnapStart is off until the operator turns it on (LAMINA_SNAPSTART).
 
 What is relaxed, exactly, compared to an environment started fresh (and why):
@@ -53,6 +60,7 @@ import asyncio
 import contextlib
 import logging
 import os
+import select
 import signal
 import socket
 import struct
@@ -185,23 +193,35 @@ class Snapshot:
         body = orjson.dumps(request)
         header = _HEADER.pack(len(body))
         reply: asyncio.Future[int] = loop.create_future()
-        async with self._lock:
-            # Waiting before the request goes out: its reply may be read before the send
-            # returns. Replies come in request order, which the lock keeps.
-            self._pending.append(reply)
-            try:
-                await asyncio.wait_for(self._send_with(header, body, fds), CONTROL_TIMEOUT_S)
-            except TimeoutError:
-                raise self._violated("it stopped reading its control socket") from None
-            except BaseException:
-                if reply in self._pending:
-                    self._pending.remove(reply)
-                reply.cancel()
-                raise
+        await self._lock.acquire()
+        # Waiting before the request goes out: its reply may be read before the send
+        # returns. Replies come in request order, which the lock keeps: it is held until the
+        # whole request is out, even by a caller cancelled meanwhile (a request cut short
+        # would garble the next one), so the send runs as a task of its own.
+        self._pending.append(reply)
+        send = asyncio.ensure_future(
+            asyncio.wait_for(self._send_with(header, body, fds), CONTROL_TIMEOUT_S)
+        )
+        send.add_done_callback(lambda _: self._lock.release())
+        send.add_done_callback(lambda sent: self._sent(sent, reply))
         try:
-            pid = await asyncio.wait_for(reply, CONTROL_TIMEOUT_S)
+            await asyncio.shield(send)
+        except asyncio.CancelledError:
+            if not send.done():
+                reply.add_done_callback(self._orphaned)
+            raise
+        except TimeoutError:
+            # `_sent` has killed it already.
+            raise ControlViolation("the snapshot was stopped: it stopped reading") from None
+        try:
+            pid = await asyncio.wait_for(asyncio.shield(reply), CONTROL_TIMEOUT_S)
         except TimeoutError:
             raise self._violated("it did not answer a fork request") from None
+        except asyncio.CancelledError:
+            # The request is out: a child is (being) forked that nobody will admit. Its
+            # pid, when it comes, ends it (it also ends by itself once its pipes close).
+            reply.add_done_callback(self._orphaned)
+            raise
         exited: asyncio.Future[int] = loop.create_future()
         early = self._early_exits.pop(pid, None)
         if early is not None:
@@ -209,6 +229,24 @@ class Snapshot:
         else:
             self._exits[pid] = exited
         return pid, exited
+
+    def _sent(self, sent: asyncio.Future[None], reply: asyncio.Future[int]) -> None:
+        """A request that did not go out whole has no reply to wait for."""
+        if sent.cancelled() or sent.exception() is not None:
+            if reply in self._pending:
+                self._pending.remove(reply)
+            reply.cancel()
+            if not sent.cancelled() and isinstance(sent.exception(), TimeoutError):
+                self._violated("it stopped reading its control socket")
+
+    def _orphaned(self, reply: asyncio.Future[int]) -> None:
+        if reply.cancelled() or reply.exception() is not None:
+            return
+        with contextlib.suppress(RuntimeError):
+            orphan = self.child(reply.result()) if self.isolation else None
+            if orphan is not None:
+                orphan.kill()
+                orphan.close()
 
     async def _send_with(self, header: bytes, body: bytes, fds: list[int]) -> None:
         """The header with `fds` (SCM_RIGHTS), then the body, without blocking."""
@@ -223,19 +261,24 @@ class Snapshot:
                 await writable(loop, self._control)
         await loop.sock_sendall(self._control, header[sent:] + body)
 
-    def host_pid(self, inner_pid: int) -> int:
-        """The host's pid of a child known by its pid in the snapshot's PID namespace."""
-        if self.isolation is None:
-            return inner_pid
+    def child(self, inner_pid: int) -> ChildProcess:
+        """The snapshot's child known by its pid in the snapshot's PID namespace, held by a
+        pidfd. The snapshot reaps its own children, so a pid number alone could by now name
+        a process the kernel gave it to afterwards, anyone's: it is checked once the pidfd
+        is open, and every later action goes through the pidfd."""
         own = self.process.pid
         with open(f"/proc/{own}/task/{own}/children", encoding="ascii") as listing:
             children = [int(pid) for pid in listing.read().split()]
-        for child in children:
-            with contextlib.suppress(OSError):
-                status = Path(f"/proc/{child}/status").read_text(encoding="ascii")
-                for line in status.splitlines():
-                    if line.startswith("NSpid:") and int(line.split()[-1]) == inner_pid:
-                        return child
+        for pid in children:
+            if _is_child_of(pid, own, inner_pid):
+                try:
+                    fd = os.pidfd_open(pid)
+                except OSError:
+                    break
+                if _is_child_of(pid, own, inner_pid):
+                    return ChildProcess(pid, fd)
+                os.close(fd)
+                break
         raise RuntimeError(f"the snapshot's child {inner_pid} is gone")
 
     def _send(self, message: dict[str, Any]) -> None:
@@ -291,7 +334,9 @@ class Snapshot:
             if not self._ready.done():
                 self._ready.set_exception(InitFailed("error", message["init_error"]))
         elif "pid" in message and self._pending:
-            self._pending.pop(0).set_result(int(message["pid"]))
+            waiter = self._pending.pop(0)
+            if not waiter.done():
+                waiter.set_result(int(message["pid"]))
         elif "exit" in message:
             pid, status = int(message["exit"]), int(message["status"])
             exited = self._exits.pop(pid, None)
@@ -359,17 +404,67 @@ class Snapshot:
             self.isolation = None
 
 
+def _is_child_of(pid: int, parent: int, inner_pid: int) -> bool:
+    """Whether host pid `pid` is `parent`'s child known there as `inner_pid`."""
+    try:
+        status = Path(f"/proc/{pid}/status").read_text(encoding="ascii")
+    except OSError:
+        return False
+    fields = dict(line.split(":", 1) for line in status.splitlines() if ":" in line)
+    nspid = fields.get("NSpid", "").split()
+    return fields.get("PPid", "").strip() == str(parent) and nspid[-1:] == [str(inner_pid)]
+
+
+class ChildProcess:
+    """A process of a snapshot's, held by a pidfd (see `Snapshot.child`)."""
+
+    def __init__(self, pid: int, pidfd: int) -> None:
+        self.pid = pid
+        self._pidfd = pidfd
+
+    @property
+    def alive(self) -> bool:
+        """A pidfd turns readable once its process has ended."""
+        if self._pidfd < 0:
+            return False
+        poller = select.poll()
+        poller.register(self._pidfd, select.POLLIN)
+        return not poller.poll(0)
+
+    def namespace(self, kind: str) -> int:
+        """A descriptor of the process's namespace `kind`, opened while the process lives
+        (so the pid it was opened by was still the process's own)."""
+        try:
+            fd = os.open(f"/proc/{self.pid}/ns/{kind}", os.O_RDONLY | os.O_CLOEXEC)
+        except OSError:
+            raise RuntimeError(f"the snapshot's child {self.pid} ended") from None
+        if not self.alive:
+            os.close(fd)
+            raise RuntimeError(f"the snapshot's child {self.pid} ended")
+        return fd
+
+    def kill(self) -> None:
+        if self._pidfd >= 0:
+            with contextlib.suppress(OSError):
+                signal.pidfd_send_signal(self._pidfd, signal.SIGKILL)
+
+    def close(self) -> None:
+        if self._pidfd >= 0:
+            os.close(self._pidfd)
+            self._pidfd = -1
+
+
 @dataclass
 class _HeldNetwork:
     """A child of the snapshot holding a network namespace with a slot's interface in it."""
 
     inner_pid: int  # in the snapshot's PID namespace: what the environment joins by
-    host_pid: int
+    process: ChildProcess
     slot: Slot
 
     def stop(self) -> None:
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(self.host_pid, signal.SIGKILL)
+        self.process.kill()
+        self.process.close()
 
 
 class RestoredSandbox(ProcessGroupSandbox):
@@ -383,18 +478,24 @@ class RestoredSandbox(ProcessGroupSandbox):
         exited: asyncio.Future[int],
         cgroup: EnvironmentCgroup | None,
         release: Callable[[], None],
+        process: ChildProcess | None = None,
     ) -> None:
         super().__init__(pid, output_fd, tmp_dir)
         self._exited = exited
         self.cgroup = cgroup
         self._release = release
         self._released = False
+        # Under the namespace backend: the runtime by its pidfd, the rest by its cgroup.
+        self._process = process
 
     async def wait(self) -> int:
         return await asyncio.shield(self._exited)
 
     def kill(self) -> None:
-        super().kill()
+        if self._process is None:
+            super().kill()
+        else:
+            self._process.kill()
         if self.cgroup is not None:
             self.cgroup.kill()
 
@@ -411,6 +512,8 @@ class RestoredSandbox(ProcessGroupSandbox):
         if self._released:
             return
         self._released = True
+        if self._process is not None:
+            self._process.close()
         if self.cgroup is None:
             self._release()
             return
@@ -554,7 +657,8 @@ class RestoredBackend:
         inside_uid = isolation.free.pop()
         cgroup: EnvironmentCgroup | None = None
         pipes: list[int] = []
-        pid = -1
+        child: ChildProcess | None = None
+        exited: asyncio.Future[int] | None = None
 
         def release() -> None:
             isolation.free.append(inside_uid)
@@ -572,31 +676,42 @@ class RestoredBackend:
             go_read, go_write = os.pipe()
             ready_read, ready_write = os.pipe()
             pipes += [go_read, go_write, ready_read, ready_write]
-            fds = [write_fd, runtime.fileno(), go_read, ready_write]
+            # The child joins its cgroup itself, by files opened here: no pid is written.
+            joining: list[int] = []
+            for name in cgroup.procs_files if cgroup else []:
+                joining.append(_open_for_joining(name))
+                pipes.append(joining[-1])
+            fds = [write_fd, runtime.fileno(), go_read, ready_write, *joining]
             inner, exited = await self.snapshot.fork(request, fds)
-            pid = self.snapshot.host_pid(inner)
-            os.close(ready_write)
-            pipes.remove(ready_write)
-            await self._admit(spec, pid, cgroup, None if held is not None else slot, ready_read)
+            for fd in (ready_write, *joining):
+                os.close(fd)
+                pipes.remove(fd)
+            child = self.snapshot.child(inner)
+            await self._admit(spec, child, cgroup, None if held is not None else slot, ready_read)
             os.write(go_write, b"g")
-        except BaseException:
+        except BaseException as error:
             if held is not None:
                 held.stop()
-            if pid > 0:
-                with contextlib.suppress(ProcessLookupError):
-                    os.kill(pid, signal.SIGKILL)
-            if cgroup is not None:
-                cgroup.kill()
-                with contextlib.suppress(OSError):
-                    cgroup.remove()
-            release()
+            if child is not None:
+                child.kill()
+                child.close()
+            if isinstance(error, Exception) and await _ends_soon(exited):
+                # It ended on its own before it could be admitted (init code left something
+                # behind that ends forks): its runtime exited, as the invocation will say.
+                assert exited is not None
+                tmp = spec.scratch_root / "tmp"
+                ended = ChildProcess(0, -1)
+                return RestoredSandbox(0, read_fd, tmp, exited, cgroup, release, ended)
+            _abandon(cgroup, exited, release)
             raise
         finally:
             for fd in pipes:
                 os.close(fd)
         if held is not None:
             held.stop()  # the environment is in its namespace: the holder's job is done
-        return RestoredSandbox(pid, read_fd, spec.scratch_root / "tmp", exited, cgroup, release)
+        return RestoredSandbox(
+            child.pid, read_fd, spec.scratch_root / "tmp", exited, cgroup, release, child
+        )
 
     def _hold_ahead(self) -> None:
         """Keep one network namespace made ahead, filling it in the background."""
@@ -610,18 +725,18 @@ class RestoredBackend:
         assert network is not None
         slot = await network.take(self._policy)
         ready_read, ready_write = os.pipe()
-        host_pid = -1
+        child: ChildProcess | None = None
         try:
             inner, _ = await self.snapshot.fork({"hold": True}, [ready_write])
             os.close(ready_write)
             ready_write = -1
-            host_pid = self.snapshot.host_pid(inner)
+            child = self.snapshot.child(inner)
             await _readable(ready_read, 10.0)
-            await asyncio.to_thread(network.lend, slot, host_pid)
+            await _lend(network, slot, child)
         except BaseException as error:
-            if host_pid > 0:
-                with contextlib.suppress(ProcessLookupError):
-                    os.kill(host_pid, signal.SIGKILL)
+            if child is not None:
+                child.kill()
+                child.close()
             network.discard(slot)
             if not isinstance(error, Exception):
                 raise  # cancelled: the backend is closing
@@ -631,7 +746,7 @@ class RestoredBackend:
             os.close(ready_read)
             if ready_write >= 0:
                 os.close(ready_write)
-        held = _HeldNetwork(inner, host_pid, slot)
+        held = _HeldNetwork(inner, child, slot)
         if self._closed:
             held.stop()
             network.discard(slot)
@@ -668,30 +783,22 @@ class RestoredBackend:
     async def _admit(
         self,
         spec: SandboxSpec,
-        pid: int,
+        child: ChildProcess,
         cgroup: EnvironmentCgroup | None,
         slot: Slot | None,
         ready_read: int,
     ) -> None:
-        """Move the new child into its cgroup and, once its namespaces exist, `slot`'s
-        interface into its network namespace. Both wait on the kernel (RCU grace periods,
-        tens of ms on cgroup v1 and for a moved interface), not on the CPU: they overlap,
-        off the event loop's thread."""
-        await asyncio.gather(
-            asyncio.to_thread(_join, cgroup, pid) if cgroup is not None else _done(),
-            self._attach(slot, pid, ready_read),
-        )
+        """Once the new child is in its cgroup and its namespaces exist: `slot`'s interface
+        into its network namespace (off the event loop's thread: moving an interface waits
+        on the kernel for tens of ms)."""
+        await _readable(ready_read, 10.0)
+        if slot is not None and self._network is not None:
+            await _lend(self._network, slot, child)
         channel = spec.runtime_api
         if cgroup is not None and channel is not None:
             # Init runs at full speed; invocations get their CPU share (as elsewhere).
             memory_mb = spec.memory_mb
             channel.initialized.add_done_callback(lambda _: _cap_cpu(cgroup, memory_mb))
-
-    async def _attach(self, slot: Slot | None, pid: int, ready_read: int) -> None:
-        """Once the child's namespaces exist: the slot's interface into its own."""
-        await _readable(ready_read, 10.0)
-        if slot is not None and self._network is not None:
-            await asyncio.to_thread(self._network.lend, slot, pid)
 
     def describe(self) -> list[tuple[str, bool, str]]:
         return [("SnapStart: environments forked from an initialised snapshot", True, "")]
@@ -717,8 +824,44 @@ def _isolation(
     }
 
 
-async def _done() -> None:
-    return None
+def _abandon(
+    cgroup: EnvironmentCgroup | None,
+    exited: asyncio.Future[int] | None,
+    release: Callable[[], None],
+) -> None:
+    """Undo what a fork that will not be an environment holds; its uid only once it is gone."""
+    if cgroup is not None:
+        cgroup.kill()
+        with contextlib.suppress(OSError):
+            cgroup.remove()
+    if exited is None or exited.done():
+        release()
+    else:
+        exited.add_done_callback(lambda _: release())
+
+
+async def _ends_soon(exited: asyncio.Future[int] | None) -> bool:
+    """Whether a fork whose admission failed has ended (its exit is reported shortly after)."""
+    if exited is None:
+        return False
+    with contextlib.suppress(TimeoutError):
+        await asyncio.wait_for(asyncio.shield(exited), 1.0)
+    return exited.done()
+
+
+async def _lend(network: NetworkIsolation, slot: Slot, child: ChildProcess) -> None:
+    """`slot`'s interface into `child`'s network namespace, named by descriptor."""
+    netns = child.namespace("net")
+    try:
+        await asyncio.to_thread(network.lend, slot, netns)
+    finally:
+        os.close(netns)
+
+
+def _open_for_joining(procs: str) -> int:
+    """A cgroup's `cgroup.procs` opened by root: whoever holds it can write "0" to move
+    itself in (the kernel checks the opener's credentials)."""
+    return os.open(procs, os.O_WRONLY | os.O_CLOEXEC)
 
 
 async def _readable(fd: int, timeout_s: float) -> None:
@@ -736,13 +879,6 @@ async def _readable(fd: int, timeout_s: float) -> None:
         loop.remove_reader(fd)
     if os.read(fd, 1) != b"r":
         raise RuntimeError("the restored environment ended before its network was set up")
-
-
-def _join(cgroup: EnvironmentCgroup, pid: int) -> None:
-    """Move `pid` into its environment's cgroup."""
-    for procs in cgroup.procs_files:
-        with open(procs, "w", encoding="ascii") as joined:
-            joined.write(str(pid))
 
 
 def _cap_cpu(cgroup: EnvironmentCgroup, memory_mb: int) -> None:

@@ -20,9 +20,10 @@ Wire protocol on the control socket (4-byte big-endian length + JSON, as the tem
   "status": code} when a child ends;
 - to the snapshot: fork requests {"env", "cwd", "limits", "isolation"} with the child's
   output pipe, its Runtime API connection and, when "isolation" is given, a pipe the child
-  waits on until the platform has moved it into its cgroup (and an interface into its
-  network namespace) and a pipe the child writes once its namespaces exist (SCM_RIGHTS, in
-  that order); {"hold": true} with one pipe forks a child that only makes a network
+  waits on until the platform has moved an interface into its network namespace, a pipe the
+  child writes once it is in its cgroup and its namespaces exist, and the `cgroup.procs`
+  files of its cgroup, opened by the platform for the child to join by (SCM_RIGHTS, in that
+  order); {"hold": true} with one pipe forks a child that only makes a network
   namespace, writes to the pipe and waits, so that a later environment joins that
   namespace ("netns_holder": its pid) once the platform has moved an interface into it.
 """
@@ -58,6 +59,8 @@ _IFF_UP = 0x1
 _IFREQ = struct.Struct("16sH22x")
 
 _libc = ctypes.CDLL(None, use_errno=True)
+# A fork request's descriptors: four, and one `cgroup.procs` per cgroup hierarchy.
+_MAX_FDS = 16
 
 
 def _check(result):
@@ -184,9 +187,12 @@ def _restore(request, fds, handler, closing):
         os.close(fd)
     isolation = request.get("isolation")
     if isolation:
-        # Namespaces of our own first (no user code has run), then tell the platform, which
-        # meanwhile moves us into our cgroup and an interface into our network namespace,
-        # and writes once both are done (nothing written: it gave up on this environment).
+        # Our cgroup, then namespaces of our own (no user code has run), then tell the
+        # platform, which moves an interface into our network namespace and writes once it
+        # is done (nothing written: it gave up on this environment).
+        for procs in fds[4:]:
+            os.write(procs, b"0")
+            os.close(procs)
         _isolate(isolation)
         os.write(ready_fd, b"r")
         os.close(ready_fd)
@@ -262,7 +268,7 @@ def main():
                 os.read(wake_read, 512)
                 _reap(control)
             if control in readable:
-                request, fds = receive(control, max_fds=4)
+                request, fds = receive(control, max_fds=_MAX_FDS)
                 if request is None:
                     return
                 pid = os.fork()

@@ -18,7 +18,6 @@ import asyncio
 import concurrent.futures
 import contextlib
 import logging
-import os
 import socket
 import subprocess
 import threading
@@ -215,21 +214,20 @@ class NetworkIsolation:
             raise
         return listener
 
-    def lend(self, slot: Slot, pid: int) -> None:
-        """Move the slot's `eth0` into the network namespace process `pid` made for itself
-        (a SnapStart environment: see `lamina.sandbox.snapshots`), configured as in the slot.
-        The slot is then spent: `discard` it once that process is gone."""
-        netns = f"/proc/{pid}/ns/net"
-        argv = [self._ip, "-n", slot.addresses.netns, "link", "set", "eth0", "netns", str(pid)]
-        result = subprocess.run(argv, capture_output=True, text=True, timeout=30, check=False)
+    def lend(self, slot: Slot, netns: int) -> None:
+        """Move the slot's `eth0` into the network namespace open as descriptor `netns`, one
+        a process made for itself (a SnapStart environment: see `lamina.sandbox.snapshots`),
+        configured as in the slot. Named by descriptor, not by pid: that process's pid could
+        be another's by now. The slot is then spent: `discard` it once that process is gone."""
+        target = f"/proc/self/fd/{netns}"
+        argv = [self._ip, "-n", slot.addresses.netns, "link", "set", "eth0", "netns", target]
+        result = subprocess.run(
+            argv, capture_output=True, text=True, timeout=30, check=False, pass_fds=(netns,)
+        )
         if result.returncode != 0:
             raise SlotError(f"{' '.join(argv)}: {result.stderr.strip() or result.returncode}")
-        fd = os.open(netns, os.O_RDONLY | os.O_CLOEXEC)
-        try:
-            with self._inside.entered(fd):
-                configure_environment_side(slot.addresses)
-        finally:
-            os.close(fd)
+        with self._inside.entered(netns):
+            configure_environment_side(slot.addresses)
 
     def give_back(self, slot: Slot) -> None:
         """Return the slot of an environment whose processes are all gone."""

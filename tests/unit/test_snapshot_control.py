@@ -1,0 +1,98 @@
+"""The platform's side of a SnapStart snapshot: its control protocol stays whole when a
+caller gives up on a fork, and its children are held by pidfds."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import socket
+import struct
+import subprocess
+import sys
+
+import pytest
+
+from lamina.sandbox.snapshots import ChildProcess, Snapshot, _is_child_of
+
+HEADER = struct.Struct(">I")
+
+
+def read_request(peer: socket.socket) -> dict[str, object]:
+    """One request as the snapshot reads it (its descriptors are closed unread)."""
+    data, ancdata, _, _ = peer.recvmsg(HEADER.size, socket.CMSG_SPACE(64))
+    for _, _, payload in ancdata:
+        for index in range(0, len(payload) - len(payload) % 4, 4):
+            os.close(int.from_bytes(payload[index : index + 4], sys.byteorder))
+    (size,) = HEADER.unpack(data)
+    body = b""
+    while len(body) < size:
+        body += peer.recv(size - len(body))
+    return dict(json.loads(body))
+
+
+def reply(peer: socket.socket, *messages: dict[str, object]) -> None:
+    bodies = [json.dumps(message).encode() for message in messages]
+    peer.sendall(b"".join(HEADER.pack(len(body)) + body for body in bodies))
+
+
+def test_a_fork_given_up_on_leaves_the_protocol_whole() -> None:
+    """A caller cancelled while its fork's reply is on its way: that reply is taken as its
+    own, and the next fork gets the next reply (not an error, not a shifted pid)."""
+    process = subprocess.Popen(["sleep", "30"])
+    ours, theirs = socket.socketpair()
+
+    async def scenario() -> int:
+        snapshot = Snapshot(process, ours, None)
+        read_fd, write_fd = os.pipe()
+        try:
+            first = asyncio.ensure_future(snapshot.fork({"n": 1}, [write_fd]))
+            await asyncio.sleep(0.05)
+            assert await asyncio.to_thread(read_request, theirs) == {"n": 1}
+            first.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await first
+            second = asyncio.ensure_future(snapshot.fork({"n": 2}, [write_fd]))
+            assert await asyncio.to_thread(read_request, theirs) == {"n": 2}
+            # Both replies in one read: the one given up on first.
+            reply(theirs, {"pid": 101}, {"pid": 102})
+            pid, _ = await asyncio.wait_for(second, 5)
+            assert snapshot.alive
+            return pid
+        finally:
+            os.close(read_fd)
+            os.close(write_fd)
+            snapshot.close()
+
+    try:
+        assert asyncio.run(scenario()) == 102
+    finally:
+        theirs.close()
+        process.kill()
+        process.wait()
+
+
+def test_a_child_is_acted_on_through_its_pidfd_only_while_it_lives() -> None:
+    child = subprocess.Popen(["sleep", "30"])
+    try:
+        assert _is_child_of(child.pid, os.getpid(), child.pid)
+        assert not _is_child_of(child.pid, os.getppid(), child.pid)  # not the parent named
+        assert not _is_child_of(child.pid, os.getpid(), child.pid + 1)  # not the pid named
+        held = ChildProcess(child.pid, os.pidfd_open(child.pid))
+        assert held.alive
+        netns = held.namespace("net")
+        assert os.readlink(f"/proc/self/fd/{netns}") == os.readlink("/proc/self/ns/net")
+        os.close(netns)
+        held.kill()
+        assert child.wait(5) == -signal.SIGKILL
+        assert not held.alive
+        # Its pid may now be anyone's: its namespaces are refused, signals go nowhere.
+        with pytest.raises(RuntimeError, match="ended"):
+            held.namespace("net")
+        held.kill()
+        held.close()
+        assert not held.alive
+    finally:
+        child.kill()
+        child.wait()
