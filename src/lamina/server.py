@@ -374,7 +374,7 @@ def build_engine(
     # SnapStart: published versions' snapshots are made by this data plane, when the
     # operator turned it on; otherwise SnapStart versions run as any other.
     if settings.snapstart:
-        engine.snapstart.serve(functions)
+        engine.snapstart.serve(functions, settings.snapstart_snapshots)
     # After the backend: the last invocations are counted, then saved.
     closers.append(telemetry.close)
     closers.append(close_tracing)  # sends the spans still queued, then stops exporting

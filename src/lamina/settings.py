@@ -100,6 +100,11 @@ class Settings:
     # the operator opts in (LAMINA_SNAPSTART=on): see the README's SnapStart section for what
     # a restored environment shares with its version's others.
     snapstart: bool = False
+    # Snapshots a node keeps at most (LAMINA_SNAPSTART_SNAPSHOTS). Each holds its version's
+    # initialised process, 257 uids and two network namespaces: past this many, the least
+    # recently used one with no environment running is stopped (its version's next call is
+    # refused as not ready while it is made again, as after a restart).
+    snapstart_snapshots: int = 32
     # The audit log's size budget; the oldest entries go first.
     audit_max_mb: int = 100
     # The log store's disk budget (LAMINA_LOG_STORE_MAX_MB); the oldest events go first.
@@ -206,6 +211,7 @@ class Settings:
             fast_invoke=flag("FAST_INVOKE", base.fast_invoke),
             cgroup_fast_moves=flag("CGROUP_FAST_MOVES", base.cgroup_fast_moves),
             snapstart=flag("SNAPSTART", base.snapstart),
+            snapstart_snapshots=max(1, int(get("SNAPSTART_SNAPSHOTS") or base.snapstart_snapshots)),
             audit_max_mb=int(get("AUDIT_MAX_MB") or base.audit_max_mb),
             log_store_max_mb=int(get("LOG_STORE_MAX_MB") or base.log_store_max_mb),
             log_invocation_max_mb=int(get("LOG_INVOCATION_MAX_MB") or base.log_invocation_max_mb),

@@ -481,6 +481,38 @@ def test_after_a_restart_the_snapshot_is_made_again(tmp_path: Path) -> None:
         second.stop()
 
 
+def test_a_node_keeps_at_most_its_limit_of_snapshots(tmp_path: Path) -> None:
+    """Past LAMINA_SNAPSTART_SNAPSHOTS, the least recently used snapshot with no environment
+    is stopped; its version's next call is refused as not ready while it is made again. One
+    whose environments run is kept, even over the limit."""
+    env = {"LAMINA_ISOLATION": "process", "LAMINA_SNAPSTART": "on"}
+    server = LaminaServer(tmp_path / "data", env={**env, "LAMINA_SNAPSTART_SNAPSHOTS": "1"})
+    server.start()
+
+    def not_ready(name: str) -> None:
+        with pytest.raises(ClientError) as refused:
+            client.invoke(FunctionName=name, Qualifier="1", Payload=b"{}")
+        assert error_of(refused)[0] == "SnapStartNotReadyException"
+
+    def served(name: str) -> dict[str, Any]:
+        return wait_until(lambda: invoke(client, name, Qualifier="1"), ignoring=(ClientError,))
+
+    try:
+        client = server.client()
+        for name in ("snap-kept-a", "snap-kept-b"):
+            create(client, name)
+            client.publish_version(FunctionName=name)
+            assert settled(client, name, "1")["State"] == "Active"
+        not_ready("snap-kept-a")  # stopped to make room for b's
+        token = served("snap-kept-a")["token"]  # remade: b's, idle, stopped
+        not_ready("snap-kept-b")
+        served("snap-kept-b")  # remade: a's runs an environment, so it stays
+        again = invoke(client, "snap-kept-a", Qualifier="1")
+        assert again["token"] == token
+    finally:
+        server.stop()
+
+
 def test_without_the_operators_setting_versions_run_without_a_snapshot(tmp_path: Path) -> None:
     """LAMINA_SNAPSTART is off by default: a SnapStart version is published Active at once,
     reports OptimizationStatus Off, and its environments start as any other's."""

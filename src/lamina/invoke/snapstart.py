@@ -82,6 +82,7 @@ class _Made:
     snapshot: Snapshot
     backend: RestoredBackend
     output_fd: int
+    used_at: float = 0.0  # monotonic: when an environment was last restored from it
 
 
 class SnapStart:
@@ -105,14 +106,17 @@ class SnapStart:
         self._made: dict[tuple[str, str], _Made] = {}
         self._making: dict[tuple[str, str], asyncio.Task[None]] = {}
         self._sockets: RuntimeSockets | None = None
+        self._keep = 32
 
     def start(self) -> None:
         """Note the event loop requests from other threads are handed to."""
         self._loop = asyncio.get_running_loop()
 
-    def serve(self, functions: FunctionService) -> None:
-        """Make the snapshots of the versions `functions` publishes, and tell it when done."""
+    def serve(self, functions: FunctionService, keep: int = 32) -> None:
+        """Make the snapshots of the versions `functions` publishes, and tell it when done;
+        keep at most `keep` of them (see `_make_room`)."""
         self._functions = functions
+        self._keep = keep
         functions.use_snapshotter(self)
 
     def applies(self, config: FunctionConfig) -> bool:
@@ -145,6 +149,7 @@ class SnapStart:
         self._loop = self._loop or asyncio.get_running_loop()
         made = self._made.get((config.function_name, config.version))
         if made is not None and made.identity == _identity(config) and made.snapshot.alive:
+            made.used_at = time.monotonic()
             return made.backend
         self._begin(config, settle=False)
         raise SnapStartNotReady(SNAPSTART_NOT_READY)
@@ -176,6 +181,8 @@ class SnapStart:
             previous = self._made.pop(key, None)
             if previous is not None:
                 self._discard(previous)
+            self._make_room()
+            made.used_at = time.monotonic()
             self._made[key] = made
         if settle and self._functions is not None:
             await asyncio.to_thread(
@@ -224,6 +231,11 @@ class SnapStart:
             elapsed = (time.perf_counter() - started) * 1000
             lines.environment_event(InitReported(elapsed, failure.status, error_type), output)
             raise
+        except BaseException:
+            # Cancelled (the server is stopping): nothing may outlive the attempt.
+            snapshot.close()
+            _stop_reading(loop, read_fd)
+            raise
         _drain(read_fd, output)
         lines.environment_event(InitReported((time.perf_counter() - started) * 1000), output)
         if isolation is not None and isolation.cgroup is not None:
@@ -262,6 +274,16 @@ class SnapStart:
         variables["LAMBDA_TASK_ROOT"] = str(spec.task_root)
         return spawn_snapshot(argv, variables, output_fd, control_fd, None), None, []
 
+    def _make_room(self) -> None:
+        """Below the node's limit, by stopping the least recently used snapshots that no
+        environment runs from (one in use stays: stopping it would end its environments)."""
+        idle = sorted(
+            (made.used_at, key) for key, made in self._made.items() if made.backend.live == 0
+        )
+        for _, key in idle[: max(0, len(self._made) + 1 - self._keep)]:
+            log.info("SnapStart snapshot of %s:%s stopped to make room", *key)
+            self._discard(self._made.pop(key))
+
     def sweep(self, current: Callable[[str, str], FunctionConfig | None]) -> None:
         """Stop the snapshots of versions deleted (or replaced) since they were made;
         `current` gives a version's configuration, None once it is gone."""
@@ -274,18 +296,18 @@ class SnapStart:
     def _discard(self, made: _Made) -> None:
         made.backend.close()
         made.snapshot.close()
-        with contextlib.suppress(RuntimeError):
+        try:
             _stop_reading(asyncio.get_running_loop(), made.output_fd)
+        except RuntimeError:  # no loop running any more: the descriptor still goes
+            with contextlib.suppress(OSError):
+                os.close(made.output_fd)
 
     def close(self) -> None:
         """Stop every snapshot (the server is stopping)."""
         for task in self._making.values():
             task.cancel()
         for made in self._made.values():
-            made.backend.close()
-            made.snapshot.close()
-            with contextlib.suppress(OSError):
-                os.close(made.output_fd)
+            self._discard(made)
         self._made.clear()
         if self._sockets is not None:
             self._sockets.close()

@@ -487,6 +487,11 @@ class RestoredSandbox(ProcessGroupSandbox):
         self._released = False
         # Under the namespace backend: the runtime by its pidfd, the rest by its cgroup.
         self._process = process
+        self._on_cleanup: Callable[[], None] | None = None
+
+    def on_cleanup(self, callback: Callable[[], None]) -> None:
+        """Call `callback` once, when the environment is cleaned up."""
+        self._on_cleanup = callback
 
     async def wait(self) -> int:
         return await asyncio.shield(self._exited)
@@ -512,6 +517,8 @@ class RestoredSandbox(ProcessGroupSandbox):
         if self._released:
             return
         self._released = True
+        if self._on_cleanup is not None:
+            self._on_cleanup()
         if self._process is not None:
             self._process.close()
         if self.cgroup is None:
@@ -590,6 +597,8 @@ class RestoredBackend:
         self._holding: asyncio.Task[None] | None = None
         self._policy: NetworkPolicy | None = None
         self._closed = False
+        # Environments restored and not yet cleaned up.
+        self.live = 0
 
     async def listen(self, spec: SandboxSpec) -> socket.socket:
         return self._sockets.listener(spec.scratch_root.name)
@@ -608,16 +617,24 @@ class RestoredBackend:
         runtime = self._sockets.connect(spec.scratch_root.name)
         read_fd, write_fd = os.pipe()
         os.set_blocking(read_fd, False)
+        self.live += 1
         try:
             if self.snapshot.isolation is None:
-                return await self._fork_plain(spec, environment, read_fd, write_fd, runtime)
-            return await self._fork_isolated(spec, environment, read_fd, write_fd, runtime)
+                sandbox = await self._fork_plain(spec, environment, read_fd, write_fd, runtime)
+            else:
+                sandbox = await self._fork_isolated(spec, environment, read_fd, write_fd, runtime)
         except BaseException:
+            self.live -= 1
             os.close(read_fd)
             raise
         finally:
             os.close(write_fd)
             runtime.close()
+        sandbox.on_cleanup(self._ended)
+        return sandbox
+
+    def _ended(self) -> None:
+        self.live -= 1
 
     async def _fork_plain(
         self,
