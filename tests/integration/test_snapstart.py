@@ -6,6 +6,7 @@ Runs under both isolation backends; the isolation checks need the namespace back
 from __future__ import annotations
 
 import json
+import sys
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -66,6 +67,38 @@ def handler(event, context):
     }
 """
 
+
+CREDENTIALS = """
+import json, os, time, urllib.error, urllib.request
+import boto3
+
+SESSION = boto3.Session()
+STS = SESSION.client("sts")  # made at init, in the snapshot: it outlives any one session
+AT_INIT = STS.get_caller_identity()["Arn"]
+
+def handler(event, context):
+    time.sleep(event.get("sleep", 0))
+    token = event.get("token") or os.environ["AWS_CONTAINER_AUTHORIZATION_TOKEN"]
+    request = urllib.request.Request(
+        os.environ["AWS_CONTAINER_CREDENTIALS_FULL_URI"], headers={"Authorization": token}
+    )
+    try:
+        with urllib.request.urlopen(request) as response:
+            fetched = sorted(json.load(response))
+    except urllib.error.HTTPError as error:
+        fetched = [error.code, error.read().decode()]
+    return {
+        "keys": [name for name in os.environ if name.startswith("AWS_") and "KEY" in name],
+        "token": "AWS_SESSION_TOKEN" in os.environ,
+        "uri": os.environ["AWS_CONTAINER_CREDENTIALS_FULL_URI"],
+        "init": AT_INIT,
+        "now": STS.get_caller_identity()["Arn"],
+        "fetched": fetched,
+        "method": SESSION.get_credentials().method,
+        "pid": os.getpid(),
+    }
+"""
+
 SLOW_INIT = """
 import time
 time.sleep(2)
@@ -93,7 +126,11 @@ def server(
 
 
 def create(
-    client: Any, name: str, source: str = SOURCE, snap: bool = True, memory: int = 128
+    client: Any,
+    name: str,
+    source: str = SOURCE,
+    snap: bool = True,
+    memory: int = 128,
 ) -> None:
     extra = {"SnapStart": {"ApplyOn": "PublishedVersions"}} if snap else {}
     client.create_function(
@@ -644,3 +681,55 @@ def test_provisioned_concurrency_is_refused_on_snapstart_versions(server: Lamina
     assert client.get_alias(FunctionName="snap-provisioned", Name="live")["FunctionVersion"] == "2"
     client.delete_provisioned_concurrency_config(FunctionName="snap-provisioned", Qualifier="live")
     client.update_alias(FunctionName="snap-provisioned", Name="live", FunctionVersion="1")
+
+
+@pytest.fixture(scope="module", params=["process", "namespace"])
+def boto_server(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[LaminaServer]:
+    """python3.12 functions run on this test's interpreter: it has boto3 (installed with
+    Lamina), as Lambda's Python runtimes do."""
+    env = {
+        "LAMINA_ISOLATION": request.param,
+        "LAMINA_SNAPSTART": "on",
+        "LAMINA_RUNTIME_PYTHON3_12": sys.executable,
+    }
+    running = LaminaServer(tmp_path_factory.mktemp("snapstart-boto") / "data", env=env).start()
+    yield running
+    running.stop()
+
+
+def test_snapshots_and_their_environments_get_container_credentials(
+    boto_server: LaminaServer,
+) -> None:
+    """As on AWS: no access-key variables, but AWS_CONTAINER_CREDENTIALS_FULL_URI and its
+    token, which SDKs fetch from (and refresh from): a client made at init, in the snapshot,
+    still acts as the execution role in every restored environment."""
+    server = boto_server
+    client = server.client()
+    create(client, "snap-creds", CREDENTIALS)
+    client.publish_version(FunctionName="snap-creds")
+    assert settled(client, "snap-creds", "1")["State"] == "Active"
+    # Two environments at once: one joins the network namespace made ahead, one makes its own.
+    with ThreadPoolExecutor(2) as pool:
+        both = list(
+            pool.map(lambda _: invoke(client, "snap-creds", {"sleep": 1}, Qualifier="1"), [0, 1])
+        )
+    assert both[0]["pid"] != both[1]["pid"]
+    assert both[0]["fetched"] == both[1]["fetched"]
+    result = both[0]
+    assert result["keys"] == []
+    assert not result["token"]
+    if server.env["LAMINA_ISOLATION"] == "namespace":
+        # The Runtime API's address, inside the environment's own network namespace.
+        assert result["uri"] == "http://127.0.0.1:9001/2021-04-23/credentials"
+    else:
+        assert result["uri"].startswith("http://127.0.0.1:")
+        assert result["uri"].endswith("/2021-04-23/credentials")
+    assert result["method"] == "container-role"
+    assert result["fetched"] == ["AccessKeyId", "Expiration", "SecretAccessKey", "Token"]
+    assert result["init"] == result["now"]
+    assert ":assumed-role/" in result["init"]
+    assert result["init"].endswith("/snap-creds")
+    refused = invoke(client, "snap-creds", {"token": "not-the-token"}, Qualifier="1")
+    assert refused["fetched"] == [404, "cannot get credentials for the provided token\n"]

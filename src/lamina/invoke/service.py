@@ -568,6 +568,10 @@ class InvokeService:
         )
         return spec, command, group, stream
 
+    async def execution_session(self, config: FunctionConfig) -> Session | None:
+        """A new session of `config`'s execution role (None without an IAM store or role)."""
+        return await self._issue_session(config)
+
     async def _issue_session(self, config: FunctionConfig) -> Session | None:
         """The new environment's execution-role session (cold starts only: an environment
         keeps its session for life, and is retired before it expires)."""

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import os
 import socket
@@ -35,6 +36,7 @@ from lamina.control.states import (
     snap_started,
 )
 from lamina.errors import SnapStartNotReady
+from lamina.invoke.container_credentials import ContainerCredentials
 from lamina.invoke.events import EnvironmentLogging
 from lamina.model.functions import FunctionConfig
 from lamina.sandbox.api import SandboxBackend, SandboxSpec
@@ -42,9 +44,11 @@ from lamina.sandbox.lifecycle import InitReported, InitStarted
 from lamina.sandbox.log_sink import LogSink
 from lamina.sandbox.mounts import PathMapping
 from lamina.sandbox.output import EnvironmentOutput
+from lamina.sandbox.process import loopback_listener
 from lamina.sandbox.snapshots import (
     ENVIRONMENTS_PER_SNAPSHOT,
     HIDDEN_VARIABLES,
+    RUNTIME_API_ADDRESS,
     SNAPSHOT_SCRIPT,
     InitFailed,
     RestoredBackend,
@@ -82,6 +86,7 @@ class _Made:
     snapshot: Snapshot
     backend: RestoredBackend
     output_fd: int
+    credentials: ContainerCredentials
     used_at: float = 0.0  # monotonic: when an environment was last restored from it
 
 
@@ -204,25 +209,35 @@ class SnapStart:
         output = EnvironmentOutput(sink, group, stream)
         lines.environment_event(InitStarted(config.runtime or "", command.interpreter), output)
         loop = asyncio.get_running_loop()
+        credentials, shared = self._credentials(config)
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
         read_fd, write_fd = os.pipe()
         os.set_blocking(read_fd, False)
         loop.add_reader(read_fd, _drain, read_fd, output)
         started = time.perf_counter()
         try:
-            process, isolation, mapping = await self._spawn(spec, theirs.fileno(), write_fd)
+            process, isolation, mapping = await self._spawn(
+                spec, theirs.fileno(), write_fd, credentials.variables
+            )
         except BaseException:
             _stop_reading(loop, read_fd)
             ours.close()
+            _close_credentials(credentials, shared)
             raise
         finally:
             os.close(write_fd)
             theirs.close()
         snapshot = Snapshot(process, ours, isolation)
         try:
+            # The snapshot's own: in its network namespace, or on the host's loopback.
+            own = isolation.listener if isolation is not None else None
+            listener = own or shared
+            assert listener is not None
+            await credentials.serve(listener)
             await snapshot.ready(max(MIN_INIT_TIMEOUT_S, float(config.timeout)))
         except InitFailed as failure:
             snapshot.close()
+            _close_credentials(credentials, shared)
             _drain(read_fd, output)
             _stop_reading(loop, read_fd)
             error_type = str(failure.payload.get("errorType") or "")
@@ -234,10 +249,23 @@ class SnapStart:
         except BaseException:
             # Cancelled (the server is stopping): nothing may outlive the attempt.
             snapshot.close()
+            _close_credentials(credentials, shared)
             _stop_reading(loop, read_fd)
             raise
         _drain(read_fd, output)
         lines.environment_event(InitReported((time.perf_counter() - started) * 1000), output)
+        backend = self._restoring(spec, snapshot, mapping, credentials)
+        return _Made(_identity(config), snapshot, backend, read_fd, credentials)
+
+    def _restoring(
+        self,
+        spec: SandboxSpec,
+        snapshot: Snapshot,
+        mapping: PathMapping,
+        credentials: ContainerCredentials,
+    ) -> RestoredBackend:
+        """The backend of a ready snapshot's environments."""
+        isolation = snapshot.isolation
         if isolation is not None and isolation.cgroup is not None:
             # The init ran at full speed, as any environment's. What stays in the snapshot's
             # group from now on (threads init left, held namespaces, children that never
@@ -253,15 +281,33 @@ class SnapStart:
             mapping,
             self._backend.name,
             getattr(self._backend, "network", None) if namespaced else None,
+            credentials,
         )
         backend.prepare(spec.network)
-        return _Made(_identity(config), snapshot, backend, read_fd)
+        return backend
+
+    def _credentials(
+        self, config: FunctionConfig
+    ) -> tuple[ContainerCredentials, socket.socket | None]:
+        """The version's credentials endpoint, and the host loopback listener that serves it
+        to the snapshot and its environments when they share the host's network (None when
+        each has a network namespace of its own, where it is served at 127.0.0.1:9001)."""
+        issue = functools.partial(self._service.execution_session, config)
+        own_network = (
+            self._backend.name.split("+", 1)[0] == "namespace"
+            and getattr(self._backend, "network", None) is not None
+        )
+        if own_network:
+            return ContainerCredentials(issue, RUNTIME_API_ADDRESS), None
+        shared = loopback_listener()
+        return ContainerCredentials(issue, f"127.0.0.1:{shared.getsockname()[1]}"), shared
 
     async def _spawn(
-        self, spec: SandboxSpec, control_fd: int, output_fd: int
+        self, spec: SandboxSpec, control_fd: int, output_fd: int, credentials: dict[str, str]
     ) -> tuple[subprocess.Popen[bytes], SnapshotIsolation | None, PathMapping]:
         """The snapshot process, isolated as the backend isolates environments."""
         variables = {k: v for k, v in spec.environment.items() if k not in HIDDEN_VARIABLES}
+        variables.update(credentials)
         if self._backend.name.split("+", 1)[0] == "namespace":
             return await self._backend.start_snapshot(  # type: ignore[attr-defined,no-any-return]
                 replace(spec, environment=variables),
@@ -296,6 +342,7 @@ class SnapStart:
     def _discard(self, made: _Made) -> None:
         made.backend.close()
         made.snapshot.close()
+        made.credentials.close()
         try:
             _stop_reading(asyncio.get_running_loop(), made.output_fd)
         except RuntimeError:  # no loop running any more: the descriptor still goes
@@ -311,6 +358,12 @@ class SnapStart:
         self._made.clear()
         if self._sockets is not None:
             self._sockets.close()
+
+
+def _close_credentials(credentials: ContainerCredentials, shared: socket.socket | None) -> None:
+    credentials.close()
+    if shared is not None:
+        shared.close()
 
 
 def _no_cgroup(environment_id: str, memory_mb: int) -> None:

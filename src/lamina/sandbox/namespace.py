@@ -796,6 +796,7 @@ class NamespaceBackend:
         slot = await self.network.take(spec.network) if self.network is not None else None
         uids = self._uids.acquire_run(forks + 1)
         cgroup: EnvironmentCgroup | None = None
+        listener: socket.socket | None = None
 
         def release() -> None:
             if cgroup is not None:
@@ -810,6 +811,9 @@ class NamespaceBackend:
                 spec.scratch_root.rmdir()
 
         try:
+            if slot is not None and self.network is not None:
+                # 127.0.0.1:9001 in the snapshot's network, for its container credentials.
+                listener = self.network.listen(slot)
             if self._cgroups is not None:
                 limits_wanted = Limits(spec.memory_mb * 1024 * 1024, spec.memory_mb)
                 cgroup = self._cgroups.create(f"snap-{spec.scratch_root.name}", limits_wanted)
@@ -828,9 +832,12 @@ class NamespaceBackend:
             )
             process = spawn_snapshot(argv, environment, output_fd, control_fd, enter)
         except BaseException:
+            if listener is not None:
+                listener.close()
             release()
             raise
-        isolation = SnapshotIsolation(uids, cgroup, release, free=list(range(forks, 0, -1)))
+        free = list(range(forks, 0, -1))
+        isolation = SnapshotIsolation(uids, cgroup, release, free=free, listener=listener)
         return process, isolation, mapping
 
     def restored_cgroup(self, environment_id: str, memory_mb: int) -> EnvironmentCgroup | None:

@@ -71,7 +71,7 @@ from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import orjson
 
@@ -93,10 +93,29 @@ _HEADER = struct.Struct(">I")
 # version's environments run at once.
 ENVIRONMENTS_PER_SNAPSHOT = 256
 # AWS: "The AWS_LAMBDA_LOG_GROUP_NAME and AWS_LAMBDA_LOG_STREAM_NAME environment variables
-# are not available in Lambda SnapStart functions."
-HIDDEN_VARIABLES = ("AWS_LAMBDA_LOG_GROUP_NAME", "AWS_LAMBDA_LOG_STREAM_NAME")
+# are not available in Lambda SnapStart functions." Nor are the execution role's keys: a
+# snapshot and its environments get container credentials instead (`CredentialsServer`).
+HIDDEN_VARIABLES = (
+    "AWS_LAMBDA_LOG_GROUP_NAME",
+    "AWS_LAMBDA_LOG_STREAM_NAME",
+    "AWS_ACCESS_KEY_ID",
+    "AWS_ACCESS_KEY",
+    "AWS_SECRET_ACCESS_KEY",
+    "AWS_SESSION_TOKEN",
+)
 # What a restored runtime reads as its Runtime API (it uses the socket it was given).
 RUNTIME_API_ADDRESS = "127.0.0.1:9001"
+
+
+class CredentialsServer(Protocol):
+    """Where a SnapStart version's code fetches its credentials (container credentials): the
+    variables that name it, and serving it on a listener of an environment's network."""
+
+    variables: dict[str, str]
+
+    async def serve(self, listener: socket.socket) -> Callable[[], None]:
+        """Answer on `listener` until the returned function is called."""
+        ...
 
 
 class InitFailed(Exception):
@@ -115,6 +134,9 @@ class SnapshotIsolation:
     uids: list[int]  # host uid of inside uid k = uids[k]; uids[0] is the snapshot's own
     cgroup: EnvironmentCgroup | None
     release: Callable[[], None]
+    # 127.0.0.1:9001 in the snapshot's network namespace, for its credentials (None: it
+    # shares the host's network)
+    listener: socket.socket | None = None
     # inside uids 1..n not in use by an environment
     free: list[int] = field(default_factory=list)
 
@@ -461,6 +483,8 @@ class _HeldNetwork:
     inner_pid: int  # in the snapshot's PID namespace: what the environment joins by
     process: ChildProcess
     slot: Slot
+    # Stops the credentials served in the namespace; the environment that joins takes it.
+    unserve: Callable[[], None] = lambda: None
 
     def stop(self) -> None:
         self.process.kill()
@@ -487,11 +511,11 @@ class RestoredSandbox(ProcessGroupSandbox):
         self._released = False
         # Under the namespace backend: the runtime by its pidfd, the rest by its cgroup.
         self._process = process
-        self._on_cleanup: Callable[[], None] | None = None
+        self._on_cleanup: list[Callable[[], None]] = []
 
     def on_cleanup(self, callback: Callable[[], None]) -> None:
         """Call `callback` once, when the environment is cleaned up."""
-        self._on_cleanup = callback
+        self._on_cleanup.append(callback)
 
     async def wait(self) -> int:
         return await asyncio.shield(self._exited)
@@ -517,8 +541,8 @@ class RestoredSandbox(ProcessGroupSandbox):
         if self._released:
             return
         self._released = True
-        if self._on_cleanup is not None:
-            self._on_cleanup()
+        for callback in self._on_cleanup:
+            callback()
         if self._process is not None:
             self._process.close()
         if self.cgroup is None:
@@ -583,8 +607,11 @@ class RestoredBackend:
         mapping: PathMapping,
         name: str,
         network: NetworkIsolation | None = None,
+        credentials: CredentialsServer | None = None,
     ) -> None:
         self.name = f"{name}+snapstart"
+        # Served in each environment's own network namespace (else the snapshot's serves all).
+        self._credentials = credentials
         self.snapshot = snapshot
         self._sockets = sockets
         self._cgroups = cgroups
@@ -613,6 +640,8 @@ class RestoredBackend:
             if key not in HIDDEN_VARIABLES
         }
         environment["AWS_LAMBDA_RUNTIME_API"] = RUNTIME_API_ADDRESS
+        if self._credentials is not None:
+            environment.update(self._credentials.variables)
         spec.scratch_root.mkdir(parents=True, exist_ok=True)
         runtime = self._sockets.connect(spec.scratch_root.name)
         read_fd, write_fd = os.pipe()
@@ -676,6 +705,8 @@ class RestoredBackend:
         pipes: list[int] = []
         child: ChildProcess | None = None
         exited: asyncio.Future[int] | None = None
+        # Its credentials: served in its namespace, or in the held one it joins.
+        unserve = held.unserve if held is not None else _nothing
 
         def release() -> None:
             isolation.free.append(inside_uid)
@@ -690,23 +721,19 @@ class RestoredBackend:
                 "limits": limits.namespace_limits(None if cgroup else spec.memory_mb),
                 "isolation": _isolation(spec, inside_uid, slot, held),
             }
-            go_read, go_write = os.pipe()
-            ready_read, ready_write = os.pipe()
-            pipes += [go_read, go_write, ready_read, ready_write]
-            # The child joins its cgroup itself, by files opened here: no pid is written.
-            joining: list[int] = []
-            for name in cgroup.procs_files if cgroup else []:
-                joining.append(_open_for_joining(name))
-                pipes.append(joining[-1])
+            go_read, go_write, ready_read, ready_write, joining = _admission_fds(cgroup, pipes)
             fds = [write_fd, runtime.fileno(), go_read, ready_write, *joining]
             inner, exited = await self.snapshot.fork(request, fds)
-            for fd in (ready_write, *joining):
+            for fd in (ready_write, *joining):  # the child's now
                 os.close(fd)
                 pipes.remove(fd)
             child = self.snapshot.child(inner)
-            await self._admit(spec, child, cgroup, None if held is not None else slot, ready_read)
+            lent = None if held is not None else slot
+            if (served := await self._admit(spec, child, cgroup, lent, ready_read)) is not _nothing:
+                unserve = served
             os.write(go_write, b"g")
         except BaseException as error:
+            unserve()
             if held is not None:
                 held.stop()
             if child is not None:
@@ -726,9 +753,11 @@ class RestoredBackend:
                 os.close(fd)
         if held is not None:
             held.stop()  # the environment is in its namespace: the holder's job is done
-        return RestoredSandbox(
+        sandbox = RestoredSandbox(
             child.pid, read_fd, spec.scratch_root / "tmp", exited, cgroup, release, child
         )
+        sandbox.on_cleanup(unserve)
+        return sandbox
 
     def _hold_ahead(self) -> None:
         """Keep one network namespace made ahead, filling it in the background."""
@@ -749,7 +778,7 @@ class RestoredBackend:
             ready_write = -1
             child = self.snapshot.child(inner)
             await _readable(ready_read, 10.0)
-            await _lend(network, slot, child)
+            unserve = await _lend(network, slot, child, self._credentials)
         except BaseException as error:
             if child is not None:
                 child.kill()
@@ -763,9 +792,10 @@ class RestoredBackend:
             os.close(ready_read)
             if ready_write >= 0:
                 os.close(ready_write)
-        held = _HeldNetwork(inner, child, slot)
+        held = _HeldNetwork(inner, child, slot, unserve)
         if self._closed:
             held.stop()
+            held.unserve()
             network.discard(slot)
             return
         self._held.append(held)
@@ -780,6 +810,7 @@ class RestoredBackend:
         while self._held:
             held = self._held.popleft()
             held.stop()
+            held.unserve()
             if self._network is not None:
                 self._network.discard(held.slot)
 
@@ -804,18 +835,20 @@ class RestoredBackend:
         cgroup: EnvironmentCgroup | None,
         slot: Slot | None,
         ready_read: int,
-    ) -> None:
+    ) -> Callable[[], None]:
         """Once the new child is in its cgroup and its namespaces exist: `slot`'s interface
         into its network namespace (off the event loop's thread: moving an interface waits
-        on the kernel for tens of ms)."""
+        on the kernel for tens of ms), and its credentials served there; what stops them."""
         await _readable(ready_read, 10.0)
+        unserve = _nothing
         if slot is not None and self._network is not None:
-            await _lend(self._network, slot, child)
+            unserve = await _lend(self._network, slot, child, self._credentials)
         channel = spec.runtime_api
         if cgroup is not None and channel is not None:
             # Init runs at full speed; invocations get their CPU share (as elsewhere).
             memory_mb = spec.memory_mb
             channel.initialized.add_done_callback(lambda _: _cap_cpu(cgroup, memory_mb))
+        return unserve
 
     def describe(self) -> list[tuple[str, bool, str]]:
         return [("SnapStart: environments forked from an initialised snapshot", True, "")]
@@ -866,13 +899,48 @@ async def _ends_soon(exited: asyncio.Future[int] | None) -> bool:
     return exited.done()
 
 
-async def _lend(network: NetworkIsolation, slot: Slot, child: ChildProcess) -> None:
-    """`slot`'s interface into `child`'s network namespace, named by descriptor."""
+async def _lend(
+    network: NetworkIsolation,
+    slot: Slot,
+    child: ChildProcess,
+    credentials: CredentialsServer | None,
+) -> Callable[[], None]:
+    """`slot`'s interface into `child`'s network namespace, named by descriptor, and with
+    `credentials`, those served at 127.0.0.1:9001 there; what stops serving them."""
     netns = child.namespace("net")
     try:
         await asyncio.to_thread(network.lend, slot, netns)
+        if credentials is None:
+            return _nothing
+        listener = network.listen_in(netns)
     finally:
         os.close(netns)
+    try:
+        return await credentials.serve(listener)
+    except BaseException:
+        listener.close()
+        raise
+
+
+def _nothing() -> None:
+    return None
+
+
+def _admission_fds(
+    cgroup: EnvironmentCgroup | None, opened: list[int]
+) -> tuple[int, int, int, int, list[int]]:
+    """A fork's go pipe, its ready pipe, and its cgroup's `cgroup.procs` files: the child
+    joins its cgroup itself, by files opened here, so that no pid is ever written. Each
+    descriptor is noted in `opened` as soon as it exists."""
+    go_read, go_write = os.pipe()
+    opened += [go_read, go_write]
+    ready_read, ready_write = os.pipe()
+    opened += [ready_read, ready_write]
+    joining: list[int] = []
+    for name in cgroup.procs_files if cgroup else []:
+        joining.append(_open_for_joining(name))
+        opened.append(joining[-1])
+    return go_read, go_write, ready_read, ready_write, joining
 
 
 def _open_for_joining(procs: str) -> int:

@@ -197,12 +197,16 @@ class NetworkIsolation:
             raise
 
     def listen(self, slot: Slot) -> socket.socket:
-        """The environment's Runtime API socket, listening at 127.0.0.1:9001 inside the slot.
+        """The environment's Runtime API socket, listening at 127.0.0.1:9001 inside the slot."""
+        return self.listen_in(slot.fd)
+
+    def listen_in(self, netns: int) -> socket.socket:
+        """A socket listening at 127.0.0.1:9001 inside the network namespace open as `netns`.
 
         Only socket() needs to run inside: a socket stays in the namespace it was made in.
         The event loop's thread is inside for microseconds, with nothing else running.
         """
-        with self._inside.entered(slot.fd):
+        with self._inside.entered(netns):
             listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         try:
             # The previous environment's connections may linger in TIME_WAIT on the port.
