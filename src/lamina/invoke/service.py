@@ -544,7 +544,8 @@ class InvokeService:
         stream = stream_name(config.version, environment_id)
         if self._environment_keys is not None:
             self._environment_keys.check(config)
-        session = await self._issue_session(config)
+        # A SnapStart snapshot and its environments fetch container credentials instead.
+        session = None if initialization_type == SNAP_START else await self._issue_session(config)
         variables = self._variables(
             config,
             task_root,
