@@ -96,10 +96,10 @@ class Settings:
     # off only to compare with the generic path (LAMINA_FAST_INVOKE=0).
     fast_invoke: bool = True
     # SnapStart (`SnapStart.ApplyOn=PublishedVersions` on Python functions): published
-    # versions are snapshotted and their environments restored from the snapshot. Off until
-    # the operator opts in (LAMINA_SNAPSTART=on): see the README's SnapStart section for what
-    # a restored environment shares with its version's others.
-    snapstart: bool = False
+    # versions are snapshotted and their environments restored from the snapshot. An
+    # operator can turn it off (LAMINA_SNAPSTART=off): see the README's SnapStart section for
+    # what a restored environment shares with its version's others.
+    snapstart: bool = True
     # Snapshots a node keeps at most (LAMINA_SNAPSTART_SNAPSHOTS). Each holds its version's
     # initialised process, 257 uids and two network namespaces: past this many, the least
     # recently used one with no environment running is stopped (its version's next call is

@@ -490,9 +490,10 @@ def test_a_restore_longer_than_ten_seconds_is_refused(server: LaminaServer) -> N
 
 def test_after_a_restart_the_snapshot_is_made_again(tmp_path: Path) -> None:
     """Snapshots live in the server's processes: the first call after a restart is refused
-    as not ready (as Lambda refuses a version whose snapshot it dropped) while it is remade."""
+    as not ready (as Lambda refuses a version whose snapshot it dropped) while it is remade.
+    (SnapStart is on by default: these servers are not told.)"""
     data = tmp_path / "data"
-    env = {"LAMINA_ISOLATION": "process", "LAMINA_SNAPSTART": "on"}
+    env = {"LAMINA_ISOLATION": "process"}
     first = LaminaServer(data, env=env).start()
     try:
         client = first.client()
@@ -550,10 +551,11 @@ def test_a_node_keeps_at_most_its_limit_of_snapshots(tmp_path: Path) -> None:
         server.stop()
 
 
-def test_without_the_operators_setting_versions_run_without_a_snapshot(tmp_path: Path) -> None:
-    """LAMINA_SNAPSTART is off by default: a SnapStart version is published Active at once,
-    reports OptimizationStatus Off, and its environments start as any other's."""
-    plain = LaminaServer(tmp_path / "data", env={"LAMINA_ISOLATION": "process"}).start()
+def test_an_operator_can_turn_snapstart_off(tmp_path: Path) -> None:
+    """With LAMINA_SNAPSTART=off a SnapStart version is published Active at once, reports
+    OptimizationStatus Off, and its environments start as any other's."""
+    env = {"LAMINA_ISOLATION": "process", "LAMINA_SNAPSTART": "off"}
+    plain = LaminaServer(tmp_path / "data", env=env).start()
     try:
         client = plain.client()
         create(client, "snap-unserved")

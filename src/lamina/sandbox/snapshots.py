@@ -39,7 +39,8 @@ Its children are held by pidfds checked once open; an interface is moved into a 
 named by a descriptor opened while its process lived; forks join their cgroups themselves.
 After its init, the snapshot's own cgroup (what stays in it: threads, held namespaces, a fork
 that never joined its group) gets the CPU of one environment.
-This is why SnapStart is off until the operator turns it on (LAMINA_SNAPSTART).
+What remains shared within a version is why an operator can turn SnapStart off
+(LAMINA_SNAPSTART=off).
 
 What is relaxed, exactly, compared to an environment started fresh (and why):
 - the environments of one version share the snapshot's PID namespace (a fork cannot leave
