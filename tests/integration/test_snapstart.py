@@ -672,6 +672,18 @@ def test_provisioned_concurrency_is_refused_on_snapstart_versions(server: Lamina
                 ProvisionedConcurrentExecutions=1,
             )
         assert error_of(refused) == ("InvalidParameterValueException", expected, 400)
+    # An alias that routes part of its calls to the SnapStart version is refused too.
+    client.create_alias(
+        FunctionName="snap-provisioned",
+        Name="split",
+        FunctionVersion="2",
+        RoutingConfig={"AdditionalVersionWeights": {"1": 0.5}},
+    )
+    with pytest.raises(ClientError) as refused:
+        client.put_provisioned_concurrency_config(
+            FunctionName="snap-provisioned", Qualifier="split", ProvisionedConcurrentExecutions=1
+        )
+    assert error_of(refused) == ("InvalidParameterValueException", expected, 400)
     client.put_provisioned_concurrency_config(
         FunctionName="snap-provisioned", Qualifier="live", ProvisionedConcurrentExecutions=1
     )

@@ -115,3 +115,36 @@ def test_a_session_close_to_expiring_is_replaced() -> None:
     assert json.loads(second)["AccessKeyId"] == "ASIA0"
     assert third == second
     assert lifetimes == []
+
+
+def test_what_one_client_can_hold_of_the_endpoint_is_bounded() -> None:
+    """Untrusted code reaches the endpoint: requests pipelined faster than their replies are
+    taken close the connection, and connections past the limit are closed at once."""
+
+    async def issue() -> Session:
+        return session(time.time() + 3600, "ASIA")
+
+    async def scenario() -> tuple[int, bytes, bytes]:
+        listener = loopback_listener()
+        port = listener.getsockname()[1]
+        endpoint = ContainerCredentials(issue, f"127.0.0.1:{port}")
+        token = endpoint.variables["AWS_CONTAINER_AUTHORIZATION_TOKEN"]
+        stop = await endpoint.serve(listener)
+        try:
+            flood = len(bodies(await exchange(port, *[get(token)] * 50)))
+            held = [await asyncio.open_connection("127.0.0.1", port) for _ in range(64)]
+            await asyncio.sleep(0.05)
+            beyond = await exchange(port, get(token, close=True))
+            for _, writer in held:
+                writer.close()
+            await asyncio.sleep(0.05)
+            again = await exchange(port, get(token, close=True))
+            return flood, beyond, again
+        finally:
+            stop()
+            endpoint.close()
+
+    flood, beyond, again = asyncio.run(scenario())
+    assert flood < 50
+    assert beyond == b""  # the 65th connection: closed unanswered
+    assert bodies(again)[0][0] == 200  # room again once the others are gone

@@ -46,8 +46,9 @@ def test_a_fork_given_up_on_leaves_the_protocol_whole() -> None:
     async def scenario() -> int:
         snapshot = Snapshot(process, ours, None)
         read_fd, write_fd = os.pipe()
+        gone: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         try:
-            first = asyncio.ensure_future(snapshot.fork({"n": 1}, [write_fd]))
+            first = asyncio.ensure_future(snapshot.fork({"n": 1}, [write_fd], gone))
             await asyncio.sleep(0.05)
             assert await asyncio.to_thread(read_request, theirs) == {"n": 1}
             first.cancel()
@@ -59,6 +60,17 @@ def test_a_fork_given_up_on_leaves_the_protocol_whole() -> None:
             reply(theirs, {"pid": 101}, {"pid": 102})
             pid, _ = await asyncio.wait_for(second, 5)
             assert snapshot.alive
+            assert not gone.done()  # its orphan still runs
+            reply(theirs, {"exit": 101, "status": -9})
+            await asyncio.wait_for(gone, 5)  # what it held can be given back now
+            # The orphan's exit was claimed: a later child given its pid is not taken for
+            # ended.
+            third = asyncio.ensure_future(snapshot.fork({"n": 3}, [write_fd]))
+            assert await asyncio.to_thread(read_request, theirs) == {"n": 3}
+            reply(theirs, {"pid": 101})
+            _, exited = await asyncio.wait_for(third, 5)
+            await asyncio.sleep(0.05)
+            assert not exited.done()
             return pid
         finally:
             os.close(read_fd)

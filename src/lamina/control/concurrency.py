@@ -293,8 +293,15 @@ class ConcurrencyService:
         resolved = self._resolve(ref, qualifier)
         if resolved.config.version == LATEST:
             raise InvalidParameterValue(_UNPUBLISHED)
-        if resolved.config.snap_start == SNAPSTART_APPLY_ON:
-            raise InvalidParameterValue(SNAPSTART_PROVISIONED)
+        routed = resolved.alias.additional_weights if resolved.alias is not None else {}
+        for version in [resolved.config.version, *routed]:
+            config = (
+                resolved.config
+                if version == resolved.config.version
+                else self._store.get_version(resolved.record.name, int(version))
+            )
+            if config is not None and config.snap_start == SNAPSTART_APPLY_ON:
+                raise InvalidParameterValue(SNAPSTART_PROVISIONED)
         return resolved.record, qualifier
 
     def _existing_target(self, ref: FunctionRef, qualifier: str | None) -> tuple[str, str]:

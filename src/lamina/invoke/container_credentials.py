@@ -41,6 +41,12 @@ _FRESH_FOR_S = 30 * 60
 # which nothing accepts; they still expire, as a session's would.
 _UNSTORED_LIFETIME_S = 12 * 3600
 _REFUSED = b"cannot get credentials for the provided token\n"
+# What one version's code may hold of the endpoint: connections open at once, replies
+# waiting on one connection (a client that pipelines requests without reading the answers
+# is closed), and how long a connection may stay idle.
+_CONNECTIONS_MAX = 64
+_PENDING_MAX = 8
+_IDLE_S = 60.0
 _NOT_FOUND = b"404 page not found\n"
 
 
@@ -57,6 +63,7 @@ class ContainerCredentials:
         self._current: tuple[bytes, float] | None = None  # the body handed out, its expiry
         self._issuing: asyncio.Task[tuple[bytes, float]] | None = None
         self._servers: set[asyncio.AbstractServer] = set()
+        self.connections = 0
 
     async def serve(self, listener: socket.socket) -> Callable[[], None]:
         """Answer on `listener` (listening already) until the returned function is called."""
@@ -121,17 +128,36 @@ class _CredentialsProtocol(asyncio.Protocol):
         # Replies in request order; b"" closes the connection.
         self._replies: asyncio.Queue[asyncio.Future[bytes]] = asyncio.Queue()
         self._writer: asyncio.Task[None] | None = None
+        self._idle: asyncio.TimerHandle | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        if self._endpoint.connections >= _CONNECTIONS_MAX:
+            transport.close()
+            return
+        self._endpoint.connections += 1
         self._transport = cast(asyncio.Transport, transport)
         self._writer = asyncio.ensure_future(self._write_replies())
+        self._idle = asyncio.get_running_loop().call_later(_IDLE_S, transport.close)
 
     def connection_lost(self, exc: Exception | None) -> None:
+        if self._transport is None:
+            return  # refused in connection_made
+        self._endpoint.connections -= 1
         self._transport = None
+        if self._idle is not None:
+            self._idle.cancel()
         if self._writer is not None:
             self._writer.cancel()
         while not self._replies.empty():
             self._replies.get_nowait().cancel()
+
+    def pause_writing(self) -> None:
+        if self._transport is not None:
+            self._transport.pause_reading()
+
+    def resume_writing(self) -> None:
+        if self._transport is not None:
+            self._transport.resume_reading()
 
     def data_received(self, data: bytes) -> None:
         try:
@@ -143,12 +169,23 @@ class _CredentialsProtocol(asyncio.Protocol):
     def _reply(self, data: bytes) -> None:
         ready: asyncio.Future[bytes] = asyncio.get_running_loop().create_future()
         ready.set_result(data)
-        self._replies.put_nowait(ready)
+        self._queue(ready)
+
+    def _queue(self, reply: asyncio.Future[bytes]) -> None:
+        if self._replies.qsize() >= _PENDING_MAX and self._transport is not None:
+            reply.cancel()
+            self._transport.close()
+            return
+        self._replies.put_nowait(reply)
 
     # httptools callbacks
     def on_message_begin(self) -> None:
         self._url = b""
         self._token = None
+        if self._idle is not None:
+            self._idle.cancel()
+        if self._transport is not None:
+            self._idle = asyncio.get_running_loop().call_later(_IDLE_S, self._transport.close)
 
     def on_url(self, url: bytes) -> None:
         self._url += url
@@ -164,7 +201,7 @@ class _CredentialsProtocol(asyncio.Protocol):
         elif not self._endpoint.authorized(self._token):
             self._reply(_response(404, _REFUSED, b"text/plain; charset=utf-8"))
         else:
-            self._replies.put_nowait(asyncio.ensure_future(self._credentials()))
+            self._queue(asyncio.ensure_future(self._credentials()))
         if not self._parser.should_keep_alive():
             self._reply(b"")
 

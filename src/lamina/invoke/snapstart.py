@@ -70,6 +70,8 @@ SNAP_START = "snap-start"
 MIN_INIT_TIMEOUT_S = 130.0
 # AWS's words for a restore that took longer than its 10 seconds (SnapStartTimeoutException).
 SNAPSTART_TIMEOUT = "Lambda couldn't restore the snapshot within the timeout limit."
+# A snapshot chosen for an environment this recently is never stopped to make room.
+_CHOSEN_RECENTLY_S = 60.0
 # The reason code of a version whose snapshot's init failed.
 FUNCTION_ERROR = "FunctionError"
 
@@ -87,7 +89,8 @@ class _Made:
     backend: RestoredBackend
     output_fd: int
     credentials: ContainerCredentials
-    used_at: float = 0.0  # monotonic: when an environment was last restored from it
+    used_at: float = 0.0  # monotonic: when it was made, or last chosen for an environment
+    chosen_at: float = float("-inf")  # monotonic: when last chosen for an environment
 
 
 class SnapStart:
@@ -154,7 +157,7 @@ class SnapStart:
         self._loop = self._loop or asyncio.get_running_loop()
         made = self._made.get((config.function_name, config.version))
         if made is not None and made.identity == _identity(config) and made.snapshot.alive:
-            made.used_at = time.monotonic()
+            made.used_at = made.chosen_at = time.monotonic()
             return made.backend
         self._begin(config, settle=False)
         raise SnapStartNotReady(SNAPSTART_NOT_READY)
@@ -222,7 +225,7 @@ class SnapStart:
         except BaseException:
             _stop_reading(loop, read_fd)
             ours.close()
-            _close_credentials(credentials, shared)
+            _close_credentials(credentials, shared, None)
             raise
         finally:
             os.close(write_fd)
@@ -237,7 +240,7 @@ class SnapStart:
             await snapshot.ready(max(MIN_INIT_TIMEOUT_S, float(config.timeout)))
         except InitFailed as failure:
             snapshot.close()
-            _close_credentials(credentials, shared)
+            _close_credentials(credentials, shared, isolation)
             _drain(read_fd, output)
             _stop_reading(loop, read_fd)
             error_type = str(failure.payload.get("errorType") or "")
@@ -249,7 +252,7 @@ class SnapStart:
         except BaseException:
             # Cancelled (the server is stopping): nothing may outlive the attempt.
             snapshot.close()
-            _close_credentials(credentials, shared)
+            _close_credentials(credentials, shared, isolation)
             _stop_reading(loop, read_fd)
             raise
         _drain(read_fd, output)
@@ -323,8 +326,12 @@ class SnapStart:
     def _make_room(self) -> None:
         """Below the node's limit, by stopping the least recently used snapshots that no
         environment runs from (one in use stays: stopping it would end its environments)."""
+        # One chosen in the last minute may be about to start an environment: it stays too.
+        recent = time.monotonic() - _CHOSEN_RECENTLY_S
         idle = sorted(
-            (made.used_at, key) for key, made in self._made.items() if made.backend.live == 0
+            (made.used_at, key)
+            for key, made in self._made.items()
+            if made.backend.live == 0 and made.chosen_at < recent
         )
         for _, key in idle[: max(0, len(self._made) + 1 - self._keep)]:
             log.info("SnapStart snapshot of %s:%s stopped to make room", *key)
@@ -360,10 +367,16 @@ class SnapStart:
             self._sockets.close()
 
 
-def _close_credentials(credentials: ContainerCredentials, shared: socket.socket | None) -> None:
+def _close_credentials(
+    credentials: ContainerCredentials,
+    shared: socket.socket | None,
+    isolation: SnapshotIsolation | None,
+) -> None:
+    """Stop serving a snapshot's credentials, and close the listeners never served."""
     credentials.close()
-    if shared is not None:
-        shared.close()
+    for listener in (shared, isolation.listener if isolation is not None else None):
+        if listener is not None:
+            listener.close()
 
 
 def _no_cgroup(environment_id: str, memory_mb: int) -> None:

@@ -59,6 +59,7 @@ from __future__ import annotations
 import array
 import asyncio
 import contextlib
+import functools
 import logging
 import os
 import select
@@ -207,16 +208,24 @@ class Snapshot:
             ) from None
 
     async def fork(
-        self, request: dict[str, Any], fds: list[int]
+        self,
+        request: dict[str, Any],
+        fds: list[int],
+        gone: asyncio.Future[None] | None = None,
     ) -> tuple[int, asyncio.Future[int]]:
         """Fork one environment; its pid (in the snapshot's PID namespace) and exit status.
         Never blocks the event loop: a snapshot that stops reading or answering is killed
-        after CONTROL_TIMEOUT_S (ControlViolation)."""
+        after CONTROL_TIMEOUT_S (ControlViolation). A call cancelled before it returns
+        resolves `gone` once its fork holds nothing any more: never made, or ended."""
         loop = asyncio.get_running_loop()
         body = orjson.dumps(request)
         header = _HEADER.pack(len(body))
         reply: asyncio.Future[int] = loop.create_future()
-        await self._lock.acquire()
+        try:
+            await self._lock.acquire()
+        except asyncio.CancelledError:
+            _resolve(gone)  # nothing was sent
+            raise
         # Waiting before the request goes out: its reply may be read before the send
         # returns. Replies come in request order, which the lock keeps: it is held until the
         # whole request is out, even by a caller cancelled meanwhile (a request cut short
@@ -230,28 +239,41 @@ class Snapshot:
         try:
             await asyncio.shield(send)
         except asyncio.CancelledError:
-            if not send.done():
-                reply.add_done_callback(self._orphaned)
+            # Sent or being sent: its child is ended when its pid comes (a request that
+            # failed to go out cancels the reply, which resolves `gone` at once).
+            reply.add_done_callback(lambda answered: self._orphaned(answered, gone))
             raise
         except TimeoutError:
+            _resolve(gone)
             # `_sent` has killed it already.
             raise ControlViolation("the snapshot was stopped: it stopped reading") from None
+        except Exception:
+            _resolve(gone)  # the request did not go out: nothing was forked
+            raise
         try:
             pid = await asyncio.wait_for(asyncio.shield(reply), CONTROL_TIMEOUT_S)
         except TimeoutError:
+            _resolve(gone)  # killed: its children went with it
             raise self._violated("it did not answer a fork request") from None
+        except Exception:
+            _resolve(gone)  # the snapshot ended: its children went with it
+            raise
         except asyncio.CancelledError:
             # The request is out: a child is (being) forked that nobody will admit. Its
             # pid, when it comes, ends it (it also ends by itself once its pipes close).
-            reply.add_done_callback(self._orphaned)
+            reply.add_done_callback(lambda answered: self._orphaned(answered, gone))
             raise
-        exited: asyncio.Future[int] = loop.create_future()
+        return pid, self._exit_of(pid)
+
+    def _exit_of(self, pid: int) -> asyncio.Future[int]:
+        """The exit status of child `pid`, which may have been reported already."""
+        exited: asyncio.Future[int] = asyncio.get_running_loop().create_future()
         early = self._early_exits.pop(pid, None)
         if early is not None:
             exited.set_result(early)
         else:
             self._exits[pid] = exited
-        return pid, exited
+        return exited
 
     def _sent(self, sent: asyncio.Future[None], reply: asyncio.Future[int]) -> None:
         """A request that did not go out whole has no reply to wait for."""
@@ -262,14 +284,18 @@ class Snapshot:
             if not sent.cancelled() and isinstance(sent.exception(), TimeoutError):
                 self._violated("it stopped reading its control socket")
 
-    def _orphaned(self, reply: asyncio.Future[int]) -> None:
+    def _orphaned(self, reply: asyncio.Future[int], gone: asyncio.Future[None] | None) -> None:
+        """A fork whose caller gave up: end it, and claim its exit (so that no later child
+        given its pid is taken for ended), which resolves `gone`."""
         if reply.cancelled() or reply.exception() is not None:
+            _resolve(gone)  # no child: the request did not go out, or the snapshot died
             return
-        with contextlib.suppress(RuntimeError):
-            orphan = self.child(reply.result()) if self.isolation else None
-            if orphan is not None:
-                orphan.kill()
-                orphan.close()
+        pid = reply.result()
+        self._exit_of(pid).add_done_callback(lambda _: _resolve(gone))
+        with contextlib.suppress(RuntimeError, OSError):
+            orphan = self.child(pid)
+            orphan.kill()
+            orphan.close()
 
     async def _send_with(self, header: bytes, body: bytes, fds: list[int]) -> None:
         """The header with `fds` (SCM_RIGHTS), then the body, without blocking."""
@@ -427,6 +453,11 @@ class Snapshot:
             self.isolation = None
 
 
+def _resolve(future: asyncio.Future[None] | None) -> None:
+    if future is not None and not future.done():
+        future.set_result(None)
+
+
 def _is_child_of(pid: int, parent: int, inner_pid: int) -> bool:
     """Whether host pid `pid` is `parent`'s child known there as `inner_pid`."""
     try:
@@ -492,6 +523,10 @@ class _HeldNetwork:
         self.process.close()
 
 
+# What a fork that ended before its admission is held by: nothing to signal any more.
+_ENDED = ChildProcess(0, -1)
+
+
 class RestoredSandbox(ProcessGroupSandbox):
     """One environment forked from a snapshot."""
 
@@ -525,6 +560,10 @@ class RestoredSandbox(ProcessGroupSandbox):
         if self._process is None:
             super().kill()
         else:
+            if self.cgroup is None and self._process.alive:
+                # No group to end what it started by: its process tree, while its pid is
+                # still its own.
+                super().kill()
             self._process.kill()
         if self.cgroup is not None:
             self.cgroup.kill()
@@ -554,13 +593,7 @@ class RestoredSandbox(ProcessGroupSandbox):
 
     async def _remove_group(self) -> None:
         assert self.cgroup is not None
-        with contextlib.suppress(asyncio.TimeoutError):
-            await asyncio.wait_for(asyncio.shield(self._exited), 5)
-        for delay in (0.005, 0.02, 0.1, 0.5, 1.0, 2.0):
-            if self.cgroup.remove():
-                break
-            self.cgroup.kill()
-            await asyncio.sleep(delay)
+        await _remove_group(self.cgroup, self._exited)
         self._release()
 
 
@@ -695,17 +728,19 @@ class RestoredBackend:
         here, its cgroup, and the interface of its own network namespace."""
         isolation = self.snapshot.isolation
         assert isolation is not None
+        network = self._network
+        held, slot = await self._network_for(spec)
         if not isolation.free:
+            self._give_back(held, slot)
             raise RuntimeError(
                 f"all {ENVIRONMENTS_PER_SNAPSHOT} environments of the snapshot are in use"
             )
-        network = self._network
-        held, slot = await self._network_for(spec)
         inside_uid = isolation.free.pop()
         cgroup: EnvironmentCgroup | None = None
         pipes: list[int] = []
         child: ChildProcess | None = None
         exited: asyncio.Future[int] | None = None
+        gone: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         # Its credentials: served in its namespace, or in the held one it joins.
         unserve = held.unserve if held is not None else _nothing
 
@@ -716,38 +751,32 @@ class RestoredBackend:
 
         try:
             cgroup = self._cgroups(spec.scratch_root.name, spec.memory_mb)
-            request = {
-                "env": environment,
-                "cwd": "/var/task",
-                "limits": limits.namespace_limits(None if cgroup else spec.memory_mb),
-                "isolation": _isolation(spec, inside_uid, slot, held),
-            }
+            request = _fork_request(spec, environment, cgroup, inside_uid, slot, held)
             go_read, go_write, ready_read, ready_write, joining = _admission_fds(cgroup, pipes)
             fds = [write_fd, runtime.fileno(), go_read, ready_write, *joining]
-            inner, exited = await self.snapshot.fork(request, fds)
-            for fd in (ready_write, *joining):  # the child's now
-                os.close(fd)
-                pipes.remove(fd)
+            inner, exited = await self.snapshot.fork(request, fds, gone)
+            _close_all(pipes, [ready_write, *joining])  # the child's now
             child = self.snapshot.child(inner)
-            lent = None if held is not None else slot
-            if (served := await self._admit(spec, child, cgroup, lent, ready_read)) is not _nothing:
-                unserve = served
+            lent = None if held is not None else slot  # a held namespace has its interface
+            unserve = await self._admit(spec, child, cgroup, lent, ready_read) or unserve
             os.write(go_write, b"g")
         except BaseException as error:
             unserve()
             if held is not None:
                 held.stop()
+            # Whether it ended by itself (init code left something behind that ends forks)
+            # is asked before it is killed here: a failure of the platform's is not the
+            # function's.
+            alone = isinstance(error, Exception) and (child is None or not child.alive)
             if child is not None:
                 child.kill()
                 child.close()
-            if isinstance(error, Exception) and await _ends_soon(exited):
-                # It ended on its own before it could be admitted (init code left something
-                # behind that ends forks): its runtime exited, as the invocation will say.
-                assert exited is not None
+            abandon = functools.partial(_abandon, cgroup, exited or gone, release)
+            if alone and exited is not None and await _ended_by_itself(exited, abandon):
+                # Its runtime exited before it could be admitted, as the invocation will say.
                 tmp = spec.scratch_root / "tmp"
-                ended = ChildProcess(0, -1)
-                return RestoredSandbox(0, read_fd, tmp, exited, cgroup, release, ended)
-            _abandon(cgroup, exited, release)
+                return RestoredSandbox(0, read_fd, tmp, exited, cgroup, release, _ENDED)
+            abandon()
             raise
         finally:
             for fd in pipes:
@@ -759,6 +788,14 @@ class RestoredBackend:
         )
         sandbox.on_cleanup(unserve)
         return sandbox
+
+    def _give_back(self, held: _HeldNetwork | None, slot: Slot | None) -> None:
+        """What `_network_for` gave an environment that will not start."""
+        if held is not None:
+            held.stop()
+            held.unserve()
+        if slot is not None and self._network is not None:
+            self._network.discard(slot)
 
     def _hold_ahead(self) -> None:
         """Keep one network namespace made ahead, filling it in the background."""
@@ -779,7 +816,7 @@ class RestoredBackend:
             ready_write = -1
             child = self.snapshot.child(inner)
             await _readable(ready_read, 10.0)
-            unserve = await _lend(network, slot, child, self._credentials)
+            unserve = await _lend(network, slot, child, self._credentials) or _nothing
         except BaseException as error:
             if child is not None:
                 child.kill()
@@ -836,12 +873,13 @@ class RestoredBackend:
         cgroup: EnvironmentCgroup | None,
         slot: Slot | None,
         ready_read: int,
-    ) -> Callable[[], None]:
+    ) -> Callable[[], None] | None:
         """Once the new child is in its cgroup and its namespaces exist: `slot`'s interface
         into its network namespace (off the event loop's thread: moving an interface waits
-        on the kernel for tens of ms), and its credentials served there; what stops them."""
+        on the kernel for tens of ms), and its credentials served there; what stops them
+        (None: nothing was served)."""
         await _readable(ready_read, 10.0)
-        unserve = _nothing
+        unserve = None
         if slot is not None and self._network is not None:
             unserve = await _lend(self._network, slot, child, self._credentials)
         channel = spec.runtime_api
@@ -862,6 +900,22 @@ class RestoredBackend:
         self._drop_held()
 
 
+def _fork_request(
+    spec: SandboxSpec,
+    environment: dict[str, str],
+    cgroup: EnvironmentCgroup | None,
+    uid: int,
+    slot: Slot | None,
+    held: _HeldNetwork | None,
+) -> dict[str, Any]:
+    return {
+        "env": environment,
+        "cwd": "/var/task",
+        "limits": limits.namespace_limits(None if cgroup else spec.memory_mb),
+        "isolation": _isolation(spec, uid, slot, held),
+    }
+
+
 def _isolation(
     spec: SandboxSpec, uid: int, slot: Slot | None, held: _HeldNetwork | None
 ) -> dict[str, Any]:
@@ -877,18 +931,46 @@ def _isolation(
 
 def _abandon(
     cgroup: EnvironmentCgroup | None,
-    exited: asyncio.Future[int] | None,
+    gone: asyncio.Future[Any],
     release: Callable[[], None],
 ) -> None:
-    """Undo what a fork that will not be an environment holds; its uid only once it is gone."""
+    """Undo what a fork that will not be an environment holds: its cgroup emptied and removed,
+    and its uid given back, once it is gone (`gone`: its exit, or that it never was)."""
     if cgroup is not None:
         cgroup.kill()
-        with contextlib.suppress(OSError):
-            cgroup.remove()
-    if exited is None or exited.done():
+        removing = asyncio.ensure_future(_remove_group(cgroup, gone))
+        _REMOVING.add(removing)
+        removing.add_done_callback(_REMOVING.discard)
+    if gone.done():
         release()
     else:
-        exited.add_done_callback(lambda _: release())
+        gone.add_done_callback(lambda _: release())
+
+
+# Removals of abandoned forks' cgroups under way (a task needs a reference to live).
+_REMOVING: set[asyncio.Future[None]] = set()
+
+
+async def _ended_by_itself(exited: asyncio.Future[int], abandon: Callable[[], None]) -> bool:
+    """Whether a fork that failed its admission ended (its exit is reported shortly after);
+    a caller cancelled meanwhile still has what the fork held undone."""
+    try:
+        return await _ends_soon(exited)
+    except BaseException:
+        abandon()
+        raise
+
+
+async def _remove_group(cgroup: EnvironmentCgroup, gone: asyncio.Future[Any]) -> None:
+    """Remove an environment's cgroup once its processes are gone: a group is busy until
+    the last one has exited, which can take a moment after SIGKILL."""
+    with contextlib.suppress(asyncio.TimeoutError):
+        await asyncio.wait_for(asyncio.shield(gone), 5)
+    for delay in (0.005, 0.02, 0.1, 0.5, 1.0, 2.0):
+        if cgroup.remove():
+            return
+        cgroup.kill()
+        await asyncio.sleep(delay)
 
 
 async def _ends_soon(exited: asyncio.Future[int] | None) -> bool:
@@ -905,17 +987,22 @@ async def _lend(
     slot: Slot,
     child: ChildProcess,
     credentials: CredentialsServer | None,
-) -> Callable[[], None]:
+) -> Callable[[], None] | None:
     """`slot`'s interface into `child`'s network namespace, named by descriptor, and with
     `credentials`, those served at 127.0.0.1:9001 there; what stops serving them."""
     netns = child.namespace("net")
+    # The thread owns the descriptor (and closes it): a caller cancelled meanwhile must not
+    # close it under the thread, whose number could by then name another namespace.
+    moving = asyncio.ensure_future(
+        asyncio.to_thread(_move_interface, network, slot, netns, credentials is not None)
+    )
     try:
-        await asyncio.to_thread(network.lend, slot, netns)
-        if credentials is None:
-            return _nothing
-        listener = network.listen_in(netns)
-    finally:
-        os.close(netns)
+        listener = await asyncio.shield(moving)
+    except asyncio.CancelledError:
+        moving.add_done_callback(_close_listener)
+        raise
+    if listener is None or credentials is None:
+        return None
     try:
         return await credentials.serve(listener)
     except BaseException:
@@ -923,8 +1010,29 @@ async def _lend(
         raise
 
 
+def _move_interface(
+    network: NetworkIsolation, slot: Slot, netns: int, listen: bool
+) -> socket.socket | None:
+    try:
+        network.lend(slot, netns)
+        return network.listen_in(netns) if listen else None
+    finally:
+        os.close(netns)
+
+
+def _close_listener(moved: asyncio.Future[socket.socket | None]) -> None:
+    if not moved.cancelled() and moved.exception() is None and moved.result() is not None:
+        moved.result().close()  # type: ignore[union-attr]
+
+
 def _nothing() -> None:
     return None
+
+
+def _close_all(opened: list[int], closing: list[int]) -> None:
+    for fd in closing:
+        os.close(fd)
+        opened.remove(fd)
 
 
 def _admission_fds(
