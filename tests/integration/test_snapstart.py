@@ -69,9 +69,12 @@ def handler(event, context):
 
 
 CREDENTIALS = """
-import json, os, time, urllib.error, urllib.request
+import json, os, socket, time, urllib.error, urllib.parse, urllib.request
 import boto3
 
+# A connection made at init: after a restore it is seen closed, as on AWS.
+ENDPOINT = urllib.parse.urlparse(os.environ["AWS_ENDPOINT_URL"])
+CONNECTION = socket.create_connection((ENDPOINT.hostname, ENDPOINT.port))
 SESSION = boto3.Session()
 STS = SESSION.client("sts")  # made at init, in the snapshot: it outlives any one session
 AT_INIT = STS.get_caller_identity()["Arn"]
@@ -96,7 +99,15 @@ def handler(event, context):
         "fetched": fetched,
         "method": SESSION.get_credentials().method,
         "pid": os.getpid(),
+        "init_connection": closed(CONNECTION),
     }
+
+def closed(connection):
+    connection.setblocking(False)
+    try:
+        return connection.recv(1) == b""
+    except BlockingIOError:
+        return False  # still open: shared with the snapshot and every other environment
 """
 
 SLOW_INIT = """
@@ -731,6 +742,9 @@ def test_snapshots_and_their_environments_get_container_credentials(
         )
     assert both[0]["pid"] != both[1]["pid"]
     assert both[0]["fetched"] == both[1]["fetched"]
+    # The init's connections (the SDK's own, to STS, too) are theirs no more: each
+    # environment reconnected, rather than two writing on one connection.
+    assert both[0]["init_connection"] and both[1]["init_connection"]
     result = both[0]
     assert result["keys"] == []
     assert not result["token"]

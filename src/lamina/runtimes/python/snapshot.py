@@ -36,6 +36,7 @@ import resource
 import select
 import signal
 import socket
+import stat
 import struct
 import sys
 import time
@@ -170,6 +171,31 @@ def _hold_network(fds, closing):
         signal.pause()
 
 
+def _disconnect_inherited():
+    """Connections made during init are seen closed by the peer, as after a restore on AWS
+    (where the snapshot's connections do not survive): each environment reconnects. Left as
+    they are, every fork would share them, and two environments would write on, and read
+    each other's answers from, one connection. Each connected TCP socket's descriptor is
+    replaced by a socket whose other end is closed: reads see the end, writes fail."""
+    for name in os.listdir("/proc/self/fd"):
+        fd = int(name)
+        try:
+            if not stat.S_ISSOCK(os.fstat(fd).st_mode):
+                continue
+            with socket.socket(fileno=os.dup(fd)) as probe:
+                if probe.family not in (socket.AF_INET, socket.AF_INET6):
+                    continue
+                if probe.type != socket.SOCK_STREAM:
+                    continue
+                probe.getpeername()  # OSError when not connected (a listener, say)
+        except OSError:
+            continue
+        ours, theirs = socket.socketpair()
+        theirs.close()
+        os.dup2(ours.fileno(), fd)
+        ours.close()
+
+
 def _wait_for(go_fd):
     if os.read(go_fd, 1) != b"g":
         os._exit(1)
@@ -185,6 +211,7 @@ def _restore(request, fds, handler, closing):
     signal.set_wakeup_fd(-1)
     for fd in closing:
         os.close(fd)
+    _disconnect_inherited()
     isolation = request.get("isolation")
     if isolation:
         # Our cgroup, then namespaces of our own (no user code has run), then tell the
