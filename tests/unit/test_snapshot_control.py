@@ -108,3 +108,39 @@ def test_a_child_is_acted_on_through_its_pidfd_only_while_it_lives() -> None:
     finally:
         child.kill()
         child.wait()
+
+
+def test_only_forks_exits_are_kept_and_a_closed_snapshot_ends_its_forks() -> None:
+    """The snapshot is process 1 of its PID namespace and also reaps what handlers leave
+    behind: such an exit is not kept for a later fork that gets the same pid. And once the
+    snapshot is gone, a fork's exit is known at once (its children went with it)."""
+    process = subprocess.Popen(["sleep", "30"])
+    ours, theirs = socket.socketpair()
+
+    async def scenario() -> tuple[bool, int]:
+        snapshot = Snapshot(process, ours, None)
+        read_fd, write_fd = os.pipe()
+        try:
+            reply(theirs, {"exit": 201, "status": 0})  # a grandchild, reaped by process 1
+            await asyncio.sleep(0.05)
+            forked = asyncio.ensure_future(snapshot.fork({"n": 1}, [write_fd]))
+            assert await asyncio.to_thread(read_request, theirs) == {"n": 1}
+            reply(theirs, {"pid": 201})
+            _, exited = await asyncio.wait_for(forked, 5)
+            await asyncio.sleep(0.05)
+            kept_early = exited.done()
+            snapshot.close()
+            return kept_early, await asyncio.wait_for(exited, 5)
+        finally:
+            os.close(read_fd)
+            os.close(write_fd)
+            snapshot.close()
+
+    try:
+        kept_early, status = asyncio.run(scenario())
+        assert not kept_early
+        assert status == -signal.SIGKILL
+    finally:
+        theirs.close()
+        process.kill()
+        process.wait()

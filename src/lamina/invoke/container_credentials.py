@@ -137,7 +137,7 @@ class _CredentialsProtocol(asyncio.Protocol):
         self._endpoint.connections += 1
         self._transport = cast(asyncio.Transport, transport)
         self._writer = asyncio.ensure_future(self._write_replies())
-        self._idle = asyncio.get_running_loop().call_later(_IDLE_S, transport.close)
+        self._idle = asyncio.get_running_loop().call_later(_IDLE_S, self._transport.abort)
 
     def connection_lost(self, exc: Exception | None) -> None:
         if self._transport is None:
@@ -174,7 +174,7 @@ class _CredentialsProtocol(asyncio.Protocol):
     def _queue(self, reply: asyncio.Future[bytes]) -> None:
         if self._replies.qsize() >= _PENDING_MAX and self._transport is not None:
             reply.cancel()
-            self._transport.close()
+            self._transport.abort()  # not close(): a client that does not read never drains
             return
         self._replies.put_nowait(reply)
 
@@ -185,7 +185,7 @@ class _CredentialsProtocol(asyncio.Protocol):
         if self._idle is not None:
             self._idle.cancel()
         if self._transport is not None:
-            self._idle = asyncio.get_running_loop().call_later(_IDLE_S, self._transport.close)
+            self._idle = asyncio.get_running_loop().call_later(_IDLE_S, self._transport.abort)
 
     def on_url(self, url: bytes) -> None:
         self._url += url

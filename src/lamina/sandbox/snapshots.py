@@ -184,6 +184,10 @@ class Snapshot:
         self._pending: list[asyncio.Future[int]] = []
         self._exits: dict[int, asyncio.Future[int]] = {}
         self._early_exits: dict[int, int] = {}
+        # Forks whose pid was answered and whose exit nobody has asked for yet: only their
+        # exits are kept early (process 1 also reaps what handlers leave behind).
+        self._unclaimed: set[int] = set()
+        self._ended = False
         self._mapped = False
         self._lock = asyncio.Lock()
         control.setblocking(False)
@@ -218,12 +222,12 @@ class Snapshot:
         after CONTROL_TIMEOUT_S (ControlViolation). A call cancelled before it returns
         resolves `gone` once its fork holds nothing any more: never made, or ended."""
         loop = asyncio.get_running_loop()
-        body = orjson.dumps(request)
-        header = _HEADER.pack(len(body))
         reply: asyncio.Future[int] = loop.create_future()
         try:
+            body = orjson.dumps(request)
+            header = _HEADER.pack(len(body))
             await self._lock.acquire()
-        except asyncio.CancelledError:
+        except BaseException:
             _resolve(gone)  # nothing was sent
             raise
         # Waiting before the request goes out: its reply may be read before the send
@@ -268,9 +272,12 @@ class Snapshot:
     def _exit_of(self, pid: int) -> asyncio.Future[int]:
         """The exit status of child `pid`, which may have been reported already."""
         exited: asyncio.Future[int] = asyncio.get_running_loop().create_future()
+        self._unclaimed.discard(pid)
         early = self._early_exits.pop(pid, None)
         if early is not None:
             exited.set_result(early)
+        elif self._ended:
+            exited.set_result(-signal.SIGKILL)  # the snapshot is gone, and its children
         else:
             self._exits[pid] = exited
         return exited
@@ -385,16 +392,17 @@ class Snapshot:
         elif "pid" in message and self._pending:
             waiter = self._pending.pop(0)
             if not waiter.done():
+                self._unclaimed.add(int(message["pid"]))
                 waiter.set_result(int(message["pid"]))
         elif "exit" in message:
             pid, status = int(message["exit"]), int(message["status"])
             exited = self._exits.pop(pid, None)
-            if exited is None:
-                # Its pid's reply may be in the same read, not yet seen by `fork`.
+            if exited is None and pid in self._unclaimed:
+                # Its pid's reply was read, not yet seen by `fork`.
                 if len(self._early_exits) >= _EARLY_EXITS_MAX:
                     self._early_exits.pop(next(iter(self._early_exits)))
                 self._early_exits[pid] = status
-            elif not exited.done():
+            elif exited is not None and not exited.done():
                 exited.set_result(status)
 
     def _map_user_namespace(self) -> None:
@@ -410,6 +418,7 @@ class Snapshot:
         self._send({"mapped": True})
 
     def _closed(self) -> None:
+        self._ended = True
         """The snapshot ended: its environments cannot report any more; treat them as gone."""
         with contextlib.suppress(ValueError, RuntimeError, OSError):
             asyncio.get_running_loop().remove_reader(self._control.fileno())
@@ -451,6 +460,12 @@ class Snapshot:
                 self.isolation.cgroup.kill()
             self.isolation.release()
             self.isolation = None
+
+
+def _settled() -> asyncio.Future[None]:
+    done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+    done.set_result(None)
+    return done
 
 
 def _resolve(future: asyncio.Future[None] | None) -> None:
@@ -730,17 +745,13 @@ class RestoredBackend:
         assert isolation is not None
         network = self._network
         held, slot = await self._network_for(spec)
-        if not isolation.free:
-            self._give_back(held, slot)
-            raise RuntimeError(
-                f"all {ENVIRONMENTS_PER_SNAPSHOT} environments of the snapshot are in use"
-            )
-        inside_uid = isolation.free.pop()
+        inside_uid = self._take_uid(isolation, held, slot)
         cgroup: EnvironmentCgroup | None = None
         pipes: list[int] = []
         child: ChildProcess | None = None
         exited: asyncio.Future[int] | None = None
-        gone: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        # When what was forked for it is gone: nothing yet, so at once.
+        gone = _settled()
         # Its credentials: served in its namespace, or in the held one it joins.
         unserve = held.unserve if held is not None else _nothing
 
@@ -754,6 +765,7 @@ class RestoredBackend:
             request = _fork_request(spec, environment, cgroup, inside_uid, slot, held)
             go_read, go_write, ready_read, ready_write, joining = _admission_fds(cgroup, pipes)
             fds = [write_fd, runtime.fileno(), go_read, ready_write, *joining]
+            gone = asyncio.get_running_loop().create_future()  # `fork` resolves it
             inner, exited = await self.snapshot.fork(request, fds, gone)
             _close_all(pipes, [ready_write, *joining])  # the child's now
             child = self.snapshot.child(inner)
@@ -788,6 +800,18 @@ class RestoredBackend:
         )
         sandbox.on_cleanup(unserve)
         return sandbox
+
+    def _take_uid(
+        self, isolation: SnapshotIsolation, held: _HeldNetwork | None, slot: Slot | None
+    ) -> int:
+        """A uid of the snapshot's for a new environment, which was given `held` and `slot`
+        (given back if none is left)."""
+        if not isolation.free:
+            self._give_back(held, slot)
+            raise RuntimeError(
+                f"all {ENVIRONMENTS_PER_SNAPSHOT} environments of the snapshot are in use"
+            )
+        return isolation.free.pop()
 
     def _give_back(self, held: _HeldNetwork | None, slot: Slot | None) -> None:
         """What `_network_for` gave an environment that will not start."""

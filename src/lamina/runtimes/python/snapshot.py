@@ -40,6 +40,7 @@ import stat
 import struct
 import sys
 import time
+import traceback
 
 import bootstrap
 import snapshot_restore_py
@@ -190,9 +191,13 @@ def _disconnect_inherited():
                 probe.getpeername()  # OSError when not connected (a listener, say)
         except OSError:
             continue
-        ours, theirs = socket.socketpair()
+        try:
+            ours, theirs = socket.socketpair()
+        except OSError:
+            os.close(fd)  # out of descriptors: closed, then, which reads as EBADF
+            continue
         theirs.close()
-        os.dup2(ours.fileno(), fd)
+        os.dup2(ours.fileno(), fd, inheritable=False)
         ours.close()
 
 
@@ -300,10 +305,16 @@ def main():
                     return
                 pid = os.fork()
                 if pid == 0:
-                    closing = (control.fileno(), wake_read, wake_write)
-                    if request.get("hold"):
-                        _hold_network(fds, closing)
-                    _restore(request, fds, handler, closing)
+                    # A child never returns into this loop: whatever fails, it ends here.
+                    try:
+                        closing = (control.fileno(), wake_read, wake_write)
+                        if request.get("hold"):
+                            _hold_network(fds, closing)
+                        _restore(request, fds, handler, closing)
+                    except BaseException:
+                        traceback.print_exc()
+                    finally:
+                        os._exit(1)
                 for fd in fds:
                     os.close(fd)
                 send(control, {"pid": pid})
