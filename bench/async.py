@@ -112,12 +112,19 @@ def drain_rate(
     stopping = threading.Event()
 
     def watch() -> None:
+        # The queue is read every 2 ms; a crossing is timed conservatively: 90% at the last
+        # reading still above it, 10% at the first below. A queue drained between two
+        # readings (a short one, a fast server) still gets a rate, not a zero.
         deadline = time.monotonic() + timeout
+        previous = time.perf_counter()
         while left[0] and not stopping.is_set() and time.monotonic() < deadline:
             left[0] = sum(counts(data_dir, name).values())
-            for fraction in (0.9, 0.1):
-                if left[0] <= total * fraction and fraction not in marks:
-                    marks[fraction] = time.perf_counter()
+            now = time.perf_counter()
+            if left[0] <= total * 0.9 and 0.9 not in marks:
+                marks[0.9] = previous
+            if left[0] <= total * 0.1 and 0.1 not in marks:
+                marks[0.1] = now
+            previous = now
             time.sleep(0.002)
 
     watcher = threading.Thread(target=watch, name="drain-watcher")
