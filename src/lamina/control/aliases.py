@@ -6,10 +6,10 @@ from dataclasses import replace
 
 from lamina.arns import FunctionRef
 from lamina.constants import LATEST
+from lamina.control.concurrency import refuse_snapstart
 from lamina.control.context import Domain
 from lamina.control.functions import FunctionService, check_revision
 from lamina.control.paging import decode_marker, page_size, take_page
-from lamina.control.states import SNAPSTART_APPLY_ON, SNAPSTART_PROVISIONED
 from lamina.errors import InvalidParameterValue, ResourceConflict, ResourceNotFound
 from lamina.model.functions import Alias, new_revision_id
 
@@ -92,14 +92,6 @@ class AliasService:
             self._store.put_alias(alias)
             return alias
 
-    def _refuse_snapstart(self, function: str, versions: list[str]) -> None:
-        """An alias with provisioned concurrency cannot move onto a SnapStart version: its
-        configuration would then apply to that version."""
-        for version in versions:
-            config = None if version == LATEST else self._store.get_version(function, int(version))
-            if config is not None and config.snap_start == SNAPSTART_APPLY_ON:
-                raise InvalidParameterValue(SNAPSTART_PROVISIONED)
-
     def get(self, ref: FunctionRef, name: str) -> Alias:
         record = self._functions.unqualified(ref, "GetAlias")
         alias = self._store.get_alias(record.name, name)
@@ -123,7 +115,8 @@ class AliasService:
             routing = alias.additional_weights if weights is None else weights
             self._check_target(alias.function_name, target, routing)
             if self._store.get_child(alias.function_name, "provisioned", name) is not None:
-                self._refuse_snapstart(alias.function_name, [target, *routing])
+                # Its configuration would then apply to a SnapStart version.
+                refuse_snapstart(self._store, alias.function_name, [target, *routing])
             updated = replace(
                 alias,
                 function_version=target,

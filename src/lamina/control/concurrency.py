@@ -59,6 +59,14 @@ _ALIAS_ON_PROVISIONED_VERSION = (
 _VERSION_UNDER_PROVISIONED_ALIAS = "Version is pointed by a Provisioned Concurrency alias"
 
 
+def refuse_snapstart(store: FunctionStore, function: str, versions: list[str]) -> None:
+    """Provisioned concurrency cannot apply to any of `versions` that has SnapStart on."""
+    for version in versions:
+        config = None if version == LATEST else store.get_version(function, int(version))
+        if config is not None and config.snap_start == SNAPSTART_APPLY_ON:
+            raise InvalidParameterValue(SNAPSTART_PROVISIONED)
+
+
 def _reserved_below_provisioned(reserved: int, provisioned: int) -> str:
     # AWS's wording, leading space and double space included.
     return (
@@ -294,14 +302,7 @@ class ConcurrencyService:
         if resolved.config.version == LATEST:
             raise InvalidParameterValue(_UNPUBLISHED)
         routed = resolved.alias.additional_weights if resolved.alias is not None else {}
-        for version in [resolved.config.version, *routed]:
-            config = (
-                resolved.config
-                if version == resolved.config.version
-                else self._store.get_version(resolved.record.name, int(version))
-            )
-            if config is not None and config.snap_start == SNAPSTART_APPLY_ON:
-                raise InvalidParameterValue(SNAPSTART_PROVISIONED)
+        refuse_snapstart(self._store, resolved.record.name, [resolved.config.version, *routed])
         return resolved.record, qualifier
 
     def _existing_target(self, ref: FunctionRef, qualifier: str | None) -> tuple[str, str]:

@@ -114,13 +114,13 @@ class SnapStart:
         self._made: dict[tuple[str, str], _Made] = {}
         self._making: dict[tuple[str, str], asyncio.Task[None]] = {}
         self._sockets: RuntimeSockets | None = None
-        self._keep = 32
+        self._keep = 0  # set by `serve`, before any snapshot is made
 
     def start(self) -> None:
         """Note the event loop requests from other threads are handed to."""
         self._loop = asyncio.get_running_loop()
 
-    def serve(self, functions: FunctionService, keep: int = 32) -> None:
+    def serve(self, functions: FunctionService, keep: int) -> None:
         """Make the snapshots of the versions `functions` publishes, and tell it when done;
         keep at most `keep` of them (see `_make_room`)."""
         self._functions = functions

@@ -300,9 +300,7 @@ class Snapshot:
         pid = reply.result()
         self._exit_of(pid).add_done_callback(lambda _: _resolve(gone))
         with contextlib.suppress(RuntimeError, OSError):
-            orphan = self.child(pid)
-            orphan.kill()
-            orphan.close()
+            self.child(pid).end()
 
     async def _send_with(self, header: bytes, body: bytes, fds: list[int]) -> None:
         """The header with `fds` (SCM_RIGHTS), then the body, without blocking."""
@@ -418,8 +416,8 @@ class Snapshot:
         self._send({"mapped": True})
 
     def _closed(self) -> None:
-        self._ended = True
         """The snapshot ended: its environments cannot report any more; treat them as gone."""
+        self._ended = True
         with contextlib.suppress(ValueError, RuntimeError, OSError):
             asyncio.get_running_loop().remove_reader(self._control.fileno())
         if not self._ready.done():
@@ -517,6 +515,11 @@ class ChildProcess:
             with contextlib.suppress(OSError):
                 signal.pidfd_send_signal(self._pidfd, signal.SIGKILL)
 
+    def end(self) -> None:
+        """Kill it, and let go of it."""
+        self.kill()
+        self.close()
+
     def close(self) -> None:
         if self._pidfd >= 0:
             os.close(self._pidfd)
@@ -534,8 +537,7 @@ class _HeldNetwork:
     unserve: Callable[[], None] = lambda: None
 
     def stop(self) -> None:
-        self.process.kill()
-        self.process.close()
+        self.process.end()
 
 
 # What a fork that ended before its admission is held by: nothing to signal any more.
@@ -781,8 +783,7 @@ class RestoredBackend:
             # function's.
             alone = isinstance(error, Exception) and (child is None or not child.alive)
             if child is not None:
-                child.kill()
-                child.close()
+                child.end()
             abandon = functools.partial(_abandon, cgroup, exited or gone, release)
             if alone and exited is not None and await _ended_by_itself(exited, abandon):
                 # Its runtime exited before it could be admitted, as the invocation will say.
@@ -843,8 +844,7 @@ class RestoredBackend:
             unserve = await _lend(network, slot, child, self._credentials) or _nothing
         except BaseException as error:
             if child is not None:
-                child.kill()
-                child.close()
+                child.end()
             network.discard(slot)
             if not isinstance(error, Exception):
                 raise  # cancelled: the backend is closing
@@ -979,10 +979,12 @@ async def _ended_by_itself(exited: asyncio.Future[int], abandon: Callable[[], No
     """Whether a fork that failed its admission ended (its exit is reported shortly after);
     a caller cancelled meanwhile still has what the fork held undone."""
     try:
-        return await _ends_soon(exited)
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(asyncio.shield(exited), 1.0)
     except BaseException:
         abandon()
         raise
+    return exited.done()
 
 
 async def _remove_group(cgroup: EnvironmentCgroup, gone: asyncio.Future[Any]) -> None:
@@ -995,15 +997,6 @@ async def _remove_group(cgroup: EnvironmentCgroup, gone: asyncio.Future[Any]) ->
             return
         cgroup.kill()
         await asyncio.sleep(delay)
-
-
-async def _ends_soon(exited: asyncio.Future[int] | None) -> bool:
-    """Whether a fork whose admission failed has ended (its exit is reported shortly after)."""
-    if exited is None:
-        return False
-    with contextlib.suppress(TimeoutError):
-        await asyncio.wait_for(asyncio.shield(exited), 1.0)
-    return exited.done()
 
 
 async def _lend(
@@ -1045,8 +1038,9 @@ def _move_interface(
 
 
 def _close_listener(moved: asyncio.Future[socket.socket | None]) -> None:
-    if not moved.cancelled() and moved.exception() is None and moved.result() is not None:
-        moved.result().close()  # type: ignore[union-attr]
+    """The listener a move made for a caller that gave up on it."""
+    if not moved.cancelled() and moved.exception() is None and (listener := moved.result()):
+        listener.close()
 
 
 def _nothing() -> None:
