@@ -84,7 +84,9 @@ class SuiteConfig:
             idle_environments=4,
             url_requests=100,
             soak_seconds=5.0,
-            async_events=200,
+            # Enough that the accepting server's one worker cannot drain them all while they
+            # are accepted on a loaded machine (the drain phase would find an empty queue).
+            async_events=1000,
             async_repeats=1,
         )
 

@@ -979,8 +979,10 @@ async def _ended_by_itself(exited: asyncio.Future[int], abandon: Callable[[], No
     """Whether a fork that failed its admission ended (its exit is reported shortly after);
     a caller cancelled meanwhile still has what the fork held undone."""
     try:
+        # Asked only of a fork that is gone or no longer alive: its exit is on its way, but
+        # a loaded machine may take seconds to report it.
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(asyncio.shield(exited), 1.0)
+            await asyncio.wait_for(asyncio.shield(exited), CONTROL_TIMEOUT_S)
     except BaseException:
         abandon()
         raise
