@@ -433,6 +433,41 @@ def test_an_environment_that_ends_before_its_admission_fails_as_its_runtime_exit
     )
 
 
+FORKS_LET_GO = """
+import os, time
+# Init code leaves an at-fork hook behind that drops every descriptor a fork inherits and
+# hangs: the platform sees the fork let go of its admission pipe while it still lives.
+def _drop_everything():
+    os.closerange(3, 65536)
+    time.sleep(60)
+
+os.register_at_fork(after_in_child=_drop_everything)
+
+def handler(event, context):
+    return "never"
+"""
+
+
+def test_a_fork_that_lets_go_of_its_admission_is_ended_as_its_runtime(
+    server: LaminaServer,
+) -> None:
+    """What only the fork holds, closed, means the fork is ending or is of no use, whether or
+    not the kernel has marked it exited yet: it is the function's failure, never an internal
+    error of the platform's."""
+    if server.env.get("LAMINA_ISOLATION") != "namespace":
+        pytest.skip("the process backend has no admission to let go of")
+    client = server.client()
+    create(client, "snap-let-go", FORKS_LET_GO)
+    client.publish_version(FunctionName="snap-let-go")
+    assert settled(client, "snap-let-go", "1")["State"] == "Active"
+    response, payload = call(client, "snap-let-go", {}, Qualifier="1")
+    assert response["FunctionError"] == "Unhandled"
+    assert payload == {
+        "errorType": "Runtime.ExitError",
+        "errorMessage": "Runtime exited with error: signal: killed",
+    }
+
+
 def test_payload_errors_still_answer_from_a_restored_environment(server: LaminaServer) -> None:
     client = server.client()
     create(client, "snap-json")

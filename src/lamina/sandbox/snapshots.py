@@ -333,7 +333,7 @@ class Snapshot:
                     return ChildProcess(pid, fd)
                 os.close(fd)
                 break
-        raise RuntimeError(f"the snapshot's child {inner_pid} is gone")
+        raise ChildEnded(f"the snapshot's child {inner_pid} is gone")
 
     def _send(self, message: dict[str, Any]) -> None:
         """A short reply, sent from the reader callback: it must go out whole at once (the
@@ -482,6 +482,12 @@ def _is_child_of(pid: int, parent: int, inner_pid: int) -> bool:
     return fields.get("PPid", "").strip() == str(parent) and nspid[-1:] == [str(inner_pid)]
 
 
+class ChildEnded(RuntimeError):
+    """A snapshot's child ended, or is ending: what it alone held is closed or gone, though
+    its pidfd turns readable only a moment later (the kernel closes a process's files and
+    namespaces before it marks the process as exited)."""
+
+
 class ChildProcess:
     """A process of a snapshot's, held by a pidfd (see `Snapshot.child`)."""
 
@@ -504,10 +510,10 @@ class ChildProcess:
         try:
             fd = os.open(f"/proc/{self.pid}/ns/{kind}", os.O_RDONLY | os.O_CLOEXEC)
         except OSError:
-            raise RuntimeError(f"the snapshot's child {self.pid} ended") from None
+            raise ChildEnded(f"the snapshot's child {self.pid} ended") from None
         if not self.alive:
             os.close(fd)
-            raise RuntimeError(f"the snapshot's child {self.pid} ended")
+            raise ChildEnded(f"the snapshot's child {self.pid} ended")
         return fd
 
     def kill(self) -> None:
@@ -781,7 +787,9 @@ class RestoredBackend:
             # Whether it ended by itself (init code left something behind that ends forks)
             # is asked before it is killed here: a failure of the platform's is not the
             # function's.
-            alone = isinstance(error, Exception) and (child is None or not child.alive)
+            alone = isinstance(error, ChildEnded) or (
+                isinstance(error, Exception) and (child is None or not child.alive)
+            )
             if child is not None:
                 child.end()
             abandon = functools.partial(_abandon, cgroup, exited or gone, release)
@@ -1092,7 +1100,8 @@ async def _readable(fd: int, timeout_s: float) -> None:
     finally:
         loop.remove_reader(fd)
     if os.read(fd, 1) != b"r":
-        raise RuntimeError("the restored environment ended before its network was set up")
+        # Only the child holds the pipe's other end by now.
+        raise ChildEnded("the restored environment ended before its network was set up")
 
 
 def _cap_cpu(cgroup: EnvironmentCgroup, memory_mb: int) -> None:
