@@ -212,6 +212,57 @@ def test_every_call_on_one_connection_gets_its_own_answer_in_order(
     assert json.loads(answers[2][1])["Configuration"]["FunctionName"] == "echo"
 
 
+def test_an_answer_written_first_is_logged_and_released_before_the_next_request(
+    servers: tuple[LaminaServer, ...],
+) -> None:
+    """The fast path answers before it writes END and REPORT and gives back the environment
+    and the concurrency: those still come before anything the next request does, on the
+    same connection (pipelined) or after the answer (a read of the logs)."""
+    fast_server = servers[0]
+    client = fast_server.client("lambda")
+    client.create_function(
+        FunctionName="solo",
+        Runtime="python3.12",
+        Role=ROLE,
+        Handler="app.fail",
+        Code={"ZipFile": make_zip({"app.py": HANDLERS})},
+    )
+    client.get_waiter("function_active_v2").wait(FunctionName="solo")
+    client.put_function_concurrency(FunctionName="solo", ReservedConcurrentExecutions=1)
+    logs = fast_server.client("logs")
+    request = (
+        f"POST {INVOCATIONS.format('solo')} HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\n\r\n{{}}"
+    )
+    seen: list[str] = []
+    with socket.create_connection(("127.0.0.1", fast_server.port), timeout=30) as sock:
+        reader = sock.makefile("rb")
+        for round_ in range(6):
+            # Three at once: each is admitted only after the one before it let go of the
+            # function's single slot, so none is throttled.
+            sock.sendall(request.encode() * 3)
+            answers = [_read_response(reader) for _ in range(3)]
+            assert [status for status, _ in answers] == [200, 200, 200], answers
+            assert all(json.loads(body)["errorType"] == "ValueError" for _, body in answers)
+            events = logs.filter_log_events(logGroupName="/aws/lambda/solo")["events"]
+            reports = [e["message"] for e in events if e["message"].startswith("REPORT")]
+            assert len(reports) == 3 * (round_ + 1)
+            seen = [e["logStreamName"] for e in events]
+    # Each call's lines in order: START, what it printed, END, REPORT.
+    calls: list[list[str]] = []
+    for event in events:
+        word = event["message"].split(" ", 1)[0]
+        if word == "START":
+            calls.append([])
+        elif not calls:
+            continue  # the environment's INIT_START and its init's lines
+        calls[-1].append(word if word in {"START", "END", "REPORT"} else event["message"])
+    assert len(calls) == 18
+    for lines in calls:
+        assert lines[0] == "START" and lines[-2:] == ["END", "REPORT"], lines
+        assert lines[1] == "about to fail", lines
+    assert len(set(seen)) == 1  # one environment served them all
+
+
 def _read_response(reader: Any) -> tuple[int, bytes]:
     """One response with a Content-Length off a stream: (status, body)."""
     status = int(reader.readline().split()[1])

@@ -215,6 +215,8 @@ class InvokeFastPath:
         if signer is not None and authorizer is not None:
             authorizer.authorize("lambda", OPERATION, params, signer, client_host)
         ref = parse_function_ref(call.function_name, self._account, OPERATION)
+        tail = members.get("LogType") == "Tail"
+        # The protocol writes the answer in the step this returns in (no await between).
         request = sync_request(
             ref,
             members.get("Qualifier"),
@@ -223,9 +225,10 @@ class InvokeFastPath:
             call.trace_header,
             request_id,
             OPERATION,
+            answer_first=not tail,
         )
         result = await self._engine.invoke(request)
-        answer = invoke_response(result, members.get("LogType") == "Tail")
+        answer = invoke_response(result, tail)
         headers = [(b"x-amz-executed-version", answer["ExecutedVersion"].encode("latin-1"))]
         if "FunctionError" in answer:
             headers.append((b"x-amz-function-error", answer["FunctionError"].encode("latin-1")))

@@ -38,6 +38,16 @@ class _CoalescingTransport:
             self._loop.call_soon(self._flush)
         self._held.append(data)
 
+    def write_now(self, data: bytes) -> None:
+        """Write `data` at once, behind anything held: an answer the loop's next callbacks
+        must not hold up (see `InvokeRequest.answer_first`)."""
+        if self._held:
+            self._held.append(data)
+            data = b"".join(self._held)
+            self._held.clear()
+        if not self._transport.is_closing():
+            self._transport.write(data)
+
     def _flush(self) -> None:
         if self._held:
             data = b"".join(self._held) if len(self._held) > 1 else self._held[0]
@@ -82,10 +92,11 @@ class CoalescingHttpToolsProtocol(HttpToolsProtocol):
         super().__init__(*args, **kwargs)
         self._fast_invoke = fast_invoke
         self._exchange: _FastExchange | None = None
+        self._coalescing: _CoalescingTransport | None = None
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
-        loop = asyncio.get_running_loop()
-        super().connection_made(_CoalescingTransport(transport, loop))  # type: ignore[arg-type]
+        self._coalescing = _CoalescingTransport(transport, asyncio.get_running_loop())
+        super().connection_made(self._coalescing)  # type: ignore[arg-type]
 
     def on_headers_complete(self) -> None:
         self._exchange = None
@@ -141,7 +152,8 @@ class CoalescingHttpToolsProtocol(HttpToolsProtocol):
         if exchange.disconnected or self.transport.is_closing():
             return
         headers = [*self.server_state.default_headers, *headers]
-        self.transport.write(http_response(status, headers, payload, not exchange.keep_alive))
+        assert self._coalescing is not None
+        self._coalescing.write_now(http_response(status, headers, payload, not exchange.keep_alive))
         exchange.response_complete = True
         if not exchange.keep_alive:
             self.transport.close()

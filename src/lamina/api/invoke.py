@@ -64,8 +64,10 @@ def sync_request(
     trace_header: str | None,
     request_id: str,
     operation: str,
+    answer_first: bool = False,
 ) -> InvokeRequest:
-    """A synchronous invocation as the API received it, checked as AWS checks it."""
+    """A synchronous invocation as the API received it, checked as AWS checks it
+    (`answer_first`: see `InvokeRequest`)."""
     return InvokeRequest(
         ref=ref,
         qualifier=qualifier,
@@ -73,6 +75,7 @@ def sync_request(
         client_context=decode_client_context(client_context),
         trace_id=trace_header,
         request_id=request_id,
+        answer_first=answer_first,
     )
 
 

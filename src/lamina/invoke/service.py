@@ -110,6 +110,11 @@ class InvokeRequest:
     request_id: str = field(default_factory=lambda: str(uuid.uuid4()))
     # When the request reached the platform, if well before admission (a queued event).
     received_at: float | None = None
+    # The caller reads no log tail and answers its client in the same step of the event loop
+    # as the invocation returns: the invocation's END and REPORT lines, its records and the
+    # release of its environment and concurrency then follow in the loop's next callbacks,
+    # off the path of the answer and still before any other request's work.
+    answer_first: bool = False
 
 
 @dataclass(frozen=True)
@@ -356,6 +361,7 @@ class InvokeService:
         """Run an admitted invocation; `stream` receives the chunks of a streamed response."""
         config, request_id = admission.config, admission.request_id
         environment = admission.environment
+        settled_later = False
         try:
             if environment is None:
                 key: PoolKey = (config.function_name, config.version, config.revision_id)
@@ -384,9 +390,34 @@ class InvokeService:
                 stream=stream,
             )
             started_at = time.time()
-            outcome = await environment.invoke(invocation, config.timeout, admission.trace.xray)
-            self._report(admission, started_at, outcome)
+            outcome = await environment.invoke(
+                invocation, config.timeout, admission.trace.xray, request.answer_first
+            )
+            if request.answer_first:
+                asyncio.get_running_loop().call_soon(
+                    self._settle, admission, started_at, outcome, environment
+                )
+                settled_later = True
+            else:
+                self._report(admission, started_at, outcome)
             return InvokeResult(request_id, config.version, outcome)
+        finally:
+            if not settled_later:
+                self._give_back(admission.lease, admission.environment, environment)
+
+    def _settle(
+        self,
+        admission: Admission,
+        started_at: float,
+        outcome: InvokeOutcome,
+        environment: ExecutionEnvironment,
+    ) -> None:
+        """What an invocation answered first still owes: its records, then its environment
+        and concurrency back, whatever the records do."""
+        try:
+            self._report(admission, started_at, outcome)
+        except Exception:
+            log.exception("recording invocation %s failed", admission.request_id)
         finally:
             self._give_back(admission.lease, admission.environment, environment)
 

@@ -354,22 +354,32 @@ class ExecutionEnvironment:
     # ------------------------------------------------------------------- invoking
 
     async def invoke(
-        self, invocation: Invocation, timeout_s: float, xray: tuple[str, str] | None = None
+        self,
+        invocation: Invocation,
+        timeout_s: float,
+        xray: tuple[str, str] | None = None,
+        end_later: bool = False,
     ) -> InvokeOutcome:
-        """Run one invocation; `xray` (trace id, segment id) marks one the platform traces."""
+        """Run one invocation; `xray` (trace id, segment id) marks one the platform traces.
+
+        `end_later`: the caller reads no log tail, and answers its client in this step of the
+        event loop. An invocation that ended by answering then has its END and REPORT lines
+        written in the loop's next callback, off the path of that answer; the environment
+        is released only after that, so no other invocation of it comes between."""
         assert self.state is State.IDLE and self._channel and self._exited and self._sandbox
         self.state = State.BUSY
         self.invocations += 1
         init_ms = None if self._init_reported else self._init_ms
         self._init_reported = True
         self.output.reset_tail()
-        self._emit(InvokeStarted(invocation.request_id, self.version))
         started = time.perf_counter()
         self._channel.deliver(invocation)
+        # START is written while the runtime works on the event, not before it has it: no
+        # output of the function's can be read before this step of the loop ends, so the
+        # line still comes first in its stream.
+        self._emit(InvokeStarted(invocation.request_id, self.version))
         await _first_of(invocation.outcome, self._exited, timeout_s)
         duration_ms = (time.perf_counter() - started) * 1000
-        # Everything the function printed before answering is in the pipe by now.
-        self._drain_output()
         status = error_type = None
         if invocation.outcome.done():
             outcome = invocation.outcome.result()
@@ -394,6 +404,10 @@ class ExecutionEnvironment:
                 f"{timeout_s:.2f} seconds",
             )
         max_memory_mb = self._max_memory_mb()
+        end_later = end_later and status is None
+        if not end_later:
+            # Everything the function printed before answering is in the pipe by now.
+            self._drain_output()
         if status is not None:
             self._terminate()
         else:
@@ -406,27 +420,29 @@ class ExecutionEnvironment:
             restore_ms, init_ms = init_ms, None
             billed_restore = math.ceil(restore_ms)
         billed = math.ceil(duration_ms + (init_ms or 0) + (billed_restore or 0))
-        self._emit(
-            InvokeEnded(
-                invocation.request_id,
-                duration_ms,
-                billed,
-                self.memory_mb,
-                max_memory_mb,
-                init_ms,
-                status,
-                error_type if status else None,
-                xray,
-                restore_ms,
-                billed_restore,
-            )
+        ended = InvokeEnded(
+            invocation.request_id,
+            duration_ms,
+            billed,
+            self.memory_mb,
+            max_memory_mb,
+            init_ms,
+            status,
+            error_type if status else None,
+            xray,
+            restore_ms,
+            billed_restore,
         )
+        if end_later:
+            asyncio.get_running_loop().call_soon(self._end, ended)
+        else:
+            self._emit(ended)
         if status is not None:
             self._emit(ShutDown(self.id))
         return InvokeOutcome(
             payload=payload,
             function_error=failed,
-            log_tail=self.output.tail(),
+            log_tail=b"" if end_later else self.output.tail(),
             duration_ms=duration_ms,
             billed_ms=billed,
             init_ms=init_ms,
@@ -434,6 +450,11 @@ class ExecutionEnvironment:
             status=status,
             error_type=error_type,
         )
+
+    def _end(self, ended: InvokeEnded) -> None:
+        """An invocation's END and REPORT, after what it printed before answering."""
+        self._drain_output()
+        self._emit(ended)
 
     @staticmethod
     def _payload_of(outcome: Outcome) -> tuple[bytes, bool]:
