@@ -89,6 +89,8 @@ def test_v1_group_gets_memory_and_pids_limits_then_cpu_after_init(tmp_path: Path
     assert (cpu / "cpu.cfs_quota_us").read_text() == "1447"
     assert (cpu / "cpu.cfs_period_us").read_text() == "20000"
     assert (cpu / "cpu.shares").read_text() == "74"
+    # All environments together weigh a quarter of a process beside the server.
+    assert (tmp_path / "cpu/server/lamina-test/cpu.shares").read_text() == "256"
     assert group.procs_files == [
         str(tmp_path / f"{name}/server/lamina-test/env1/cgroup.procs")
         for name in ("memory", "cpu", "pids")
@@ -116,6 +118,7 @@ def test_v2_group_uses_unified_files(tmp_path: Path) -> None:
     )
     assert manager.active == ["memory", "cpu", "pids"]
     assert (base / "cgroup.subtree_control").read_text() == "+memory +cpu +pids"
+    assert (base / "lamina-1" / "cpu.weight").read_text() == "25"  # the default's quarter
     group = manager.create("env", Limits(256 << 20, 256))
     leaf = base / "lamina-1" / "env"
     assert (leaf / "memory.max").read_text() == str(256 << 20)
@@ -217,4 +220,25 @@ def test_real_group_limits_processes(manager: CgroupManager) -> None:
     finally:
         group.kill()
         group.remove()
+        manager.close()
+
+
+def test_real_environments_weigh_a_quarter_of_a_process_beside_the_server(
+    manager: CgroupManager,
+) -> None:
+    """The kernel takes the weight: under load, the event loop that sends each event runs
+    before the runtimes it wakes (see ENVIRONMENTS_WEIGHT_DIVISOR)."""
+    group = manager.create("weighed", Limits(128 << 20, 128))
+    try:
+        parents = {Path(name).parent.parent for name in group.procs_files}
+        weights = {
+            (parent / name).read_text().strip()
+            for parent in parents
+            for name in ("cpu.shares", "cpu.weight")
+            if (parent / name).exists()
+        }
+        assert weights in ({"256"}, {"25"})
+    finally:
+        group.kill()
+        assert group.remove()
         manager.close()
