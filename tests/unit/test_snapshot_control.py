@@ -11,10 +11,12 @@ import socket
 import struct
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
-from lamina.sandbox.snapshots import ChildProcess, Snapshot, _is_child_of
+import lamina.runtimes.python as python_runtime
+from lamina.sandbox.snapshots import ChildEnded, ChildProcess, Snapshot, _is_child_of, _readable
 
 HEADER = struct.Struct(">I")
 
@@ -144,3 +146,58 @@ def test_only_forks_exits_are_kept_and_a_closed_snapshot_ends_its_forks() -> Non
         theirs.close()
         process.kill()
         process.wait()
+
+
+@pytest.mark.parametrize(
+    ("said", "raised"),
+    [(b"", ChildEnded), (b"x", RuntimeError)],
+    ids=["closed unasked: the function's", "a word of failure: the platform's"],
+)
+def test_an_admission_that_ends_says_whose_failure_it_was(
+    said: bytes, raised: type[Exception]
+) -> None:
+    """The child closes its admission pipe without a word only when the function's code
+    ended it (an at-fork hook, say); when the platform's own step failed in the child it
+    writes a word first, and the failure is the platform's (an internal error), never
+    blamed on the function."""
+    read_fd, write_fd = os.pipe()
+    os.set_blocking(read_fd, False)
+    os.write(write_fd, said)
+    os.close(write_fd)
+    try:
+        with pytest.raises(raised) as caught:
+            asyncio.run(_readable(read_fd, 5.0))
+        assert (caught.type is ChildEnded) == (raised is ChildEnded)
+    finally:
+        os.close(read_fd)
+
+
+def test_a_child_whose_own_admission_fails_says_so_before_it_ends() -> None:
+    """In the child (`runtimes/python/snapshot.py`): a failing platform step writes its word
+    on the admission pipe, then ends the child as before."""
+    runtime = Path(python_runtime.__file__).parent
+    code = (
+        "import os, sys\n"
+        f"sys.path.insert(0, {str(runtime)!r})\n"
+        "import snapshot\n"
+        "def broken():\n"
+        "    raise OSError('no namespace for you')\n"
+        "snapshot._disconnect_inherited = broken\n"
+        "ready = int(sys.argv[1])\n"
+        "snapshot._admit(None, [-1, -1, -1, ready])\n"
+    )
+    read_fd, write_fd = os.pipe()
+    result = subprocess.run(
+        [sys.executable, "-c", code, str(write_fd)],
+        pass_fds=[write_fd],
+        capture_output=True,
+        timeout=30,
+        check=False,
+    )
+    os.close(write_fd)
+    try:
+        assert result.returncode != 0
+        assert b"no namespace for you" in result.stderr
+        assert os.read(read_fd, 8) == b"x"
+    finally:
+        os.close(read_fd)

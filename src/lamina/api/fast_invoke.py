@@ -37,6 +37,7 @@ from lamina.errors import LaminaError, ServiceError
 from lamina.identity.sigv4 import SigV4Verifier
 from lamina.invoke.engine import Engine
 from lamina.request_ids import new_request_id
+from lamina.sandbox.after_answer import AfterAnswer
 
 log = logging.getLogger("lamina.api")
 
@@ -162,15 +163,16 @@ class InvokeFastPath:
         )
 
     async def respond(
-        self, call: FastCall, body: bytes, client_host: str | None
+        self, call: FastCall, body: bytes, client_host: str | None, after: AfterAnswer
     ) -> tuple[int, list[tuple[bytes, bytes]], bytes]:
         """(status, headers, body) of the response to a claimed request, as the generic
-        path answers it; the protocol adds its own headers (date, connection)."""
+        path answers it; the protocol adds its own headers (date, connection), and runs
+        `after` once it has written the answer."""
         request_id = new_request_id()
         record = ApiCall("lambda") if self._audit is not None else None
         try:
             status, headers, payload = await self._serve(
-                call, body, client_host, request_id, record
+                call, body, client_host, request_id, record, after
             )
             headers.append((b"x-amzn-requestid", request_id.encode()))
         except LaminaError as error:
@@ -190,6 +192,7 @@ class InvokeFastPath:
         client_host: str | None,
         request_id: str,
         record: ApiCall | None,
+        after: AfterAnswer,
     ) -> tuple[int, list[tuple[bytes, bytes]], bytes]:
         params: dict[str, Any] = {"FunctionName": call.function_name}
         if record is not None:
@@ -216,7 +219,6 @@ class InvokeFastPath:
             authorizer.authorize("lambda", OPERATION, params, signer, client_host)
         ref = parse_function_ref(call.function_name, self._account, OPERATION)
         tail = members.get("LogType") == "Tail"
-        # The protocol writes the answer in the step this returns in (no await between).
         request = sync_request(
             ref,
             members.get("Qualifier"),
@@ -225,7 +227,8 @@ class InvokeFastPath:
             call.trace_header,
             request_id,
             OPERATION,
-            answer_first=not tail,
+            # A log tail holds the END and REPORT lines: the answer waits for them.
+            after_answer=None if tail else after,
         )
         result = await self._engine.invoke(request)
         answer = invoke_response(result, tail)

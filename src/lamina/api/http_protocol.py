@@ -23,6 +23,7 @@ from typing import Any
 from uvicorn.protocols.http.httptools_impl import STATUS_LINE, HttpToolsProtocol
 
 from lamina.api.fast_invoke import FastCall, InvokeFastPath
+from lamina.sandbox.after_answer import AfterAnswer
 
 
 class _CoalescingTransport:
@@ -39,8 +40,8 @@ class _CoalescingTransport:
         self._held.append(data)
 
     def write_now(self, data: bytes) -> None:
-        """Write `data` at once, behind anything held: an answer the loop's next callbacks
-        must not hold up (see `InvokeRequest.answer_first`)."""
+        """Write `data` at once, behind anything held: an answer that work left until after
+        it must not wait for (see `AfterAnswer`)."""
         if self._held:
             self._held.append(data)
             data = b"".join(self._held)
@@ -143,9 +144,20 @@ class CoalescingHttpToolsProtocol(HttpToolsProtocol):
 
     async def _answer_now(self, exchange: _FastExchange) -> None:
         assert self._fast_invoke is not None
+        after = AfterAnswer(self.loop)
+        try:
+            await self._write_answer(exchange, after)
+        finally:
+            # In the step that wrote the answer: no other request's work comes first.
+            after.run()
+
+    async def _write_answer(self, exchange: _FastExchange, after: AfterAnswer) -> None:
+        assert self._fast_invoke is not None
         body = b"".join(exchange.body)
         client = self.client[0] if self.client else None
-        status, headers, payload = await self._fast_invoke.respond(exchange.call, body, client)
+        status, headers, payload = await self._fast_invoke.respond(
+            exchange.call, body, client, after
+        )
         if self.flow.write_paused and not exchange.disconnected:
             # A client not reading its answers holds up the next, as on the ASGI path.
             await self.flow.drain()

@@ -19,6 +19,7 @@ from lamina.invoke.engine import Engine
 from lamina.invoke.service import InvokeRequest, InvokeResult
 from lamina.invoke.streaming import EVENT_STREAM_CONTENT_TYPE, ResponseStream
 from lamina.request_ids import new_request_id
+from lamina.sandbox.after_answer import AfterAnswer
 
 _CLIENT_CONTEXT_MAX_BYTES = 3583
 SYNC_REQUEST_MAX_BYTES = 6 * 1024 * 1024
@@ -64,10 +65,10 @@ def sync_request(
     trace_header: str | None,
     request_id: str,
     operation: str,
-    answer_first: bool = False,
+    after_answer: AfterAnswer | None = None,
 ) -> InvokeRequest:
     """A synchronous invocation as the API received it, checked as AWS checks it
-    (`answer_first`: see `InvokeRequest`)."""
+    (`after_answer`: see `InvokeRequest`)."""
     return InvokeRequest(
         ref=ref,
         qualifier=qualifier,
@@ -75,7 +76,7 @@ def sync_request(
         client_context=decode_client_context(client_context),
         trace_id=trace_header,
         request_id=request_id,
-        answer_first=answer_first,
+        after_answer=after_answer,
     )
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import functools
 import logging
 import random
 import secrets
@@ -54,6 +55,7 @@ from lamina.invoke.tracing import Trace, Tracing
 from lamina.model.functions import FunctionConfig
 from lamina.model.iam import Session
 from lamina.runtimes.registry import RuntimeCommand, RuntimeRegistry
+from lamina.sandbox.after_answer import AfterAnswer
 from lamina.sandbox.api import SandboxBackend, SandboxSpec
 from lamina.sandbox.artifacts import ArtifactCache
 from lamina.sandbox.environment import (
@@ -110,11 +112,10 @@ class InvokeRequest:
     request_id: str = field(default_factory=lambda: str(uuid.uuid4()))
     # When the request reached the platform, if well before admission (a queued event).
     received_at: float | None = None
-    # The caller reads no log tail and answers its client in the same step of the event loop
-    # as the invocation returns: the invocation's END and REPORT lines, its records and the
-    # release of its environment and concurrency then follow in the loop's next callbacks,
-    # off the path of the answer and still before any other request's work.
-    answer_first: bool = False
+    # Set by a caller that reads no log tail and answers its client before anything else:
+    # the invocation's END and REPORT lines, its records and the release of its environment
+    # and concurrency are left to it (see `AfterAnswer`).
+    after_answer: AfterAnswer | None = None
 
 
 @dataclass(frozen=True)
@@ -390,12 +391,13 @@ class InvokeService:
                 stream=stream,
             )
             started_at = time.time()
+            after = request.after_answer
             outcome = await environment.invoke(
-                invocation, config.timeout, admission.trace.xray, request.answer_first
+                invocation, config.timeout, admission.trace.xray, after
             )
-            if request.answer_first:
-                asyncio.get_running_loop().call_soon(
-                    self._settle, admission, started_at, outcome, environment
+            if after is not None:
+                after.add(
+                    functools.partial(self._settle, admission, started_at, outcome, environment)
                 )
                 settled_later = True
             else:

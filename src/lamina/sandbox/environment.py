@@ -11,6 +11,7 @@ import asyncio
 import base64
 import contextlib
 import enum
+import functools
 import math
 import os
 import time
@@ -29,6 +30,7 @@ from lamina.constants import (
     SANDBOX_TIMEDOUT,
     SYNC_PAYLOAD_MAX_BYTES,
 )
+from lamina.sandbox.after_answer import AfterAnswer
 from lamina.sandbox.api import EntrypointError, Sandbox, SandboxBackend, SandboxSpec
 from lamina.sandbox.lifecycle import (
     EnvironmentEvent,
@@ -358,14 +360,13 @@ class ExecutionEnvironment:
         invocation: Invocation,
         timeout_s: float,
         xray: tuple[str, str] | None = None,
-        end_later: bool = False,
+        after: AfterAnswer | None = None,
     ) -> InvokeOutcome:
         """Run one invocation; `xray` (trace id, segment id) marks one the platform traces.
 
-        `end_later`: the caller reads no log tail, and answers its client in this step of the
-        event loop. An invocation that ended by answering then has its END and REPORT lines
-        written in the loop's next callback, off the path of that answer; the environment
-        is released only after that, so no other invocation of it comes between."""
+        `after`: the caller reads no log tail and answers its client first. An invocation
+        that ended by answering leaves its END and REPORT lines to it; the environment is
+        released only after them, so no other invocation of it comes between."""
         assert self.state is State.IDLE and self._channel and self._exited and self._sandbox
         self.state = State.BUSY
         self.invocations += 1
@@ -404,7 +405,7 @@ class ExecutionEnvironment:
                 f"{timeout_s:.2f} seconds",
             )
         max_memory_mb = self._max_memory_mb()
-        end_later = end_later and status is None
+        end_later = after is not None and status is None
         if not end_later:
             # Everything the function printed before answering is in the pipe by now.
             self._drain_output()
@@ -433,8 +434,8 @@ class ExecutionEnvironment:
             restore_ms,
             billed_restore,
         )
-        if end_later:
-            asyncio.get_running_loop().call_soon(self._end, ended)
+        if after is not None and end_later:
+            after.add(functools.partial(self._end, ended))
         else:
             self._emit(ended)
         if status is not None:
@@ -452,8 +453,10 @@ class ExecutionEnvironment:
         )
 
     def _end(self, ended: InvokeEnded) -> None:
-        """An invocation's END and REPORT, after what it printed before answering."""
-        self._drain_output()
+        """An invocation's END and REPORT, after what it printed before answering (read
+        unless the environment is gone: its output's descriptor is closed then)."""
+        if self.state is not State.DEAD:
+            self._drain_output()
         self._emit(ended)
 
     @staticmethod

@@ -327,7 +327,7 @@ class Snapshot:
             if _is_child_of(pid, own, inner_pid):
                 try:
                     fd = os.pidfd_open(pid)
-                except OSError:
+                except ProcessLookupError:
                     break
                 if _is_child_of(pid, own, inner_pid):
                     return ChildProcess(pid, fd)
@@ -509,7 +509,7 @@ class ChildProcess:
         (so the pid it was opened by was still the process's own)."""
         try:
             fd = os.open(f"/proc/{self.pid}/ns/{kind}", os.O_RDONLY | os.O_CLOEXEC)
-        except OSError:
+        except (FileNotFoundError, ProcessLookupError):
             raise ChildEnded(f"the snapshot's child {self.pid} ended") from None
         if not self.alive:
             os.close(fd)
@@ -1099,9 +1099,12 @@ async def _readable(fd: int, timeout_s: float) -> None:
         await asyncio.wait_for(ready, timeout_s)
     finally:
         loop.remove_reader(fd)
-    if os.read(fd, 1) != b"r":
-        # Only the child holds the pipe's other end by now.
+    said = os.read(fd, 1)
+    if not said:
+        # Only the child holds the pipe's other end by now, and it closed it unasked.
         raise ChildEnded("the restored environment ended before its network was set up")
+    if said != b"r":
+        raise RuntimeError("the restored environment could not be set up")
 
 
 def _cap_cpu(cgroup: EnvironmentCgroup, memory_mb: int) -> None:

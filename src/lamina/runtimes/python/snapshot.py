@@ -206,32 +206,44 @@ def _wait_for(go_fd):
         os._exit(1)
 
 
-def _restore(request, fds, handler, closing):
-    """In the forked child: become one environment, run the after-restore hooks, serve."""
-    output_fd, runtime_fd = fds[0], fds[1]
+def _admit(isolation, fds):
+    """Join the environment: our cgroup, then namespaces of our own (no user code has run),
+    then tell the platform, which moves an interface into our network namespace and writes
+    once it is done (nothing written: it gave up on this environment)."""
     go_fd = fds[2] if len(fds) > 2 else -1
     ready_fd = fds[3] if len(fds) > 3 else -1
-    os.setsid()
-    signal.signal(signal.SIGCHLD, signal.SIG_DFL)
-    signal.set_wakeup_fd(-1)
-    for fd in closing:
-        os.close(fd)
-    _disconnect_inherited()
-    isolation = request.get("isolation")
+    try:
+        _disconnect_inherited()
+        if isolation:
+            for procs in fds[4:]:
+                os.write(procs, b"0")
+                os.close(procs)
+            _isolate(isolation)
+    except BaseException:
+        # The platform's own step failed, not the function: say so before this child ends
+        # (a pipe closed without a word means the function's code ended it).
+        if ready_fd >= 0:
+            os.write(ready_fd, b"x")
+        raise
     if isolation:
-        # Our cgroup, then namespaces of our own (no user code has run), then tell the
-        # platform, which moves an interface into our network namespace and writes once it
-        # is done (nothing written: it gave up on this environment).
-        for procs in fds[4:]:
-            os.write(procs, b"0")
-            os.close(procs)
-        _isolate(isolation)
         os.write(ready_fd, b"r")
         os.close(ready_fd)
         _wait_for(go_fd)
         os.close(go_fd)
         # Rooted at the cgroup we are in now: the environment sees only its own.
         _check(_libc.unshare(_CLONE_NEWCGROUP))
+
+
+def _restore(request, fds, handler, closing):
+    """In the forked child: become one environment, run the after-restore hooks, serve."""
+    output_fd, runtime_fd = fds[0], fds[1]
+    os.setsid()
+    signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+    signal.set_wakeup_fd(-1)
+    for fd in closing:
+        os.close(fd)
+    isolation = request.get("isolation")
+    _admit(isolation, fds)
     for name, (soft, hard) in (request.get("limits") or {}).items():
         resource.setrlimit(getattr(resource, name), (soft, hard))
     if isolation:
