@@ -488,6 +488,11 @@ class ChildEnded(RuntimeError):
     namespaces before it marks the process as exited)."""
 
 
+class AdmissionFailed(RuntimeError):
+    """A snapshot's child said its own admission steps failed (joining its cgroup, making
+    its namespaces): the platform's failure, whether or not the child has ended yet."""
+
+
 class ChildProcess:
     """A process of a snapshot's, held by a pidfd (see `Snapshot.child`)."""
 
@@ -788,7 +793,9 @@ class RestoredBackend:
             # is asked before it is killed here: a failure of the platform's is not the
             # function's.
             alone = isinstance(error, ChildEnded) or (
-                isinstance(error, Exception) and (child is None or not child.alive)
+                isinstance(error, Exception)
+                and not isinstance(error, AdmissionFailed)
+                and (child is None or not child.alive)
             )
             if child is not None:
                 child.end()
@@ -1104,7 +1111,7 @@ async def _readable(fd: int, timeout_s: float) -> None:
         # Only the child holds the pipe's other end by now, and it closed it unasked.
         raise ChildEnded("the restored environment ended before its network was set up")
     if said != b"r":
-        raise RuntimeError("the restored environment could not be set up")
+        raise AdmissionFailed("the restored environment could not be set up")
 
 
 def _cap_cpu(cgroup: EnvironmentCgroup, memory_mb: int) -> None:
