@@ -143,7 +143,6 @@ class CoalescingHttpToolsProtocol(HttpToolsProtocol):
             raise
 
     async def _answer_now(self, exchange: _FastExchange) -> None:
-        assert self._fast_invoke is not None
         after = AfterAnswer(self.loop)
         try:
             await self._write_answer(exchange, after)
