@@ -405,8 +405,9 @@ class ExecutionEnvironment:
                 f"{timeout_s:.2f} seconds",
             )
         max_memory_mb = self._max_memory_mb()
-        end_later = after is not None and status is None
-        if not end_later:
+        # Only an invocation that ended by answering leaves its END and REPORT to `after`.
+        end_later = after if status is None else None
+        if end_later is None:
             # Everything the function printed before answering is in the pipe by now.
             self._drain_output()
         if status is not None:
@@ -434,8 +435,8 @@ class ExecutionEnvironment:
             restore_ms,
             billed_restore,
         )
-        if after is not None and end_later:
-            after.add(functools.partial(self._end, ended))
+        if end_later is not None:
+            end_later.add(functools.partial(self._end, ended))
         else:
             self._emit(ended)
         if status is not None:
@@ -443,7 +444,7 @@ class ExecutionEnvironment:
         return InvokeOutcome(
             payload=payload,
             function_error=failed,
-            log_tail=b"" if end_later else self.output.tail(),
+            log_tail=self.output.tail() if end_later is None else b"",
             duration_ms=duration_ms,
             billed_ms=billed,
             init_ms=init_ms,
