@@ -34,7 +34,7 @@ def _serve(args: argparse.Namespace, settings: Settings) -> int:
     import uvicorn  # Lazy: other subcommands should not pay for the server's import.
 
     from lamina.control.networks import NetworksFileError
-    from lamina.server import StoreUnavailable, build_server
+    from lamina.server import StoreUnavailable, build_server, settle_heap
 
     settings = replace(
         settings,
@@ -74,6 +74,7 @@ def _serve(args: argparse.Namespace, settings: Settings) -> int:
         date_header=True,
     )
     server = uvicorn.Server(config)
+    settle_heap()
     print(f"Lamina is serving the Lambda API at {settings.endpoint}", flush=True)
     gateway = app.gateway.setup if app.gateway is not None else None
     if gateway is not None:
