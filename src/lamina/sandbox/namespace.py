@@ -40,6 +40,7 @@ from typing import IO, Any
 from lamina.sandbox import limits, mounts, prestarted, shares
 from lamina.sandbox.api import EntrypointError, SandboxSpec, exec_failure
 from lamina.sandbox.cgroups import MAX_PIDS, CgroupManager, EnvironmentCgroup, Limits
+from lamina.sandbox.cpu_cap import cap_after_init
 from lamina.sandbox.network import (
     NetworkIsolation,
     NetworkOptions,
@@ -412,7 +413,7 @@ class NamespaceBackend:
                 # namespace of its own, only the environment can reach its Runtime API.
                 channel.peer_uid = uid if slot is None else None
                 if cgroup is not None:
-                    channel.initialized.add_done_callback(_cap_after_init(cgroup, spec.memory_mb))
+                    cap_after_init(channel, cgroup, spec.memory_mb)
             read_fd, write_fd = os.pipe()
             os.set_blocking(read_fd, False)
             process: subprocess.Popen[bytes] | TemplateChild
@@ -659,7 +660,7 @@ class NamespaceBackend:
         else:
             channel.peer_uid = entry.uid if entry.slot is None else None
             if entry.cgroup is not None:
-                channel.initialized.add_done_callback(_cap_after_init(entry.cgroup, spec.memory_mb))
+                cap_after_init(channel, entry.cgroup, spec.memory_mb)
             channel.initialized.add_done_callback(lambda _: pool.refill_soon(entry.key))
         return self._adopt(entry)
 
@@ -1036,16 +1037,6 @@ def _template_sandbox(
         # Its descriptor travels with the request; the child checks that it arrived.
         "netns": slot is not None,
     }
-
-
-def _cap_after_init(cgroup: EnvironmentCgroup, memory_mb: int) -> Callable[[object], None]:
-    """Init runs at full speed (cold starts stay short); invocations get their CPU share."""
-
-    def cap(_: object) -> None:
-        with contextlib.suppress(OSError):
-            cgroup.cap_cpu(memory_mb)
-
-    return cap
 
 
 @dataclass(eq=False)

@@ -104,6 +104,8 @@ class RuntimeChannel:
         # Set by sandboxes that run the environment as a uid of its own: connections from
         # any other uid (another environment) are refused.
         self.peer_uid: int | None = None
+        # Run once the runtime has its first event (None once they have run).
+        self._first_event_hooks: list[Callable[[], None]] | None = []
 
     # -- platform side ---------------------------------------------------------------
 
@@ -113,8 +115,22 @@ class RuntimeChannel:
         if self._waiting is not None:
             waiting, self._waiting = self._waiting, None
             waiting(invocation)
+            self._handed_over()
         else:
             self._queued = invocation
+
+    def on_first_event(self, hook: Callable[[], None]) -> None:
+        """Run `hook` once the runtime has been handed its first event, in the same step of
+        the event loop, right after the event was written (at once if it has been)."""
+        if self._first_event_hooks is None:
+            hook()
+        else:
+            self._first_event_hooks.append(hook)
+
+    def _handed_over(self) -> None:
+        hooks, self._first_event_hooks = self._first_event_hooks, None
+        for hook in hooks or ():
+            hook()
 
     # -- runtime side ----------------------------------------------------------------
 
@@ -124,6 +140,7 @@ class RuntimeChannel:
         if self._queued is not None:
             invocation, self._queued = self._queued, None
             send(invocation)
+            self._handed_over()
         else:
             self._waiting = send
 

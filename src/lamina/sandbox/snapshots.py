@@ -81,6 +81,7 @@ from lamina.model.networks import NetworkPolicy
 from lamina.sandbox import limits, mounts
 from lamina.sandbox.api import SandboxSpec
 from lamina.sandbox.cgroups import EnvironmentCgroup
+from lamina.sandbox.cpu_cap import cap_after_init
 from lamina.sandbox.mounts import PathMapping
 from lamina.sandbox.network import NetworkIsolation, Slot
 from lamina.sandbox.process import ProcessGroupSandbox
@@ -923,9 +924,7 @@ class RestoredBackend:
             unserve = await _lend(self._network, slot, child, self._credentials)
         channel = spec.runtime_api
         if cgroup is not None and channel is not None:
-            # Init runs at full speed; invocations get their CPU share (as elsewhere).
-            memory_mb = spec.memory_mb
-            channel.initialized.add_done_callback(lambda _: _cap_cpu(cgroup, memory_mb))
+            cap_after_init(channel, cgroup, spec.memory_mb)
         return unserve
 
     def describe(self) -> list[tuple[str, bool, str]]:
@@ -1112,11 +1111,6 @@ async def _readable(fd: int, timeout_s: float) -> None:
         raise ChildEnded("the restored environment ended before its network was set up")
     if said != b"r":
         raise AdmissionFailed("the restored environment could not be set up")
-
-
-def _cap_cpu(cgroup: EnvironmentCgroup, memory_mb: int) -> None:
-    with contextlib.suppress(OSError):
-        cgroup.cap_cpu(memory_mb)
 
 
 def spawn_snapshot(
