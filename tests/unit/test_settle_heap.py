@@ -13,6 +13,7 @@ class _Node:
 
 
 def test_settling_frees_garbage_cycles_then_freezes_what_is_left() -> None:
+    enabled = gc.isenabled()
     gc.disable()  # so that only settle_heap can free the cycle below
     try:
         node = _Node()
@@ -27,4 +28,5 @@ def test_settling_frees_garbage_cycles_then_freezes_what_is_left() -> None:
         assert not any(entry is kept for entry in gc.get_objects())  # out of every pass
     finally:
         gc.unfreeze()
-        gc.enable()
+        if enabled:
+            gc.enable()

@@ -94,7 +94,7 @@ class EnvironmentCgroup:
         return None if path is None else path / name
 
     def apply(self, limits: Limits) -> None:
-        """Memory and process limits, from the start (CPU is capped once init is over)."""
+        """Memory and process limits, from the start (CPU is capped after init: `cpu_cap`)."""
         memory = self._paths.get("memory")
         pids = self._paths.get("pids")
         if self.version == 1:

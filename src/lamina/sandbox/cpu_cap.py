@@ -2,13 +2,13 @@
 
 Init runs at full speed, so cold starts stay short; invocations get a CPU share and quota in
 proportion to memory (`EnvironmentCgroup.cap_cpu`). Writing the cap costs the event loop
-about 0.2 ms of cgroup writes (four files, more on a busy host). Made the moment init ends,
-they sat between the runtime's first request for an event and the event itself: on every
-cold start that waits for its environment, the first call waited for them too. So the cap
-is written right after the first event has been handed over, while the runtime works on it.
-An environment no call is waiting for (provisioned, or started for a call another
-environment took) is capped `IDLE_GRACE_S` after its init instead: whatever it left running
-is never uncapped for longer.
+0.2 to 0.3 ms of cgroup writes (three or four files). Made the moment init ends, they sat
+between the runtime's first request for an event and the event itself: on every cold start
+that waits for its environment, the first call waited for them too. So the cap is written
+right after the first event has been handed over, while the runtime works on it. An
+environment no call is waiting for (provisioned, or started for a call another environment
+took) is capped `IDLE_GRACE_S` after its init instead (give or take the event loop's own
+delay): whatever it left running is not uncapped for longer.
 """
 
 from __future__ import annotations

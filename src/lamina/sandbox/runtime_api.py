@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
+import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import cast
@@ -31,6 +32,8 @@ from lamina.constants import (
     SYNC_PAYLOAD_MAX_BYTES,
 )
 from lamina.sandbox.peercred import peer_uid
+
+log = logging.getLogger("lamina.sandbox")
 
 _NEXT = f"{RUNTIME_API_PREFIX}/invocation/next".encode()
 _INVOCATION = f"{RUNTIME_API_PREFIX}/invocation/".encode()
@@ -92,6 +95,13 @@ class Outcome:
         return self.error_type is not None or self.oversize is not None
 
 
+def _run(hook: Callable[[], None]) -> None:
+    try:
+        hook()
+    except Exception:
+        log.exception("a hook on a runtime's first event failed")
+
+
 class RuntimeChannel:
     """The state one environment's Runtime API shares between HTTP requests and the platform."""
 
@@ -120,17 +130,19 @@ class RuntimeChannel:
             self._queued = invocation
 
     def on_first_event(self, hook: Callable[[], None]) -> None:
-        """Run `hook` once the runtime has been handed its first event, in the same step of
-        the event loop, right after the event was written (at once if it has been)."""
+        """Run `hook` once the runtime has been handed its first event, right after the
+        event was written: in the same step of the event loop when the runtime was waiting
+        for it, else in the next one, once the request it answers has been read (at once
+        if the event went out already). A hook that fails is logged; the event stands."""
         if self._first_event_hooks is None:
-            hook()
+            _run(hook)
         else:
             self._first_event_hooks.append(hook)
 
     def _handed_over(self) -> None:
         hooks, self._first_event_hooks = self._first_event_hooks, None
         for hook in hooks or ():
-            hook()
+            _run(hook)
 
     # -- runtime side ----------------------------------------------------------------
 
@@ -140,7 +152,9 @@ class RuntimeChannel:
         if self._queued is not None:
             invocation, self._queued = self._queued, None
             send(invocation)
-            self._handed_over()
+            # Called while the runtime's request is parsed: its event goes out at the end of
+            # that (see `RuntimeApiProtocol.data_received`), before the hooks.
+            asyncio.get_running_loop().call_soon(self._handed_over)
         else:
             self._waiting = send
 
