@@ -23,6 +23,7 @@ from lamina.control.concurrency import ConcurrencyService
 from lamina.control.context import Domain
 from lamina.control.functions import FunctionService
 from lamina.errors import ResourceNotFound, TooManyRequests
+from lamina.invoke.cluster_governor import ClusterGovernor
 from lamina.invoke.events import InvocationRecord
 from lamina.invoke.governor import ConcurrencyGovernor
 from lamina.invoke.pool import EnvironmentPool
@@ -30,12 +31,14 @@ from lamina.invoke.service import InvokeRequest, InvokeResult, InvokeService, Re
 from lamina.model.functions import LoggingConfig
 from lamina.observability.telemetry import Telemetry
 from lamina.runtimes.registry import RuntimeRegistry
+from lamina.sandbox.after_answer import AfterAnswer
 from lamina.sandbox.artifacts import ArtifactCache
 from lamina.sandbox.lifecycle import EnvironmentEvent, EnvironmentListener, ShutDown
 from lamina.sandbox.log_sink import LogSink, MemoryLogSink
 from lamina.sandbox.output import EnvironmentOutput
 from lamina.store.sqlite.metrics import SqliteMetricsStore
 from tests.support.domain import fails_with, function_settings, open_domain, source
+from tests.support.redis import nodes
 from tests.support.sandboxes import TrackedBackend, eventually, process_gone
 
 ARN = "arn:aws:lambda:us-east-1:123456789012:function:fn"
@@ -95,7 +98,7 @@ class Engine:
     domain: Domain
     functions: FunctionService
     service: InvokeService
-    governor: ConcurrencyGovernor
+    governor: ConcurrencyGovernor | ClusterGovernor
     pool: EnvironmentPool
     backend: TrackedBackend
     observer: RecordingObserver
@@ -138,9 +141,13 @@ def functions(domain: Domain) -> FunctionService:
 
 @contextlib.asynccontextmanager
 async def engine(
-    tmp_path: Path, domain: Domain, functions: FunctionService, account_limit: int = 1000
+    tmp_path: Path,
+    domain: Domain,
+    functions: FunctionService,
+    account_limit: int = 1000,
+    governor: ConcurrencyGovernor | ClusterGovernor | None = None,
 ) -> AsyncIterator[Engine]:
-    governor = ConcurrencyGovernor(account_limit)
+    governor = governor or ConcurrencyGovernor(account_limit)
     pool = EnvironmentPool(idle_timeout_s=600)
     backend = TrackedBackend()
     observer = RecordingObserver()
@@ -498,6 +505,46 @@ def test_an_init_failure_is_the_callers_function_error(
         "Handler 'missing' missing on module 'app'",
     )
     assert [record.function_error for record in records] == [True]
+
+
+def slots_held_around_the_answer(
+    tmp_path: Path,
+    domain: Domain,
+    functions: FunctionService,
+    governor: ConcurrencyGovernor | ClusterGovernor,
+) -> tuple[int, int]:
+    """Slots in flight when a call answered first (see `AfterAnswer`) has its answer, and
+    once what follows the answer has run."""
+
+    async def scenario() -> tuple[int, int]:
+        async with engine(tmp_path, domain, functions, governor=governor) as e:
+            after = AfterAnswer(asyncio.get_running_loop())
+            answer_request = InvokeRequest(
+                ref=FunctionRef("fn", None), qualifier=None, payload=b"{}", after_answer=after
+            )
+            result = await e.service.invoke(answer_request)
+            assert not result.outcome.function_error, result.outcome.payload
+            at_answer = e.governor.in_flight()
+            after.run()
+            return at_answer, e.governor.in_flight()
+
+    return asyncio.run(scenario())
+
+
+def test_a_local_slot_is_given_back_after_the_answer(
+    tmp_path: Path, domain: Domain, functions: FunctionService
+) -> None:
+    governor = ConcurrencyGovernor(1000)
+    assert slots_held_around_the_answer(tmp_path, domain, functions, governor) == (1, 0)
+
+
+def test_a_shared_slot_is_back_before_the_caller_has_its_answer(
+    tmp_path: Path, domain: Domain, functions: FunctionService
+) -> None:
+    # Another node may be asked for the function the moment the caller is answered.
+    with nodes(1) as (leases,):
+        governor = ClusterGovernor(leases, account_limit=1000)
+        assert slots_held_around_the_answer(tmp_path, domain, functions, governor) == (0, 0)
 
 
 def test_a_runtime_that_cannot_start_is_the_callers_function_error(

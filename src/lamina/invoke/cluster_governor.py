@@ -51,6 +51,8 @@ def reserved_pool(function: str) -> str:
 class ClusterGovernor:
     """Admits against leases every node shares; refuses with AWS's throttle reasons."""
 
+    shared = True
+
     def __init__(
         self, leases: ConcurrencyLeases, account_limit: int, grace_s: float = LEASE_GRACE_S
     ) -> None:

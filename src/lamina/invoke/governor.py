@@ -54,6 +54,10 @@ class Governor(Protocol):
     synchronous: `InvokeService.admit` never awaits.
     """
 
+    # Whether other nodes count in the same store: their admissions do not wait for this
+    # node's next step, so a slot must be back before the caller has its answer.
+    shared: bool
+
     def acquire(
         self,
         function: str,
@@ -74,6 +78,8 @@ class Governor(Protocol):
 
 class ConcurrencyGovernor:
     """Counts in-flight invocations; refuses those over a limit with AWS's throttle reason."""
+
+    shared = False
 
     def __init__(self, account_limit: int) -> None:
         self.account_limit = account_limit

@@ -396,8 +396,15 @@ class InvokeService:
                 invocation, config.timeout, admission.trace.xray, after
             )
             if after is not None:
+                lease: Lease | None = admission.lease
+                if self._governor.shared:
+                    # Another node may be asked the moment the caller has its answer.
+                    self._return_slot(admission.lease)
+                    lease = None
                 after.add(
-                    functools.partial(self._settle, admission, started_at, outcome, environment)
+                    functools.partial(
+                        self._settle, admission, lease, started_at, outcome, environment
+                    )
                 )
                 settled_later = True
             else:
@@ -410,28 +417,29 @@ class InvokeService:
     def _settle(
         self,
         admission: Admission,
+        lease: Lease | None,
         started_at: float,
         outcome: InvokeOutcome,
         environment: ExecutionEnvironment,
     ) -> None:
         """What an invocation answered first still owes: its records, then its environment
-        and concurrency back, whatever the records do."""
+        and its concurrency slot (`lease`, unless already back), whatever the records do."""
         try:
             self._report(admission, started_at, outcome)
         except Exception:
             log.exception("recording invocation %s failed", admission.request_id)
         finally:
-            self._give_back(admission.lease, admission.environment, environment)
+            self._give_back(lease, admission.environment, environment)
 
     def _give_back(
         self,
-        lease: Lease,
+        lease: Lease | None,
         provisioned: ExecutionEnvironment | None,
         on_demand: ExecutionEnvironment | None,
     ) -> None:
-        """Return an invocation's environment and its concurrency slot. The slot goes back
-        even if returning the environment fails (a sandbox that will not die): a slot kept by
-        mistake would throttle the function for good."""
+        """Return an invocation's environment and its concurrency slot (`lease`, unless
+        already back). The slot goes back even if returning the environment fails (a sandbox
+        that will not die): a slot kept by mistake would throttle the function for good."""
         try:
             if provisioned is not None:
                 assert self._provisioned is not None
@@ -439,8 +447,12 @@ class InvokeService:
             elif on_demand is not None:
                 self._pool.release(on_demand)
         finally:
-            self._governor.release(lease)
-            self._levels.released(lease.function, lease.slot is Slot.UNRESERVED)
+            if lease is not None:
+                self._return_slot(lease)
+
+    def _return_slot(self, lease: Lease) -> None:
+        self._governor.release(lease)
+        self._levels.released(lease.function, lease.slot is Slot.UNRESERVED)
 
     def _unstarted(self, admission: Admission, error: InvalidRuntime) -> InvokeOutcome:
         """The failure of an invocation whose runtime cannot start here, logged (START, END,
