@@ -88,6 +88,7 @@ bench-components: $(STAMP)
 	$(BIN)/python -m bench.snapstart
 	$(BIN)/python -m bench.node_runtime
 	$(BIN)/python -m bench.cold_path
+	$(BIN)/python -m bench.python_runtime
 
 clean:
 	rm -rf $(VENV) .lamina .pytest_cache .mypy_cache .ruff_cache

@@ -33,13 +33,15 @@ import time
 import traceback
 
 RUNTIME_PATH = "/2018-06-01/runtime"
-HEADER_REQUEST_ID = "Lambda-Runtime-Aws-Request-Id"
-HEADER_DEADLINE = "Lambda-Runtime-Deadline-Ms"
-HEADER_FUNCTION_ARN = "Lambda-Runtime-Invoked-Function-Arn"
-HEADER_TRACE_ID = "Lambda-Runtime-Trace-Id"
-HEADER_CLIENT_CONTEXT = "Lambda-Runtime-Client-Context"
-HEADER_COGNITO_IDENTITY = "Lambda-Runtime-Cognito-Identity"
-HEADER_TENANT_ID = "Lambda-Runtime-Aws-Tenant-Id"
+# Headers of an event, as the response parser keys them (lower-cased).
+HEADER_REQUEST_ID = "lambda-runtime-aws-request-id"
+HEADER_DEADLINE = "lambda-runtime-deadline-ms"
+HEADER_FUNCTION_ARN = "lambda-runtime-invoked-function-arn"
+HEADER_TRACE_ID = "lambda-runtime-trace-id"
+HEADER_CLIENT_CONTEXT = "lambda-runtime-client-context"
+HEADER_COGNITO_IDENTITY = "lambda-runtime-cognito-identity"
+HEADER_TENANT_ID = "lambda-runtime-aws-tenant-id"
+# Headers the runtime sends.
 HEADER_ERROR_TYPE = "Lambda-Runtime-Function-Error-Type"
 HEADER_ERROR_BODY = "Lambda-Runtime-Function-Error-Body"
 HEADER_RESPONSE_MODE = "Lambda-Runtime-Function-Response-Mode"
@@ -54,13 +56,6 @@ class FaultError(Exception):
         super().__init__(message)
         self.error_type = error_type
         self.message = message
-
-
-class Headers(dict):
-    """Response headers with case-insensitive lookup (keys are stored lower-cased)."""
-
-    def get(self, name, default=None):
-        return dict.get(self, name.lower(), default)
 
 
 class RuntimeClient:
@@ -130,7 +125,7 @@ class RuntimeClient:
         head, _, rest = buffer.partition(b"\r\n\r\n")
         lines = head.decode("latin-1").split("\r\n")
         status = int(lines[0].split(" ", 2)[1])
-        headers = Headers()
+        headers = {}
         for line in lines[1:]:
             name, _, value = line.partition(":")
             headers[name.strip().lower()] = value.strip()
@@ -317,8 +312,9 @@ def to_chunk(item):
 
 def is_stream(result):
     """A handler streams when it returns an iterator (a generator, most often)."""
-    return isinstance(result, collections.abc.Iterator) and not isinstance(
-        result, (str, bytes, bytearray, dict, list, tuple)
+    # The plain types first: the abstract class's check costs more, on every invocation.
+    return not isinstance(result, (dict, list, str, bytes, bytearray, tuple)) and isinstance(
+        result, collections.abc.Iterator
     )
 
 
@@ -509,8 +505,10 @@ def serve(client, handler):
         else:
             os.environ.pop("_X_AMZN_TRACE_ID", None)
         try:
-            client_context = json.loads(headers.get(HEADER_CLIENT_CONTEXT) or "null")
-            identity = json.loads(headers.get(HEADER_COGNITO_IDENTITY) or "null")
+            client_context = headers.get(HEADER_CLIENT_CONTEXT)
+            client_context = json.loads(client_context) if client_context else None
+            identity = headers.get(HEADER_COGNITO_IDENTITY)
+            identity = json.loads(identity) if identity else None
             event = json.loads(body) if body else None
         except ValueError as error:
             payload = error_payload(error, "Runtime.UnmarshalError")
@@ -529,7 +527,8 @@ def serve(client, handler):
         )
         try:
             result = handler(event, context)
-            if is_stream(result):
+            streaming = is_stream(result)
+            if streaming:
                 # The first item is produced before the response begins, so a handler that
                 # fails straight away reports an ordinary function error.
                 first = b""
@@ -543,7 +542,7 @@ def serve(client, handler):
             log_error(payload)
             client.fail("/invocation/%s/error" % request_id, payload)
             continue
-        if is_stream(result):
+        if streaming:
             client.stream(request_id, first, result, streamed_error(request_id))
             continue
         try:
