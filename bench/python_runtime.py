@@ -10,7 +10,7 @@ the context, the trace variable, encoding the answer and framing the next reques
 system call is made, so the kernel's share of a real call is not in it.
 
 Run: `.venv/bin/python -m bench.python_runtime` (BENCH_QUICK=1 for fewer calls). Prints the
-median over rounds, in µs per invocation; asserts nothing.
+median over rounds, in µs of CPU per invocation; asserts nothing.
 """
 
 from __future__ import annotations
@@ -79,12 +79,12 @@ client = bootstrap.RuntimeClient("127.0.0.1:9001")
 client._socket = RuntimeApiStandIn()
 client._pending = b"pending"  # as after a first answer: every read is a 202, then an event
 bootstrap.error_payload = stop
-started = time.perf_counter()
+started = time.process_time()
 try:
     bootstrap.serve(client, handler)
 except Done:
     pass
-print((time.perf_counter() - started) / calls * 1e6)
+print((time.process_time() - started) / calls * 1e6)
 """
 
 

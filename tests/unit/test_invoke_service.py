@@ -514,7 +514,8 @@ def slots_held_around_the_answer(
     governor: ConcurrencyGovernor | ClusterGovernor,
 ) -> tuple[int, int]:
     """Slots in flight when a call answered first (see `AfterAnswer`) has its answer, and
-    once what follows the answer has run."""
+    once what follows the answer has run (when the engine's own count, given back with the
+    slot, must be back to none as well)."""
 
     async def scenario() -> tuple[int, int]:
         async with engine(tmp_path, domain, functions, governor=governor) as e:
@@ -526,6 +527,7 @@ def slots_held_around_the_answer(
             assert not result.outcome.function_error, result.outcome.payload
             at_answer = e.governor.in_flight()
             after.run()
+            assert e.telemetry.levels().account_in_flight == 0
             return at_answer, e.governor.in_flight()
 
     return asyncio.run(scenario())

@@ -158,7 +158,10 @@ class CoalescingHttpToolsProtocol(HttpToolsProtocol):
             exchange.call, body, client, after
         )
         if self.flow.write_paused and not exchange.disconnected:
-            # A client not reading its answers holds up the next, as on the ASGI path.
+            # A client not reading its answers holds up the next, as on the ASGI path; not
+            # the invocation's own bookkeeping, which other requests may be waiting on (its
+            # environment and concurrency slot): that goes first, before the wait.
+            after.run()
             await self.flow.drain()
         if exchange.disconnected or self.transport.is_closing():
             return

@@ -114,7 +114,8 @@ class InvokeRequest:
     received_at: float | None = None
     # Set by a caller that reads no log tail and answers its client before anything else:
     # the invocation's END and REPORT lines, its records and the release of its environment
-    # and concurrency are left to it (see `AfterAnswer`).
+    # are left to it (see `AfterAnswer`), and so is its concurrency slot, unless other nodes
+    # count it too (`Governor.shared`).
     after_answer: AfterAnswer | None = None
 
 
@@ -363,6 +364,8 @@ class InvokeService:
         config, request_id = admission.config, admission.request_id
         environment = admission.environment
         settled_later = False
+        # The slot this call still has to give back (None once given).
+        lease: Lease | None = admission.lease
         try:
             if environment is None:
                 key: PoolKey = (config.function_name, config.version, config.revision_id)
@@ -396,11 +399,10 @@ class InvokeService:
                 invocation, config.timeout, admission.trace.xray, after
             )
             if after is not None:
-                lease: Lease | None = admission.lease
-                if self._governor.shared:
+                if self._governor.shared and lease is not None:
                     # Another node may be asked the moment the caller has its answer.
-                    self._return_slot(admission.lease)
-                    lease = None
+                    shared_lease, lease = lease, None
+                    self._return_slot(shared_lease)
                 after.add(
                     functools.partial(
                         self._settle, admission, lease, started_at, outcome, environment
@@ -412,7 +414,7 @@ class InvokeService:
             return InvokeResult(request_id, config.version, outcome)
         finally:
             if not settled_later:
-                self._give_back(admission.lease, admission.environment, environment)
+                self._give_back(lease, admission.environment, environment)
 
     def _settle(
         self,

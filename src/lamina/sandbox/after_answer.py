@@ -1,10 +1,12 @@
 """Work an invocation's answer does not wait for, done right after the answer is written.
 
 Invoke's fast path writes its client's answer before the invocation's END and REPORT lines,
-its records and the release of its environment and concurrency. The front runs them right
+its records and the release of its environment and concurrency (a concurrency slot other
+nodes count goes back before the answer: see `Governor.shared`). The front runs them right
 after that write, in the same step of the event loop, so no other request's work, on any
-connection, comes between the invocation and them. Should the front never get to write (it
-failed first), the loop's next callback runs them instead: they are never lost.
+connection, comes between the invocation and them; before the write when it must first wait
+for a client that is not reading. Should the front never get to write (it failed first),
+the loop's next callback runs them instead: they are never lost.
 """
 
 from __future__ import annotations
