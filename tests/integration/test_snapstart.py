@@ -399,6 +399,30 @@ def test_a_restored_environment_is_in_a_cgroup_of_its_own(server: LaminaServer) 
     assert (own.bases["memory"] / limit).read_text().strip() == str(192 << 20)
 
 
+def test_a_restored_environment_is_capped_as_its_memory_size_says(server: LaminaServer) -> None:
+    """A restored environment's own group gets the CPU share and quota of its memory size
+    once its first event is handed over, as an environment started afresh does."""
+    if server.env.get("LAMINA_ISOLATION") != "namespace":
+        pytest.skip("the process backend makes no cgroups")
+    client = server.client()
+    create(client, "snap-capped", memory=320)
+    client.publish_version(FunctionName="snap-capped")
+    settled(client, "snap-capped", "1")
+    inner = invoke(client, "snap-capped", Qualifier="1")["pid"]
+    own, _ = locate(
+        Path("/proc/self/mountinfo").read_text(),
+        Path(f"/proc/{restored_host_pid('snap-capped', inner)}/cgroup").read_text(),
+    )
+    assert own is not None
+    cpu = own.bases["cpu"]
+    if own.version == 1:
+        quota, expected = cpu / "cpu.cfs_quota_us", str(cpu_quota_us(320))
+    else:
+        quota, expected = cpu / "cpu.max", f"{cpu_quota_us(320)} {CPU_PERIOD_US}"
+    # Written behind the first event, so possibly a moment after the answer.
+    wait_until(lambda: quota.read_text().strip() == expected, timeout=10)
+
+
 FORKS_DIE = """
 import os
 # Init code leaves an at-fork hook behind: every environment forked later ends at once, so
