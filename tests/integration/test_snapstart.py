@@ -423,6 +423,38 @@ def test_a_restored_environment_is_capped_as_its_memory_size_says(server: Lamina
     wait_until(lambda: quota.read_text().strip() == expected, timeout=10)
 
 
+def test_deleting_a_version_stops_its_snapshot_and_frees_what_it_held(
+    server: LaminaServer,
+) -> None:
+    """The snapshot of a deleted function ends, with the environments restored from it, and
+    its cgroup goes (the server learns of its death without waiting for it)."""
+    if server.env.get("LAMINA_ISOLATION") != "namespace":
+        pytest.skip("the process backend makes no cgroups")
+    client = server.client()
+    create(client, "snap-deleted", memory=192)
+    client.publish_version(FunctionName="snap-deleted")
+    settled(client, "snap-deleted", "1")
+    inner = invoke(client, "snap-deleted", Qualifier="1")["pid"]
+    snapshot = snapshot_pid("snap-deleted")
+    restored = restored_host_pid("snap-deleted", inner)
+    group, _ = locate(
+        Path("/proc/self/mountinfo").read_text(), Path(f"/proc/{snapshot}/cgroup").read_text()
+    )
+    assert group is not None
+    memory_group = group.bases["memory"]
+    assert memory_group.is_dir()
+    client.delete_function(FunctionName="snap-deleted")
+    wait_until(
+        lambda: (
+            not Path(f"/proc/{snapshot}").exists()
+            and not Path(f"/proc/{restored}").exists()
+            and not memory_group.exists()
+        ),
+        timeout=30,
+        message="the snapshot, its environment or its cgroup outlived the function",
+    )
+
+
 FORKS_DIE = """
 import os
 # Init code leaves an at-fork hook behind: every environment forked later ends at once, so

@@ -21,6 +21,7 @@ from lamina.sandbox.snapshots import (
     ChildEnded,
     ChildProcess,
     Snapshot,
+    SnapshotIsolation,
     _is_child_of,
     _readable,
 )
@@ -208,3 +209,53 @@ def test_a_child_whose_own_admission_fails_says_so_before_it_ends() -> None:
         assert os.read(read_fd, 8) == b"x"
     finally:
         os.close(read_fd)
+
+
+def stopped_snapshot(released: list[int | None]) -> tuple[socket.socket, Snapshot]:
+    """A snapshot process (a real one) whose isolation notes the process's exit status at
+    the moment it is released, and the snapshot's end of its control socket."""
+    process = subprocess.Popen(["sleep", "30"])
+    ours, theirs = socket.socketpair()
+    isolation = SnapshotIsolation(
+        uids=[os.getuid()], cgroup=None, release=lambda: released.append(process.returncode)
+    )
+    return theirs, Snapshot(process, ours, isolation)
+
+
+def test_a_snapshot_stopped_while_serving_is_released_by_the_loop_once_dead() -> None:
+    """Stopped without waiting, the snapshot is killed at once but released only when the
+    event loop sees it dead (and reaped): a snapshot slow to die cannot block the loop."""
+    released: list[int | None] = []
+
+    async def scenario() -> tuple[list[int | None], bool]:
+        theirs, snapshot = stopped_snapshot(released)
+        snapshot.close(wait=False)
+        at_close = list(released)  # the loop has not run since
+        for _ in range(500):
+            if snapshot.finished:
+                break
+            await asyncio.sleep(0.01)
+        theirs.close()
+        return at_close, snapshot.finished
+
+    at_close, finished = asyncio.run(scenario())
+    assert at_close == []
+    assert finished
+    assert released == [-signal.SIGKILL]
+
+
+def test_closing_again_waits_for_a_snapshot_still_dying() -> None:
+    """The server stopping closes again what it stopped without waiting: the snapshot is
+    released then, once, and the loop's watch on it ends."""
+    released: list[int | None] = []
+
+    async def scenario() -> bool:
+        theirs, snapshot = stopped_snapshot(released)
+        snapshot.close(wait=False)
+        snapshot.close()
+        await asyncio.sleep(0.1)  # a watch left behind would release it a second time
+        theirs.close()
+        return snapshot.finished
+
+    assert asyncio.run(scenario())
+    assert released == [-signal.SIGKILL]

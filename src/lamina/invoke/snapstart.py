@@ -112,6 +112,8 @@ class SnapStart:
         self._functions: FunctionService | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._made: dict[tuple[str, str], _Made] = {}
+        # Snapshots stopped while serving whose death the event loop still waits for.
+        self._stopping: list[Snapshot] = []
         self._making: dict[tuple[str, str], asyncio.Task[None]] = {}
         self._sockets: RuntimeSockets | None = None
         self._keep = 0  # set by `serve`, before any snapshot is made
@@ -346,9 +348,13 @@ class SnapStart:
                 del self._made[key]
                 self._discard(made)
 
-    def _discard(self, made: _Made) -> None:
+    def _discard(self, made: _Made, wait: bool = False) -> None:
+        """Stop a snapshot; without `wait`, its death is seen to by the event loop."""
         made.backend.close()
-        made.snapshot.close()
+        made.snapshot.close(wait)
+        self._stopping = [snapshot for snapshot in self._stopping if not snapshot.finished]
+        if not made.snapshot.finished:
+            self._stopping.append(made.snapshot)
         made.credentials.close()
         try:
             _stop_reading(asyncio.get_running_loop(), made.output_fd)
@@ -361,8 +367,11 @@ class SnapStart:
         for task in self._making.values():
             task.cancel()
         for made in self._made.values():
-            self._discard(made)
+            self._discard(made, wait=True)
         self._made.clear()
+        for snapshot in self._stopping:
+            snapshot.close()  # waits: nothing it held outlives the server
+        self._stopping.clear()
         if self._sockets is not None:
             self._sockets.close()
 

@@ -191,6 +191,9 @@ class Snapshot:
         self._ended = False
         self._mapped = False
         self._lock = asyncio.Lock()
+        # The event loop and pidfd watching for the death of a snapshot closed without
+        # waiting (see `close`).
+        self._watching: tuple[asyncio.AbstractEventLoop, int] | None = None
         control.setblocking(False)
         asyncio.get_running_loop().add_reader(control.fileno(), self._on_readable)
 
@@ -442,8 +445,15 @@ class Snapshot:
                 exited.set_result(-signal.SIGKILL)
         self._exits.clear()
 
-    def close(self) -> None:
-        """Kill the snapshot (its environments, in its PID namespace, go with it)."""
+    def close(self, wait: bool = True) -> None:
+        """Kill the snapshot (its environments, in its PID namespace, go with it) and release
+        what it held once it is gone.
+
+        Its death can take a while: the kernel ends every environment in its PID namespace
+        first, and one holding much memory takes time to free it. With `wait` False (a
+        snapshot stopped while the server serves), the event loop learns of the death from
+        the process's pidfd instead of blocking on it. Closing again waits (the server
+        stopping: nothing it held is left behind)."""
         with contextlib.suppress(ValueError, RuntimeError, OSError):
             asyncio.get_running_loop().remove_reader(self._control.fileno())
         self._closed()  # whoever waits on it hears it is gone
@@ -452,13 +462,54 @@ class Snapshot:
         if self.process.poll() is None:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(self.process.pid, signal.SIGKILL)
+            if not wait and self._release_once_gone():
+                return
+            self._stop_watching()
             with contextlib.suppress(subprocess.TimeoutExpired):
                 self.process.wait(5)
+        self._stop_watching()
+        self._release_isolation()
+
+    @property
+    def finished(self) -> bool:
+        """Dead, reaped, and what it held released."""
+        return self.process.returncode is not None and self.isolation is None
+
+    def _release_once_gone(self) -> bool:
+        """Release the isolation when the killed process has died, from the event loop;
+        False where that cannot be watched for (no loop, or no pidfd)."""
+        if self._watching is not None:
+            return True
+        try:
+            loop = asyncio.get_running_loop()
+            pidfd = os.pidfd_open(self.process.pid)
+        except (RuntimeError, OSError):
+            return False
+
+        def gone() -> None:
+            self._stop_watching()
+            self.process.poll()  # reaps it
+            self._release_isolation()
+
+        loop.add_reader(pidfd, gone)
+        self._watching = (loop, pidfd)
+        return True
+
+    def _stop_watching(self) -> None:
+        if self._watching is None:
+            return
+        loop, pidfd = self._watching
+        self._watching = None
+        with contextlib.suppress(ValueError, RuntimeError, OSError):
+            loop.remove_reader(pidfd)
+        os.close(pidfd)
+
+    def _release_isolation(self) -> None:
         if self.isolation is not None:
-            if self.isolation.cgroup is not None:
-                self.isolation.cgroup.kill()
-            self.isolation.release()
-            self.isolation = None
+            isolation, self.isolation = self.isolation, None
+            if isolation.cgroup is not None:
+                isolation.cgroup.kill()
+            isolation.release()
 
 
 def _settled() -> asyncio.Future[None]:
