@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 from botocore.exceptions import ClientError
 
-from lamina.sandbox.cgroups import CPU_PERIOD_US, cpu_quota_us, locate
+from lamina.sandbox.cgroups import CPU_PERIOD_US, Hierarchy, cpu_quota_us, locate
 from tests.support.archives import make_zip
 from tests.support.lambda_api import ROLE, call, error_of, invoke
 from tests.support.server import LaminaServer
@@ -345,6 +345,31 @@ def snapshot_pid(name: str) -> int:
     raise AssertionError(f"no snapshot process for {name}")
 
 
+def restored_environment(client: Any, name: str, memory: int) -> int:
+    """The host pid of an environment restored for version 1 of a new function `name`."""
+    create(client, name, memory=memory)
+    client.publish_version(FunctionName=name)
+    settled(client, name, "1")
+    return restored_host_pid(name, invoke(client, name, Qualifier="1")["pid"])
+
+
+def group_of(pid: int) -> Hierarchy:
+    """The cgroups process `pid` is in."""
+    group, _ = locate(
+        Path("/proc/self/mountinfo").read_text(), Path(f"/proc/{pid}/cgroup").read_text()
+    )
+    assert group is not None
+    return group
+
+
+def cpu_cap(group: Hierarchy, memory: int) -> tuple[Path, str]:
+    """The file holding `group`'s CPU quota, and what it holds once capped for `memory` MB."""
+    cpu = group.bases["cpu"]
+    if group.version == 1:
+        return cpu / "cpu.cfs_quota_us", str(cpu_quota_us(memory))
+    return cpu / "cpu.max", f"{cpu_quota_us(memory)} {CPU_PERIOD_US}"
+
+
 def test_the_snapshot_gets_one_environments_cpu_after_its_init(server: LaminaServer) -> None:
     """Init runs at full speed; afterwards whatever stays in the snapshot's cgroup (threads the
     init left running, say) is capped as one environment of its memory size is."""
@@ -354,16 +379,8 @@ def test_the_snapshot_gets_one_environments_cpu_after_its_init(server: LaminaSer
     create(client, "snap-cpu", memory=256)
     client.publish_version(FunctionName="snap-cpu")
     assert settled(client, "snap-cpu", "1")["State"] == "Active"
-    hierarchy, _ = locate(
-        Path("/proc/self/mountinfo").read_text(),
-        Path(f"/proc/{snapshot_pid('snap-cpu')}/cgroup").read_text(),
-    )
-    assert hierarchy is not None
-    cpu = hierarchy.bases["cpu"]
-    if hierarchy.version == 1:
-        assert (cpu / "cpu.cfs_quota_us").read_text().strip() == str(cpu_quota_us(256))
-    else:
-        assert (cpu / "cpu.max").read_text().strip() == f"{cpu_quota_us(256)} {CPU_PERIOD_US}"
+    quota, expected = cpu_cap(group_of(snapshot_pid("snap-cpu")), 256)
+    assert quota.read_text().strip() == expected
 
 
 def restored_host_pid(name: str, inner_pid: int) -> int:
@@ -383,17 +400,8 @@ def test_a_restored_environment_is_in_a_cgroup_of_its_own(server: LaminaServer) 
     its function's, and its group is not the snapshot's."""
     if server.env.get("LAMINA_ISOLATION") != "namespace":
         pytest.skip("the process backend makes no cgroups")
-    client = server.client()
-    create(client, "snap-group", memory=192)
-    client.publish_version(FunctionName="snap-group")
-    settled(client, "snap-group", "1")
-    inner = invoke(client, "snap-group", Qualifier="1")["pid"]
-    mountinfo = Path("/proc/self/mountinfo").read_text()
-    own, _ = locate(
-        mountinfo, Path(f"/proc/{restored_host_pid('snap-group', inner)}/cgroup").read_text()
-    )
-    snapshot, _ = locate(mountinfo, Path(f"/proc/{snapshot_pid('snap-group')}/cgroup").read_text())
-    assert own is not None and snapshot is not None
+    own = group_of(restored_environment(server.client(), "snap-group", 192))
+    snapshot = group_of(snapshot_pid("snap-group"))
     assert own.bases["memory"] != snapshot.bases["memory"]
     limit = "memory.limit_in_bytes" if own.version == 1 else "memory.max"
     assert (own.bases["memory"] / limit).read_text().strip() == str(192 << 20)
@@ -404,21 +412,9 @@ def test_a_restored_environment_is_capped_as_its_memory_size_says(server: Lamina
     once its first event is handed over, as an environment started afresh does."""
     if server.env.get("LAMINA_ISOLATION") != "namespace":
         pytest.skip("the process backend makes no cgroups")
-    client = server.client()
-    create(client, "snap-capped", memory=320)
-    client.publish_version(FunctionName="snap-capped")
-    settled(client, "snap-capped", "1")
-    inner = invoke(client, "snap-capped", Qualifier="1")["pid"]
-    own, _ = locate(
-        Path("/proc/self/mountinfo").read_text(),
-        Path(f"/proc/{restored_host_pid('snap-capped', inner)}/cgroup").read_text(),
+    quota, expected = cpu_cap(
+        group_of(restored_environment(server.client(), "snap-capped", 320)), 320
     )
-    assert own is not None
-    cpu = own.bases["cpu"]
-    if own.version == 1:
-        quota, expected = cpu / "cpu.cfs_quota_us", str(cpu_quota_us(320))
-    else:
-        quota, expected = cpu / "cpu.max", f"{cpu_quota_us(320)} {CPU_PERIOD_US}"
     # Written behind the first event, so possibly a moment after the answer.
     wait_until(lambda: quota.read_text().strip() == expected, timeout=10)
 
@@ -431,17 +427,9 @@ def test_deleting_a_version_stops_its_snapshot_and_frees_what_it_held(
     if server.env.get("LAMINA_ISOLATION") != "namespace":
         pytest.skip("the process backend makes no cgroups")
     client = server.client()
-    create(client, "snap-deleted", memory=192)
-    client.publish_version(FunctionName="snap-deleted")
-    settled(client, "snap-deleted", "1")
-    inner = invoke(client, "snap-deleted", Qualifier="1")["pid"]
+    restored = restored_environment(client, "snap-deleted", 192)
     snapshot = snapshot_pid("snap-deleted")
-    restored = restored_host_pid("snap-deleted", inner)
-    group, _ = locate(
-        Path("/proc/self/mountinfo").read_text(), Path(f"/proc/{snapshot}/cgroup").read_text()
-    )
-    assert group is not None
-    memory_group = group.bases["memory"]
+    memory_group = group_of(snapshot).bases["memory"]
     assert memory_group.is_dir()
     client.delete_function(FunctionName="snap-deleted")
     wait_until(
