@@ -423,20 +423,21 @@ def test_deleting_a_version_stops_its_snapshot_and_frees_what_it_held(
     server: LaminaServer,
 ) -> None:
     """The snapshot of a deleted function ends, with the environments restored from it, and
-    its cgroup goes (the server learns of its death without waiting for it)."""
+    their cgroups go (the server learns of the death without waiting for it, and removes an
+    environment's group once nothing is left in it)."""
     if server.env.get("LAMINA_ISOLATION") != "namespace":
         pytest.skip("the process backend makes no cgroups")
     client = server.client()
     restored = restored_environment(client, "snap-deleted", 192)
     snapshot = snapshot_pid("snap-deleted")
-    memory_group = group_of(snapshot).bases["memory"]
-    assert memory_group.is_dir()
+    groups = [group_of(pid).bases["memory"] for pid in (snapshot, restored)]
+    assert groups[0] != groups[1] and all(group.is_dir() for group in groups)
     client.delete_function(FunctionName="snap-deleted")
     wait_until(
         lambda: (
             not Path(f"/proc/{snapshot}").exists()
             and not Path(f"/proc/{restored}").exists()
-            and not memory_group.exists()
+            and not any(group.exists() for group in groups)
         ),
         timeout=30,
         message="the snapshot, its environment or its cgroup outlived the function",

@@ -249,13 +249,16 @@ def test_closing_again_waits_for_a_snapshot_still_dying() -> None:
     released then, once, and the loop's watch on it ends."""
     released: list[int | None] = []
 
-    async def scenario() -> bool:
+    async def scenario() -> tuple[bool, int]:
         theirs, snapshot = stopped_snapshot(released)
         snapshot.close(wait=False)
+        watching = len(os.listdir("/proc/self/fd"))
         snapshot.close()
-        await asyncio.sleep(0.1)  # a watch left behind would release it a second time
         theirs.close()
-        return snapshot.finished
+        # The watch's pidfd is closed: one descriptor fewer besides the socket closed here.
+        return snapshot.finished, watching - len(os.listdir("/proc/self/fd"))
 
-    assert asyncio.run(scenario())
+    finished, closed = asyncio.run(scenario())
+    assert finished
+    assert closed == 2
     assert released == [-signal.SIGKILL]

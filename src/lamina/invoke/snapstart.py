@@ -393,12 +393,17 @@ def _no_cgroup(environment_id: str, memory_mb: int) -> None:
 
 
 def _drain(fd: int, output: EnvironmentOutput) -> None:
+    """Take what the snapshot and its environments wrote to their output pipe. At its end
+    (every writer gone: the snapshot died), stop watching it, or the loop would be woken
+    for it again and again; the descriptor stays open until the snapshot is discarded."""
     while True:
         try:
             chunk = os.read(fd, 65536)
         except OSError:
             return
         if not chunk:
+            with contextlib.suppress(ValueError, RuntimeError, OSError):
+                asyncio.get_running_loop().remove_reader(fd)
             return
         output.take(chunk)
 

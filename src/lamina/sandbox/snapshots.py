@@ -199,7 +199,7 @@ class Snapshot:
 
     @property
     def alive(self) -> bool:
-        return self.process.poll() is None
+        return not self._ended and self.process.poll() is None
 
     async def ready(self, timeout_s: float) -> float:
         """Wait for the init to end; its duration in ms, or InitFailed."""
@@ -372,7 +372,7 @@ class Snapshot:
     def _violated(self, why: str) -> ControlViolation:
         """Kill a snapshot that broke the protocol; the error to raise where one is due."""
         log.warning("SnapStart snapshot %s killed: %s", self.process.pid, why)
-        self.close()
+        self.close(wait=False)  # its owner closes it again, waiting, when the server stops
         return ControlViolation(f"the snapshot was stopped: {why}")
 
     def _dispatch(self, message: dict[str, Any]) -> None:
@@ -421,6 +421,11 @@ class Snapshot:
 
     def _closed(self) -> None:
         """The snapshot ended: its environments cannot report any more; treat them as gone."""
+        self._stopped()
+        self._environments_gone()
+
+    def _stopped(self) -> None:
+        """Whoever waits on the snapshot itself (its init, a fork's pid) hears it is gone."""
         self._ended = True
         with contextlib.suppress(ValueError, RuntimeError, OSError):
             asyncio.get_running_loop().remove_reader(self._control.fileno())
@@ -440,6 +445,9 @@ class Snapshot:
             if not waiter.done():
                 waiter.set_exception(RuntimeError("the snapshot process exited"))
         self._pending.clear()
+
+    def _environments_gone(self) -> None:
+        """Its environments are reported ended (killed with it)."""
         for exited in self._exits.values():
             if not exited.done():
                 exited.set_result(-signal.SIGKILL)
@@ -456,42 +464,52 @@ class Snapshot:
         stopping: nothing it held is left behind)."""
         with contextlib.suppress(ValueError, RuntimeError, OSError):
             asyncio.get_running_loop().remove_reader(self._control.fileno())
-        self._closed()  # whoever waits on it hears it is gone
+        self._stopped()  # whoever waits on it hears it is gone
         with contextlib.suppress(OSError):
             self._control.close()
         if self.process.poll() is None:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(self.process.pid, signal.SIGKILL)
-            if not wait and self._release_once_gone():
+            if not wait and self._finish_once_gone():
                 return
             self._stop_watching()
             with contextlib.suppress(subprocess.TimeoutExpired):
                 self.process.wait(5)
         self._stop_watching()
-        self._release_isolation()
+        self._finish()
 
     @property
     def finished(self) -> bool:
         """Dead, reaped, and what it held released."""
-        return self.process.returncode is not None and self.isolation is None
+        return self.process.poll() is not None and self.isolation is None
 
-    def _release_once_gone(self) -> bool:
-        """Release the isolation when the killed process has died, from the event loop;
-        False where that cannot be watched for (no loop, or no pidfd)."""
+    def _finish(self) -> None:
+        """Once it is dead: its environments are reported ended (so their own groups are
+        removed only now, when nothing is left in them), then what it held is released."""
+        self._environments_gone()
+        self._release_isolation()
+
+    def _finish_once_gone(self) -> bool:
+        """`_finish` when the killed process has died, from the event loop; False where that
+        cannot be watched for (no loop, or no pidfd on this system)."""
         if self._watching is not None:
             return True
         try:
             loop = asyncio.get_running_loop()
             pidfd = os.pidfd_open(self.process.pid)
-        except (RuntimeError, OSError):
+        except (RuntimeError, OSError, AttributeError):
             return False
 
         def gone() -> None:
             self._stop_watching()
             self.process.poll()  # reaps it
-            self._release_isolation()
+            self._finish()
 
-        loop.add_reader(pidfd, gone)
+        try:
+            loop.add_reader(pidfd, gone)
+        except BaseException:
+            os.close(pidfd)
+            raise
         self._watching = (loop, pidfd)
         return True
 
