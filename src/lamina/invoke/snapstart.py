@@ -43,7 +43,7 @@ from lamina.sandbox.api import SandboxBackend, SandboxSpec
 from lamina.sandbox.lifecycle import InitReported, InitStarted
 from lamina.sandbox.log_sink import LogSink
 from lamina.sandbox.mounts import PathMapping
-from lamina.sandbox.output import EnvironmentOutput
+from lamina.sandbox.output import READ_PER_WAKE, EnvironmentOutput, read_output
 from lamina.sandbox.process import loopback_listener
 from lamina.sandbox.snapshots import (
     ENVIRONMENTS_PER_SNAPSHOT,
@@ -218,7 +218,7 @@ class SnapStart:
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
         read_fd, write_fd = os.pipe()
         os.set_blocking(read_fd, False)
-        loop.add_reader(read_fd, _drain, read_fd, output)
+        loop.add_reader(read_fd, _drain, read_fd, output, READ_PER_WAKE)
         started = time.perf_counter()
         try:
             process, isolation, mapping = await self._spawn(
@@ -392,20 +392,14 @@ def _no_cgroup(environment_id: str, memory_mb: int) -> None:
     return None
 
 
-def _drain(fd: int, output: EnvironmentOutput) -> None:
-    """Take what the snapshot and its environments wrote to their output pipe. At its end
-    (every writer gone: the snapshot died), stop watching it, or the loop would be woken
-    for it again and again; the descriptor stays open until the snapshot is discarded."""
-    while True:
-        try:
-            chunk = os.read(fd, 65536)
-        except OSError:
-            return
-        if not chunk:
-            with contextlib.suppress(ValueError, RuntimeError, OSError):
-                asyncio.get_running_loop().remove_reader(fd)
-            return
-        output.take(chunk)
+def _drain(fd: int, output: EnvironmentOutput, limit: int | None = None) -> None:
+    """Take what the snapshot and its environments wrote to their output pipe (at most
+    about `limit` bytes). At its end (every writer gone: the snapshot died), stop watching
+    it, or the loop would be woken for it again and again; the descriptor stays open until
+    the snapshot is discarded."""
+    if read_output(fd, output, limit):
+        with contextlib.suppress(ValueError, RuntimeError, OSError):
+            asyncio.get_running_loop().remove_reader(fd)
 
 
 def _stop_reading(loop: asyncio.AbstractEventLoop, fd: int) -> None:

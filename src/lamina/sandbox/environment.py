@@ -13,7 +13,6 @@ import contextlib
 import enum
 import functools
 import math
-import os
 import time
 import uuid
 from dataclasses import dataclass
@@ -44,10 +43,9 @@ from lamina.sandbox.lifecycle import (
     Unheard,
 )
 from lamina.sandbox.log_sink import LogSink
-from lamina.sandbox.output import EnvironmentOutput
+from lamina.sandbox.output import READ_PER_WAKE, EnvironmentOutput, read_output
 from lamina.sandbox.runtime_api import Invocation, Outcome, RuntimeApiProtocol, RuntimeChannel
 
-_READ_CHUNK = 64 * 1024
 _MIB = 1024 * 1024
 
 
@@ -486,9 +484,9 @@ class ExecutionEnvironment:
         self._listener.environment_event(event, self.output)
 
     def _on_output(self) -> None:
-        """Output is readable; read it unless the log sink asks producers to wait."""
+        """Output is readable; read some of it unless the log sink asks producers to wait."""
         if not self.output.saturated:
-            self._drain_output()
+            self._drain_output(READ_PER_WAKE)
             return
         # Pause reading: the pipe fills and the function's writes block until the sink
         # catches up, so a chatty function cannot grow the platform's memory.
@@ -502,21 +500,11 @@ class ExecutionEnvironment:
         if self.state is not State.DEAD and self._sandbox is not None:
             asyncio.get_running_loop().add_reader(self._sandbox.output_fd, self._on_output)
 
-    def _drain_output(self) -> None:
-        """Read whatever the runtime has written so far, without blocking."""
+    def _drain_output(self, limit: int | None = None) -> None:
+        """Read whatever the runtime has written so far (at most `limit` bytes), without
+        blocking; what is left wakes the reader again."""
         if self._sandbox is None:
             return
-        while True:
-            try:
-                chunk = os.read(self._sandbox.output_fd, _READ_CHUNK)
-            except OSError:  # EAGAIN (nothing left) included
-                return
-            if not chunk:
-                with contextlib.suppress(RuntimeError, ValueError):
-                    asyncio.get_running_loop().remove_reader(self._sandbox.output_fd)
-                return
-            self.output.take(chunk)
-            if len(chunk) < _READ_CHUNK:
-                # A short read from a pipe emptied it: skip the read that would only fail
-                # with EAGAIN. Anything written since wakes the reader again.
-                return
+        if read_output(self._sandbox.output_fd, self.output, limit):
+            with contextlib.suppress(RuntimeError, ValueError):
+                asyncio.get_running_loop().remove_reader(self._sandbox.output_fd)

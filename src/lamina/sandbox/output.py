@@ -8,6 +8,7 @@ tail, so `LogResult` shows them in AWS's order.
 
 from __future__ import annotations
 
+import os
 import time
 from collections import deque
 
@@ -15,6 +16,31 @@ from lamina.constants import LOG_TAIL_BYTES
 from lamina.sandbox.log_sink import LogSink
 
 MAX_LINE_BYTES = 256 * 1024
+READ_CHUNK = 64 * 1024
+# The most of a runtime's output one wake-up of the event loop reads. A function writing
+# faster than the loop parses (one print of 100 MB) would otherwise hold the loop for the
+# whole write; the rest is read on the next turns, after other work.
+READ_PER_WAKE = 16 * READ_CHUNK
+
+
+def read_output(fd: int, output: EnvironmentOutput, limit: int | None = None) -> bool:
+    """Take what is in the non-blocking pipe `fd` (at most about `limit` bytes) into `output`;
+    True once the pipe has ended (every writer gone: stop watching it)."""
+    taken = 0
+    while limit is None or taken < limit:
+        try:
+            chunk = os.read(fd, READ_CHUNK)
+        except OSError:  # EAGAIN (nothing left) included
+            return False
+        if not chunk:
+            return True
+        output.take(chunk)
+        taken += len(chunk)
+        if len(chunk) < READ_CHUNK:
+            # A short read from a pipe emptied it: skip the read that would only fail with
+            # EAGAIN. Anything written since wakes the reader again.
+            return False
+    return False
 
 
 class EnvironmentOutput:
