@@ -11,6 +11,7 @@ import array
 import asyncio
 import collections
 import contextlib
+import functools
 import logging
 import os
 import signal
@@ -341,23 +342,43 @@ class Template:
             if assigned is not None:
                 reply.set_result(assigned)
                 return reply
-        # Replies come in request order, so the waiter joins once its request is out.
-        await self._send(body, fds, then=lambda: self._pending.append(reply))
+        try:
+            await self._send(body, fds, reply)
+        except BaseException:
+            # Cancelled, or it did not go out: a child forked for it all the same is killed
+            # when its pid comes (see `_dispatch`).
+            reply.cancel()
+            raise
         return reply
 
     async def _send(
         self,
         message: dict[str, Any] | bytes,
         fds: Sequence[int] = (),
-        then: Callable[[], None] | None = None,
+        reply: asyncio.Future[tuple[int, asyncio.Future[int]]] | None = None,
     ) -> None:
-        """One message to the template, `fds` with its first bytes, and `then` once out."""
+        """One message to the template, `fds` with its first bytes; `reply` waits for its
+        answer. Replies come in request order, so `reply` joins the queue as its request
+        starts out, under the lock that keeps requests whole and in order. A caller
+        cancelled meanwhile does not cut its request short (the template would read the
+        rest of it as the next one's start, and garble every request after): the send
+        runs on, and the lock is let go when it ends."""
         assert self._socket is not None
         body = message if isinstance(message, bytes) else orjson.dumps(message)
-        async with self._lock:
-            await send_message(self._socket, body, fds)
-            if then is not None:
-                then()
+        await self._lock.acquire()
+        if reply is not None:
+            self._pending.append(reply)
+        sending = asyncio.ensure_future(send_message(self._socket, body, fds))
+
+        def sent(done: asyncio.Future[None]) -> None:
+            self._lock.release()
+            if reply is not None and (done.cancelled() or done.exception() is not None):
+                # Nothing will answer it: the next reply is the next request's.
+                with contextlib.suppress(ValueError):
+                    self._pending.remove(reply)
+
+        sending.add_done_callback(sent)
+        await asyncio.shield(sending)
 
     async def _assign(
         self, body: bytes, fds: Sequence[int]
@@ -577,10 +598,15 @@ class Templates:
         if task is None:
             task = asyncio.ensure_future(self._start(interpreter))
             self._starting[interpreter] = task
-        try:
-            return await asyncio.shield(task)
-        finally:
-            self._starting.pop(interpreter, None)
+            # Forgotten when it ends, not when a caller stops waiting: a caller cancelled
+            # meanwhile must not let the next one start a second template beside it.
+            task.add_done_callback(functools.partial(self._started, interpreter))
+        return await asyncio.shield(task)
+
+    def _started(self, interpreter: str, task: asyncio.Task[Template]) -> None:
+        self._starting.pop(interpreter, None)
+        if not task.cancelled():
+            task.exception()  # each caller still waiting has it raised; none may be left
 
     async def _start(self, interpreter: str) -> Template:
         template = Template(interpreter, self._sandboxed, self.ready_root)
@@ -588,6 +614,9 @@ class Templates:
         if self._closed:
             template.close()
             raise RuntimeError("the templates are closed")
+        replaced = self._templates.get(interpreter)
+        if replaced is not None:
+            replaced.close()  # it died (see `get`): what it still holds goes with it
         self._templates[interpreter] = template
         return template
 
