@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import os
 import sys
 import uuid
 from collections.abc import AsyncIterator
@@ -430,6 +431,43 @@ def test_destroy_kills_the_runtime_and_is_idempotent(task_root: Path) -> None:
     assert environment.state is State.DEAD
     assert not environment.alive
     assert gone
+
+
+def test_an_invocation_ending_after_its_environment_was_destroyed_closes_nothing_again(
+    task_root: Path,
+) -> None:
+    """The server going down destroys environments still busy; their invocations end after
+    that. The output descriptor is closed once: by then its number may be another file's."""
+
+    async def scenario() -> tuple[bool, InvokeOutcome]:
+        async with harness(task_root) as h:
+            environment = await h.started("app.slow")
+            assert environment._sandbox is not None
+            output_fd = environment._sandbox.output_fd
+            running = asyncio.ensure_future(environment.invoke(invocation(), 30))
+            await asyncio.sleep(0.3)  # the handler sleeps by now
+            environment.destroy()
+            # Pipes opened now take the lowest free numbers: one gets the closed output's.
+            opened: list[int] = []
+            while output_fd not in opened and len(opened) < 64:
+                opened.extend(os.pipe())
+            try:
+                assert output_fd in opened
+                outcome = await asyncio.wait_for(running, 10)
+                try:
+                    os.fstat(output_fd)
+                    still_open = True
+                except OSError:
+                    still_open = False
+                return still_open, outcome
+            finally:
+                for fd in opened:
+                    with contextlib.suppress(OSError):
+                        os.close(fd)
+
+    still_open, outcome = asyncio.run(scenario())
+    assert still_open
+    assert outcome.status is not None
 
 
 # --------------------------------------------------------------------- events and output

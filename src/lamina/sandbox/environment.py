@@ -261,7 +261,12 @@ class ExecutionEnvironment:
 
     def _terminate(self) -> None:
         """`destroy` without telling the listener, for an invocation that still has to
-        report how it ended: its END and REPORT come before the environment's shutdown."""
+        report how it ended: its END and REPORT come before the environment's shutdown.
+        Once only: the output descriptor is closed by the first, and its number may be
+        another file's by a second (an invocation ending after the server destroyed its
+        environment on the way down)."""
+        if self.state is State.DEAD:
+            return
         self.state = State.DEAD
         if self._sandbox is not None:
             self._max_memory_mb()  # the last reading, while the processes are still there

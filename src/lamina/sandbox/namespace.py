@@ -213,8 +213,11 @@ class NamespaceSandbox:
 
     def kill(self) -> None:
         # The runtime is process 1 of its PID namespace: killing it ends every process there.
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.kill(self.pid, signal.SIGKILL)
+        # Once it is known to have ended (and been reaped), its pid may be another
+        # process's: only its cgroup is left to empty.
+        if not self._exited.done():
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.kill(self.pid, signal.SIGKILL)
         if self.cgroup is not None:
             self.cgroup.kill()
 
