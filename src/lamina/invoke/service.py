@@ -583,8 +583,7 @@ class InvokeService:
             namespaced = kind == "namespace"
             isolates = namespaced and getattr(self._backend, "network", None) is not None
             refuse_unenforced(placed, kind, isolates, namespaced)
-        task_root = self._artifacts.code_dir(config.code_blob)
-        opt_dir = self._artifacts.opt_dir([_blob_of(layer.code_sha256) for layer in config.layers])
+        task_root, opt_dir = await self._unpacked(config)
         command = self._runtimes.command(config.runtime, task_root, opt_dir, config.memory_size)
         environment_id = uuid.uuid4().hex
         group = group_name(config.function_name, config.logging.log_group)
@@ -615,6 +614,19 @@ class InvokeService:
             file_systems=placed.file_systems,
         )
         return spec, command, group, stream
+
+    async def _unpacked(self, config: FunctionConfig) -> tuple[Path, Path | None]:
+        """`config`'s code and layers on this node. Usually unpacked when the function was
+        activated; a node that did not activate it (cluster mode) fetches and unpacks them
+        on its first cold start, which can take seconds: in a thread, not on the loop."""
+        layers = [_blob_of(layer.code_sha256) for layer in config.layers]
+
+        def unpack() -> tuple[Path, Path | None]:
+            return self._artifacts.code_dir(config.code_blob), self._artifacts.opt_dir(layers)
+
+        if self._artifacts.unpacked(config.code_blob, layers):
+            return unpack()
+        return await asyncio.to_thread(unpack)
 
     async def execution_session(self, config: FunctionConfig) -> Session | None:
         """A new session of `config`'s execution role (None without an IAM store or role)."""

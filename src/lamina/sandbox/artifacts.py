@@ -59,13 +59,26 @@ class ArtifactCache:
         root.mkdir(parents=True, exist_ok=True, mode=0o711)
 
     def code_dir(self, blob_key: str) -> Path:
-        return self._materialise(self._root / "code" / blob_key, [blob_key])
+        return self._materialise(self._code_target(blob_key), [blob_key])
 
     def opt_dir(self, layer_blob_keys: Sequence[str]) -> Path | None:
+        target = self._opt_target(layer_blob_keys)
+        return None if target is None else self._materialise(target, layer_blob_keys)
+
+    def unpacked(self, blob_key: str, layer_blob_keys: Sequence[str]) -> bool:
+        """Whether `code_dir` and `opt_dir` of these would return at once (nothing to fetch
+        or unpack: work for a thread, not for the event loop)."""
+        opt = self._opt_target(layer_blob_keys)
+        return self._code_target(blob_key).exists() and (opt is None or opt.exists())
+
+    def _code_target(self, blob_key: str) -> Path:
+        return self._root / "code" / blob_key
+
+    def _opt_target(self, layer_blob_keys: Sequence[str]) -> Path | None:
         if not layer_blob_keys:
             return None
         digest = hashlib.sha256("/".join(layer_blob_keys).encode()).hexdigest()[:32]
-        return self._materialise(self._root / "opt" / digest, layer_blob_keys)
+        return self._root / "opt" / digest
 
     def _materialise(self, target: Path, blob_keys: Sequence[str]) -> Path:
         if target.exists():
