@@ -37,6 +37,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import IO, Any
 
+from lamina.model.networks import NetworkPolicy
 from lamina.sandbox import limits, mounts, prestarted, shares
 from lamina.sandbox.api import EntrypointError, SandboxSpec, exec_failure
 from lamina.sandbox.cgroups import MAX_PIDS, CgroupManager, EnvironmentCgroup, Limits
@@ -393,10 +394,7 @@ class NamespaceBackend:
 
     async def _start_afresh(self, spec: SandboxSpec) -> NamespaceSandbox:
         environment_id = spec.scratch_root.name
-        slot = self._reserved.pop(environment_id, None)
-        if slot is None and self.network is not None:
-            slot = await self.network.take(spec.network)
-        uid = self._uids.acquire()
+        slot, uid = await self._slot_and_uid(environment_id, spec.network)
         cgroup: EnvironmentCgroup | None = None
         read_fd = write_fd = -1
         try:
@@ -712,6 +710,22 @@ class NamespaceBackend:
         else:
             sandbox.cleanup()
 
+    async def _slot_and_uid(
+        self, environment_id: str, network: NetworkPolicy | None
+    ) -> tuple[Slot | None, int]:
+        """A new environment's network slot (one set aside for it, or one taken now) and
+        uid. Without a uid (every block taken, or its lock unwritable) the slot is not
+        kept."""
+        slot = self._reserved.pop(environment_id, None)
+        if slot is None and self.network is not None:
+            slot = await self.network.take(network)
+        try:
+            return slot, self._uids.acquire()
+        except BaseException:
+            if slot is not None and self.network is not None:
+                self._return_slot(slot, sys.exc_info()[1])
+            raise
+
     def _return_slot(self, slot: Slot, error: BaseException | None) -> None:
         """After a failed start: an executable that could not be exec'd left nothing
         running in the namespace; any other failure (a template's child may have entered
@@ -798,7 +812,12 @@ class NamespaceBackend:
         fresh environment is, as a uid of its own, with `forks` more uids for the user
         namespace it then makes; returns it, what it holds, and the host-to-inside paths."""
         slot = await self.network.take(spec.network) if self.network is not None else None
-        uids = self._uids.acquire_run(forks + 1)
+        try:
+            uids = self._uids.acquire_run(forks + 1)
+        except BaseException:
+            if slot is not None and self.network is not None:
+                self.network.give_back(slot)  # nothing ran in it
+            raise
         cgroup: EnvironmentCgroup | None = None
         listener: socket.socket | None = None
 
