@@ -646,12 +646,17 @@ class NamespaceBackend:
         }
         try:
             entry.assign(spec.task_root, spec.opt_dir, environment)
-        except OSError:
-            log.warning("a runtime started ahead could not take its function", exc_info=True)
-            if entry.slot is not None:
-                self._reserved[spec.scratch_root.name] = entry.slot
-            entry.slot = None
+        except BaseException as error:
+            # Out of every list by now: discarded here, or nothing would ever end it.
+            slot, entry.slot = entry.slot, None
             self._discard_prestarted(entry)
+            if not isinstance(error, OSError):
+                if slot is not None and self.network is not None:
+                    self.network.discard(slot)
+                raise
+            if slot is not None:
+                self._reserved[spec.scratch_root.name] = slot
+            log.warning("a runtime started ahead could not take its function", exc_info=True)
             return None
         channel = spec.runtime_api
         pool = self._prestarted
