@@ -601,12 +601,11 @@ class NamespaceBackend:
         process = done.result()
         with contextlib.suppress(ProcessLookupError, PermissionError):
             os.kill(process.pid, signal.SIGKILL)
-        if isinstance(process, TemplateChild):
-            # Its template reports its end; the loop does not wait for it.
-            process.exited.add_done_callback(lambda _: self._release_held(held))
-        else:
-            process.wait()
-            self._release_held(held)
+        # What it held goes back once it has ended, which the loop does not wait for: the
+        # kernel first ends every process of its PID namespace.
+        ended: asyncio.Future[int] = asyncio.get_running_loop().create_future()
+        _watch_exit(process, ended)
+        ended.add_done_callback(lambda _: self._release_held(held))
 
     def _release_held(self, held: _Held) -> None:
         """What a runtime started ahead held, when it never became one (none runs there)."""
