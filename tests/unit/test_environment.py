@@ -433,41 +433,42 @@ def test_destroy_kills_the_runtime_and_is_idempotent(task_root: Path) -> None:
     assert gone
 
 
-def test_an_invocation_ending_after_its_environment_was_destroyed_closes_nothing_again(
+def test_an_invocation_ending_after_its_environment_was_destroyed_touches_it_no_more(
     task_root: Path,
 ) -> None:
     """The server going down destroys environments still busy; their invocations end after
-    that. The output descriptor is closed once: by then its number may be another file's."""
+    that. The output descriptor was closed then, and its number may be another file's by
+    now: it is neither read nor closed again, the environment stays dead, and its shutdown
+    is told once."""
+    recorder = Recorder()
 
-    async def scenario() -> tuple[bool, InvokeOutcome]:
+    async def scenario() -> tuple[bytes, InvokeOutcome, State]:
         async with harness(task_root) as h:
-            environment = await h.started("app.slow")
+            environment = await h.started("app.slow", listener=recorder)
             assert environment._sandbox is not None
             output_fd = environment._sandbox.output_fd
             running = asyncio.ensure_future(environment.invoke(invocation(), 30))
             await asyncio.sleep(0.3)  # the handler sleeps by now
             environment.destroy()
-            # Pipes opened now take the lowest free numbers: one gets the closed output's.
-            opened: list[int] = []
-            while output_fd not in opened and len(opened) < 64:
-                opened.extend(os.pipe())
+            # Another file takes the freed number, with bytes waiting in it.
+            read_end, write_end = os.pipe()
+            os.write(write_end, b"a bystander's bytes")
+            os.set_blocking(read_end, False)
+            os.dup2(read_end, output_fd)
             try:
-                assert output_fd in opened
                 outcome = await asyncio.wait_for(running, 10)
-                try:
-                    os.fstat(output_fd)
-                    still_open = True
-                except OSError:
-                    still_open = False
-                return still_open, outcome
+                left = os.read(output_fd, 64)
+                return left, outcome, environment.state
             finally:
-                for fd in opened:
+                for fd in (read_end, write_end, output_fd):
                     with contextlib.suppress(OSError):
                         os.close(fd)
 
-    still_open, outcome = asyncio.run(scenario())
-    assert still_open
+    left, outcome, state = asyncio.run(scenario())
+    assert left == b"a bystander's bytes"
     assert outcome.status is not None
+    assert state is State.DEAD
+    assert [type(event) for event in recorder.events].count(ShutDown) == 1
 
 
 # --------------------------------------------------------------------- events and output

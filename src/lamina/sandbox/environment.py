@@ -410,12 +410,15 @@ class ExecutionEnvironment:
         max_memory_mb = self._max_memory_mb()
         # Only an invocation that ended by answering leaves its END and REPORT to `after`.
         end_later = after if status is None else None
-        if end_later is None:
+        # Destroyed meanwhile (the server going down): its output descriptor is closed, and
+        # its number may be another file's; it stays dead, and its shutdown was told.
+        destroyed = self.state is State.DEAD
+        if end_later is None and not destroyed:
             # Everything the function printed before answering is in the pipe by now.
             self._drain_output()
         if status is not None:
             self._terminate()
-        else:
+        elif not destroyed:
             self.state = State.IDLE
         self.last_used = time.monotonic()
         restore_ms = billed_restore = None
@@ -442,7 +445,7 @@ class ExecutionEnvironment:
             end_later.add(functools.partial(self._end, ended))
         else:
             self._emit(ended)
-        if status is not None:
+        if status is not None and not destroyed:
             self._emit(ShutDown(self.id))
         return InvokeOutcome(
             payload=payload,

@@ -721,13 +721,17 @@ class NamespaceBackend:
         uid. Without a uid (every block taken, or its lock unwritable) the slot is not
         kept."""
         slot = self._reserved.pop(environment_id, None)
+        set_aside = slot is not None
         if slot is None and self.network is not None:
             slot = await self.network.take(network)
         try:
             return slot, self._uids.acquire()
         except BaseException:
             if slot is not None and self.network is not None:
-                self._return_slot(slot, sys.exc_info()[1])
+                if set_aside:
+                    self.network.discard(slot)  # a runtime started ahead ran in it
+                else:
+                    self.network.give_back(slot)  # nothing ran in it
             raise
 
     def _return_slot(self, slot: Slot, error: BaseException | None) -> None:

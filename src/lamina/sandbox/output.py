@@ -8,7 +8,10 @@ tail, so `LogResult` shows them in AWS's order.
 
 from __future__ import annotations
 
+import fcntl
 import os
+import struct
+import termios
 import time
 from collections import deque
 
@@ -24,8 +27,10 @@ READ_PER_WAKE = 16 * READ_CHUNK
 
 
 def read_output(fd: int, output: EnvironmentOutput, limit: int | None = None) -> bool:
-    """Take what is in the non-blocking pipe `fd` (at most about `limit` bytes) into `output`;
-    True once the pipe has ended (every writer gone: stop watching it)."""
+    """Take what is in the non-blocking pipe `fd` into `output`: at most about `limit`
+    bytes, or without one what the pipe held as this began (a function that goes on
+    writing meanwhile, from a thread of its own, cannot keep the caller reading). True
+    once the pipe has ended (every writer gone: stop watching it)."""
     taken = 0
     while limit is None or taken < limit:
         try:
@@ -40,7 +45,18 @@ def read_output(fd: int, output: EnvironmentOutput, limit: int | None = None) ->
             # A short read from a pipe emptied it: skip the read that would only fail with
             # EAGAIN. Anything written since wakes the reader again.
             return False
+        if limit is None:
+            # More than one chunk: asked once, so the common short read costs no more.
+            limit = taken + _unread(fd)
     return False
+
+
+def _unread(fd: int) -> int:
+    """Bytes waiting in pipe `fd`."""
+    try:
+        return int(struct.unpack("i", fcntl.ioctl(fd, termios.FIONREAD, b"\0\0\0\0"))[0])
+    except OSError:
+        return 0
 
 
 class EnvironmentOutput:

@@ -525,6 +525,15 @@ class Template:
             with contextlib.suppress(ValueError, RuntimeError):
                 asyncio.get_running_loop().remove_reader(self._socket.fileno())
             self._socket.close()
+        # No reply or exit report can come any more: nobody is left waiting for one.
+        for waiter in self._pending:
+            if not waiter.done():
+                waiter.set_exception(RuntimeError("the template was closed"))
+        self._pending.clear()
+        for exited in self._exits.values():
+            if not exited.done():
+                exited.set_result(-signal.SIGKILL)
+        self._exits.clear()
         if self._process is not None and self._process.poll() is None:
             self._process.kill()
             self._process.wait()
