@@ -273,6 +273,15 @@ class NamespaceSandbox:
             if self._try_release():
                 return
             await asyncio.sleep(delay)
+        if not self._try_release():
+            # Held, not handed to another environment: safe, but the operator should know.
+            log.warning(
+                "environment sandbox %s (pid %s) would not end or empty its cgroup; its uid "
+                "%s and network slot stay held until the server stops",
+                self._staging,
+                self.pid,
+                self.uid,
+            )
 
     def release_now(self, deadline: float) -> None:
         """Kill, wait and release synchronously (when the server stops)."""

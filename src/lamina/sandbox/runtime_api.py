@@ -95,7 +95,7 @@ class Outcome:
         return self.error_type is not None or self.oversize is not None
 
 
-def _run(hook: Callable[[], None]) -> None:
+def _run_first_event_hook(hook: Callable[[], None]) -> None:
     try:
         hook()
     except Exception:
@@ -135,14 +135,14 @@ class RuntimeChannel:
         for it, else in the next one, once the request it answers has been read (at once
         if the event went out already). A hook that fails is logged; the event stands."""
         if self._first_event_hooks is None:
-            _run(hook)
+            _run_first_event_hook(hook)
         else:
             self._first_event_hooks.append(hook)
 
     def _handed_over(self) -> None:
         hooks, self._first_event_hooks = self._first_event_hooks, None
         for hook in hooks or ():
-            _run(hook)
+            _run_first_event_hook(hook)
 
     # -- runtime side ----------------------------------------------------------------
 
