@@ -620,12 +620,13 @@ class InvokeService:
         activated; a node that did not activate it (cluster mode) fetches and unpacks them
         on its first cold start, which can take seconds: in a thread, not on the loop."""
         layers = [_blob_of(layer.code_sha256) for layer in config.layers]
+        found = self._artifacts.unpacked(config.code_blob, layers)
+        if found is not None:
+            return found
 
         def unpack() -> tuple[Path, Path | None]:
             return self._artifacts.code_dir(config.code_blob), self._artifacts.opt_dir(layers)
 
-        if self._artifacts.unpacked(config.code_blob, layers):
-            return unpack()
         return await asyncio.to_thread(unpack)
 
     async def execution_session(self, config: FunctionConfig) -> Session | None:

@@ -65,11 +65,15 @@ class ArtifactCache:
         target = self._opt_target(layer_blob_keys)
         return None if target is None else self._materialise(target, layer_blob_keys)
 
-    def unpacked(self, blob_key: str, layer_blob_keys: Sequence[str]) -> bool:
-        """Whether `code_dir` and `opt_dir` of these would return at once (nothing to fetch
-        or unpack: work for a thread, not for the event loop)."""
-        opt = self._opt_target(layer_blob_keys)
-        return self._code_target(blob_key).exists() and (opt is None or opt.exists())
+    def unpacked(
+        self, blob_key: str, layer_blob_keys: Sequence[str]
+    ) -> tuple[Path, Path | None] | None:
+        """`code_dir` and `opt_dir` of these where both are on disk already, else None (they
+        have to be fetched or unpacked: work for a thread, not for the event loop)."""
+        code, opt = self._code_target(blob_key), self._opt_target(layer_blob_keys)
+        if code.exists() and (opt is None or opt.exists()):
+            return code, opt
+        return None
 
     def _code_target(self, blob_key: str) -> Path:
         return self._root / "code" / blob_key

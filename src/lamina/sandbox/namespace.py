@@ -736,22 +736,24 @@ class NamespaceBackend:
         try:
             return slot, self._uids.acquire()
         except BaseException:
-            if slot is not None and self.network is not None:
-                if set_aside:
-                    self.network.discard(slot)  # a runtime started ahead ran in it
-                else:
-                    self.network.give_back(slot)  # nothing ran in it
+            self._abandon_slot(slot, ran_in=set_aside)  # set aside: a runtime ran in it
             raise
+
+    def _abandon_slot(self, slot: Slot | None, ran_in: bool) -> None:
+        """A slot no environment came to use: back to the pool if nothing ran in it, else
+        retired."""
+        if slot is None or self.network is None:
+            return
+        if ran_in:
+            self.network.discard(slot)
+        else:
+            self.network.give_back(slot)
 
     def _return_slot(self, slot: Slot, error: BaseException | None) -> None:
         """After a failed start: an executable that could not be exec'd left nothing
         running in the namespace; any other failure (a template's child may have entered
         it) retires the namespace."""
-        assert self.network is not None
-        if isinstance(error, EntrypointError):
-            self.network.give_back(slot)
-        else:
-            self.network.discard(slot)
+        self._abandon_slot(slot, ran_in=not isinstance(error, EntrypointError))
 
     def _spawn(
         self,
@@ -832,8 +834,7 @@ class NamespaceBackend:
         try:
             uids = self._uids.acquire_run(forks + 1)
         except BaseException:
-            if slot is not None and self.network is not None:
-                self.network.give_back(slot)  # nothing ran in it
+            self._abandon_slot(slot, ran_in=False)
             raise
         cgroup: EnvironmentCgroup | None = None
         listener: socket.socket | None = None

@@ -125,7 +125,8 @@ class RuntimeChannel:
         if self._waiting is not None:
             waiting, self._waiting = self._waiting, None
             waiting(invocation)
-            self._handed_over()
+            if self._first_event_hooks is not None:  # every invocation passes here
+                self._handed_over()
         else:
             self._queued = invocation
 
@@ -152,9 +153,10 @@ class RuntimeChannel:
         if self._queued is not None:
             invocation, self._queued = self._queued, None
             send(invocation)
-            # Called while the runtime's request is parsed: its event goes out at the end of
-            # that (see `RuntimeApiProtocol.data_received`), before the hooks.
-            asyncio.get_running_loop().call_soon(self._handed_over)
+            if self._first_event_hooks is not None:
+                # Called while the runtime's request is parsed: its event goes out at the
+                # end of that (see `RuntimeApiProtocol.data_received`), before the hooks.
+                asyncio.get_running_loop().call_soon(self._handed_over)
         else:
             self._waiting = send
 

@@ -507,17 +507,22 @@ class Template:
         assert self._socket is not None
         with contextlib.suppress(ValueError, RuntimeError):
             asyncio.get_running_loop().remove_reader(self._socket.fileno())
-        for waiter in self._pending:
-            if not waiter.done():
-                waiter.set_exception(RuntimeError("the template process exited"))
-        for pid, exited in self._exits.items():
+        for pid in self._exits:
             with contextlib.suppress(ProcessLookupError, PermissionError):
                 os.killpg(pid, signal.SIGKILL)
+        self._end_waits("the template process exited")
+        self._close_ready_children()
+
+    def _end_waits(self, why: str) -> None:
+        """No reply or exit report can come any more: nobody is left waiting for one."""
+        for waiter in self._pending:
+            if not waiter.done():
+                waiter.set_exception(RuntimeError(why))
+        self._pending.clear()
+        for exited in self._exits.values():
             if not exited.done():
                 exited.set_result(-signal.SIGKILL)
-        self._pending.clear()
         self._exits.clear()
-        self._close_ready_children()
 
     def close(self) -> None:
         self._close_ready_children()
@@ -525,15 +530,7 @@ class Template:
             with contextlib.suppress(ValueError, RuntimeError):
                 asyncio.get_running_loop().remove_reader(self._socket.fileno())
             self._socket.close()
-        # No reply or exit report can come any more: nobody is left waiting for one.
-        for waiter in self._pending:
-            if not waiter.done():
-                waiter.set_exception(RuntimeError("the template was closed"))
-        self._pending.clear()
-        for exited in self._exits.values():
-            if not exited.done():
-                exited.set_result(-signal.SIGKILL)
-        self._exits.clear()
+        self._end_waits("the template was closed")
         if self._process is not None and self._process.poll() is None:
             self._process.kill()
             self._process.wait()
