@@ -602,3 +602,72 @@ def test_other_limits_are_what_aws_reports_but_where_they_stand_in_for_a_cgroup(
         assert limits["FSIZE"] == [64 * MiB, 64 * MiB]
         if os.geteuid() == 0:
             assert limits["NPROC"] == [742, 742]
+
+
+# ------------------------------------------------------------------------- cancelled starts
+
+
+def uids_running() -> set[int]:
+    """The real uids of every live process on the host."""
+    uids = set()
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            with contextlib.suppress(OSError, ValueError, IndexError):
+                status = (entry / "status").read_text()
+                if "\nState:\tZ" not in status:
+                    uids.add(int(status.split("\nUid:\t", 1)[1].split("\t", 1)[0]))
+    return uids
+
+
+@pytest.mark.parametrize("kind", ["namespace", "namespace+template"])
+def test_a_cancelled_start_gives_back_its_uid_only_once_nothing_runs_as_it(
+    kind: str, task_root: Path
+) -> None:
+    """A start cancelled while its runtime is being forked: the fork goes on, and the uid it
+    held must not be free for another environment while anything still runs as it."""
+    available(kind)
+
+    async def scenario() -> list[str]:
+        outcomes = []
+        async with open_backend(kind) as backend:
+            assert isinstance(backend, NamespaceBackend)
+            pool = backend._uids  # what the next environment's uid is taken from
+            taken: list[int] = []
+            acquire = pool.acquire
+
+            def recorded() -> int:
+                taken.append(acquire())
+                return taken[-1]
+
+            pool.acquire = recorded  # type: ignore[method-assign]
+            # Cancelled at different points of the start: before, during and after its fork.
+            for delay in (0, 0.0005, 0.001, 0.002, 0.003, 0.005, 0.008, 0.012, 0.02):
+                free_before = set(pool._free)
+                taken.clear()
+                starting = asyncio.ensure_future(backend.start(make_spec(task_root, "sleep")))
+                await asyncio.sleep(delay)
+                starting.cancel()
+                try:
+                    sandbox = await starting
+                except asyncio.CancelledError:
+                    # Whatever the fork got to, it may yet run as the uid: still held.
+                    assert not set(taken) & set(pool._free), f"{taken} free at once ({delay})"
+                    outcomes.append("cancelled" if taken else "cancelled before a uid")
+                else:
+                    outcomes.append("started")
+                    sandbox.kill()
+                    await asyncio.wait_for(sandbox.wait(), 10)
+                    sandbox.cleanup()
+                deadline = asyncio.get_running_loop().time() + 10
+                while True:
+                    free = set(pool._free)
+                    clash = uids_running() & free
+                    assert not clash, f"uid {clash} is free while a process runs as it"
+                    if free == free_before:
+                        break
+                    assert asyncio.get_running_loop().time() < deadline, "uid never given back"
+                    await asyncio.sleep(0.001)
+        return outcomes
+
+    outcomes = asyncio.run(scenario())
+    assert "cancelled" in outcomes, outcomes
