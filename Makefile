@@ -89,6 +89,7 @@ bench-components: $(STAMP)
 	$(BIN)/python -m bench.node_runtime
 	$(BIN)/python -m bench.cold_path
 	$(BIN)/python -m bench.python_runtime
+	$(BIN)/python -m bench.loop_stall
 
 clean:
 	rm -rf $(VENV) .lamina .pytest_cache .mypy_cache .ruff_cache
