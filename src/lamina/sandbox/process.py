@@ -79,11 +79,22 @@ class ProcessGroupSandbox:
 
     def cleanup(self) -> None:
         self._peak.close()
-        shutil.rmtree(self.tmp_dir, ignore_errors=True)
-        with contextlib.suppress(OSError):
-            os.rmdir(self.tmp_dir.parent)  # the environment's scratch root, empty by now
         with contextlib.suppress(OSError):
             os.close(self.output_fd)
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            _remove_scratch(self.tmp_dir)
+        else:
+            # What the function left in its /tmp can be many files (up to its ephemeral
+            # storage, 10 GiB): removed on a worker thread, not the event loop's.
+            loop.run_in_executor(None, _remove_scratch, self.tmp_dir)
+
+
+def _remove_scratch(tmp_dir: Path) -> None:
+    shutil.rmtree(tmp_dir, ignore_errors=True)
+    with contextlib.suppress(OSError):
+        os.rmdir(tmp_dir.parent)  # the environment's scratch root, empty by now
 
 
 class ProcessSandbox(ProcessGroupSandbox):
