@@ -16,6 +16,7 @@ import os
 import resource
 import signal
 import sys
+import time
 import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -671,3 +672,46 @@ def test_a_cancelled_start_gives_back_its_uid_only_once_nothing_runs_as_it(
 
     outcomes = asyncio.run(scenario())
     assert "cancelled" in outcomes, outcomes
+
+
+def environments_with(variable: str) -> list[int]:
+    """Host pids of live processes started with `variable` (NAME=value) in their environment."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            with contextlib.suppress(OSError):
+                if variable.encode() in (entry / "environ").read_bytes().split(b"\0"):
+                    found.append(int(entry.name))
+    return found
+
+
+def test_a_start_under_way_when_the_backend_closes_leaves_nothing_running(
+    task_root: Path,
+) -> None:
+    """`close` waits for a spawn under way; the start it belonged to must then end what it
+    started rather than hand a runtime to a backend that is gone."""
+    available("namespace")
+    marker = f"TOKEN={uuid.uuid4().hex}"
+
+    async def scenario() -> BaseException | None:
+        cgroups, reason = open_manager()
+        backend = NamespaceBackend(cgroups, reason, network=NetworkOptions(pool_size=2))
+        spec = make_spec(task_root, "sleep", variables={"TOKEN": marker.split("=")[1]})
+        starting = asyncio.ensure_future(backend.start(spec))
+        # Until the spawn has gone to its thread (the start's await on it).
+        while not backend._spawn_threads._threads and not starting.done():
+            await asyncio.sleep(0.0005)
+        backend.close()
+        try:
+            await asyncio.wait_for(starting, 10)
+        except RuntimeError as error:
+            return error
+        return None
+
+    outcome = asyncio.run(scenario())
+    assert outcome is not None, "a runtime was handed to a closed backend"
+    assert "closed" in str(outcome)
+    deadline = time.monotonic() + 10
+    while environments_with(marker):
+        assert time.monotonic() < deadline, f"still running: {environments_with(marker)}"
+        time.sleep(0.01)

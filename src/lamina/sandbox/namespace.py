@@ -23,6 +23,7 @@ import fcntl
 import functools
 import logging
 import os
+import select
 import shutil
 import signal
 import socket
@@ -454,7 +455,10 @@ class NamespaceBackend:
                 )
             try:
                 process = await asyncio.shield(starting)
-            except asyncio.CancelledError:
+                if self._closed:
+                    # Closed meanwhile: this runtime ends as every other the backend had.
+                    raise _ClosedWhileStarting
+            except (asyncio.CancelledError, _ClosedWhileStarting):
                 # The fork goes on, and may yet start a runtime: what it holds (the pipe's
                 # ends, the uid, the cgroup, the namespace) stays held until that has ended.
                 fds, read_fd, write_fd = (read_fd, write_fd), -1, -1
@@ -772,6 +776,11 @@ class NamespaceBackend:
         """A slot no environment came to use: back to the pool if nothing ran in it, else
         retired."""
         if slot is None or self.network is None:
+            return
+        if self._closed:
+            # Closing removes every namespace of the block by name; a slot given back after
+            # that only has its descriptor left.
+            slot.close()
             return
         if ran_in:
             self.network.discard(slot)
@@ -1202,11 +1211,12 @@ def enter_sandbox(
     # missing one), the sized tmpfs /tmp, and the uid is the environment's own, so
     # RLIMIT_NPROC caps this environment's processes alone.
     rlimits = limits.namespace_limits(None if procs_files else memory_mb)
+    server = _own_pidfd()
 
     def enter() -> None:
         try:
             os.setsid()
-            # If the server dies, so does the environment.
+            # If the server dies, so does the environment (while it is set up, first).
             mounts.prctl(mounts.PR_SET_PDEATHSIG, signal.SIGKILL)
             for name in procs_files:
                 with open(name, "w", encoding="ascii") as procs:
@@ -1219,11 +1229,35 @@ def enter_sandbox(
             os.setresgid(uid, uid, uid)
             os.setresuid(uid, uid, uid)
             mounts.prctl(mounts.PR_SET_NO_NEW_PRIVS, 1)
+            # Changing the uid cleared the parent-death signal (prctl(2)): set it again, for
+            # good, and end now if the server ended before it was.
+            mounts.prctl(mounts.PR_SET_PDEATHSIG, signal.SIGKILL)
+            if server >= 0 and select.select([server], [], [], 0)[0]:
+                os._exit(1)
         except BaseException as error:
             os.write(2, f"lamina: could not isolate the environment: {error}\n".encode())
             raise
 
     return enter
+
+
+class _ClosedWhileStarting(RuntimeError):
+    def __init__(self) -> None:
+        super().__init__("the sandbox backend closed while the runtime started")
+
+
+_OWN_PIDFD: list[int] = []
+
+
+def _own_pidfd() -> int:
+    """A pidfd of this process, opened once (-1 before Linux 5.3): readable once it has
+    ended, which a child can check after setting its parent-death signal."""
+    if not _OWN_PIDFD:
+        try:
+            _OWN_PIDFD.append(os.pidfd_open(os.getpid()))
+        except (AttributeError, OSError):
+            _OWN_PIDFD.append(-1)
+    return _OWN_PIDFD[0]
 
 
 class PidNamespaceSpawner:

@@ -167,13 +167,26 @@ def _leave_template(control, wake_read, wake_write, dies_with_template):
     signal.signal(signal.SIGCHLD, signal.SIG_DFL)
     signal.set_wakeup_fd(-1)
     if dies_with_template:
-        _mounts().prctl(_mounts().PR_SET_PDEATHSIG, signal.SIGKILL)
-        # Between the fork and that call, the template may have ended already: its pidfd
-        # is readable then.
-        if _template_pidfd and select.select(_template_pidfd, [], [], 0)[0]:
-            os._exit(1)
-    for fd in (control.fileno(), wake_read, wake_write, *_own_pid_namespace, *_template_pidfd):
+        _die_with_template()
+    else:
+        _forget_template_pidfd()
+    for fd in (control.fileno(), wake_read, wake_write, *_own_pid_namespace):
         os.close(fd)
+
+
+def _die_with_template():
+    """Set the parent-death signal, and end now if the template has ended already (its
+    pidfd is readable then). Changing credentials clears the signal (prctl(2)): a sandboxed
+    child sets it again once its uid is the environment's."""
+    _mounts().prctl(_mounts().PR_SET_PDEATHSIG, signal.SIGKILL)
+    if _template_pidfd and select.select(_template_pidfd, [], [], 0)[0]:
+        os._exit(1)
+
+
+def _forget_template_pidfd():
+    """Never in a runtime: function code must not hold a descriptor of the template."""
+    while _template_pidfd:
+        os.close(_template_pidfd.pop())
 
 
 def _run_bootstrap(request, output_fd, pipes=None):
@@ -191,6 +204,8 @@ def _run_bootstrap(request, output_fd, pipes=None):
         # Last, once nothing needs root: the environment's own uid, for good.
         os.setresuid(uid, uid, uid)
         mounts_prctl_no_new_privs()
+        _die_with_template()
+    _forget_template_pidfd()
     _forget_platform_modules()
     os.environ.clear()
     os.environ.update(request["env"] if pipes is None else _await_assignment(*pipes))
