@@ -13,6 +13,7 @@ import shutil
 import signal
 import socket
 import sys
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from lamina.sandbox import limits
@@ -81,14 +82,16 @@ class ProcessGroupSandbox:
         self._peak.close()
         with contextlib.suppress(OSError):
             os.close(self.output_fd)
+        # What the function left in its /tmp can be many files (up to its ephemeral storage,
+        # 10 GiB): removed on a thread of its own, not the event loop's, nor one that cold
+        # starts wait for.
         try:
-            loop = asyncio.get_running_loop()
-        except RuntimeError:
+            _REMOVALS.submit(_remove_scratch, self.tmp_dir)
+        except RuntimeError:  # the interpreter is shutting down
             _remove_scratch(self.tmp_dir)
-        else:
-            # What the function left in its /tmp can be many files (up to its ephemeral
-            # storage, 10 GiB): removed on a worker thread, not the event loop's.
-            loop.run_in_executor(None, _remove_scratch, self.tmp_dir)
+
+
+_REMOVALS = ThreadPoolExecutor(1, thread_name_prefix="lamina-scratch-removal")
 
 
 def _remove_scratch(tmp_dir: Path) -> None:

@@ -54,8 +54,9 @@ _RETRY_S = 1.0
 _QUIET_S = 0.2
 # The key of the default network's pool.
 _DEFAULT: NetworkPolicy | None = None
-# Slots made on the spot for takers a dry pool keeps waiting: batches under way at once (one
-# per core), and the most one batch makes.
+# Slots made on the spot for takers a dry pool keeps waiting: batches in hand at once (each
+# prepares its addresses and firewall rules while another has its turn at making namespaces,
+# see `slots`), and the most one batch makes.
 _ON_DEMAND_BATCHES = 2
 _ON_DEMAND_MAX = 32
 
