@@ -6,7 +6,10 @@ corner cases of building the root: interpreters installed in hidden places, data
 
 from __future__ import annotations
 
+import fcntl
 import os
+import signal
+import subprocess
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -17,7 +20,10 @@ from lamina.sandbox import mounts
 from lamina.sandbox.namespace import (
     RUNTIMES_DIR,
     UID_BASE,
+    UID_BLOCK,
     PidNamespaceSpawner,
+    UidPool,
+    _lock_dir,
     enter_sandbox,
     probe,
 )
@@ -123,3 +129,32 @@ def test_code_is_at_var_task_and_only_tmp_is_writable(scratch: Path) -> None:
     ]
     assert lines[-2].startswith("/usr/bin/env: file ")
     assert lines[-1] == "wrote /tmp"
+
+
+def first_free_block(lock_dir: Path) -> int:
+    """The block of uids the next server (or pool) on this host claims."""
+    lock_dir.mkdir(parents=True, exist_ok=True)
+    for block in range(256):
+        with open(lock_dir / f"uids-{block}.lock", "a", encoding="ascii") as handle:
+            try:
+                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except OSError:
+                continue
+            return block
+    raise AssertionError("every block is held")
+
+
+def test_claiming_a_block_ends_what_a_dead_server_left_running_as_its_uids() -> None:
+    # As a crashed server's runtime that cleared its parent-death signal would be.
+    lock_dir = _lock_dir()
+    block = first_free_block(lock_dir)
+    uid = UID_BASE + block * UID_BLOCK + 7
+    leftover = subprocess.Popen(["sleep", "600"], user=uid, group=uid)
+    pool = UidPool(lock_dir)
+    try:
+        assert pool.block == block
+        assert leftover.wait(timeout=5) == -signal.SIGKILL
+    finally:
+        leftover.kill()
+        leftover.wait()
+        pool.close()

@@ -67,6 +67,9 @@ UID_BLOCK = 4096
 _UID_BLOCKS = 256
 _CLEANUP_DELAYS = (0.005, 0.02, 0.05, 0.1, 0.25, 0.5, 1.0, 2.0)
 _LISTEN_ATTEMPTS = 3
+# Ending what a previous server left as a block's uids: passes, and the wait after each kill.
+_LEFTOVER_PASSES = 50
+_LEFTOVER_WAIT_S = 0.01
 # The login name of the user a function runs as on AWS; each environment's own uid has it.
 USER_NAME = "sbx_user1051"
 
@@ -92,6 +95,7 @@ class UidPool:
             self._locks.append(handle)
             self._blocks.append(block)
             start = UID_BASE + block * UID_BLOCK
+            end_leftovers(range(start, start + UID_BLOCK))
             self._free.extend(range(start, start + UID_BLOCK))
             return
         raise RuntimeError(f"every block of environment uids is in use ({self._lock_dir})")
@@ -124,6 +128,45 @@ class UidPool:
         for handle in self._locks:
             handle.close()
         self._locks.clear()
+
+
+def end_leftovers(uids: range) -> None:
+    """Kill whatever still runs as one of `uids`, whose block this server has just claimed.
+
+    A server that died left it: function code can clear its own parent-death signal, and a
+    runtime that has not set it yet misses the server's death. Holding the block's lock
+    proves that no live server hands these uids out (no runtime inherits the lock's
+    descriptor), so everything running as them is such a leftover. A few passes: what was
+    killed may take a moment to end, and a leftover may fork meanwhile.
+    """
+    for _ in range(_LEFTOVER_PASSES):
+        leftovers = _running_as(uids)
+        if not leftovers:
+            return
+        log.warning("ending %d processes a previous server left as its uids", len(leftovers))
+        for pid in leftovers:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.kill(pid, signal.SIGKILL)
+        time.sleep(_LEFTOVER_WAIT_S)
+
+
+def _running_as(uids: range) -> list[int]:
+    """Live processes (not zombies) any of whose real, effective, saved or file system
+    uids is in `uids`."""
+    found = []
+    for name in os.listdir("/proc"):
+        if not name.isdigit():
+            continue
+        try:
+            with open(f"/proc/{name}/status", encoding="ascii", errors="replace") as status:
+                text = status.read()
+            state = text.split("\nState:\t", 1)[1][0]
+            ids = text.split("\nUid:\t", 1)[1].split("\n", 1)[0].split()
+        except (OSError, IndexError):
+            continue
+        if state != "Z" and any(int(uid) in uids for uid in ids):
+            found.append(int(name))
+    return found
 
 
 def _run_start(free: deque[int], count: int) -> int | None:
@@ -1232,8 +1275,11 @@ def enter_sandbox(
             # Changing the uid cleared the parent-death signal (prctl(2)): set it again, for
             # good, and end now if the server ended before it was.
             mounts.prctl(mounts.PR_SET_PDEATHSIG, signal.SIGKILL)
-            if server >= 0 and select.select([server], [], [], 0)[0]:
-                os._exit(1)
+            if server >= 0:
+                ended = select.poll()
+                ended.register(server, select.POLLIN)
+                if ended.poll(0):
+                    os._exit(1)
         except BaseException as error:
             os.write(2, f"lamina: could not isolate the environment: {error}\n".encode())
             raise
@@ -1246,18 +1292,19 @@ class _ClosedWhileStarting(RuntimeError):
         super().__init__("the sandbox backend closed while the runtime started")
 
 
-_OWN_PIDFD: list[int] = []
+_OWN_PIDFD: dict[int, int] = {}
 
 
 def _own_pidfd() -> int:
-    """A pidfd of this process, opened once (-1 before Linux 5.3): readable once it has
-    ended, which a child can check after setting its parent-death signal."""
-    if not _OWN_PIDFD:
+    """A pidfd of this process, opened once per process (-1 before Linux 5.3): readable
+    once it has ended, which a child can check after setting its parent-death signal."""
+    pid = os.getpid()
+    if pid not in _OWN_PIDFD:
         try:
-            _OWN_PIDFD.append(os.pidfd_open(os.getpid()))
+            _OWN_PIDFD[pid] = os.pidfd_open(pid)
         except (AttributeError, OSError):
-            _OWN_PIDFD.append(-1)
-    return _OWN_PIDFD[0]
+            _OWN_PIDFD[pid] = -1
+    return _OWN_PIDFD[pid]
 
 
 class PidNamespaceSpawner:
@@ -1347,6 +1394,10 @@ def _end_what_was_started(
         then()
         return
     process = starting.result()
+    if isinstance(process, TemplateChild) and process.exited.done():
+        # Already reaped by its template (which `close` ended): the pid may be another's.
+        then()
+        return
     with contextlib.suppress(ProcessLookupError, PermissionError):
         os.kill(process.pid, signal.SIGKILL)
     ended: asyncio.Future[int] = asyncio.get_running_loop().create_future()

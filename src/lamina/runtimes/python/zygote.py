@@ -179,8 +179,11 @@ def _die_with_template():
     pidfd is readable then). Changing credentials clears the signal (prctl(2)): a sandboxed
     child sets it again once its uid is the environment's."""
     _mounts().prctl(_mounts().PR_SET_PDEATHSIG, signal.SIGKILL)
-    if _template_pidfd and select.select(_template_pidfd, [], [], 0)[0]:
-        os._exit(1)
+    if _template_pidfd:
+        ended = select.poll()
+        ended.register(_template_pidfd[0], select.POLLIN)
+        if ended.poll(0):
+            os._exit(1)
 
 
 def _forget_template_pidfd():
