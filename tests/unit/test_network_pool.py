@@ -72,6 +72,21 @@ def test_a_slot_is_taken_given_back_and_reused(block: int) -> None:
     assert f"lamina_{block} " not in tables() + " "
 
 
+@pytest.mark.parametrize("how", ["give_back", "discard"])
+def test_a_slot_that_comes_back_after_the_pool_closed_is_closed_at_once(
+    block: int, how: str
+) -> None:
+    # As an environment that outlived the server's stop: its namespace went by name.
+    isolation = NetworkIsolation.open(block, NetworkOptions(pool_size=1))
+    wait_pooled(isolation, 1)
+    slot = asyncio.run(isolation.take(None))
+    isolation.close()
+    assert slot.fd >= 0
+    getattr(isolation, how)(slot)
+    assert slot.fd == -1
+    assert not namespaces(isolation.plan)
+
+
 def test_an_empty_pool_still_serves_at_once(block: int) -> None:
     isolation = NetworkIsolation.open(block, NetworkOptions(pool_size=0, named_pool_size=0))
     try:

@@ -820,11 +820,6 @@ class NamespaceBackend:
         retired."""
         if slot is None or self.network is None:
             return
-        if self._closed:
-            # Closing removes every namespace of the block by name; a slot given back after
-            # that only has its descriptor left.
-            slot.close()
-            return
         if ran_in:
             self.network.discard(slot)
         else:

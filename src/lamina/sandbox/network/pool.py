@@ -86,6 +86,8 @@ class NetworkIsolation:
         self._free: list[int] = []
         self._next = 1
         self._closing = False
+        # Closed: every namespace of the block removed; a slot coming back is closed at once.
+        self._closed = False
         self._filler: threading.Thread | None = None
         self._last_take = 0.0
         # Takers a dry pool keeps waiting, by pool, and the batches making slots for them.
@@ -147,6 +149,7 @@ class NetworkIsolation:
             slots = [slot for pool in self._pools.values() for slot in pool] + self._doomed
             self._pools.clear()
             self._doomed = []
+            self._closed = True
         remove_slots(slots, self._ip)
         remove_leftovers(self.plan, self._ip)
         firewall.delete_table(self.plan, self._nft)
@@ -237,6 +240,9 @@ class NetworkIsolation:
     def give_back(self, slot: Slot) -> None:
         """Return the slot of an environment whose processes are all gone."""
         with self._ready:
+            if self._closed:
+                slot.close()  # its namespace went by name as the pool closed
+                return
             pool = self._pools.get(slot.network)
             limit = max(1, self._wanted.get(slot.network, 1)) * _KEEP_FACTOR
             if self._closing or pool is None or len(pool) >= limit:
@@ -248,6 +254,9 @@ class NetworkIsolation:
     def discard(self, slot: Slot) -> None:
         """Remove a slot that may still hold something of its environment."""
         with self._ready:
+            if self._closed:
+                slot.close()
+                return
             self._doomed.append(slot)
             self._ready.notify()
 
