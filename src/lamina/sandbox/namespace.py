@@ -139,11 +139,12 @@ def end_leftovers(uids: range) -> None:
     descriptor), so everything running as them is such a leftover. A few passes: what was
     killed may take a moment to end, and a leftover may fork meanwhile.
     """
-    for _ in range(_LEFTOVER_PASSES):
+    for attempt in range(_LEFTOVER_PASSES):
         leftovers = _running_as(uids)
         if not leftovers:
             return
-        log.warning("ending %d processes a previous server left as its uids", len(leftovers))
+        if not attempt:
+            log.warning("ending %d processes a previous server left as its uids", len(leftovers))
         for pid in leftovers:
             with contextlib.suppress(ProcessLookupError, PermissionError):
                 os.kill(pid, signal.SIGKILL)
