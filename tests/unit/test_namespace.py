@@ -8,9 +8,11 @@ from __future__ import annotations
 
 import fcntl
 import os
+import shutil
 import signal
 import subprocess
 import tempfile
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -144,17 +146,51 @@ def first_free_block(lock_dir: Path) -> int:
     raise AssertionError("every block is held")
 
 
-def test_claiming_a_block_ends_what_a_dead_server_left_running_as_its_uids() -> None:
+# The distribution's interpreter: the environment's uid may not read the test's own.
+SYSTEM_PYTHON = shutil.which("python3", path="/usr/bin:/bin") or "python3"
+# A leftover whose first thread has ended while another runs on: /proc shows it a zombie.
+FIRST_THREAD_ENDS = """
+import ctypes, threading, time
+threading.Thread(target=time.sleep, args=(600,)).start()
+time.sleep(0.2)
+ctypes.CDLL(None).syscall(60, 0)  # exit(2): this thread only
+"""
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [["sleep", "600"], [SYSTEM_PYTHON, "-c", FIRST_THREAD_ENDS]],
+    ids=["running", "first-thread-ended"],
+)
+def test_claiming_a_block_ends_what_a_dead_server_left_running_as_its_uids(
+    argv: list[str],
+) -> None:
     # As a crashed server's runtime that cleared its parent-death signal would be.
     lock_dir = _lock_dir()
     block = first_free_block(lock_dir)
     uid = UID_BASE + block * UID_BLOCK + 7
-    leftover = subprocess.Popen(["sleep", "600"], user=uid, group=uid)
-    pool = UidPool(lock_dir)
+    leftover = subprocess.Popen(argv, user=uid, group=uid)
+    time.sleep(0.5)  # the second one's first thread has ended by now
+    pool = UidPool(lock_dir, ends_leftovers=True)
     try:
         assert pool.block == block
         assert leftover.wait(timeout=5) == -signal.SIGKILL
     finally:
         leftover.kill()
         leftover.wait()
+        pool.close()
+
+
+def test_a_pool_with_a_lock_directory_of_its_own_kills_nothing(tmp_path: Path) -> None:
+    # Its locks prove nothing about the host's servers, whose environments may run as these.
+    uid = UID_BASE + 7
+    bystander = subprocess.Popen(["sleep", "600"], user=uid, group=uid)
+    pool = UidPool(tmp_path / "locks")
+    try:
+        assert pool.block == 0
+        time.sleep(0.1)
+        assert bystander.poll() is None
+    finally:
+        bystander.kill()
+        bystander.wait()
         pool.close()

@@ -75,15 +75,24 @@ USER_NAME = "sbx_user1051"
 
 
 class UidPool:
-    """uids for environments; a uid is reused only after its environment is gone."""
+    """uids for environments; a uid is reused only after its environment is gone.
 
-    def __init__(self, lock_dir: Path) -> None:
+    `ends_leftovers`: a block claimed is first rid of what still runs as its uids (see
+    `end_leftovers`). Only for the host's own lock directory, which every server on the host
+    claims blocks through: a pool with a directory of its own proves nothing by its locks.
+    """
+
+    def __init__(self, lock_dir: Path, *, ends_leftovers: bool = False) -> None:
         self._lock_dir = lock_dir
+        self._ends_leftovers = ends_leftovers
         self._locks: list[IO[str]] = []
         self._free: deque[int] = deque()
         self._blocks: list[int] = []
+        self._closed = False
 
     def _claim_block(self) -> None:
+        if self._closed:
+            raise RuntimeError("the pool of environment uids is closed")
         self._lock_dir.mkdir(parents=True, exist_ok=True)
         for block in range(_UID_BLOCKS):
             handle = open(self._lock_dir / f"uids-{block}.lock", "a", encoding="ascii")  # noqa: SIM115
@@ -95,7 +104,8 @@ class UidPool:
             self._locks.append(handle)
             self._blocks.append(block)
             start = UID_BASE + block * UID_BLOCK
-            end_leftovers(range(start, start + UID_BLOCK))
+            if self._ends_leftovers:
+                end_leftovers(range(start, start + UID_BLOCK))
             self._free.extend(range(start, start + UID_BLOCK))
             return
         raise RuntimeError(f"every block of environment uids is in use ({self._lock_dir})")
@@ -122,9 +132,14 @@ class UidPool:
         return list(range(start, start + count))
 
     def release(self, uid: int) -> None:
-        self._free.append(uid)
+        if not self._closed:
+            self._free.append(uid)
 
     def close(self) -> None:
+        """Let the blocks go: none of their uids is handed out any more."""
+        self._closed = True
+        self._free.clear()
+        self._blocks.clear()
         for handle in self._locks:
             handle.close()
         self._locks.clear()
@@ -134,10 +149,11 @@ def end_leftovers(uids: range) -> None:
     """Kill whatever still runs as one of `uids`, whose block this server has just claimed.
 
     A server that died left it: function code can clear its own parent-death signal, and a
-    runtime that has not set it yet misses the server's death. Holding the block's lock
-    proves that no live server hands these uids out (no runtime inherits the lock's
-    descriptor), so everything running as them is such a leftover. A few passes: what was
-    killed may take a moment to end, and a leftover may fork meanwhile.
+    runtime that has not set it yet misses the server's death. Holding the block's lock in
+    the host's lock directory proves that no live server of the host hands these uids out
+    (no runtime inherits the lock's descriptor), so everything running as them is such a
+    leftover. A few passes: what was killed may take a moment to end, and a leftover may
+    fork meanwhile.
     """
     for attempt in range(_LEFTOVER_PASSES):
         leftovers = _running_as(uids)
@@ -146,28 +162,49 @@ def end_leftovers(uids: range) -> None:
         if not attempt:
             log.warning("ending %d processes a previous server left as its uids", len(leftovers))
         for pid in leftovers:
-            with contextlib.suppress(ProcessLookupError, PermissionError):
-                os.kill(pid, signal.SIGKILL)
+            _kill_if_running_as(pid, uids)
         time.sleep(_LEFTOVER_WAIT_S)
+    log.error("processes a previous server left as uids %d-%d would not end", uids[0], uids[-1])
 
 
 def _running_as(uids: range) -> list[int]:
-    """Live processes (not zombies) any of whose real, effective, saved or file system
-    uids is in `uids`."""
+    """Processes any of whose real, effective, saved or file system uids is in `uids` and
+    that still run: not zombies, unless only their first thread has ended (function code
+    can end it and go on in others, which /proc then shows as a zombie)."""
     found = []
     for name in os.listdir("/proc"):
-        if not name.isdigit():
-            continue
-        try:
-            with open(f"/proc/{name}/status", encoding="ascii", errors="replace") as status:
-                text = status.read()
-            state = text.split("\nState:\t", 1)[1][0]
-            ids = text.split("\nUid:\t", 1)[1].split("\n", 1)[0].split()
-        except (OSError, IndexError):
-            continue
-        if state != "Z" and any(int(uid) in uids for uid in ids):
+        if name.isdigit() and _runs_as(name, uids):
             found.append(int(name))
     return found
+
+
+def _runs_as(pid: str, uids: range) -> bool:
+    try:
+        with open(f"/proc/{pid}/status", encoding="ascii", errors="replace") as status:
+            text = status.read()
+        state = text.split("\nState:\t", 1)[1][0]
+        ids = text.split("\nUid:\t", 1)[1].split("\n", 1)[0].split()
+        if not any(int(uid) in uids for uid in ids):
+            return False
+        return state != "Z" or len(os.listdir(f"/proc/{pid}/task")) > 1
+    except (OSError, IndexError, ValueError):
+        return False
+
+
+def _kill_if_running_as(pid: int, uids: range) -> None:
+    """SIGKILL `pid` through a pidfd, once it is known to be still the process found: a pid
+    that ended since the scan and was given to another process is left alone."""
+    try:
+        pidfd = os.pidfd_open(pid)
+    except OSError:
+        return  # ended
+    try:
+        if _runs_as(str(pid), uids):
+            signal.pidfd_send_signal(pidfd, signal.SIGKILL)
+    except OSError:
+        pass  # ended meanwhile
+    finally:
+        os.close(pidfd)
 
 
 def _run_start(free: deque[int], count: int) -> int | None:
@@ -365,7 +402,7 @@ class NamespaceBackend:
         self._cgroup_reason = cgroup_reason
         self._hidden = [str(path.resolve()) for path in hidden]
         self._lock_dir = lock_dir or _lock_dir()
-        self._uids = UidPool(self._lock_dir)
+        self._uids = UidPool(self._lock_dir, ends_leftovers=lock_dir is None)
         self._system = mounts.system_layout()
         self._resolver = _resolver_paths()
         self._live: set[NamespaceSandbox] = set()
