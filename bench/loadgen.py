@@ -1,10 +1,12 @@
 """A small asyncio HTTP/1.1 load generator: N keep-alive connections, fixed request count.
 
 Runs in its own process so the client's CPU is accounted apart from the server's.
-Usage: python -m bench.loadgen PORT PATH CONCURRENCY TOTAL BODY_FILE [DURATION_SECONDS]
+Usage: python -m bench.loadgen [--bodies] PORT PATH CONCURRENCY TOTAL BODY_FILE [DURATION_SECONDS]
 Prints JSON: {"seconds": ..., "requests": ..., "latencies_ms": [...sampled...]}.
 With DURATION_SECONDS, each connection sends requests until that much time has passed
 (TOTAL is then ignored) and the output adds "timeline": [[seconds_since_start, ms], ...].
+With --bodies it adds every answer's body ("bodies") and the wall-clock time at which the
+first requests went out ("started_at", seconds since the epoch).
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ async def worker(
     errors: list[str],
     timeline: list[tuple[float, float]] | None = None,
     deadline: float | None = None,
+    bodies: list[str] | None = None,
 ) -> None:
     reader, writer = await asyncio.open_connection("127.0.0.1", port)
     sent = 0
@@ -44,12 +47,20 @@ async def worker(
             latencies.append((finished - started) * 1000)
             if timeline is not None:
                 timeline.append((finished, (finished - started) * 1000))
+            if bodies is not None:
+                bodies.append(body.decode(errors="replace"))
     finally:
         writer.close()
 
 
 async def run(
-    port: int, path: str, concurrency: int, total: int, body: bytes, duration: float | None
+    port: int,
+    path: str,
+    concurrency: int,
+    total: int,
+    body: bytes,
+    duration: float | None,
+    keep_bodies: bool = False,
 ) -> None:
     request = (
         f"POST {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
@@ -58,12 +69,14 @@ async def run(
     latencies: list[float] = []
     errors: list[str] = []
     timeline: list[tuple[float, float]] | None = [] if duration is not None else None
+    bodies: list[str] | None = [] if keep_bodies else None
     per_worker = max(1, total // concurrency)
+    started_at = time.time()
     started = time.perf_counter()
     deadline = started + duration if duration is not None else None
     await asyncio.gather(
         *(
-            worker(port, request, per_worker, latencies, errors, timeline, deadline)
+            worker(port, request, per_worker, latencies, errors, timeline, deadline, bodies)
             for _ in range(concurrency)
         )
     )
@@ -77,12 +90,18 @@ async def run(
     }
     if timeline is not None:
         result["timeline"] = [(round(at - started, 4), ms) for at, ms in timeline]
+    if bodies is not None:
+        result |= {"bodies": bodies, "started_at": started_at}
     print(json.dumps(result))
 
 
 if __name__ == "__main__":
-    port, path, concurrency, total, body_file = sys.argv[1:6]
-    duration = float(sys.argv[6]) if len(sys.argv) > 6 else None
+    arguments = sys.argv[1:]
+    keep_bodies = "--bodies" in arguments
+    if keep_bodies:
+        arguments.remove("--bodies")
+    port, path, concurrency, total, body_file = arguments[:5]
+    duration = float(arguments[5]) if len(arguments) > 5 else None
     with open(body_file, "rb") as handle:
         payload = handle.read()
     try:
@@ -91,4 +110,4 @@ if __name__ == "__main__":
         uvloop.install()
     except ImportError:
         pass
-    asyncio.run(run(int(port), path, int(concurrency), int(total), payload, duration))
+    asyncio.run(run(int(port), path, int(concurrency), int(total), payload, duration, keep_bodies))

@@ -30,6 +30,31 @@ def targets_section(results: Results) -> list[str]:
     return [*lines, ""]
 
 
+def spawn_table(results: Results) -> list[str]:
+    config = results.raw["config"]
+    if not results.ran("spawn.per_s"):  # a run from before this workload
+        return []
+    return tables.table(
+        results,
+        "New environments per second",
+        tables.both(
+            results,
+            [
+                ("per second", "spawn.per_s"),
+                ("made", "spawn.environments"),
+                ("last began (ms)", "spawn.last_ms"),
+            ],
+        ),
+        f"{config['spawn']} simultaneous first calls to a function with no environment, "
+        f"each keeping its environment busy {config['spawn_hold_s']:g} s, so that each "
+        "wants one of its own. Each answer names the environment that ran it and when its "
+        "handler began: the rate is the environments made over the time from sending the "
+        "calls to the last one's first call. A target that has not made them all when "
+        "the first are free again serves later calls in those: it makes fewer, at its "
+        "own rate.",
+    )
+
+
 def figure_tables(results: Results) -> list[str]:
     concurrencies = results.raw["config"]["concurrencies"]
     t = tables
@@ -116,6 +141,7 @@ def figure_tables(results: Results) -> list[str]:
                 results, [("p50", "burst.p50"), ("p99", "burst.p99"), ("all done", "burst.wall_ms")]
             ),
         ),
+        spawn_table(results),
         t.table(
             results,
             "Idle warm environments: memory each, and how many fit in 4 GiB",

@@ -70,6 +70,9 @@ class LoadResult:
     errors: list[str]
     error_count: int = 0
     timeline: list[tuple[float, float]] = field(default_factory=list)
+    # With `keep_bodies`: every answer, and when the first requests went out (epoch seconds).
+    bodies: list[str] = field(default_factory=list)
+    started_at: float = 0.0
 
     @property
     def rate(self) -> float:
@@ -83,6 +86,7 @@ def load(
     total: int,
     body: bytes = b"{}",
     duration: float | None = None,
+    keep_bodies: bool = False,
 ) -> LoadResult:
     """`total` requests over `concurrency` keep-alive connections (or as many as fit in
     `duration` seconds), from a separate process."""
@@ -92,6 +96,8 @@ def load(
         args = [str(port), path, str(concurrency), str(total), body_file.name]
         if duration is not None:
             args.append(str(duration))
+        if keep_bodies:
+            args.insert(0, "--bodies")
         finished = subprocess.run(
             [sys.executable, "-m", "bench.loadgen", *args],
             capture_output=True,
@@ -112,4 +118,6 @@ def load(
         errors=raw["errors"],
         error_count=raw.get("error_count", len(raw["errors"])),
         timeline=[(t, ms) for t, ms in raw.get("timeline", [])],
+        bodies=raw.get("bodies", []),
+        started_at=raw.get("started_at", 0.0),
     )

@@ -34,6 +34,11 @@ class SuiteConfig:
     requests_per_connection: int = 10
     min_requests: int = 600
     burst: int = 100
+    # New environments a second: this many simultaneous first calls, each keeping its
+    # environment busy for `spawn_hold_s`, long enough that none is free for another call
+    # before the last has started where a target makes 100 or more a second.
+    spawn: int = 200
+    spawn_hold_s: float = 2.0
     idle_environments: int = 16
     url_requests: int = 1000
     soak_seconds: float = 60.0
@@ -81,6 +86,8 @@ class SuiteConfig:
             requests_per_connection=5,
             min_requests=50,
             burst=10,
+            spawn=10,
+            spawn_hold_s=0.5,
             idle_environments=4,
             url_requests=100,
             soak_seconds=5.0,

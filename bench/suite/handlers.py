@@ -57,6 +57,20 @@ def handler(event, context):
     time.sleep(event.get("seconds", 0.3))
     return {"ms": 0.0}
 """,
+    # Which environment ran the call (an id drawn once per process, as a PID namespace can
+    # give every environment the same pid) and when its handler began, on the wall clock
+    # the load generator also reads; then it keeps the environment busy for a while.
+    "spawn": """
+import os
+import time
+
+_ENVIRONMENT = os.urandom(8).hex()
+
+def handler(event, context):
+    started = time.time()
+    time.sleep(event.get("seconds", 0.3))
+    return {"ms": 0.0, "environment": _ENVIRONMENT, "started": started}
+""",
 }
 
 NODE = {
@@ -88,6 +102,14 @@ exports.handler = async (event) => event;
 exports.handler = async (event) => {
   await new Promise((resolve) => setTimeout(resolve, (event.seconds ?? 0.3) * 1000));
   return { ms: 0 };
+};
+""",
+    "spawn": """
+const ENVIRONMENT = require("crypto").randomBytes(8).toString("hex");
+exports.handler = async (event) => {
+  const started = (performance.timeOrigin + performance.now()) / 1000;
+  await new Promise((resolve) => setTimeout(resolve, (event.seconds ?? 0.3) * 1000));
+  return { ms: 0, environment: ENVIRONMENT, started };
 };
 """,
 }

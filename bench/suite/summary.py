@@ -40,6 +40,17 @@ class Results:
     def measured(self) -> list[str]:
         return [name for name, info in self.targets.items() if not info.get("skipped")]
 
+    def ran(self, key: str) -> bool:
+        """Whether the run had the workload behind `key` at all (older runs lack newer ones)."""
+        prefix = f"{workload_of(key)}."
+        return any(
+            key in figures or any(name.startswith(prefix) for name in figures)
+            for round_ in self.rounds
+            for by_runtime in round_.values()
+            for figures in by_runtime.values()
+            if isinstance(figures, dict)
+        )
+
     def _values(self, target: str, runtime: str, key: str) -> list[Any]:
         values = []
         for round_ in self.rounds:

@@ -74,6 +74,7 @@ HEADLINE = (
     ("throughput at concurrency 8", "throughput.c8"),
     ("1 MB echo p50", "echo.p50"),
     ("memory per idle environment", "idle.env_mib"),
+    ("new environments per second", "spawn.per_s"),
 )
 
 
@@ -85,13 +86,16 @@ def headline(results: Results) -> list[str]:
         "### Ratios to Lamina (other ÷ Lamina, taken within each round)",
         "",
         "For latency, CPU and memory a ratio above 1 means Lamina is better by that factor; "
-        "for throughput, a ratio below 1 does. Median over rounds (min-max).",
+        "for throughput and new environments per second, a ratio below 1 does. Median over "
+        "rounds (min-max).",
         "",
         "| figure | runtime | " + " | ".join(others) + " |",
         "|---|---|" + "---:|" * len(others),
     ]
     for runtime in results.runtimes:
         for label, key in HEADLINE:
+            if not results.ran(key):
+                continue
             cells = [spread(results.ratio(other, runtime, key), notes, "x") for other in others]
             lines.append(f"| {label} | {runtime} | " + " | ".join(cells) + " |")
     return [*lines, "", *notes.render(), ""]
@@ -103,6 +107,7 @@ FLOOR_FIGURES = (
     ("server CPU per warm invocation", "cpu_ms.noop"),
     ("cold start p50 (no-op)", "cold.noop.p50"),
     ("throughput at concurrency 8", "throughput.c8"),
+    ("new environments per second", "spawn.per_s"),
 )
 
 
@@ -115,12 +120,15 @@ def floor_distance(results: Results) -> list[str]:
         "### Distance to the floor (Lamina ÷ floor, within each round)",
         "",
         "1 would be the floor itself; for latency and CPU, 2 means Lamina costs twice what a "
-        "bare relay to a warm process costs; for throughput, 0.5 means half its rate.",
+        "bare relay to a warm process costs; for throughput and new environments, 0.5 means "
+        "half its rate.",
         "",
         "| figure | " + " | ".join(results.runtimes) + " |",
         "|---|" + "---:|" * len(results.runtimes),
     ]
     for label, key in FLOOR_FIGURES:
+        if not results.ran(key):
+            continue
         cells = [
             spread(results.ratio(BASELINE, runtime, key, baseline=FLOOR), notes, "x")
             for runtime in results.runtimes

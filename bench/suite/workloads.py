@@ -32,6 +32,7 @@ def functions_for(runtime: str, config: SuiteConfig) -> list[FunctionSpec]:
         FunctionSpec(f"cpu-{runtime}", runtime, "cpu"),
         FunctionSpec(f"cpu128-{runtime}", runtime, "cpu", memory_mb=128),
         FunctionSpec(f"burst-{runtime}", runtime, "noop"),
+        FunctionSpec(f"spawn-{runtime}", runtime, "spawn"),
         FunctionSpec(f"idle-{runtime}", runtime, "sleep"),
         FunctionSpec(f"url-{runtime}", runtime, "noop", url=True),
     ]
@@ -155,6 +156,32 @@ def burst(ctx: Context) -> Figures:
     }
 
 
+def spawn_rate(ctx: Context) -> Figures:
+    """How many new environments a second the target makes: `spawn` simultaneous first calls
+    to a function that has none, each keeping its environment busy for a while, so each
+    wants one of its own. Counted from the answers: the distinct environments that ran a
+    call, and when each first entered its handler (wall clock, the load generator's too),
+    up to the last of them. A target slower than the hold may serve a later call in an
+    environment freed meanwhile: only environments it made count, at the rate it made them.
+    """
+    size = ctx.config.spawn
+    body = json.dumps({"seconds": ctx.config.spawn_hold_s}).encode()
+    result = ctx.session.load(f"spawn-{ctx.runtime}", size, size, body, keep_bodies=True)
+    if result.errors:
+        raise AssertionError(f"spawn: {result.errors}")
+    first_call: dict[str, float] = {}
+    for text in result.bodies:
+        answer = json.loads(text)
+        environment, started = answer["environment"], float(answer["started"])
+        first_call[environment] = min(first_call.get(environment, started), started)
+    last_s = max(first_call.values()) - result.started_at
+    return {
+        "spawn.per_s": len(first_call) / last_s,
+        "spawn.environments": len(first_call),
+        "spawn.last_ms": last_s * 1000,
+    }
+
+
 def idle_memory(ctx: Context) -> Figures:
     """Memory that `idle_environments` more warm, idle environments cost.
 
@@ -232,6 +259,8 @@ WORKLOADS = (
     Workload("burst", burst, (Capability.CONCURRENCY,)),
     Workload("idle", idle_memory, (Capability.IDLE_ENVIRONMENTS,)),
     Workload("url", function_url, (Capability.FUNCTION_URL, Capability.CONCURRENCY)),
+    # Last: the environments it makes stay for the rest of the round.
+    Workload("spawn", spawn_rate, (Capability.CONCURRENCY,)),
 )
 
 

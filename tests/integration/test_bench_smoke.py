@@ -20,6 +20,7 @@ TABLES = (
     "### CPU-bound handler",
     "### Throughput",
     "### Burst",
+    "### New environments per second",
     "### Idle warm environments",
     "### Function URL throughput",
     "### Asynchronous invocation",
@@ -55,6 +56,11 @@ def test_quick_bench_without_peers_reports_every_figure(tmp_path: Path) -> None:
             for runtime, figures in runtimes.items():
                 failures = {key: value for key, value in figures.items() if "failed" in key}
                 assert not failures, (target, runtime, failures)
+    # Calls that each hold their environment want one each, as on Lambda.
+    spawn = results["config"]["spawn"]
+    for round_ in results["rounds"]:
+        assert round_["lamina"]["python"]["spawn.environments"] == spawn
+        assert round_["lamina"]["python"]["spawn.per_s"] > 0
     assert results["soak"]["lamina"]["python"]["invocations"] > 0
     assert results["async"]["lamina"]["python"]["drain_per_s"] > 0
 

@@ -41,6 +41,7 @@ class Session(ABC):
         total: int,
         body: bytes = b"{}",
         duration: float | None = None,
+        keep_bodies: bool = False,
     ) -> LoadResult: ...
 
     def url_load(self, name: str, concurrency: int, total: int) -> LoadResult:
@@ -82,8 +83,11 @@ class HttpSession(Session):
         total: int,
         body: bytes = b"{}",
         duration: float | None = None,
+        keep_bodies: bool = False,
     ) -> LoadResult:
-        return load(self.port, self.invoke_path(name), concurrency, total, body, duration)
+        return load(
+            self.port, self.invoke_path(name), concurrency, total, body, duration, keep_bodies
+        )
 
     def cpu_seconds(self) -> float:
         return proctree.cpu_seconds(self.root_pid)

@@ -77,6 +77,7 @@ class LambdaLocalSession(Session):
         total: int,
         body: bytes = b"{}",
         duration: float | None = None,
+        keep_bodies: bool = False,
     ) -> LoadResult:
         raise NotImplementedError(NO_PROCESS_REUSE)
 
