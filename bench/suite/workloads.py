@@ -259,7 +259,7 @@ WORKLOADS = (
     Workload("burst", burst, (Capability.CONCURRENCY,)),
     Workload("idle", idle_memory, (Capability.IDLE_ENVIRONMENTS,)),
     Workload("url", function_url, (Capability.FUNCTION_URL, Capability.CONCURRENCY)),
-    # Last: the environments it makes stay for the rest of the round.
+    # Last: the environments it makes stay until this runtime's functions are retired.
     Workload("spawn", spawn_rate, (Capability.CONCURRENCY,)),
 )
 

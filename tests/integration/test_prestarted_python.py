@@ -14,6 +14,7 @@ import asyncio
 import contextlib
 import os
 import signal
+import subprocess
 import sys
 import uuid
 from collections.abc import Iterator
@@ -361,6 +362,14 @@ def own_waiting_runtimes() -> set[int]:
     return found
 
 
+def host_links_starting(prefix: str) -> list[str]:
+    listing = subprocess.run(
+        ["ip", "-o", "link", "show"], capture_output=True, text=True, check=True
+    ).stdout
+    names = [line.split(":")[1].strip().split("@")[0] for line in listing.splitlines()]
+    return [name for name in names if name.startswith(prefix)]
+
+
 def own_templates() -> list[int]:
     """The templates this process started (not the module's server's, say)."""
     found = []
@@ -403,20 +412,23 @@ def test_a_backend_closed_while_python_runtimes_start_ahead_leaves_nothing(
     cgroup or network namespace is left, nor an unclosed descriptor or an unwaited process
     (the warnings pytest turns into errors)."""
     forked: list[int] = []
-    prefixes: list[str] = []
+    prefixes: list[tuple[str, str]] = []
 
     async def scenario() -> None:
         async with templated_backend(network) as backend:
             if backend.network is not None:
-                prefixes.append(backend.network.plan.netns_prefix)
+                plan = backend.network.plan
+                prefixes.append((plan.netns_prefix, plan.interface_prefix))
             await listen_and_abandon(backend, python_spec(tmp_path))
             await asyncio.sleep(after_s)
             forked.extend(pid for template in own_templates() for pid in _children(template))
 
     asyncio.run(scenario())
     assert not code_points_of_this_process().exists()
-    for prefix in prefixes:
+    for prefix, interfaces in prefixes:
         assert not [name for name in os.listdir(NETNS_DIR) if name.startswith(prefix)]
+        # A namespace held by descriptor alone goes with its veth pair, moments later.
+        wait_until(lambda interfaces=interfaces: not host_links_starting(interfaces))
     # Killed, or told to end by their closed sockets: each ends within moments.
     wait_until(
         lambda: all(process_gone(pid) or state_of(pid) == "Z" for pid in forked),

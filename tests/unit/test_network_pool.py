@@ -38,7 +38,28 @@ def block() -> Iterator[int]:
 
 
 def namespaces(plan: AddressPlan) -> set[str]:
+    """The block's namespaces that still have a name (only while being made)."""
     return {name for name in os.listdir("/run/netns") if name.startswith(plan.netns_prefix)}
+
+
+def links(plan: AddressPlan) -> set[str]:
+    """The host ends of the block's veth pairs: one per namespace still there."""
+    listing = subprocess.run(
+        ["ip", "-o", "link", "show"], capture_output=True, text=True, check=True
+    ).stdout
+    names = {line.split(":")[1].strip().split("@")[0] for line in listing.splitlines()}
+    return {name for name in names if name.startswith(plan.interface_prefix)}
+
+
+def all_gone(plan: AddressPlan) -> bool:
+    """No namespace of the block is left: none named, and no veth pair (a namespace no
+    descriptor or process holds is freed by the kernel, its pair with it, moments later)."""
+    deadline = time.monotonic() + 10
+    while links(plan) or namespaces(plan):
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.02)
+    return True
 
 
 def tables() -> str:
@@ -58,7 +79,9 @@ def test_a_slot_is_taken_given_back_and_reused(block: int) -> None:
     try:
         wait_pooled(isolation, 2)
         slot = asyncio.run(isolation.take(None))
-        assert os.path.exists(slot.path) and slot.fd >= 0
+        # Held by its descriptor alone: no name for every new mount namespace to copy.
+        assert slot.fd >= 0 and not os.path.exists(slot.path)
+        assert slot.addresses.host_interface in links(isolation.plan)
         listener = isolation.listen(slot)
         assert listener.getsockname() == ("127.0.0.1", 9001)
         listener.close()
@@ -68,7 +91,7 @@ def test_a_slot_is_taken_given_back_and_reused(block: int) -> None:
         assert slot in taken
     finally:
         isolation.close()
-    assert namespaces(isolation.plan) == set()
+    assert all_gone(isolation.plan)
     assert f"lamina_{block} " not in tables() + " "
 
 
@@ -84,14 +107,14 @@ def test_a_slot_that_comes_back_after_the_pool_closed_is_closed_at_once(
     assert slot.fd >= 0
     getattr(isolation, how)(slot)
     assert slot.fd == -1
-    assert not namespaces(isolation.plan)
+    assert all_gone(isolation.plan)
 
 
 def test_an_empty_pool_still_serves_at_once(block: int) -> None:
     isolation = NetworkIsolation.open(block, NetworkOptions(pool_size=0, named_pool_size=0))
     try:
         slot = asyncio.run(isolation.take(None))
-        assert os.path.exists(slot.path)
+        assert slot.fd >= 0 and slot.addresses.host_interface in links(isolation.plan)
     finally:
         isolation.close()
 
@@ -99,9 +122,17 @@ def test_an_empty_pool_still_serves_at_once(block: int) -> None:
 CRASH = """
 import os, sys, time
 from lamina.sandbox.network import NetworkIsolation, NetworkOptions
+from lamina.sandbox.network.slots import run_ip
 isolation = NetworkIsolation.open(int(sys.argv[1]), NetworkOptions(pool_size=3))
 while isolation.pooled() < 3:
     time.sleep(0.01)
+# A batch caught half made: its namespace still named, its veth pair there.
+link = isolation.plan.slot(int(sys.argv[2]))
+run_ip(
+    f"netns add {link.netns}\\n"
+    f"link add {link.host_interface} type veth peer name eth0 netns {link.netns}\\n",
+    "ip",
+)
 os._exit(0)  # no close: a crash
 """
 
@@ -110,18 +141,27 @@ def test_a_crashed_servers_leftovers_go_when_its_block_is_claimed(
     block: int, tmp_path: Path
 ) -> None:
     plan = AddressPlan(block)
-    subprocess.run([sys.executable, "-c", CRASH, str(block)], check=True, timeout=60)
-    left = namespaces(plan)
-    assert len(left) == 3
+    half_made = plan.slot(200)
+    subprocess.run(
+        [sys.executable, "-c", CRASH, str(block), str(half_made.index)], check=True, timeout=60
+    )
+    # The pool's namespaces went with the crashed server's descriptors; the one still named
+    # is left, with its pair, and so are the table and the gateway.
+    deadline = time.monotonic() + 10
+    while links(plan) != {half_made.host_interface}:
+        assert time.monotonic() < deadline, links(plan)
+        time.sleep(0.02)
+    assert namespaces(plan) == {half_made.netns}
     assert f"inet {plan.table}" in tables()
     isolation = NetworkIsolation.open(block, NetworkOptions(pool_size=1))
     try:
         wait_pooled(isolation, 1)
-        # The crashed server's namespaces are gone; only the new pool's is there.
-        assert len(namespaces(plan)) == 1
+        # The crashed server's leftovers are gone; only the new pool's is there.
+        assert namespaces(plan) == set()
+        assert len(links(plan)) == 1
     finally:
         isolation.close()
-    assert namespaces(plan) == set()
+    assert all_gone(plan)
     assert f"inet {plan.table}\n" not in tables()
 
 
@@ -160,7 +200,7 @@ def test_takers_of_a_dry_pool_each_get_their_own_new_slot(block: int) -> None:
         assert isolation.made == 12
     finally:
         isolation.close()
-    assert namespaces(isolation.plan) == set()
+    assert all_gone(isolation.plan)
 
 
 def test_a_slot_made_for_a_taker_that_gave_up_goes_to_the_pool(block: int) -> None:
@@ -174,7 +214,7 @@ def test_a_slot_made_for_a_taker_that_gave_up_goes_to_the_pool(block: int) -> No
         assert asyncio.run(isolation.take(None)) is slot
     finally:
         isolation.close()
-    assert namespaces(isolation.plan) == set()
+    assert all_gone(isolation.plan)
 
 
 def test_only_the_environments_own_address_gets_out(block: int) -> None:
@@ -195,7 +235,8 @@ def test_only_the_environments_own_address_gets_out(block: int) -> None:
             receiver.bind((outside.address, 0))
             receiver.settimeout(1.0)
             forged = "192.0.2.77"  # TEST-NET-1: nobody's, and not NATed
-            netns.ip("-n", slot.addresses.netns, "addr", "add", f"{forged}/32", "dev", "eth0")
+            with inside.entered(slot.fd):  # `ip` forked from inside: the slot has no name
+                netns.ip("addr", "add", f"{forged}/32", "dev", "eth0")
 
             def arrives(source: str) -> bool:
                 with inside.entered(slot.fd):

@@ -228,10 +228,13 @@ class NetworkIsolation:
         configured as in the slot. Named by descriptor, not by pid: that process's pid could
         be another's by now. The slot is then spent: `discard` it once that process is gone."""
         target = f"/proc/self/fd/{netns}"
-        argv = [self._ip, "-n", slot.addresses.netns, "link", "set", "eth0", "netns", target]
-        result = subprocess.run(
-            argv, capture_output=True, text=True, timeout=30, check=False, pass_fds=(netns,)
-        )
+        argv = [self._ip, "link", "set", "eth0", "netns", target]
+        # The slot has no name: `ip` runs in its namespace, which a child forked by a
+        # thread inside it starts in.
+        with self._inside.entered(slot.fd):
+            result = subprocess.run(
+                argv, capture_output=True, text=True, timeout=30, check=False, pass_fds=(netns,)
+            )
         if result.returncode != 0:
             raise SlotError(f"{' '.join(argv)}: {result.stderr.strip() or result.returncode}")
         with self._inside.entered(netns):
@@ -241,7 +244,7 @@ class NetworkIsolation:
         """Return the slot of an environment whose processes are all gone."""
         with self._ready:
             if self._closed:
-                slot.close()  # its namespace went by name as the pool closed
+                slot.close()  # its veth pair went as the pool closed
                 return
             pool = self._pools.get(slot.network)
             limit = max(1, self._wanted.get(slot.network, 1)) * _KEEP_FACTOR
