@@ -31,8 +31,11 @@ pytestmark = pytest.mark.skipif(tools()[0] is None, reason=tools()[1] or "no too
 @pytest.fixture
 def block() -> Iterator[int]:
     uids = UidPool(_lock_dir())
+    held = netns.held_by_this_process()
     try:
         yield uids.block
+        # A slot's descriptor is all that keeps its namespace: none may outlive the test.
+        assert netns.held_by_this_process() <= held
     finally:
         uids.close()
 
@@ -91,6 +94,8 @@ def test_a_slot_is_taken_given_back_and_reused(block: int) -> None:
         assert slot in taken
     finally:
         isolation.close()
+    for slot in taken:
+        isolation.give_back(slot)  # as their environments would; closed with the pool
     assert all_gone(isolation.plan)
     assert f"lamina_{block} " not in tables() + " "
 
@@ -117,6 +122,7 @@ def test_an_empty_pool_still_serves_at_once(block: int) -> None:
         assert slot.fd >= 0 and slot.addresses.host_interface in links(isolation.plan)
     finally:
         isolation.close()
+    isolation.give_back(slot)
 
 
 CRASH = """
@@ -169,16 +175,17 @@ def test_the_pool_refills_after_slots_are_taken(block: int) -> None:
     isolation = NetworkIsolation.open(block, NetworkOptions(pool_size=2))
     try:
         wait_pooled(isolation, 2)
-        asyncio.run(isolation.take(None))
+        taken = [asyncio.run(isolation.take(None))]
         # One taken leaves the pool above its low mark: refilled once takes pause.
         wait_pooled(isolation, 2)
         made = isolation.made
-        for _ in range(2):
-            asyncio.run(isolation.take(None))
+        taken += [asyncio.run(isolation.take(None)) for _ in range(2)]
         wait_pooled(isolation, 2)
         assert isolation.made == made + 2
     finally:
         isolation.close()
+    for slot in taken:
+        isolation.give_back(slot)
 
 
 def test_takers_of_a_dry_pool_each_get_their_own_new_slot(block: int) -> None:
@@ -191,7 +198,7 @@ def test_takers_of_a_dry_pool_each_get_their_own_new_slot(block: int) -> None:
 
     try:
         taken = asyncio.run(burst())
-        assert len({slot.path for slot in taken}) == 12
+        assert len({os.fstat(slot.fd).st_ino for slot in taken}) == 12
         assert len({slot.addresses.environment_address for slot in taken}) == 12
         for slot in taken:
             listener = isolation.listen(slot)
@@ -200,6 +207,8 @@ def test_takers_of_a_dry_pool_each_get_their_own_new_slot(block: int) -> None:
         assert isolation.made == 12
     finally:
         isolation.close()
+    for slot in taken:
+        isolation.give_back(slot)
     assert all_gone(isolation.plan)
 
 
@@ -214,6 +223,7 @@ def test_a_slot_made_for_a_taker_that_gave_up_goes_to_the_pool(block: int) -> No
         assert asyncio.run(isolation.take(None)) is slot
     finally:
         isolation.close()
+    isolation.give_back(slot)
     assert all_gone(isolation.plan)
 
 
@@ -258,3 +268,4 @@ def test_only_the_environments_own_address_gets_out(block: int) -> None:
     finally:
         inside.close()
         isolation.close()
+    isolation.give_back(slot)

@@ -270,7 +270,7 @@ def _fork_as_namespace_init():
 
 def _join_cgroup_and_network(sandbox, netns):
     """`netns`: the descriptor of the environment's network namespace, when it has one
-    (sent with the request: a ready child's mount namespace predates the namespace's name)."""
+    (sent with the request: the platform holds each namespace by descriptor, not by name)."""
     for name in sandbox["procs_files"]:
         with open(name, "w") as procs:
             # "0" is the writer itself, in whatever PID namespace it is.

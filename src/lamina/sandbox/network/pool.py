@@ -23,7 +23,7 @@ import subprocess
 import threading
 import time
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 
 from lamina.model.networks import DEFAULT_NETWORK, NetworkPolicy
 from lamina.sandbox.network import firewall
@@ -76,6 +76,9 @@ class NetworkIsolation:
         self._ip = ip
         self._nft = nft
         self._inside = InNamespace()
+        # Threads inside another namespace through `_inside` now: it is closed only once
+        # none is, or one would come back to a closed (or reused) descriptor.
+        self._inside_now = 0
         self._ports: set[int] = set(options.gateway_ports)
         self._ready = threading.Condition()
         self._pools: dict[NetworkPolicy | None, deque[Slot]] = {_DEFAULT: deque()}
@@ -153,7 +156,11 @@ class NetworkIsolation:
         remove_slots(slots, self._ip)
         remove_leftovers(self.plan, self._ip)
         firewall.delete_table(self.plan, self._nft)
-        self._inside.close()
+        with self._ready:
+            # A SnapStart move cancelled by the stop still runs on its thread.
+            self._ready.wait_for(lambda: self._inside_now == 0, timeout=60)
+            if self._inside_now == 0:
+                self._inside.close()
 
     # ------------------------------------------------------------------------ gateway
 
@@ -210,7 +217,7 @@ class NetworkIsolation:
         Only socket() needs to run inside: a socket stays in the namespace it was made in.
         The event loop's thread is inside for microseconds, with nothing else running.
         """
-        with self._inside.entered(netns):
+        with self._entered(netns):
             listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         try:
             # The previous environment's connections may linger in TIME_WAIT on the port.
@@ -231,14 +238,29 @@ class NetworkIsolation:
         argv = [self._ip, "link", "set", "eth0", "netns", target]
         # The slot has no name: `ip` runs in its namespace, which a child forked by a
         # thread inside it starts in.
-        with self._inside.entered(slot.fd):
+        with self._entered(slot.fd):
             result = subprocess.run(
                 argv, capture_output=True, text=True, timeout=30, check=False, pass_fds=(netns,)
             )
         if result.returncode != 0:
             raise SlotError(f"{' '.join(argv)}: {result.stderr.strip() or result.returncode}")
-        with self._inside.entered(netns):
+        with self._entered(netns):
             configure_environment_side(slot.addresses)
+
+    @contextlib.contextmanager
+    def _entered(self, netns: int) -> Iterator[None]:
+        """This thread inside `netns` (see `InNamespace`), unless the pool has closed."""
+        with self._ready:
+            if self._closed:
+                raise SlotError("the network namespaces' pool is closed")
+            self._inside_now += 1
+        try:
+            with self._inside.entered(netns):
+                yield
+        finally:
+            with self._ready:
+                self._inside_now -= 1
+                self._ready.notify_all()
 
     def give_back(self, slot: Slot) -> None:
         """Return the slot of an environment whose processes are all gone."""
