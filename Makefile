@@ -90,6 +90,7 @@ bench-components: $(STAMP)
 	$(BIN)/python -m bench.cold_path
 	$(BIN)/python -m bench.python_runtime
 	$(BIN)/python -m bench.loop_stall
+	$(BIN)/python -m bench.spawn_rate
 
 clean:
 	rm -rf $(VENV) .lamina .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,117 @@
+"""New environments per second as environments accumulate, for this tree or two side by side.
+
+A fresh server per tree (default isolation and template) takes bursts of simultaneous first
+calls to a new Python function, one new function per burst, each call keeping its
+environment busy for a while so that each wants one of its own (the suite's `spawn`
+workload, repeated). The environments of earlier bursts stay alive, idle, so the bursts
+measure how the rate holds up with 0, N, 2N, ... environments alive. Each answer names its
+environment and when its handler began; the rate is the distinct environments over the time
+from sending to the last one's first call. Also printed: the mounts in the server's mount
+namespace after each burst (every new mount namespace copies them).
+
+Run: `.venv/bin/python -m bench.spawn_rate [TREE [TREE]]`, where a TREE is a checkout of
+Lamina (default: this one), e.g. a `git worktree` of an older commit; trees alternate, each
+`BENCH_REPEATS` times (default 2). BENCH_SPAWN (calls per burst, default 200), BENCH_BURSTS
+(default 4), BENCH_HOLD_S (default 2); BENCH_QUICK=1 for 20 calls, 2 bursts, 1 repeat.
+Prints figures; asserts nothing.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import statistics
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from bench.harness import ROLE, fresh_server
+from bench.invoke import package
+from bench.suite.client import load
+from bench.suite.handlers import PYTHON
+
+QUICK = bool(os.environ.get("BENCH_QUICK"))
+CALLS = int(os.environ.get("BENCH_SPAWN", "20" if QUICK else "200"))
+BURSTS = int(os.environ.get("BENCH_BURSTS", "2" if QUICK else "4"))
+REPEATS = int(os.environ.get("BENCH_REPEATS", "1" if QUICK else "2"))
+HOLD_S = float(os.environ.get("BENCH_HOLD_S", "2"))
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def rate_of(bodies: list[str], started_at: float) -> tuple[int, float]:
+    """Distinct environments in the answers, and how many a second they were made."""
+    first_call: dict[str, float] = {}
+    for text in bodies:
+        answer = json.loads(text)
+        environment, started = answer["environment"], float(answer["started"])
+        first_call[environment] = min(first_call.get(environment, started), started)
+    last_s = max(first_call.values()) - started_at
+    return len(first_call), len(first_call) / last_s
+
+
+def mounts_of(pid: int) -> int:
+    with open(f"/proc/{pid}/mountinfo") as mountinfo:
+        return sum(1 for _ in mountinfo)
+
+
+def bursts(tree: Path) -> list[tuple[float, int]]:
+    """Per burst: environments made a second, and the server's mounts after it."""
+    env = {"LAMINA_IDLE_TIMEOUT": "600", "PYTHONPATH": str(tree / "src")}
+    figures = []
+    with fresh_server(env=env) as server:
+        assert server.process is not None
+        client = server.client()
+        body = json.dumps({"seconds": HOLD_S}).encode()
+        for index in range(BURSTS):
+            name = f"spawn-{index}"
+            client.create_function(
+                FunctionName=name,
+                Runtime="python3.12",
+                Role=ROLE,
+                Handler="spawn.handler",
+                MemorySize=1769,
+                Code={"ZipFile": package({"spawn.py": PYTHON["spawn"]})},
+            )
+            time.sleep(3.0)  # the pools refilled after the burst before
+            result = load(
+                server.port,
+                f"/2015-03-31/functions/{name}/invocations",
+                CALLS,
+                CALLS,
+                body,
+                keep_bodies=True,
+            )
+            if result.errors:
+                raise SystemExit(f"burst {index}: {result.errors}")
+            made, per_s = rate_of(result.bodies, result.started_at)
+            if made != CALLS:
+                raise SystemExit(f"burst {index}: {made} environments for {CALLS} calls")
+            figures.append((per_s, mounts_of(server.process.pid)))
+    return figures
+
+
+def main() -> None:
+    trees = [Path(arg).resolve() for arg in sys.argv[1:]] or [ROOT]
+    print(
+        f"new environments per second: {CALLS} simultaneous first calls per burst, each held "
+        f"{HOLD_S:g} s, {BURSTS} bursts on one server, {os.cpu_count()} cores"
+    )
+    rates: dict[Path, list[list[float]]] = {tree: [] for tree in trees}
+    for repeat in range(REPEATS):
+        for tree in trees:
+            figures = bursts(tree)
+            rates[tree].append([per_s for per_s, _ in figures])
+            cells = "  ".join(
+                f"{index * CALLS} alive: {per_s:.0f}/s ({mounts} mounts after)"
+                for index, (per_s, mounts) in enumerate(figures)
+            )
+            print(f"{tree} (repeat {repeat + 1}): {cells}")
+    for tree, repeats in rates.items():
+        medians = [statistics.median(column) for column in zip(*repeats, strict=True)]
+        print(f"{tree}: median per burst " + ", ".join(f"{value:.0f}/s" for value in medians))
+
+
+if __name__ == "__main__":
+    main()
