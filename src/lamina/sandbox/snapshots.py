@@ -1093,10 +1093,18 @@ async def _lend(
     """`slot`'s interface into `child`'s network namespace, named by descriptor, and with
     `credentials`, those served at 127.0.0.1:9001 there; what stops serving them."""
     netns = child.namespace("net")
-    # The thread owns the descriptor (and closes it): a caller cancelled meanwhile must not
-    # close it under the thread, whose number could by then name another namespace.
+    # The thread owns these descriptors (and closes them): a caller cancelled meanwhile must
+    # not close them under the thread, whose numbers could by then name other namespaces. The
+    # slot's own is duplicated for it: a caller that gives up discards the slot at once.
+    try:
+        slot_netns = os.dup(slot.fd)
+    except BaseException:
+        os.close(netns)
+        raise
     moving = asyncio.ensure_future(
-        asyncio.to_thread(_move_interface, network, slot, netns, credentials is not None)
+        asyncio.to_thread(
+            _move_interface, network, slot, slot_netns, netns, credentials is not None
+        )
     )
     try:
         listener = await asyncio.shield(moving)
@@ -1113,12 +1121,13 @@ async def _lend(
 
 
 def _move_interface(
-    network: NetworkIsolation, slot: Slot, netns: int, listen: bool
+    network: NetworkIsolation, slot: Slot, slot_netns: int, netns: int, listen: bool
 ) -> socket.socket | None:
     try:
-        network.lend(slot, netns)
+        network.lend(slot, slot_netns, netns)
         return network.listen_in(netns) if listen else None
     finally:
+        os.close(slot_netns)
         os.close(netns)
 
 

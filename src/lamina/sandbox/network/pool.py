@@ -229,16 +229,18 @@ class NetworkIsolation:
             raise
         return listener
 
-    def lend(self, slot: Slot, netns: int) -> None:
+    def lend(self, slot: Slot, slot_netns: int, netns: int) -> None:
         """Move the slot's `eth0` into the network namespace open as descriptor `netns`, one
         a process made for itself (a SnapStart environment: see `lamina.sandbox.snapshots`),
         configured as in the slot. Named by descriptor, not by pid: that process's pid could
-        be another's by now. The slot is then spent: `discard` it once that process is gone."""
+        be another's by now. `slot_netns` is the caller's own descriptor of the slot's
+        namespace (the slot's may be closed meanwhile, and its number reused, if the caller
+        gave up). The slot is then spent: `discard` it once that process is gone."""
         target = f"/proc/self/fd/{netns}"
         argv = [self._ip, "link", "set", "eth0", "netns", target]
         # The slot has no name: `ip` runs in its namespace, which a child forked by a
         # thread inside it starts in.
-        with self._entered(slot.fd):
+        with self._entered(slot_netns):
             result = subprocess.run(
                 argv, capture_output=True, text=True, timeout=30, check=False, pass_fds=(netns,)
             )
