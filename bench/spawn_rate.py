@@ -31,6 +31,7 @@ from bench.harness import ROLE, fresh_server
 from bench.invoke import package
 from bench.suite.client import load
 from bench.suite.handlers import PYTHON
+from bench.suite.workloads import environments_made
 
 QUICK = bool(os.environ.get("BENCH_QUICK"))
 CALLS = int(os.environ.get("BENCH_SPAWN", "20" if QUICK else "200"))
@@ -38,17 +39,6 @@ BURSTS = int(os.environ.get("BENCH_BURSTS", "2" if QUICK else "4"))
 REPEATS = int(os.environ.get("BENCH_REPEATS", "1" if QUICK else "2"))
 HOLD_S = float(os.environ.get("BENCH_HOLD_S", "2"))
 ROOT = Path(__file__).resolve().parent.parent
-
-
-def rate_of(bodies: list[str], started_at: float) -> tuple[int, float]:
-    """Distinct environments in the answers, and how many a second they were made."""
-    first_call: dict[str, float] = {}
-    for text in bodies:
-        answer = json.loads(text)
-        environment, started = answer["environment"], float(answer["started"])
-        first_call[environment] = min(first_call.get(environment, started), started)
-    last_s = max(first_call.values()) - started_at
-    return len(first_call), len(first_call) / last_s
 
 
 def mounts_of(pid: int) -> int:
@@ -85,7 +75,8 @@ def bursts(tree: Path) -> list[tuple[float, int]]:
             )
             if result.errors:
                 raise SystemExit(f"burst {index}: {result.errors}")
-            made, per_s = rate_of(result.bodies, result.started_at)
+            made, last_s = environments_made(result.bodies, result.started_at)
+            per_s = made / last_s
             if made != CALLS:
                 raise SystemExit(f"burst {index}: {made} environments for {CALLS} calls")
             figures.append((per_s, mounts_of(server.process.pid)))

@@ -169,17 +169,23 @@ def spawn_rate(ctx: Context) -> Figures:
     result = ctx.session.load(f"spawn-{ctx.runtime}", size, size, body, keep_bodies=True)
     if result.errors:
         raise AssertionError(f"spawn: {result.errors}")
+    made, last_s = environments_made(result.bodies, result.started_at)
+    return {
+        "spawn.per_s": made / last_s,
+        "spawn.environments": made,
+        "spawn.last_ms": last_s * 1000,
+    }
+
+
+def environments_made(bodies: list[str], started_at: float) -> tuple[int, float]:
+    """The distinct environments that answered `spawn` calls sent at `started_at` (epoch
+    seconds), and the seconds from then until the last of them first entered its handler."""
     first_call: dict[str, float] = {}
-    for text in result.bodies:
+    for text in bodies:
         answer = json.loads(text)
         environment, started = answer["environment"], float(answer["started"])
         first_call[environment] = min(first_call.get(environment, started), started)
-    last_s = max(first_call.values()) - result.started_at
-    return {
-        "spawn.per_s": len(first_call) / last_s,
-        "spawn.environments": len(first_call),
-        "spawn.last_ms": last_s * 1000,
-    }
+    return len(first_call), max(first_call.values()) - started_at
 
 
 def idle_memory(ctx: Context) -> Figures:

@@ -14,7 +14,6 @@ import asyncio
 import contextlib
 import os
 import signal
-import subprocess
 import sys
 import uuid
 from collections.abc import Iterator
@@ -363,14 +362,6 @@ def own_waiting_runtimes() -> set[int]:
     return found
 
 
-def host_links_starting(prefix: str) -> list[str]:
-    listing = subprocess.run(
-        ["ip", "-o", "link", "show"], capture_output=True, text=True, check=True
-    ).stdout
-    names = [line.split(":")[1].strip().split("@")[0] for line in listing.splitlines()]
-    return [name for name in names if name.startswith(prefix)]
-
-
 def own_templates() -> list[int]:
     """The templates this process started (not the module's server's, say)."""
     found = []
@@ -431,7 +422,7 @@ def test_a_backend_closed_while_python_runtimes_start_ahead_leaves_nothing(
     assert netns.held_by_this_process() <= held
     for prefix, interfaces in prefixes:
         assert not [name for name in os.listdir(NETNS_DIR) if name.startswith(prefix)]
-        assert not host_links_starting(interfaces)
+        assert not netns.host_links(interfaces)
     # Killed, or told to end by their closed sockets: each ends within moments.
     wait_until(
         lambda: all(process_gone(pid) or state_of(pid) == "Z" for pid in forked),

@@ -52,6 +52,13 @@ def held_by_this_process() -> set[int]:
     return held
 
 
+def host_links(prefix: str) -> set[str]:
+    """The names of this (the calling thread's) namespace's interfaces that start `prefix`."""
+    listing = ip("-o", "link", "show")
+    names = {line.split(":")[1].strip().split("@")[0] for line in listing.splitlines()}
+    return {name for name in names if name.startswith(prefix)}
+
+
 def ip(*args: str, check: bool = True) -> str:
     result = subprocess.run(["ip", *args], capture_output=True, text=True, timeout=10, check=False)
     if check and result.returncode != 0:

@@ -47,11 +47,7 @@ def namespaces(plan: AddressPlan) -> set[str]:
 
 def links(plan: AddressPlan) -> set[str]:
     """The host ends of the block's veth pairs: one per namespace still there."""
-    listing = subprocess.run(
-        ["ip", "-o", "link", "show"], capture_output=True, text=True, check=True
-    ).stdout
-    names = {line.split(":")[1].strip().split("@")[0] for line in listing.splitlines()}
-    return {name for name in names if name.startswith(plan.interface_prefix)}
+    return netns.host_links(plan.interface_prefix)
 
 
 def all_gone(plan: AddressPlan) -> bool:
