@@ -6,8 +6,9 @@ environment busy for a while so that each wants one of its own (the suite's `spa
 workload, repeated). The environments of earlier bursts stay alive, idle, so the bursts
 measure how the rate holds up with 0, N, 2N, ... environments alive. Each answer names its
 environment and when its handler began; the rate is the distinct environments over the time
-from sending to the last one's first call. Also printed: the mounts in the server's mount
-namespace after each burst (every new mount namespace copies them).
+from sending to the last one's first call. Also printed: the server process's CPU (all its
+threads) per environment over each burst, and the mounts in its mount namespace after it
+(every new mount namespace copies them).
 
 Run: `.venv/bin/python -m bench.spawn_rate [TREE [TREE]]`, where a TREE is a checkout of
 Lamina (default: this one), e.g. a `git worktree` of an older commit; trees alternate, each
@@ -24,9 +25,11 @@ import statistics
 import sys
 import time
 from pathlib import Path
+from typing import NamedTuple
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from bench.fast_path import cpu_seconds
 from bench.harness import ROLE, fresh_server
 from bench.invoke import package
 from bench.suite.client import load
@@ -46,8 +49,13 @@ def mounts_of(pid: int) -> int:
         return sum(1 for _ in mountinfo)
 
 
-def bursts(tree: Path) -> list[tuple[float, int]]:
-    """Per burst: environments made a second, and the server's mounts after it."""
+class Burst(NamedTuple):
+    per_s: float  # environments made a second
+    server_cpu_ms: float  # the server process's CPU (all its threads) per environment
+    mounts: int  # in the server's mount namespace, after the burst
+
+
+def bursts(tree: Path) -> list[Burst]:
     env = {"LAMINA_IDLE_TIMEOUT": "600", "PYTHONPATH": str(tree / "src")}
     figures = []
     with fresh_server(env=env) as server:
@@ -65,6 +73,7 @@ def bursts(tree: Path) -> list[tuple[float, int]]:
                 Code={"ZipFile": package({"spawn.py": PYTHON["spawn"]})},
             )
             time.sleep(3.0)  # the pools refilled after the burst before
+            cpu_before = cpu_seconds(server.process.pid)
             result = load(
                 server.port,
                 f"/2015-03-31/functions/{name}/invocations",
@@ -79,7 +88,8 @@ def bursts(tree: Path) -> list[tuple[float, int]]:
             per_s = made / last_s
             if made != CALLS:
                 raise SystemExit(f"burst {index}: {made} environments for {CALLS} calls")
-            figures.append((per_s, mounts_of(server.process.pid)))
+            cpu_ms = (cpu_seconds(server.process.pid) - cpu_before) * 1000 / made
+            figures.append(Burst(per_s, cpu_ms, mounts_of(server.process.pid)))
     return figures
 
 
@@ -90,18 +100,25 @@ def main() -> None:
         f"{HOLD_S:g} s, {BURSTS} bursts on one server, {os.cpu_count()} cores"
     )
     rates: dict[Path, list[list[float]]] = {tree: [] for tree in trees}
+    cpu: dict[Path, list[float]] = {tree: [] for tree in trees}
     for repeat in range(REPEATS):
         for tree in trees:
             figures = bursts(tree)
-            rates[tree].append([per_s for per_s, _ in figures])
+            rates[tree].append([burst.per_s for burst in figures])
+            cpu[tree].extend(burst.server_cpu_ms for burst in figures)
             cells = "  ".join(
-                f"{index * CALLS} alive: {per_s:.0f}/s ({mounts} mounts after)"
-                for index, (per_s, mounts) in enumerate(figures)
+                f"{index * CALLS} alive: {burst.per_s:.0f}/s "
+                f"(server {burst.server_cpu_ms:.2f} ms CPU each, {burst.mounts} mounts after)"
+                for index, burst in enumerate(figures)
             )
             print(f"{tree} (repeat {repeat + 1}): {cells}")
     for tree, repeats in rates.items():
         medians = [statistics.median(column) for column in zip(*repeats, strict=True)]
-        print(f"{tree}: median per burst " + ", ".join(f"{value:.0f}/s" for value in medians))
+        print(
+            f"{tree}: median per burst "
+            + ", ".join(f"{value:.0f}/s" for value in medians)
+            + f"; server CPU per environment {statistics.median(cpu[tree]):.2f} ms (median)"
+        )
 
 
 if __name__ == "__main__":
