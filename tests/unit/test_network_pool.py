@@ -12,6 +12,7 @@ import os
 import socket
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -21,7 +22,7 @@ import pytest
 from lamina.sandbox.namespace import UidPool, _lock_dir
 from lamina.sandbox.network import NetworkIsolation, NetworkOptions, tools
 from lamina.sandbox.network.addresses import AddressPlan
-from lamina.sandbox.network.slots import InNamespace, Slot
+from lamina.sandbox.network.slots import InNamespace, Slot, SlotError
 from tests.support import netns
 from tests.support.reachable import elsewhere
 
@@ -108,6 +109,39 @@ def test_a_slot_that_comes_back_after_the_pool_closed_is_closed_at_once(
     assert slot.fd >= 0
     getattr(isolation, how)(slot)
     assert slot.fd == -1
+    assert all_gone(isolation.plan)
+
+
+def test_close_waits_for_a_thread_inside_a_namespace_then_lets_none_in(block: int) -> None:
+    """A thread inside a slot's namespace (a SnapStart move, a slot maker) comes back to the
+    server's own namespace by a descriptor the pool holds: close keeps it open until the
+    thread is back, and lets no thread in after."""
+    isolation = NetworkIsolation.open(block, NetworkOptions(pool_size=0, named_pool_size=0))
+    slot = asyncio.run(isolation.take(None))
+    inside, leave = threading.Event(), threading.Event()
+    back_in: list[int] = []
+
+    def stay_inside() -> None:
+        with isolation._entered(slot.fd):
+            inside.set()
+            leave.wait(30)
+        back_in.append(os.stat("/proc/thread-self/ns/net").st_ino)
+
+    staying = threading.Thread(target=stay_inside)
+    staying.start()
+    assert inside.wait(10)
+    closing = threading.Thread(target=isolation.close)
+    closing.start()
+    closing.join(1.0)
+    assert closing.is_alive(), "close did not wait for the thread inside"
+    leave.set()
+    staying.join(10)
+    closing.join(60)
+    assert not closing.is_alive()
+    assert back_in == [os.stat("/proc/self/ns/net").st_ino]
+    with pytest.raises(SlotError), isolation._entered(slot.fd):
+        pass
+    isolation.give_back(slot)
     assert all_gone(isolation.plan)
 
 

@@ -80,7 +80,11 @@ class NetworkIsolation:
         # none is, or one would come back to a closed (or reused) descriptor.
         self._inside_now = 0
         self._ports: set[int] = set(options.gateway_ports)
-        self._ready = threading.Condition()
+        lock = threading.RLock()
+        self._ready = threading.Condition(lock)
+        # Told when the last thread inside a namespace comes back, for `close` alone: told
+        # through `_ready`, the filler woke for nothing at every cold start.
+        self._all_outside = threading.Condition(lock)
         self._pools: dict[NetworkPolicy | None, deque[Slot]] = {_DEFAULT: deque()}
         self._wanted: dict[NetworkPolicy | None, int] = {_DEFAULT: options.pool_size}
         self._chains: dict[NetworkPolicy, str] = {}
@@ -157,8 +161,9 @@ class NetworkIsolation:
         remove_leftovers(self.plan, self._ip)
         firewall.delete_table(self.plan, self._nft)
         with self._ready:
-            # A SnapStart move cancelled by the stop still runs on its thread.
-            self._ready.wait_for(lambda: self._inside_now == 0, timeout=60)
+            # A SnapStart move cancelled by the stop still runs on its thread, as does a
+            # filler that outlived its 30 s.
+            self._all_outside.wait_for(lambda: self._inside_now == 0, timeout=60)
             if self._inside_now == 0:
                 self._inside.close()
 
@@ -262,7 +267,8 @@ class NetworkIsolation:
         finally:
             with self._ready:
                 self._inside_now -= 1
-                self._ready.notify_all()
+                if not self._inside_now:
+                    self._all_outside.notify_all()
 
     def give_back(self, slot: Slot) -> None:
         """Return the slot of an environment whose processes are all gone."""
@@ -310,7 +316,7 @@ class NetworkIsolation:
         indices = self._indices(count)
         try:
             chain = self._chain(key) if key is not None else None
-            slots = make_slots(self.plan, indices, key, self._ip, self._inside)
+            slots = make_slots(self.plan, indices, key, self._ip, self._entered)
             try:
                 pairs = [
                     (slot.addresses.host_interface, slot.addresses.environment_address)

@@ -21,7 +21,7 @@ import contextlib
 import os
 import subprocess
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 
 from lamina.model.networks import NetworkPolicy
@@ -105,9 +105,10 @@ def make_slots(
     indices: Sequence[int],
     network: NetworkPolicy | None,
     ip_path: str,
-    inside: InNamespace,
+    enter: Callable[[int], contextlib.AbstractContextManager[None]],
 ) -> list[Slot]:
-    """Make one slot per index; on failure nothing of them is left behind."""
+    """Make one slot per index; on failure nothing of them is left behind. `enter(fd)` puts
+    the calling thread inside the namespace open as `fd` (`NetworkIsolation._entered`)."""
     links = [plan.slot(index) for index in indices]
     host = "".join(
         f"netns add {link.netns}\n"
@@ -123,7 +124,7 @@ def make_slots(
             for slot in slots:
                 link = slot.addresses
                 slot.fd = os.open(slot.path, os.O_RDONLY | os.O_CLOEXEC)
-                with inside.entered(slot.fd):
+                with enter(slot.fd):
                     configure_environment_side(link)
                 _forget_name(slot)
     except BaseException:
