@@ -87,6 +87,7 @@ from lamina.schedules.rules import RuleService
 from lamina.schedules.scheduler import Scheduler
 from lamina.schedules.targets import LambdaTargets
 from lamina.settings import Settings
+from lamina.stop_steps import stop_in_order
 from lamina.store.files import open_audit
 from lamina.store.files.secrets import FileSecrets
 from lamina.store.protocols import AuditStore, LogStore, MetricsStore, Stores
@@ -198,15 +199,18 @@ def build_server(settings: Settings, stores: Stores | None = None) -> FrontDoor:
         try:
             yield
         finally:
-            await pollers.close()  # before the engine: batches in flight finish first
-            await scheduler.close()
-            await dispatcher.close()
-            await node.close()  # a cluster's node leaves: no more calls are routed here
-            engine.close()
-            for close in closers:
-                close()
-            if audit is not None:
-                audit.close()  # last: it writes every call recorded until the very end
+            await stop_in_order(
+                # Pollers before the engine: batches in flight finish first.
+                ("event source pollers", pollers.close),
+                ("schedules", scheduler.close),
+                ("asynchronous invocations", dispatcher.close),
+                # A cluster's node leaves: no more calls are routed here.
+                ("the cluster node", node.close),
+                ("the invoke engine", engine.close),
+                *((getattr(close, "__qualname__", repr(close)), close) for close in closers),
+                # Last: the audit trail writes every call recorded until the very end.
+                *([("the audit trail", audit.close)] if audit is not None else []),
+            )
 
     services = Services(
         settings=settings,

@@ -57,6 +57,7 @@ from lamina.sandbox.process import PeakMemory, loopback_listener
 from lamina.sandbox.runtime_files import NODE_BOOTSTRAP, RUNTIMES_DIR
 from lamina.sandbox.snapshots import SnapshotIsolation, spawn_snapshot
 from lamina.sandbox.zygote import ReadyRoot, TemplateChild, Templates
+from lamina.stop_steps import stop_step
 
 log = logging.getLogger(__name__)
 
@@ -1014,32 +1015,36 @@ class NamespaceBackend:
         """Stop every environment still running and remove this server's cgroups."""
         self._closed = True
         deadline = time.monotonic() + 5
-        if self._prestarted is not None:
-            self._prestarted.close()
-        # A spawn under way finishes first.
-        self._spawn_threads.shutdown(wait=True)
-        if self._prestart_thread is not None:
-            self._prestart_thread.shutdown(wait=True)
-        for held in list(self._making):
-            self._give_up_making(held)
-        for entry in self._assigned.values():
-            self._discard_prestarted(entry)
-        self._assigned.clear()
-        for sandbox in list(self._live):
-            sandbox.kill()
-        for sandbox in list(self._live):
-            sandbox.release_now(deadline)
+        with stop_step("runtimes started ahead, and spawns under way"):
+            if self._prestarted is not None:
+                self._prestarted.close()
+            # A spawn under way finishes first.
+            self._spawn_threads.shutdown(wait=True)
+            if self._prestart_thread is not None:
+                self._prestart_thread.shutdown(wait=True)
+            for held in list(self._making):
+                self._give_up_making(held)
+            for entry in self._assigned.values():
+                self._discard_prestarted(entry)
+            self._assigned.clear()
+        with stop_step(f"{len(self._live)} environments"):
+            for sandbox in list(self._live):
+                sandbox.kill()
+            for sandbox in list(self._live):
+                sandbox.release_now(deadline)
         if self._cgroups is not None:
             self._cgroups.close()
         if self.network is not None:
-            for slot in self._reserved.values():
-                self.network.discard(slot)
-            self._reserved.clear()
-            self.network.close()
+            with stop_step("the network namespaces"):
+                for slot in self._reserved.values():
+                    self.network.discard(slot)
+                self._reserved.clear()
+                self.network.close()
         self._uids.close()
         self._spawner.close()
         if self._templates is not None:
-            self._templates.close()  # after the sandboxes: their children are gone by now
+            with stop_step("the templates"):
+                self._templates.close()  # after the sandboxes: their children are gone by now
             with contextlib.suppress(OSError):
                 os.rmdir(self._ready_staging)
             with contextlib.suppress(OSError):
