@@ -20,8 +20,8 @@ from pathlib import Path
 import pytest
 
 from lamina.sandbox.namespace import UidPool, _lock_dir
-from lamina.sandbox.network import NetworkIsolation, NetworkOptions, tools
-from lamina.sandbox.network.addresses import AddressPlan
+from lamina.sandbox.network import NetworkIsolation, NetworkOptions, firewall, slots, tools
+from lamina.sandbox.network.addresses import AddressPlan, SlotAddresses
 from lamina.sandbox.network.slots import InNamespace, Slot, SlotError
 from tests.support import netns
 from tests.support.reachable import elsewhere
@@ -112,36 +112,51 @@ def test_a_slot_that_comes_back_after_the_pool_closed_is_closed_at_once(
     assert all_gone(isolation.plan)
 
 
-def test_close_waits_for_a_thread_inside_a_namespace_then_lets_none_in(block: int) -> None:
-    """A thread inside a slot's namespace (a SnapStart move, a slot maker) comes back to the
-    server's own namespace by a descriptor the pool holds: close keeps it open until the
-    thread is back, and lets no thread in after."""
+def test_close_waits_for_a_slot_maker_inside_a_namespace_then_lets_none_in(
+    block: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A slot maker (the filler, or one making slots for a taker) configures each namespace
+    from inside it and comes back to the server's own by a descriptor the pool holds: close
+    keeps that open until the maker is back, and lets no thread in after."""
     isolation = NetworkIsolation.open(block, NetworkOptions(pool_size=0, named_pool_size=0))
-    slot = asyncio.run(isolation.take(None))
     inside, leave = threading.Event(), threading.Event()
+    configure = slots.configure_environment_side
+
+    def configure_slowly(link: SlotAddresses) -> None:
+        configure(link)
+        inside.set()
+        leave.wait(30)
+
+    monkeypatch.setattr(slots, "configure_environment_side", configure_slowly)
+    made: list[BaseException | list[Slot]] = []
     back_in: list[int] = []
 
-    def stay_inside() -> None:
-        with isolation._entered(slot.fd):
-            inside.set()
-            leave.wait(30)
+    def make() -> None:
+        try:
+            made.append(isolation._make(None, 1))
+        except BaseException as error:  # the pool closed meanwhile: its table is gone
+            made.append(error)
         back_in.append(os.stat("/proc/thread-self/ns/net").st_ino)
 
-    staying = threading.Thread(target=stay_inside)
-    staying.start()
-    assert inside.wait(10)
+    maker = threading.Thread(target=make)
+    maker.start()
     closing = threading.Thread(target=isolation.close)
-    closing.start()
-    closing.join(1.0)
-    assert closing.is_alive(), "close did not wait for the thread inside"
-    leave.set()
-    staying.join(10)
-    closing.join(60)
+    try:
+        assert inside.wait(10)
+        closing.start()
+        closing.join(1.0)
+        assert closing.is_alive(), "close did not wait for the maker inside a namespace"
+    finally:
+        leave.set()
+    maker.join(30)
+    # Told as the maker came back: close's own wait for it would take 60 s.
+    closing.join(30)
     assert not closing.is_alive()
     assert back_in == [os.stat("/proc/self/ns/net").st_ino]
-    with pytest.raises(SlotError), isolation._entered(slot.fd):
+    # The pool closed under the maker: what it made is removed, and it says so.
+    assert made and isinstance(made[0], (OSError, SlotError, firewall.FirewallError))
+    with pytest.raises(SlotError), isolation._entered(-1):
         pass
-    isolation.give_back(slot)
     assert all_gone(isolation.plan)
 
 

@@ -412,6 +412,8 @@ class NetworkIsolation:
                 short = self._short()
             self._remove(doomed)
             for key, count in short:
+                if self._closing:
+                    return
                 try:
                     slots = self._make(key, count)
                 except (OSError, SlotError, firewall.FirewallError) as error:
@@ -420,7 +422,11 @@ class NetworkIsolation:
                         self._ready.wait(_RETRY_S)
                     continue
                 with self._ready:
-                    self._pools.setdefault(key, deque()).extend(slots)
+                    # A filler that outlived close's wait for it: its pools are gone.
+                    if not self._closed:
+                        self._pools.setdefault(key, deque()).extend(slots)
+                        continue
+                remove_slots(slots, self._ip)
 
     def _idle_for(self) -> float | None:
         """How long the filler may still wait (None: until woken; 0: work now)."""
