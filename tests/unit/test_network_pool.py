@@ -1,4 +1,5 @@
-"""The pool of prepared network namespaces: taking, giving back, and cleaning up after a crash.
+"""The pool of prepared network namespaces: taking, giving back, lending a slot's interface,
+and cleaning up after a crash.
 
 These make real namespaces (root, iproute2 and nft); the block is claimed through the same
 lock file servers use, so a running server's namespaces are never touched.
@@ -19,6 +20,7 @@ from pathlib import Path
 
 import pytest
 
+from lamina.sandbox import snapshots
 from lamina.sandbox.namespace import UidPool, _lock_dir
 from lamina.sandbox.network import NetworkIsolation, NetworkOptions, firewall, slots, tools
 from lamina.sandbox.network.addresses import AddressPlan, SlotAddresses
@@ -314,3 +316,95 @@ def test_only_the_environments_own_address_gets_out(block: int) -> None:
         inside.close()
         isolation.close()
     isolation.give_back(slot)
+
+
+# SnapStart lends a slot's eth0 to a restored environment's own network namespace. A start
+# cancelled while the move still waits for its thread discards the slot at once, and the
+# slot's descriptor number can then name a new slot's namespace: the queued move must act
+# on the namespace it was asked to, never on what the number names when it runs.
+
+
+class RestoredChild:
+    """Stands in for a SnapStart child: its network namespace is a test-made one."""
+
+    def __init__(self, namespace: str) -> None:
+        self._path = f"/run/netns/{namespace}"
+
+    def namespace(self, kind: str) -> int:
+        assert kind == "net"
+        return os.open(self._path, os.O_RDONLY | os.O_CLOEXEC)
+
+
+def has_eth0(fd: int) -> bool:
+    """Whether the namespace open as `fd` holds an interface named eth0."""
+    inside = InNamespace()
+    try:
+        with inside.entered(fd):
+            return "eth0" in {name for _, name in socket.if_nameindex()}
+    finally:
+        inside.close()
+
+
+@pytest.fixture
+def restored() -> Iterator[str]:
+    """A network namespace of its own, with nothing but loopback, as a restored child's."""
+    name = f"lamina-lend-test-{os.getpid()}"
+    netns.ip("netns", "add", name)
+    try:
+        yield name
+    finally:
+        netns.ip("netns", "del", name, check=False)
+
+
+def test_a_move_cancelled_while_queued_leaves_a_new_slot_on_its_number_alone(
+    block: int, restored: str
+) -> None:
+    isolation = NetworkIsolation.open(block, NetworkOptions(pool_size=0, named_pool_size=0))
+    target = RestoredChild(restored)
+    kept: list[Slot] = []
+
+    async def scenario() -> None:
+        loop = asyncio.get_running_loop()
+        # One worker, kept busy: the move waits in its queue.
+        worker = concurrent.futures.ThreadPoolExecutor(1)
+        loop.set_default_executor(worker)
+        busy = threading.Event()
+        holding = loop.run_in_executor(None, busy.wait, 30)
+        try:
+            slot = await isolation.take(None)
+            number = slot.fd
+            lending = asyncio.ensure_future(snapshots._lend(isolation, slot, target, None))
+            await asyncio.sleep(0.05)
+            lending.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await lending
+            # As the cancelled start does: the slot goes, and its descriptor is closed.
+            isolation.discard(slot)
+            deadline = time.monotonic() + 10
+            while slot.fd != -1:
+                assert time.monotonic() < deadline, "the discarded slot was not removed"
+                await asyncio.sleep(0.02)
+            # A new slot on the same descriptor number (the lowest free one is reused).
+            while not any(new.fd == number for new in kept):
+                assert len(kept) < 8, f"no new slot got descriptor {number}"
+                kept.append(await isolation.take(None))
+        finally:
+            busy.set()
+        await holding
+        await loop.run_in_executor(None, lambda: None)  # runs after the queued move
+        worker.shutdown()
+
+    try:
+        asyncio.run(scenario())
+        # The move found nothing to move (the discarded slot's pair is gone) and moved
+        # nothing of the slot that now has its number.
+        assert all(has_eth0(new.fd) for new in kept)
+        restored_fd = os.open(f"/run/netns/{restored}", os.O_RDONLY | os.O_CLOEXEC)
+        try:
+            assert not has_eth0(restored_fd)
+        finally:
+            os.close(restored_fd)
+    finally:
+        for new in kept:
+            isolation.give_back(new)
+        isolation.close()
