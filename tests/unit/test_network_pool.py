@@ -17,12 +17,14 @@ import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from lamina.sandbox import snapshots
 from lamina.sandbox.namespace import UidPool, _lock_dir
 from lamina.sandbox.network import NetworkIsolation, NetworkOptions, firewall, slots, tools
+from lamina.sandbox.network import pool as network_pool
 from lamina.sandbox.network.addresses import AddressPlan, SlotAddresses
 from lamina.sandbox.network.slots import InNamespace, Slot, SlotError
 from tests.support import netns
@@ -130,6 +132,14 @@ def test_close_waits_for_a_slot_maker_inside_a_namespace_then_lets_none_in(
         leave.wait(30)
 
     monkeypatch.setattr(slots, "configure_environment_side", configure_slowly)
+    table_gone = threading.Event()
+    delete_table = firewall.delete_table
+
+    def delete_table_and_say(*args: Any) -> None:
+        delete_table(*args)
+        table_gone.set()
+
+    monkeypatch.setattr(firewall, "delete_table", delete_table_and_say)
     made: list[BaseException | list[Slot]] = []
     back_in: list[int] = []
 
@@ -146,6 +156,8 @@ def test_close_waits_for_a_slot_maker_inside_a_namespace_then_lets_none_in(
     try:
         assert inside.wait(10)
         closing.start()
+        # Close has done all but its wait for the threads inside (however long that took).
+        assert table_gone.wait(30)
         closing.join(1.0)
         assert closing.is_alive(), "close did not wait for the maker inside a namespace"
     finally:
@@ -159,6 +171,30 @@ def test_close_waits_for_a_slot_maker_inside_a_namespace_then_lets_none_in(
     assert made and isinstance(made[0], (OSError, SlotError, firewall.FirewallError))
     with pytest.raises(SlotError), isolation._entered(-1):
         pass
+    assert all_gone(isolation.plan)
+
+
+def test_the_filler_goes_on_after_a_tool_past_its_timeout(
+    block: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An `ip` or `nft` that outlives its timeout fails one batch: the filler waits, tries
+    again, and the pool fills (the thread used to end, and the pool never refilled)."""
+    make = network_pool.make_slots
+    calls: list[int] = []
+
+    def slow_once(*args: Any, **kwargs: Any) -> list[Slot]:
+        calls.append(1)
+        if len(calls) == 1:
+            raise subprocess.TimeoutExpired(["ip", "-batch", "-"], 60)
+        return make(*args, **kwargs)
+
+    monkeypatch.setattr(network_pool, "make_slots", slow_once)
+    isolation = NetworkIsolation.open(block, NetworkOptions(pool_size=1, named_pool_size=0))
+    try:
+        wait_pooled(isolation, 1)
+        assert len(calls) >= 2
+    finally:
+        isolation.close()
     assert all_gone(isolation.plan)
 
 
@@ -321,7 +357,9 @@ def test_only_the_environments_own_address_gets_out(block: int) -> None:
 # SnapStart lends a slot's eth0 to a restored environment's own network namespace. A start
 # cancelled while the move still waits for its thread discards the slot at once, and the
 # slot's descriptor number can then name a new slot's namespace: the queued move must act
-# on the namespace it was asked to, never on what the number names when it runs.
+# on its own duplicate of the descriptor, never on the number it was queued with (which the
+# test would catch moving the new slot's eth0). The `block` fixture checks that the move
+# ran and closed the descriptors it owned: a namespace descriptor left behind fails it.
 
 
 class RestoredChild:
@@ -380,8 +418,9 @@ def test_a_move_cancelled_while_queued_leaves_a_new_slot_on_its_number_alone(
                 await lending
             # As the cancelled start does: the slot goes, and its descriptor is closed.
             isolation.discard(slot)
+            # Removed whole (its veth pair deleted too) once its index is free again.
             deadline = time.monotonic() + 10
-            while slot.fd != -1:
+            while slot.addresses.index not in isolation._free:
                 assert time.monotonic() < deadline, "the discarded slot was not removed"
                 await asyncio.sleep(0.02)
             # A new slot on the same descriptor number (the lowest free one is reused).

@@ -416,7 +416,14 @@ class NetworkIsolation:
                     return
                 try:
                     slots = self._make(key, count)
-                except (OSError, SlotError, firewall.FirewallError) as error:
+                except (
+                    OSError,
+                    subprocess.SubprocessError,  # `ip` or `nft` past its timeout
+                    SlotError,
+                    firewall.FirewallError,
+                ) as error:
+                    if self._closing:
+                        return  # the pool closed under the filler: nothing to retry
                     log.warning("network: could not prepare namespaces: %s", error)
                     with self._ready:
                         self._ready.wait(_RETRY_S)
