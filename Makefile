@@ -91,6 +91,7 @@ bench-components: $(STAMP)
 	$(BIN)/python -m bench.python_runtime
 	$(BIN)/python -m bench.loop_stall
 	$(BIN)/python -m bench.spawn_rate
+	$(BIN)/python -m bench.runtime_api_floor
 
 clean:
 	rm -rf $(VENV) .lamina .pytest_cache .mypy_cache .ruff_cache
