@@ -295,6 +295,54 @@ def test_takers_of_a_dry_pool_each_get_their_own_new_slot(block: int) -> None:
     assert all_gone(isolation.plan)
 
 
+def test_close_lets_go_of_every_taker_waiting_beyond_the_makers(
+    block: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The stop comes while both on-demand makers are busy and more takers wait than they
+    can each take in a batch: every taker is answered (a slot, or cancelled), none is left
+    waiting; and a taker that comes after gets an error at once."""
+    monkeypatch.setattr(network_pool, "_ON_DEMAND_MAX", 1)  # a batch per taker
+    isolation = NetworkIsolation.open(block, NetworkOptions(pool_size=0, named_pool_size=0))
+    making, release = threading.Semaphore(0), threading.Event()
+    make = isolation._make
+
+    def held(key: Any, count: int) -> list[Slot]:
+        making.release()
+        release.wait(30)
+        return make(key, count)
+
+    monkeypatch.setattr(isolation, "_make", held)
+    closing = threading.Thread(target=isolation.close)
+
+    async def stop_under_takers() -> list[BaseException | Slot]:
+        loop = asyncio.get_running_loop()
+        takers = [asyncio.ensure_future(isolation.take(None)) for _ in range(5)]
+        for _ in range(2):  # both makers hold a batch of one; three takers wait
+            assert await loop.run_in_executor(None, making.acquire, True, 10)
+        closing.start()
+        while not isolation._closing:
+            await asyncio.sleep(0.01)
+        release.set()
+        _, pending = await asyncio.wait(takers, timeout=10)
+        assert not pending, f"{len(pending)} takers still wait after close"
+        return [asyncio.CancelledError() if task.cancelled() else task.result() for task in takers]
+
+    try:
+        answers = asyncio.run(stop_under_takers())
+    finally:
+        release.set()
+        closing.join(60)
+    assert not closing.is_alive()
+    given = [answer for answer in answers if isinstance(answer, Slot)]
+    assert len(given) == 2
+    assert sum(isinstance(answer, asyncio.CancelledError) for answer in answers) == 3
+    with pytest.raises(network_pool.NetworkUnavailable):
+        asyncio.run(isolation.take(None))
+    for slot in given:
+        isolation.give_back(slot)
+    assert all_gone(isolation.plan)
+
+
 def test_a_slot_made_for_a_taker_that_gave_up_goes_to_the_pool(block: int) -> None:
     isolation = NetworkIsolation.open(block, NetworkOptions(pool_size=0, named_pool_size=0))
     try:

@@ -148,6 +148,12 @@ class NetworkIsolation:
         """Remove every namespace, the table and the gateway (the server is stopping)."""
         with self._ready:
             self._closing = True
+            # The makers stop at their next batch, and a maker cancels only the batch it
+            # takes: with more networks waiting than makers, the rest would wait for good.
+            for waiting in self._waiting.values():
+                for waiter in waiting:
+                    waiter.cancel()
+            self._waiting.clear()
             self._ready.notify_all()
         if self._filler is not None:
             self._filler.join(30)
@@ -187,6 +193,8 @@ class NetworkIsolation:
         """A prepared slot of `policy`'s network (None: the default network)."""
         key = None if policy is None or policy == DEFAULT_NETWORK else policy
         with self._ready:
+            if self._closing:
+                raise NetworkUnavailable("the network pool is closed: the server is stopping")
             pool = self._pools.get(key)
             if pool is None:
                 # A named network's pool starts on first use, small.
@@ -374,7 +382,12 @@ class NetworkIsolation:
                     self._hand(waiter, slot)
                 if len(slots) < len(batch):
                     with self._ready:  # fewer addresses were free: the rest wait again
-                        self._waiting[key].extendleft(reversed(batch[len(slots) :]))
+                        rest = batch[len(slots) :]
+                        if self._closing:  # unless close has already let the others go
+                            for waiter in rest:
+                                waiter.cancel()
+                        else:
+                            self._waiting.setdefault(key, deque()).extendleft(reversed(rest))
         except BaseException:
             with self._ready:
                 self._making -= 1
