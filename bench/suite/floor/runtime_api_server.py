@@ -19,7 +19,6 @@ Standalone on purpose: it imports nothing from Lamina or the suite.
 from __future__ import annotations
 
 import asyncio
-import functools
 import itertools
 import json
 import os
@@ -38,6 +37,11 @@ RUNTIME_PREFIX = b"/2018-06-01/runtime/"
 # Lambda's deadline header is absolute; a floor never times out, so any distant time will do.
 DEADLINE_MS = b"%d" % ((time.time() + 86_400) * 1000)
 
+ACCEPTED = (
+    b"HTTP/1.1 202 Accepted\r\nContent-Type: application/json\r\nContent-Length: 15\r\n\r\n"
+    + (b'{"status":"OK"}')
+)
+
 Answer = Callable[[bytes, bytes], None]
 
 
@@ -53,51 +57,73 @@ def message(status: bytes, body: bytes, extra: bytes = b"") -> bytes:
 class Runtime(asyncio.Protocol):
     """One runtime process and the Runtime API connection it holds (one at a time)."""
 
-    def __init__(self, arn: bytes) -> None:
-        self.arn = arn
-        self.ready: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+    def __init__(self, function: Function) -> None:
+        self.function = function
+        self.listener: asyncio.AbstractServer | None = None
         self.process: subprocess.Popen[bytes] | None = None
         self._transport: asyncio.Transport | None = None
         self._parser = httptools.HttpRequestParser(self)
         self._url = b""
         self._body: list[bytes] = []
         self._answer: Answer | None = None
+        # A `next` waits for an event.
         self._waiting = False
+        # Replies held while a batch of requests is parsed: a runtime that pipelines its
+        # answer with its next `next` gets the 202 with that event, in one write and one
+        # wake-up (as Lamina does); one that waits for the 202 gets it at the batch's end.
+        self._feeding = False
+        self._held: list[bytes] = []
 
     # asyncio
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         # uvloop's transports are not subclasses of asyncio's.
         self._transport = cast(asyncio.Transport, transport)
         self._parser = httptools.HttpRequestParser(self)
+        self._waiting = False
+        self._held.clear()
 
     def data_received(self, data: bytes) -> None:
-        self._parser.feed_data(data)
+        self._feeding = True
+        try:
+            self._parser.feed_data(data)
+        except httptools.HttpParserError:
+            if self._transport is not None:
+                self._transport.close()
+            return
+        finally:
+            self._feeding = False
+        if self._held and not self._waiting:
+            self._write(b"")
 
     def connection_lost(self, exc: Exception | None) -> None:
-        self._transport = None
-        self._waiting = False
+        # A runtime that reconnected has a new transport already: only its own loss counts.
+        if self._transport is not None and self._transport.is_closing():
+            self._transport = None
+            self._waiting = False
 
     # httptools
+    def on_message_begin(self) -> None:
+        self._url = b""
+        self._body.clear()
+
     def on_url(self, url: bytes) -> None:
-        self._url = url
+        self._url += url
 
     def on_body(self, body: bytes) -> None:
         self._body.append(body)
 
     def on_message_complete(self) -> None:
-        assert self._transport is not None
         url = self._url[len(RUNTIME_PREFIX) :]
         body = b"".join(self._body)
-        self._body.clear()
         if url == b"invocation/next":
             self._waiting = True
-            if not self.ready.done():
-                self.ready.set_result(None)
+            self.function.ready(self)
             return
-        self._transport.write(message(b"202 Accepted", b'{"status":"OK"}'))
+        self._held.append(ACCEPTED)
+        if not self._feeding:
+            self._write(b"")
         if url == b"init/error":
-            if not self.ready.done():
-                self.ready.set_exception(RuntimeError(body.decode(errors="replace")))
+            self.function.failed(body)
             return
         answer, self._answer = self._answer, None
         if answer is not None:
@@ -105,18 +131,26 @@ class Runtime(asyncio.Protocol):
 
     def invoke(self, request_id: bytes, event: bytes, answer: Answer) -> None:
         """Hand `event` to the runtime's waiting `next`; `answer` gets its reply."""
-        assert self._transport is not None and self._waiting
+        assert self._waiting
         self._waiting = False
         self._answer = answer
-        self._transport.write(
+        self._write(
             message(
                 b"200 OK",
                 event,
                 b"Lambda-Runtime-Aws-Request-Id: %s\r\nLambda-Runtime-Deadline-Ms: %s\r\n"
                 b"Lambda-Runtime-Invoked-Function-Arn: %s\r\n"
-                % (request_id, DEADLINE_MS, self.arn),
+                % (request_id, DEADLINE_MS, self.function.arn),
             )
         )
+
+    def _write(self, data: bytes) -> None:
+        """`data` after any held replies, in one write."""
+        if self._held:
+            data = b"".join(self._held) + data
+            self._held.clear()
+        if self._transport is not None and data:
+            self._transport.write(data)
 
 
 class Function:
@@ -126,22 +160,55 @@ class Function:
         self.argv = argv
         self.env = env
         self.arn = b"arn:aws:lambda:us-east-1:000000000000:function:" + name.encode()
+        self.ids = itertools.count(1)
+        # Runtimes waiting in `next`, and events waiting for a runtime.
         self.idle: list[Runtime] = []
+        self.pending: deque[tuple[bytes, Answer]] = deque()
         self.all: list[Runtime] = []
+        self._starting: set[asyncio.Future[None]] = set()
 
-    async def start(self) -> Runtime:
+    def invoke(self, event: bytes, answer: Answer) -> None:
+        """Hand `event` to an idle runtime, or start one more for it."""
+        if self.idle:
+            self.idle.pop().invoke(b"%d" % next(self.ids), event, answer)
+            return
+        self.pending.append((event, answer))
+        task = asyncio.ensure_future(self._start())
+        self._starting.add(task)
+        task.add_done_callback(self._started)
+
+    def _started(self, task: asyncio.Future[None]) -> None:
+        self._starting.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            self.failed(str(task.exception()).encode())
+
+    def ready(self, runtime: Runtime) -> None:
+        """`runtime` asks for its next event: the oldest waiting one, or it idles."""
+        if self.pending:
+            event, answer = self.pending.popleft()
+            runtime.invoke(b"%d" % next(self.ids), event, answer)
+        else:
+            self.idle.append(runtime)
+
+    def failed(self, error: bytes) -> None:
+        """A runtime's init failed: the event that started it will not run."""
+        if self.pending:
+            _, answer = self.pending.popleft()
+            answer(error, b"Unhandled")
+
+    async def _start(self) -> None:
         loop = asyncio.get_running_loop()
-        runtime = Runtime(self.arn)
-        listener = await loop.create_server(lambda: runtime, "127.0.0.1", 0)
-        port = listener.sockets[0].getsockname()[1]
+        runtime = Runtime(self)
+        runtime.listener = await loop.create_server(lambda: runtime, "127.0.0.1", 0)
+        port = runtime.listener.sockets[0].getsockname()[1]
         env = {**os.environ, **self.env, "AWS_LAMBDA_RUNTIME_API": f"127.0.0.1:{port}"}
         runtime.process = subprocess.Popen(self.argv, env=env, stdout=subprocess.DEVNULL)
         self.all.append(runtime)
-        await runtime.ready
-        return runtime
 
     def stop(self) -> None:
         for runtime in self.all:
+            if runtime.listener is not None:
+                runtime.listener.close()
             if runtime.process is not None:
                 runtime.process.kill()
                 runtime.process.wait()
@@ -152,9 +219,8 @@ class Function:
 class Front(asyncio.Protocol):
     """A client's keep-alive connection; its requests are answered in order."""
 
-    def __init__(self, functions: dict[bytes, Function], ids: itertools.count[int]) -> None:
+    def __init__(self, functions: dict[bytes, Function]) -> None:
         self._functions = functions
-        self._ids = ids
         self._transport: asyncio.Transport | None = None
         self._parser = httptools.HttpRequestParser(self)
         self._url = b""
@@ -164,7 +230,6 @@ class Front(asyncio.Protocol):
         self._busy = False
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        # uvloop's transports are not subclasses of asyncio's.
         self._transport = cast(asyncio.Transport, transport)
 
     def data_received(self, data: bytes) -> None:
@@ -177,17 +242,19 @@ class Front(asyncio.Protocol):
     def connection_lost(self, exc: Exception | None) -> None:
         self._transport = None
 
+    def on_message_begin(self) -> None:
+        self._url = b""
+        self._body.clear()
+
     def on_url(self, url: bytes) -> None:
-        self._url = url
+        self._url += url
 
     def on_body(self, body: bytes) -> None:
         self._body.append(body)
 
     def on_message_complete(self) -> None:
         method = self._parser.get_method()
-        body = b"".join(self._body)
-        self._body.clear()
-        self._queued.append((method, self._url, body))
+        self._queued.append((method, self._url, b"".join(self._body)))
         if not self._busy:
             self._next()
 
@@ -206,30 +273,14 @@ class Front(asyncio.Protocol):
                 self._write(message(b"404 Not Found", b'{"message":"not found"}'))
                 continue
             self._busy = True
-            if function.idle:
-                self._run(function, function.idle.pop(), body)
-            else:
-                task = asyncio.ensure_future(function.start())
-                task.add_done_callback(functools.partial(self._started, function, body))
+            function.invoke(body, self._answer)
             return
 
-    def _started(self, function: Function, body: bytes, done: asyncio.Future[Runtime]) -> None:
-        if done.exception() is not None:
-            self._busy = False
-            self._write(message(b"502 Bad Gateway", b'{"message":"runtime failed to start"}'))
-            self._next()
-            return
-        self._run(function, done.result(), body)
-
-    def _run(self, function: Function, runtime: Runtime, event: bytes) -> None:
-        def answer(payload: bytes, error: bytes) -> None:
-            function.idle.append(runtime)
-            self._busy = False
-            extra = b"X-Amz-Function-Error: %s\r\n" % error if error else b""
-            self._write(message(b"200 OK", payload, extra))
-            self._next()
-
-        runtime.invoke(b"%d" % next(self._ids), event, answer)
+    def _answer(self, payload: bytes, error: bytes) -> None:
+        self._busy = False
+        extra = b"X-Amz-Function-Error: %s\r\n" % error if error else b""
+        self._write(message(b"200 OK", payload, extra))
+        self._next()
 
     def _write(self, data: bytes) -> None:
         if self._transport is not None:
@@ -241,9 +292,8 @@ async def serve(config: dict[str, dict[str, object]], port: int) -> None:
         name.encode(): Function(name, list(spec["argv"]), dict(spec.get("env", {})))  # type: ignore[call-overload]
         for name, spec in config.items()
     }
-    ids = itertools.count(1)
     loop = asyncio.get_running_loop()
-    server = await loop.create_server(lambda: Front(functions, ids), "127.0.0.1", port)
+    server = await loop.create_server(lambda: Front(functions), "127.0.0.1", port)
     print("serving", flush=True)
     try:
         await server.serve_forever()

@@ -67,6 +67,16 @@ class NetworkUnavailable(RuntimeError):
     """The host cannot isolate environments' networks (tools missing, nft refused)."""
 
 
+_STOPPING = "the network pool is closed: the server is stopping"
+
+
+def _refuse(waiter: Waiter) -> None:
+    """Answer a waiting taker with an error it can handle, not a cancellation: its task
+    was not cancelled, and a cancellation would escape handlers of ordinary errors."""
+    with contextlib.suppress(concurrent.futures.InvalidStateError):
+        waiter.set_exception(NetworkUnavailable(_STOPPING))
+
+
 class NetworkIsolation:
     """A network namespace per environment, for the server holding `plan`'s block."""
 
@@ -148,11 +158,11 @@ class NetworkIsolation:
         """Remove every namespace, the table and the gateway (the server is stopping)."""
         with self._ready:
             self._closing = True
-            # The makers stop at their next batch, and a maker cancels only the batch it
-            # takes: with more networks waiting than makers, the rest would wait for good.
+            # The makers stop at their next batch, and a maker refuses only the batch it
+            # takes: with more batches waiting than makers, the rest would wait for good.
             for waiting in self._waiting.values():
                 for waiter in waiting:
-                    waiter.cancel()
+                    _refuse(waiter)
             self._waiting.clear()
             self._ready.notify_all()
         if self._filler is not None:
@@ -194,7 +204,7 @@ class NetworkIsolation:
         key = None if policy is None or policy == DEFAULT_NETWORK else policy
         with self._ready:
             if self._closing:
-                raise NetworkUnavailable("the network pool is closed: the server is stopping")
+                raise NetworkUnavailable(_STOPPING)
             pool = self._pools.get(key)
             if pool is None:
                 # A named network's pool starts on first use, small.
@@ -207,11 +217,10 @@ class NetworkIsolation:
                 return pool.popleft()
             waiter: Waiter = concurrent.futures.Future()
             self._waiting.setdefault(key, deque()).append(waiter)
-            start = self._making < _ON_DEMAND_BATCHES
-            if start:
+            if self._making < _ON_DEMAND_BATCHES:
                 self._making += 1
-        if start:
-            asyncio.get_running_loop().run_in_executor(self._makers, self._make_for_waiting)
+                # Under the lock: `close` shuts the executor only after it set `_closing`.
+                self._makers.submit(self._make_for_waiting)
         try:
             return await asyncio.wrap_future(waiter)
         except asyncio.CancelledError:
@@ -366,7 +375,7 @@ class NetworkIsolation:
                     if not batch or self._closing:
                         # Closing: the server stops, and `close` waits for this thread.
                         for waiter in batch:
-                            waiter.cancel()
+                            _refuse(waiter)
                         self._making -= 1
                         return
                 try:
@@ -385,7 +394,7 @@ class NetworkIsolation:
                         rest = batch[len(slots) :]
                         if self._closing:  # unless close has already let the others go
                             for waiter in rest:
-                                waiter.cancel()
+                                _refuse(waiter)
                         else:
                             self._waiting.setdefault(key, deque()).extendleft(reversed(rest))
         except BaseException:
@@ -399,7 +408,7 @@ class NetworkIsolation:
             batch: list[Waiter] = []
             while waiting and len(batch) < _ON_DEMAND_MAX:
                 waiter = waiting.popleft()
-                if not waiter.cancelled():
+                if not waiter.done():  # its taker gave up, or close refused it
                     batch.append(waiter)
             if batch:
                 # Served last next time: every network's takers get their turn.
