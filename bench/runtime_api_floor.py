@@ -24,61 +24,30 @@ calls; BENCH_RUNTIMES=python or node for one language). Prints figures; asserts 
 
 from __future__ import annotations
 
-import json
 import os
-import signal
 import statistics
-import subprocess
 import sys
 import tempfile
-from collections.abc import Iterator
-from contextlib import ExitStack, contextmanager
+from contextlib import ExitStack
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
-from tests.support.server import free_port
 
 from bench.harness import ROLE, fresh_server, loadgen
 from bench.network import package
 from bench.suite.handlers import AWS_RUNTIMES, FunctionSpec
 from bench.suite.peers import interpreter
 from bench.suite.proctree import cpu_seconds
+from bench.suite.targets.floor import CHILDREN, FLOOR_DIR, floor_server
 from bench.warm_path import CALLS, CONCURRENCY, PATH, sequential
 
 BLOCKS = 2 if os.environ.get("BENCH_QUICK") else 8
 ROOT = Path(__file__).resolve().parent.parent
-FLOOR_DIR = ROOT / "bench/suite/floor"
 RUNTIMES = os.environ.get("BENCH_RUNTIMES", "python,node").split(",")
 BOOTSTRAPS = {
     "python": ROOT / "src/lamina/runtimes/python/bootstrap.py",
     "node": ROOT / "src/lamina/runtimes/node/bootstrap.cjs",
 }
-CHILDREN = {"python": "child.py", "node": "child.js"}
-
-
-@contextmanager
-def floor_server(script: str, config: dict[str, object]) -> Iterator[tuple[int, int]]:
-    """(port, pid) of a floor server in a session of its own, killed with its children."""
-    with tempfile.NamedTemporaryFile("w", suffix=".json") as file:
-        json.dump(config, file)
-        file.flush()
-        port = free_port()
-        process = subprocess.Popen(
-            [sys.executable, str(FLOOR_DIR / script), file.name, str(port)],
-            stdout=subprocess.PIPE,
-            start_new_session=True,
-        )
-        try:
-            assert process.stdout is not None
-            if process.stdout.readline().strip() != b"serving":
-                raise RuntimeError(f"{script} did not start")
-            yield port, process.pid
-        finally:
-            os.killpg(process.pid, signal.SIGKILL)
-            process.wait()
-            if process.stdout is not None:
-                process.stdout.close()
 
 
 def concurrent(port: int, pid: int) -> tuple[float, float]:

@@ -11,8 +11,9 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from bench.runtime_api_floor import BOOTSTRAPS, floor_server
+from bench.runtime_api_floor import BOOTSTRAPS
 from bench.suite.peers import interpreter
+from bench.suite.targets.floor import floor_server
 
 HANDLER = """
 def handler(event, context):

@@ -12,6 +12,7 @@ import tempfile
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 from tests.support.server import free_port
 
@@ -60,7 +61,7 @@ class FloorTarget(Target):
     def session(self, functions: list[FunctionSpec]) -> Iterator[Session]:
         with tempfile.TemporaryDirectory(prefix="floor-bench-") as tmp:
             workdir = Path(tmp)
-            config = {}
+            config: dict[str, Any] = {}
             for function in functions:
                 code = workdir / function.name
                 code.mkdir()
@@ -68,26 +69,34 @@ class FloorTarget(Target):
                 child = str(FLOOR_DIR / CHILDREN[function.runtime])
                 argv = [self.interpreters[function.runtime], child, str(code), function.workload]
                 config[function.name] = argv
-            (workdir / "config.json").write_text(json.dumps(config))
-            port = free_port()
-            # Its own session, so that stopping it stops every child too.
-            process = subprocess.Popen(
-                [
-                    sys.executable,
-                    str(FLOOR_DIR / "server.py"),
-                    str(workdir / "config.json"),
-                    str(port),
-                ],
-                stdout=subprocess.PIPE,
-                start_new_session=True,
-            )
-            session = FloorSession(port, process.pid)
-            try:
-                assert process.stdout is not None
-                if process.stdout.readline().strip() != b"serving":
-                    raise PeerUnavailable("the floor server did not start")
-                yield session
-            finally:
-                session.close()
-                os.killpg(process.pid, signal.SIGKILL)
-                process.wait()
+            with floor_server("server.py", config) as (port, pid):
+                session = FloorSession(port, pid)
+                try:
+                    yield session
+                finally:
+                    session.close()
+
+
+@contextmanager
+def floor_server(script: str, config: dict[str, Any]) -> Iterator[tuple[int, int]]:
+    """(port, pid) of the floor server `script` (in bench/suite/floor) given `config`, in a
+    session of its own so that stopping it stops every child too."""
+    with tempfile.NamedTemporaryFile("w", suffix=".json") as file:
+        json.dump(config, file)
+        file.flush()
+        port = free_port()
+        process = subprocess.Popen(
+            [sys.executable, str(FLOOR_DIR / script), file.name, str(port)],
+            stdout=subprocess.PIPE,
+            start_new_session=True,
+        )
+        try:
+            assert process.stdout is not None
+            if process.stdout.readline().strip() != b"serving":
+                raise PeerUnavailable(f"the floor server {script} did not start")
+            yield port, process.pid
+        finally:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
+            if process.stdout is not None:
+                process.stdout.close()

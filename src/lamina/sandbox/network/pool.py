@@ -371,11 +371,10 @@ class NetworkIsolation:
         try:
             while True:
                 with self._ready:
-                    key, batch = self._next_waiting()
-                    if not batch or self._closing:
-                        # Closing: the server stops, and `close` waits for this thread.
-                        for waiter in batch:
-                            _refuse(waiter)
+                    # Closing: `close` has refused every waiting taker, and waits for this
+                    # thread.
+                    key, batch = (None, []) if self._closing else self._next_waiting()
+                    if not batch:
                         self._making -= 1
                         return
                 try:
