@@ -71,7 +71,6 @@ class Runtime(asyncio.Protocol):
         # Replies held while a batch of requests is parsed: a runtime that pipelines its
         # answer with its next `next` gets the 202 with that event, in one write and one
         # wake-up (as Lamina does); one that waits for the 202 gets it at the batch's end.
-        self._feeding = False
         self._held: list[bytes] = []
 
     # asyncio
@@ -83,15 +82,12 @@ class Runtime(asyncio.Protocol):
         self._held.clear()
 
     def data_received(self, data: bytes) -> None:
-        self._feeding = True
         try:
             self._parser.feed_data(data)
         except httptools.HttpParserError:
             if self._transport is not None:
                 self._transport.close()
             return
-        finally:
-            self._feeding = False
         if self._held and not self._waiting:
             self._write(b"")
 
@@ -119,9 +115,7 @@ class Runtime(asyncio.Protocol):
             self._waiting = True
             self.function.ready(self)
             return
-        self._held.append(ACCEPTED)
-        if not self._feeding:
-            self._write(b"")
+        self._held.append(ACCEPTED)  # written by `data_received` or with the next event
         if url == b"init/error":
             self.function.failed(body)
             return
