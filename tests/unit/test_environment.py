@@ -57,6 +57,10 @@ def slow(event, context):
     print("going to sleep", flush=True)
     time.sleep(30)
 
+def nap(event, context):
+    time.sleep(0.4)
+    return "rested"
+
 def crash(event, context):
     print("about to exit", flush=True)
     os._exit(3)
@@ -312,6 +316,30 @@ def test_init_is_not_reported_when_the_environment_was_prepared_ahead(task_root:
     outcome = asyncio.run(scenario())
     assert outcome.init_ms is None
     assert outcome.billed_ms < outcome.duration_ms + 1
+
+
+def test_an_answer_after_its_wait_was_cancelled_is_still_taken(task_root: Path) -> None:
+    """Cancelling an invocation's wait (its caller gone) does not turn the runtime's answer,
+    when it comes, into an unknown request id: the runtime is told it was accepted, and is
+    still alive and waiting for its next event."""
+
+    async def scenario() -> tuple[Invocation, bool]:
+        async with harness(task_root) as h:
+            environment = await h.started("app.nap")
+            napping = invocation()
+            waiting = asyncio.ensure_future(environment.invoke(napping, 3))
+            await asyncio.sleep(0.1)  # the handler naps by now
+            waiting.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await waiting
+            assert await eventually(napping.outcome.done)
+            await asyncio.sleep(0.3)  # time for a runtime refused its answer to exit
+            assert environment._exited is not None
+            return napping, not environment._exited.done()
+
+    napping, alive = asyncio.run(scenario())
+    assert napping.outcome.result().body == b'"rested"'
+    assert alive
 
 
 def test_a_function_error_keeps_the_environment(task_root: Path) -> None:

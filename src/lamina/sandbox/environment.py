@@ -87,30 +87,15 @@ def _reported_error_type(error_type: str | None) -> str:
     return "Runtime.Unknown"
 
 
-async def _first_of(
-    first: asyncio.Future[Any], second: asyncio.Future[Any], timeout_s: float
-) -> None:
-    """Until either future is done or `timeout_s` has passed: what asyncio.wait does for
-    FIRST_COMPLETED, for two futures, without its sets and per-future waiters (it sits on
-    every invocation)."""
-    if first.done() or second.done():
-        return
-    loop = asyncio.get_running_loop()
-    settled = loop.create_future()
+# What an invocation the runtime never answered (it exited, or its time ran out) resolves
+# to: the environment wakes its waiting invocation with it at once, in the step where it
+# learns of the end, so an answer's wake-up takes no extra step through the event loop.
+_NO_ANSWER = Outcome(b"")
 
-    def settle(_: object = None) -> None:
-        if not settled.done():
-            settled.set_result(None)
 
-    first.add_done_callback(settle)
-    second.add_done_callback(settle)
-    timer = loop.call_later(timeout_s, settle)
-    try:
-        await settled
-    finally:
-        timer.cancel()
-        first.remove_done_callback(settle)
-        second.remove_done_callback(settle)
+def _give_up(invocation: Invocation) -> None:
+    if not invocation.outcome.done():
+        invocation.outcome.set_result(_NO_ANSWER)
 
 
 def unstarted_invocation(
@@ -212,7 +197,7 @@ class ExecutionEnvironment:
             return
         loop.add_reader(self._sandbox.output_fd, self._on_output)
         self._exited = asyncio.ensure_future(self._sandbox.wait())
-        self._exited.add_done_callback(self._exited_while_idle)
+        self._exited.add_done_callback(self._on_exit)
         init = asyncio.ensure_future(asyncio.shield(self._channel.initialized))
         waiters: set[asyncio.Future[Any]] = {init, self._exited}
         done, _ = await asyncio.wait(
@@ -246,11 +231,14 @@ class ExecutionEnvironment:
             )
         self.destroy()
 
-    def _exited_while_idle(self, _: asyncio.Future[int]) -> None:
+    def _on_exit(self, _: asyncio.Future[int]) -> None:
         """A runtime that ends between invocations (as AWS's do after a fatal error) leaves
-        a dead environment: destroy it now, so no invocation is handed to it."""
+        a dead environment: destroy it now, so no invocation is handed to it. One that ends
+        during an invocation ends the wait for its answer."""
         if self.state is State.IDLE:
             self.destroy()
+        elif self._channel is not None and self._channel.current is not None:
+            _give_up(self._channel.current)
 
     def destroy(self) -> None:
         """Kill every process of the environment and release what it held."""
@@ -382,31 +370,25 @@ class ExecutionEnvironment:
         # output of the function's can be read before this step of the loop ends, so the
         # line still comes first in its stream.
         self._emit(InvokeStarted(invocation.request_id, self.version))
-        await _first_of(invocation.outcome, self._exited, timeout_s)
+        timer = asyncio.get_running_loop().call_later(timeout_s, _give_up, invocation)
+        try:
+            outcome = await invocation.outcome
+        except asyncio.CancelledError:
+            # The cancelled wait cancelled the future it awaited. The runtime may still
+            # answer: its answer is taken as before, into a future nobody waits on.
+            invocation.outcome = asyncio.get_running_loop().create_future()
+            raise
+        finally:
+            timer.cancel()
         duration_ms = (time.perf_counter() - started) * 1000
         status = error_type = None
-        if invocation.outcome.done():
-            outcome = invocation.outcome.result()
+        if outcome is not _NO_ANSWER:
             payload, failed = self._payload_of(outcome)
             if outcome.oversize is not None:
                 error_type = FUNCTION_RESPONSE_SIZE_TOO_LARGE
-        elif self._exited.done():
-            failed, status = True, "error"
-            oom = self._sandbox.oom_killed()
-            error_type = RUNTIME_OUT_OF_MEMORY if oom else RUNTIME_EXIT_ERROR
-            description = self._exit_description(self._exited.result())
-            payload = _error_payload(
-                RUNTIME_EXIT_ERROR,
-                f"RequestId: {invocation.request_id} Error: Runtime exited with error: "
-                f"{description}",
-            )
         else:
-            failed, status = True, "timeout"
-            payload = _error_payload(
-                SANDBOX_TIMEDOUT,
-                f"RequestId: {invocation.request_id} Error: Task timed out after "
-                f"{timeout_s:.2f} seconds",
-            )
+            payload, status, error_type = self._unanswered(invocation.request_id, timeout_s)
+            failed = True
         max_memory_mb = self._max_memory_mb()
         # Only an invocation that ended by answering leaves its END and REPORT to `after`.
         end_later = after if status is None else None
@@ -458,6 +440,24 @@ class ExecutionEnvironment:
             status=status,
             error_type=error_type,
         )
+
+    def _unanswered(self, request_id: str, timeout_s: float) -> tuple[bytes, str, str | None]:
+        """(payload, REPORT status, error type) of an invocation its runtime never answered:
+        it exited, or the time ran out."""
+        assert self._exited is not None and self._sandbox is not None
+        if self._exited.done():
+            oom = self._sandbox.oom_killed()
+            description = self._exit_description(self._exited.result())
+            payload = _error_payload(
+                RUNTIME_EXIT_ERROR,
+                f"RequestId: {request_id} Error: Runtime exited with error: {description}",
+            )
+            return payload, "error", RUNTIME_OUT_OF_MEMORY if oom else RUNTIME_EXIT_ERROR
+        payload = _error_payload(
+            SANDBOX_TIMEDOUT,
+            f"RequestId: {request_id} Error: Task timed out after {timeout_s:.2f} seconds",
+        )
+        return payload, "timeout", None
 
     def _end(self, ended: InvokeEnded) -> None:
         """An invocation's END and REPORT, after what it printed before answering (read
