@@ -7,6 +7,7 @@ import asyncio
 import contextlib
 import json
 import os
+import signal
 import sys
 import uuid
 from collections.abc import AsyncIterator
@@ -319,11 +320,11 @@ def test_init_is_not_reported_when_the_environment_was_prepared_ahead(task_root:
 
 
 def test_an_answer_after_its_wait_was_cancelled_is_still_taken(task_root: Path) -> None:
-    """Cancelling an invocation's wait (its caller gone) does not turn the runtime's answer,
-    when it comes, into an unknown request id: the runtime is told it was accepted, and is
-    still alive and waiting for its next event."""
+    """Cancelling an invocation's wait (its caller gone) cancels the future it awaited; the
+    runtime's answer, when it comes, is still taken rather than refused as an unknown
+    request id."""
 
-    async def scenario() -> tuple[Invocation, bool]:
+    async def scenario() -> Invocation:
         async with harness(task_root) as h:
             environment = await h.started("app.nap")
             napping = invocation()
@@ -333,13 +334,36 @@ def test_an_answer_after_its_wait_was_cancelled_is_still_taken(task_root: Path) 
             with contextlib.suppress(asyncio.CancelledError):
                 await waiting
             assert await eventually(napping.outcome.done)
-            await asyncio.sleep(0.3)  # time for a runtime refused its answer to exit
-            assert environment._exited is not None
-            return napping, not environment._exited.done()
+            return napping
 
-    napping, alive = asyncio.run(scenario())
+    napping = asyncio.run(scenario())
     assert napping.outcome.result().body == b'"rested"'
-    assert alive
+
+
+def test_a_runtime_found_dead_as_an_invocation_begins_fails_it_at_once(
+    task_root: Path,
+) -> None:
+    """A runtime can exit where its exit's callback has no invocation to end: while its
+    environment is still starting, or while its last invocation is ending. The environment
+    is then idle with a dead runtime, and the next invocation fails at once with the exit,
+    rather than waiting out its timeout."""
+
+    async def scenario() -> InvokeOutcome:
+        async with harness(task_root) as h:
+            environment = await h.started("app.echo")
+            first = await environment.invoke(invocation(), 3)
+            # The window, held open: the exit is seen while the environment is not idle.
+            environment.state = State.NEW
+            os.kill(json.loads(first.payload)["pid"], signal.SIGKILL)
+            assert environment._exited is not None
+            assert await eventually(environment._exited.done)
+            await asyncio.sleep(0.05)  # its callbacks have run
+            environment.state = State.IDLE
+            return await asyncio.wait_for(environment.invoke(invocation(), 60), 10)
+
+    outcome = asyncio.run(scenario())
+    assert (outcome.status, outcome.error_type) == ("error", "Runtime.ExitError")
+    assert error_of(outcome)["errorType"] == "Runtime.ExitError"
 
 
 def test_a_function_error_keeps_the_environment(task_root: Path) -> None:

@@ -90,12 +90,22 @@ def _reported_error_type(error_type: str | None) -> str:
 # What an invocation the runtime never answered (it exited, or its time ran out) resolves
 # to: the environment wakes its waiting invocation with it at once, in the step where it
 # learns of the end, so an answer's wake-up takes no extra step through the event loop.
+# Told apart by identity: an empty answer from the runtime is equal to it, never it.
 _NO_ANSWER = Outcome(b"")
 
 
 def _give_up(invocation: Invocation) -> None:
+    """End the wait for `invocation`'s answer, unless the answer is in."""
     if not invocation.outcome.done():
         invocation.outcome.set_result(_NO_ANSWER)
+
+
+def _keep_taking_answers(invocation: Invocation) -> None:
+    """After the wait for `invocation` was cancelled. A cancelled wait cancels the future
+    it awaited (unless the answer or the marker was in already); the runtime may still
+    answer, and its answer is taken as before, into a future nobody waits on."""
+    if invocation.outcome.cancelled():
+        invocation.outcome = asyncio.get_running_loop().create_future()
 
 
 def unstarted_invocation(
@@ -370,13 +380,11 @@ class ExecutionEnvironment:
         # output of the function's can be read before this step of the loop ends, so the
         # line still comes first in its stream.
         self._emit(InvokeStarted(invocation.request_id, self.version))
-        timer = asyncio.get_running_loop().call_later(timeout_s, _give_up, invocation)
+        timer = self._end_wait_at_timeout_or_exit(invocation, timeout_s)
         try:
             outcome = await invocation.outcome
         except asyncio.CancelledError:
-            # The cancelled wait cancelled the future it awaited. The runtime may still
-            # answer: its answer is taken as before, into a future nobody waits on.
-            invocation.outcome = asyncio.get_running_loop().create_future()
+            _keep_taking_answers(invocation)
             raise
         finally:
             timer.cancel()
@@ -440,6 +448,18 @@ class ExecutionEnvironment:
             status=status,
             error_type=error_type,
         )
+
+    def _end_wait_at_timeout_or_exit(
+        self, invocation: Invocation, timeout_s: float
+    ) -> asyncio.TimerHandle:
+        """The timer that ends the wait for `invocation`'s answer after `timeout_s`. A
+        runtime that has exited already ends it now: its exit's callback may have run
+        before this invocation, while the environment was starting or its last invocation
+        was ending, and left it to this check."""
+        assert self._exited is not None
+        if self._exited.done():
+            _give_up(invocation)
+        return asyncio.get_running_loop().call_later(timeout_s, _give_up, invocation)
 
     def _unanswered(self, request_id: str, timeout_s: float) -> tuple[bytes, str, str | None]:
         """(payload, REPORT status, error type) of an invocation its runtime never answered:
