@@ -49,8 +49,13 @@ run: $(STAMP) $(CONSOLE_VENDOR)
 cluster: $(STAMP)
 	$(BIN)/python scripts/cluster.py
 
+# Most of the suite waits on servers, runtimes and timers, so it runs in two workers, whole
+# modules at a time (a module's server starts once). The few tests that change what the whole
+# host shares (`host_exclusive`) then run alone.
+TEST_WORKERS ?= 2
 test: $(STAMP) $(NODE_SDK)/node_modules/.package-lock.json nftables $(CONSOLE_VENDOR) chromium
-	$(BIN)/pytest
+	$(BIN)/pytest --numprocesses $(TEST_WORKERS) --dist loadfile -m "not host_exclusive"
+	$(BIN)/pytest -m host_exclusive
 
 lint: $(STAMP)
 	$(BIN)/ruff check src tests bench scripts

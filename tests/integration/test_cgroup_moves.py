@@ -2,6 +2,7 @@
 
 The flag is the host's: each test sets or clears it through a private mount of the cgroup v2
 hierarchy, as Lamina does, and leaves it set (what every Lamina server on this host asks for).
+Any other server starting meanwhile sets it again, so these tests run alone (`host_exclusive`).
 """
 
 from __future__ import annotations
@@ -17,7 +18,10 @@ from lamina.sandbox import cgroup_moves, mounts
 from tests.support.lamina_cli import run_lamina
 from tests.support.server import LaminaServer
 
-pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="cgroup mounts need root")
+pytestmark = [
+    pytest.mark.skipif(os.geteuid() != 0, reason="cgroup mounts need root"),
+    pytest.mark.host_exclusive,
+]
 
 
 def mountinfo() -> str:

@@ -388,7 +388,10 @@ def restored_host_pid(name: str, inner_pid: int) -> int:
     snapshot = snapshot_pid(name)
     children = Path(f"/proc/{snapshot}/task/{snapshot}/children").read_text().split()
     for pid in children:
-        status = Path(f"/proc/{pid}/status").read_text().splitlines()
+        try:
+            status = Path(f"/proc/{pid}/status").read_text().splitlines()
+        except FileNotFoundError:
+            continue  # a child that ended while we looked is not a warm environment
         if next(line for line in status if line[:6] == "NSpid:").split()[-1] == str(inner_pid):
             return int(pid)
     raise AssertionError(f"no environment {inner_pid} of {name}")
