@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 
 from lamina.constants import LOG_TAIL_BYTES, SYNC_PAYLOAD_MAX_BYTES
+from lamina.sandbox.after_answer import AfterAnswer
 from lamina.sandbox.api import SandboxSpec
 from lamina.sandbox.environment import ExecutionEnvironment, InvokeOutcome, State
 from lamina.sandbox.lifecycle import (
@@ -600,6 +601,27 @@ def test_the_tail_holds_this_invocations_lines_in_order(task_root: Path) -> None
         'echo "two"',
         "END req-2",
     ]
+
+
+def test_an_invocation_that_answers_first_keeps_no_tail(task_root: Path) -> None:
+    """A caller that answers before END and REPORT reads no log tail, so none is kept;
+    the next invocation that wants one has its own lines in it."""
+
+    async def scenario() -> tuple[InvokeOutcome, bytes, InvokeOutcome, list[str]]:
+        async with harness(task_root) as h:
+            environment = await h.started("app.echo", listener=Recorder())
+            after = AfterAnswer(asyncio.get_running_loop())
+            first = await environment.invoke(invocation("one", "req-1"), 3, after=after)
+            after.run()
+            kept = environment.tail()
+            second = await environment.invoke(invocation("two", "req-2"), 3)
+            return first, kept, second, h.logged()
+
+    first, kept, second, logged = asyncio.run(scenario())
+    assert first.log_tail == kept == b""
+    assert second.log_tail.decode().splitlines() == ["START req-2", 'echo "two"', "END req-2"]
+    # The stream still has every line, in order.
+    assert logged[1:4] == ["START req-1", 'echo "one"', "END req-1"]
 
 
 def test_the_tail_keeps_the_last_4_kib(task_root: Path) -> None:

@@ -373,7 +373,8 @@ class ExecutionEnvironment:
         self.invocations += 1
         init_ms = None if self._init_reported else self._init_ms
         self._init_reported = True
-        self.output.reset_tail()
+        # A caller that answers first reads no log tail (see `after` above).
+        self.output.reset_tail(keep=after is None)
         started = time.perf_counter()
         self._channel.deliver(invocation)
         # START is written while the runtime works on the event, not before it has it: no

@@ -69,6 +69,7 @@ class EnvironmentOutput:
         self._partial = bytearray()
         self._tail: deque[bytes] = deque()
         self._tail_size = 0
+        self._keeping_tail = True
 
     @property
     def saturated(self) -> bool:
@@ -87,22 +88,28 @@ class EnvironmentOutput:
             return
         now = int(time.time() * 1000)
         entries = []
+        keeping_tail = self._keeping_tail
         for line in lines:
-            self._append_tail(line + b"\n")
+            if keeping_tail:
+                self._append_tail(line + b"\n")
             entries.append((now, line.decode("utf-8", "replace")))
         self._sink.write_many(self.group, self.stream, entries)
 
     def platform(self, *messages: str | None) -> None:
         """Platform lines, in order; None for one the system log level filters (JSON
         format) while the invocation boundary it marks still counts for the sink."""
-        for message in messages:
-            if message is not None:
-                self._append_tail(message.encode() + b"\n")
+        if self._keeping_tail:
+            for message in messages:
+                if message is not None:
+                    self._append_tail(message.encode() + b"\n")
         self._sink.write_platform(self.group, self.stream, int(time.time() * 1000), *messages)
 
-    def reset_tail(self) -> None:
+    def reset_tail(self, keep: bool = True) -> None:
+        """Start the tail afresh. `keep` False: nobody reads this one (the invocation's
+        caller asked for no log), so nothing is kept in it until the next reset."""
         self._tail.clear()
         self._tail_size = 0
+        self._keeping_tail = keep
 
     def tail(self) -> bytes:
         """The last `LOG_TAIL_BYTES` of output since the last reset (Invoke's `LogResult`)."""
