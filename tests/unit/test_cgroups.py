@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from lamina.sandbox import cgroups
 from lamina.sandbox.cgroups import (
     CgroupManager,
     Hierarchy,
@@ -66,6 +67,14 @@ def test_locate_v2_uses_the_unified_hierarchy() -> None:
     assert set(hierarchy.bases.values()) == {Path("/sys/fs/cgroup/user.slice/lamina.scope")}
     assert why == "cgroup v2"
     assert locate("", "0::/\n") == (None, "no cgroup filesystem is mounted")
+
+
+@pytest.fixture(autouse=True)
+def files_made_on_write(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> None:
+    """In a directory tree laid out like a cgroup filesystem, no kernel makes a group's
+    control files: a write makes its own. Not for the tests on real cgroups."""
+    if "manager" not in request.fixturenames:
+        monkeypatch.setattr(cgroups, "_WRITE_FLAGS", cgroups._WRITE_FLAGS | os.O_CREAT)
 
 
 def fake_v1(tmp_path: Path) -> Hierarchy:
@@ -188,6 +197,20 @@ def test_real_group_kills_a_memory_hog_and_reports_it(manager: CgroupManager) ->
         assert (group.peak_bytes() or 0) >= 56 << 20
     finally:
         group.kill()
+        assert group.remove()
+        manager.close()
+
+
+def test_real_group_file_the_kernel_lacks_is_not_found(manager: CgroupManager) -> None:
+    """What `apply` skips a missing control file by (memory.memsw.* on a kernel without swap
+    accounting): the cgroup filesystem refuses to create it, so only opening it without
+    O_CREAT tells it is missing."""
+    group = manager.create("lacking", Limits(64 << 20, 64))
+    try:
+        directory = Path(group.procs_files[0]).parent
+        with pytest.raises(FileNotFoundError):
+            cgroups._write(directory / "memory.no_such_control", 1)
+    finally:
         assert group.remove()
         manager.close()
 

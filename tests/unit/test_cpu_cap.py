@@ -4,16 +4,24 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 import pytest
 
+from lamina.sandbox import cgroups
 from lamina.sandbox.cgroups import EnvironmentCgroup
 from lamina.sandbox.cpu_cap import IDLE_GRACE_S, cap_after_init
 from lamina.sandbox.runtime_api import Invocation, RuntimeChannel
 
 Scenario = Callable[[RuntimeChannel, Path, list[Invocation]], Awaitable[None]]
+
+
+@pytest.fixture(autouse=True)
+def files_made_on_write(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The group is a plain directory: no kernel makes its control files, a write does."""
+    monkeypatch.setattr(cgroups, "_WRITE_FLAGS", cgroups._WRITE_FLAGS | os.O_CREAT)
 
 
 def run(tmp_path: Path, scenario: Scenario) -> None:
