@@ -210,3 +210,14 @@ def test_start_up_variables_are_those_read_at_start() -> None:
         ("NODE_OPTIONS", "--enable-source-maps"),
         ("TZ", ":UTC"),
     )
+
+
+def test_stale_code_points_another_server_removed_first_are_passed_over(tmp_path: Path) -> None:
+    """Two servers starting together both clean up after a crashed one: a directory the
+    other removed meanwhile is passed over, and the rest is still cleaned up."""
+    dead = 999_999_999  # above any pid_max: no such process
+    (tmp_path / str(dead + 1) / "node-1").mkdir(parents=True)
+    # As a directory listed, then removed by the other server before it is read.
+    (tmp_path / str(dead)).symlink_to(tmp_path / "removed-meanwhile")
+    prestarted.remove_stale_code_points(tmp_path)
+    assert not (tmp_path / str(dead + 1)).exists()

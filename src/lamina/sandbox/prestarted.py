@@ -258,7 +258,11 @@ def remove_stale_code_points(parent: Path) -> None:
     for entry in parent.iterdir():
         if not entry.name.isdigit() or Path(f"/proc/{entry.name}").exists():
             continue
-        for directory in list(entry.iterdir()):
+        try:
+            directories = list(entry.iterdir())
+        except FileNotFoundError:
+            continue  # another server starting at the same time removed it first
+        for directory in directories:
             remove_code_points(directory)
         with contextlib.suppress(OSError):
             entry.rmdir()
