@@ -390,7 +390,7 @@ def restored_host_pid(name: str, inner_pid: int) -> int:
     for pid in children:
         try:
             status = Path(f"/proc/{pid}/status").read_text().splitlines()
-        except FileNotFoundError:
+        except OSError:
             continue  # a child that ended while we looked is not a warm environment
         if next(line for line in status if line[:6] == "NSpid:").split()[-1] == str(inner_pid):
             return int(pid)

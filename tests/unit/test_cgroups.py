@@ -16,6 +16,7 @@ import pytest
 from lamina.sandbox import cgroups
 from lamina.sandbox.cgroups import (
     CgroupManager,
+    EnvironmentCgroup,
     Hierarchy,
     Limits,
     cpu_quota_us,
@@ -69,12 +70,16 @@ def test_locate_v2_uses_the_unified_hierarchy() -> None:
     assert locate("", "0::/\n") == (None, "no cgroup filesystem is mounted")
 
 
+# How Lamina opens a control file: the cgroup filesystem makes the files, never a write.
+KERNEL_WRITE_FLAGS = cgroups._WRITE_FLAGS
+
+
 @pytest.fixture(autouse=True)
 def files_made_on_write(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> None:
     """In a directory tree laid out like a cgroup filesystem, no kernel makes a group's
     control files: a write makes its own. Not for the tests on real cgroups."""
     if "manager" not in request.fixturenames:
-        monkeypatch.setattr(cgroups, "_WRITE_FLAGS", cgroups._WRITE_FLAGS | os.O_CREAT)
+        monkeypatch.setattr(cgroups, "_WRITE_FLAGS", cgroups._WRITE_FLAGS | os.O_CREAT | os.O_TRUNC)
 
 
 def fake_v1(tmp_path: Path) -> Hierarchy:
@@ -104,6 +109,27 @@ def test_v1_group_gets_memory_and_pids_limits_then_cpu_after_init(tmp_path: Path
         str(tmp_path / f"{name}/server/lamina-test/env1/cgroup.procs")
         for name in ("memory", "cpu", "pids")
     ]
+
+
+def test_v1_without_swap_accounting_sets_swappiness_instead(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A kernel without swap accounting has no memory.memsw.* files: the group's swapping is
+    turned off through memory.swappiness instead, and no file is made."""
+    monkeypatch.setattr(cgroups, "_WRITE_FLAGS", KERNEL_WRITE_FLAGS)
+    memory, pids = tmp_path / "memory", tmp_path / "pids"
+    for directory, files in (
+        (memory, ("memory.limit_in_bytes", "memory.swappiness")),
+        (pids, ("pids.max",)),
+    ):
+        directory.mkdir()
+        for name in files:
+            (directory / name).touch()
+    EnvironmentCgroup(1, {"memory": memory, "pids": pids}).apply(Limits(128 << 20, 128))
+    assert (memory / "memory.limit_in_bytes").read_text() == str(128 << 20)
+    assert (memory / "memory.swappiness").read_text() == "0"
+    assert not (memory / "memory.memsw.limit_in_bytes").exists()
+    assert (pids / "pids.max").read_text() == "1024"
 
 
 def test_v1_usage_and_oom_kills_are_read_from_the_group(tmp_path: Path) -> None:
@@ -211,8 +237,9 @@ def test_real_group_file_the_kernel_lacks_is_not_found(manager: CgroupManager) -
         with pytest.raises(FileNotFoundError):
             cgroups._write(directory / "memory.no_such_control", 1)
     finally:
-        assert group.remove()
+        removed = group.remove()
         manager.close()
+    assert removed
 
 
 def test_real_group_limits_processes(manager: CgroupManager) -> None:

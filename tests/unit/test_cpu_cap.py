@@ -21,7 +21,7 @@ Scenario = Callable[[RuntimeChannel, Path, list[Invocation]], Awaitable[None]]
 @pytest.fixture(autouse=True)
 def files_made_on_write(monkeypatch: pytest.MonkeyPatch) -> None:
     """The group is a plain directory: no kernel makes its control files, a write does."""
-    monkeypatch.setattr(cgroups, "_WRITE_FLAGS", cgroups._WRITE_FLAGS | os.O_CREAT)
+    monkeypatch.setattr(cgroups, "_WRITE_FLAGS", cgroups._WRITE_FLAGS | os.O_CREAT | os.O_TRUNC)
 
 
 def run(tmp_path: Path, scenario: Scenario) -> None:

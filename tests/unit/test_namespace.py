@@ -157,6 +157,9 @@ ctypes.CDLL(None).syscall(60, 0)  # exit(2): this thread only
 """
 
 
+# The host's blocks change hands whenever a server or backend starts: between finding the
+# free block and claiming it, another would take it (and kill the leftover).
+@pytest.mark.host_exclusive
 @pytest.mark.parametrize(
     "argv",
     [["sleep", "600"], [SYSTEM_PYTHON, "-c", FIRST_THREAD_ENDS]],
@@ -181,6 +184,9 @@ def test_claiming_a_block_ends_what_a_dead_server_left_running_as_its_uids(
         pool.close()
 
 
+# Its bystander runs as a uid of the host's first block, which a server starting meanwhile
+# would claim, ending the bystander, and whose free uids other tests check nothing runs as.
+@pytest.mark.host_exclusive
 def test_a_pool_with_a_lock_directory_of_its_own_kills_nothing(tmp_path: Path) -> None:
     # Its locks prove nothing about the host's servers, whose environments may run as these.
     uid = UID_BASE + 7
