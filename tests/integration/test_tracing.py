@@ -38,6 +38,20 @@ def trace(event, context):
 def fail(event, context):
     raise ValueError("nope")
 
+def everywhere(event, context):
+    import ctypes, subprocess
+    getenv = ctypes.CDLL(None).getenv
+    getenv.restype = ctypes.c_char_p
+    in_c = getenv(b"_X_AMZN_TRACE_ID")
+    child = subprocess.run(
+        ["/bin/sh", "-c", 'printf %s "$_X_AMZN_TRACE_ID"'], capture_output=True, text=True
+    ).stdout
+    return {
+        "trace": os.environ.get("_X_AMZN_TRACE_ID"),
+        "c": in_c.decode() if in_c is not None else None,
+        "child": child,
+    }
+
 def log_trace(event, context):
     print("TRACE=" + os.environ.get("_X_AMZN_TRACE_ID", ""))
 
@@ -156,6 +170,22 @@ def test_passthrough_function_gets_the_callers_header_unchanged(
     name = function()
     given = f"Root={new_root()};Parent=53995c3f42cd8ad8;Sampled=1;Lineage=a87bd80c:0"
     assert seen(invoke_with_header(client, name, given)) == given
+
+
+def test_the_header_reaches_c_code_and_child_processes_as_it_changes(
+    client: Any, function: Callable[..., str]
+) -> None:
+    # The runtime sets the variable with putenv(3) into buffers of its own (setenv(3) would
+    # keep every value for the life of the process); each reader must see each new value.
+    name = function(handler="app.everywhere")
+    lineages = ";".join(f"Lineage={index:08x}:0" for index in range(40))
+    for given in (
+        f"Root={new_root()};Parent=53995c3f42cd8ad8;Sampled=1",
+        f"Root={new_root()};Sampled=0;{lineages}",
+        f"Root={new_root()}",
+    ):
+        seen_by = json.loads(invoke_with_header(client, name, given)["body"])
+        assert seen_by == {"trace": given, "c": given, "child": given}
 
 
 def test_without_a_header_a_new_root_is_generated(

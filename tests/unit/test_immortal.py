@@ -2,12 +2,9 @@
 
 from __future__ import annotations
 
-import subprocess
-
 import pytest
 
-from lamina.runtimes.registry import RuntimeRegistry
-from lamina.sandbox.runtime_files import PYTHON_BOOTSTRAP
+from tests.support.runtime_probe import run_probe
 
 # Run on the interpreter under test, with the runtime's directory on its path: objects of
 # each kind, made immortal or left as they were, then used, dropped and collected.
@@ -65,32 +62,12 @@ print("ok")
 
 @pytest.mark.parametrize("runtime", ["python3.12", "python3.13"])
 def test_the_templates_objects_become_immortal_and_others_end_as_before(runtime: str) -> None:
-    interpreter = RuntimeRegistry().interpreter(runtime)
-    if interpreter is None:
-        pytest.skip(f"no {runtime} on this host")
-    done = subprocess.run(
-        [interpreter, "-c", PROBE],
-        check=False,
-        cwd=PYTHON_BOOTSTRAP.parent,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
-    assert (done.returncode, done.stdout.strip()) == (0, "ok"), done.stderr
+    status, output, errors = run_probe(runtime, PROBE)
+    assert (status, output) == (0, "ok"), errors
 
 
 @pytest.mark.parametrize("runtime", ["python3.11", "python3.10"])
 def test_nothing_is_changed_where_counts_are_not_where_pep_683_puts_them(runtime: str) -> None:
-    interpreter = RuntimeRegistry().interpreter(runtime)
-    if interpreter is None:
-        pytest.skip(f"no {runtime} on this host")
     probe = "import immortal, sys; print(immortal.supported(), immortal.make_immortal())"
-    done = subprocess.run(
-        [interpreter, "-c", probe],
-        check=False,
-        cwd=PYTHON_BOOTSTRAP.parent,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
-    assert (done.returncode, done.stdout.split()) == (0, ["False", "0"]), done.stderr
+    status, output, errors = run_probe(runtime, probe)
+    assert (status, output.split()) == (0, ["False", "0"]), errors
