@@ -90,6 +90,7 @@ bench-components: $(STAMP)
 	$(BIN)/python -m bench.authorization
 	$(BIN)/python -m bench.cluster
 	$(BIN)/python -m bench.network
+	$(BIN)/python -m bench.netns_sysctl
 	$(BIN)/python -m bench.snapstart
 	$(BIN)/python -m bench.node_runtime
 	$(BIN)/python -m bench.cold_path

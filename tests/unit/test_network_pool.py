@@ -126,8 +126,8 @@ def test_close_waits_for_a_slot_maker_inside_a_namespace_then_lets_none_in(
     inside, leave = threading.Event(), threading.Event()
     configure = slots.configure_environment_side
 
-    def configure_slowly(link: SlotAddresses) -> None:
-        configure(link)
+    def configure_slowly(link: SlotAddresses, no_ipv6: int | None = None) -> None:
+        configure(link, no_ipv6)
         inside.set()
         leave.wait(30)
 
@@ -359,6 +359,73 @@ def test_a_slot_made_for_a_taker_that_gave_up_goes_to_the_pool(block: int) -> No
         isolation.close()
     isolation.give_back(slot)
     assert all_gone(isolation.plan)
+
+
+def ipv6_in(fd: int) -> tuple[str, str]:
+    """(disable_ipv6, the IPv6 addresses) of the network namespace open as `fd`."""
+    inside = InNamespace()
+    try:
+        with inside.entered(fd):
+            with open("/proc/sys/net/ipv6/conf/all/disable_ipv6") as knob:
+                disabled = knob.read().strip()
+            with open("/proc/thread-self/net/if_inet6") as addresses:
+                return disabled, addresses.read()
+    finally:
+        inside.close()
+
+
+def test_every_slot_has_ipv6_off_across_renewed_procfs_instances(
+    block: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(slots.SysctlRoot, "RENEW_AFTER", 2)
+    isolation = NetworkIsolation.open(block, NetworkOptions(pool_size=0, named_pool_size=0))
+    taken: list[Slot] = []
+    try:
+        taken = [asyncio.run(isolation.take(None)) for _ in range(5)]
+        assert [ipv6_in(slot.fd) for slot in taken] == [("1", "")] * 5
+    finally:
+        isolation.close()
+        for slot in taken:
+            isolation.give_back(slot)
+    assert all_gone(isolation.plan)
+
+
+def procfs_of(fd: int) -> int:
+    """The device of the procfs instance an open file of it belongs to."""
+    try:
+        return os.fstat(fd).st_dev
+    finally:
+        os.close(fd)
+
+
+def test_the_sysctl_root_is_a_procfs_of_its_own_renewed_and_else_proc(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    host = os.stat("/proc").st_dev
+    made: list[int] = []
+
+    def detached_procfs() -> int:
+        made.append(detached())
+        return made[-1]
+
+    detached = slots.mounts.detached_procfs
+    monkeypatch.setattr(slots.mounts, "detached_procfs", detached_procfs)
+    root = slots.SysctlRoot()
+    try:
+        devices = [procfs_of(root.open_no_ipv6()) for _ in range(slots.SysctlRoot.RENEW_AFTER + 1)]
+    finally:
+        root.close()
+    # An instance of its own, replaced once it has served RENEW_AFTER namespaces.
+    assert host not in devices
+    assert len(made) == 2
+    # After close (a maker outliving the pool), and where no instance can be made: /proc.
+    assert procfs_of(root.open_no_ipv6()) == host and len(made) == 2
+
+    def unavailable() -> int:
+        raise OSError(38, "fsopen proc: Function not implemented")
+
+    monkeypatch.setattr(slots.mounts, "detached_procfs", unavailable)
+    assert procfs_of(slots.SysctlRoot().open_no_ipv6()) == host
 
 
 def test_only_the_environments_own_address_gets_out(block: int) -> None:

@@ -50,7 +50,13 @@ _MOUNT_ATTR_NOSUID = 0x2
 # The same on every architecture (added after the system call numbering merge).
 _SYS_OPEN_TREE = 428
 _SYS_MOVE_MOUNT = 429
+_SYS_FSOPEN = 430
+_SYS_FSCONFIG = 431
+_SYS_FSMOUNT = 432
 _SYS_MOUNT_SETATTR = 442
+_FSOPEN_CLOEXEC = 0x1
+_FSCONFIG_CMD_CREATE = 6
+_FSMOUNT_CLOEXEC = 0x1
 _OPEN_TREE_CLONE = 0x1
 _OPEN_TREE_CLOEXEC = os.O_CLOEXEC
 _AT_EMPTY_PATH = 0x1000
@@ -553,6 +559,28 @@ def _attach_tree(
         ctypes.c_uint(_MOVE_MOUNT_F_EMPTY_PATH),
     )
     _check(result, f"move_mount {target}")
+
+
+def detached_procfs() -> int:
+    """A new procfs instance, attached nowhere: a descriptor of its root, to open paths
+    below it (`dir_fd`). What it shows follows the opener's namespaces, as /proc does; the
+    instance goes when the descriptor is closed."""
+    context = _libc.syscall(_SYS_FSOPEN, b"proc", ctypes.c_uint(_FSOPEN_CLOEXEC))
+    if context < 0:
+        _check(-1, "fsopen proc")
+    try:
+        result = _libc.syscall(
+            _SYS_FSCONFIG, ctypes.c_int(context), ctypes.c_uint(_FSCONFIG_CMD_CREATE), None, None, 0
+        )
+        _check(result, "fsconfig proc")
+        root = _libc.syscall(
+            _SYS_FSMOUNT, ctypes.c_int(context), ctypes.c_uint(_FSMOUNT_CLOEXEC), ctypes.c_uint(0)
+        )
+        if root < 0:
+            _check(-1, "fsmount proc")
+        return int(root)
+    finally:
+        os.close(context)
 
 
 # (host path, the path it has inside the sandbox), longest host path first.

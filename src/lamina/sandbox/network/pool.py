@@ -38,6 +38,7 @@ from lamina.sandbox.network.slots import (
     InNamespace,
     Slot,
     SlotError,
+    SysctlRoot,
     configure_environment_side,
     make_slots,
     remove_leftovers,
@@ -86,6 +87,7 @@ class NetworkIsolation:
         self._ip = ip
         self._nft = nft
         self._inside = InNamespace()
+        self._sysctl = SysctlRoot()
         # Threads inside another namespace through `_inside` now: it is closed only once
         # none is, or one would come back to a closed (or reused) descriptor.
         self._inside_now = 0
@@ -168,6 +170,7 @@ class NetworkIsolation:
         if self._filler is not None:
             self._filler.join(30)
         self._makers.shutdown(wait=True)
+        self._sysctl.close()
         with self._ready:
             slots = [slot for pool in self._pools.values() for slot in pool] + self._doomed
             self._pools.clear()
@@ -333,7 +336,7 @@ class NetworkIsolation:
         indices = self._indices(count)
         try:
             chain = self._chain(key) if key is not None else None
-            slots = make_slots(self.plan, indices, key, self._ip, self._entered)
+            slots = make_slots(self.plan, indices, key, self._ip, self._entered, self._sysctl)
             try:
                 pairs = [
                     (slot.addresses.host_interface, slot.addresses.environment_address)

@@ -30,7 +30,7 @@ from lamina.sandbox.network.addresses import NETNS_DIR, AddressPlan, SlotAddress
 from lamina.sandbox.network.interfaces import configure_inside
 
 CLONE_NEWNET = 0x40000000
-_NO_IPV6 = "/proc/sys/net/ipv6/conf/all/disable_ipv6"
+_NO_IPV6 = "sys/net/ipv6/conf/all/disable_ipv6"  # below a procfs root
 _NETMASK_31 = "255.255.255.254"
 # The threads that make namespaces (the pool's filler and its on-demand makers) take turns.
 # The kernel serialises their changes anyway (the routing netlink lock), and a write to
@@ -43,6 +43,56 @@ _MAKERS_TURN = threading.Lock()
 
 class SlotError(RuntimeError):
     """iproute2 could not make or remove namespaces."""
+
+
+class SysctlRoot:
+    """Where the makers open a new namespace's `disable_ipv6`: a procfs instance of their
+    own (`mounts.detached_procfs`), replaced after every `RENEW_AFTER` namespaces.
+
+    Under /proc/sys, each network namespace whose settings have been looked up leaves
+    entries of the same names under the same parents, and a lookup compares them one by
+    one: opening that file in a new namespace took 34 µs with 20 namespaces alive and 218
+    µs with 820, so each cold start grew slower the more environments were alive. An
+    instance holds only what was looked up through it: with a fresh one every 32
+    namespaces the open took 26 µs whatever the count, and making one takes about 62 µs.
+    Where none can be made (a kernel before 5.2), /proc itself is used.
+    """
+
+    RENEW_AFTER = 32
+
+    def __init__(self) -> None:
+        self._root = -1
+        self._uses = 0
+        self._detached = True
+        # Held while the root is used or replaced: `close` may come from another thread.
+        self._lock = threading.Lock()
+
+    def open_no_ipv6(self) -> int:
+        """A write-only descriptor of the calling thread's namespace's `disable_ipv6`."""
+        flags = os.O_WRONLY | os.O_CLOEXEC
+        with self._lock:
+            if self._detached and (self._root < 0 or self._uses >= self.RENEW_AFTER):
+                self._close_root()
+                try:
+                    self._root = mounts.detached_procfs()
+                except OSError:
+                    self._detached = False
+            self._uses += 1
+            if self._root >= 0:
+                return os.open(_NO_IPV6, flags, dir_fd=self._root)
+        return os.open("/proc/" + _NO_IPV6, flags)
+
+    def _close_root(self) -> None:
+        if self._root >= 0:
+            os.close(self._root)
+        self._root = -1
+        self._uses = 0
+
+    def close(self) -> None:
+        """Close the instance; a maker that outlives this uses /proc."""
+        with self._lock:
+            self._close_root()
+            self._detached = False
 
 
 @dataclass
@@ -106,6 +156,7 @@ def make_slots(
     network: NetworkPolicy | None,
     ip_path: str,
     enter: Callable[[int], contextlib.AbstractContextManager[None]],
+    sysctl: SysctlRoot,
 ) -> list[Slot]:
     """Make one slot per index; on failure nothing of them is left behind. `enter(fd)` puts
     the calling thread inside the namespace open as `fd` (`NetworkIsolation._entered`)."""
@@ -125,7 +176,7 @@ def make_slots(
                 link = slot.addresses
                 slot.fd = os.open(slot.path, os.O_RDONLY | os.O_CLOEXEC)
                 with enter(slot.fd):
-                    configure_environment_side(link)
+                    configure_environment_side(link, sysctl.open_no_ipv6())
                 _forget_name(slot)
     except BaseException:
         remove_slots(slots, ip_path)
@@ -133,12 +184,17 @@ def make_slots(
     return slots
 
 
-def configure_environment_side(link: SlotAddresses) -> None:
+def configure_environment_side(link: SlotAddresses, no_ipv6: int | None = None) -> None:
     """In the calling thread's network namespace: the slot's eth0 addressed and up, routed
     through the host's end. No IPv6 (set before eth0 is up, so it gets no link-local
-    address): the firewall's rules and the addresses are IPv4."""
-    with open(_NO_IPV6, "w", encoding="ascii") as knob:
-        knob.write("1")
+    address): the firewall's rules and the addresses are IPv4. `no_ipv6`: a descriptor of
+    this namespace's `disable_ipv6` (`SysctlRoot`), closed here; else /proc's is opened."""
+    if no_ipv6 is None:
+        no_ipv6 = os.open("/proc/" + _NO_IPV6, os.O_WRONLY | os.O_CLOEXEC)
+    try:
+        os.write(no_ipv6, b"1")
+    finally:
+        os.close(no_ipv6)
     configure_inside(link.environment_address, _NETMASK_31, link.host_address)
 
 
