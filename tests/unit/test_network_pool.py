@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import errno
 import os
 import socket
 import subprocess
@@ -418,14 +419,35 @@ def test_the_sysctl_root_is_a_procfs_of_its_own_renewed_and_else_proc(
     # An instance of its own, replaced once it has served RENEW_AFTER namespaces.
     assert host not in devices
     assert len(made) == 2
-    # After close (a maker outliving the pool), and where no instance can be made: /proc.
+    # After close (a maker outliving the pool): /proc, and no new instance.
     assert procfs_of(root.open_no_ipv6()) == host and len(made) == 2
 
+    # Out of descriptors for a moment: /proc this once, an instance again the next time.
+    failures = [OSError(errno.EMFILE, "fsopen proc: Too many open files")]
+
+    def failing_once() -> int:
+        if failures:
+            raise failures.pop()
+        return detached_procfs()
+
+    monkeypatch.setattr(slots.mounts, "detached_procfs", failing_once)
+    root = slots.SysctlRoot()
+    try:
+        assert procfs_of(root.open_no_ipv6()) == host
+        assert procfs_of(root.open_no_ipv6()) != host
+    finally:
+        root.close()
+
+    # A kernel without the system call: /proc for good, and no further try.
     def unavailable() -> int:
-        raise OSError(38, "fsopen proc: Function not implemented")
+        made.append(-1)
+        raise OSError(errno.ENOSYS, "fsopen proc: Function not implemented")
 
     monkeypatch.setattr(slots.mounts, "detached_procfs", unavailable)
-    assert procfs_of(slots.SysctlRoot().open_no_ipv6()) == host
+    root = slots.SysctlRoot()
+    tries = len(made)
+    assert [procfs_of(root.open_no_ipv6()) for _ in range(3)] == [host] * 3
+    assert len(made) == tries + 1
 
 
 def test_only_the_environments_own_address_gets_out(block: int) -> None:

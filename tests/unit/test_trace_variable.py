@@ -16,6 +16,19 @@ getenv = ctypes.CDLL(None).getenv
 getenv.restype = ctypes.c_char_p
 variable = bootstrap.TraceVariable()
 
+def entries():
+    # The C environment's entries for the variable, raw (a stray one may lack its "=").
+    environ = ctypes.POINTER(ctypes.c_char_p).in_dll(ctypes.CDLL(None), "environ")
+    found, index = [], 0
+    while environ[index] is not None:
+        if environ[index].startswith(NAME.encode()):
+            found.append(environ[index])
+        index += 1
+    return found
+
+# Importing the runtime (as a template does) leaves nothing behind.
+assert entries() == [], entries()
+
 def views():
     child = subprocess.run(
         ["/bin/sh", "-c", 'printf %s "${_X_AMZN_TRACE_ID-unset}"'],
@@ -34,9 +47,23 @@ variable.set("Root=1-d")
 assert views() == ("Root=1-d",) * 3, views()
 variable.clear()
 assert views() == (None, None, "unset"), views()
+assert entries() == [], entries()
 del os.environ["PATH"]  # the mapping and the C environment still agree on the rest
 variable.set("Root=1-e")
 assert views() == ("Root=1-e",) * 3, views()
+assert entries() == [b"_X_AMZN_TRACE_ID=Root=1-e"], entries()
+# A NUL is refused as os.environ always refused it.
+try:
+    variable.set("Root=1-f\\0")
+except ValueError:
+    pass
+else:
+    raise AssertionError("a NUL was taken")
+# Without putenv (no ctypes), os.environ alone, as before.
+putenv, bootstrap._PUTENV = bootstrap._PUTENV, None
+variable.set("Root=1-g")
+assert views() == ("Root=1-g",) * 3, views()
+bootstrap._PUTENV = putenv
 
 def resident_kib():
     with open("/proc/self/statm") as statm:
@@ -48,6 +75,7 @@ for index in range(200_000):
     variable.set("Root=1-6b15a798-%024x;Sampled=0" % index)
 grown = resident_kib() - before
 assert grown < 1024, grown
+assert len(variable._held) == variable.HELD
 print("ok")
 """
 

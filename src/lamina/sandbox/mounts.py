@@ -563,8 +563,9 @@ def _attach_tree(
 
 def detached_procfs() -> int:
     """A new procfs instance, attached nowhere: a descriptor of its root, to open paths
-    below it (`dir_fd`). What it shows follows the opener's namespaces, as /proc does; the
-    instance goes when the descriptor is closed."""
+    below it (`dir_fd`). Its /proc/sys follows the opener's network namespace, as /proc's
+    does (its process directories are those of this process's PID namespace). The instance
+    goes when the descriptor is closed."""
     context = _libc.syscall(_SYS_FSOPEN, b"proc", ctypes.c_uint(_FSOPEN_CLOEXEC))
     if context < 0:
         _check(-1, "fsopen proc")

@@ -21,8 +21,8 @@ Lists, tuples, dicts and strings are returned whole as JSON, as before.
 """
 
 import base64
+import collections
 import collections.abc
-import ctypes
 import decimal
 import importlib
 import json
@@ -33,6 +33,10 @@ import sys
 import time
 import traceback
 
+try:
+    import ctypes
+except ImportError:  # an interpreter built without libffi: os.environ alone
+    ctypes = None
 RUNTIME_PATH = "/2018-06-01/runtime"
 # Headers of an event, as the response parser keys them (lower-cased).
 HEADER_REQUEST_ID = "lambda-runtime-aws-request-id"
@@ -55,6 +59,8 @@ TRACE_VARIABLE = "_X_AMZN_TRACE_ID"
 
 def _libc_putenv():
     """putenv(3), looked up once: in a template, before its runtimes are forked."""
+    if ctypes is None:
+        return None
     try:
         putenv = ctypes.CDLL(None).putenv
     except (AttributeError, OSError):
@@ -62,8 +68,10 @@ def _libc_putenv():
     putenv.argtypes = (ctypes.c_char_p,)
     putenv.restype = ctypes.c_int
     # Called once here, so that what a first call sets up is set up in a template and
-    # shared by the runtimes it forks rather than copied into each.
-    if putenv(TRACE_VARIABLE.encode() + b"=") == 0:
+    # shared by the runtimes it forks rather than copied into each. The entry is held
+    # until unsetenv() has removed it: the environment points into it until then.
+    probe = TRACE_VARIABLE.encode() + b"="
+    if putenv(probe) == 0:
         os.unsetenv(TRACE_VARIABLE)
     return putenv
 
@@ -79,20 +87,23 @@ class TraceVariable:
     bytes a call, never freed (107 MiB over a million invocations). putenv(3) copies
     nothing: the C environment points into a bytes object held here, and os.environ's own
     mapping is set alongside, so the handler, C code and child processes see the same value.
-    The value before is held too, for a getenv() elsewhere that may still be reading it.
+    POSIX lets a later putenv() invalidate what getenv() returned; the last `HELD` values
+    are kept all the same, so C code still reading one an invocation or a few later does
+    not read freed memory.
     """
 
     _KEY = TRACE_VARIABLE.encode()
+    HELD = 8
 
     def __init__(self):
-        self._held = (b"", b"")
+        self._held = collections.deque(maxlen=self.HELD)
 
     def set(self, value):
         environ = os.environ
         # os.environ's own store, set directly so that no setenv() is called as well.
         mapping = getattr(environ, "_data", None)
-        if _PUTENV is None or mapping is None:
-            environ[TRACE_VARIABLE] = value
+        if _PUTENV is None or mapping is None or "\0" in value:
+            environ[TRACE_VARIABLE] = value  # (which refuses a NUL, as it always has)
             return
         encoded = environ.encodevalue(value)
         # A bytes object's storage ends with a NUL and never moves: a C string as it is.
@@ -100,7 +111,7 @@ class TraceVariable:
         if _PUTENV(entry) != 0:
             environ[TRACE_VARIABLE] = value
             return
-        self._held = (entry, self._held[0])
+        self._held.append(entry)
         mapping[self._KEY] = encoded
 
     def clear(self):

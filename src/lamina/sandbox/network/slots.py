@@ -18,6 +18,7 @@ left in it, a crashed server's too, and its veth pair with it.
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import subprocess
 import threading
@@ -45,17 +46,22 @@ class SlotError(RuntimeError):
     """iproute2 could not make or remove namespaces."""
 
 
+# What says this kernel or this server will never make a detached procfs.
+_NO_DETACHED_PROCFS = frozenset({errno.ENOSYS, errno.EPERM, errno.EACCES, errno.EINVAL})
+
+
 class SysctlRoot:
     """Where the makers open a new namespace's `disable_ipv6`: a procfs instance of their
     own (`mounts.detached_procfs`), replaced after every `RENEW_AFTER` namespaces.
 
     Under /proc/sys, each network namespace whose settings have been looked up leaves
     entries of the same names under the same parents, and a lookup compares them one by
-    one: opening that file in a new namespace took 34 µs with 20 namespaces alive and 218
-    µs with 820, so each cold start grew slower the more environments were alive. An
-    instance holds only what was looked up through it: with a fresh one every 32
-    namespaces the open took 26 µs whatever the count, and making one takes about 62 µs.
-    Where none can be made (a kernel before 5.2), /proc itself is used.
+    one: opening that file in a new namespace took 35 µs with no other namespace alive and
+    265 µs with 1,000 (`bench.netns_sysctl`), so each cold start grew slower the more
+    environments were alive. An instance holds only what was looked up through it: with a
+    fresh one every 32 namespaces the open took 27 to 40 µs whatever the count, and making
+    one takes about 62 µs. Where none can be made (a kernel before 5.2, no right to), /proc
+    itself is used.
     """
 
     RENEW_AFTER = 32
@@ -75,8 +81,11 @@ class SysctlRoot:
                 self._close_root()
                 try:
                     self._root = mounts.detached_procfs()
-                except OSError:
-                    self._detached = False
+                except OSError as error:
+                    # For good where the kernel or this server cannot; otherwise (out of
+                    # descriptors or memory) /proc this once, and a new try next time.
+                    if error.errno in _NO_DETACHED_PROCFS:
+                        self._detached = False
             self._uses += 1
             if self._root >= 0:
                 return os.open(_NO_IPV6, flags, dir_fd=self._root)
