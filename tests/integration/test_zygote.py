@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import base64
+import json
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -63,6 +65,32 @@ def finds(event, context):
         forked = "zygote.py" in cmdline.read()
     return {"found": found, "forked": forked}
 
+def threads_and_forks(event, context):
+    import logging, threading
+    def threads_log(label):
+        # A lock left taken by a fork stops this thread: logging's module lock (getLogger),
+        # a handler's (emit, through the runtime's own handler on the root logger).
+        done = []
+        def log():
+            logging.getLogger(label).error("logged from a thread in the %s", label)
+            done.append(True)
+        thread = threading.Thread(target=log)
+        thread.start()
+        thread.join(10)
+        return done == [True]
+    runtime = threads_log("runtime")
+    read, write = os.pipe()
+    child = os.fork()  # the function's own, as multiprocessing makes them
+    if child == 0:
+        os.write(write, b"1" if threads_log("child") and threading.active_count() == 1 else b"0")
+        os._exit(0)
+    os.close(write)
+    in_child = os.read(read, 1) == b"1"
+    os.waitpid(child, 0)
+    return {"runtime": runtime, "child": in_child,
+            "main": threading.main_thread() is threading.current_thread(),
+            "threads": threading.active_count()}
+
 def counts(event, context):
     import json
     mine = {"made": "here"}
@@ -123,6 +151,20 @@ def test_exit_status_of_a_forked_runtime(zygote_server: LaminaServer, status: in
     assert response["FunctionError"] == "Unhandled"
     assert result["errorType"] == "Runtime.ExitError"
     assert f"exit status {status}" in result["errorMessage"]
+    client.close()
+
+
+def test_threads_logging_and_forks_work_in_a_forked_runtime(zygote_server: LaminaServer) -> None:
+    """The template holds the standard library's after-fork repairs for its children; each
+    puts them back, so the function's threads, logging and own forks work as in a fresh one."""
+    client = zygote_server.client()
+    create(client, "z-threads", "threads_and_forks")
+    for _ in range(2):  # a cold start, then a warm invocation in the same runtime
+        response = client.invoke(FunctionName="z-threads", Payload=b"{}", LogType="Tail")
+        result = json.loads(response["Payload"].read())
+        assert result == {"runtime": True, "child": True, "main": True, "threads": 1}, result
+        tail = base64.b64decode(response["LogResult"]).decode()
+        assert "logged from a thread in the runtime" in tail, tail
     client.close()
 
 

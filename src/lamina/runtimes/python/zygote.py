@@ -268,6 +268,48 @@ def _fork_as_namespace_init():
     return pid
 
 
+# The standard library's after-fork repairs (os.register_at_fork) that a template's children
+# do without. In the child, each rebuilds the locks and records of threads other than the
+# forking one, for a fork made from another thread or while one held a lock. The template
+# runs one thread and holds none of those locks as it forks, so in its children they change
+# nothing but the pages they write: 0.05 to 0.07 MiB more in every idle environment,
+# measured, of pages it otherwise shares with the template. Logging's module lock is the
+# exception: logging's own before-fork hook takes it; the child frees it as the repair would.
+_FORK_REPAIRS = (("threading", "_after_fork"), ("logging", "_after_at_fork_child_reinit_locks"))
+# (function, its own code) of each repair held.
+_held_repairs = []
+
+
+def _no_repair():
+    """What a held repair runs in the template's children."""
+
+
+def _hold_fork_repairs():
+    """In the template, once, while it runs one thread: its children's repairs do nothing."""
+    threading = sys.modules.get("threading")
+    if threading is not None and threading.active_count() != 1:
+        return
+    for module_name, name in _FORK_REPAIRS:
+        module = sys.modules.get(module_name)
+        repair = getattr(module, name, None)
+        code = getattr(repair, "__code__", None)
+        if code is None or code.co_freevars:
+            continue  # not the plain function this expects: it runs, as it always did
+        if module_name == "logging" and not hasattr(module._lock, "_at_fork_reinit"):
+            continue
+        repair.__code__ = _no_repair.__code__
+        _held_repairs.append((repair, code))
+
+
+def _restore_fork_repairs():
+    """In a child, first: its repairs back, and logging's module lock free."""
+    while _held_repairs:
+        repair, code = _held_repairs.pop()
+        repair.__code__ = code
+        if repair.__module__ == "logging":
+            sys.modules["logging"]._lock._at_fork_reinit()
+
+
 def _join_cgroup_and_network(sandbox, netns):
     """`netns`: the descriptor of the environment's network namespace, when it has one
     (sent with the request: the platform holds each namespace by descriptor, not by name)."""
@@ -378,6 +420,7 @@ def main():
     # Everything imported so far is shared with every child: keep the collector from
     # walking (and so copying, page by page) those objects in each child after the fork.
     gc.freeze()
+    _hold_fork_repairs()
     _adopt_orphans()
     control = socket.socket(fileno=int(sys.argv[1]))
     wake_read, wake_write = os.pipe()
@@ -473,8 +516,10 @@ def _settle():
 
 def _in_child(become, *args):
     """Run a forked child's part; it ends the process and never returns into the
-    template's loop, even when setting up its sandbox fails."""
+    template's loop, even when setting up its sandbox fails. First, the child puts back the
+    after-fork repairs the template holds, so that forks of the function's own get them."""
     try:
+        _restore_fork_repairs()
         become(*args)
     except BaseException:
         traceback.print_exc()
