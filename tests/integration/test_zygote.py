@@ -87,8 +87,12 @@ def threads_and_forks(event, context):
     os.close(write)
     in_child = os.read(read, 1) == b"1"
     os.waitpid(child, 0)
-    return {"runtime": runtime, "child": in_child,
-            "main": threading.main_thread() is threading.current_thread(),
+    with open("/proc/self/cmdline", "rb") as cmdline:
+        forked = b"zygote.py" in cmdline.read()
+    main = threading.main_thread()
+    return {"runtime": runtime, "child": in_child, "forked": forked,
+            "main": main is threading.current_thread(),
+            "native_id": main.native_id == threading.get_native_id(),
             "threads": threading.active_count()}
 
 def counts(event, context):
@@ -162,7 +166,14 @@ def test_threads_logging_and_forks_work_in_a_forked_runtime(zygote_server: Lamin
     for _ in range(2):  # a cold start, then a warm invocation in the same runtime
         response = client.invoke(FunctionName="z-threads", Payload=b"{}", LogType="Tail")
         result = json.loads(response["Payload"].read())
-        assert result == {"runtime": True, "child": True, "main": True, "threads": 1}, result
+        assert result == {
+            "runtime": True,
+            "child": True,
+            "forked": True,
+            "main": True,
+            "native_id": True,
+            "threads": 1,
+        }, result
         tail = base64.b64decode(response["LogResult"]).decode()
         assert "logged from a thread in the runtime" in tail, tail
     client.close()

@@ -269,15 +269,16 @@ def _fork_as_namespace_init():
 
 
 # The standard library's after-fork repairs (os.register_at_fork) that a template's children
-# do without. In the child, each rebuilds the locks and records of threads other than the
-# forking one, for a fork made from another thread or while one held a lock. The template
-# runs one thread and holds none of those locks as it forks, so in its children they change
-# nothing but the pages they write: 0.05 to 0.07 MiB more in every idle environment,
-# measured, of pages it otherwise shares with the template. Logging's module lock is the
-# exception: logging's own before-fork hook takes it; the child frees it as the repair would.
-_FORK_REPAIRS = (("threading", "_after_fork"), ("logging", "_after_at_fork_child_reinit_locks"))
-# (function, its own code) of each repair held.
+# do without. In a child, threading's and logging's rebuild the locks and records of threads
+# other than the forking one, for a fork made from another thread or while one held a lock.
+# The template runs one thread and takes none of those locks, so in its children the two
+# changed nothing (but what `_held_repairs` puts right) and wrote to pages otherwise shared
+# with the template: 0.05 to 0.07 MiB of every idle environment, measured.
+# (function, its own code, what to do in the child once it is back) of each repair held.
 _held_repairs = []
+# The interpreters whose repairs were checked to do no more than that (the unit test
+# compares a child's threads and logging with and without them); later ones run theirs.
+_CHECKED_REPAIRS = ((3, 9), (3, 13))
 
 
 def _no_repair():
@@ -285,29 +286,47 @@ def _no_repair():
 
 
 def _hold_fork_repairs():
-    """In the template, once, while it runs one thread: its children's repairs do nothing."""
-    threading = sys.modules.get("threading")
-    if threading is not None and threading.active_count() != 1:
+    """In the template, once: it starts no thread of its own, so while it runs one thread
+    now, it always will, and its children's repairs do nothing."""
+    if not _CHECKED_REPAIRS[0] <= sys.version_info[:2] <= _CHECKED_REPAIRS[1]:
         return
-    for module_name, name in _FORK_REPAIRS:
-        module = sys.modules.get(module_name)
-        repair = getattr(module, name, None)
-        code = getattr(repair, "__code__", None)
-        if code is None or code.co_freevars:
-            continue  # not the plain function this expects: it runs, as it always did
-        if module_name == "logging" and not hasattr(module._lock, "_at_fork_reinit"):
-            continue
-        repair.__code__ = _no_repair.__code__
-        _held_repairs.append((repair, code))
+    try:
+        if len(os.listdir("/proc/self/task")) != 1:
+            return
+    except OSError:
+        return
+    threading = sys.modules.get("threading")
+    if threading is not None:
+        _hold(threading._after_fork, _refresh_native_id)
+    logging = sys.modules.get("logging")
+    if logging is not None:
+        # Logging's own before-fork hook takes its module lock: the child frees it, as the
+        # repair would.
+        _hold(logging._after_at_fork_child_reinit_locks, logging._lock._at_fork_reinit)
+
+
+def _hold(repair, once_back):
+    code = repair.__code__
+    if code.co_freevars:
+        return  # not the plain function this expects: it runs, as it always did
+    repair.__code__ = _no_repair.__code__
+    _held_repairs.append((repair, code, once_back))
+
+
+def _refresh_native_id():
+    """The main thread's native id is the child's own thread's, as in a fresh interpreter
+    (threading's repair sets it from CPython 3.13.4 on; before, it kept the parent's)."""
+    set_native_id = getattr(sys.modules["threading"].main_thread(), "_set_native_id", None)
+    if set_native_id is not None:
+        set_native_id()
 
 
 def _restore_fork_repairs():
-    """In a child, first: its repairs back, and logging's module lock free."""
+    """In a child, first: its repairs back, for forks of its own."""
     while _held_repairs:
-        repair, code = _held_repairs.pop()
+        repair, code, once_back = _held_repairs.pop()
         repair.__code__ = code
-        if repair.__module__ == "logging":
-            sys.modules["logging"]._lock._at_fork_reinit()
+        once_back()
 
 
 def _join_cgroup_and_network(sandbox, netns):
