@@ -51,11 +51,14 @@ cluster: $(STAMP)
 
 # Most of the suite waits on servers, runtimes and timers, so it runs in two workers, whole
 # modules at a time (a module's server starts once). The few tests that change what the whole
-# host shares (`host_exclusive`) then run alone.
+# host shares (`host_exclusive`) then run alone, whether or not the parallel run passed, so
+# that a failing run reports every failure.
 TEST_WORKERS ?= 2
 test: $(STAMP) $(NODE_SDK)/node_modules/.package-lock.json nftables $(CONSOLE_VENDOR) chromium
-	$(BIN)/pytest --numprocesses $(TEST_WORKERS) --dist loadfile -m "not host_exclusive"
-	$(BIN)/pytest -m host_exclusive
+	status=0; \
+	$(BIN)/pytest --numprocesses $(TEST_WORKERS) --dist loadfile -m "not host_exclusive" || status=$$?; \
+	$(BIN)/pytest -m host_exclusive || status=$$?; \
+	exit $$status
 
 lint: $(STAMP)
 	$(BIN)/ruff check src tests bench scripts
