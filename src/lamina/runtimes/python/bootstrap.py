@@ -37,6 +37,7 @@ try:
     import ctypes
 except ImportError:  # an interpreter built without libffi: os.environ alone
     ctypes = None
+
 RUNTIME_PATH = "/2018-06-01/runtime"
 # Headers of an event, as the response parser keys them (lower-cased).
 HEADER_REQUEST_ID = "lambda-runtime-aws-request-id"
