@@ -67,6 +67,10 @@ def finds(event, context):
 
 def threads_and_forks(event, context):
     import logging, threading
+    # Witness that the template held threading's hook (CPython 3.12): the hook empties this
+    # set of the template's main thread's lock; held, the entry stays (harmless: it is read
+    # at interpreter shutdown, and a runtime ends by os._exit).
+    template_entries = len(threading._shutdown_locks)
     def threads_log(label):
         # A lock left taken by a fork stops this thread: logging's module lock (getLogger),
         # a handler's (emit, through the runtime's own handler on the root logger).
@@ -90,7 +94,7 @@ def threads_and_forks(event, context):
     with open("/proc/self/cmdline", "rb") as cmdline:
         forked = b"zygote.py" in cmdline.read()
     main = threading.main_thread()
-    return {"runtime": runtime, "child": in_child, "forked": forked,
+    return {"runtime": runtime, "child": in_child, "forked": forked, "held": template_entries == 1,
             "main": main is threading.current_thread(),
             "native_id": main.native_id == threading.get_native_id(),
             "threads": threading.active_count()}
@@ -170,6 +174,7 @@ def test_threads_logging_and_forks_work_in_a_forked_runtime(zygote_server: Lamin
             "runtime": True,
             "child": True,
             "forked": True,
+            "held": True,
             "main": True,
             "native_id": True,
             "threads": 1,
