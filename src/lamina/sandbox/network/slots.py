@@ -32,6 +32,7 @@ from lamina.sandbox.network.interfaces import configure_inside
 
 CLONE_NEWNET = 0x40000000
 _NO_IPV6 = "sys/net/ipv6/conf/all/disable_ipv6"  # below a procfs root
+_WRITE_ONLY = os.O_WRONLY | os.O_CLOEXEC
 _NETMASK_31 = "255.255.255.254"
 # The threads that make namespaces (the pool's filler and its on-demand makers) take turns.
 # The kernel serialises their changes anyway (the routing netlink lock), and a write to
@@ -75,7 +76,6 @@ class SysctlRoot:
 
     def open_no_ipv6(self) -> int:
         """A write-only descriptor of the calling thread's namespace's `disable_ipv6`."""
-        flags = os.O_WRONLY | os.O_CLOEXEC
         with self._lock:
             if self._detached and (self._root < 0 or self._uses >= self.RENEW_AFTER):
                 self._close_root()
@@ -88,8 +88,8 @@ class SysctlRoot:
                         self._detached = False
             self._uses += 1
             if self._root >= 0:
-                return os.open(_NO_IPV6, flags, dir_fd=self._root)
-        return os.open("/proc/" + _NO_IPV6, flags)
+                return os.open(_NO_IPV6, _WRITE_ONLY, dir_fd=self._root)
+        return _open_proc_no_ipv6()
 
     def _close_root(self) -> None:
         if self._root >= 0:
@@ -102,6 +102,11 @@ class SysctlRoot:
         with self._lock:
             self._close_root()
             self._detached = False
+
+
+def _open_proc_no_ipv6() -> int:
+    """The calling thread's namespace's `disable_ipv6`, through /proc."""
+    return os.open("/proc/" + _NO_IPV6, _WRITE_ONLY)
 
 
 @dataclass
@@ -199,7 +204,7 @@ def configure_environment_side(link: SlotAddresses, no_ipv6: int | None = None) 
     address): the firewall's rules and the addresses are IPv4. `no_ipv6`: a descriptor of
     this namespace's `disable_ipv6` (`SysctlRoot`), closed here; else /proc's is opened."""
     if no_ipv6 is None:
-        no_ipv6 = os.open("/proc/" + _NO_IPV6, os.O_WRONLY | os.O_CLOEXEC)
+        no_ipv6 = _open_proc_no_ipv6()
     try:
         os.write(no_ipv6, b"1")
     finally:
