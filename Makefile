@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install run cluster test lint format bench bench-components clean chromium nftables
+.PHONY: install run cluster test lint format bench bench-components screenshots clean chromium nftables
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -59,6 +59,10 @@ test: $(STAMP) $(NODE_SDK)/node_modules/.package-lock.json nftables $(CONSOLE_VE
 	$(BIN)/pytest --numprocesses $(TEST_WORKERS) --dist loadfile -m "not host_exclusive" || status=$$?; \
 	$(BIN)/pytest -m host_exclusive || status=$$?; \
 	exit $$status
+
+# The console's pictures in the README, taken by its browser tests (`make test` keeps its own).
+screenshots: $(STAMP) $(CONSOLE_VENDOR) chromium
+	LAMINA_SCREENSHOTS=$(CURDIR)/docs/console $(BIN)/pytest tests/e2e
 
 lint: $(STAMP)
 	$(BIN)/ruff check src tests bench scripts

@@ -24,11 +24,23 @@ CHROMIUM_ARGS = [
     "--disable-sync",
     "--no-first-run",
 ]
-SCREENSHOTS = Path(__file__).resolve().parents[2] / "docs" / "console"
+# Where `screenshot` saves pages: the README's pictures when `make screenshots` asks for them
+# (LAMINA_SCREENSHOTS=docs/console), else a directory of the test session's own, so that a
+# test run leaves the checkout as it found it.
+SCREENSHOTS_VARIABLE = "LAMINA_SCREENSHOTS"
+_screenshots: list[Path] = []
 DESKTOP = {"width": 1280, "height": 860}
 PHONE = {"width": 390, "height": 844}
 
 os.environ.setdefault("PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD", "1")
+
+
+@pytest.fixture(scope="session", autouse=True)
+def screenshots_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    chosen = os.environ.get(SCREENSHOTS_VARIABLE)
+    where = Path(chosen) if chosen else tmp_path_factory.mktemp("screenshots")
+    _screenshots[:] = [where]
+    return where
 
 
 @pytest.fixture(scope="module")
@@ -68,6 +80,7 @@ def page(browser: Any) -> Iterator[Any]:
 
 
 def screenshot(page: Any, name: str) -> None:
-    """Save the page for the README (docs/console/NAME.png)."""
-    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
-    page.screenshot(path=str(SCREENSHOTS / f"{name}.png"), full_page=True)
+    """Save the page as NAME.png (for the README under `make screenshots`)."""
+    where = _screenshots[0]
+    where.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(where / f"{name}.png"), full_page=True)
