@@ -13,9 +13,10 @@ from typing import Any
 import pytest
 
 from tests.support.lamina_cli import run_lamina
+from tests.support.ports import free_port
 from tests.support.postgres import fresh_database
 from tests.support.redis import REDIS_URL
-from tests.support.server import LaminaServer, free_port
+from tests.support.server import LaminaServer
 from tests.support.waiting import wait_until
 
 EMPTY_QUEUE = {"queued": 0, "retrying": 0, "in_flight": 0, "failed": 0}

@@ -27,7 +27,8 @@ from botocore.config import Config
 
 from tests.support.function_urls import url_pattern
 from tests.support.lambda_api import call
-from tests.support.server import LaminaServer, free_port
+from tests.support.ports import free_port
+from tests.support.server import LaminaServer
 from tests.support.waiting import wait_until
 
 DEADLINE_S = 60.0

@@ -21,7 +21,8 @@ from botocore.exceptions import ClientError
 from tests.support.archives import make_zip
 from tests.support.lambda_api import ROLE, error_of
 from tests.support.peers import MotoServer
-from tests.support.server import LaminaServer, free_port
+from tests.support.ports import free_port
+from tests.support.server import LaminaServer
 
 ACCOUNT = "000000000000"
 MAPPING_ARN = f"arn:aws:lambda:us-east-1:{ACCOUNT}:event-source-mapping:"

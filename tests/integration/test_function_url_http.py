@@ -31,7 +31,8 @@ from tests.support.function_urls import (
     url_id,
 )
 from tests.support.lambda_api import ROLE
-from tests.support.server import LaminaServer, free_port, server_log
+from tests.support.ports import free_port
+from tests.support.server import LaminaServer, server_log
 
 
 @pytest.fixture

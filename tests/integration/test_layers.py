@@ -16,7 +16,8 @@ from botocore.exceptions import ClientError
 
 from tests.support.archives import make_zip
 from tests.support.lambda_api import error_of
-from tests.support.server import LaminaServer, free_port
+from tests.support.ports import free_port
+from tests.support.server import LaminaServer
 
 ACCOUNT = "000000000000"
 NOT_FOUND = "The resource you requested does not exist."

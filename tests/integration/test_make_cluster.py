@@ -28,8 +28,8 @@ from tests.support.archives import make_zip
 from tests.support.aws_cli import run_aws
 from tests.support.backends import POSTGRES_URL
 from tests.support.lambda_api import ROLE
+from tests.support.ports import free_ports_in_a_row
 from tests.support.redis import REDIS_URL
-from tests.support.server import free_port
 from tests.support.waiting import wait_until
 
 SCRIPT = Path(__file__).resolve().parents[2] / "scripts" / "cluster.py"
@@ -81,20 +81,6 @@ class Launcher:
         self.process.stdout.close()
 
 
-def consecutive_free_ports(count: int) -> int:
-    """A port P such that P .. P+count-1 are all free now."""
-    for _ in range(50):
-        first = free_port()
-        try:
-            for port in range(first, first + count):
-                with socket.socket() as probe:
-                    probe.bind(("127.0.0.1", port))
-        except OSError:
-            continue
-        return first
-    raise RuntimeError(f"no {count} consecutive free ports")
-
-
 @pytest.fixture
 def store_url() -> Iterator[str]:
     """A database name nobody created: the launcher must create it."""
@@ -110,7 +96,7 @@ def store_url() -> Iterator[str]:
 
 @pytest.mark.slow
 def test_two_nodes_start_share_functions_and_stop_on_ctrl_c(store_url: str, tmp_path: Path) -> None:
-    first_port = consecutive_free_ports(NODES)
+    first_port = free_ports_in_a_row(NODES)
     env = {
         **os.environ,
         "LAMINA_CLUSTER_STORE": store_url,

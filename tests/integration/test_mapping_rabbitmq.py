@@ -25,9 +25,10 @@ from tests.support import netns
 from tests.support.archives import make_zip
 from tests.support.lambda_api import ROLE
 from tests.support.peers import MotoServer
+from tests.support.ports import free_port
 from tests.support.rabbitmq import HANDLER, Collector, Rabbit
 from tests.support.reachable import elsewhere
-from tests.support.server import LaminaServer, free_port
+from tests.support.server import LaminaServer
 from tests.support.waiting import wait_until
 
 BROKER_NAME = "lamina-rabbit"

@@ -10,7 +10,7 @@ from typing import Any
 
 import boto3
 
-from tests.support.server import free_port
+from tests.support.ports import free_port
 from tests.support.waiting import wait_until
 
 

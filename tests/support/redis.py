@@ -13,7 +13,7 @@ from contextlib import contextmanager
 import redis
 
 from lamina.store.redis import RedisLeases, open_redis_leases
-from tests.support.server import free_port
+from tests.support.ports import free_port
 
 # The machine's Redis (started before the session); LAMINA_TEST_REDIS points elsewhere.
 REDIS_URL = os.environ.get("LAMINA_TEST_REDIS", "redis://127.0.0.1:6379/0")

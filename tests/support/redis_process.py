@@ -15,7 +15,7 @@ from typing import IO
 
 import redis
 
-from tests.support.server import free_port
+from tests.support.ports import free_port
 from tests.support.waiting import wait_until
 
 
