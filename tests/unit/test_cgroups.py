@@ -6,6 +6,7 @@ the host's real cgroups, which this project's machines and CI provide (root).
 
 from __future__ import annotations
 
+import asyncio
 import os
 import subprocess
 import sys
@@ -294,4 +295,53 @@ def test_real_environments_weigh_a_quarter_of_a_process_beside_the_server(
     finally:
         group.kill()
         assert group.remove()
+        manager.close()
+
+
+def _busy_group(
+    manager: CgroupManager, name: str
+) -> tuple[EnvironmentCgroup, subprocess.Popen[bytes]]:
+    """A group whose process holds 256 MiB and four children: after SIGKILL, the group
+    stays busy while they exit and their memory is freed."""
+    group = manager.create(name, Limits(512 << 20, 512))
+    code = (
+        "import os, sys, time\n"
+        "for procs in sys.argv[1:]:\n"
+        "    with open(procs, 'w') as file:\n"
+        "        file.write(str(os.getpid()))\n"
+        "held = bytearray(256 << 20)\n"
+        "for _ in range(4):\n"
+        "    if os.fork() == 0:\n"
+        "        time.sleep(60)\n"
+        "print('up', flush=True)\n"
+        "time.sleep(60)\n"
+    )
+    process = subprocess.Popen(
+        [sys.executable, "-S", "-c", code, *group.procs_files], stdout=subprocess.PIPE
+    )
+    assert process.stdout is not None
+    assert process.stdout.readline() == b"up\n"
+    return group, process
+
+
+@pytest.mark.parametrize("waiting", ["on the loop", "in this thread"])
+def test_a_killed_group_is_removed_once_its_processes_have_exited(
+    manager: CgroupManager, waiting: str
+) -> None:
+    group, process = _busy_group(manager, f"emptying-{waiting.rsplit(maxsplit=1)[-1]}")
+    directories = [Path(procs).parent for procs in group.procs_files]
+    try:
+        if waiting == "on the loop":
+            assert asyncio.run(group.remove_once_empty())
+        else:
+            assert group.remove_once_empty_now()
+        assert not [directory for directory in directories if directory.exists()]
+        assert process.wait(5) == -9
+    finally:
+        process.kill()
+        process.wait()
+        assert process.stdout is not None
+        process.stdout.close()
+        group.kill()
+        group.remove()
         manager.close()

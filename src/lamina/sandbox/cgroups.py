@@ -7,11 +7,13 @@ it runs any function code, so nothing the function starts can escape the limits.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import errno
 import logging
 import os
 import signal
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -19,6 +21,11 @@ from lamina.sandbox import cgroup_moves
 from lamina.sandbox.cgroup_mounts import cgroup_mounts
 
 log = logging.getLogger("lamina.sandbox")
+
+# Waits between tries to remove a group whose processes were killed: it stays busy until its
+# last process has exited, which can take a moment after SIGKILL.
+_EMPTYING_DELAYS = (0.005, 0.02, 0.1, 0.5, 1.0, 2.0)
+_EMPTYING_WAIT_S = sum(_EMPTYING_DELAYS)
 
 # 1,769 MB of memory buys one vCPU, as on AWS Lambda.
 MB_PER_VCPU = 1769
@@ -226,6 +233,35 @@ class EnvironmentCgroup:
                     raise
                 removed = False
         return removed
+
+    async def remove_once_empty(self) -> bool:
+        """Kill what is left in the group, and remove it once its processes have exited;
+        whether it is gone (a warning says so when it is not)."""
+        for delay in _EMPTYING_DELAYS:
+            self.kill()
+            if self.remove():
+                return True
+            await asyncio.sleep(delay)
+        return self._removed_at_last()
+
+    def remove_once_empty_now(self) -> bool:
+        """`remove_once_empty`, waiting in this thread (while the server stops)."""
+        deadline = time.monotonic() + _EMPTYING_WAIT_S
+        while time.monotonic() < deadline:
+            self.kill()
+            if self.remove():
+                return True
+            time.sleep(_EMPTYING_DELAYS[0])
+        return self._removed_at_last()
+
+    def _removed_at_last(self) -> bool:
+        if self.remove():
+            return True
+        log.warning(
+            "cgroup %s still holds processes after SIGKILL: left in place",
+            ", ".join(str(path) for path in dict.fromkeys(self._paths.values())),
+        )
+        return False
 
 
 @dataclass(frozen=True)

@@ -430,6 +430,8 @@ class NamespaceBackend:
         self._prestarts = 0
         # Runtimes being started ahead, until the pool has them (or they are given up).
         self._making: set[_Held] = set()
+        # Groups of starts that came to nothing, removed once their killed processes exit.
+        self._emptying: dict[asyncio.Task[bool], EnvironmentCgroup] = {}
         self._closed = False
 
     # ----------------------------------------------------------------------- start
@@ -575,9 +577,7 @@ class NamespaceBackend:
     ) -> None:
         """What a start that failed held, once nothing it started can still run."""
         if cgroup is not None:
-            cgroup.kill()
-            with contextlib.suppress(OSError):
-                cgroup.remove()
+            self._remove_group(cgroup)
         with contextlib.suppress(OSError):
             spec.scratch_root.rmdir()
         self._uids.release(uid)
@@ -739,9 +739,7 @@ class NamespaceBackend:
         self._making.discard(held)
         held.close_pipes()
         if held.cgroup is not None:
-            held.cgroup.kill()
-            with contextlib.suppress(OSError):
-                held.cgroup.remove()
+            self._remove_group(held.cgroup)
         if held.code_points is not None:
             prestarted.remove_code_points(held.code_points)
         with contextlib.suppress(OSError):
@@ -751,6 +749,31 @@ class NamespaceBackend:
         if held.slot is not None and self.network is not None:
             self.network.discard(held.slot)
         self._remove_code_parent_once_closed()
+
+    def _remove_group(self, cgroup: EnvironmentCgroup) -> None:
+        """Empty and remove the group of a start that came to nothing. Its processes take a
+        moment to exit after SIGKILL: until they have, removal is retried from the loop, or
+        waited for once the backend is closed (its loop is ending)."""
+        cgroup.kill()
+        with contextlib.suppress(OSError):
+            if cgroup.remove():
+                return
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            loop = None
+        if self._closed or loop is None:
+            with contextlib.suppress(OSError):
+                cgroup.remove_once_empty_now()
+            return
+        emptying = loop.create_task(cgroup.remove_once_empty())
+        self._emptying[emptying] = cgroup
+        emptying.add_done_callback(self._emptied)
+
+    def _emptied(self, emptying: asyncio.Task[bool]) -> None:
+        self._emptying.pop(emptying, None)
+        if not emptying.cancelled() and emptying.exception() is not None:
+            log.warning("could not remove a cgroup: %s", emptying.exception())
 
     def _remove_code_parent_once_closed(self) -> None:
         """This server's directory of code points, once the backend is closed and its last
@@ -1032,6 +1055,11 @@ class NamespaceBackend:
                 sandbox.kill()
             for sandbox in list(self._live):
                 sandbox.release_now(deadline)
+        for emptying, cgroup in list(self._emptying.items()):
+            emptying.cancel()
+            with contextlib.suppress(OSError):
+                cgroup.remove_once_empty_now()
+        self._emptying.clear()
         if self._cgroups is not None:
             self._cgroups.close()
         if self.network is not None:

@@ -1077,11 +1077,7 @@ async def _remove_group(cgroup: EnvironmentCgroup, gone: asyncio.Future[Any]) ->
     the last one has exited, which can take a moment after SIGKILL."""
     with contextlib.suppress(asyncio.TimeoutError):
         await asyncio.wait_for(asyncio.shield(gone), 5)
-    for delay in (0.005, 0.02, 0.1, 0.5, 1.0, 2.0):
-        if cgroup.remove():
-            return
-        cgroup.kill()
-        await asyncio.sleep(delay)
+    await cgroup.remove_once_empty()
 
 
 async def _lend(
