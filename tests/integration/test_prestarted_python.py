@@ -23,6 +23,7 @@ from typing import Any
 
 import pytest
 
+from lamina.sandbox import cgroups
 from lamina.sandbox.api import SandboxSpec
 from lamina.sandbox.namespace import UID_BASE, probe
 from lamina.sandbox.network.addresses import NETNS_DIR
@@ -429,5 +430,22 @@ def test_a_backend_closed_while_python_runtimes_start_ahead_leaves_nothing(
         timeout=10,
         message=lambda: f"still running: {[pid for pid in forked if not process_gone(pid)]}",
     )
-    own = [path.name for path in Path("/sys/fs/cgroup").glob(f"**/prestarted-{os.getpid()}-*")]
-    assert not own
+    assert not own_prestarted_groups()
+
+
+def own_prestarted_groups() -> list[str]:
+    """The groups of runtimes this process started ahead, listed under its own parent group
+    in each hierarchy, not found by walking them all: other workers' groups come and go."""
+    hierarchy, _ = cgroups.locate(
+        Path("/proc/self/mountinfo").read_text(), Path("/proc/self/cgroup").read_text()
+    )
+    assert hierarchy is not None
+    found = []
+    for base in set(hierarchy.bases.values()):
+        with contextlib.suppress(FileNotFoundError):
+            found += [
+                name
+                for name in os.listdir(base / f"lamina-{os.getpid()}")
+                if name.startswith(f"prestarted-{os.getpid()}-")
+            ]
+    return found
