@@ -33,6 +33,8 @@ from tests.support.waiting import wait_until
 
 REGION = "us-east-1"
 VISIBILITY = 2
+# The FIFO order test's queue's, and its function's timeout: failures are retried after it.
+FIFO_ORDER_VISIBILITY = 6
 
 HANDLER = """
 import json, os, time, urllib.request
@@ -196,7 +198,11 @@ def function(api: Any, sink: Sink) -> Callable[..., str]:
     """A function reporting to the sink; its name."""
 
     def create(
-        mode: str = "ok", sleep: float = 0, timeout: int = VISIBILITY, name: str | None = None
+        mode: str = "ok",
+        sleep: float = 0,
+        timeout: int = VISIBILITY,
+        name: str | None = None,
+        memory_mb: int = 128,
     ) -> str:
         name = name or fresh("fn")
         api.create_function(
@@ -206,6 +212,7 @@ def function(api: Any, sink: Sink) -> Callable[..., str]:
             Handler="app.handler",
             Code={"ZipFile": make_zip({"app.py": HANDLER})},
             Timeout=timeout,
+            MemorySize=memory_mb,
             Environment={"Variables": {"SINK": sink.url, "MODE": mode, "SLEEP": str(sleep)}},
         )
         return name
@@ -498,10 +505,14 @@ def test_fifo_order_holds_per_group_across_failures(
     mapping: Callable[..., str],
     sink: Sink,
 ) -> None:
-    source, name = queue(fifo=True), function("fail-marked")
-    # The groups are interleaved so that the failing batch holds one message of each: moto
-    # skips ahead in a group whose failed batch held two of its messages (it unlocks the
-    # group only once it has passed the first), which real SQS does not.
+    # The sink counts a batch done once the function has posted it. On a loaded machine a
+    # 128 MB function (a fourteenth of a vCPU) took up to 2 s to post, and one timing out
+    # after its post was a failure to Lamina (the batch delivered again) but a success
+    # here: this one has a whole vCPU, and a timeout that leaves room.
+    source = queue(fifo=True, VisibilityTimeout=str(FIFO_ORDER_VISIBILITY))
+    name = function("fail-marked", timeout=FIFO_ORDER_VISIBILITY, memory_mb=1769)
+    # The groups are interleaved, so a batch usually holds messages of several; one of a
+    # single group also comes back in order (`tests.support.moto_serve`).
     groups: dict[str, list[str]] = {group: [] for group in ("a", "b", "c", "d")}
     for number in range(10):
         for group, sent in groups.items():

@@ -29,10 +29,11 @@ class MotoServer:
         return f"http://127.0.0.1:{self.port}"
 
     def start(self, timeout: float = 20.0) -> MotoServer:
-        moto = Path(sys.executable).parent / "moto_server"
+        # moto_server, with atomic SQS receives (see `moto_serve`).
+        moto = Path(__file__).with_name("moto_serve.py")
         self._log = self.log_path.open("ab")
         self.process = subprocess.Popen(
-            [str(moto), "-H", "127.0.0.1", "-p", str(self.port)],
+            [sys.executable, str(moto), "-H", "127.0.0.1", "-p", str(self.port)],
             stdout=self._log,
             stderr=self._log,
         )
