@@ -1,7 +1,7 @@
-"""moto's standalone server, with SQS receives that keep FIFO order as SQS does.
+"""moto's standalone server, with receives from FIFO queues that keep order as SQS's do.
 
 Two things moto does that SQS does not, both seen failing the FIFO order test on a loaded
-machine:
+machine (standard queues are left to moto as it is):
 - it serves requests on threads and picks a receive's messages without a lock, so two
   receives at once (a mapping's concurrent pollers) could take the same message, or
   messages of one group. Here the picking runs under a lock per queue (the long poll's
@@ -43,6 +43,15 @@ def _receive_like_sqs(
     visibility_timeout: int,
     message_attribute_names: list[str] | None = None,
 ) -> list[Any]:
+    if not queue_name.endswith(".fifo"):
+        return _receive(
+            self,
+            queue_name,
+            count,
+            wait_seconds_timeout,
+            visibility_timeout,
+            message_attribute_names,
+        )
     deadline = time.monotonic() + (wait_seconds_timeout or 0)
     while True:
         with _lock_of(queue_name):
