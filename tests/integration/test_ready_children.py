@@ -192,6 +192,36 @@ def test_a_cold_start_takes_a_ready_child_into_the_full_sandbox(task_root: Path)
     assert len(uids) == READY_CHILDREN
 
 
+def pidfds_held() -> set[int]:
+    """The processes this process holds a pidfd of."""
+    held = set()
+    for fd in os.listdir("/proc/self/fd"):
+        with contextlib.suppress(OSError):
+            if "pidfd" in os.readlink(f"/proc/self/fd/{fd}"):
+                info = Path(f"/proc/self/fdinfo/{fd}").read_text()
+                held.add(int(info.split("\nPid:", 1)[1].split()[0]))
+    return held
+
+
+def test_ready_and_assigned_children_are_held_by_pidfds_until_they_end(task_root: Path) -> None:
+    """The server ends a runtime through its pidfd (see `test_template_pid_reuse`): a ready
+    child's comes with it, goes with it to its environment, and is let go once it ends."""
+
+    async def scenario() -> tuple[list[int], set[int], int, set[int]]:
+        async with sandboxed() as (backend, template):
+            ready = await ready_children(template)
+            while_ready = pidfds_held()
+            pid, status, _, _ = await run(backend, spec(task_root, "t"))
+            assert status == 5
+            await asyncio.sleep(0)  # the exit's callbacks
+            return ready, while_ready, pid, pidfds_held()
+
+    ready, while_ready, pid, after = asyncio.run(scenario())
+    assert set(ready) <= while_ready
+    assert pid in ready
+    assert pid not in after
+
+
 def test_a_ready_child_is_held_to_its_environments_memory(task_root: Path) -> None:
     async def scenario() -> tuple[int, int, int, bool]:
         async with sandboxed() as (backend, template):
@@ -264,10 +294,10 @@ def test_a_child_never_runs_without_the_network_namespace_it_was_given(
                 )
                 sandbox = {"procs_files": [], "plan": plan, "uid": UID_BASE - 2, "netns": True}
                 try:
-                    _, exited = await template.fork({}, "/", {}, write_fd, sandbox)
+                    child = await template.fork({}, "/", {}, write_fd, sandbox)
                 finally:
                     os.close(write_fd)
-                status = await asyncio.wait_for(exited, 20)
+                status = await asyncio.wait_for(child.exited, 20)
                 with os.fdopen(read_fd, "rb") as output:
                     results.append((status, output.read()))
             return results

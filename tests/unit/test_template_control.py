@@ -68,7 +68,8 @@ def test_a_request_given_up_on_mid_send_goes_out_whole_and_its_child_is_ended(
             with pytest.raises(asyncio.CancelledError):
                 await first
             os.kill(template.pid, signal.SIGCONT)
-            pid, _ = await asyncio.wait_for(template.fork(base, str(second_dir), {}, write_fd), 10)
+            child = await asyncio.wait_for(template.fork(base, str(second_dir), {}, write_fd), 10)
+            pid = child.pid
             for _ in range(500):  # the child moves there a moment after its fork
                 own = working_directory(pid)
                 if own != "/":

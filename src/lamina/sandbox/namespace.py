@@ -298,8 +298,11 @@ class NamespaceSandbox:
     def kill(self) -> None:
         # The runtime is process 1 of its PID namespace: killing it ends every process there.
         # Once it is known to have ended (and been reaped), its pid may be another
-        # process's: only its cgroup is left to empty.
-        if not self._exited.done():
+        # process's: only its cgroup is left to empty. A template's child is signalled
+        # through its pidfd, as its template may have reaped it before its exit is known.
+        if isinstance(self._process, TemplateChild):
+            self._process.kill()
+        elif not self._exited.done():
             with contextlib.suppress(ProcessLookupError, PermissionError):
                 os.kill(self.pid, signal.SIGKILL)
         if self.cgroup is not None:
@@ -687,7 +690,7 @@ class NamespaceBackend:
             loop = asyncio.get_running_loop()
             forked: asyncio.Future[Process] = loop.create_future()
 
-            def child(done: asyncio.Future[tuple[int, asyncio.Future[int]]]) -> None:
+            def child(done: asyncio.Future[TemplateChild]) -> None:
                 if forked.done():
                     return
                 if done.cancelled():
@@ -695,7 +698,7 @@ class NamespaceBackend:
                 elif (error := done.exception()) is not None:
                     forked.set_exception(error)
                 else:
-                    forked.set_result(TemplateChild(*done.result()))
+                    forked.set_result(done.result())
 
             forking.add_done_callback(child)
             return forked
@@ -950,7 +953,7 @@ class NamespaceBackend:
         """The same sandbox as `enter_sandbox` builds, entered by a child of the template."""
         assert self._templates is not None
         template = await self._templates.get(interpreter)
-        pid, exited = await template.fork(
+        return await template.fork(
             environment,
             mounts.TASK_ROOT,
             limits.namespace_limits(None if cgroup else memory_mb),
@@ -958,7 +961,6 @@ class NamespaceBackend:
             _template_sandbox(plan, uid, cgroup, slot),
             slot.fd if slot is not None else None,
         )
-        return TemplateChild(pid, exited)
 
     # ------------------------------------------------------------------- SnapStart
 
@@ -1460,12 +1462,15 @@ def _end_what_was_started(
         then()
         return
     process = starting.result()
-    if isinstance(process, TemplateChild) and process.exited.done():
-        # Already reaped by its template (which `close` ended): the pid may be another's.
-        then()
-        return
-    with contextlib.suppress(ProcessLookupError, PermissionError):
-        os.kill(process.pid, signal.SIGKILL)
+    if isinstance(process, TemplateChild):
+        if process.exited.done():
+            # Already reaped by its template (which `close` ended): the pid may be another's.
+            then()
+            return
+        process.kill()
+    else:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.kill(process.pid, signal.SIGKILL)
     ended: asyncio.Future[int] = asyncio.get_running_loop().create_future()
     _watch_exit(process, ended)
     ended.add_done_callback(lambda _: then())

@@ -14,6 +14,7 @@ import contextlib
 import functools
 import logging
 import os
+import select
 import signal
 import socket
 import struct
@@ -95,12 +96,12 @@ def split_frames(buffer: bytes, max_frame: int | None = None) -> tuple[list[dict
 class ZygoteSandbox(ProcessGroupSandbox):
     """A runtime forked from a template; its exit status arrives over the control socket."""
 
-    def __init__(self, pid: int, output_fd: int, tmp_dir: Path, exited: asyncio.Future[int]):
-        super().__init__(pid, output_fd, tmp_dir)
-        self._exited = exited
+    def __init__(self, child: TemplateChild, output_fd: int, tmp_dir: Path):
+        super().__init__(child.pid, output_fd, tmp_dir)
+        self._child = child
 
     async def wait(self) -> int:
-        return await asyncio.shield(self._exited)
+        return await asyncio.shield(self._child.exited)
 
 
 # How many children a sandboxed template keeps forked and waiting in a PID namespace of
@@ -144,6 +145,13 @@ class ReadyChild:
     pid: int
     assignments: socket.socket
     since: float  # when it was announced (monotonic)
+    pidfd: int  # -1 where the kernel has none
+
+    def discard(self) -> None:
+        """Let it go unassigned: closing its socket ends it."""
+        self.assignments.close()
+        if self.pidfd >= 0:
+            os.close(self.pidfd)
 
 
 # The library path a template's loader starts with: the part every function's begins with
@@ -232,10 +240,10 @@ class Template:
         self._ready_root = ready_root
         self._socket: socket.socket | None = None
         self._process: subprocess.Popen[bytes] | None = None
-        # Fork requests the template has not answered yet, in order: each answer comes with
-        # the future of that child's exit, registered before anything else can be read.
-        self._pending: list[asyncio.Future[tuple[int, asyncio.Future[int]]]] = []
-        self._exits: dict[int, asyncio.Future[int]] = {}
+        # Fork requests the template has not answered yet, in order. Each answer is the
+        # child, registered here to take its exit report before anything else can be read.
+        self._pending: list[asyncio.Future[TemplateChild]] = []
+        self._children: dict[int, TemplateChild] = {}
         self._buffer = b""
         # Descriptors the template sent, in order, until the message they came with is read.
         self._received_fds: collections.deque[int] = collections.deque()
@@ -300,7 +308,7 @@ class Template:
         output_fd: int,
         sandbox: dict[str, Any] | None = None,
         netns_fd: int | None = None,
-    ) -> tuple[int, asyncio.Future[int]]:
+    ) -> TemplateChild:
         """Fork a runtime; `sandbox` asks the child to enter the namespace sandbox first
         (a ready child takes it where there is one), and the network namespace `netns_fd`."""
         forked = await self.request_fork(environment, cwd, rlimits, output_fd, sandbox, netns_fd)
@@ -315,9 +323,9 @@ class Template:
         sandbox: dict[str, Any] | None = None,
         netns_fd: int | None = None,
         ahead: tuple[int, int] | None = None,
-    ) -> asyncio.Future[tuple[int, asyncio.Future[int]]]:
-        """`fork`'s request, once sent: the future of the child's pid and exit (a plain
-        future, which a caller that stops waiting can still follow to its end).
+    ) -> asyncio.Future[TemplateChild]:
+        """`fork`'s request, once sent: the future of the child (a plain future, which a
+        caller that stops waiting can still follow to its end).
 
         `ahead` (a runtime started ahead: its assignment pipe's read end and its waiting
         pipe's write end) goes to the template itself, never to a ready child: a ready
@@ -336,7 +344,7 @@ class Template:
         fds = [output_fd, *(ahead or ())]
         if netns_fd is not None:
             fds.append(netns_fd)
-        reply: asyncio.Future[tuple[int, asyncio.Future[int]]] = loop.create_future()
+        reply: asyncio.Future[TemplateChild] = loop.create_future()
         if ahead is None and self._ready_root is not None and self._ready_root.fits(sandbox):
             assigned = await self._assign(body, fds)
             if assigned is not None:
@@ -355,7 +363,7 @@ class Template:
         self,
         message: dict[str, Any] | bytes,
         fds: Sequence[int] = (),
-        reply: asyncio.Future[tuple[int, asyncio.Future[int]]] | None = None,
+        reply: asyncio.Future[TemplateChild] | None = None,
     ) -> None:
         """One message to the template, `fds` with its first bytes; `reply` waits for its
         answer. Replies come in request order, so `reply` joins the queue as its request
@@ -380,33 +388,31 @@ class Template:
         sending.add_done_callback(sent)
         await asyncio.shield(sending)
 
-    async def _assign(
-        self, body: bytes, fds: Sequence[int]
-    ) -> tuple[int, asyncio.Future[int]] | None:
-        """Hand the request straight to the oldest ready child that is young enough; its pid
-        and exit, or None when none took it (none ready, or all of them gone or stale)."""
+    async def _assign(self, body: bytes, fds: Sequence[int]) -> TemplateChild | None:
+        """Hand the request straight to the oldest ready child that is young enough; that
+        child, or None when none took it (none ready, or all of them gone or stale)."""
         loop = asyncio.get_running_loop()
         now = time.monotonic()
         while self._ready_children:
-            child = self._ready_children.popleft()
-            if now - child.since > READY_MAX_AGE_S:
-                # Its copy of the host's mounts is that old: let it go (closing its socket
-                # ends it) and have a new one made.
-                child.assignments.close()
+            ready = self._ready_children.popleft()
+            if now - ready.since > READY_MAX_AGE_S:
+                # Its copy of the host's mounts is that old: let it go and have a new one made.
+                ready.discard()
                 self._ask_for_ready(1)
                 continue
-            # Registered first: a child that fails at once reports its exit to this future.
-            exited: asyncio.Future[int] = loop.create_future()
-            self._exits[child.pid] = exited
+            # Registered first: a child that fails at once reports its exit to it.
+            child = TemplateChild(ready.pid, loop.create_future(), ready.pidfd)
+            self._children[ready.pid] = child
             try:
-                await send_message(child.assignments, body, fds)
+                await send_message(ready.assignments, body, fds)
             except OSError:
-                del self._exits[child.pid]  # it died meanwhile
+                del self._children[ready.pid]  # it died meanwhile
+                child.exited.set_result(-signal.SIGKILL)
                 continue
             finally:
-                child.assignments.close()
+                ready.assignments.close()
             self._ask_for_ready(1)
-            return child.pid, exited
+            return child
         return None
 
     def _ask_for_ready(self, count: int) -> None:
@@ -447,15 +453,17 @@ class Template:
             self._up.set_result(None)
         elif "pid" in message and self._pending:
             forked = int(message["pid"])
-            ended: asyncio.Future[int] = asyncio.get_running_loop().create_future()
-            self._exits[forked] = ended
+            pidfd = (
+                self._received_fds.popleft() if message.get("pidfd") and self._received_fds else -1
+            )
+            child = TemplateChild(forked, asyncio.get_running_loop().create_future(), pidfd)
+            self._children[forked] = child
             waiter = self._pending.pop(0)
             if not waiter.done():
-                waiter.set_result((forked, ended))
+                waiter.set_result(child)
             else:
                 # Its start was cancelled (and what it held released): nothing may run there.
-                with contextlib.suppress(ProcessLookupError, PermissionError):
-                    os.kill(forked, signal.SIGKILL)
+                child.kill()
         elif "error" in message and self._pending:
             # The template could not fork for this request (and lives on).
             waiter = self._pending.pop(0)
@@ -471,14 +479,15 @@ class Template:
                 return
             assignments = socket.socket(fileno=self._received_fds.popleft())
             assignments.setblocking(False)
+            pidfd = self._received_fds.popleft() if message.get("pidfd") else -1
             self._ready_children.append(
-                ReadyChild(int(message["ready_child"]), assignments, time.monotonic())
+                ReadyChild(int(message["ready_child"]), assignments, time.monotonic(), pidfd)
             )
         elif "exit" in message:
             pid = int(message["exit"])
-            exited = self._exits.pop(pid, None)
-            if exited is not None and not exited.done():
-                exited.set_result(int(message["status"]))
+            ended = self._children.pop(pid, None)
+            if ended is not None and not ended.exited.done():
+                ended.exited.set_result(int(message["status"]))
             self._drop_ready_child(pid)
 
     def _drop_ready_child(self, pid: int) -> None:
@@ -488,7 +497,7 @@ class Template:
         for child in self._ready_children:
             if child.pid == pid:
                 self._ready_children.remove(child)
-                child.assignments.close()
+                child.discard()
                 if time.monotonic() - child.since >= 1.0:
                     self._ask_for_ready(1)
                 return
@@ -496,7 +505,7 @@ class Template:
     def _close_ready_children(self) -> None:
         """Each closed socket ends its child, which was waiting on it."""
         for child in self._ready_children:
-            child.assignments.close()
+            child.discard()
         self._ready_children.clear()
         for fd in self._received_fds:
             os.close(fd)
@@ -507,9 +516,10 @@ class Template:
         assert self._socket is not None
         with contextlib.suppress(ValueError, RuntimeError):
             asyncio.get_running_loop().remove_reader(self._socket.fileno())
-        for pid in self._exits:
-            with contextlib.suppress(ProcessLookupError, PermissionError):
-                os.killpg(pid, signal.SIGKILL)
+        # Each sandboxed child is process 1 of its PID namespace, which ends with it; an
+        # unsandboxed one's group is killed as its environment is released (`kill`).
+        for child in self._children.values():
+            child.kill()
         self._end_waits("the template process exited")
         self._close_ready_children()
 
@@ -519,10 +529,10 @@ class Template:
             if not waiter.done():
                 waiter.set_exception(RuntimeError(why))
         self._pending.clear()
-        for exited in self._exits.values():
-            if not exited.done():
-                exited.set_result(-signal.SIGKILL)
-        self._exits.clear()
+        for child in self._children.values():
+            if not child.exited.done():
+                child.exited.set_result(-signal.SIGKILL)
+        self._children.clear()
 
     def close(self) -> None:
         self._close_ready_children()
@@ -537,11 +547,35 @@ class Template:
 
 
 class TemplateChild:
-    """A runtime forked by a template, seen through the Popen calls the sandboxes make."""
+    """A runtime forked by a template, seen through the Popen calls the sandboxes make.
 
-    def __init__(self, pid: int, exited: asyncio.Future[int]) -> None:
+    Its template reaps it, so once it has ended its pid may name another process, anyone's,
+    before its exit report is read here: it is signalled through its pidfd, which names it
+    alone, and by pid only where the kernel has no pidfds. The pidfd is closed once its exit
+    is known.
+    """
+
+    def __init__(self, pid: int, exited: asyncio.Future[int], pidfd: int = -1) -> None:
         self.pid = pid
         self.exited = exited
+        self._pidfd = pidfd
+        if pidfd >= 0:
+            exited.add_done_callback(self._forget_pidfd)
+
+    def _forget_pidfd(self, _: asyncio.Future[int]) -> None:
+        os.close(self._pidfd)
+        self._pidfd = -1
+
+    def kill(self) -> None:
+        """SIGKILL it, unless it has ended (a sandboxed one is process 1 of its PID
+        namespace: every process there ends with it)."""
+        if self.exited.done():
+            return
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            if self._pidfd >= 0:
+                signal.pidfd_send_signal(self._pidfd, signal.SIGKILL)
+            else:
+                os.kill(self.pid, signal.SIGKILL)
 
     def poll(self) -> int | None:
         if self.exited.done():
@@ -551,6 +585,11 @@ class TemplateChild:
         return self._gone()
 
     def _gone(self) -> int | None:
+        if self._pidfd >= 0:
+            # Readable once it has ended, reaped or not.
+            readable = select.poll()
+            readable.register(self._pidfd, select.POLLIN)
+            return -signal.SIGKILL if readable.poll(0) else None
         try:
             os.kill(self.pid, 0)
         except ProcessLookupError:
@@ -661,13 +700,13 @@ class ZygoteBackend:
         os.set_blocking(read_fd, False)
         chosen = limits.process_limits(spec.memory_mb, spec.ephemeral_mb)
         try:
-            pid, exited = await template.fork(environment, str(spec.task_root), chosen, write_fd)
+            child = await template.fork(environment, str(spec.task_root), chosen, write_fd)
         except BaseException:
             os.close(read_fd)
             raise
         finally:
             os.close(write_fd)
-        return ZygoteSandbox(pid, read_fd, tmp_dir, exited)
+        return ZygoteSandbox(child, read_fd, tmp_dir)
 
     def describe(self) -> list[tuple[str, bool, str]]:
         return [

@@ -15,12 +15,20 @@ namespace sandbox, the directory holding the `lamina` package (its sandbox code 
   started "ahead", its assignment and waiting pipes, then, for a sandbox with a network
   namespace, that namespace; "limits" maps rlimit names to [soft, hard]; "sandbox", when
   present, asks for the namespace sandbox (see `_join_cgroup_and_network`);
-- replies: 4-byte length + JSON {"pid": n} for each request, in order, and
-  {"exit": pid, "status": code} when a child ends (negative code: killed by that signal);
+- replies: 4-byte length + JSON {"pid": n, "pidfd": true} for each request, in order, the
+  child's pidfd passed with it ("pidfd" false: the kernel has none), and
+  {"exit": pid, "status": code} when a child ends (negative code: killed by that signal),
+  after the template has reaped it;
 - {"make_ready": n, "root": {"staging", "system", "hostname"}} asks for n more ready
   children, which prepare that much of the root (`mounts.prepare_root`); each is announced,
-  once made, as {"ready_child": pid} with the descriptor of the socket that assigns it its
-  environment.
+  once made, as {"ready_child": pid, "pidfd": true} with the descriptor of the socket that
+  assigns it its environment, then its pidfd.
+
+A pid alone names the child only until the template reaps it: the kernel may give it to any
+process after that, and the platform may not have read the exit report yet when it ends an
+environment. The platform signals a child through its pidfd, which names that process and no
+other. The template opens it before it replies, and reaps only from its serving loop, never
+between a fork and its reply, so the pid still names the child when it does.
 
 Ready children go as far into the sandbox as they can without knowing their environment
 (process 1 of a new PID namespace, the common part of the root), then wait. The platform
@@ -488,14 +496,15 @@ def _serve_forks(control, wake_read, wake_write):
                 pid = _fork_as_namespace_init() if request.get("sandbox") else os.fork()
             except OSError as error:
                 # This request fails (the platform raises for it); the template goes on.
-                pid, reply = -1, {"error": "the template could not fork: %s" % error}
-            else:
-                reply = {"pid": pid}
+                for fd in fds:
+                    os.close(fd)
+                send(control, {"error": "the template could not fork: %s" % error})
+                continue
             if pid == 0:
                 _in_child(_become_runtime, request, fds, control, wake_read, wake_write)
             for fd in fds:
                 os.close(fd)
-            send(control, reply)
+            _send_forked(control, {"pid": pid}, pid)
             if settle_at is not None:
                 settle_at = 0.0  # at the next idle moment: this cold start did not wait
         elif not readable and settle_at is not None:
@@ -558,8 +567,23 @@ def _make_ready(root, control, wake_read, wake_write):
         ours.close()
         _in_child(_become_ready, theirs, root, control, wake_read, wake_write)
     theirs.close()
-    send(control, {"ready_child": pid}, [ours.fileno()])
+    _send_forked(control, {"ready_child": pid}, pid, [ours.fileno()])
     ours.close()
+
+
+def _send_forked(control, message, pid, fds=()):
+    """Report a child just forked, with `fds` and then its pidfd, where the kernel has them
+    (Linux 5.3)."""
+    try:
+        pidfd = os.pidfd_open(pid)
+    except (AttributeError, OSError):
+        pidfd = None
+    message["pidfd"] = pidfd is not None
+    try:
+        send(control, message, [*fds, pidfd] if pidfd is not None else fds)
+    finally:
+        if pidfd is not None:
+            os.close(pidfd)
 
 
 if __name__ == "__main__":
