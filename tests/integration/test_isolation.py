@@ -175,7 +175,9 @@ def test_tmp_is_sized_to_ephemeral_storage_and_full_means_enospc(
     client: Any, make_function: Callable[..., str]
 ) -> None:
     # /tmp is memory-backed and counts towards MemorySize, so give memory room to spare.
-    name = make_function("fill", MemorySize=1024, EphemeralStorage={"Size": 512})
+    # Filling it takes 0.3 to 0.5 s alone; beside the suite's other servers and workers,
+    # which outweigh the environments' parent cgroup, more than the default 3 s timeout.
+    name = make_function("fill", MemorySize=1024, Timeout=60, EphemeralStorage={"Size": 512})
     result = invoke(client, name, {"limit": 600 << 20})
     assert result["outcome"] == "ENOSPC"
     assert result["size"] == 512 << 20
