@@ -65,6 +65,12 @@ elif scenario == "children":
     subprocess.Popen(["sleep", token], start_new_session=bool(os.environ.get("ESCAPE")))
     say("READY")
     time.sleep(120)
+elif scenario == "orphans":
+    token = os.environ["TOKEN"]
+    subprocess.Popen(["sleep", token], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    subprocess.Popen(["sleep", token], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    say("READY")
+    os._exit(3)  # the runtime ends on its own, leaving its children
 elif scenario == "memory":
     block = b"\x01" * (48 * 1024 * 1024)  # written, so every page is resident
     say("ALLOCATED")
@@ -268,6 +274,13 @@ def processes_with(token: str) -> list[int]:
     return found
 
 
+def kill_processes_with(token: str) -> None:
+    """What a failing test left running."""
+    for pid in processes_with(token):
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+
+
 # ---------------------------------------------------------------------------------- start
 
 
@@ -432,9 +445,7 @@ async def _kill_tree(kind: str, task_root: Path, escape: bool) -> tuple[int, boo
         finally:
             output.stop()
             sandbox.cleanup()
-            for pid in processes_with(token):
-                with contextlib.suppress(ProcessLookupError):
-                    os.kill(pid, signal.SIGKILL)
+            kill_processes_with(token)
     return status, closed, survivors
 
 
@@ -450,6 +461,35 @@ def test_kill_reaches_a_child_that_left_the_process_group(kind: str, task_root: 
     assert status == -signal.SIGKILL
     assert survivors == []
     assert closed
+
+
+def test_what_a_runtime_that_ended_leaves_behind_ends_with_its_sandbox(
+    kind: str, task_root: Path
+) -> None:
+    """A runtime that exits on its own, its children still running: once its end is known,
+    ending its sandbox (as an environment does) ends them too, whoever reaped it."""
+    token = f"{60 + uuid.uuid4().int % 1000 / 1000:.3f}"
+
+    async def scenario() -> tuple[int, list[int]]:
+        async with open_backend(kind) as backend:
+            sandbox = await backend.start(
+                make_spec(task_root, "orphans", variables={"TOKEN": token})
+            )
+            output = Output(sandbox)
+            try:
+                await output.expect(b"READY")
+                status = await asyncio.wait_for(sandbox.wait(), 10)
+                sandbox.kill()
+                await eventually(lambda: not processes_with(token), timeout=5)
+                return status, processes_with(token)
+            finally:
+                output.stop()
+                sandbox.cleanup()
+                kill_processes_with(token)
+
+    status, survivors = asyncio.run(scenario())
+    assert status == 3
+    assert survivors == []
 
 
 # ------------------------------------------------------------------------ scratch, memory

@@ -18,16 +18,19 @@ import pytest
 from lamina.runtimes.registry import RuntimeRegistry
 
 pytestmark = pytest.mark.skipif(
-    os.geteuid() != 0 or shutil.which("unshare") is None,
-    reason="a PID namespace of the test's own needs root and util-linux's unshare",
+    os.geteuid() != 0 or shutil.which("unshare") is None or not hasattr(os, "pidfd_open"),
+    reason="a PID namespace of the test's own needs root and util-linux's unshare; "
+    "the server holds children by pidfd only where the kernel has them (Linux 5.3)",
 )
 
 SRC = Path(__file__).resolve().parents[2] / "src"
 
 SCENARIO = r"""
-import asyncio, os, subprocess, sys, time
+import asyncio, os, socket, subprocess, sys, time
 
-from lamina.sandbox.zygote import Template
+from pathlib import Path
+
+from lamina.sandbox.zygote import Template, ZygoteSandbox
 
 
 def reaped(pid):
@@ -42,9 +45,13 @@ async def main(interpreter):
     template = Template(interpreter)
     await template.start()
     read_fd, write_fd = os.pipe()
+    # A Runtime API that never answers: the child waits for its first event until killed.
+    runtime_api = socket.create_server(("127.0.0.1", 0))
+    address = "127.0.0.1:%d" % runtime_api.getsockname()[1]
     try:
-        child = await template.fork({"_HANDLER": "app.handler"}, "/", {}, write_fd)
-        os.kill(child.pid, 9)  # safe: not reaped before its template reads on
+        variables = {"AWS_LAMBDA_RUNTIME_API": address, "_HANDLER": "app.handler"}
+        child = await template.fork(variables, "/", {}, write_fd)
+        os.kill(child.pid, 9)  # it waits on the Runtime API: its pid is still its own
         # Blocking, so the event loop does not read the template's exit report meanwhile.
         deadline = time.monotonic() + 10
         while not reaped(child.pid):
@@ -53,10 +60,13 @@ async def main(interpreter):
         assert not child.exited.done()
         with open("/proc/sys/kernel/ns_last_pid", "w") as last:
             last.write(str(child.pid - 1))
-        bystander = subprocess.Popen(["sleep", "30"])
+        # A session and group of its own, as every template child leads.
+        bystander = subprocess.Popen(["sleep", "30"], start_new_session=True)
         assert bystander.pid == child.pid, (bystander.pid, child.pid)
         assert child.poll() is not None, "a reaped child reads as running"
-        child.kill()  # what ending its environment does
+        # What ending its environment does, under each backend that forks from a template.
+        child.kill()
+        ZygoteSandbox(child, read_fd, Path("/tmp")).kill()
         time.sleep(0.2)
         survived = bystander.poll() is None
         bystander.kill()
@@ -65,6 +75,7 @@ async def main(interpreter):
         print(f"bystander survived={survived} status={status}")
     finally:
         template.close()
+        runtime_api.close()
         os.close(read_fd)
         os.close(write_fd)
 

@@ -103,6 +103,12 @@ class ZygoteSandbox(ProcessGroupSandbox):
     async def wait(self) -> int:
         return await asyncio.shield(self._child.exited)
 
+    def kill(self) -> None:
+        # Its tree and group are found by its pid, which is its own only until its template
+        # reaps it; the template ends what is left of its group just before that.
+        if self._child.poll() is None:
+            super().kill()
+
 
 # How many children a sandboxed template keeps forked and waiting in a PID namespace of
 # their own, for the next cold starts: each saves a cold start a fork, a hop through the
@@ -406,8 +412,10 @@ class Template:
             try:
                 await send_message(ready.assignments, body, fds)
             except OSError:
-                del self._children[ready.pid]  # it died meanwhile
-                child.exited.set_result(-signal.SIGKILL)
+                # It died meanwhile (its exit report may have come while the send waited).
+                self._children.pop(ready.pid, None)
+                if not child.exited.done():
+                    child.exited.set_result(-signal.SIGKILL)
                 continue
             finally:
                 ready.assignments.close()
@@ -451,15 +459,15 @@ class Template:
     def _dispatch(self, message: dict[str, Any]) -> None:
         if "ready" in message and self._up is not None and not self._up.done():
             self._up.set_result(None)
-        elif "pid" in message and self._pending:
+        elif "pid" in message:
             forked = int(message["pid"])
             pidfd = (
                 self._received_fds.popleft() if message.get("pidfd") and self._received_fds else -1
             )
             child = TemplateChild(forked, asyncio.get_running_loop().create_future(), pidfd)
             self._children[forked] = child
-            waiter = self._pending.pop(0)
-            if not waiter.done():
+            waiter = self._pending.pop(0) if self._pending else None
+            if waiter is not None and not waiter.done():
                 waiter.set_result(child)
             else:
                 # Its start was cancelled (and what it held released): nothing may run there.
@@ -516,10 +524,8 @@ class Template:
         assert self._socket is not None
         with contextlib.suppress(ValueError, RuntimeError):
             asyncio.get_running_loop().remove_reader(self._socket.fileno())
-        # Each sandboxed child is process 1 of its PID namespace, which ends with it; an
-        # unsandboxed one's group is killed as its environment is released (`kill`).
         for child in self._children.values():
-            child.kill()
+            child.kill_group()
         self._end_waits("the template process exited")
         self._close_ready_children()
 
@@ -576,6 +582,15 @@ class TemplateChild:
                 signal.pidfd_send_signal(self._pidfd, signal.SIGKILL)
             else:
                 os.kill(self.pid, signal.SIGKILL)
+
+    def kill_group(self) -> None:
+        """SIGKILL its session's group, which it leads, and it, while it still runs: its
+        template, which would end the group as it reaps it, is gone. (A sandboxed child
+        is process 1 of its PID namespace: everything there ends with it anyway.)"""
+        if self.poll() is None:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(self.pid, signal.SIGKILL)
+        self.kill()
 
     def poll(self) -> int | None:
         if self.exited.done():

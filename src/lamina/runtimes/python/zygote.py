@@ -18,7 +18,7 @@ namespace sandbox, the directory holding the `lamina` package (its sandbox code 
 - replies: 4-byte length + JSON {"pid": n, "pidfd": true} for each request, in order, the
   child's pidfd passed with it ("pidfd" false: the kernel has none), and
   {"exit": pid, "status": code} when a child ends (negative code: killed by that signal),
-  after the template has reaped it;
+  once the template has killed what was left in the child's process group and reaped it;
 - {"make_ready": n, "root": {"staging", "system", "hostname"}} asks for n more ready
   children, which prepare that much of the root (`mounts.prepare_root`); each is announced,
   once made, as {"ready_child": pid, "pidfd": true} with the descriptor of the socket that
@@ -414,14 +414,29 @@ def _forget_platform_modules():
         del sys.modules[name]
 
 
+# The children this template forked (not the orphans it adopts), until they are reaped.
+_forked = set()
+
+
 def _reap(control):
     while True:
         try:
-            pid, status = os.waitpid(-1, os.WNOHANG)
+            ended = os.waitid(os.P_ALL, 0, os.WEXITED | os.WNOHANG | os.WNOWAIT)
         except ChildProcessError:
             return
-        if pid == 0:
+        if ended is None:
             return
+        pid = ended.si_pid
+        if pid in _forked:
+            # Each leads a session and group of its own: what is left in it ends with it,
+            # now, while the unreaped child still holds the group's id (once reaped, the
+            # platform no longer signals that id: it may be another process's).
+            _forked.discard(pid)
+            try:
+                os.killpg(pid, signal.SIGKILL)
+            except OSError:
+                pass
+        _, status = os.waitpid(pid, 0)
         code = -os.WTERMSIG(status) if os.WIFSIGNALED(status) else os.WEXITSTATUS(status)
         send(control, {"exit": pid, "status": code})
 
@@ -502,6 +517,7 @@ def _serve_forks(control, wake_read, wake_write):
                 continue
             if pid == 0:
                 _in_child(_become_runtime, request, fds, control, wake_read, wake_write)
+            _forked.add(pid)
             for fd in fds:
                 os.close(fd)
             _send_forked(control, {"pid": pid}, pid)
@@ -566,9 +582,12 @@ def _make_ready(root, control, wake_read, wake_write):
     if pid == 0:
         ours.close()
         _in_child(_become_ready, theirs, root, control, wake_read, wake_write)
+    _forked.add(pid)
     theirs.close()
-    _send_forked(control, {"ready_child": pid}, pid, [ours.fileno()])
-    ours.close()
+    try:
+        _send_forked(control, {"ready_child": pid}, pid, [ours.fileno()])
+    finally:
+        ours.close()  # unannounced, the child reads its end closed and ends
 
 
 def _send_forked(control, message, pid, fds=()):
