@@ -461,9 +461,7 @@ class Template:
             self._up.set_result(None)
         elif "pid" in message:
             forked = int(message["pid"])
-            pidfd = (
-                self._received_fds.popleft() if message.get("pidfd") and self._received_fds else -1
-            )
+            pidfd = self._pidfd_with(message)
             child = TemplateChild(forked, asyncio.get_running_loop().create_future(), pidfd)
             self._children[forked] = child
             waiter = self._pending.pop(0) if self._pending else None
@@ -487,9 +485,13 @@ class Template:
                 return
             assignments = socket.socket(fileno=self._received_fds.popleft())
             assignments.setblocking(False)
-            pidfd = self._received_fds.popleft() if message.get("pidfd") else -1
             self._ready_children.append(
-                ReadyChild(int(message["ready_child"]), assignments, time.monotonic(), pidfd)
+                ReadyChild(
+                    int(message["ready_child"]),
+                    assignments,
+                    time.monotonic(),
+                    self._pidfd_with(message),
+                )
             )
         elif "exit" in message:
             pid = int(message["exit"])
@@ -497,6 +499,13 @@ class Template:
             if ended is not None and not ended.exited.done():
                 ended.exited.set_result(int(message["status"]))
             self._drop_ready_child(pid)
+
+    def _pidfd_with(self, message: dict[str, Any]) -> int:
+        """The pidfd that came with a report of a child forked, its message's last
+        descriptor (-1: the template's kernel has none)."""
+        if message.get("pidfd") and self._received_fds:
+            return self._received_fds.popleft()
+        return -1
 
     def _drop_ready_child(self, pid: int) -> None:
         """A ready child that ended before it was assigned (killed, or out of memory): one

@@ -587,7 +587,9 @@ def _make_ready(root, control, wake_read, wake_write):
     try:
         _send_forked(control, {"ready_child": pid}, pid, [ours.fileno()])
     finally:
-        ours.close()  # unannounced, the child reads its end closed and ends
+        # Once announced, the platform holds its own copy; if not, the child reads its end
+        # closed and ends.
+        ours.close()
 
 
 def _send_forked(control, message, pid, fds=()):
